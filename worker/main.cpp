@@ -1,0 +1,13 @@
+// moeserve-worker: flags -> components. Each command lives in worker/server or
+// worker/engine; this file only names them.
+#include <vector>
+
+#include "common/cli.h"
+
+int main(int argc, char** argv) {
+  const std::vector<moeserve::Command> commands = {};
+  return moeserve::run_cli(
+      "moeserve-worker",
+      "Inference engine for DeepSeek-V3-family MoE checkpoints (Hugging Face format).", commands,
+      argc, argv);
+}
