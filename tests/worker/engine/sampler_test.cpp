@@ -1,0 +1,181 @@
+#include "worker/engine/sampler.h"
+
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <cmath>
+#include <random>
+#include <set>
+#include <vector>
+
+namespace moeserve::engine {
+namespace {
+
+std::vector<float> random_logits(int32_t n, uint32_t seed) {
+  std::mt19937 gen(seed);
+  std::normal_distribution<float> dist(0.0f, 2.0f);
+  std::vector<float> logits(n);
+  for (float& v : logits) v = dist(gen);
+  return logits;
+}
+
+// Logits whose softmax is exactly `probs`.
+std::vector<float> logits_of(const std::vector<double>& probs) {
+  std::vector<float> logits;
+  for (double p : probs) logits.push_back(static_cast<float>(std::log(p)));
+  return logits;
+}
+
+std::vector<double> frequencies(Sampler& sampler, const std::vector<float>& logits, int draws) {
+  std::vector<double> counts(logits.size(), 0.0);
+  for (int i = 0; i < draws; ++i) {
+    counts[sampler.sample(logits.data(), static_cast<int32_t>(logits.size())).token] += 1.0;
+  }
+  for (double& c : counts) c /= draws;
+  return counts;
+}
+
+TEST(SamplerTest, ValidateNamesTheBadParameter) {
+  EXPECT_TRUE(validate(SamplingParams{}).ok());
+  SamplingParams p;
+  p.temperature = -1.0;
+  EXPECT_NE(validate(p).message().find("temperature"), std::string::npos);
+  p = SamplingParams{};
+  p.top_p = 0.0;
+  EXPECT_NE(validate(p).message().find("top_p"), std::string::npos);
+  p = SamplingParams{};
+  p.top_k = -2;
+  EXPECT_NE(validate(p).message().find("top_k"), std::string::npos);
+  p = SamplingParams{};
+  p.top_logprobs = kMaxTopLogprobs + 1;
+  EXPECT_NE(validate(p).message().find("top_logprobs"), std::string::npos);
+}
+
+TEST(RngTest, SameSeedSameStreamDifferentSeedDifferentStream) {
+  Rng a(42), b(42), c(43);
+  for (int i = 0; i < 100; ++i) {
+    const uint64_t x = a.next();
+    EXPECT_EQ(x, b.next());
+    EXPECT_NE(x, c.next());
+  }
+  Rng u(7);
+  double sum = 0.0;
+  for (int i = 0; i < 10000; ++i) {
+    const double v = u.uniform();
+    ASSERT_GE(v, 0.0);
+    ASSERT_LT(v, 1.0);
+    sum += v;
+  }
+  EXPECT_NEAR(sum / 10000, 0.5, 0.02);
+}
+
+TEST(SamplerTest, GreedyPicksTheArgmaxAndTiesGoToTheLowerId) {
+  const std::vector<float> logits = {0.5f, 2.0f, -1.0f, 2.0f, 1.0f};
+  Sampler sampler(SamplingParams{});
+  EXPECT_EQ(sampler.sample(logits.data(), 5).token, 1);
+  auto random = random_logits(1000, 3);
+  int32_t best = 0;
+  for (int32_t i = 0; i < 1000; ++i) best = random[i] > random[best] ? i : best;
+  EXPECT_EQ(sampler.sample(random.data(), 1000).token, best);
+}
+
+TEST(SamplerTest, LogprobsAreLogSoftmaxOfTheRawLogits) {
+  const auto logits = random_logits(500, 11);
+  SamplingParams params;
+  params.temperature = 0.7;
+  params.top_logprobs = 5;
+  params.seed = 9;
+  Sampler sampler(params);
+  const SampleResult r = sampler.sample(logits.data(), 500);
+
+  double max = logits[0];
+  for (float v : logits) max = std::max<double>(max, v);
+  double sum = 0.0;
+  for (float v : logits) sum += std::exp(v - max);
+  auto reference = [&](int32_t t) { return logits[t] - max - std::log(sum); };
+
+  EXPECT_NEAR(r.logprob, reference(r.token), 1e-5);
+  EXPECT_NEAR(token_logprob(logits.data(), 500, 17), reference(17), 1e-5);
+  ASSERT_EQ(r.top.size(), 5u);
+  std::vector<int32_t> ids(500);
+  for (int32_t i = 0; i < 500; ++i) ids[i] = i;
+  std::sort(ids.begin(), ids.end(), [&](int32_t a, int32_t b) { return logits[a] > logits[b]; });
+  for (size_t i = 0; i < 5; ++i) {
+    EXPECT_EQ(r.top[i].token, ids[i]);
+    EXPECT_NEAR(r.top[i].logprob, reference(ids[i]), 1e-5);
+  }
+}
+
+TEST(SamplerTest, TemperatureSamplingFollowsTheScaledSoftmax) {
+  const std::vector<double> probs = {0.4, 0.3, 0.2, 0.1};
+  SamplingParams params;
+  params.temperature = 0.5;  // squares the probabilities before renormalising
+  params.seed = 1;
+  Sampler sampler(params);
+  const auto freq = frequencies(sampler, logits_of(probs), 40000);
+  const double z = 0.16 + 0.09 + 0.04 + 0.01;
+  for (size_t i = 0; i < probs.size(); ++i) EXPECT_NEAR(freq[i], probs[i] * probs[i] / z, 0.01);
+}
+
+TEST(SamplerTest, TopKKeepsOnlyTheKMostLikelyTokens) {
+  const std::vector<double> probs = {0.1, 0.35, 0.05, 0.3, 0.2};
+  SamplingParams params;
+  params.temperature = 1.0;
+  params.top_k = 2;
+  params.seed = 2;
+  Sampler sampler(params);
+  const auto freq = frequencies(sampler, logits_of(probs), 20000);
+  EXPECT_EQ(freq[0] + freq[2] + freq[4], 0.0);
+  EXPECT_NEAR(freq[1], 0.35 / 0.65, 0.015);
+  EXPECT_NEAR(freq[3], 0.3 / 0.65, 0.015);
+}
+
+TEST(SamplerTest, TopPKeepsTheSmallestPrefixReachingP) {
+  const std::vector<double> probs = {0.15, 0.5, 0.05, 0.3};
+  SamplingParams params;
+  params.temperature = 1.0;
+  params.top_p = 0.7;  // 0.5 < 0.7 <= 0.5 + 0.3: keeps tokens 1 and 3
+  params.seed = 3;
+  Sampler sampler(params);
+  const auto freq = frequencies(sampler, logits_of(probs), 20000);
+  EXPECT_EQ(freq[0] + freq[2], 0.0);
+  EXPECT_NEAR(freq[1], 0.5 / 0.8, 0.015);
+  EXPECT_NEAR(freq[3], 0.3 / 0.8, 0.015);
+
+  params.top_p = 0.01;  // always at least the most likely token
+  Sampler narrow(params);
+  EXPECT_EQ(frequencies(narrow, logits_of(probs), 200)[1], 1.0);
+}
+
+TEST(SamplerTest, SameSeedGivesTheSameTokens) {
+  const auto logits = random_logits(300, 5);
+  SamplingParams params;
+  params.temperature = 1.2;
+  params.top_p = 0.9;
+  params.top_k = 50;
+  params.seed = 1234;
+  Sampler a(params), b(params);
+  params.seed = 1235;
+  Sampler c(params);
+  int differences = 0;
+  for (int i = 0; i < 50; ++i) {
+    const int32_t t = a.sample(logits.data(), 300).token;
+    EXPECT_EQ(t, b.sample(logits.data(), 300).token);
+    differences += t != c.sample(logits.data(), 300).token;
+  }
+  EXPECT_GT(differences, 0);
+}
+
+TEST(SamplerTest, StopTokensAreFlagged) {
+  const std::vector<float> logits = {0.0f, 1.0f, 5.0f};
+  SamplingParams params;
+  params.stop_token_ids = {2};
+  Sampler sampler(params);
+  const SampleResult r = sampler.sample(logits.data(), 3);
+  EXPECT_EQ(r.token, 2);
+  EXPECT_TRUE(r.stop);
+  EXPECT_FALSE(sampler.is_stop(1));
+}
+
+}  // namespace
+}  // namespace moeserve::engine

@@ -1,0 +1,150 @@
+#include "worker/engine/sampler.h"
+
+#include <algorithm>
+#include <cmath>
+#include <string>
+#include <utility>
+
+namespace moeserve::engine {
+namespace {
+
+uint64_t splitmix64(uint64_t& x) {
+  uint64_t z = (x += 0x9e3779b97f4a7c15ULL);
+  z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
+  z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
+  return z ^ (z >> 31);
+}
+
+uint64_t rotl(uint64_t x, int k) { return (x << k) | (x >> (64 - k)); }
+
+// Orders token ids by descending logit, ties by ascending id.
+struct ByLogit {
+  const float* logits;
+  bool operator()(int32_t a, int32_t b) const {
+    return logits[a] > logits[b] || (logits[a] == logits[b] && a < b);
+  }
+};
+
+double log_sum_exp(const float* logits, int32_t vocab_size) {
+  const float max = *std::max_element(logits, logits + vocab_size);
+  double sum = 0.0;
+  for (int32_t i = 0; i < vocab_size; ++i) sum += std::exp(static_cast<double>(logits[i]) - max);
+  return static_cast<double>(max) + std::log(sum);
+}
+
+}  // namespace
+
+Status validate(const SamplingParams& params) {
+  if (!(params.temperature >= 0.0) || !std::isfinite(params.temperature)) {
+    return invalid_argument_error("temperature must be a finite number >= 0, got " +
+                                  std::to_string(params.temperature));
+  }
+  if (!(params.top_p > 0.0 && params.top_p <= 1.0)) {
+    return invalid_argument_error("top_p must be in (0, 1], got " + std::to_string(params.top_p));
+  }
+  if (params.top_k < 0) {
+    return invalid_argument_error("top_k must be >= 0 (0 disables it), got " +
+                                  std::to_string(params.top_k));
+  }
+  if (params.top_logprobs < 0 || params.top_logprobs > kMaxTopLogprobs) {
+    return invalid_argument_error("top_logprobs must be in [0, " + std::to_string(kMaxTopLogprobs) +
+                                  "], got " + std::to_string(params.top_logprobs));
+  }
+  return ok_status();
+}
+
+Rng::Rng(uint64_t seed) {
+  for (uint64_t& s : state_) s = splitmix64(seed);
+}
+
+uint64_t Rng::next() {
+  const uint64_t result = rotl(state_[1] * 5, 7) * 9;
+  const uint64_t t = state_[1] << 17;
+  state_[2] ^= state_[0];
+  state_[3] ^= state_[1];
+  state_[1] ^= state_[2];
+  state_[0] ^= state_[3];
+  state_[2] ^= t;
+  state_[3] = rotl(state_[3], 45);
+  return result;
+}
+
+double Rng::uniform() { return static_cast<double>(next() >> 11) * 0x1.0p-53; }
+
+int32_t argmax(const float* logits, int32_t vocab_size) {
+  int32_t best = 0;
+  for (int32_t i = 1; i < vocab_size; ++i) {
+    if (logits[i] > logits[best]) best = i;
+  }
+  return best;
+}
+
+float token_logprob(const float* logits, int32_t vocab_size, int32_t token) {
+  return static_cast<float>(static_cast<double>(logits[token]) - log_sum_exp(logits, vocab_size));
+}
+
+Sampler::Sampler(SamplingParams params) : params_(std::move(params)), rng_(params_.seed) {}
+
+bool Sampler::is_stop(int32_t token) const {
+  return std::find(params_.stop_token_ids.begin(), params_.stop_token_ids.end(), token) !=
+         params_.stop_token_ids.end();
+}
+
+int32_t Sampler::draw(const float* logits, int32_t vocab_size) {
+  if (params_.temperature <= 0.0) return argmax(logits, vocab_size);
+  const double inv_temperature = 1.0 / params_.temperature;
+  const float max = *std::max_element(logits, logits + vocab_size);
+  const bool truncate = params_.top_k > 0 || params_.top_p < 1.0;
+
+  order_.resize(vocab_size);
+  for (int32_t i = 0; i < vocab_size; ++i) order_[i] = i;
+  int32_t candidates = vocab_size;
+  if (params_.top_k > 0 && params_.top_k < vocab_size) {
+    candidates = params_.top_k;
+    std::partial_sort(order_.begin(), order_.begin() + candidates, order_.end(), ByLogit{logits});
+  } else if (truncate) {
+    std::sort(order_.begin(), order_.end(), ByLogit{logits});
+  }
+
+  weights_.resize(candidates);
+  double total = 0.0;
+  for (int32_t i = 0; i < candidates; ++i) {
+    weights_[i] = std::exp((static_cast<double>(logits[order_[i]]) - max) * inv_temperature);
+    total += weights_[i];
+  }
+  if (params_.top_p < 1.0) {
+    // Keep the most likely prefix whose mass reaches top_p (order_ is sorted here).
+    double kept = 0.0;
+    int32_t n = 0;
+    while (n < candidates && (n == 0 || kept < params_.top_p * total)) kept += weights_[n++];
+    candidates = n;
+    total = kept;
+  }
+  double u = rng_.uniform() * total;
+  for (int32_t i = 0; i < candidates; ++i) {
+    u -= weights_[i];
+    if (u < 0.0) return order_[i];
+  }
+  return order_[candidates - 1];
+}
+
+SampleResult Sampler::sample(const float* logits, int32_t vocab_size) {
+  SampleResult result;
+  result.token = draw(logits, vocab_size);
+  const double lse = log_sum_exp(logits, vocab_size);
+  result.logprob = static_cast<float>(static_cast<double>(logits[result.token]) - lse);
+  if (params_.top_logprobs > 0) {
+    const int32_t n = std::min(params_.top_logprobs, vocab_size);
+    order_.resize(vocab_size);
+    for (int32_t i = 0; i < vocab_size; ++i) order_[i] = i;
+    std::partial_sort(order_.begin(), order_.begin() + n, order_.end(), ByLogit{logits});
+    for (int32_t i = 0; i < n; ++i) {
+      result.top.push_back(
+          {order_[i], static_cast<float>(static_cast<double>(logits[order_[i]]) - lse)});
+    }
+  }
+  result.stop = is_stop(result.token);
+  return result;
+}
+
+}  // namespace moeserve::engine

@@ -1,0 +1,87 @@
+// Token sampling from a row of logits: greedy, temperature, top-k, top-p, with a
+// per-request seeded PRNG, stop tokens, and log-probabilities.
+//
+// Order of operations (as in vLLM and HF generate): temperature 0 picks the argmax
+// (ties go to the lower token id). Otherwise logits are divided by the temperature, the
+// top_k largest are kept (0 = all), then the smallest set of most likely tokens whose
+// probability reaches top_p (1 = all, at least one token is always kept), and one
+// token is drawn from the renormalised distribution.
+//
+// Log-probabilities are those of the model's distribution, log_softmax of the raw
+// logits (before temperature and truncation), for the chosen token and for the
+// `top_logprobs` most likely tokens.
+//
+// Determinism: the same seed and the same logits give the same tokens on every
+// machine (splitmix64-seeded xoshiro256**, no std:: distributions). A Sampler belongs
+// to one request and is not thread-safe.
+#pragma once
+
+#include <cstdint>
+#include <vector>
+
+#include "common/status.h"
+
+namespace moeserve::engine {
+
+inline constexpr int32_t kMaxTopLogprobs = 20;
+
+struct SamplingParams {
+  double temperature = 0.0;  // 0: greedy
+  int32_t top_k = 0;         // 0: no limit
+  double top_p = 1.0;        // in (0, 1]
+  uint64_t seed = 0;
+  int32_t top_logprobs = 0;  // alternatives to report, [0, kMaxTopLogprobs]
+  std::vector<int32_t> stop_token_ids;
+};
+
+// invalid_argument naming the parameter when out of range.
+Status validate(const SamplingParams& params);
+
+// xoshiro256** seeded through splitmix64.
+class Rng {
+ public:
+  explicit Rng(uint64_t seed);
+  uint64_t next();
+  // Uniform in [0, 1) with 53 random bits.
+  double uniform();
+
+ private:
+  uint64_t state_[4];
+};
+
+struct TokenLogprob {
+  int32_t token = 0;
+  float logprob = 0.0f;
+};
+
+struct SampleResult {
+  int32_t token = 0;
+  float logprob = 0.0f;           // of `token` under the model's distribution
+  std::vector<TokenLogprob> top;  // top_logprobs most likely tokens, descending
+  bool stop = false;              // token is one of the stop tokens
+};
+
+class Sampler {
+ public:
+  // Precondition: validate(params).ok().
+  explicit Sampler(SamplingParams params);
+
+  SampleResult sample(const float* logits, int32_t vocab_size);
+  bool is_stop(int32_t token) const;
+  const SamplingParams& params() const { return params_; }
+
+ private:
+  int32_t draw(const float* logits, int32_t vocab_size);
+
+  SamplingParams params_;
+  Rng rng_;
+  std::vector<int32_t> order_;   // scratch: candidate ids
+  std::vector<double> weights_;  // scratch: candidate probabilities
+};
+
+// log_softmax(logits)[token] computed stably in double.
+float token_logprob(const float* logits, int32_t vocab_size, int32_t token);
+// Index of the largest logit; ties go to the lower index.
+int32_t argmax(const float* logits, int32_t vocab_size);
+
+}  // namespace moeserve::engine
