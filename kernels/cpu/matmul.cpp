@@ -1,0 +1,121 @@
+#include "kernels/cpu/matmul.h"
+
+#include <algorithm>
+#include <vector>
+
+#include "kernels/cpu/convert.h"
+#include "kernels/cpu/isa.h"
+#include "kernels/cpu/matmul_impl.h"
+#include "kernels/cpu/thread_pool.h"
+
+namespace moeserve::kernels {
+namespace {
+
+// Rows are handed to threads in multiples of this (the AVX2 kernel's row tile; a divisor
+// of the FP8 block so tiles never straddle two scale rows).
+constexpr int64_t kRowGroup = 4;
+// Below this many multiply-adds the hand-off to other threads costs more than it saves.
+constexpr int64_t kMinParallelWork = 1 << 16;
+
+int64_t scale_cols(const WeightView& w) { return (w.cols + kFp8BlockSize - 1) / kFp8BlockSize; }
+
+}  // namespace
+
+namespace internal {
+
+float weight_element(const WeightView& w, int64_t row, int64_t col) {
+  const int64_t index = row * w.cols + col;
+  switch (w.type) {
+    case WeightType::kF32: return static_cast<const float*>(w.data)[index];
+    case WeightType::kBF16: return bf16_to_f32(static_cast<const uint16_t*>(w.data)[index]);
+    case WeightType::kFP8E4M3:
+      return fp8_e4m3_to_f32(static_cast<const uint8_t*>(w.data)[index]) *
+             w.scale_inv[(row / kFp8BlockSize) * scale_cols(w) + col / kFp8BlockSize];
+  }
+  return 0.0f;
+}
+
+float dot_scalar(const float* a, const float* b, int64_t n) {
+  // Eight independent partial sums: the same association as the vector kernels use, and
+  // no loop-carried dependency on a single accumulator.
+  float partial[8] = {};
+  int64_t i = 0;
+  for (; i + 8 <= n; i += 8) {
+    for (int j = 0; j < 8; ++j) partial[j] += a[i + j] * b[i + j];
+  }
+  for (; i < n; ++i) partial[0] += a[i] * b[i];
+  return ((partial[0] + partial[4]) + (partial[1] + partial[5])) +
+         ((partial[2] + partial[6]) + (partial[3] + partial[7]));
+}
+
+void matmul_rows_scalar(const WeightView& w, const float* x, int64_t tokens, float* y,
+                        int64_t row_begin, int64_t row_end) {
+  thread_local std::vector<float> row_values;
+  row_values.resize(static_cast<size_t>(w.cols));
+  for (int64_t r = row_begin; r < row_end; ++r) {
+    dequantize_row(w, r, row_values.data());
+    for (int64_t t = 0; t < tokens; ++t) {
+      y[t * w.rows + r] = dot_scalar(row_values.data(), x + t * w.cols, w.cols);
+    }
+  }
+}
+
+}  // namespace internal
+
+int64_t weight_bytes(const WeightView& w) {
+  const int64_t element = w.type == WeightType::kF32 ? 4 : w.type == WeightType::kBF16 ? 2 : 1;
+  return w.rows * w.cols * element;
+}
+
+void dequantize_row(const WeightView& w, int64_t row, float* out) {
+  const int64_t base = row * w.cols;
+  switch (w.type) {
+    case WeightType::kF32: {
+      const float* data = static_cast<const float*>(w.data) + base;
+      std::copy(data, data + w.cols, out);
+      return;
+    }
+    case WeightType::kBF16: {
+      const uint16_t* data = static_cast<const uint16_t*>(w.data) + base;
+      for (int64_t c = 0; c < w.cols; ++c) out[c] = bf16_to_f32(data[c]);
+      return;
+    }
+    case WeightType::kFP8E4M3: {
+      const uint8_t* data = static_cast<const uint8_t*>(w.data) + base;
+      const float* scales = w.scale_inv + (row / kFp8BlockSize) * scale_cols(w);
+      for (int64_t c = 0; c < w.cols; ++c) {
+        out[c] = fp8_e4m3_to_f32(data[c]) * scales[c / kFp8BlockSize];
+      }
+      return;
+    }
+  }
+}
+
+void matmul_reference(const WeightView& w, const float* x, int64_t tokens, float* y) {
+  for (int64_t t = 0; t < tokens; ++t) {
+    for (int64_t r = 0; r < w.rows; ++r) {
+      double sum = 0.0;
+      for (int64_t c = 0; c < w.cols; ++c) {
+        sum += static_cast<double>(internal::weight_element(w, r, c)) * x[t * w.cols + c];
+      }
+      y[t * w.rows + r] = static_cast<float>(sum);
+    }
+  }
+}
+
+void matmul(const WeightView& w, const float* x, int64_t tokens, float* y, ThreadPool* pool) {
+  if (w.rows <= 0 || tokens <= 0) return;
+  const auto rows_fn =
+      active_isa() == Isa::kAvx2 ? internal::matmul_rows_avx2 : internal::matmul_rows_scalar;
+  const int64_t groups = (w.rows + kRowGroup - 1) / kRowGroup;
+  const auto run = [&](int64_t group_begin, int64_t group_end) {
+    rows_fn(w, x, tokens, y, group_begin * kRowGroup, std::min(group_end * kRowGroup, w.rows));
+  };
+  if (pool != nullptr && pool->size() > 1 && w.rows * w.cols * tokens >= kMinParallelWork) {
+    pool->parallel_for(groups, run);
+  } else {
+    run(0, groups);
+  }
+}
+
+}  // namespace moeserve::kernels

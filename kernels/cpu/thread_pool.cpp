@@ -1,0 +1,102 @@
+#include "kernels/cpu/thread_pool.h"
+
+#include <algorithm>
+
+namespace moeserve::kernels {
+namespace {
+
+// About 50-100 microseconds of spinning: longer than the gap between consecutive matmuls of
+// a decode step, far shorter than the gap between requests.
+constexpr int kSpinIterations = 4000;
+constexpr int kWaitSpinsBeforeYield = 1 << 14;
+
+thread_local bool t_inside_pool_chunk = false;
+
+inline void cpu_relax() {
+#if defined(__x86_64__) || defined(__i386__)
+  __builtin_ia32_pause();
+#endif
+}
+
+}  // namespace
+
+ThreadPool::ThreadPool(int threads) {
+  int total = threads > 0 ? threads : static_cast<int>(std::thread::hardware_concurrency());
+  total = std::max(total, 1);
+  workers_.reserve(total - 1);
+  for (int i = 0; i < total - 1; ++i) workers_.emplace_back([this, i] { worker_loop(i + 1); });
+}
+
+ThreadPool::~ThreadPool() {
+  {
+    std::lock_guard<std::mutex> lock(wake_mu_);
+    stop_ = true;
+  }
+  wake_cv_.notify_all();
+  for (auto& worker : workers_) worker.join();
+}
+
+void ThreadPool::run_chunk(int chunk) const {
+  if (chunk >= job_chunks_) return;
+  const int64_t begin = job_n_ * chunk / job_chunks_;
+  const int64_t end = job_n_ * (chunk + 1) / job_chunks_;
+  t_inside_pool_chunk = true;
+  (*job_fn_)(begin, end);
+  t_inside_pool_chunk = false;
+}
+
+void ThreadPool::parallel_for(int64_t n, const std::function<void(int64_t, int64_t)>& fn) {
+  if (n <= 0) return;
+  if (workers_.empty() || n == 1 || t_inside_pool_chunk) {
+    fn(0, n);
+    return;
+  }
+  std::lock_guard<std::mutex> call_lock(call_mu_);
+  job_fn_ = &fn;
+  job_n_ = n;
+  job_chunks_ = static_cast<int>(std::min<int64_t>(n, size()));
+  pending_.store(static_cast<int>(workers_.size()), std::memory_order_relaxed);
+  bool wake = false;
+  {
+    // Workers decide to sleep under wake_mu_ after re-checking generation_, so bumping it
+    // under the same mutex means each worker either sees the new job or is counted here.
+    std::lock_guard<std::mutex> lock(wake_mu_);
+    generation_.fetch_add(1, std::memory_order_release);
+    wake = sleeping_ > 0;
+  }
+  if (wake) wake_cv_.notify_all();
+  run_chunk(0);
+  int spins = 0;
+  while (pending_.load(std::memory_order_acquire) != 0) {
+    if (++spins < kWaitSpinsBeforeYield) {
+      cpu_relax();
+    } else {
+      std::this_thread::yield();
+    }
+  }
+}
+
+void ThreadPool::worker_loop(int index) {
+  uint64_t seen = 0;
+  while (true) {
+    uint64_t current = generation_.load(std::memory_order_acquire);
+    for (int i = 0; i < kSpinIterations && current == seen; ++i) {
+      cpu_relax();
+      current = generation_.load(std::memory_order_acquire);
+    }
+    if (current == seen) {
+      std::unique_lock<std::mutex> lock(wake_mu_);
+      ++sleeping_;
+      wake_cv_.wait(lock,
+                    [&] { return stop_ || generation_.load(std::memory_order_acquire) != seen; });
+      --sleeping_;
+      if (stop_) return;
+      current = generation_.load(std::memory_order_acquire);
+    }
+    seen = current;
+    run_chunk(index);
+    pending_.fetch_sub(1, std::memory_order_acq_rel);
+  }
+}
+
+}  // namespace moeserve::kernels
