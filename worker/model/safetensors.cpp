@@ -331,9 +331,17 @@ Status write_safetensors(const std::string& path, const std::vector<TensorWrite>
     for (const auto& [key, value] : metadata) meta[key] = value;
     header["__metadata__"] = meta;
   }
+  std::vector<const TensorWrite*> order;
+  for (const TensorWrite& t : tensors) order.push_back(&t);
+  std::stable_sort(order.begin(), order.end(), [](const TensorWrite* a, const TensorWrite* b) {
+    const size_t sa = dtype_size(a->dtype);
+    const size_t sb = dtype_size(b->dtype);
+    return sa != sb ? sa > sb : a->name < b->name;
+  });
   uint64_t offset = 0;
   std::set<std::string> names;
-  for (const TensorWrite& t : tensors) {
+  for (const TensorWrite* tensor : order) {
+    const TensorWrite& t = *tensor;
     if (!names.insert(t.name).second) {
       return invalid_argument_error(path + ": tensor " + t.name + " written twice");
     }
@@ -362,9 +370,9 @@ Status write_safetensors(const std::string& path, const std::vector<TensorWrite>
   for (size_t i = 0; i < kLengthPrefixBytes; ++i) length[i] = static_cast<uint8_t>(n >> (8 * i));
   out.write(reinterpret_cast<const char*>(length), kLengthPrefixBytes);
   out.write(header_text.data(), static_cast<std::streamsize>(header_text.size()));
-  for (const TensorWrite& t : tensors) {
-    out.write(reinterpret_cast<const char*>(t.data.data()),
-              static_cast<std::streamsize>(t.data.size()));
+  for (const TensorWrite* t : order) {
+    out.write(reinterpret_cast<const char*>(t->data.data()),
+              static_cast<std::streamsize>(t->data.size()));
   }
   out.close();
   if (!out) return internal_error(path + ": write failed");

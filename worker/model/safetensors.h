@@ -95,9 +95,10 @@ struct TensorWrite {
   std::span<const uint8_t> data;
 };
 
-// Writes a safetensors file: tensors in the given order, contiguous, header padded with
-// spaces to a multiple of 8 bytes (so data starts 8-byte aligned), as the reference
-// implementation does. Names must be unique.
+// Writes a safetensors file as the reference implementation does: header padded with
+// spaces to a multiple of 8 bytes, data contiguous, tensors ordered by element size
+// (largest first) then name, so every tensor is aligned to its element size (F32 block
+// scales can be read in place). Names must be unique.
 Status write_safetensors(const std::string& path, const std::vector<TensorWrite>& tensors,
                          const std::map<std::string, std::string>& metadata = {});
 

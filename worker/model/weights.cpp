@@ -1,0 +1,367 @@
+#include "worker/model/weights.h"
+
+#include <sys/mman.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cstring>
+#include <initializer_list>
+#include <set>
+
+#include "common/log.h"
+
+namespace moeserve::model {
+namespace {
+
+constexpr int64_t kBlock = 128;
+
+std::string dims_string(std::initializer_list<int64_t> dims) {
+  std::string out = "[";
+  for (auto it = dims.begin(); it != dims.end(); ++it) {
+    if (it != dims.begin()) out += ", ";
+    out += std::to_string(*it);
+  }
+  return out + "]";
+}
+
+std::string dtypes_string(std::initializer_list<DType> dtypes) {
+  std::string out;
+  for (DType d : dtypes) {
+    if (!out.empty()) out += ", ";
+    out += dtype_name(d);
+  }
+  return out;
+}
+
+bool is_aligned(const void* p, size_t alignment) {
+  return reinterpret_cast<uintptr_t>(p) % alignment == 0;
+}
+
+// Reads one element of a F32 or BF16 tensor as float (unaligned-safe).
+float load_float(DType dtype, const uint8_t* data, int64_t i) {
+  if (dtype == DType::kF32) {
+    float v;
+    std::memcpy(&v, data + i * 4, 4);
+    return v;
+  }
+  uint16_t bits;
+  std::memcpy(&bits, data + i * 2, 2);
+  return bf16_to_float(bits);
+}
+
+// Binds tensors by name with a sticky first error, so the layer structure reads as a
+// flat list of the checkpoint's names. Records every name it consumed.
+class Binder {
+ public:
+  Binder(const ModelConfig& config, const SafetensorsCheckpoint& checkpoint, std::string source)
+      : config_(config), checkpoint_(checkpoint), source_(std::move(source)) {}
+
+  // A matrix [rows, cols]; F8_E4M3 only with its block scales.
+  Linear linear(const std::string& name, int64_t rows, int64_t cols, bool allow_fp8 = true) {
+    Linear out;
+    const TensorView* view =
+        require(name, {rows, cols},
+                allow_fp8 ? std::initializer_list<DType>{DType::kBF16, DType::kF32, DType::kF8E4M3}
+                          : std::initializer_list<DType>{DType::kBF16, DType::kF32});
+    if (view == nullptr) return out;
+    out.name = name;
+    out.dtype = view->dtype;
+    out.data = view->data;
+    out.rows = rows;
+    out.cols = cols;
+    if (view->dtype == DType::kF8E4M3) out.scale_inv = scales(*view, rows, cols);
+    return out;
+  }
+
+  // Like linear(), but absent is fine: returns `fallback` then.
+  Linear optional_linear(const std::string& name, int64_t rows, int64_t cols,
+                         const Linear& fallback) {
+    if (checkpoint_.find(name) == nullptr) return fallback;
+    return linear(name, rows, cols, /*allow_fp8=*/false);
+  }
+
+  // A small F32 or BF16 vector, converted to float.
+  std::vector<float> vector(const std::string& name, int64_t size) {
+    const TensorView* view = require(name, {size}, {DType::kBF16, DType::kF32});
+    if (view == nullptr) return {};
+    std::vector<float> out(static_cast<size_t>(size));
+    for (int64_t i = 0; i < size; ++i) out[i] = load_float(view->dtype, view->data, i);
+    return out;
+  }
+
+  const Status& status() const { return status_; }
+  const std::set<std::string>& used() const { return used_; }
+
+ private:
+  const TensorView* require(const std::string& name, std::initializer_list<int64_t> shape,
+                            std::initializer_list<DType> dtypes) {
+    if (!status_.ok()) return nullptr;
+    const TensorView* view = checkpoint_.find(name);
+    if (view == nullptr) {
+      fail(not_found_error(source_ + ": missing tensor " + name + " (expected " +
+                           dims_string(shape) + " of " + dtypes_string(dtypes) + ")"));
+      return nullptr;
+    }
+    used_.insert(name);
+    if (std::find(dtypes.begin(), dtypes.end(), view->dtype) == dtypes.end()) {
+      fail(invalid_argument_error(view->file + ": tensor " + name + ": dtype " +
+                                  std::string(dtype_name(view->dtype)) + " not allowed here (" +
+                                  dtypes_string(dtypes) + ")"));
+      return nullptr;
+    }
+    if (!std::equal(view->shape.begin(), view->shape.end(), shape.begin(), shape.end())) {
+      fail(invalid_argument_error(view->file + ": tensor " + name + ": shape " +
+                                  view->shape_string() + ", expected " + dims_string(shape)));
+      return nullptr;
+    }
+    if (view->dtype == DType::kF8E4M3 && !config_.quantization.fp8) {
+      fail(invalid_argument_error(view->file + ": tensor " + name +
+                                  " is F8_E4M3 but config.json has no quantization_config"));
+      return nullptr;
+    }
+    return view;
+  }
+
+  const float* scales(const TensorView& weight, int64_t rows, int64_t cols) {
+    const std::string name = weight.name + "_scale_inv";
+    const TensorView* view = checkpoint_.find(name);
+    const int64_t srows = (rows + kBlock - 1) / kBlock;
+    const int64_t scols = (cols + kBlock - 1) / kBlock;
+    if (view == nullptr) {
+      fail(not_found_error(weight.file + ": tensor " + weight.name + " is F8_E4M3 but " + name +
+                           " is missing (expected " + dims_string({srows, scols}) + " of F32)"));
+      return nullptr;
+    }
+    if (require(name, {srows, scols}, {DType::kF32}) == nullptr) return nullptr;
+    if (!is_aligned(view->data, alignof(float))) {
+      fail(invalid_argument_error(view->file + ": tensor " + name +
+                                  ": F32 data not 4-byte aligned in the file"));
+      return nullptr;
+    }
+    return reinterpret_cast<const float*>(view->data);
+  }
+
+  void fail(Status status) {
+    if (status_.ok()) status_ = std::move(status);
+  }
+
+  const ModelConfig& config_;
+  const SafetensorsCheckpoint& checkpoint_;
+  std::string source_;
+  std::set<std::string> used_;
+  Status status_;
+};
+
+Mlp bind_mlp(Binder& b, const std::string& prefix, int64_t hidden, int64_t intermediate) {
+  Mlp mlp;
+  mlp.gate_proj = b.linear(prefix + "gate_proj.weight", intermediate, hidden);
+  mlp.up_proj = b.linear(prefix + "up_proj.weight", intermediate, hidden);
+  mlp.down_proj = b.linear(prefix + "down_proj.weight", hidden, intermediate);
+  return mlp;
+}
+
+Attention bind_attention(Binder& b, const ModelConfig& c, const std::string& prefix) {
+  const int64_t heads = c.num_attention_heads;
+  Attention a;
+  if (c.has_q_lora()) {
+    a.q_a_proj = b.linear(prefix + "q_a_proj.weight", c.q_lora_rank, c.hidden_size);
+    a.q_a_layernorm = b.vector(prefix + "q_a_layernorm.weight", c.q_lora_rank);
+    a.q_b_proj = b.linear(prefix + "q_b_proj.weight", heads * c.qk_head_dim(), c.q_lora_rank);
+  } else {
+    a.q_proj = b.linear(prefix + "q_proj.weight", heads * c.qk_head_dim(), c.hidden_size);
+  }
+  a.kv_a_proj_with_mqa = b.linear(prefix + "kv_a_proj_with_mqa.weight",
+                                  c.kv_lora_rank + c.qk_rope_head_dim, c.hidden_size);
+  a.kv_a_layernorm = b.vector(prefix + "kv_a_layernorm.weight", c.kv_lora_rank);
+  a.kv_b_proj = b.linear(prefix + "kv_b_proj.weight", heads * (c.qk_nope_head_dim + c.v_head_dim),
+                         c.kv_lora_rank);
+  a.o_proj = b.linear(prefix + "o_proj.weight", c.hidden_size, heads * c.v_head_dim);
+  return a;
+}
+
+DecoderLayer bind_layer(Binder& b, const ModelConfig& c, int64_t index) {
+  const std::string prefix = "model.layers." + std::to_string(index) + ".";
+  DecoderLayer layer;
+  layer.index = index;
+  layer.input_layernorm = b.vector(prefix + "input_layernorm.weight", c.hidden_size);
+  layer.post_attention_layernorm =
+      b.vector(prefix + "post_attention_layernorm.weight", c.hidden_size);
+  layer.self_attn = bind_attention(b, c, prefix + "self_attn.");
+  layer.is_moe = c.is_moe_layer(index);
+  if (!layer.is_moe) {
+    layer.mlp = bind_mlp(b, prefix + "mlp.", c.hidden_size, c.intermediate_size);
+    return layer;
+  }
+  Moe& moe = layer.moe;
+  moe.gate = b.linear(prefix + "mlp.gate.weight", c.n_routed_experts, c.hidden_size,
+                      /*allow_fp8=*/false);
+  if (c.topk_method == TopkMethod::kNoauxTc) {
+    moe.e_score_correction_bias =
+        b.vector(prefix + "mlp.gate.e_score_correction_bias", c.n_routed_experts);
+  }
+  moe.experts.reserve(static_cast<size_t>(c.n_routed_experts));
+  for (int64_t e = 0; e < c.n_routed_experts && b.status().ok(); ++e) {
+    moe.experts.push_back(bind_mlp(b, prefix + "mlp.experts." + std::to_string(e) + ".",
+                                   c.hidden_size, c.moe_intermediate_size));
+  }
+  if (c.n_shared_experts > 0) {
+    moe.shared_experts =
+        bind_mlp(b, prefix + "mlp.shared_experts.", c.hidden_size, c.shared_intermediate_size());
+  }
+  return layer;
+}
+
+MtpLayer bind_mtp(Binder& b, const ModelConfig& c, int64_t index, const ModelWeights& main) {
+  const std::string prefix = "model.layers." + std::to_string(index) + ".";
+  MtpLayer mtp;
+  mtp.embed_tokens = b.optional_linear(prefix + "embed_tokens.weight", c.vocab_size, c.hidden_size,
+                                       main.embed_tokens);
+  mtp.enorm = b.vector(prefix + "enorm.weight", c.hidden_size);
+  mtp.hnorm = b.vector(prefix + "hnorm.weight", c.hidden_size);
+  mtp.eh_proj = b.linear(prefix + "eh_proj.weight", c.hidden_size, 2 * c.hidden_size);
+  mtp.shared_head_norm = b.vector(prefix + "shared_head.norm.weight", c.hidden_size);
+  mtp.shared_head_head = b.optional_linear(prefix + "shared_head.head.weight", c.vocab_size,
+                                           c.hidden_size, main.lm_head);
+  mtp.block = bind_layer(b, c, index);
+  return mtp;
+}
+
+// Layer number of "model.layers.<n>.*", or -1.
+int64_t layer_of(const std::string& name) {
+  static const std::string kPrefix = "model.layers.";
+  if (name.rfind(kPrefix, 0) != 0) return -1;
+  int64_t n = 0;
+  size_t i = kPrefix.size();
+  if (i >= name.size() || name[i] < '0' || name[i] > '9') return -1;
+  for (; i < name.size() && name[i] >= '0' && name[i] <= '9'; ++i) n = n * 10 + (name[i] - '0');
+  return i < name.size() && name[i] == '.' ? n : -1;
+}
+
+bool ignorable(const ModelConfig& c, const BindOptions& options, const std::string& name) {
+  static const std::string kInvFreq = ".rotary_emb.inv_freq";
+  if (name.size() >= kInvFreq.size() &&
+      name.compare(name.size() - kInvFreq.size(), kInvFreq.size(), kInvFreq) == 0) {
+    return true;
+  }
+  if (c.tie_word_embeddings && name == "lm_head.weight") return true;
+  const int64_t layer = layer_of(name);
+  return !options.load_mtp && layer >= c.num_hidden_layers &&
+         layer < c.num_hidden_layers + c.num_nextn_predict_layers;
+}
+
+Status check_unexpected(const ModelConfig& c, const BindOptions& options,
+                        const SafetensorsCheckpoint& checkpoint,
+                        const std::set<std::string>& used) {
+  std::vector<const TensorView*> extra;
+  for (const std::string& name : checkpoint.names()) {
+    if (used.count(name) == 0 && !ignorable(c, options, name))
+      extra.push_back(checkpoint.find(name));
+  }
+  if (extra.empty()) return ok_status();
+  std::string message = extra[0]->file + ": unexpected tensor " + extra[0]->name;
+  const size_t shown = std::min<size_t>(extra.size(), 5);
+  for (size_t i = 1; i < shown; ++i) message += ", " + extra[i]->name;
+  if (extra.size() > shown) message += " and " + std::to_string(extra.size() - shown) + " more";
+  message += " (not part of a " + c.architecture_name + " with this config.json)";
+  return invalid_argument_error(message);
+}
+
+// Asks the kernel to read ahead, then touches every page so the first forward pass does
+// not stall on page faults; reports progress on stderr about every 10 %.
+void prefault(const SafetensorsCheckpoint& checkpoint, const std::set<std::string>& used,
+              size_t total_bytes) {
+  const size_t page = static_cast<size_t>(sysconf(_SC_PAGESIZE));
+  size_t done_bytes = 0;
+  int64_t done_tensors = 0;
+  int next_percent = 10;
+  volatile uint8_t sink = 0;
+  for (const std::string& name : used) {
+    const TensorView* view = checkpoint.find(name);
+    if (view->bytes > 0) {
+      const uintptr_t begin = reinterpret_cast<uintptr_t>(view->data) / page * page;
+      const uintptr_t end = reinterpret_cast<uintptr_t>(view->data) + view->bytes;
+      madvise(reinterpret_cast<void*>(begin), end - begin, MADV_WILLNEED);
+      uint8_t acc = 0;
+      // The mapping starts on a page boundary, so `begin` is inside it.
+      for (uintptr_t p = begin; p < end; p += page) acc ^= *reinterpret_cast<const uint8_t*>(p);
+      sink = sink ^ acc;
+    }
+    done_bytes += view->bytes;
+    ++done_tensors;
+    const int percent = total_bytes == 0 ? 100 : static_cast<int>(100.0 * done_bytes / total_bytes);
+    if (percent >= next_percent) {
+      log::info("loading weights", {{"tensors", done_tensors},
+                                    {"tensors_total", static_cast<int64_t>(used.size())},
+                                    {"bytes", done_bytes},
+                                    {"bytes_total", total_bytes},
+                                    {"percent", percent}});
+      next_percent = (percent / 10 + 1) * 10;
+    }
+  }
+}
+
+}  // namespace
+
+size_t Linear::bytes() const {
+  size_t n = static_cast<size_t>(rows * cols) * dtype_size(dtype);
+  if (scale_inv != nullptr) n += static_cast<size_t>(scale_rows() * scale_cols()) * sizeof(float);
+  return n;
+}
+
+float bf16_to_float(uint16_t bits) {
+  const uint32_t wide = static_cast<uint32_t>(bits) << 16;
+  float out;
+  std::memcpy(&out, &wide, sizeof(out));
+  return out;
+}
+
+StatusOr<ModelWeights> bind_weights(const ModelConfig& config,
+                                    const SafetensorsCheckpoint& checkpoint,
+                                    const BindOptions& options) {
+  const std::vector<std::string> files = checkpoint.files();
+  std::string source = files.empty() ? "checkpoint" : files.front();
+  if (files.size() > 1) source += " (and " + std::to_string(files.size() - 1) + " more shards)";
+  Binder b(config, checkpoint, source);
+
+  ModelWeights w;
+  w.embed_tokens = b.linear("model.embed_tokens.weight", config.vocab_size, config.hidden_size,
+                            /*allow_fp8=*/false);
+  w.norm = b.vector("model.norm.weight", config.hidden_size);
+  w.lm_head = config.tie_word_embeddings
+                  ? w.embed_tokens
+                  : b.linear("lm_head.weight", config.vocab_size, config.hidden_size,
+                             /*allow_fp8=*/false);
+  for (int64_t i = 0; i < config.num_hidden_layers && b.status().ok(); ++i) {
+    w.layers.push_back(bind_layer(b, config, i));
+  }
+  if (options.load_mtp) {
+    for (int64_t k = 0; k < config.num_nextn_predict_layers && b.status().ok(); ++k) {
+      w.mtp.push_back(bind_mtp(b, config, config.num_hidden_layers + k, w));
+    }
+  }
+  MOESERVE_RETURN_IF_ERROR(b.status());
+  MOESERVE_RETURN_IF_ERROR(check_unexpected(config, options, checkpoint, b.used()));
+
+  for (const std::string& name : b.used()) w.bound_bytes += checkpoint.find(name)->bytes;
+  w.bound_tensors = static_cast<int64_t>(b.used().size());
+  if (options.prefault) prefault(checkpoint, b.used(), w.bound_bytes);
+  return w;
+}
+
+StatusOr<LoadedModel> load_model(const std::string& dir, const BindOptions& options) {
+  MOESERVE_ASSIGN_OR_RETURN(ModelConfig config, load_config(dir));
+  MOESERVE_ASSIGN_OR_RETURN(SafetensorsCheckpoint checkpoint, SafetensorsCheckpoint::open(dir));
+  log::info("checkpoint opened", {{"dir", dir},
+                                  {"architecture", config.architecture_name},
+                                  {"files", static_cast<int64_t>(checkpoint.files().size())},
+                                  {"tensors", static_cast<int64_t>(checkpoint.size())},
+                                  {"bytes", checkpoint.total_bytes()}});
+  MOESERVE_ASSIGN_OR_RETURN(ModelWeights weights, bind_weights(config, checkpoint, options));
+  log::info("weights bound", {{"tensors", weights.bound_tensors},
+                              {"bytes", weights.bound_bytes},
+                              {"layers", config.num_hidden_layers},
+                              {"mtp_layers", static_cast<int64_t>(weights.mtp.size())}});
+  return LoadedModel{dir, std::move(config), std::move(checkpoint), std::move(weights)};
+}
+
+}  // namespace moeserve::model
