@@ -12,8 +12,7 @@ void print_usage(std::ostream& out, const std::string& program, const std::strin
   out << "Usage: " << program << " COMMAND [flags]\n\n" << description << "\n\nCommands:\n";
   for (const Command& c : commands) {
     std::string left = "  " + c.name;
-    out << left << std::string(left.size() < 16 ? 16 - left.size() : 1, ' ') << c.summary
-        << "\n";
+    out << left << std::string(left.size() < 16 ? 16 - left.size() : 1, ' ') << c.summary << "\n";
   }
   out << "\nRun '" << program << " COMMAND --help' for a command's flags.\n"
       << "Logging: MOESERVE_LOG_LEVEL=debug|info|warn|error, MOESERVE_LOG_FORMAT=json|logfmt.\n";
@@ -43,8 +42,7 @@ int run_cli(const std::string& program, const std::string& description,
   for (const Command& c : commands) {
     if (c.name == first) return c.run(std::vector<std::string>(argv + 2, argv + argc));
   }
-  std::cerr << program << ": unknown command \"" << first << "\" (see " << program
-            << " --help)\n";
+  std::cerr << program << ": unknown command \"" << first << "\" (see " << program << " --help)\n";
   return 2;
 }
 

@@ -153,8 +153,10 @@ std::string FlagSet::help() const {
   for (const Flag& f : flags_) {
     std::string left = "  --" + f.name + (f.is_bool ? "" : " VALUE");
     out << left;
-    if (left.size() < 28) out << std::string(28 - left.size(), ' ');
-    else out << "\n" << std::string(28, ' ');
+    if (left.size() < 28)
+      out << std::string(28 - left.size(), ' ');
+    else
+      out << "\n" << std::string(28, ' ');
     out << f.help;
     if (!f.default_text.empty()) out << " (default: " << f.default_text << ")";
     if (!f.env.empty()) out << " [env " << f.env << "]";
@@ -169,8 +171,8 @@ StatusOr<std::vector<int64_t>> parse_int_list(const std::string& text) {
   size_t start = 0;
   while (start <= text.size()) {
     size_t comma = text.find(',', start);
-    std::string item = text.substr(start, comma == std::string::npos ? std::string::npos
-                                                                     : comma - start);
+    std::string item =
+        text.substr(start, comma == std::string::npos ? std::string::npos : comma - start);
     auto v = parse_int(item);
     if (!v.ok()) return v.status().with_context("list item " + std::to_string(out.size()));
     out.push_back(*v);

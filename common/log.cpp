@@ -116,8 +116,8 @@ std::string format_line(Format format, std::string_view timestamp, Level level,
 
 void write(Level level, std::string_view message, Fields fields) {
   if (!enabled(level)) return;
-  std::string line = format_line(static_cast<Format>(g_format.load()), now_rfc3339(), level,
-                                 message, fields);
+  std::string line =
+      format_line(static_cast<Format>(g_format.load()), now_rfc3339(), level, message, fields);
   line += '\n';
   std::lock_guard<std::mutex> lock(g_mutex);
   std::ostream& out = g_sink ? *g_sink : std::cerr;

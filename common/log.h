@@ -29,7 +29,8 @@ struct Field {
   Field(std::string k, const char* v) : key(std::move(k)), value(std::string(v)) {}
   Field(std::string k, const std::string& v) : key(std::move(k)), value(v) {}
   Field(std::string k, bool v) : key(std::move(k)), value(v) {}
-  template <typename T, std::enable_if_t<std::is_integral_v<T> && !std::is_same_v<T, bool>, int> = 0>
+  template <typename T,
+            std::enable_if_t<std::is_integral_v<T> && !std::is_same_v<T, bool>, int> = 0>
   Field(std::string k, T v) : key(std::move(k)), value(static_cast<int64_t>(v)) {}
   template <typename T, std::enable_if_t<std::is_floating_point_v<T>, int> = 0>
   Field(std::string k, T v) : key(std::move(k)), value(static_cast<double>(v)) {}

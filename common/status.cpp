@@ -44,7 +44,9 @@ Status Status::with_context(std::string_view context) const {
   return Status(code_, std::move(message));
 }
 
-Status invalid_argument_error(std::string m) { return {StatusCode::kInvalidArgument, std::move(m)}; }
+Status invalid_argument_error(std::string m) {
+  return {StatusCode::kInvalidArgument, std::move(m)};
+}
 Status not_found_error(std::string m) { return {StatusCode::kNotFound, std::move(m)}; }
 Status already_exists_error(std::string m) { return {StatusCode::kAlreadyExists, std::move(m)}; }
 Status conflict_error(std::string m) { return {StatusCode::kConflict, std::move(m)}; }
@@ -57,9 +59,7 @@ Status resource_exhausted_error(std::string m) {
   return {StatusCode::kResourceExhausted, std::move(m)};
 }
 Status internal_error(std::string m) { return {StatusCode::kInternal, std::move(m)}; }
-Status unauthenticated_error(std::string m) {
-  return {StatusCode::kUnauthenticated, std::move(m)};
-}
+Status unauthenticated_error(std::string m) { return {StatusCode::kUnauthenticated, std::move(m)}; }
 Status permission_denied_error(std::string m) {
   return {StatusCode::kPermissionDenied, std::move(m)};
 }

@@ -77,9 +77,9 @@ Status failed_precondition_error(std::string message);
 template <typename T>
 class StatusOr {
  public:
-  StatusOr(const T& value) : state_(value) {}  // NOLINT: implicit by design
+  StatusOr(const T& value) : state_(value) {}        // NOLINT: implicit by design
   StatusOr(T&& value) : state_(std::move(value)) {}  // NOLINT
-  StatusOr(Status status)  // NOLINT
+  StatusOr(Status status)                            // NOLINT
       : state_(status.ok() ? internal_error("StatusOr constructed from an ok Status")
                            : std::move(status)) {}
 
@@ -117,9 +117,9 @@ class StatusOr {
 #define MOESERVE_CONCAT(a, b) MOESERVE_CONCAT_INNER(a, b)
 
 // Returns the Status of `expr` from the enclosing function when it is not ok.
-#define MOESERVE_RETURN_IF_ERROR(expr)                  \
-  do {                                                  \
-    ::moeserve::Status moeserve_status_ = (expr);       \
+#define MOESERVE_RETURN_IF_ERROR(expr)                   \
+  do {                                                   \
+    ::moeserve::Status moeserve_status_ = (expr);        \
     if (!moeserve_status_.ok()) return moeserve_status_; \
   } while (0)
 

@@ -1,0 +1,91 @@
+// HTTP/1.1 client on Boost.Beast, with TLS (CA bundle or PEM, client certificate,
+// server name verification), connect and request timeouts, and a streaming body
+// reader for long responses such as a Kubernetes watch.
+//
+// Each call opens its own connection and runs its own I/O on the calling thread, so a
+// Client may be shared by threads. Errors: connection refused or reset -> unavailable;
+// timeouts -> deadline_exceeded; TLS verification failures -> unavailable with the
+// reason; a malformed URL -> invalid_argument. HTTP error statuses are not Status
+// errors: the response carries them.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <string_view>
+
+#include "common/http_server.h"
+#include "common/status.h"
+
+namespace moeserve::http {
+
+struct Url {
+  std::string scheme;  // "http" or "https"
+  std::string host;
+  uint16_t port = 0;
+  std::string target;  // path + query, at least "/"
+};
+StatusOr<Url> parse_url(std::string_view url);
+
+struct ClientOptions {
+  // Trust: ca_pem and/or ca_file; neither means the system bundle.
+  std::string ca_file;
+  std::string ca_pem;
+  // Client certificate (mutual TLS): PEM text or files.
+  std::string client_cert_file;
+  std::string client_cert_pem;
+  std::string client_key_file;
+  std::string client_key_pem;
+  bool insecure_skip_verify = false;
+  std::string server_name;  // overrides the name sent (SNI) and verified; default: URL host
+  int64_t connect_timeout_ms = 10000;
+  int64_t request_timeout_ms = 30000;  // whole exchange for send(); per read for streams
+};
+
+struct ClientRequest {
+  std::string method = "GET";
+  std::string url;
+  Headers headers;
+  std::string body;
+  int64_t timeout_ms = 0;  // 0: ClientOptions::request_timeout_ms
+};
+
+struct ClientResponse {
+  int status = 0;
+  Headers headers;  // names lower-cased
+  std::string body;
+  std::string header(std::string_view name) const;
+};
+
+// The body of a response being received. Not thread-safe.
+class ResponseStream {
+ public:
+  virtual ~ResponseStream() = default;
+  virtual int status() const = 0;
+  virtual const Headers& headers() const = 0;
+  std::string header(std::string_view name) const;
+  // The next bytes of the body as they arrive (any size, never assumed to align with
+  // messages); "" once the body has ended. deadline_exceeded when nothing arrives
+  // within timeout_ms (0: the client's request timeout).
+  virtual StatusOr<std::string> read_some(int64_t timeout_ms = 0) = 0;
+  virtual bool done() const = 0;
+  // Closes the connection; later reads return "".
+  virtual void close() = 0;
+};
+
+class Client {
+ public:
+  explicit Client(ClientOptions options = {});
+  ~Client();
+  // Validates the TLS material once (bad PEM or missing file -> invalid_argument).
+  Status init();
+  StatusOr<ClientResponse> send(const ClientRequest& request) const;
+  // Sends the request and returns once the response headers have arrived.
+  StatusOr<std::unique_ptr<ResponseStream>> open(const ClientRequest& request) const;
+
+ private:
+  struct Impl;
+  std::shared_ptr<Impl> impl_;
+};
+
+}  // namespace moeserve::http

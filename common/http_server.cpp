@@ -1,0 +1,735 @@
+#include "common/http_server.h"
+
+#include <algorithm>
+#include <atomic>
+#include <cctype>
+#include <chrono>
+#include <condition_variable>
+#include <future>
+#include <map>
+#include <mutex>
+#include <optional>
+#include <set>
+#include <thread>
+
+#include "common/beast.h"
+#include "common/log.h"
+
+namespace moeserve::http {
+namespace {
+
+using namespace moeserve::net_ns;  // NOLINT: asio, beast, bhttp, tcp
+
+std::string lower(std::string_view s) {
+  std::string out(s);
+  for (char& c : out) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+  return out;
+}
+
+int hex_value(char c) {
+  if (c >= '0' && c <= '9') return c - '0';
+  if (c >= 'a' && c <= 'f') return c - 'a' + 10;
+  if (c >= 'A' && c <= 'F') return c - 'A' + 10;
+  return -1;
+}
+
+std::string percent_decode(std::string_view s) {
+  std::string out;
+  out.reserve(s.size());
+  for (size_t i = 0; i < s.size(); ++i) {
+    if (s[i] == '+') {
+      out += ' ';
+    } else if (s[i] == '%' && i + 2 < s.size() && hex_value(s[i + 1]) >= 0 &&
+               hex_value(s[i + 2]) >= 0) {
+      out += static_cast<char>(hex_value(s[i + 1]) * 16 + hex_value(s[i + 2]));
+      i += 2;
+    } else {
+      out += s[i];
+    }
+  }
+  return out;
+}
+
+// Calls fn(name, value) for each "name=value" pair of a query string.
+template <typename Fn>
+void for_each_query_param(std::string_view query, Fn fn) {
+  while (!query.empty()) {
+    size_t amp = query.find('&');
+    std::string_view pair = query.substr(0, amp);
+    size_t eq = pair.find('=');
+    std::string name = percent_decode(pair.substr(0, eq));
+    std::string value = eq == std::string_view::npos ? "" : percent_decode(pair.substr(eq + 1));
+    if (fn(name, value)) return;
+    if (amp == std::string_view::npos) break;
+    query.remove_prefix(amp + 1);
+  }
+}
+
+const char* reason_body(int status) {
+  switch (status) {
+    case 400: return "bad request\n";
+    case 404: return "not found\n";
+    case 405: return "method not allowed\n";
+    case 408: return "request timeout\n";
+    case 413: return "request body too large\n";
+    case 431: return "request header fields too large\n";
+    case 500: return "internal server error: handler sent no response\n";
+    case 503: return "server is shutting down\n";
+    default: return "\n";
+  }
+}
+
+struct Route {
+  std::string method;
+  Handler handler;
+};
+
+}  // namespace
+
+std::string Request::header(std::string_view name) const {
+  std::string key = lower(name);
+  for (const auto& [k, v] : headers) {
+    if (k == key) return v;
+  }
+  return "";
+}
+
+std::string Request::query_param(std::string_view name) const {
+  std::string found;
+  for_each_query_param(query, [&](const std::string& k, const std::string& v) {
+    if (k != name) return false;
+    found = v;
+    return true;
+  });
+  return found;
+}
+
+bool Request::has_query_param(std::string_view name) const {
+  bool found = false;
+  for_each_query_param(query, [&](const std::string& k, const std::string&) {
+    found = k == name;
+    return found;
+  });
+  return found;
+}
+
+Response text_response(int status, std::string body) {
+  Response r;
+  r.status = status;
+  r.body = std::move(body);
+  return r;
+}
+
+Response json_response(int status, std::string json_body) {
+  Response r;
+  r.status = status;
+  r.content_type = "application/json";
+  r.body = std::move(json_body);
+  return r;
+}
+
+class Session;
+
+struct Server::Impl : std::enable_shared_from_this<Server::Impl> {
+  explicit Impl(ServerOptions o)
+      : options(std::move(o)),
+        acceptor(asio::make_strand(ioc)),
+        handler_pool(static_cast<size_t>(std::max(1, options.handler_threads))) {}
+
+  // Returns the handler for a request, or an error response status (404/405 + Allow).
+  const Handler* find_route(const std::string& method, const std::string& path, int* status,
+                            std::string* allow) const;
+  void do_accept();
+  void register_session(const std::shared_ptr<Session>& s);
+  void unregister_session(Session* s);
+
+  ServerOptions options;
+  asio::io_context ioc;
+  std::optional<asio::executor_work_guard<asio::io_context::executor_type>> work;
+  tcp::acceptor acceptor;
+  asio::thread_pool handler_pool;
+  std::vector<std::thread> io_threads;
+
+  std::map<std::string, std::vector<Route>> exact_routes;
+  std::vector<std::pair<std::string, std::vector<Route>>> prefix_routes;  // longest first
+
+  std::atomic<bool> started{false};
+  std::atomic<bool> draining{false};
+  std::atomic<bool> stopped{false};
+  std::atomic<int> in_flight{0};
+  uint16_t bound_port = 0;
+
+  std::mutex mutex;  // guards sessions
+  std::condition_variable idle_cv;
+  std::map<Session*, std::weak_ptr<Session>> sessions;
+};
+
+// One connection. All socket work runs on the session's strand; handler threads reach it
+// only through SessionResponder, which posts to the strand.
+class Session : public std::enable_shared_from_this<Session> {
+ public:
+  Session(tcp::socket socket, std::shared_ptr<Server::Impl> server)
+      : stream_(std::move(socket)),
+        server_(std::move(server)),
+        request_timer_(stream_.get_executor()) {
+    beast::error_code ec;
+    auto ep = stream_.socket().remote_endpoint(ec);
+    if (!ec) remote_ = ep.address().to_string() + ":" + std::to_string(ep.port());
+  }
+
+  void start() {
+    asio::dispatch(stream_.get_executor(),
+                   [self = shared_from_this()] { self->wait_for_request(); });
+  }
+
+  // Closes the connection if no request is being handled (shutdown of idle keep-alive).
+  void close_if_idle() {
+    asio::post(stream_.get_executor(), [self = shared_from_this()] {
+      if (!self->handling_) self->close();
+    });
+  }
+
+  void force_close() {
+    asio::post(stream_.get_executor(), [self = shared_from_this()] { self->close(); });
+  }
+
+  // --- called on the strand by SessionResponder ---
+  void write_response(Response response, std::shared_ptr<std::promise<bool>> done);
+  void write_stream_header(int status, std::string content_type, Headers headers,
+                           std::shared_ptr<std::promise<bool>> done);
+  void write_chunk(std::string_view data, std::shared_ptr<std::promise<bool>> done);
+  void write_last_chunk(std::shared_ptr<std::promise<bool>> done);
+  void handler_finished(bool responded);
+
+  bool gone() const { return gone_.load(); }
+  bool closed() const { return closed_.load(); }
+  beast::tcp_stream::executor_type executor() { return stream_.get_executor(); }
+
+ private:
+  void wait_for_request();
+  void on_first_bytes(beast::error_code ec, size_t n);
+  void read_request();
+  void on_read(beast::error_code ec);
+  void dispatch_request();
+  void monitor_peer();
+  void send_error(int status, bool close_after);
+  void after_response();
+  void close();
+
+  beast::tcp_stream stream_;
+  std::shared_ptr<Server::Impl> server_;
+  // Bounds the time to receive one request. Unlike the stream's own expiry (which closes
+  // the socket), it only cancels the read, so a 408 can still be written.
+  asio::steady_timer request_timer_;
+  bool request_timed_out_ = false;
+  beast::flat_buffer buffer_;
+  std::optional<bhttp::request_parser<bhttp::string_body>> parser_;
+  std::string remote_;
+  bool first_request_ = true;
+  bool handling_ = false;       // a handler owns the current request
+  bool response_done_ = false;  // the handler's response is fully written
+  bool keep_alive_ = false;
+  bool monitor_pending_ = false;  // a read watching for peer close is outstanding
+  bool streaming_ = false;
+  std::atomic<bool> gone_{false};
+  std::atomic<bool> closed_{false};
+  // Keeps the serializer of a streamed response alive between chunks.
+  std::shared_ptr<bhttp::response<bhttp::empty_body>> stream_header_;
+  std::shared_ptr<bhttp::response_serializer<bhttp::empty_body>> stream_serializer_;
+};
+
+class SessionResponder : public Responder {
+ public:
+  SessionResponder(std::shared_ptr<Session> session, std::shared_ptr<Server::Impl> server)
+      : session_(std::move(session)), server_(std::move(server)) {}
+
+  ~SessionResponder() override {
+    asio::post(session_->executor(),
+               [s = session_, responded = responded_] { s->handler_finished(responded); });
+  }
+
+  void send(Response response) override {
+    if (responded_) return;
+    responded_ = true;
+    auto done = std::make_shared<std::promise<bool>>();
+    asio::post(session_->executor(), [s = session_, r = std::move(response), done]() mutable {
+      s->write_response(std::move(r), done);
+    });
+  }
+
+  bool begin_stream(int status, std::string content_type, Headers headers) override {
+    if (responded_) return false;
+    responded_ = true;
+    streaming_ = true;
+    auto done = std::make_shared<std::promise<bool>>();
+    auto future = done->get_future();
+    asio::post(session_->executor(), [s = session_, status, ct = std::move(content_type),
+                                      h = std::move(headers), done]() mutable {
+      s->write_stream_header(status, std::move(ct), std::move(h), done);
+    });
+    return wait(future);
+  }
+
+  bool write(std::string_view data) override {
+    if (!streaming_ || ended_) return false;
+    if (data.empty()) return !session_->gone();
+    auto done = std::make_shared<std::promise<bool>>();
+    auto future = done->get_future();
+    asio::post(session_->executor(), [s = session_, data, done] { s->write_chunk(data, done); });
+    return wait(future);
+  }
+
+  void end_stream() override {
+    if (!streaming_ || ended_) return;
+    ended_ = true;
+    auto done = std::make_shared<std::promise<bool>>();
+    auto future = done->get_future();
+    asio::post(session_->executor(), [s = session_, done] { s->write_last_chunk(done); });
+    wait(future);
+  }
+
+  bool client_gone() const override { return session_->gone() || session_->closed(); }
+
+ private:
+  // Waits for a strand operation; gives up when the server has stopped its I/O.
+  bool wait(std::future<bool>& future) {
+    while (future.wait_for(std::chrono::milliseconds(50)) != std::future_status::ready) {
+      if (server_->stopped.load()) return false;
+    }
+    return future.get();
+  }
+
+  std::shared_ptr<Session> session_;
+  std::shared_ptr<Server::Impl> server_;
+  bool responded_ = false;
+  bool streaming_ = false;
+  bool ended_ = false;
+};
+
+void Session::wait_for_request() {
+  if (closed_) return;
+  if (server_->draining && !first_request_) {
+    close();
+    return;
+  }
+  if (buffer_.size() > 0) {  // pipelined bytes already here
+    read_request();
+    return;
+  }
+  stream_.expires_after(std::chrono::milliseconds(
+      first_request_ ? server_->options.request_timeout_ms : server_->options.idle_timeout_ms));
+  stream_.async_read_some(buffer_.prepare(4096),
+                          beast::bind_front_handler(&Session::on_first_bytes, shared_from_this()));
+}
+
+void Session::on_first_bytes(beast::error_code ec, size_t n) {
+  if (ec) {  // idle timeout, peer closed, or shutdown: nothing was asked, so nothing to answer
+    close();
+    return;
+  }
+  buffer_.commit(n);
+  read_request();
+}
+
+void Session::read_request() {
+  parser_.emplace();
+  parser_->body_limit(server_->options.max_body_bytes);
+  parser_->header_limit(static_cast<uint32_t>(server_->options.max_header_bytes));
+  stream_.expires_never();
+  request_timed_out_ = false;
+  request_timer_.expires_after(std::chrono::milliseconds(server_->options.request_timeout_ms));
+  request_timer_.async_wait([self = shared_from_this()](beast::error_code ec) {
+    if (ec) return;  // cancelled: the request arrived in time
+    self->request_timed_out_ = true;
+    beast::error_code ignored;
+    self->stream_.socket().cancel(ignored);
+  });
+  bhttp::async_read(
+      stream_, buffer_, *parser_,
+      [self = shared_from_this()](beast::error_code ec, size_t) { self->on_read(ec); });
+}
+
+void Session::on_read(beast::error_code ec) {
+  first_request_ = false;
+  request_timer_.cancel();
+  if (request_timed_out_) {
+    send_error(408, true);
+    return;
+  }
+  if (ec == bhttp::error::end_of_stream || ec == asio::error::connection_reset ||
+      ec == asio::error::operation_aborted) {
+    close();
+    return;
+  }
+  if (ec == bhttp::error::body_limit) {
+    send_error(413, true);
+    return;
+  }
+  if (ec == bhttp::error::header_limit) {
+    send_error(431, true);
+    return;
+  }
+  if (ec) {
+    send_error(400, true);
+    return;
+  }
+  dispatch_request();
+}
+
+void Session::dispatch_request() {
+  auto& msg = parser_->get();
+  auto request = std::make_shared<Request>();
+  request->method = std::string(msg.method_string());
+  request->target = std::string(msg.target());
+  size_t q = request->target.find('?');
+  request->path = request->target.substr(0, q);
+  if (q != std::string::npos) request->query = request->target.substr(q + 1);
+  for (const auto& field : msg) {
+    request->headers.emplace_back(lower(field.name_string()), std::string(field.value()));
+  }
+  request->body = std::move(msg.body());
+  request->remote_address = remote_;
+  keep_alive_ = msg.keep_alive();
+
+  int status = 0;
+  std::string allow;
+  const Handler* handler = server_->find_route(request->method, request->path, &status, &allow);
+  if (!handler) {
+    Response r = text_response(status, reason_body(status));
+    if (!allow.empty()) r.headers.emplace_back("Allow", allow);
+    handling_ = true;
+    response_done_ = false;
+    write_response(std::move(r), nullptr);
+    handling_ = false;
+    return;
+  }
+  handling_ = true;
+  response_done_ = false;
+  streaming_ = false;
+  server_->in_flight.fetch_add(1);
+  // The handler may run long (streams); the connection has no deadline meanwhile, and a
+  // read watches for the peer closing so handlers can cancel.
+  stream_.expires_never();
+  if (buffer_.size() == 0) monitor_peer();  // pipelined bytes: the next request is here already
+  auto responder = std::make_shared<SessionResponder>(shared_from_this(), server_);
+  asio::post(server_->handler_pool, [h = *handler, request, responder]() mutable {
+    try {
+      h(*request, *responder);
+    } catch (const std::exception& e) {
+      log::error("http handler threw", {{"path", request->path}, {"error", e.what()}});
+    }
+    responder.reset();  // ~SessionResponder posts handler_finished
+  });
+}
+
+void Session::monitor_peer() {
+  if (monitor_pending_ || closed_) return;
+  monitor_pending_ = true;
+  stream_.async_read_some(buffer_.prepare(4096),
+                          [self = shared_from_this()](beast::error_code ec, size_t n) {
+                            self->monitor_pending_ = false;
+                            if (ec) {
+                              self->gone_ = true;
+                              if (!self->handling_) self->close();
+                              return;
+                            }
+                            self->buffer_.commit(n);
+                            if (!self->handling_ && !self->closed_) self->wait_for_request();
+                          });
+}
+
+void Session::write_response(Response response, std::shared_ptr<std::promise<bool>> done) {
+  if (closed_) {
+    if (done) done->set_value(false);
+    return;
+  }
+  auto res = std::make_shared<bhttp::response<bhttp::string_body>>(
+      static_cast<bhttp::status>(response.status), 11);
+  res->set(bhttp::field::server, "moeserve");
+  res->set(bhttp::field::content_type, response.content_type);
+  for (const auto& [k, v] : response.headers) res->set(k, v);
+  res->body() = std::move(response.body);
+  bool keep = keep_alive_ && !server_->draining && response.status != 408 &&
+              response.status != 413 && response.status != 431 && response.status != 400;
+  res->keep_alive(keep);
+  keep_alive_ = keep;
+  res->prepare_payload();
+  stream_.expires_after(std::chrono::milliseconds(server_->options.request_timeout_ms));
+  bhttp::async_write(stream_, *res,
+                     [self = shared_from_this(), res, done](beast::error_code ec, size_t) {
+                       if (done) done->set_value(!ec);
+                       if (ec) self->gone_ = true;
+                       self->response_done_ = true;
+                       self->after_response();
+                     });
+}
+
+void Session::write_stream_header(int status, std::string content_type, Headers headers,
+                                  std::shared_ptr<std::promise<bool>> done) {
+  if (closed_ || gone_) {
+    done->set_value(false);
+    return;
+  }
+  streaming_ = true;
+  stream_header_ =
+      std::make_shared<bhttp::response<bhttp::empty_body>>(static_cast<bhttp::status>(status), 11);
+  stream_header_->set(bhttp::field::server, "moeserve");
+  stream_header_->set(bhttp::field::content_type, content_type);
+  for (const auto& [k, v] : headers) stream_header_->set(k, v);
+  keep_alive_ = keep_alive_ && !server_->draining;
+  stream_header_->keep_alive(keep_alive_);
+  stream_header_->chunked(true);
+  stream_serializer_ =
+      std::make_shared<bhttp::response_serializer<bhttp::empty_body>>(*stream_header_);
+  stream_.expires_after(std::chrono::milliseconds(server_->options.request_timeout_ms));
+  bhttp::async_write_header(stream_, *stream_serializer_,
+                            [self = shared_from_this(), done](beast::error_code ec, size_t) {
+                              if (ec) self->gone_ = true;
+                              done->set_value(!ec);
+                            });
+}
+
+void Session::write_chunk(std::string_view data, std::shared_ptr<std::promise<bool>> done) {
+  if (closed_ || gone_) {
+    done->set_value(false);
+    return;
+  }
+  stream_.expires_after(std::chrono::milliseconds(server_->options.request_timeout_ms));
+  asio::async_write(stream_, bhttp::make_chunk(asio::buffer(data.data(), data.size())),
+                    [self = shared_from_this(), done](beast::error_code ec, size_t) {
+                      if (ec) self->gone_ = true;
+                      done->set_value(!ec);
+                    });
+}
+
+void Session::write_last_chunk(std::shared_ptr<std::promise<bool>> done) {
+  if (closed_ || gone_) {
+    done->set_value(false);
+    response_done_ = true;
+    return;
+  }
+  stream_.expires_after(std::chrono::milliseconds(server_->options.request_timeout_ms));
+  asio::async_write(stream_, bhttp::make_chunk_last(),
+                    [self = shared_from_this(), done](beast::error_code ec, size_t) {
+                      if (ec) self->gone_ = true;
+                      done->set_value(!ec);
+                      self->response_done_ = true;
+                      self->after_response();
+                    });
+}
+
+void Session::handler_finished(bool responded) {
+  if (!responded && !closed_) {
+    // The handler returned without answering: answer for it.
+    write_response(text_response(500, reason_body(500)), nullptr);
+  } else if (streaming_ && !response_done_ && !closed_) {
+    // A stream the handler did not end: the body is incomplete, so the connection closes.
+    close();
+  }
+  handling_ = false;
+  server_->in_flight.fetch_sub(1);
+  server_->idle_cv.notify_all();
+  after_response();
+}
+
+void Session::after_response() {
+  if (handling_ || !response_done_ || closed_) return;
+  streaming_ = false;
+  stream_serializer_.reset();
+  stream_header_.reset();
+  if (!keep_alive_ || gone_ || server_->draining) {
+    close();
+    return;
+  }
+  if (!monitor_pending_) wait_for_request();
+  // else: the outstanding monitor read continues as the wait for the next request.
+}
+
+void Session::send_error(int status, bool close_after) {
+  if (close_after) keep_alive_ = false;
+  handling_ = true;
+  write_response(text_response(status, reason_body(status)), nullptr);
+  handling_ = false;
+}
+
+void Session::close() {
+  if (closed_.exchange(true)) return;
+  beast::error_code ec;
+  request_timer_.cancel();
+  stream_.socket().shutdown(tcp::socket::shutdown_both, ec);
+  stream_.socket().close(ec);
+  server_->unregister_session(this);
+}
+
+const Handler* Server::Impl::find_route(const std::string& method, const std::string& path,
+                                        int* status, std::string* allow) const {
+  const std::vector<Route>* routes = nullptr;
+  if (auto it = exact_routes.find(path); it != exact_routes.end()) {
+    routes = &it->second;
+  } else {
+    for (const auto& [prefix, r] : prefix_routes) {
+      if (path.compare(0, prefix.size(), prefix) == 0) {
+        routes = &r;
+        break;
+      }
+    }
+  }
+  if (!routes) {
+    *status = 404;
+    return nullptr;
+  }
+  for (const Route& r : *routes) {
+    if (r.method == method || r.method == "*") return &r.handler;
+  }
+  if (method == "HEAD") {
+    for (const Route& r : *routes) {
+      if (r.method == "GET") return &r.handler;
+    }
+  }
+  *status = 405;
+  for (const Route& r : *routes) {
+    if (!allow->empty()) *allow += ", ";
+    *allow += r.method;
+  }
+  return nullptr;
+}
+
+void Server::Impl::register_session(const std::shared_ptr<Session>& s) {
+  std::lock_guard<std::mutex> lock(mutex);
+  sessions[s.get()] = s;
+}
+
+void Server::Impl::unregister_session(Session* s) {
+  std::lock_guard<std::mutex> lock(mutex);
+  sessions.erase(s);
+  idle_cv.notify_all();
+}
+
+void Server::Impl::do_accept() {
+  acceptor.async_accept(asio::make_strand(ioc),
+                        [self = shared_from_this()](beast::error_code ec, tcp::socket socket) {
+                          if (ec) {
+                            if (ec == asio::error::operation_aborted || !self->acceptor.is_open())
+                              return;
+                            log::warn("http accept failed", {{"error", ec.message()}});
+                          } else if (self->draining) {
+                            beast::error_code ignored;
+                            socket.close(ignored);
+                          } else {
+                            auto session = std::make_shared<Session>(std::move(socket), self);
+                            self->register_session(session);
+                            session->start();
+                          }
+                          if (self->acceptor.is_open()) self->do_accept();
+                        });
+}
+
+Server::Server(ServerOptions options) : impl_(std::make_shared<Impl>(std::move(options))) {}
+
+Server::~Server() { shutdown(0); }
+
+void Server::route(std::string method, std::string path, Handler handler) {
+  impl_->exact_routes[std::move(path)].push_back({std::move(method), std::move(handler)});
+}
+
+void Server::route(std::string method, std::string path, SimpleHandler handler) {
+  route(
+      std::move(method), std::move(path),
+      Handler([h = std::move(handler)](const Request& req, Responder& out) { out.send(h(req)); }));
+}
+
+void Server::route_prefix(std::string method, std::string prefix, Handler handler) {
+  auto& prefixes = impl_->prefix_routes;
+  auto it = std::find_if(prefixes.begin(), prefixes.end(),
+                         [&](const auto& p) { return p.first == prefix; });
+  if (it == prefixes.end()) {
+    prefixes.emplace_back(prefix, std::vector<Route>{});
+    it = prefixes.end() - 1;
+  }
+  it->second.push_back({std::move(method), std::move(handler)});
+  std::stable_sort(prefixes.begin(), prefixes.end(),
+                   [](const auto& a, const auto& b) { return a.first.size() > b.first.size(); });
+}
+
+Status Server::start() {
+  Impl& s = *impl_;
+  if (s.started) return failed_precondition_error("http server already started");
+  beast::error_code ec;
+  auto address = asio::ip::make_address(s.options.host, ec);
+  if (ec) return invalid_argument_error("http server: bad host \"" + s.options.host + "\"");
+  tcp::endpoint endpoint(address, s.options.port);
+  s.acceptor.open(endpoint.protocol(), ec);
+  if (!ec) s.acceptor.set_option(asio::socket_base::reuse_address(true), ec);
+  if (!ec) s.acceptor.bind(endpoint, ec);
+  if (!ec) s.acceptor.listen(asio::socket_base::max_listen_connections, ec);
+  if (ec) {
+    return unavailable_error("http server: cannot listen on " + s.options.host + ":" +
+                             std::to_string(s.options.port) + ": " + ec.message());
+  }
+  s.bound_port = s.acceptor.local_endpoint().port();
+  s.started = true;
+  s.work.emplace(s.ioc.get_executor());
+  s.do_accept();
+  for (int i = 0; i < std::max(1, s.options.io_threads); ++i) {
+    s.io_threads.emplace_back([impl = impl_] { impl->ioc.run(); });
+  }
+  log::info("http server listening", {{"address", s.options.host}, {"port", s.bound_port}});
+  return ok_status();
+}
+
+uint16_t Server::port() const { return impl_->bound_port; }
+
+bool Server::draining() const { return impl_->draining.load(); }
+
+int Server::in_flight() const { return impl_->in_flight.load(); }
+
+void Server::shutdown(int64_t grace_ms) {
+  Impl& s = *impl_;
+  if (!s.started || s.stopped) return;
+  s.draining = true;
+  asio::post(s.acceptor.get_executor(), [impl = impl_] {
+    beast::error_code ec;
+    impl->acceptor.close(ec);
+  });
+  auto snapshot = [&s] {
+    std::vector<std::shared_ptr<Session>> out;
+    std::lock_guard<std::mutex> lock(s.mutex);
+    for (auto& [_, weak] : s.sessions) {
+      if (auto p = weak.lock()) out.push_back(p);
+    }
+    return out;
+  };
+  for (auto& session : snapshot()) session->close_if_idle();
+  {
+    std::unique_lock<std::mutex> lock(s.mutex);
+    s.idle_cv.wait_for(lock, std::chrono::milliseconds(std::max<int64_t>(0, grace_ms)),
+                       [&s] { return s.in_flight.load() == 0; });
+  }
+  if (s.in_flight.load() > 0) {
+    log::warn("http shutdown grace period over; closing in-flight requests",
+              {{"in_flight", s.in_flight.load()}, {"grace_ms", grace_ms}});
+  }
+  for (auto& session : snapshot()) session->force_close();
+  // Let the closes and their completions run, then stop the I/O threads.
+  std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  s.stopped = true;
+  s.work.reset();
+  s.ioc.stop();
+  for (auto& t : s.io_threads) t.join();
+  s.io_threads.clear();
+  s.handler_pool.join();
+  log::info("http server stopped", {{"port", s.bound_port}});
+}
+
+void add_health_routes(Server& server, std::function<Status()> ready) {
+  server.route("GET", "/healthz",
+               SimpleHandler([](const Request&) { return text_response(200, "ok\n"); }));
+  server.route("GET", "/readyz", SimpleHandler([&server, ready = std::move(ready)](const Request&) {
+                 if (server.draining()) return text_response(503, "draining\n");
+                 Status s = ready ? ready() : ok_status();
+                 if (!s.ok()) return text_response(503, s.message() + "\n");
+                 return text_response(200, "ok\n");
+               }));
+}
+
+}  // namespace moeserve::http

@@ -1,0 +1,277 @@
+#include "common/http_server.h"
+
+#include <gtest/gtest.h>
+#include <prometheus/counter.h>
+
+#include <atomic>
+#include <future>
+#include <thread>
+
+#include "common/http_client.h"
+#include "common/metrics.h"
+#include "tests/support/test_util.h"
+
+namespace moeserve::http {
+namespace {
+
+using moeserve::testing::raw_exchange;
+using moeserve::testing::wait_until;
+using namespace std::chrono_literals;
+
+std::string url(const Server& s, const std::string& path) {
+  return "http://127.0.0.1:" + std::to_string(s.port()) + path;
+}
+
+ClientResponse get(const Server& s, const std::string& path, const std::string& method = "GET",
+                   const std::string& body = "") {
+  Client client;
+  auto r = client.send({method, url(s, path), {}, body});
+  EXPECT_TRUE(r.ok()) << r.status().to_string();
+  return r.ok() ? *r : ClientResponse{};
+}
+
+class HttpServerTest : public ::testing::Test {
+ protected:
+  void start(ServerOptions options = {}) {
+    server_ = std::make_unique<Server>(options);
+    server_->route("GET", "/hello", SimpleHandler([](const Request& r) {
+                     return text_response(200, "hello " + r.query_param("name"));
+                   }));
+    server_->route("POST", "/echo", SimpleHandler([](const Request& r) {
+                     Response out = json_response(201, r.body);
+                     out.headers.emplace_back("X-Seen-Header", r.header("X-Custom"));
+                     return out;
+                   }));
+    server_->route_prefix("GET", "/files/", [](const Request& r, Responder& out) {
+      out.send(text_response(200, "file " + r.path));
+    });
+    server_->route("GET", "/silent", [](const Request&, Responder&) {});
+    add_health_routes(*server_, [this] {
+      return ready_.load() ? ok_status() : unavailable_error("model not loaded");
+    });
+    ASSERT_TRUE(server_->start().ok());
+  }
+
+  std::unique_ptr<Server> server_;
+  std::atomic<bool> ready_{false};
+};
+
+TEST_F(HttpServerTest, RoutesByMethodAndPath) {
+  start();
+  auto ok = get(*server_, "/hello?name=a%20b");
+  EXPECT_EQ(ok.status, 200);
+  EXPECT_EQ(ok.body, "hello a b");
+  auto echo = get(*server_, "/echo", "POST", "{\"x\":1}");
+  EXPECT_EQ(echo.status, 201);
+  EXPECT_EQ(echo.body, "{\"x\":1}");
+  EXPECT_EQ(echo.header("content-type"), "application/json");
+  auto prefix = get(*server_, "/files/a/b");
+  EXPECT_EQ(prefix.body, "file /files/a/b");
+  EXPECT_EQ(get(*server_, "/nope").status, 404);
+  auto wrong_method = get(*server_, "/hello", "DELETE");
+  EXPECT_EQ(wrong_method.status, 405);
+  EXPECT_EQ(wrong_method.header("allow"), "GET");
+}
+
+TEST_F(HttpServerTest, HandlerWithoutAnswerGets500) {
+  start();
+  EXPECT_EQ(get(*server_, "/silent").status, 500);
+}
+
+TEST_F(HttpServerTest, HealthAndReadiness) {
+  start();
+  EXPECT_EQ(get(*server_, "/healthz").status, 200);
+  auto not_ready = get(*server_, "/readyz");
+  EXPECT_EQ(not_ready.status, 503);
+  EXPECT_EQ(not_ready.body, "model not loaded\n");
+  ready_ = true;
+  EXPECT_EQ(get(*server_, "/readyz").status, 200);
+}
+
+TEST_F(HttpServerTest, MalformedRequestLineIs400) {
+  start();
+  std::string reply = raw_exchange(server_->port(), "GARBAGE\r\n\r\n");
+  EXPECT_EQ(reply.rfind("HTTP/1.1 400", 0), 0u) << reply;
+  reply = raw_exchange(server_->port(), "GET /hello HTTP/9.9\r\n\r\n");
+  EXPECT_EQ(reply.rfind("HTTP/1.1 400", 0), 0u) << reply;
+}
+
+TEST_F(HttpServerTest, BodyOverLimitIs413) {
+  ServerOptions options;
+  options.max_body_bytes = 1024;
+  start(options);
+  auto r = get(*server_, "/echo", "POST", std::string(4096, 'x'));
+  EXPECT_EQ(r.status, 413);
+  EXPECT_EQ(get(*server_, "/echo", "POST", std::string(1000, 'x')).status, 201);
+}
+
+TEST_F(HttpServerTest, HeaderOverLimitIs431) {
+  ServerOptions options;
+  options.max_header_bytes = 1024;
+  start(options);
+  Client client;
+  auto r = client.send({"GET", url(*server_, "/hello"), {{"X-Big", std::string(4000, 'h')}}, ""});
+  ASSERT_TRUE(r.ok()) << r.status().to_string();
+  EXPECT_EQ(r->status, 431);
+}
+
+TEST_F(HttpServerTest, IncompleteRequestTimesOutWith408) {
+  ServerOptions options;
+  options.request_timeout_ms = 200;
+  start(options);
+  std::string reply = raw_exchange(server_->port(),
+                                   "POST /echo HTTP/1.1\r\nHost: x\r\n"
+                                   "Content-Length: 100\r\n\r\nonly-part",
+                                   5000ms);
+  EXPECT_EQ(reply.rfind("HTTP/1.1 408", 0), 0u) << reply;
+}
+
+TEST_F(HttpServerTest, KeepAliveServesSeveralRequestsOnOneConnection) {
+  start();
+  std::string two =
+      "GET /hello?name=1 HTTP/1.1\r\nHost: x\r\n\r\n"
+      "GET /hello?name=2 HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n";
+  std::string reply = raw_exchange(server_->port(), two);
+  EXPECT_NE(reply.find("hello 1"), std::string::npos) << reply;
+  EXPECT_NE(reply.find("hello 2"), std::string::npos) << reply;
+}
+
+TEST_F(HttpServerTest, ConcurrentClients) {
+  start();
+  constexpr int kThreads = 8;
+  constexpr int kRequests = 25;
+  std::atomic<int> good{0};
+  std::vector<std::thread> threads;
+  for (int t = 0; t < kThreads; ++t) {
+    threads.emplace_back([&, t] {
+      Client client;
+      for (int i = 0; i < kRequests; ++i) {
+        std::string name = std::to_string(t) + "-" + std::to_string(i);
+        auto r = client.send({"GET", url(*server_, "/hello?name=" + name), {}, ""});
+        if (r.ok() && r->status == 200 && r->body == "hello " + name) ++good;
+      }
+    });
+  }
+  for (auto& t : threads) t.join();
+  EXPECT_EQ(good.load(), kThreads * kRequests);
+}
+
+TEST_F(HttpServerTest, StreamedResponseArrivesIncrementally) {
+  std::promise<void> first_chunk_read;
+  auto first_chunk_read_future = first_chunk_read.get_future().share();
+  ServerOptions options;
+  server_ = std::make_unique<Server>(options);
+  server_->route("GET", "/stream", [&](const Request&, Responder& out) {
+    ASSERT_TRUE(out.begin_stream(200, "text/event-stream"));
+    out.write("data: one\n\n");
+    // The second chunk is written only after the client has read the first.
+    first_chunk_read_future.wait_for(5s);
+    out.write("data: two\n\n");
+    out.end_stream();
+  });
+  ASSERT_TRUE(server_->start().ok());
+  Client client;
+  auto stream = client.open({"GET", url(*server_, "/stream"), {}, ""});
+  ASSERT_TRUE(stream.ok()) << stream.status().to_string();
+  EXPECT_EQ((*stream)->status(), 200);
+  EXPECT_EQ((*stream)->header("content-type"), "text/event-stream");
+  auto first = (*stream)->read_some(5000);
+  ASSERT_TRUE(first.ok());
+  EXPECT_EQ(*first, "data: one\n\n");
+  first_chunk_read.set_value();
+  std::string rest;
+  while (!(*stream)->done()) {
+    auto more = (*stream)->read_some(5000);
+    ASSERT_TRUE(more.ok()) << more.status().to_string();
+    rest += *more;
+  }
+  EXPECT_EQ(rest, "data: two\n\n");
+}
+
+TEST_F(HttpServerTest, StreamingHandlerLearnsClientLeft) {
+  std::promise<int> writes_until_gone;
+  server_ = std::make_unique<Server>(ServerOptions{});
+  server_->route("GET", "/forever", [&](const Request&, Responder& out) {
+    out.begin_stream(200, "text/plain");
+    int writes = 0;
+    while (writes < 100000 && out.write("tick\n")) {
+      ++writes;
+      std::this_thread::sleep_for(2ms);
+    }
+    writes_until_gone.set_value(writes);
+  });
+  ASSERT_TRUE(server_->start().ok());
+  {
+    Client client;
+    auto stream = client.open({"GET", url(*server_, "/forever"), {}, ""});
+    ASSERT_TRUE(stream.ok());
+    ASSERT_TRUE((*stream)->read_some(5000).ok());
+    (*stream)->close();
+  }
+  auto future = writes_until_gone.get_future();
+  ASSERT_EQ(future.wait_for(10s), std::future_status::ready);
+  EXPECT_LT(future.get(), 100000);
+}
+
+TEST_F(HttpServerTest, GracefulShutdownFinishesInFlightRequest) {
+  std::promise<void> entered;
+  server_ = std::make_unique<Server>(ServerOptions{});
+  server_->route("GET", "/slow", SimpleHandler([&](const Request&) {
+                   entered.set_value();
+                   std::this_thread::sleep_for(300ms);
+                   return text_response(200, "finished");
+                 }));
+  ASSERT_TRUE(server_->start().ok());
+  uint16_t port = server_->port();
+  auto reply = std::async(std::launch::async, [&] { return get(*server_, "/slow"); });
+  entered.get_future().wait();
+  EXPECT_EQ(server_->in_flight(), 1);
+  server_->shutdown(5000);
+  ClientResponse r = reply.get();
+  EXPECT_EQ(r.status, 200);
+  EXPECT_EQ(r.body, "finished");
+  Client client;
+  auto refused = client.send({"GET", "http://127.0.0.1:" + std::to_string(port) + "/slow", {}, ""});
+  EXPECT_FALSE(refused.ok());
+  EXPECT_EQ(refused.status().code(), StatusCode::kUnavailable);
+}
+
+TEST_F(HttpServerTest, ShutdownGraceIsBounded) {
+  std::promise<void> entered;
+  server_ = std::make_unique<Server>(ServerOptions{});
+  server_->route("GET", "/stuck", [&](const Request&, Responder& out) {
+    out.begin_stream(200, "text/plain");
+    entered.set_value();
+    while (out.write("x")) std::this_thread::sleep_for(10ms);
+  });
+  ASSERT_TRUE(server_->start().ok());
+  auto stream_thread = std::async(std::launch::async, [&] {
+    Client client;
+    auto s = client.open({"GET", url(*server_, "/stuck"), {}, ""});
+    while (s.ok() && !(*s)->done() && (*s)->read_some(2000).ok()) {
+    }
+  });
+  entered.get_future().wait();
+  server_->shutdown(100);  // returns although the handler never finishes on its own
+  EXPECT_EQ(server_->in_flight(), 0);
+  stream_thread.get();
+}
+
+TEST_F(HttpServerTest, MetricsServesPrometheusText) {
+  auto registry = std::make_shared<prometheus::Registry>();
+  auto& family = prometheus::BuildCounter()
+                     .Name("moeserve_test_events_total")
+                     .Help("events")
+                     .Register(*registry);
+  family.Add({{"kind", "a"}}).Increment(3);
+  server_ = std::make_unique<Server>(ServerOptions{});
+  metrics::add_metrics_route(*server_, {registry});
+  ASSERT_TRUE(server_->start().ok());
+  auto r = get(*server_, "/metrics");
+  EXPECT_EQ(r.status, 200);
+  EXPECT_NE(r.body.find("# TYPE moeserve_test_events_total counter"), std::string::npos);
+  EXPECT_NE(r.body.find("moeserve_test_events_total{kind=\"a\"} 3"), std::string::npos) << r.body;
+}
+
+}  // namespace
+}  // namespace moeserve::http
