@@ -1,0 +1,167 @@
+#include "kernels/cpu/matmul.h"
+
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "kernels/cpu/convert.h"
+#include "kernels/cpu/isa.h"
+#include "kernels/cpu/thread_pool.h"
+#include "tests/kernels/random_data.h"
+
+namespace moeserve::kernels {
+namespace {
+
+using testing::random_floats;
+
+// Owns the bytes and scales behind a WeightView with random, non-zero content.
+struct RandomWeight {
+  std::vector<float> f32;
+  std::vector<uint16_t> bf16;
+  std::vector<uint8_t> fp8;
+  std::vector<float> scales;
+  WeightView view;
+
+  RandomWeight(WeightType type, int64_t rows, int64_t cols, uint32_t seed) {
+    view = {type, nullptr, nullptr, rows, cols};
+    const auto values = random_floats(rows * cols, seed);
+    switch (type) {
+      case WeightType::kF32:
+        f32 = values;
+        view.data = f32.data();
+        break;
+      case WeightType::kBF16:
+        for (float v : values) bf16.push_back(f32_to_bf16(v));
+        view.data = bf16.data();
+        break;
+      case WeightType::kFP8E4M3: {
+        // Every finite code (subnormals included), NaN codes excluded.
+        std::mt19937 rng(seed);
+        std::uniform_int_distribution<int> code(0, 253);
+        for (int64_t i = 0; i < rows * cols; ++i) {
+          const int c = code(rng);
+          fp8.push_back(static_cast<uint8_t>(c < 127 ? c : c + 1));
+        }
+        const int64_t blocks = ((rows + 127) / 128) * ((cols + 127) / 128);
+        scales = random_floats(blocks, seed + 1, 0.001f, 0.01f);
+        view.data = fp8.data();
+        view.scale_inv = scales.data();
+        break;
+      }
+    }
+  }
+};
+
+// sum_c |W[r][c] * x[t][c]|: the scale that float32 rounding errors are relative to.
+std::vector<double> abs_products(const WeightView& w, const std::vector<float>& x, int64_t tokens) {
+  std::vector<double> out(static_cast<size_t>(tokens * w.rows));
+  std::vector<float> row(static_cast<size_t>(w.cols));
+  for (int64_t r = 0; r < w.rows; ++r) {
+    dequantize_row(w, r, row.data());
+    for (int64_t t = 0; t < tokens; ++t) {
+      double sum = 0;
+      for (int64_t c = 0; c < w.cols; ++c) sum += std::fabs(row[c] * x[t * w.cols + c]);
+      out[t * w.rows + r] = sum;
+    }
+  }
+  return out;
+}
+
+const char* type_name(WeightType type) {
+  return type == WeightType::kF32 ? "f32" : type == WeightType::kBF16 ? "bf16" : "fp8";
+}
+
+class MatmulTest : public ::testing::TestWithParam<Isa> {
+ protected:
+  void SetUp() override {
+    if (GetParam() == Isa::kAvx2 && detected_isa() != Isa::kAvx2) {
+      GTEST_SKIP() << "CPU lacks AVX2/FMA/F16C";
+    }
+    set_isa_for_testing(GetParam());
+  }
+  void TearDown() override { set_isa_for_testing(detected_isa()); }
+
+  // matmul against matmul_reference. Tolerance: 1e-5 of sum |w x| (float32 accumulation
+  // over at most a few thousand terms in blocked order, eps = 6e-8, errors mostly cancel).
+  static void check(WeightType type, int64_t rows, int64_t cols, int64_t tokens, ThreadPool* pool) {
+    SCOPED_TRACE(std::string(type_name(type)) + " rows " + std::to_string(rows) + " cols " +
+                 std::to_string(cols) + " tokens " + std::to_string(tokens) + " threads " +
+                 std::to_string(pool ? pool->size() : 1));
+    const uint32_t seed = static_cast<uint32_t>(rows * 7919 + cols * 31 + tokens);
+    RandomWeight weight(type, rows, cols, seed);
+    const auto x = random_floats(tokens * cols, seed + 2);
+    std::vector<float> got(static_cast<size_t>(tokens * rows), NAN);
+    std::vector<float> want(got.size());
+    matmul(weight.view, x.data(), tokens, got.data(), pool);
+    matmul_reference(weight.view, x.data(), tokens, want.data());
+    const auto scale = abs_products(weight.view, x, tokens);
+    for (size_t i = 0; i < got.size(); ++i) {
+      ASSERT_NEAR(got[i], want[i], 1e-5 * scale[i] + 1e-30) << "output " << i;
+    }
+  }
+};
+
+TEST_P(MatmulTest, MatchesReferenceOnOddShapesAndPartialFp8Blocks) {
+  ThreadPool three(3);
+  const std::vector<std::pair<int64_t, int64_t>> shapes = {
+      {1, 1}, {3, 5}, {7, 13}, {37, 131}, {130, 257}, {129, 1100}, {260, 136}};
+  for (WeightType type : {WeightType::kF32, WeightType::kBF16, WeightType::kFP8E4M3}) {
+    for (auto [rows, cols] : shapes) {
+      for (int64_t tokens : {1, 2, 3, 4, 5, 17}) {
+        for (ThreadPool* pool : {static_cast<ThreadPool*>(nullptr), &three}) {
+          check(type, rows, cols, tokens, pool);
+        }
+      }
+    }
+  }
+}
+
+TEST_P(MatmulTest, MatchesReferenceForEveryTokenCountUpTo17) {
+  ThreadPool three(3);
+  for (WeightType type : {WeightType::kF32, WeightType::kBF16, WeightType::kFP8E4M3}) {
+    for (int64_t tokens = 1; tokens <= 17; ++tokens) check(type, 67, 300, tokens, &three);
+  }
+}
+
+TEST_P(MatmulTest, LargeEnoughToSplitAcrossThreadsMatchesSingleThreaded) {
+  ThreadPool three(3);
+  RandomWeight weight(WeightType::kFP8E4M3, 515, 2100, 5);
+  const auto x = random_floats(4 * 2100, 6);
+  for (int64_t tokens : {1, 4}) {
+    std::vector<float> single(static_cast<size_t>(tokens * 515));
+    std::vector<float> multi(single.size());
+    matmul(weight.view, x.data(), tokens, single.data(), nullptr);
+    matmul(weight.view, x.data(), tokens, multi.data(), &three);
+    EXPECT_EQ(single, multi);  // same rows, same arithmetic, whatever the thread
+  }
+}
+
+INSTANTIATE_TEST_SUITE_P(Isas, MatmulTest, ::testing::Values(Isa::kScalar, Isa::kAvx2),
+                         [](const auto& info) { return std::string(isa_name(info.param)); });
+
+TEST(DequantizeRowTest, AppliesTheBlockScaleOfEachColumnBlock) {
+  RandomWeight weight(WeightType::kFP8E4M3, 200, 300, 9);
+  std::vector<float> row(300);
+  for (int64_t r : {0, 127, 128, 199}) {
+    dequantize_row(weight.view, r, row.data());
+    for (int64_t c = 0; c < 300; ++c) {
+      const float scale = weight.scales[(r / 128) * 3 + c / 128];
+      ASSERT_EQ(row[c], fp8_e4m3_to_f32(weight.fp8[r * 300 + c]) * scale) << r << "," << c;
+    }
+  }
+  RandomWeight bf16(WeightType::kBF16, 3, 9, 10);
+  dequantize_row(bf16.view, 2, row.data());
+  for (int64_t c = 0; c < 9; ++c) EXPECT_EQ(row[c], bf16_to_f32(bf16.bf16[18 + c]));
+}
+
+TEST(WeightBytesTest, CountsElementSizes) {
+  EXPECT_EQ(weight_bytes({WeightType::kF32, nullptr, nullptr, 3, 5}), 60);
+  EXPECT_EQ(weight_bytes({WeightType::kBF16, nullptr, nullptr, 3, 5}), 30);
+  EXPECT_EQ(weight_bytes({WeightType::kFP8E4M3, nullptr, nullptr, 3, 5}), 15);
+}
+
+}  // namespace
+}  // namespace moeserve::kernels

@@ -1,0 +1,163 @@
+#include "kernels/cpu/ops.h"
+
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <cmath>
+#include <limits>
+#include <numeric>
+#include <string>
+#include <vector>
+
+#include "kernels/cpu/isa.h"
+#include "tests/kernels/random_data.h"
+
+namespace moeserve::kernels {
+namespace {
+
+using testing::random_floats;
+
+TEST(OpsTest, RmsNormMatchesDoubleReferenceAndMayRunInPlace) {
+  for (int64_t n : {1, 7, 64, 513, 7168}) {
+    const auto x = random_floats(n, 1, -3.0f, 3.0f);
+    const auto weight = random_floats(n, 2, 0.5f, 1.5f);
+    const float eps = 1e-6f;
+    double sum = 0;
+    for (float v : x) sum += static_cast<double>(v) * v;
+    const double inv_rms = 1.0 / std::sqrt(sum / n + eps);
+    std::vector<float> out(static_cast<size_t>(n));
+    rms_norm(x.data(), weight.data(), n, eps, out.data());
+    auto in_place = x;
+    rms_norm(in_place.data(), weight.data(), n, eps, in_place.data());
+    for (int64_t i = 0; i < n; ++i) {
+      const double want = x[i] * inv_rms * weight[i];
+      ASSERT_NEAR(out[i], want, 1e-6 * std::fabs(want) + 1e-7) << "n " << n << " i " << i;
+      ASSERT_EQ(in_place[i], out[i]);
+    }
+  }
+}
+
+TEST(OpsTest, SiluMulMatchesDoubleReference) {
+  const int64_t n = 1001;
+  const auto gate = random_floats(n, 3, -20.0f, 20.0f);
+  const auto up = random_floats(n, 4, -2.0f, 2.0f);
+  std::vector<float> out(n);
+  silu_mul(gate.data(), up.data(), n, out.data());
+  for (int64_t i = 0; i < n; ++i) {
+    const double g = gate[i];
+    const double want = g / (1 + std::exp(-g)) * up[i];
+    ASSERT_NEAR(out[i], want, 2e-6 * std::fabs(want) + 1e-12) << i;
+  }
+}
+
+TEST(OpsTest, SoftmaxIsStableForLargeValuesAndZeroesMinusInfinity) {
+  std::vector<float> x = {1000.0f, 1001.0f, 999.0f, -std::numeric_limits<float>::infinity()};
+  softmax(x.data(), 4);
+  const double e0 = std::exp(-1.0);
+  const double e2 = std::exp(-2.0);
+  const double total = e0 + 1 + e2;
+  EXPECT_NEAR(x[0], e0 / total, 1e-7);
+  EXPECT_NEAR(x[1], 1 / total, 1e-7);
+  EXPECT_NEAR(x[2], e2 / total, 1e-7);
+  EXPECT_EQ(x[3], 0.0f);
+
+  for (int64_t n : {1, 5, 129280}) {
+    const auto original = random_floats(n, 5, -30.0f, 30.0f);
+    auto got = original;
+    softmax(got.data(), n);
+    const double max_value = *std::max_element(original.begin(), original.end());
+    double sum = 0;
+    for (float v : original) sum += std::exp(v - max_value);
+    double got_sum = 0;
+    for (int64_t i = 0; i < n; ++i) {
+      const double want = std::exp(original[i] - max_value) / sum;
+      // float rounding of x - max (half an ulp of |x - max|) dominates the relative error.
+      const double tolerance = want * (1e-6 + 1.2e-7 * (max_value - original[i])) + 1e-30;
+      ASSERT_NEAR(got[i], want, tolerance) << i;
+      got_sum += got[i];
+    }
+    EXPECT_NEAR(got_sum, 1.0, 1e-5);
+  }
+}
+
+// Reference: stable sort of all indices by value, descending.
+void top_k_reference(const std::vector<float>& x, int64_t k, std::vector<int64_t>& indices) {
+  std::vector<int64_t> order(x.size());
+  std::iota(order.begin(), order.end(), 0);
+  std::stable_sort(order.begin(), order.end(), [&](int64_t a, int64_t b) { return x[a] > x[b]; });
+  indices.assign(order.begin(), order.begin() + k);
+}
+
+TEST(OpsTest, TopKIsDescendingWithTiesToTheLowerIndex) {
+  // Quantised random values produce many ties.
+  auto x = random_floats(300, 6, -5.0f, 5.0f);
+  for (auto& v : x) v = std::round(v);
+  for (int64_t k : {0, 1, 8, 37, 300}) {
+    std::vector<int64_t> indices(k);
+    std::vector<float> values(k);
+    top_k(x.data(), 300, k, indices.data(), values.data());
+    std::vector<int64_t> want;
+    top_k_reference(x, k, want);
+    EXPECT_EQ(indices, want) << "k " << k;
+    for (int64_t i = 0; i < k; ++i) EXPECT_EQ(values[i], x[want[i]]);
+  }
+  const std::vector<float> tied = {2.0f, 3.0f, 3.0f, 1.0f, 3.0f};
+  int64_t idx[3];
+  float val[3];
+  top_k(tied.data(), 5, 3, idx, val);
+  EXPECT_EQ(std::vector<int64_t>(idx, idx + 3), (std::vector<int64_t>{1, 2, 4}));
+}
+
+TEST(OpsTest, TopKRanksNanBelowEveryNumber) {
+  const float inf = std::numeric_limits<float>::infinity();
+  const std::vector<float> x = {NAN, -inf, 0.5f, NAN, 2.0f};
+  int64_t idx[5];
+  float val[5];
+  top_k(x.data(), 5, 5, idx, val);
+  EXPECT_EQ(std::vector<int64_t>(idx, idx + 5), (std::vector<int64_t>{4, 2, 1, 0, 3}));
+}
+
+TEST(OpsTest, AddAndScaleAdd) {
+  const auto x = random_floats(77, 7);
+  const auto y0 = random_floats(77, 8);
+  auto y = y0;
+  add(y.data(), x.data(), 77);
+  for (int i = 0; i < 77; ++i) ASSERT_EQ(y[i], y0[i] + x[i]);
+  y = y0;
+  scale_add(y.data(), x.data(), 0.37f, 77);
+  for (int i = 0; i < 77; ++i) ASSERT_NEAR(y[i], y0[i] + 0.37 * x[i], 1e-6);
+}
+
+class DotTest : public ::testing::TestWithParam<Isa> {
+ protected:
+  void SetUp() override {
+    if (GetParam() == Isa::kAvx2 && detected_isa() != Isa::kAvx2) GTEST_SKIP();
+    set_isa_for_testing(GetParam());
+  }
+  void TearDown() override { set_isa_for_testing(detected_isa()); }
+};
+
+TEST_P(DotTest, MatchesDoubleReferenceForAllTailLengths) {
+  for (int64_t n = 0; n <= 70; ++n) {
+    const auto a = random_floats(n, 9 + n);
+    const auto b = random_floats(n, 100 + n);
+    double want = 0;
+    double scale = 0;
+    for (int64_t i = 0; i < n; ++i) {
+      want += static_cast<double>(a[i]) * b[i];
+      scale += std::fabs(static_cast<double>(a[i]) * b[i]);
+    }
+    ASSERT_NEAR(dot(a.data(), b.data(), n), want, 1e-6 * scale + 1e-30) << "n " << n;
+  }
+  const auto a = random_floats(7168, 1);
+  const auto b = random_floats(7168, 2);
+  double want = 0;
+  for (int i = 0; i < 7168; ++i) want += static_cast<double>(a[i]) * b[i];
+  EXPECT_NEAR(dot(a.data(), b.data(), 7168), want, 1e-3);
+}
+
+INSTANTIATE_TEST_SUITE_P(Isas, DotTest, ::testing::Values(Isa::kScalar, Isa::kAvx2),
+                         [](const auto& info) { return std::string(isa_name(info.param)); });
+
+}  // namespace
+}  // namespace moeserve::kernels
