@@ -257,6 +257,9 @@ StatusOr<Url> parse_url(std::string_view text) {
     url.host = std::string(authority.substr(0, colon));
     if (colon != std::string_view::npos) port_text = authority.substr(colon + 1);
   }
+  if (url.host.empty()) {
+    return invalid_argument_error("URL \"" + std::string(text) + "\": missing host");
+  }
   if (port_text.empty()) {
     url.port = url.scheme == "https" ? 443 : 80;
   } else {
