@@ -1,17 +1,20 @@
 #include "kernels/cpu/isa.h"
 
+#include <algorithm>
 #include <atomic>
 
 namespace moeserve::kernels {
 namespace {
 
 Isa probe_isa() {
-#if defined(__x86_64__) || defined(__i386__)
+#if defined(__x86_64__)
   __builtin_cpu_init();
-  if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") &&
-      __builtin_cpu_supports("f16c")) {
-    return Isa::kAvx2;
+  const bool avx2 = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") &&
+                    __builtin_cpu_supports("f16c");
+  if (avx2 && __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw")) {
+    return Isa::kAvx512;
   }
+  if (avx2) return Isa::kAvx2;
 #endif
   return Isa::kScalar;
 }
@@ -30,11 +33,19 @@ Isa detected_isa() {
 
 Isa active_isa() { return active().load(std::memory_order_relaxed); }
 
-void set_isa_for_testing(Isa isa) {
-  const Isa clamped = (isa == Isa::kAvx2 && detected_isa() != Isa::kAvx2) ? Isa::kScalar : isa;
+Isa set_isa_for_testing(Isa isa) {
+  const Isa clamped = std::min(isa, detected_isa());  // enum order is capability order
   active().store(clamped, std::memory_order_relaxed);
+  return clamped;
 }
 
-const char* isa_name(Isa isa) { return isa == Isa::kAvx2 ? "avx2" : "scalar"; }
+const char* isa_name(Isa isa) {
+  switch (isa) {
+    case Isa::kScalar: return "scalar";
+    case Isa::kAvx2: return "avx2";
+    case Isa::kAvx512: return "avx512";
+  }
+  return "unknown";
+}
 
 }  // namespace moeserve::kernels

@@ -1,20 +1,21 @@
 // Which instruction set the CPU kernels use. The best one the CPU supports is chosen once at
-// run time (AVX2+FMA+F16C, else portable scalar code); nothing is compiled with global
-// -mavx2, so the binaries run on any x86-64 (and non-x86) machine. Tests force the scalar
-// path to check both implementations against the same references.
+// run time (AVX-512 F+BW, else AVX2+FMA+F16C, else portable scalar code); nothing is
+// compiled with global -mavx2/-mavx512f, so the binaries run on any x86-64 (and non-x86)
+// machine. Tests force each path in turn to check all of them against the same references.
 #pragma once
 
 namespace moeserve::kernels {
 
-enum class Isa { kScalar, kAvx2 };
+enum class Isa { kScalar, kAvx2, kAvx512 };
 
 // The best instruction set this CPU supports (computed once).
 Isa detected_isa();
 // The instruction set the kernels use now: detected_isa() unless overridden.
 Isa active_isa();
-// Forces `isa` for all later kernel calls (clamped to what the CPU supports). Not meant to be
-// changed while other threads run kernels.
-void set_isa_for_testing(Isa isa);
+// Forces `isa` for all later kernel calls; an ISA the CPU lacks falls back to the best
+// supported one below it. Returns the ISA now active. Not meant to be changed while other
+// threads run kernels.
+Isa set_isa_for_testing(Isa isa);
 const char* isa_name(Isa isa);
 
 }  // namespace moeserve::kernels

@@ -1,6 +1,8 @@
 #include "kernels/cpu/matmul.h"
 
 #include <algorithm>
+#include <array>
+#include <bit>
 #include <vector>
 
 #include "kernels/cpu/convert.h"
@@ -18,6 +20,28 @@ constexpr int64_t kRowGroup = 4;
 constexpr int64_t kMinParallelWork = 1 << 16;
 
 int64_t scale_cols(const WeightView& w) { return (w.cols + kFp8BlockSize - 1) / kFp8BlockSize; }
+
+// All 256 FP8 values, so the scalar path decodes with one load per weight.
+const std::array<float, 256>& fp8_table() {
+  static const std::array<float, 256> table = [] {
+    std::array<float, 256> values{};
+    for (int code = 0; code < 256; ++code)
+      values[code] = fp8_e4m3_to_f32(static_cast<uint8_t>(code));
+    return values;
+  }();
+  return table;
+}
+
+using RowsFn = void (*)(const WeightView&, const float*, int64_t, float*, int64_t, int64_t);
+
+RowsFn rows_fn(Isa isa) {
+#if defined(__x86_64__)
+  if (isa == Isa::kAvx512) return internal::matmul_rows_avx512;
+  if (isa == Isa::kAvx2) return internal::matmul_rows_avx2;
+#endif
+  (void)isa;
+  return internal::matmul_rows_scalar;
+}
 
 }  // namespace
 
@@ -48,14 +72,19 @@ float dot_scalar(const float* a, const float* b, int64_t n) {
          ((partial[2] + partial[6]) + (partial[3] + partial[7]));
 }
 
+float* panel_scratch(int64_t floats) {
+  thread_local std::vector<float> buffer;
+  if (static_cast<int64_t>(buffer.size()) < floats) buffer.resize(static_cast<size_t>(floats));
+  return buffer.data();
+}
+
 void matmul_rows_scalar(const WeightView& w, const float* x, int64_t tokens, float* y,
                         int64_t row_begin, int64_t row_end) {
-  thread_local std::vector<float> row_values;
-  row_values.resize(static_cast<size_t>(w.cols));
+  float* row_values = panel_scratch(w.cols);
   for (int64_t r = row_begin; r < row_end; ++r) {
-    dequantize_row(w, r, row_values.data());
+    dequantize_row(w, r, row_values);
     for (int64_t t = 0; t < tokens; ++t) {
-      y[t * w.rows + r] = dot_scalar(row_values.data(), x + t * w.cols, w.cols);
+      y[t * w.rows + r] = dot_scalar(row_values, x + t * w.cols, w.cols);
     }
   }
 }
@@ -77,14 +106,19 @@ void dequantize_row(const WeightView& w, int64_t row, float* out) {
     }
     case WeightType::kBF16: {
       const uint16_t* data = static_cast<const uint16_t*>(w.data) + base;
-      for (int64_t c = 0; c < w.cols; ++c) out[c] = bf16_to_f32(data[c]);
+      for (int64_t c = 0; c < w.cols; ++c) {
+        out[c] = std::bit_cast<float>(static_cast<uint32_t>(data[c]) << 16);
+      }
       return;
     }
     case WeightType::kFP8E4M3: {
       const uint8_t* data = static_cast<const uint8_t*>(w.data) + base;
       const float* scales = w.scale_inv + (row / kFp8BlockSize) * scale_cols(w);
-      for (int64_t c = 0; c < w.cols; ++c) {
-        out[c] = fp8_e4m3_to_f32(data[c]) * scales[c / kFp8BlockSize];
+      const std::array<float, 256>& table = fp8_table();
+      for (int64_t c0 = 0; c0 < w.cols; c0 += kFp8BlockSize) {
+        const int64_t c1 = std::min(c0 + kFp8BlockSize, w.cols);
+        const float scale = scales[c0 / kFp8BlockSize];
+        for (int64_t c = c0; c < c1; ++c) out[c] = table[data[c]] * scale;
       }
       return;
     }
@@ -105,11 +139,10 @@ void matmul_reference(const WeightView& w, const float* x, int64_t tokens, float
 
 void matmul(const WeightView& w, const float* x, int64_t tokens, float* y, ThreadPool* pool) {
   if (w.rows <= 0 || tokens <= 0) return;
-  const auto rows_fn =
-      active_isa() == Isa::kAvx2 ? internal::matmul_rows_avx2 : internal::matmul_rows_scalar;
+  const RowsFn rows = rows_fn(active_isa());
   const int64_t groups = (w.rows + kRowGroup - 1) / kRowGroup;
   const auto run = [&](int64_t group_begin, int64_t group_end) {
-    rows_fn(w, x, tokens, y, group_begin * kRowGroup, std::min(group_end * kRowGroup, w.rows));
+    rows(w, x, tokens, y, group_begin * kRowGroup, std::min(group_end * kRowGroup, w.rows));
   };
   if (pool != nullptr && pool->size() > 1 && w.rows * w.cols * tokens >= kMinParallelWork) {
     pool->parallel_for(groups, run);

@@ -1,7 +1,7 @@
 // Internal to kernels/cpu: the per-instruction-set bodies behind matmul and dot. Each
-// computes output rows [row_begin, row_end) for all tokens; matmul (matmul.cpp) picks the
-// instruction set and splits rows over threads. The AVX2 entry points may only be called
-// when active_isa() is Isa::kAvx2.
+// matmul_rows_* computes output rows [row_begin, row_end) for all tokens; matmul
+// (matmul.cpp) picks the instruction set and splits rows over threads. The vector entry
+// points exist on x86-64 only and may be called only when active_isa() allows them.
 #pragma once
 
 #include <cstdint>
@@ -12,11 +12,20 @@ namespace moeserve::kernels::internal {
 
 void matmul_rows_scalar(const WeightView& w, const float* x, int64_t tokens, float* y,
                         int64_t row_begin, int64_t row_end);
+float dot_scalar(const float* a, const float* b, int64_t n);
+
+#if defined(__x86_64__)
 void matmul_rows_avx2(const WeightView& w, const float* x, int64_t tokens, float* y,
                       int64_t row_begin, int64_t row_end);
-
-float dot_scalar(const float* a, const float* b, int64_t n);
 float dot_avx2(const float* a, const float* b, int64_t n);
+void matmul_rows_avx512(const WeightView& w, const float* x, int64_t tokens, float* y,
+                        int64_t row_begin, int64_t row_end);
+float dot_avx512(const float* a, const float* b, int64_t n);
+#endif
+
+// A per-thread float buffer of at least `floats` elements (kept between calls). Lives
+// outside the vector code so no standard-library template is compiled for a vector target.
+float* panel_scratch(int64_t floats);
 
 // Element c of row `row` with its block scale applied (scalar definition).
 float weight_element(const WeightView& w, int64_t row, int64_t col);

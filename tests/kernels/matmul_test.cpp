@@ -77,10 +77,7 @@ const char* type_name(WeightType type) {
 class MatmulTest : public ::testing::TestWithParam<Isa> {
  protected:
   void SetUp() override {
-    if (GetParam() == Isa::kAvx2 && detected_isa() != Isa::kAvx2) {
-      GTEST_SKIP() << "CPU lacks AVX2/FMA/F16C";
-    }
-    set_isa_for_testing(GetParam());
+    if (set_isa_for_testing(GetParam()) != GetParam()) GTEST_SKIP() << "CPU lacks this ISA";
   }
   void TearDown() override { set_isa_for_testing(detected_isa()); }
 
@@ -139,7 +136,8 @@ TEST_P(MatmulTest, LargeEnoughToSplitAcrossThreadsMatchesSingleThreaded) {
   }
 }
 
-INSTANTIATE_TEST_SUITE_P(Isas, MatmulTest, ::testing::Values(Isa::kScalar, Isa::kAvx2),
+INSTANTIATE_TEST_SUITE_P(Isas, MatmulTest,
+                         ::testing::Values(Isa::kScalar, Isa::kAvx2, Isa::kAvx512),
                          [](const auto& info) { return std::string(isa_name(info.param)); });
 
 TEST(DequantizeRowTest, AppliesTheBlockScaleOfEachColumnBlock) {

@@ -131,8 +131,7 @@ TEST(OpsTest, AddAndScaleAdd) {
 class DotTest : public ::testing::TestWithParam<Isa> {
  protected:
   void SetUp() override {
-    if (GetParam() == Isa::kAvx2 && detected_isa() != Isa::kAvx2) GTEST_SKIP();
-    set_isa_for_testing(GetParam());
+    if (set_isa_for_testing(GetParam()) != GetParam()) GTEST_SKIP() << "CPU lacks this ISA";
   }
   void TearDown() override { set_isa_for_testing(detected_isa()); }
 };
@@ -156,7 +155,7 @@ TEST_P(DotTest, MatchesDoubleReferenceForAllTailLengths) {
   EXPECT_NEAR(dot(a.data(), b.data(), 7168), want, 1e-3);
 }
 
-INSTANTIATE_TEST_SUITE_P(Isas, DotTest, ::testing::Values(Isa::kScalar, Isa::kAvx2),
+INSTANTIATE_TEST_SUITE_P(Isas, DotTest, ::testing::Values(Isa::kScalar, Isa::kAvx2, Isa::kAvx512),
                          [](const auto& info) { return std::string(isa_name(info.param)); });
 
 }  // namespace

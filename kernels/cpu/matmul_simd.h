@@ -1,0 +1,231 @@
+// Internal to kernels/cpu: the vector bodies of matmul and dot, written once and compiled
+// once per instruction set. Deliberately no include guard: matmul_avx2.cpp and
+// matmul_avx512.cpp each include it inside an anonymous namespace, within a
+// `#pragma GCC target` region, after defining the primitives it uses:
+//   Vec, kLanes                    the vector type and its float lanes
+//   kTokenTile                     tokens per register tile (bounded by register count)
+//   vzero, vset1, vload, vstore, vload_first(p, n) (lanes >= n read as 0, never touched),
+//   vfma(a, b, c) = a * b + c, vmul, vsum (horizontal add)
+//   vload_bf16(p), vload_fp8_scaled(p): kLanes weights decoded; FP8 comes out as
+//                                        value * 2^-8 (the binary16 trick, see matmul_avx2.cpp)
+// It must not instantiate standard-library templates (those would be compiled for the
+// target and could be shared with code that runs on any CPU), hence the small helpers.
+//
+// One token (GEMV): four rows at a time share each activation load; the FP8 block scale is
+// applied once per 128-column block per row. Several tokens: four rows x up to kPanelCols
+// columns are decoded (scales applied) into a float panel that stays in L1, then every token
+// is multiplied against it, kTokenTile tokens at a time, so weight bytes are read and
+// decoded once per batch.
+
+constexpr int64_t kRows = 4;
+constexpr int64_t kPanelCols = 1024;  // a multiple of the FP8 block and of kLanes
+constexpr float kFp8VectorScale = 256.0f;
+
+inline int64_t min64(int64_t a, int64_t b) { return a < b ? a : b; }
+
+struct F32Format {
+  using Elem = float;
+  static constexpr bool kBlockScaled = false;
+  static constexpr float kVectorScale = 1.0f;
+  static Vec load(const Elem* p) { return vload(p); }
+  static float scalar(Elem v) { return v; }
+};
+
+struct Bf16Format {
+  using Elem = uint16_t;
+  static constexpr bool kBlockScaled = false;
+  static constexpr float kVectorScale = 1.0f;
+  static Vec load(const Elem* p) { return vload_bf16(p); }
+  static float scalar(Elem v) { return bf16_to_f32(v); }
+};
+
+struct Fp8Format {
+  using Elem = uint8_t;
+  static constexpr bool kBlockScaled = true;
+  static constexpr float kVectorScale = kFp8VectorScale;
+  static Vec load(const Elem* p) { return vload_fp8_scaled(p); }
+  static float scalar(Elem v) { return fp8_e4m3_to_f32(v); }
+};
+
+// Columns per scale block: 128 for FP8, the whole row otherwise.
+template <class F>
+int64_t block_width(const WeightView& w) {
+  return F::kBlockScaled ? kFp8BlockSize : (w.cols > 0 ? w.cols : 1);
+}
+
+// Scales of the row block holding `row` (null when the format has none).
+template <class F>
+const float* row_scales(const WeightView& w, int64_t row) {
+  if (!F::kBlockScaled) return nullptr;
+  return w.scale_inv + (row / kFp8BlockSize) * ((w.cols + kFp8BlockSize - 1) / kFp8BlockSize);
+}
+
+// y[r .. r+3] for one token, decoding straight from the weight rows. Rows r .. r+3 must lie
+// in one FP8 row block.
+template <class F>
+void gemv_4rows(const WeightView& w, int64_t r, const float* x, float* y) {
+  using Elem = typename F::Elem;
+  const int64_t cols = w.cols;
+  const Elem* rows[kRows];
+  for (int i = 0; i < kRows; ++i) rows[i] = static_cast<const Elem*>(w.data) + (r + i) * cols;
+  const int64_t block = block_width<F>(w);
+  const float* scales = row_scales<F>(w, r);
+  Vec acc[kRows];
+  float tail[kRows] = {};
+  for (int i = 0; i < kRows; ++i) acc[i] = vzero();
+  for (int64_t c0 = 0; c0 < cols; c0 += block) {
+    const int64_t c1 = min64(c0 + block, cols);
+    Vec partial[kRows];
+    for (int i = 0; i < kRows; ++i) partial[i] = vzero();
+    int64_t c = c0;
+    for (; c + kLanes <= c1; c += kLanes) {
+      const Vec xv = vload(x + c);
+#pragma GCC unroll 4
+      for (int i = 0; i < kRows; ++i) partial[i] = vfma(F::load(rows[i] + c), xv, partial[i]);
+    }
+    const float scale = scales != nullptr ? scales[c0 / kFp8BlockSize] : 1.0f;
+    const Vec vector_scale = vset1(scale * F::kVectorScale);
+    for (int i = 0; i < kRows; ++i) acc[i] = vfma(partial[i], vector_scale, acc[i]);
+    for (; c < c1; ++c) {
+      for (int i = 0; i < kRows; ++i) tail[i] += F::scalar(rows[i][c]) * scale * x[c];
+    }
+  }
+  for (int i = 0; i < kRows; ++i) y[r + i] = vsum(acc[i]) + tail[i];
+}
+
+// Decodes columns [c0, c1) of rows r .. r+count-1 into `panel` (row stride kPanelCols) with
+// scales applied; rows past `count` and columns past c1 (to a multiple of kLanes) are zero.
+template <class F>
+void decode_panel(const WeightView& w, int64_t r, int64_t count, int64_t c0, int64_t c1,
+                  float* panel) {
+  using Elem = typename F::Elem;
+  const int64_t padded = (c1 - c0 + kLanes - 1) / kLanes * kLanes;
+  const int64_t block = block_width<F>(w);
+  for (int64_t i = 0; i < kRows; ++i) {
+    float* out = panel + i * kPanelCols;  // out[k] holds column c0 + k
+    int64_t filled = 0;
+    if (i < count) {
+      const Elem* row = static_cast<const Elem*>(w.data) + (r + i) * w.cols;
+      const float* scales = row_scales<F>(w, r + i);
+      for (int64_t b0 = c0; b0 < c1; b0 += block) {
+        const int64_t b1 = min64(b0 + block, c1);
+        const float scale = scales != nullptr ? scales[b0 / kFp8BlockSize] : 1.0f;
+        const Vec vector_scale = vset1(scale * F::kVectorScale);
+        int64_t c = b0;
+        for (; c + kLanes <= b1; c += kLanes) {
+          const Vec v = F::load(row + c);
+          vstore(out + (c - c0), F::kBlockScaled ? vmul(v, vector_scale) : v);
+        }
+        for (; c < b1; ++c) out[c - c0] = F::scalar(row[c]) * scale;
+      }
+      filled = c1 - c0;
+    }
+    for (int64_t k = filled; k < padded; ++k) out[k] = 0.0f;
+  }
+}
+
+// out[i * kTokenTile + t] = panel row i . x row t over `width` columns, for TT tokens.
+template <int TT>
+void panel_tile(const float* panel, int64_t width, const float* x, int64_t x_stride, float* out) {
+  Vec acc[kRows][TT];
+  for (int i = 0; i < kRows; ++i) {
+    for (int t = 0; t < TT; ++t) acc[i][t] = vzero();
+  }
+  int64_t c = 0;
+  for (; c + kLanes <= width; c += kLanes) {
+    Vec wv[kRows];
+    for (int i = 0; i < kRows; ++i) wv[i] = vload(panel + i * kPanelCols + c);
+#pragma GCC unroll 8
+    for (int t = 0; t < TT; ++t) {
+      const Vec xv = vload(x + t * x_stride + c);
+      for (int i = 0; i < kRows; ++i) acc[i][t] = vfma(wv[i], xv, acc[i][t]);
+    }
+  }
+  if (c < width) {
+    Vec wv[kRows];
+    for (int i = 0; i < kRows; ++i) wv[i] = vload(panel + i * kPanelCols + c);
+    for (int t = 0; t < TT; ++t) {
+      const Vec xv = vload_first(x + t * x_stride + c, width - c);
+      for (int i = 0; i < kRows; ++i) acc[i][t] = vfma(wv[i], xv, acc[i][t]);
+    }
+  }
+  for (int i = 0; i < kRows; ++i) {
+    for (int t = 0; t < TT; ++t) out[i * kTokenTile + t] = vsum(acc[i][t]);
+  }
+}
+
+// panel_tile for n <= TT tokens, n known only at run time.
+template <int TT>
+void panel_tile_n(int64_t n, const float* panel, int64_t width, const float* x, int64_t x_stride,
+                  float* out) {
+  if (n == TT) {
+    panel_tile<TT>(panel, width, x, x_stride, out);
+  } else if constexpr (TT > 1) {
+    panel_tile_n<TT - 1>(n, panel, width, x, x_stride, out);
+  }
+}
+
+// Rows r .. r+count-1 (count <= 4) for all tokens through the decoded panel.
+template <class F>
+void panel_rows(const WeightView& w, const float* x, int64_t tokens, float* y, int64_t r,
+                int64_t count, float* panel) {
+  for (int64_t c0 = 0; c0 < w.cols; c0 += kPanelCols) {
+    const int64_t c1 = min64(c0 + kPanelCols, w.cols);
+    decode_panel<F>(w, r, count, c0, c1, panel);
+    for (int64_t t0 = 0; t0 < tokens; t0 += kTokenTile) {
+      const int64_t n = min64(kTokenTile, tokens - t0);
+      float out[kRows * kTokenTile];
+      panel_tile_n<kTokenTile>(n, panel, c1 - c0, x + t0 * w.cols + c0, w.cols, out);
+      for (int64_t t = 0; t < n; ++t) {
+        for (int64_t i = 0; i < count; ++i) {
+          float& dst = y[(t0 + t) * w.rows + r + i];
+          dst = (c0 == 0 ? 0.0f : dst) + out[i * kTokenTile + t];
+        }
+      }
+    }
+  }
+}
+
+template <class F>
+void matmul_rows_simd(const WeightView& w, const float* x, int64_t tokens, float* y,
+                      int64_t row_begin, int64_t row_end) {
+  float* panel = panel_scratch(kRows * kPanelCols);
+  int64_t r = row_begin;
+  if (tokens == 1) {
+    for (; r + kRows <= row_end; r += kRows) {
+      const bool straddles = r / kFp8BlockSize != (r + kRows - 1) / kFp8BlockSize;
+      if (F::kBlockScaled && straddles) {
+        panel_rows<F>(w, x, tokens, y, r, kRows, panel);
+      } else {
+        gemv_4rows<F>(w, r, x, y);
+      }
+    }
+  }
+  for (; r < row_end; r += kRows) {
+    panel_rows<F>(w, x, tokens, y, r, min64(kRows, row_end - r), panel);
+  }
+}
+
+void matmul_rows_any(const WeightView& w, const float* x, int64_t tokens, float* y,
+                     int64_t row_begin, int64_t row_end) {
+  switch (w.type) {
+    case WeightType::kF32: return matmul_rows_simd<F32Format>(w, x, tokens, y, row_begin, row_end);
+    case WeightType::kBF16:
+      return matmul_rows_simd<Bf16Format>(w, x, tokens, y, row_begin, row_end);
+    case WeightType::kFP8E4M3:
+      return matmul_rows_simd<Fp8Format>(w, x, tokens, y, row_begin, row_end);
+  }
+}
+
+float dot_any(const float* a, const float* b, int64_t n) {
+  Vec acc[4] = {vzero(), vzero(), vzero(), vzero()};
+  int64_t i = 0;
+  for (; i + 4 * kLanes <= n; i += 4 * kLanes) {
+    for (int j = 0; j < 4; ++j) {
+      acc[j] = vfma(vload(a + i + kLanes * j), vload(b + i + kLanes * j), acc[j]);
+    }
+  }
+  for (; i + kLanes <= n; i += kLanes) acc[0] = vfma(vload(a + i), vload(b + i), acc[0]);
+  if (i < n) acc[1] = vfma(vload_first(a + i, n - i), vload_first(b + i, n - i), acc[1]);
+  return vsum(vadd(vadd(acc[0], acc[1]), vadd(acc[2], acc[3])));
+}
