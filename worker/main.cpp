@@ -3,9 +3,13 @@
 #include <vector>
 
 #include "common/cli.h"
+#include "worker/engine/generate.h"
 
 int main(int argc, char** argv) {
-  const std::vector<moeserve::Command> commands = {};
+  const std::vector<moeserve::Command> commands = {
+      {"generate", "generate a continuation of a prompt (CPU, one request)",
+       &moeserve::engine::run_generate_command},
+  };
   return moeserve::run_cli(
       "moeserve-worker",
       "Inference engine for DeepSeek-V3-family MoE checkpoints (Hugging Face format).", commands,

@@ -1,0 +1,311 @@
+#include "worker/engine/attention.h"
+
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+
+#include "kernels/cpu/ops.h"
+#include "kernels/cpu/thread_pool.h"
+#include "worker/engine/linear.h"
+
+namespace moeserve::engine {
+namespace {
+
+int64_t element_bytes(kernels::WeightType type) {
+  switch (type) {
+    case kernels::WeightType::kF32: return 4;
+    case kernels::WeightType::kBF16: return 2;
+    case kernels::WeightType::kFP8E4M3: return 1;
+  }
+  return 4;
+}
+
+int64_t ceil_blocks(int64_t n) { return (n + kernels::kFp8BlockSize - 1) / kernels::kFp8BlockSize; }
+
+// Rows [first, first + count) of `w` as a view into the same data. For FP8 the caller
+// guarantees that `first` is a multiple of the scale block.
+kernels::WeightView row_slice(const kernels::WeightView& w, int64_t first, int64_t count) {
+  kernels::WeightView slice = w;
+  slice.rows = count;
+  slice.data = static_cast<const uint8_t*>(w.data) + first * w.cols * element_bytes(w.type);
+  if (w.type == kernels::WeightType::kFP8E4M3) {
+    slice.scale_inv = w.scale_inv + (first / kernels::kFp8BlockSize) * ceil_blocks(w.cols);
+  }
+  return slice;
+}
+
+// Rows [first, first + count) of `w` dequantized into a float32 matrix, transposed or not.
+kernels::WeightView float_copy(const kernels::WeightView& w, int64_t first, int64_t count,
+                               bool transpose, std::vector<uint8_t>& storage) {
+  storage.resize(count * w.cols * sizeof(float));
+  float* out = reinterpret_cast<float*>(storage.data());
+  std::vector<float> row(w.cols);
+  for (int64_t r = 0; r < count; ++r) {
+    kernels::dequantize_row(w, first + r, row.data());
+    for (int64_t c = 0; c < w.cols; ++c) {
+      (transpose ? out[c * count + r] : out[r * w.cols + c]) = row[c];
+    }
+  }
+  return kernels::WeightView{kernels::WeightType::kF32, out, nullptr, transpose ? w.cols : count,
+                             transpose ? count : w.cols};
+}
+
+// Rows [first, first + count) of `w`, transposed, in the stored dtype. For FP8 the caller
+// guarantees that `first` and `count` are multiples of the scale block.
+kernels::WeightView transposed_copy(const kernels::WeightView& w, int64_t first, int64_t count,
+                                    std::vector<uint8_t>& storage,
+                                    std::vector<uint8_t>& scale_storage) {
+  const int64_t bytes = element_bytes(w.type);
+  storage.resize(count * w.cols * bytes);
+  const uint8_t* src = static_cast<const uint8_t*>(w.data) + first * w.cols * bytes;
+  for (int64_t r = 0; r < count; ++r) {
+    for (int64_t c = 0; c < w.cols; ++c) {
+      std::memcpy(storage.data() + (c * count + r) * bytes, src + (r * w.cols + c) * bytes, bytes);
+    }
+  }
+  kernels::WeightView view{w.type, storage.data(), nullptr, w.cols, count};
+  if (w.type == kernels::WeightType::kFP8E4M3) {
+    const int64_t src_cols = ceil_blocks(w.cols);
+    const int64_t rows_t = ceil_blocks(w.cols), cols_t = ceil_blocks(count);
+    scale_storage.resize(rows_t * cols_t * sizeof(float));
+    float* scales = reinterpret_cast<float*>(scale_storage.data());
+    for (int64_t i = 0; i < rows_t; ++i) {
+      for (int64_t j = 0; j < cols_t; ++j) {
+        scales[i * cols_t + j] = w.scale_inv[(first / kernels::kFp8BlockSize + j) * src_cols + i];
+      }
+    }
+    view.scale_inv = scales;
+  }
+  return view;
+}
+
+}  // namespace
+
+MlaShape mla_shape(const model::ModelConfig& config, const kernels::RopeTable& rope) {
+  MlaShape s;
+  s.heads = config.num_attention_heads;
+  s.hidden = config.hidden_size;
+  s.q_lora_rank = config.q_lora_rank;
+  s.kv_lora_rank = config.kv_lora_rank;
+  s.nope = config.qk_nope_head_dim;
+  s.rope = config.qk_rope_head_dim;
+  s.v = config.v_head_dim;
+  s.eps = static_cast<float>(config.rms_norm_eps);
+  s.softmax_scale = static_cast<float>(std::pow(static_cast<double>(config.qk_head_dim()), -0.5) *
+                                       rope.attention_scale_multiplier());
+  return s;
+}
+
+MlaWeights bind_mla(const model::Attention& a, const MlaShape& shape) {
+  MlaWeights w;
+  if (shape.q_lora_rank > 0) {
+    w.q_a = to_view(a.q_a_proj);
+    w.q_a_norm = a.q_a_layernorm.data();
+    w.q_b = to_view(a.q_b_proj);
+  } else {
+    w.q = to_view(a.q_proj);
+  }
+  w.kv_a = to_view(a.kv_a_proj_with_mqa);
+  w.kv_a_norm = a.kv_a_layernorm.data();
+  w.kv_b = to_view(a.kv_b_proj);
+  w.o = to_view(a.o_proj);
+
+  const int64_t per_head = shape.nope + shape.v;
+  const bool fp8 = w.kv_b.type == kernels::WeightType::kFP8E4M3;
+  const bool aligned =
+      shape.nope % kernels::kFp8BlockSize == 0 && per_head % kernels::kFp8BlockSize == 0;
+  // Two buffers per head, sized up front so that the views into them stay valid: the
+  // k_nope copy, and either its FP8 scales or the float copy of the v rows.
+  w.storage.resize(2 * shape.heads);
+  for (int64_t h = 0; h < shape.heads; ++h) {
+    std::vector<uint8_t>& first = w.storage[2 * h];
+    std::vector<uint8_t>& second = w.storage[2 * h + 1];
+    const int64_t k_first = h * per_head, v_first = h * per_head + shape.nope;
+    if (fp8 && !aligned) {
+      w.uk_t.push_back(float_copy(w.kv_b, k_first, shape.nope, true, first));
+      w.uv.push_back(float_copy(w.kv_b, v_first, shape.v, false, second));
+    } else {
+      w.uk_t.push_back(transposed_copy(w.kv_b, k_first, shape.nope, first, second));
+      w.uv.push_back(row_slice(w.kv_b, v_first, shape.v));
+    }
+  }
+  return w;
+}
+
+MlaAttention::MlaAttention(const MlaShape& shape, const kernels::RopeTable* rope,
+                           kernels::ThreadPool* pool)
+    : shape_(shape), rope_(rope), pool_(pool) {}
+
+void MlaAttention::project_q(const MlaWeights& w, const float* x, int64_t tokens) {
+  const int64_t qk = shape_.nope + shape_.rope;
+  q_.resize(tokens * shape_.heads * qk);
+  if (shape_.q_lora_rank > 0) {
+    q_a_.resize(tokens * shape_.q_lora_rank);
+    kernels::matmul(w.q_a, x, tokens, q_a_.data(), pool_);
+    for (int64_t t = 0; t < tokens; ++t) {
+      float* row = q_a_.data() + t * shape_.q_lora_rank;
+      kernels::rms_norm(row, w.q_a_norm, shape_.q_lora_rank, shape_.eps, row);
+    }
+    kernels::matmul(w.q_b, q_a_.data(), tokens, q_.data(), pool_);
+  } else {
+    kernels::matmul(w.q, x, tokens, q_.data(), pool_);
+  }
+}
+
+void MlaAttention::write_cache(const MlaWeights& w, int64_t layer, const float* x, int64_t tokens,
+                               const std::vector<AttentionSpan>& spans, KvCache& cache) {
+  const int64_t latent = shape_.kv_lora_rank, qk = shape_.nope + shape_.rope;
+  kv_a_.resize(tokens * (latent + shape_.rope));
+  kernels::matmul(w.kv_a, x, tokens, kv_a_.data(), pool_);
+  for (const AttentionSpan& span : spans) {
+    for (int64_t i = 0; i < span.count; ++i) {
+      const int64_t t = span.first + i, position = span.start_position + i;
+      const float* src = kv_a_.data() + t * (latent + shape_.rope);
+      float* entry = cache.entry(*span.kv, layer, position);
+      kernels::rms_norm(src, w.kv_a_norm, latent, shape_.eps, entry);
+      std::copy_n(src + latent, shape_.rope, entry + latent);
+      rope_->apply(entry + latent, position);
+      for (int64_t h = 0; h < shape_.heads; ++h) {
+        rope_->apply(q_.data() + (t * shape_.heads + h) * qk + shape_.nope, position);
+      }
+    }
+  }
+}
+
+bool MlaAttention::use_absorbed(const AttentionSpan& span, AttentionPath path) const {
+  if (path != AttentionPath::kAuto) return path == AttentionPath::kAbsorbed;
+  const int64_t n = span.count, len = span.start_position + span.count;
+  const int64_t latent = shape_.kv_lora_rank;
+  const int64_t absorbed =
+      n * (shape_.nope * latent + len * (2 * latent + shape_.rope) + latent * shape_.v);
+  const int64_t expanded =
+      len * (shape_.nope + shape_.v) * latent + n * len * (shape_.nope + shape_.rope + shape_.v);
+  return absorbed <= expanded;
+}
+
+void MlaAttention::attend_expanded(const MlaWeights& w, int64_t layer, const AttentionSpan& span,
+                                   KvCache& cache) {
+  const int64_t latent = shape_.kv_lora_rank, qk = shape_.nope + shape_.rope;
+  const int64_t per_head = shape_.nope + shape_.v, heads = shape_.heads;
+  const int64_t len = span.start_position + span.count;
+  latents_.resize(len * latent);
+  for (int64_t j = 0; j < len; ++j) {
+    std::copy_n(cache.entry(*span.kv, layer, j), latent, latents_.data() + j * latent);
+  }
+  kv_.resize(len * heads * per_head);
+  kernels::matmul(w.kv_b, latents_.data(), len, kv_.data(), pool_);
+  scores_.resize(heads * len);
+  const KvCache& entries = cache;
+  pool_->parallel_for(heads, [&](int64_t begin, int64_t end) {
+    for (int64_t h = begin; h < end; ++h) {
+      float* scores = scores_.data() + h * len;
+      for (int64_t i = 0; i < span.count; ++i) {
+        const int64_t t = span.first + i, visible = span.start_position + i + 1;
+        const float* q = q_.data() + (t * heads + h) * qk;
+        for (int64_t j = 0; j < visible; ++j) {
+          const float* k = kv_.data() + (j * heads + h) * per_head;
+          const float* k_rope = entries.entry(*span.kv, layer, j) + latent;
+          scores[j] = (kernels::dot(q, k, shape_.nope) +
+                       kernels::dot(q + shape_.nope, k_rope, shape_.rope)) *
+                      shape_.softmax_scale;
+        }
+        kernels::softmax(scores, visible);
+        float* out = heads_out_.data() + (t * heads + h) * shape_.v;
+        std::fill_n(out, shape_.v, 0.0f);
+        for (int64_t j = 0; j < visible; ++j) {
+          kernels::scale_add(out, kv_.data() + (j * heads + h) * per_head + shape_.nope, scores[j],
+                             shape_.v);
+        }
+      }
+    }
+  });
+}
+
+void MlaAttention::attend_absorbed(const MlaWeights& w, int64_t layer,
+                                   const std::vector<AttentionSpan>& spans, KvCache& cache) {
+  const int64_t latent = shape_.kv_lora_rank, qk = shape_.nope + shape_.rope;
+  const int64_t entry_dim = latent + shape_.rope, heads = shape_.heads;
+  int64_t n = 0, max_len = 0;
+  for (const AttentionSpan& s : spans) {
+    n += s.count;
+    max_len = std::max(max_len, s.start_position + s.count);
+  }
+  // Head-major query: q_lat = W_uk^T q_nope next to the rope part, one vector per
+  // (head, token) that a cache entry [latent | rope] dots with directly.
+  head_in_.resize(heads * n * shape_.nope);
+  query_.resize(heads * n * entry_dim);
+  o_lat_.resize(heads * n * latent);
+  for (int64_t h = 0; h < heads; ++h) {
+    int64_t a = 0;
+    for (const AttentionSpan& s : spans) {
+      for (int64_t i = 0; i < s.count; ++i, ++a) {
+        const float* q = q_.data() + ((s.first + i) * heads + h) * qk;
+        std::copy_n(q, shape_.nope, head_in_.data() + (h * n + a) * shape_.nope);
+        std::copy_n(q + shape_.nope, shape_.rope, query_.data() + (h * n + a) * entry_dim + latent);
+      }
+    }
+    float* q_lat = o_lat_.data() + h * n * latent;
+    kernels::matmul(w.uk_t[h], head_in_.data() + h * n * shape_.nope, n, q_lat, pool_);
+    for (int64_t a2 = 0; a2 < n; ++a2) {
+      std::copy_n(q_lat + a2 * latent, latent, query_.data() + (h * n + a2) * entry_dim);
+    }
+  }
+
+  scores_.resize(heads * max_len);
+  const KvCache& entries = cache;
+  pool_->parallel_for(heads, [&](int64_t begin, int64_t end) {
+    for (int64_t h = begin; h < end; ++h) {
+      float* scores = scores_.data() + h * max_len;
+      int64_t a = 0;
+      for (const AttentionSpan& s : spans) {
+        for (int64_t i = 0; i < s.count; ++i, ++a) {
+          const int64_t visible = s.start_position + i + 1;
+          const float* q = query_.data() + (h * n + a) * entry_dim;
+          for (int64_t j = 0; j < visible; ++j) {
+            scores[j] =
+                kernels::dot(q, entries.entry(*s.kv, layer, j), entry_dim) * shape_.softmax_scale;
+          }
+          kernels::softmax(scores, visible);
+          float* o = o_lat_.data() + (h * n + a) * latent;
+          std::fill_n(o, latent, 0.0f);
+          for (int64_t j = 0; j < visible; ++j) {
+            kernels::scale_add(o, entries.entry(*s.kv, layer, j), scores[j], latent);
+          }
+        }
+      }
+    }
+  });
+
+  head_v_.resize(heads * n * shape_.v);
+  for (int64_t h = 0; h < heads; ++h) {
+    float* v = head_v_.data() + h * n * shape_.v;
+    kernels::matmul(w.uv[h], o_lat_.data() + h * n * latent, n, v, pool_);
+    int64_t a = 0;
+    for (const AttentionSpan& s : spans) {
+      for (int64_t i = 0; i < s.count; ++i, ++a) {
+        std::copy_n(v + a * shape_.v, shape_.v,
+                    heads_out_.data() + ((s.first + i) * heads + h) * shape_.v);
+      }
+    }
+  }
+}
+
+void MlaAttention::forward(const MlaWeights& w, int64_t layer, const float* x, int64_t tokens,
+                           const std::vector<AttentionSpan>& spans, KvCache& cache,
+                           AttentionPath path, float* out) {
+  project_q(w, x, tokens);
+  write_cache(w, layer, x, tokens, spans, cache);
+  heads_out_.resize(tokens * shape_.heads * shape_.v);
+  std::vector<AttentionSpan> absorbed;
+  for (const AttentionSpan& span : spans) {
+    if (use_absorbed(span, path)) {
+      absorbed.push_back(span);
+    } else {
+      attend_expanded(w, layer, span, cache);
+    }
+  }
+  if (!absorbed.empty()) attend_absorbed(w, layer, absorbed, cache);
+  kernels::matmul(w.o, heads_out_.data(), tokens, out, pool_);
+}
+
+}  // namespace moeserve::engine
