@@ -9,6 +9,7 @@
 #include <set>
 
 #include "common/log.h"
+#include "worker/model/float_formats.h"
 
 namespace moeserve::model {
 namespace {
@@ -306,13 +307,6 @@ size_t Linear::bytes() const {
   size_t n = static_cast<size_t>(rows * cols) * dtype_size(dtype);
   if (scale_inv != nullptr) n += static_cast<size_t>(scale_rows() * scale_cols()) * sizeof(float);
   return n;
-}
-
-float bf16_to_float(uint16_t bits) {
-  const uint32_t wide = static_cast<uint32_t>(bits) << 16;
-  float out;
-  std::memcpy(&out, &wide, sizeof(out));
-  return out;
 }
 
 StatusOr<ModelWeights> bind_weights(const ModelConfig& config,

@@ -127,7 +127,4 @@ struct LoadedModel {
 
 StatusOr<LoadedModel> load_model(const std::string& dir, const BindOptions& options = {});
 
-// Converts one BF16 value (upper 16 bits of an IEEE float) to float.
-float bf16_to_float(uint16_t bits);
-
 }  // namespace moeserve::model
