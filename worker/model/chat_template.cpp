@@ -2,9 +2,8 @@
 
 #include <ctime>
 #include <filesystem>
-#include <fstream>
-#include <sstream>
 
+#include "common/file.h"
 #include "worker/model/unicode.h"
 
 namespace moeserve::model {
@@ -106,14 +105,6 @@ StatusOr<std::string> template_text(const json& config) {
     return invalid_argument_error("chat_template: a list without a \"default\" template");
   }
   return invalid_argument_error("chat_template: expected a string or a list of templates");
-}
-
-StatusOr<std::string> read_file(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) return not_found_error(path + ": cannot open");
-  std::ostringstream buffer;
-  buffer << in.rdbuf();
-  return buffer.str();
 }
 
 }  // namespace

@@ -1,15 +1,13 @@
 #include "worker/model/tokenizer.h"
 
 #include <array>
-#include <fstream>
-#include <limits>
 #include <mutex>
 #include <queue>
-#include <sstream>
 #include <unordered_map>
 
 #include <nlohmann/json.hpp>
 
+#include "common/file.h"
 #include "worker/model/pretokenizer.h"
 #include "worker/model/unicode.h"
 
@@ -475,11 +473,8 @@ StatusOr<Tokenizer> Tokenizer::parse(std::string_view text) {
 }
 
 StatusOr<Tokenizer> Tokenizer::load(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) return not_found_error(path + ": cannot open");
-  std::ostringstream buffer;
-  buffer << in.rdbuf();
-  auto tokenizer = parse(buffer.str());
+  MOESERVE_ASSIGN_OR_RETURN(const std::string text, read_file(path));
+  auto tokenizer = parse(text);
   if (!tokenizer.ok()) return tokenizer.status().with_context(path);
   return tokenizer;
 }
