@@ -15,7 +15,22 @@ void print_usage(std::ostream& out, const std::string& program, const std::strin
     out << left << std::string(left.size() < 16 ? 16 - left.size() : 1, ' ') << c.summary << "\n";
   }
   out << "\nRun '" << program << " COMMAND --help' for a command's flags.\n"
-      << "Logging: MOESERVE_LOG_LEVEL=debug|info|warn|error, MOESERVE_LOG_FORMAT=json|logfmt.\n";
+      << "Logging (any command): --log-level debug|info|warn|error, --log-format json|logfmt\n"
+      << "  or MOESERVE_LOG_LEVEL / MOESERVE_LOG_FORMAT; logs are JSON lines on stderr.\n";
+}
+
+Status set_log_level(const std::string& text) {
+  auto level = log::parse_level(text);
+  if (!level.ok()) return level.status().with_context("--log-level");
+  log::configure(*level, log::current_format());
+  return ok_status();
+}
+
+Status set_log_format(const std::string& text) {
+  auto format = log::parse_format(text);
+  if (!format.ok()) return format.status().with_context("--log-format");
+  log::configure(log::current_level(), *format);
+  return ok_status();
 }
 
 }  // namespace
@@ -39,8 +54,31 @@ int run_cli(const std::string& program, const std::string& description,
     std::cout << program << " " << MOESERVE_VERSION << "\n";
     return 0;
   }
+  std::vector<std::string> args;
+  for (int i = 2; i < argc; ++i) {
+    std::string arg = argv[i];
+    // --log-level / --log-format are global: every command accepts them.
+    for (const char* name : {"--log-level", "--log-format"}) {
+      std::string flag = name;
+      std::string value;
+      if (arg == flag && i + 1 < argc) {
+        value = argv[++i];
+      } else if (arg.rfind(flag + "=", 0) == 0) {
+        value = arg.substr(flag.size() + 1);
+      } else {
+        continue;
+      }
+      Status s = flag == "--log-level" ? set_log_level(value) : set_log_format(value);
+      if (!s.ok()) {
+        std::cerr << program << ": " << s.to_string() << "\n";
+        return 2;
+      }
+      arg.clear();
+    }
+    if (!arg.empty()) args.push_back(std::move(arg));
+  }
   for (const Command& c : commands) {
-    if (c.name == first) return c.run(std::vector<std::string>(argv + 2, argv + argc));
+    if (c.name == first) return c.run(args);
   }
   std::cerr << program << ": unknown command \"" << first << "\" (see " << program << " --help)\n";
   return 2;

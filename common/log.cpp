@@ -96,6 +96,9 @@ Status configure_from_env() {
   return ok_status();
 }
 
+Level current_level() { return static_cast<Level>(g_level.load()); }
+Format current_format() { return static_cast<Format>(g_format.load()); }
+
 bool enabled(Level level) { return static_cast<int>(level) >= g_level.load(); }
 
 std::string format_line(Format format, std::string_view timestamp, Level level,

@@ -49,6 +49,8 @@ void configure(Level level, Format format, std::ostream* sink = nullptr);
 // Applies MOESERVE_LOG_LEVEL / MOESERVE_LOG_FORMAT when set; invalid values are an error.
 Status configure_from_env();
 
+Level current_level();
+Format current_format();
 bool enabled(Level level);
 void write(Level level, std::string_view message, Fields fields = {});
 
