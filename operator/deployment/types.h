@@ -1,0 +1,216 @@
+// ModelDeployment (moeserve.io/v1alpha1) as plain C++ structs, parsed from and written
+// to Kubernetes JSON, with the same defaults and validation rules as the CRD in
+// deploy/crds/modeldeployments.moeserve.io.yaml (a test walks the CRD schema and checks
+// that both agree, so they cannot drift).
+//
+// Parsing never fails as a whole: a field of the wrong type is reported as a
+// FieldError and keeps its default, so the controller can always write a status that
+// names the field (Ready=False, reason InvalidSpec). `validate()` reports every
+// violated rule with its field path. Everything here is pure: no I/O, no clock.
+// Field documentation for users lives in docs/crd.md.
+#pragma once
+
+#include <cstdint>
+#include <map>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+namespace moeserve::op {
+
+inline constexpr std::string_view kGroup = "moeserve.io";
+inline constexpr std::string_view kVersion = "v1alpha1";
+inline constexpr std::string_view kApiVersion = "moeserve.io/v1alpha1";
+inline constexpr std::string_view kKind = "ModelDeployment";
+inline constexpr std::string_view kGpuResource = "nvidia.com/gpu";
+// Longest metadata.name: pod names `<name>-g<group>-<pod>` and the StatefulSet's
+// controller-revision-hash label `<name>-g<group>-<10 chars>` must stay DNS labels.
+inline constexpr size_t kMaxNameLength = 40;
+
+// One violated rule: `path` is the field ("spec.parallelism.expertParallel"),
+// `message` what is wrong with it.
+struct FieldError {
+  std::string path;
+  std::string message;
+
+  std::string to_string() const { return path + ": " + message; }
+  friend bool operator==(const FieldError&, const FieldError&) = default;
+};
+
+// "a: x; b: y" — the message of an InvalidSpec condition.
+std::string join_errors(const std::vector<FieldError>& errors);
+
+enum class Precision { kFp8, kBf16 };
+enum class SpeculativeMethod { kNone, kMtp };
+
+std::string_view precision_name(Precision precision);         // "fp8" | "bf16"
+std::string_view speculative_name(SpeculativeMethod method);  // "none" | "mtp"
+
+// Where the checkpoint comes from, decoded from spec.model.source.
+struct ModelSource {
+  enum class Kind { kHuggingFace, kPvc, kPath };
+  Kind kind = Kind::kPath;
+  std::string repo;   // kHuggingFace: "org/name"
+  std::string claim;  // kPvc: the PersistentVolumeClaim
+  std::string path;   // kPvc: path inside the claim ("" = its root); kPath: absolute path
+};
+// Decodes "hf://org/name", "pvc://claim[/path]" or "/abs/path"; nullopt when malformed.
+std::optional<ModelSource> parse_model_source(std::string_view source);
+
+struct ModelSpec {
+  std::string source;
+  std::string served_model_name;  // "" = derived from the source (see served_model_name())
+  Precision precision = Precision::kFp8;
+  std::optional<int32_t> routed_experts;              // n_routed_experts of the checkpoint
+  std::optional<int32_t> moe_layers;                  // number of MoE layers (placement map rows)
+  std::string downloader_image = "python:3.12-slim";  // init container for hf:// sources
+};
+
+struct ParallelismSpec {
+  int32_t expert_parallel = 1;  // ranks per group (one model copy)
+  int32_t ranks_per_pod = 1;    // ranks (GPUs) per pod
+  int32_t redundant_experts = 0;
+};
+
+struct ResourceRequirements {
+  // Quantities as Kubernetes strings ("8", "64Gi", "500m"); integers are read as strings.
+  std::map<std::string, std::string> requests;
+  std::map<std::string, std::string> limits;
+  friend bool operator==(const ResourceRequirements&, const ResourceRequirements&) = default;
+};
+
+struct Toleration {
+  std::string key;
+  std::string op = "Equal";  // "operator" in JSON: Equal | Exists
+  std::string value;
+  std::string effect;  // "" (all) | NoSchedule | PreferNoSchedule | NoExecute
+  std::optional<int64_t> toleration_seconds;
+  friend bool operator==(const Toleration&, const Toleration&) = default;
+};
+
+struct EnvVar {
+  std::string name;
+  std::optional<std::string> value;
+  nlohmann::json value_from;  // null when absent; passed through as a core/v1 EnvVarSource
+  friend bool operator==(const EnvVar&, const EnvVar&) = default;
+};
+
+struct WorkerSpec {
+  std::string image;
+  std::string image_pull_policy = "IfNotPresent";
+  ResourceRequirements resources;
+  std::map<std::string, std::string> node_selector;
+  std::vector<Toleration> tolerations;
+  std::vector<EnvVar> env;
+  std::vector<std::string> extra_args;
+  bool spread_across_nodes = false;        // required pod anti-affinity within a group
+  int32_t port = 8000;                     // HTTP: OpenAI API (rank 0), /healthz, /readyz, /metrics
+  int32_t rendezvous_port = 29500;         // rank 0's store for the group's collectives
+  std::string shared_memory_size = "8Gi";  // /dev/shm emptyDir (NCCL, gloo)
+};
+
+struct SpeculativeSpec {
+  SpeculativeMethod method = SpeculativeMethod::kNone;
+  int32_t draft_tokens = 1;
+};
+
+struct AutoscalingSpec {
+  bool enabled = false;
+  int32_t min_replicas = 1;
+  int32_t max_replicas = 1;
+  std::optional<double> target_tokens_per_second_per_group;
+  std::optional<double> max_cost_per_million_tokens;  // USD
+  std::optional<double> ttft_p95_slo_seconds;
+  int32_t scale_down_stabilization_seconds = 300;
+};
+
+struct CostSpec {
+  double gpu_hour_usd = 0;  // price of one GPU for one hour
+  double pod_hour_usd = 0;  // price of one worker pod for one hour on top of its GPUs
+};
+
+struct ModelDeploymentSpec {
+  ModelSpec model;
+  int32_t replicas = 1;  // groups (model copies)
+  ParallelismSpec parallelism;
+  WorkerSpec worker;
+  SpeculativeSpec speculative;
+  AutoscalingSpec autoscaling;
+  CostSpec cost;
+  int32_t progress_deadline_seconds = 1800;  // a group not ready this long -> Degraded
+};
+
+struct Condition {
+  std::string type;    // Ready | Progressing | Degraded
+  std::string status;  // "True" | "False" | "Unknown"
+  std::string reason;  // CamelCase
+  std::string message;
+  int64_t observed_generation = 0;
+  std::string last_transition_time;  // RFC 3339, UTC, seconds
+  friend bool operator==(const Condition&, const Condition&) = default;
+};
+
+struct PlacementStatus {
+  int64_t version = 0;
+  double balancedness = 0;  // mean rank load / max rank load, in (0, 1]
+  friend bool operator==(const PlacementStatus&, const PlacementStatus&) = default;
+};
+
+struct ModelDeploymentStatus {
+  int64_t observed_generation = 0;
+  int32_t desired_replicas = 0;  // groups the operator converges to (after autoscaling)
+  int32_t replicas = 0;          // groups that exist (not terminating)
+  int32_t ready_replicas = 0;    // groups whose every pod is ready
+  int32_t updated_replicas = 0;  // ready groups on the current worker template
+  std::string selector;          // label selector of the groups' rank-0 pods
+  std::vector<Condition> conditions;
+  std::optional<double> tokens_per_second;
+  std::optional<double> cost_per_million_tokens;  // USD
+  std::optional<PlacementStatus> placement;
+  friend bool operator==(const ModelDeploymentStatus&, const ModelDeploymentStatus&) = default;
+};
+
+struct ObjectMeta {
+  std::string name;
+  std::string namespace_;
+  std::string uid;
+  int64_t generation = 0;
+};
+
+// A ModelDeployment as read from the API server. `errors` holds every type error and
+// rule violation of metadata and spec; the spec is usable only when it is empty.
+struct ModelDeployment {
+  ObjectMeta metadata;
+  ModelDeploymentSpec spec;
+  ModelDeploymentStatus status;
+  std::vector<FieldError> errors;
+
+  bool valid() const { return errors.empty(); }
+};
+
+// Reads spec fields, applying the CRD's defaults to absent ones; wrong types are
+// appended to `errors` (paths start with "spec.").
+ModelDeploymentSpec parse_spec(const nlohmann::json& spec, std::vector<FieldError>* errors);
+// Every rule of the CRD (OpenAPI bounds, enums and CEL rules), plus the ones a
+// schema cannot express (quantities); returns all violations, in field order.
+std::vector<FieldError> validate(const ModelDeploymentSpec& spec);
+std::vector<FieldError> validate_name(std::string_view name);
+// Reads a status as written by compute_status; unknown or malformed fields are skipped.
+ModelDeploymentStatus parse_status(const nlohmann::json& status);
+// Reads a whole object: metadata, spec (parsed and validated) and status.
+ModelDeployment parse_model_deployment(const nlohmann::json& object);
+
+// The spec with every default filled in, as the API server would store it.
+nlohmann::json to_json(const ModelDeploymentSpec& spec);
+nlohmann::json to_json(const ModelDeploymentStatus& status);
+
+// The name the OpenAI API serves: spec.model.servedModelName, else the last path
+// segment of the source ("hf://deepseek-ai/DeepSeek-V3" -> "DeepSeek-V3").
+std::string served_model_name(const ModelSpec& model);
+// Integer count of nvidia.com/gpu per pod (limits, else requests); 0 when unset.
+int32_t gpus_per_pod(const WorkerSpec& worker);
+
+}  // namespace moeserve::op
