@@ -139,6 +139,10 @@ void matmul_reference(const WeightView& w, const float* x, int64_t tokens, float
 
 void matmul(const WeightView& w, const float* x, int64_t tokens, float* y, ThreadPool* pool) {
   if (w.rows <= 0 || tokens <= 0) return;
+  if (w.cols <= 0) {  // an empty sum
+    std::fill(y, y + tokens * w.rows, 0.0f);
+    return;
+  }
   const RowsFn rows = rows_fn(active_isa());
   const int64_t groups = (w.rows + kRowGroup - 1) / kRowGroup;
   const auto run = [&](int64_t group_begin, int64_t group_end) {

@@ -136,6 +136,13 @@ TEST_P(MatmulTest, LargeEnoughToSplitAcrossThreadsMatchesSingleThreaded) {
   }
 }
 
+TEST_P(MatmulTest, ZeroColumnsGiveZeros) {
+  RandomWeight weight(WeightType::kFP8E4M3, 5, 0, 3);
+  std::vector<float> y(10, NAN);
+  matmul(weight.view, nullptr, 2, y.data(), nullptr);
+  EXPECT_EQ(y, std::vector<float>(10, 0.0f));
+}
+
 INSTANTIATE_TEST_SUITE_P(Isas, MatmulTest,
                          ::testing::Values(Isa::kScalar, Isa::kAvx2, Isa::kAvx512),
                          [](const auto& info) { return std::string(isa_name(info.param)); });
