@@ -1,10 +1,10 @@
 #include "worker/model/config.h"
 
-#include <fstream>
 #include <optional>
-#include <sstream>
 
 #include <nlohmann/json.hpp>
+
+#include "common/file.h"
 
 namespace moeserve::model {
 namespace {
@@ -462,11 +462,8 @@ StatusOr<ModelConfig> parse_config(std::string_view json_text, std::string_view 
 
 StatusOr<ModelConfig> load_config(const std::string& dir) {
   const std::string path = dir + "/config.json";
-  std::ifstream in(path, std::ios::binary);
-  if (!in) return not_found_error(path + ": cannot open");
-  std::ostringstream text;
-  text << in.rdbuf();
-  return parse_config(text.str(), path);
+  MOESERVE_ASSIGN_OR_RETURN(const std::string text, read_file(path));
+  return parse_config(text, path);
 }
 
 }  // namespace moeserve::model

@@ -11,9 +11,10 @@
 #include <filesystem>
 #include <fstream>
 #include <set>
-#include <sstream>
 
 #include <nlohmann/json.hpp>
+
+#include "common/file.h"
 
 namespace moeserve::model {
 namespace {
@@ -29,14 +30,6 @@ std::string errno_text() { return std::strerror(errno); }
 bool file_exists(const std::string& path) {
   std::error_code ec;
   return std::filesystem::is_regular_file(path, ec);
-}
-
-StatusOr<std::string> read_text_file(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) return not_found_error(path + ": cannot open");
-  std::ostringstream text;
-  text << in.rdbuf();
-  return text.str();
 }
 
 uint64_t read_le64(const uint8_t* p) {
@@ -239,7 +232,7 @@ StatusOr<SafetensorsCheckpoint> SafetensorsCheckpoint::open_file(const std::stri
 }
 
 StatusOr<SafetensorsCheckpoint> SafetensorsCheckpoint::open_index(const std::string& index_path) {
-  MOESERVE_ASSIGN_OR_RETURN(const std::string text, read_text_file(index_path));
+  MOESERVE_ASSIGN_OR_RETURN(const std::string text, read_file(index_path));
   json index = json::parse(text, nullptr, /*allow_exceptions=*/false);
   if (index.is_discarded() || !index.is_object()) {
     return invalid_argument_error(index_path + ": not a valid JSON object");
