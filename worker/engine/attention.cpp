@@ -22,8 +22,17 @@ int64_t element_bytes(kernels::WeightType type) {
 
 int64_t ceil_blocks(int64_t n) { return (n + kernels::kFp8BlockSize - 1) / kernels::kFp8BlockSize; }
 
+// Whether rows [first, first + count) of `w` form a matrix whose 128-row scale blocks
+// are whole source blocks: always for F32/BF16; for FP8 when the slice starts on a block
+// edge or lies inside one block.
+bool slice_keeps_scales(const kernels::WeightView& w, int64_t first, int64_t count) {
+  if (w.type != kernels::WeightType::kFP8E4M3) return true;
+  const int64_t offset = first % kernels::kFp8BlockSize;
+  return offset == 0 || offset + count <= kernels::kFp8BlockSize;
+}
+
 // Rows [first, first + count) of `w` as a view into the same data. For FP8 the caller
-// guarantees that `first` is a multiple of the scale block.
+// guarantees slice_keeps_scales.
 kernels::WeightView row_slice(const kernels::WeightView& w, int64_t first, int64_t count) {
   kernels::WeightView slice = w;
   slice.rows = count;
@@ -51,7 +60,7 @@ kernels::WeightView float_copy(const kernels::WeightView& w, int64_t first, int6
 }
 
 // Rows [first, first + count) of `w`, transposed, in the stored dtype. For FP8 the caller
-// guarantees that `first` and `count` are multiples of the scale block.
+// guarantees slice_keeps_scales (the slice's row blocks become the copy's column blocks).
 kernels::WeightView transposed_copy(const kernels::WeightView& w, int64_t first, int64_t count,
                                     std::vector<uint8_t>& storage,
                                     std::vector<uint8_t>& scale_storage) {
@@ -111,23 +120,18 @@ MlaWeights bind_mla(const model::Attention& a, const MlaShape& shape) {
   w.o = to_view(a.o_proj);
 
   const int64_t per_head = shape.nope + shape.v;
-  const bool fp8 = w.kv_b.type == kernels::WeightType::kFP8E4M3;
-  const bool aligned =
-      shape.nope % kernels::kFp8BlockSize == 0 && per_head % kernels::kFp8BlockSize == 0;
-  // Two buffers per head, sized up front so that the views into them stay valid: the
-  // k_nope copy, and either its FP8 scales or the float copy of the v rows.
-  w.storage.resize(2 * shape.heads);
+  // Three buffers per head, sized up front so that the views into them stay valid: the
+  // k_nope copy, its FP8 scales, and the float copy of the v rows when one is needed.
+  w.storage.resize(3 * shape.heads);
   for (int64_t h = 0; h < shape.heads; ++h) {
-    std::vector<uint8_t>& first = w.storage[2 * h];
-    std::vector<uint8_t>& second = w.storage[2 * h + 1];
+    std::vector<uint8_t>* buffers = w.storage.data() + 3 * h;
     const int64_t k_first = h * per_head, v_first = h * per_head + shape.nope;
-    if (fp8 && !aligned) {
-      w.uk_t.push_back(float_copy(w.kv_b, k_first, shape.nope, true, first));
-      w.uv.push_back(float_copy(w.kv_b, v_first, shape.v, false, second));
-    } else {
-      w.uk_t.push_back(transposed_copy(w.kv_b, k_first, shape.nope, first, second));
-      w.uv.push_back(row_slice(w.kv_b, v_first, shape.v));
-    }
+    w.uk_t.push_back(slice_keeps_scales(w.kv_b, k_first, shape.nope)
+                         ? transposed_copy(w.kv_b, k_first, shape.nope, buffers[0], buffers[1])
+                         : float_copy(w.kv_b, k_first, shape.nope, true, buffers[0]));
+    w.uv.push_back(slice_keeps_scales(w.kv_b, v_first, shape.v)
+                       ? row_slice(w.kv_b, v_first, shape.v)
+                       : float_copy(w.kv_b, v_first, shape.v, false, buffers[2]));
   }
   return w;
 }

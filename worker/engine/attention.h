@@ -17,8 +17,8 @@
 // The absorbed path uses per-head views of kv_b (MlaWeights::uk_t, uv): views into the
 // checkpoint where the layout allows, else small copies owned by MlaWeights: a transposed
 // copy of each head's k_nope block in the stored dtype (FP8 keeps its 128x128 scales,
-// transposed, when the head's rows start and end on 128-row block edges), or float32
-// when an FP8 head straddles scale blocks (only in small test models).
+// transposed), or float32 when an FP8 head's rows straddle a 128-row scale block edge
+// (neither DeepSeek-V3's 128+128 nor the generated models' head layouts do).
 //
 // Not thread-safe: an MlaAttention owns scratch buffers; work inside forward() runs on
 // the thread pool.
