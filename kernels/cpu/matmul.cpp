@@ -73,9 +73,15 @@ float dot_scalar(const float* a, const float* b, int64_t n) {
 }
 
 float* panel_scratch(int64_t floats) {
+  // 64-byte aligned: a 512-bit load from a panel row must not straddle two cache lines.
+  constexpr int64_t kAlignFloats = 16;
   thread_local std::vector<float> buffer;
-  if (static_cast<int64_t>(buffer.size()) < floats) buffer.resize(static_cast<size_t>(floats));
-  return buffer.data();
+  if (static_cast<int64_t>(buffer.size()) < floats + kAlignFloats) {
+    buffer.resize(static_cast<size_t>(floats + kAlignFloats));
+  }
+  const auto address = reinterpret_cast<uintptr_t>(buffer.data());
+  const uintptr_t aligned = (address + 63) & ~uintptr_t{63};
+  return buffer.data() + (aligned - address) / sizeof(float);
 }
 
 void matmul_rows_scalar(const WeightView& w, const float* x, int64_t tokens, float* y,

@@ -24,7 +24,8 @@ namespace {
 
 using Vec = __m256;
 constexpr int64_t kLanes = 8;
-constexpr int kTokenTile = 3;  // 4 rows x 3 tokens = 12 accumulators of 16 registers
+constexpr int kTokenTile = 3;     // 4 rows x 3 tokens = 12 accumulators of 16 registers
+constexpr int kDirectTokens = 2;  // 4 rows x 2 tokens + 4 weights registers
 
 inline Vec vzero() { return _mm256_setzero_ps(); }
 inline Vec vset1(float v) { return _mm256_set1_ps(v); }

@@ -23,7 +23,8 @@ namespace {
 
 using Vec = __m512;
 constexpr int64_t kLanes = 16;
-constexpr int kTokenTile = 6;  // 4 rows x 6 tokens = 24 accumulators of 32 registers
+constexpr int kTokenTile = 6;     // 4 rows x 6 tokens = 24 accumulators of 32 registers
+constexpr int kDirectTokens = 4;  // 4 rows x 4 tokens + 4 weights registers
 
 inline Vec vzero() { return _mm512_setzero_ps(); }
 inline Vec vset1(float v) { return _mm512_set1_ps(v); }

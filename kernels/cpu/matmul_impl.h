@@ -23,7 +23,8 @@ void matmul_rows_avx512(const WeightView& w, const float* x, int64_t tokens, flo
 float dot_avx512(const float* a, const float* b, int64_t n);
 #endif
 
-// A per-thread float buffer of at least `floats` elements (kept between calls). Lives
+// A per-thread, 64-byte aligned float buffer of at least `floats` elements (kept between
+// calls; a later call may move it). Lives
 // outside the vector code so no standard-library template is compiled for a vector target.
 float* panel_scratch(int64_t floats);
 

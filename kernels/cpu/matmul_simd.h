@@ -3,7 +3,8 @@
 // matmul_avx512.cpp each include it inside an anonymous namespace, within a
 // `#pragma GCC target` region, after defining the primitives it uses:
 //   Vec, kLanes                    the vector type and its float lanes
-//   kTokenTile                     tokens per register tile (bounded by register count)
+//   kTokenTile                     tokens per register tile of the panel path
+//   kDirectTokens                  up to this many tokens use the direct path
 //   vzero, vset1, vload, vstore, vload_first(p, n) (lanes >= n read as 0, never touched),
 //   vfma(a, b, c) = a * b + c, vmul, vsum (horizontal add)
 //   vload_bf16(p), vload_fp8_scaled(p): kLanes weights decoded; FP8 comes out as
@@ -11,11 +12,12 @@
 // It must not instantiate standard-library templates (those would be compiled for the
 // target and could be shared with code that runs on any CPU), hence the small helpers.
 //
-// One token (GEMV): four rows at a time share each activation load; the FP8 block scale is
-// applied once per 128-column block per row. Several tokens: four rows x up to kPanelCols
-// columns are decoded (scales applied) into a float panel that stays in L1, then every token
-// is multiplied against it, kTokenTile tokens at a time, so weight bytes are read and
-// decoded once per batch.
+// Direct path (tokens <= kDirectTokens, decode-sized batches): four rows at a time are decoded
+// into registers and multiplied with every token, each activation load shared by the four
+// rows; FP8 block scales are folded into a scaled copy of the activations once per 128-row
+// block. Panel path (more tokens): four rows x up to kPanelCols columns are decoded (scales
+// applied) into a float panel that stays in L1, then every token is multiplied against it,
+// kTokenTile tokens at a time. Either way weight bytes are read and decoded once per batch.
 
 constexpr int64_t kRows = 4;
 constexpr int64_t kPanelCols = 1024;  // a multiple of the FP8 block and of kLanes
@@ -61,42 +63,73 @@ const float* row_scales(const WeightView& w, int64_t row) {
   return w.scale_inv + (row / kFp8BlockSize) * ((w.cols + kFp8BlockSize - 1) / kFp8BlockSize);
 }
 
-// y[r .. r+3] for one token, decoding straight from the weight rows. Rows r .. r+3 must lie
-// in one FP8 row block.
+// The activations the direct path multiplies by: for FP8, x times the column-block scales of
+// row block `row_block` and times 2^8 (undoing the decode's 2^-8), written to `buffer`, so
+// the inner loop has no per-block work; other formats use x as it is.
 template <class F>
-void gemv_4rows(const WeightView& w, int64_t r, const float* x, float* y) {
+const float* direct_activations(const WeightView& w, const float* x, int64_t tokens,
+                                int64_t row_block, float* buffer) {
+  if (!F::kBlockScaled) return x;
+  const float* scales = row_scales<F>(w, row_block * kFp8BlockSize);
+  for (int64_t t = 0; t < tokens; ++t) {
+    for (int64_t c0 = 0; c0 < w.cols; c0 += kFp8BlockSize) {
+      const float scale = scales[c0 / kFp8BlockSize] * F::kVectorScale;
+      const int64_t c1 = min64(c0 + kFp8BlockSize, w.cols);
+      for (int64_t c = c0; c < c1; ++c) buffer[t * w.cols + c] = x[t * w.cols + c] * scale;
+    }
+  }
+  return buffer;
+}
+
+// y for rows r .. r+3 and TT tokens, decoding straight from the weight rows into registers
+// (each weight is decoded once and used for every token). xs comes from direct_activations
+// for the row block holding all four rows.
+template <class F, int TT>
+void gemv_rows(const WeightView& w, int64_t r, const float* xs, float* y) {
   using Elem = typename F::Elem;
   const int64_t cols = w.cols;
   const Elem* rows[kRows];
   for (int i = 0; i < kRows; ++i) rows[i] = static_cast<const Elem*>(w.data) + (r + i) * cols;
-  const int64_t block = block_width<F>(w);
-  const float* scales = row_scales<F>(w, r);
-  Vec acc[kRows];
-  float tail[kRows] = {};
-  for (int i = 0; i < kRows; ++i) acc[i] = vzero();
-  for (int64_t c0 = 0; c0 < cols; c0 += block) {
-    const int64_t c1 = min64(c0 + block, cols);
-    Vec partial[kRows];
-    for (int i = 0; i < kRows; ++i) partial[i] = vzero();
-    int64_t c = c0;
-    for (; c + kLanes <= c1; c += kLanes) {
-      const Vec xv = vload(x + c);
+  Vec acc[kRows][TT];
+  for (int i = 0; i < kRows; ++i) {
+    for (int t = 0; t < TT; ++t) acc[i][t] = vzero();
+  }
+  int64_t c = 0;
+  for (; c + kLanes <= cols; c += kLanes) {
+    Vec wv[kRows];
 #pragma GCC unroll 4
-      for (int i = 0; i < kRows; ++i) {
-        // Short rows (e.g. 2048 bytes) end before the hardware prefetcher ramps up; asking
-        // for the bytes 1 KiB ahead (running into the next rows) measured ~20% faster there.
-        _mm_prefetch(reinterpret_cast<const char*>(rows[i] + c) + kPrefetchBytes, _MM_HINT_T0);
-        partial[i] = vfma(F::load(rows[i] + c), xv, partial[i]);
-      }
+    for (int i = 0; i < kRows; ++i) {
+      // Short rows (e.g. 2048 bytes) end before the hardware prefetcher ramps up; asking for
+      // the bytes 1 KiB ahead (running into the next rows) measured ~20% faster there.
+      _mm_prefetch(reinterpret_cast<const char*>(rows[i] + c) + kPrefetchBytes, _MM_HINT_T0);
+      wv[i] = F::load(rows[i] + c);
     }
-    const float scale = scales != nullptr ? scales[c0 / kFp8BlockSize] : 1.0f;
-    const Vec vector_scale = vset1(scale * F::kVectorScale);
-    for (int i = 0; i < kRows; ++i) acc[i] = vfma(partial[i], vector_scale, acc[i]);
-    for (; c < c1; ++c) {
-      for (int i = 0; i < kRows; ++i) tail[i] += F::scalar(rows[i][c]) * scale * x[c];
+#pragma GCC unroll 8
+    for (int t = 0; t < TT; ++t) {
+      const Vec xv = vload(xs + t * cols + c);
+      for (int i = 0; i < kRows; ++i) acc[i][t] = vfma(wv[i], xv, acc[i][t]);
     }
   }
-  for (int i = 0; i < kRows; ++i) y[r + i] = vsum(acc[i]) + tail[i];
+  float tail[kRows][TT] = {};
+  for (; c < cols; ++c) {
+    for (int i = 0; i < kRows; ++i) {
+      const float weight = F::scalar(rows[i][c]) / F::kVectorScale;
+      for (int t = 0; t < TT; ++t) tail[i][t] += weight * xs[t * cols + c];
+    }
+  }
+  for (int i = 0; i < kRows; ++i) {
+    for (int t = 0; t < TT; ++t) y[t * w.rows + r + i] = vsum(acc[i][t]) + tail[i][t];
+  }
+}
+
+// gemv_rows for n <= TT tokens, n known only at run time.
+template <class F, int TT>
+void gemv_rows_n(int64_t n, const WeightView& w, int64_t r, const float* xs, float* y) {
+  if (n == TT) {
+    gemv_rows<F, TT>(w, r, xs, y);
+  } else if constexpr (TT > 1) {
+    gemv_rows_n<F, TT - 1>(n, w, r, xs, y);
+  }
 }
 
 // Decodes columns [c0, c1) of rows r .. r+count-1 into `panel` (row stride kPanelCols) with
@@ -195,16 +228,24 @@ void panel_rows(const WeightView& w, const float* x, int64_t tokens, float* y, i
 template <class F>
 void matmul_rows_simd(const WeightView& w, const float* x, int64_t tokens, float* y,
                       int64_t row_begin, int64_t row_end) {
-  float* panel = panel_scratch(kRows * kPanelCols);
+  const bool direct = tokens <= kDirectTokens;
+  float* panel = panel_scratch(kRows * kPanelCols + (direct ? tokens * w.cols : 0));
   int64_t r = row_begin;
-  if (tokens == 1) {
+  if (direct) {
+    float* scaled_x = panel + kRows * kPanelCols;
+    int64_t prepared_block = -1;
+    const float* xs = x;
     for (; r + kRows <= row_end; r += kRows) {
-      const bool straddles = r / kFp8BlockSize != (r + kRows - 1) / kFp8BlockSize;
-      if (F::kBlockScaled && straddles) {
-        panel_rows<F>(w, x, tokens, y, r, kRows, panel);
-      } else {
-        gemv_4rows<F>(w, r, x, y);
+      const int64_t block = r / kFp8BlockSize;
+      if (F::kBlockScaled && block != (r + kRows - 1) / kFp8BlockSize) {
+        panel_rows<F>(w, x, tokens, y, r, kRows, panel);  // straddles two scale rows
+        continue;
       }
+      if (block != prepared_block) {
+        xs = direct_activations<F>(w, x, tokens, block, scaled_x);
+        prepared_block = block;
+      }
+      gemv_rows_n<F, kDirectTokens>(tokens, w, r, xs, y);
     }
   }
   for (; r < row_end; r += kRows) {
