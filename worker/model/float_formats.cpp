@@ -47,21 +47,24 @@ float fp8_e4m3_to_float(uint8_t code) {
 uint8_t float_to_fp8_e4m3(float value) {
   const uint8_t sign = std::signbit(value) ? kSign : 0;
   if (std::isnan(value)) return sign | kNanCode;
-  const double magnitude = std::fabs(static_cast<double>(value));
-  // Quantum of the binade holding `magnitude` (subnormals share the smallest binade's).
-  int exponent = std::ilogb(magnitude);
-  if (magnitude == 0.0 || exponent < kMinNormalExponent) exponent = kMinNormalExponent;
-  const double quantum = std::ldexp(1.0, exponent - 3);
-  // nearbyint rounds ties to even in the default rounding mode; steps counts quanta.
-  const double steps = std::nearbyint(magnitude / quantum);
-  const double rounded = steps * quantum;
-  if (rounded > 448.0) return sign | kMaxFiniteCode;
-  if (rounded < std::ldexp(1.0, kMinNormalExponent)) {
-    return sign | static_cast<uint8_t>(steps);  // subnormal: code = m
+  const float magnitude = std::fabs(value);
+  // 448 is the largest finite code; everything above saturates (ties at 464 round to
+  // 448, whose mantissa is even, and 480 would be NaN's code).
+  if (magnitude >= 448.0f) return sign | kMaxFiniteCode;
+  if (magnitude < std::ldexp(1.0f, kMinNormalExponent)) {
+    // Subnormals: the code is the number of 2^-9 steps (scaling by 512 is exact; 8
+    // steps is the smallest normal, whose code is also 8).
+    return sign | static_cast<uint8_t>(std::nearbyint(magnitude * 512.0f));
   }
-  const int e = std::ilogb(rounded);
-  const int m = static_cast<int>(rounded / std::ldexp(1.0, e - 3)) - kMantissaSteps;
-  return sign | static_cast<uint8_t>(((e + kBias) << 3) | m);
+  // Normal: keep 3 of float's 23 mantissa bits, rounding to nearest even on the bit
+  // pattern (a carry into the exponent is the correct next binade), then rebias the
+  // exponent from 127 to 7.
+  uint32_t bits;
+  std::memcpy(&bits, &magnitude, sizeof(bits));
+  const uint32_t kept_lsb = (bits >> 20) & 1;
+  const uint32_t rounded = (bits + 0x7ffff + kept_lsb) >> 20;
+  const uint32_t code = rounded - ((127 - kBias) << 3);
+  return sign | static_cast<uint8_t>(code > kMaxFiniteCode ? kMaxFiniteCode : code);
 }
 
 }  // namespace moeserve::model

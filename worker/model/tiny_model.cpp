@@ -7,7 +7,6 @@
 #include <filesystem>
 #include <fstream>
 #include <map>
-#include <numbers>
 #include <thread>
 
 #include "common/log.h"
@@ -149,7 +148,8 @@ class TensorLister {
   bool mtp_ = false;
 };
 
-// splitmix64 with Box-Muller: identical streams on every platform.
+// splitmix64 with Marsaglia's polar form of Box-Muller: the same stream on every
+// platform (no std::normal_distribution, whose algorithm differs between libraries).
 class NormalStream {
  public:
   explicit NormalStream(uint64_t seed) : state_(seed) {}
@@ -159,13 +159,16 @@ class NormalStream {
       have_spare_ = false;
       return spare_;
     }
-    const double u1 = 1.0 - uniform();  // (0, 1]
-    const double u2 = uniform();
-    const double radius = std::sqrt(-2.0 * std::log(u1));
-    const double angle = 2.0 * std::numbers::pi * u2;
-    spare_ = radius * std::sin(angle);
+    double u, v, s;
+    do {
+      u = 2.0 * uniform() - 1.0;
+      v = 2.0 * uniform() - 1.0;
+      s = u * u + v * v;
+    } while (s >= 1.0 || s == 0.0);
+    const double factor = std::sqrt(-2.0 * std::log(s) / s);
+    spare_ = v * factor;
     have_spare_ = true;
-    return radius * std::cos(angle);
+    return u * factor;
   }
 
  private:

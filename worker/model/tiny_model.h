@@ -11,7 +11,7 @@
 // projections are F8_E4M3 with F32 `<name>_scale_inv` = amax/448 per 128x128 block;
 // embeddings, lm_head, norms, router, e_score_correction_bias and eh_proj are not
 // quantised (BF16, the bias F32). Each tensor's values depend only on the seed and the
-// tensor's name (its own splitmix64 stream with Box-Muller), so output is identical
+// tensor's name (its own splitmix64 stream with polar Box-Muller), so output is identical
 // across platforms and standard libraries. Pure apart from writing `dir`.
 #pragma once
 
