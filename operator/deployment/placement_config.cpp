@@ -1,0 +1,88 @@
+#include "operator/deployment/placement_config.h"
+
+#include <algorithm>
+
+namespace moeserve::op {
+
+using nlohmann::json;
+
+std::vector<std::vector<int32_t>> default_phy2log(int32_t experts, int32_t layers,
+                                                  int32_t redundant) {
+  std::vector<int32_t> row;
+  row.reserve(experts + redundant);
+  for (int32_t e = 0; e < experts; ++e) row.push_back(e);
+  for (int32_t j = 0; j < redundant; ++j) {
+    row.push_back(static_cast<int32_t>(int64_t{j} * experts / redundant));
+  }
+  return std::vector<std::vector<int32_t>>(layers, row);
+}
+
+bool placement_fits(const std::vector<std::vector<int32_t>>& layers, int32_t experts,
+                    int32_t num_layers, int32_t redundant) {
+  if (static_cast<int64_t>(layers.size()) != num_layers) return false;
+  for (const std::vector<int32_t>& row : layers) {
+    if (static_cast<int64_t>(row.size()) != int64_t{experts} + redundant) return false;
+    std::vector<bool> seen(experts, false);
+    for (int32_t e : row) {
+      if (e < 0 || e >= experts) return false;
+      seen[e] = true;
+    }
+    if (std::find(seen.begin(), seen.end(), false) != seen.end()) return false;
+  }
+  return true;
+}
+
+double uniform_balancedness(const std::vector<std::vector<int32_t>>& layers, int32_t ranks) {
+  if (layers.empty() || ranks <= 0) return 1.0;
+  double sum = 0;
+  for (const std::vector<int32_t>& row : layers) {
+    int32_t experts = 0;
+    for (int32_t e : row) experts = std::max(experts, e + 1);
+    std::vector<int32_t> replicas(experts, 0);
+    for (int32_t e : row) ++replicas[e];
+    const size_t slots_per_rank = row.size() / ranks;
+    std::vector<double> load(ranks, 0.0);
+    for (size_t s = 0; s < row.size(); ++s) load[s / slots_per_rank] += 1.0 / replicas[row[s]];
+    double total = 0, max = 0;
+    for (double l : load) {
+      total += l;
+      max = std::max(max, l);
+    }
+    sum += max > 0 ? (total / ranks) / max : 1.0;
+  }
+  return sum / layers.size();
+}
+
+json placement_to_json(const Placement& placement) {
+  json layers = json::array();
+  for (const auto& row : placement.layers) layers.push_back({{"phy2log", row}});
+  return {{"version", placement.version}, {"layers", layers}};
+}
+
+StatusOr<Placement> placement_from_json(const json& value) {
+  if (!value.is_object() || !value.contains("version") || !value["version"].is_number_integer() ||
+      !value.contains("layers") || !value["layers"].is_array()) {
+    return invalid_argument_error("placement: expected {\"version\": int, \"layers\": [...]}");
+  }
+  Placement p;
+  p.version = value["version"].get<int64_t>();
+  for (size_t l = 0; l < value["layers"].size(); ++l) {
+    const json& layer = value["layers"][l];
+    if (!layer.is_object() || !layer.contains("phy2log") || !layer["phy2log"].is_array()) {
+      return invalid_argument_error("placement: layers[" + std::to_string(l) +
+                                    "]: expected {\"phy2log\": [...]}");
+    }
+    std::vector<int32_t> row;
+    for (const json& e : layer["phy2log"]) {
+      if (!e.is_number_integer()) {
+        return invalid_argument_error("placement: layers[" + std::to_string(l) +
+                                      "].phy2log: expected integers");
+      }
+      row.push_back(e.get<int32_t>());
+    }
+    p.layers.push_back(std::move(row));
+  }
+  return p;
+}
+
+}  // namespace moeserve::op

@@ -1,0 +1,128 @@
+#include "operator/deployment/render.h"
+
+#include "operator/deployment/hash.h"
+#include "operator/deployment/names.h"
+#include "operator/deployment/pod_template.h"
+
+namespace moeserve::op {
+namespace {
+
+using nlohmann::json;
+
+json object(const char* api_version, const char* kind, json metadata, json spec) {
+  return {{"apiVersion", api_version},
+          {"kind", kind},
+          {"metadata", std::move(metadata)},
+          {"spec", std::move(spec)}};
+}
+
+json service_ports(const WorkerSpec& w) {
+  return json::array(
+      {{{"name", "http"}, {"port", w.port}, {"targetPort", "http"}, {"protocol", "TCP"}},
+       {{"name", "rendezvous"},
+        {"port", w.rendezvous_port},
+        {"targetPort", "rendezvous"},
+        {"protocol", "TCP"}}});
+}
+
+}  // namespace
+
+std::vector<json> Rendered::objects() const {
+  std::vector<json> out;
+  if (placement_configmap) out.push_back(*placement_configmap);
+  out.push_back(ranks_service);
+  out.push_back(api_service);
+  out.push_back(pdb);
+  out.insert(out.end(), statefulsets.begin(), statefulsets.end());
+  return out;
+}
+
+json with_spec_hash(json object) {
+  json& annotations = object["metadata"]["annotations"];
+  if (annotations.is_object()) annotations.erase(std::string(kAnnotationSpecHash));
+  if (annotations.is_null() || annotations.empty()) object["metadata"].erase("annotations");
+  const std::string hash = json_hash(object);
+  object["metadata"]["annotations"][std::string(kAnnotationSpecHash)] = hash;
+  return object;
+}
+
+std::string spec_hash_of(const json& object) {
+  const json::json_pointer pointer("/metadata/annotations/" +
+                                   std::string("moeserve.io~1spec-hash"));
+  return object.contains(pointer) && object[pointer].is_string()
+             ? object[pointer].get<std::string>()
+             : "";
+}
+
+json render_statefulset(const ModelDeployment& md, const Plan& plan, int32_t group) {
+  const std::string& x = md.metadata.name;
+  json meta = owned_metadata(md.metadata, group_name(x, group), group_labels(x, group));
+  meta["annotations"] = {{kAnnotationTemplateHash, plan.template_hash}};
+  json spec = {{"replicas", plan.layout.pods_per_group},
+               {"serviceName", ranks_service_name(x)},
+               {"podManagementPolicy", "Parallel"},
+               {"updateStrategy", {{"type", "OnDelete"}}},
+               {"selector", {{"matchLabels", group_selector(x, group)}}},
+               {"template", render_pod_template(md, plan.layout, group)}};
+  return with_spec_hash(object("apps/v1", "StatefulSet", std::move(meta), std::move(spec)));
+}
+
+json render_ranks_service(const ModelDeployment& md) {
+  const std::string& x = md.metadata.name;
+  json spec = {{"clusterIP", "None"},
+               {"publishNotReadyAddresses", true},
+               {"selector", worker_selector(x)},
+               {"ports", service_ports(md.spec.worker)}};
+  return with_spec_hash(object(
+      "v1", "Service",
+      owned_metadata(md.metadata, ranks_service_name(x), common_labels(x, kComponentRendezvous)),
+      std::move(spec)));
+}
+
+json render_api_service(const ModelDeployment& md) {
+  const std::string& x = md.metadata.name;
+  json ports = json::array({{{"name", "http"},
+                             {"port", md.spec.worker.port},
+                             {"targetPort", "http"},
+                             {"protocol", "TCP"}}});
+  json spec = {{"type", "ClusterIP"}, {"selector", leader_selector(x)}, {"ports", ports}};
+  return with_spec_hash(
+      object("v1", "Service",
+             owned_metadata(md.metadata, api_service_name(x), common_labels(x, kComponentApi)),
+             std::move(spec)));
+}
+
+json render_pdb(const ModelDeployment& md) {
+  const std::string& x = md.metadata.name;
+  json spec = {{"maxUnavailable", 1},
+               {"selector", {{"matchLabels", worker_selector(x)}}},
+               {"unhealthyPodEvictionPolicy", "AlwaysAllow"}};
+  return with_spec_hash(
+      object("policy/v1", "PodDisruptionBudget",
+             owned_metadata(md.metadata, pdb_name(x), common_labels(x, kComponentWorker)),
+             std::move(spec)));
+}
+
+json render_placement_configmap(const ModelDeployment& md, const Placement& placement) {
+  const std::string& x = md.metadata.name;
+  json cm = {{"apiVersion", "v1"},
+             {"kind", "ConfigMap"},
+             {"metadata", owned_metadata(md.metadata, placement_configmap_name(x),
+                                         common_labels(x, kComponentPlacement))},
+             {"data", {{kPlacementKey, placement_to_json(placement).dump()}}}};
+  return with_spec_hash(std::move(cm));
+}
+
+Rendered render(const ModelDeployment& md, const Plan& plan) {
+  Rendered r;
+  for (int32_t group : plan.rendered_groups()) {
+    r.statefulsets.push_back(render_statefulset(md, plan, group));
+  }
+  r.ranks_service = render_ranks_service(md);
+  r.api_service = render_api_service(md);
+  r.pdb = render_pdb(md);
+  if (plan.placement) r.placement_configmap = render_placement_configmap(md, *plan.placement);
+  return r;
+}
+
+}  // namespace moeserve::op

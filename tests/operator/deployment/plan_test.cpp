@@ -1,0 +1,272 @@
+#include "operator/deployment/plan.h"
+
+#include <string>
+#include <vector>
+
+#include <gtest/gtest.h>
+
+#include "operator/deployment/names.h"
+#include "operator/deployment/pod_template.h"
+#include "operator/deployment/rfc3339.h"
+
+namespace moeserve::op {
+namespace {
+
+using nlohmann::json;
+
+// Group i on template `hash`: "r" ready, "u" unready (pods starting), "t" terminating.
+ObservedGroup group(int32_t index, const std::string& hash, char state) {
+  ObservedGroup g;
+  g.index = index;
+  g.template_hash = hash;
+  g.desired_pods = 2;
+  g.ready_pods = state == 'r' ? 2 : 1;
+  g.generation = 1;
+  g.observed_generation = 1;
+  g.terminating = state == 't';
+  return g;
+}
+
+TEST(DecideGroups, Table) {
+  struct Case {
+    std::string name;
+    int32_t desired;
+    std::vector<ObservedGroup> observed;
+    GroupDecision expected;  // current, old, create, remove
+  };
+  const std::string A = "new", B = "old";
+  const std::vector<Case> cases = {
+      {"fresh create makes every group at once", 3, {}, {{}, {}, {0, 1, 2}, {}}},
+      {"steady state does nothing", 2, {group(0, A, 'r'), group(1, A, 'r')}, {{0, 1}, {}, {}, {}}},
+      {"steady while pods start", 2, {group(0, A, 'r'), group(1, A, 'u')}, {{0, 1}, {}, {}, {}}},
+      {"scale up adds after the highest index",
+       4,
+       {group(0, A, 'r'), group(3, A, 'r')},
+       {{0, 3}, {}, {4, 5}, {}}},
+      {"scale down removes the newest first",
+       1,
+       {group(0, A, 'r'), group(1, A, 'r'), group(2, A, 'r')},
+       {{0}, {}, {}, {1, 2}}},
+      {"scale to zero removes all", 0, {group(0, A, 'r'), group(1, B, 'r')}, {{}, {}, {}, {0, 1}}},
+      {"template change surges one new group",
+       2,
+       {group(0, B, 'r'), group(1, B, 'r')},
+       {{}, {0, 1}, {2}, {}}},
+      {"new group not ready yet: nothing removed or added",
+       2,
+       {group(0, B, 'r'), group(1, B, 'r'), group(2, A, 'u')},
+       {{2}, {0, 1}, {}, {}}},
+      {"new group ready: newest old group goes, next new one starts",
+       2,
+       {group(0, B, 'r'), group(1, B, 'r'), group(2, A, 'r')},
+       {{2}, {0}, {3}, {1}}},
+      {"last old group goes once both new groups are ready",
+       2,
+       {group(0, B, 'r'), group(2, A, 'r'), group(3, A, 'r')},
+       {{2, 3}, {}, {}, {0}}},
+      {"last old group stays while the second new group starts",
+       2,
+       {group(0, B, 'r'), group(2, A, 'r'), group(3, A, 'u')},
+       {{2, 3}, {0}, {}, {}}},
+      {"unready old groups go at once and free the surge",
+       2,
+       {group(0, B, 'r'), group(1, B, 'u')},
+       {{}, {0}, {2, 3}, {1}}},
+      {"mixed: rollout and scale down together",
+       1,
+       {group(0, B, 'r'), group(1, B, 'r'), group(2, B, 'r')},
+       {{}, {0}, {3}, {1, 2}}},
+      {"mixed: rollout and scale up together, within the surge",
+       3,
+       {group(0, B, 'r'), group(1, A, 'r')},
+       {{1}, {0}, {2, 3}, {}}},
+      {"mixed: second template change mid-rollout",
+       2,
+       {group(0, B, 'r'), group(1, "older", 'r'), group(2, B, 'u')},
+       {{}, {0, 1}, {3}, {2}}},
+      {"terminating groups are ignored but their index is not reused",
+       1,
+       {group(0, A, 't'), group(1, B, 't')},
+       {{}, {}, {2}, {}}},
+  };
+  for (const Case& c : cases) {
+    SCOPED_TRACE(c.name);
+    const GroupDecision d = decide_groups(c.desired, A, c.observed);
+    EXPECT_EQ(d.current, c.expected.current);
+    EXPECT_EQ(d.old, c.expected.old);
+    EXPECT_EQ(d.create, c.expected.create);
+    EXPECT_EQ(d.remove, c.expected.remove);
+  }
+}
+
+// Runs the rollout to completion, making every created group ready one step later,
+// and checks the invariants at every step.
+TEST(DecideGroups, RolloutNeverDropsBelowDesiredReadyNorSurgesMoreThanOneGroup) {
+  for (int32_t desired = 1; desired <= 5; ++desired) {
+    SCOPED_TRACE(desired);
+    std::vector<ObservedGroup> groups;
+    for (int32_t i = 0; i < desired; ++i) groups.push_back(group(i, "old", 'r'));
+    int steps = 0;
+    for (;; ++steps) {
+      ASSERT_LT(steps, 4 * desired + 4);
+      const GroupDecision d = decide_groups(desired, "new", groups);
+      if (d.create.empty() && d.remove.empty() && d.old.empty()) break;
+      std::vector<ObservedGroup> next;
+      for (ObservedGroup g : groups) {
+        if (std::find(d.remove.begin(), d.remove.end(), g.index) != d.remove.end()) continue;
+        g.ready_pods = g.desired_pods;  // whatever was starting is ready by the next step
+        next.push_back(g);
+      }
+      for (int32_t i : d.create) next.push_back(group(i, "new", 'u'));
+      int32_t ready = 0;
+      for (const ObservedGroup& g : next) ready += g.ready() ? 1 : 0;
+      EXPECT_GE(ready, desired) << "step " << steps;
+      EXPECT_LE(static_cast<int32_t>(next.size()), desired + 1) << "step " << steps;
+      groups = next;
+    }
+    // Each new group: created in one step, ready by the next, when an old one goes.
+    EXPECT_EQ(steps, 2 * desired + 1);
+    for (const ObservedGroup& g : groups) EXPECT_EQ(g.template_hash, "new");
+    EXPECT_EQ(static_cast<int32_t>(groups.size()), desired);
+  }
+}
+
+TEST(DesiredReplicas, AutoscalingClampsTheRecommendation) {
+  ModelDeploymentSpec s;
+  s.replicas = 3;
+  EXPECT_EQ(desired_replicas(s, 7), 3);  // autoscaling off: spec.replicas
+  s.autoscaling.enabled = true;
+  s.autoscaling.min_replicas = 2;
+  s.autoscaling.max_replicas = 5;
+  EXPECT_EQ(desired_replicas(s, std::nullopt), 3);
+  EXPECT_EQ(desired_replicas(s, 4), 4);
+  EXPECT_EQ(desired_replicas(s, 9), 5);
+  EXPECT_EQ(desired_replicas(s, 0), 2);
+  s.replicas = 0;
+  EXPECT_EQ(desired_replicas(s, std::nullopt), 2);
+}
+
+ModelDeployment deployment(json spec) {
+  json object = {
+      {"metadata", {{"name", "ds"}, {"namespace", "ml"}, {"uid", "u1"}, {"generation", 3}}},
+      {"spec", std::move(spec)}};
+  ModelDeployment md = parse_model_deployment(object);
+  EXPECT_TRUE(md.valid()) << join_errors(md.errors);
+  return md;
+}
+
+json v3_spec() {
+  return json::parse(R"({
+    "model": {"source": "pvc://models/ds/v3", "routedExperts": 256, "moeLayers": 58},
+    "replicas": 2,
+    "parallelism": {"expertParallel": 16, "ranksPerPod": 8, "redundantExperts": 32},
+    "worker": {"image": "w:1", "resources": {"limits": {"nvidia.com/gpu": "8"}}},
+    "cost": {"gpuHourUsd": 2.0}
+  })");
+}
+
+TEST(Layout, RanksPodsAndGpus) {
+  const ModelDeployment md = deployment(v3_spec());
+  const GroupLayout l = layout_of(md.spec);
+  EXPECT_EQ(l, (GroupLayout{16, 8, 2, 8, 16}));
+  EXPECT_DOUBLE_EQ(hourly_cost_usd(md.spec, l, 3), 3 * 16 * 2.0);
+}
+
+TEST(Plan, FreshDeploymentCreatesEveryGroupAndTheDefaultPlacement) {
+  const ModelDeployment md = deployment(v3_spec());
+  const Plan p = plan(md, Observed{});
+  EXPECT_EQ(p.desired_replicas, 2);
+  EXPECT_EQ(p.layout.pods_per_group, 2);
+  EXPECT_EQ(p.template_hash, template_hash(md, p.layout));
+  EXPECT_EQ(p.groups.create, (std::vector<int32_t>{0, 1}));
+  EXPECT_EQ(p.rendered_groups(), (std::vector<int32_t>{0, 1}));
+  ASSERT_TRUE(p.placement.has_value());
+  EXPECT_EQ(p.placement->version, 1);
+  EXPECT_EQ(p.placement->layers, default_phy2log(256, 58, 32));
+}
+
+TEST(Plan, TemplateHashIgnoresScalingAndCostButNotTheWorker) {
+  const ModelDeployment base = deployment(v3_spec());
+  const std::string hash = plan(base, Observed{}).template_hash;
+  json spec = v3_spec();
+  spec["replicas"] = 5;
+  spec["cost"]["gpuHourUsd"] = 9.0;
+  spec["autoscaling"] = {{"enabled", true}, {"maxReplicas", 9}, {"ttftP95SloSeconds", 1}};
+  EXPECT_EQ(plan(deployment(spec), Observed{}).template_hash, hash);
+  spec["worker"]["image"] = "w:2";
+  EXPECT_NE(plan(deployment(spec), Observed{}).template_hash, hash);
+}
+
+TEST(Plan, RenderedGroupsLeaveOldGroupsAlone) {
+  const ModelDeployment md = deployment(v3_spec());
+  Observed observed;
+  observed.groups = {group(0, "old", 'r'), group(1, "old", 'r')};
+  const Plan p = plan(md, observed);
+  EXPECT_EQ(p.groups.old, (std::vector<int32_t>{0, 1}));
+  EXPECT_EQ(p.rendered_groups(), (std::vector<int32_t>{2}));
+}
+
+TEST(PlanPlacement, VersionMovesOnlyWhenTheMapChanges) {
+  const ModelDeployment md = deployment(v3_spec());
+  const auto default_map = default_phy2log(256, 58, 32);
+  Observed observed;
+  observed.current_placement = Placement{4, default_map};
+  EXPECT_EQ(plan_placement(md.spec, observed), (Placement{4, default_map}));
+
+  auto proposed = default_map;
+  std::swap(proposed[0][0], proposed[0][1]);
+  observed.proposed_placement = Placement{0, proposed};
+  EXPECT_EQ(plan_placement(md.spec, observed), (Placement{5, proposed}));
+
+  observed.current_placement = Placement{5, proposed};
+  EXPECT_EQ(plan_placement(md.spec, observed)->version, 5);
+
+  // A proposal of the wrong shape (e.g. for an older spec) is ignored.
+  observed.proposed_placement = Placement{0, default_phy2log(256, 58, 16)};
+  EXPECT_EQ(plan_placement(md.spec, observed), (Placement{5, proposed}));
+  // So is a current map that no longer fits: back to the default, version bumped.
+  observed.current_placement = Placement{5, default_phy2log(64, 58, 0)};
+  EXPECT_EQ(plan_placement(md.spec, observed), (Placement{6, default_map}));
+}
+
+TEST(PlanPlacement, AbsentWithoutTheModelShape) {
+  json spec = v3_spec();
+  spec["model"].erase("routedExperts");
+  spec["model"].erase("moeLayers");
+  spec["parallelism"]["redundantExperts"] = 0;
+  EXPECT_FALSE(plan_placement(deployment(spec).spec, Observed{}).has_value());
+}
+
+TEST(ObserveStatefulset, ReadsGroupTemplateAndReadiness) {
+  const json sts = json::parse(R"({
+    "metadata": {"name": "ds-g7", "generation": 4, "creationTimestamp": "2026-03-01T10:00:00Z",
+                 "annotations": {"moeserve.io/template-hash": "abc"}},
+    "spec": {"replicas": 2},
+    "status": {"observedGeneration": 4, "readyReplicas": 2}
+  })");
+  const StatusOr<ObservedGroup> g = observe_statefulset("ds", sts);
+  ASSERT_TRUE(g.ok()) << g.status().to_string();
+  EXPECT_EQ(g->index, 7);
+  EXPECT_EQ(g->template_hash, "abc");
+  EXPECT_EQ(g->desired_pods, 2);
+  EXPECT_EQ(g->ready_pods, 2);
+  EXPECT_TRUE(g->ready());
+  EXPECT_EQ(g->created_at, parse_rfc3339("2026-03-01T10:00:00Z"));
+
+  json stale = sts;
+  stale["metadata"]["generation"] = 5;  // the StatefulSet controller has not caught up
+  EXPECT_FALSE(observe_statefulset("ds", stale)->ready());
+  json partial = sts;
+  partial["status"]["readyReplicas"] = 1;
+  EXPECT_FALSE(observe_statefulset("ds", partial)->ready());
+  json deleting = sts;
+  deleting["metadata"]["deletionTimestamp"] = "2026-03-01T11:00:00Z";
+  EXPECT_TRUE(observe_statefulset("ds", deleting)->terminating);
+  EXPECT_FALSE(observe_statefulset("ds", deleting)->ready());
+  json other = sts;
+  other["metadata"]["name"] = "dsx-g1";
+  EXPECT_FALSE(observe_statefulset("ds", other).ok());
+}
+
+}  // namespace
+}  // namespace moeserve::op
