@@ -5,7 +5,7 @@ JOBS ?= 2
 CMAKE_FLAGS ?=
 export PATH := $(CURDIR)/.tools/bin:$(PATH)
 
-.PHONY: all deps configure build test demo format format-check clean
+.PHONY: all deps configure build test demo format format-check clean manifests
 
 all: build
 
@@ -32,3 +32,7 @@ format-check:
 
 clean:
 	rm -rf $(BUILD_DIR)
+
+# deploy/operator from the Helm chart (tests/deploy fails when it is stale).
+manifests:
+	scripts/render-manifests.sh > deploy/operator/moeserve-operator.yaml
