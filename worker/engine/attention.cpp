@@ -234,64 +234,62 @@ void MlaAttention::attend_absorbed(const MlaWeights& w, int64_t layer,
     n += s.count;
     max_len = std::max(max_len, s.start_position + s.count);
   }
-  // Head-major query: q_lat = W_uk^T q_nope next to the rope part, one vector per
-  // (head, token) that a cache entry [latent | rope] dots with directly.
   head_in_.resize(heads * n * shape_.nope);
   query_.resize(heads * n * entry_dim);
   o_lat_.resize(heads * n * latent);
-  for (int64_t h = 0; h < heads; ++h) {
-    int64_t a = 0;
-    for (const AttentionSpan& s : spans) {
-      for (int64_t i = 0; i < s.count; ++i, ++a) {
-        const float* q = q_.data() + ((s.first + i) * heads + h) * qk;
-        std::copy_n(q, shape_.nope, head_in_.data() + (h * n + a) * shape_.nope);
-        std::copy_n(q + shape_.nope, shape_.rope, query_.data() + (h * n + a) * entry_dim + latent);
-      }
-    }
-    float* q_lat = o_lat_.data() + h * n * latent;
-    kernels::matmul(w.uk_t[h], head_in_.data() + h * n * shape_.nope, n, q_lat, pool_);
-    for (int64_t a2 = 0; a2 < n; ++a2) {
-      std::copy_n(q_lat + a2 * latent, latent, query_.data() + (h * n + a2) * entry_dim);
-    }
-  }
-
+  head_v_.resize(heads * n * shape_.v);
   scores_.resize(heads * max_len);
   const KvCache& entries = cache;
+  // Heads are independent from the absorption to the output, so each thread takes whole
+  // heads: one pool dispatch per layer, and each head's small matmuls run serially.
   pool_->parallel_for(heads, [&](int64_t begin, int64_t end) {
     for (int64_t h = begin; h < end; ++h) {
-      float* scores = scores_.data() + h * max_len;
+      // Head-major query: q_lat = W_uk^T q_nope next to the rope part, one vector per
+      // token that a cache entry [latent | rope] dots with directly.
+      float* head_in = head_in_.data() + h * n * shape_.nope;
+      float* query = query_.data() + h * n * entry_dim;
+      float* o_lat = o_lat_.data() + h * n * latent;
       int64_t a = 0;
       for (const AttentionSpan& s : spans) {
         for (int64_t i = 0; i < s.count; ++i, ++a) {
+          const float* q = q_.data() + ((s.first + i) * heads + h) * qk;
+          std::copy_n(q, shape_.nope, head_in + a * shape_.nope);
+          std::copy_n(q + shape_.nope, shape_.rope, query + a * entry_dim + latent);
+        }
+      }
+      kernels::matmul(w.uk_t[h], head_in, n, o_lat, nullptr);  // o_lat holds q_lat for now
+      for (a = 0; a < n; ++a) std::copy_n(o_lat + a * latent, latent, query + a * entry_dim);
+
+      float* scores = scores_.data() + h * max_len;
+      a = 0;
+      for (const AttentionSpan& s : spans) {
+        for (int64_t i = 0; i < s.count; ++i, ++a) {
           const int64_t visible = s.start_position + i + 1;
-          const float* q = query_.data() + (h * n + a) * entry_dim;
           for (int64_t j = 0; j < visible; ++j) {
             scores[j] =
-                kernels::dot(q, entries.entry(*s.kv, layer, j), entry_dim) * shape_.softmax_scale;
+                kernels::dot(query + a * entry_dim, entries.entry(*s.kv, layer, j), entry_dim) *
+                shape_.softmax_scale;
           }
           kernels::softmax(scores, visible);
-          float* o = o_lat_.data() + (h * n + a) * latent;
+          float* o = o_lat + a * latent;
           std::fill_n(o, latent, 0.0f);
           for (int64_t j = 0; j < visible; ++j) {
             kernels::scale_add(o, entries.entry(*s.kv, layer, j), scores[j], latent);
           }
         }
       }
-    }
-  });
 
-  head_v_.resize(heads * n * shape_.v);
-  for (int64_t h = 0; h < heads; ++h) {
-    float* v = head_v_.data() + h * n * shape_.v;
-    kernels::matmul(w.uv[h], o_lat_.data() + h * n * latent, n, v, pool_);
-    int64_t a = 0;
-    for (const AttentionSpan& s : spans) {
-      for (int64_t i = 0; i < s.count; ++i, ++a) {
-        std::copy_n(v + a * shape_.v, shape_.v,
-                    heads_out_.data() + ((s.first + i) * heads + h) * shape_.v);
+      float* v = head_v_.data() + h * n * shape_.v;
+      kernels::matmul(w.uv[h], o_lat, n, v, nullptr);
+      a = 0;
+      for (const AttentionSpan& s : spans) {
+        for (int64_t i = 0; i < s.count; ++i, ++a) {
+          std::copy_n(v + a * shape_.v, shape_.v,
+                      heads_out_.data() + ((s.first + i) * heads + h) * shape_.v);
+        }
       }
     }
-  }
+  });
 }
 
 void MlaAttention::forward(const MlaWeights& w, int64_t layer, const float* x, int64_t tokens,

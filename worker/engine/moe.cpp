@@ -7,6 +7,7 @@
 #include <utility>
 
 #include "kernels/cpu/ops.h"
+#include "kernels/cpu/thread_pool.h"
 
 namespace moeserve::engine {
 namespace {
@@ -137,21 +138,36 @@ Status LocalExpertDispatcher::dispatch(int64_t layer, const float* x, const Rout
     slots[next[routing.experts[s]]++] = s;
   }
 
+  // Gather each expert's tokens, contiguous per expert in slot order.
+  const int64_t slots_total = static_cast<int64_t>(slots.size());
+  gathered_.resize(slots_total * hidden_);
+  result_.resize(slots_total * hidden_);
+  for (int64_t j = 0; j < slots_total; ++j) {
+    std::copy_n(x + (slots[j] / routing.top_k) * hidden_, hidden_, gathered_.data() + j * hidden_);
+  }
+  std::vector<int64_t> active;
   for (int64_t e = 0; e < num_experts; ++e) {
-    const int64_t count = start[e + 1] - start[e];
-    if (count == 0) continue;
-    gathered_.resize(count * hidden_);
-    result_.resize(count * hidden_);
-    for (int64_t j = 0; j < count; ++j) {
-      const int64_t token = slots[start[e] + j] / routing.top_k;
-      std::copy_n(x + token * hidden_, hidden_, gathered_.data() + j * hidden_);
-    }
-    runner_.run(experts[e], gathered_.data(), count, result_.data(), pool_);
-    for (int64_t j = 0; j < count; ++j) {
-      const int64_t slot = slots[start[e] + j];
-      kernels::scale_add(out + (slot / routing.top_k) * hidden_, result_.data() + j * hidden_,
-                         routing.weights[slot], hidden_);
-    }
+    if (start[e + 1] > start[e]) active.push_back(e);
+  }
+  auto run_expert = [&](int64_t e, MlpRunner& runner, kernels::ThreadPool* pool) {
+    const int64_t offset = start[e] * hidden_;
+    runner.run(experts[e], gathered_.data() + offset, start[e + 1] - start[e],
+               result_.data() + offset, pool);
+  };
+  // With at least one expert per thread (every decode step of a top-k >= threads model),
+  // threads take whole experts: one pool dispatch per layer instead of three per expert.
+  // Otherwise each expert's matmuls are split over the pool.
+  if (pool_ != nullptr && static_cast<int64_t>(active.size()) >= pool_->size()) {
+    pool_->parallel_for(static_cast<int64_t>(active.size()), [&](int64_t begin, int64_t end) {
+      MlpRunner runner;
+      for (int64_t i = begin; i < end; ++i) run_expert(active[i], runner, nullptr);
+    });
+  } else {
+    for (int64_t e : active) run_expert(e, runner_, pool_);
+  }
+  for (int64_t j = 0; j < slots_total; ++j) {
+    kernels::scale_add(out + (slots[j] / routing.top_k) * hidden_, result_.data() + j * hidden_,
+                       routing.weights[slots[j]], hidden_);
   }
   return ok_status();
 }
