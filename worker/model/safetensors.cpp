@@ -227,6 +227,7 @@ Status SafetensorsCheckpoint::add_file(const std::string& path) {
 
 StatusOr<SafetensorsCheckpoint> SafetensorsCheckpoint::open_file(const std::string& path) {
   SafetensorsCheckpoint checkpoint;
+  checkpoint.source_ = path;
   MOESERVE_RETURN_IF_ERROR(checkpoint.add_file(path));
   return checkpoint;
 }
@@ -260,6 +261,7 @@ StatusOr<SafetensorsCheckpoint> SafetensorsCheckpoint::open_index(const std::str
   std::sort(shards.begin(), shards.end());
 
   SafetensorsCheckpoint checkpoint;
+  checkpoint.source_ = index_path;
   for (const std::string& shard : shards) {
     const std::string path = (dir / shard).string();
     if (!file_exists(path)) {

@@ -66,6 +66,8 @@ class SafetensorsCheckpoint {
   size_t total_bytes() const;
   // The mapped files, in the order opened.
   std::vector<std::string> files() const;
+  // What was opened: the index file, or the single .safetensors file.
+  const std::string& source() const { return source_; }
   // "__metadata__" of every file merged (later files do not override earlier keys).
   const std::map<std::string, std::string>& metadata() const { return metadata_; }
 
@@ -77,6 +79,7 @@ class SafetensorsCheckpoint {
   std::vector<std::unique_ptr<Mapping>> mappings_;
   std::unordered_map<std::string, TensorView> tensors_;
   std::map<std::string, std::string> metadata_;
+  std::string source_;
 };
 
 // Parses a header (the JSON text) of a file of `file_bytes` bytes whose header is

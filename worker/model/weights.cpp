@@ -312,10 +312,7 @@ size_t Linear::bytes() const {
 StatusOr<ModelWeights> bind_weights(const ModelConfig& config,
                                     const SafetensorsCheckpoint& checkpoint,
                                     const BindOptions& options) {
-  const std::vector<std::string> files = checkpoint.files();
-  std::string source = files.empty() ? "checkpoint" : files.front();
-  if (files.size() > 1) source += " (and " + std::to_string(files.size() - 1) + " more shards)";
-  Binder b(config, checkpoint, source);
+  Binder b(config, checkpoint, checkpoint.source());
 
   ModelWeights w;
   w.embed_tokens = b.linear("model.embed_tokens.weight", config.vocab_size, config.hidden_size,

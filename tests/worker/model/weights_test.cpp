@@ -219,6 +219,22 @@ class CorruptCheckpointTest : public ::testing::Test {
   testing::TempDir dir_;
 };
 
+TEST(WeightsTest, MissingTensorOfAShardedCheckpointNamesTheIndex) {
+  testing::TempDir dir;
+  TinyModelOptions options;
+  options.architecture = Architecture::kDeepseekV2;
+  ASSERT_TRUE(write_tiny_model(dir.path(), options).ok());
+  auto config = load_config(dir.path());
+  auto checkpoint = SafetensorsCheckpoint::open(dir.path());
+  ASSERT_TRUE(config.ok() && checkpoint.ok());
+  config->num_nextn_predict_layers = 1;  // the V2 checkpoint has no MTP layer
+  auto weights = bind_weights(*config, *checkpoint, kNoPrefault);
+  ASSERT_FALSE(weights.ok());
+  EXPECT_THAT(weights.status().message(),
+              HasSubstr(dir.file("model.safetensors.index.json") +
+                        ": missing tensor model.layers.3.enorm.weight"));
+}
+
 TEST_F(CorruptCheckpointTest, UnmodifiedCopyBinds) {
   EXPECT_TRUE(bind_edited(models().v3_fp8.path(), [](auto&) {}).ok());
 }
