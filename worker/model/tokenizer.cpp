@@ -308,6 +308,8 @@ Status parse_vocab(const json& model, Tokenizer::Data& data) {
   if (vocab == model.end() || !vocab->is_object()) {
     return invalid_argument_error("model.vocab: missing or not an object");
   }
+  data.spelling_to_id.reserve(vocab->size() + 1024);
+  data.bytes_to_id.reserve(vocab->size());
   for (const auto& [spelling, id_json] : vocab->items()) {
     if (!id_json.is_number_integer() || id_json.get<int64_t>() < 0 ||
         id_json.get<int64_t>() > kMaxTokenId) {
@@ -346,14 +348,14 @@ Status parse_merges(const json& model, Tokenizer::Data& data) {
   if (merges == model.end() || !merges->is_array()) {
     return invalid_argument_error("model.merges: missing or not an array");
   }
-  const auto& vocab = model["vocab"];
+  // Runs before the added tokens are parsed, so spelling_to_id is model.vocab alone.
   const auto lookup = [&](const std::string& spelling,
                           const std::string& field) -> StatusOr<int32_t> {
-    const auto it = vocab.find(spelling);
-    if (it == vocab.end()) {
+    const auto it = data.spelling_to_id.find(spelling);
+    if (it == data.spelling_to_id.end()) {
       return invalid_argument_error(field + ": token '" + spelling + "' is not in model.vocab");
     }
-    return it->get<int32_t>();
+    return it->second;
   };
   data.merges.reserve(merges->size());
   for (size_t rank = 0; rank < merges->size(); ++rank) {

@@ -81,7 +81,7 @@ class Tokenizer {
 // bytes of a multi-byte character split across tokens are held back until the
 // character completes. Invalid sequences become U+FFFD. The concatenation of all
 // push() results and flush() equals Tokenizer::decode of the same ids.
-// Keeps a reference to the tokenizer, which must outlive it.
+// Holds a (cheap, shared) copy of the tokenizer, so it may outlive the original.
 class IncrementalDecoder {
  public:
   IncrementalDecoder(const Tokenizer& tokenizer, bool skip_special);
@@ -92,7 +92,7 @@ class IncrementalDecoder {
   std::string flush();
 
  private:
-  const Tokenizer& tokenizer_;
+  Tokenizer tokenizer_;
   bool skip_special_;
   std::string pending_;
 };
