@@ -36,16 +36,20 @@ Status set_log_format(const std::string& text) {
 }  // namespace
 
 int run_cli(const std::string& program, const std::string& description,
-            const std::vector<Command>& commands, int argc, char** argv) {
+            const std::vector<Command>& commands, int argc, char** argv,
+            const std::string& default_command) {
   if (Status s = log::configure_from_env(); !s.ok()) {
     std::cerr << program << ": " << s.to_string() << "\n";
     return 2;
   }
-  if (argc < 2) {
+  std::string first = argc >= 2 ? argv[1] : "";
+  bool use_default =
+      !default_command.empty() && (first.empty() || (first[0] == '-' && first != "--help" &&
+                                                     first != "-h" && first != "--version"));
+  if (argc < 2 && !use_default) {
     print_usage(std::cerr, program, description, commands);
     return 2;
   }
-  std::string first = argv[1];
   if (first == "--help" || first == "-h" || first == "help") {
     print_usage(std::cout, program, description, commands);
     return 0;
@@ -55,7 +59,7 @@ int run_cli(const std::string& program, const std::string& description,
     return 0;
   }
   std::vector<std::string> args;
-  for (int i = 2; i < argc; ++i) {
+  for (int i = use_default ? 1 : 2; i < argc; ++i) {
     std::string arg = argv[i];
     // --log-level / --log-format are global: every command accepts them.
     for (const char* name : {"--log-level", "--log-format"}) {
@@ -77,8 +81,9 @@ int run_cli(const std::string& program, const std::string& description,
     }
     if (!arg.empty()) args.push_back(std::move(arg));
   }
+  const std::string& chosen = use_default ? default_command : first;
   for (const Command& c : commands) {
-    if (c.name == first) return c.run(args);
+    if (c.name == chosen) return c.run(args);
   }
   std::cerr << program << ": unknown command \"" << first << "\" (see " << program << " --help)\n";
   return 2;

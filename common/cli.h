@@ -15,8 +15,10 @@ struct Command {
 };
 
 // Runs the command named by argv[1]. Exit codes: the command's own, 0 for --help and
-// --version, 2 for a missing or unknown command.
+// --version, 2 for a missing or unknown command. With `default_command`, a command line
+// that starts with a flag (or is empty) runs that command with all its arguments.
 int run_cli(const std::string& program, const std::string& description,
-            const std::vector<Command>& commands, int argc, char** argv);
+            const std::vector<Command>& commands, int argc, char** argv,
+            const std::string& default_command = "");
 
 }  // namespace moeserve
