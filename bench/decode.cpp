@@ -10,7 +10,9 @@
 //      routed experts per MoE layer, norms, one embedding row and lm_head;
 //   3. single-stream decode tokens/s after a short prefill; the floor is
 //      read bandwidth / active bytes, and achieved / floor is printed;
-//   4. batched decode: aggregate tokens/s with 1, 4 and 16 sequences decoding together.
+//   4. batched decode: aggregate tokens/s with 1, 4 and 16 sequences decoding together,
+//      each against its own floor: the fixed weights plus the distinct routed experts
+//      the batch actually chose (read once per step whatever the batch).
 // Usage: bench-decode [--model DIR] [--threads N] [--steps N] [--precision fp8|bf16|both]
 #include <algorithm>
 #include <chrono>
@@ -20,6 +22,7 @@
 #include <cstring>
 #include <filesystem>
 #include <memory>
+#include <set>
 #include <string>
 #include <utility>
 #include <vector>
@@ -87,9 +90,15 @@ std::vector<int32_t> prompt_of(int64_t n, int64_t vocab, int64_t salt) {
   return ids;
 }
 
-// Aggregate decode tokens/s of `batch` sequences stepping together for `steps` steps.
-StatusOr<double> decode_tokens_per_s(engine::Engine& engine, int64_t batch, int64_t prompt_tokens,
-                                     int64_t steps) {
+struct DecodeRun {
+  double tokens_per_s = 0;
+  double distinct_experts_per_step = 0;  // summed over MoE layers, mean over steps
+};
+
+// Aggregate decode tokens/s of `batch` sequences stepping together for `steps` steps,
+// and how many distinct routed experts each step read.
+StatusOr<DecodeRun> run_decode(engine::Engine& engine, int64_t batch, int64_t prompt_tokens,
+                               int64_t steps) {
   const int64_t vocab = engine.config().vocab_size;
   std::vector<engine::SequenceKv> seqs(batch);
   std::vector<std::vector<int32_t>> prompts;
@@ -100,6 +109,7 @@ StatusOr<double> decode_tokens_per_s(engine::Engine& engine, int64_t batch, int6
   Status status = engine.forward(inputs, &out);
   std::vector<int32_t> next(batch);
   double elapsed = 0;
+  int64_t distinct = 0;
   for (int64_t step = 0; status.ok() && step <= steps; ++step) {
     inputs.clear();
     for (int64_t s = 0; s < batch; ++s) {
@@ -108,11 +118,17 @@ StatusOr<double> decode_tokens_per_s(engine::Engine& engine, int64_t batch, int6
     }
     const auto start = Clock::now();
     status = engine.forward(inputs, &out);
-    if (step > 0) elapsed += seconds_since(start);  // step 0 warms up
+    if (step == 0) continue;  // warm-up
+    elapsed += seconds_since(start);
+    for (const engine::LayerRouting& layer : out.routing) {
+      distinct += static_cast<int64_t>(
+          std::set<int32_t>(layer.routing.experts.begin(), layer.routing.experts.end()).size());
+    }
   }
   for (auto& seq : seqs) engine.kv_cache().release(seq);
   if (!status.ok()) return status;
-  return static_cast<double>(batch * steps) / elapsed;
+  return DecodeRun{static_cast<double>(batch * steps) / elapsed,
+                   static_cast<double>(distinct) / static_cast<double>(steps)};
 }
 
 Status bench_model(const std::string& dir, const std::string& label, int threads, int64_t steps,
@@ -121,8 +137,8 @@ Status bench_model(const std::string& dir, const std::string& label, int threads
   MOESERVE_ASSIGN_OR_RETURN(model::LoadedModel loaded,
                             model::load_model(dir, model::BindOptions{.load_mtp = false}));
   auto shared = std::make_shared<const model::LoadedModel>(std::move(loaded));
-  const engine::ActiveWeightBytes active =
-      engine::active_weight_bytes(shared->config, shared->weights);
+  const model::ModelConfig& c = shared->config;
+  const engine::ActiveWeightBytes active = engine::active_weight_bytes(c, shared->weights);
   const double mib = 1024.0 * 1024.0;
   std::printf("\n== %s: %s\n", label.c_str(), dir.c_str());
   std::printf("weights bound: %.1f MiB; active per token: %.2f MiB\n",
@@ -136,6 +152,7 @@ Status bench_model(const std::string& dir, const std::string& label, int threads
 
   engine::EngineOptions options;
   options.threads = threads;
+  options.record_routing = true;
   const auto blocks = [](int64_t tokens) {
     return (tokens + engine::kBlockSize - 1) / engine::kBlockSize * engine::kBlockSize;
   };
@@ -146,23 +163,34 @@ Status bench_model(const std::string& dir, const std::string& label, int threads
 
   std::fprintf(stderr, "[%s] single-stream decode, %lld steps\n", label.c_str(),
                static_cast<long long>(steps));
-  MOESERVE_ASSIGN_OR_RETURN(double single, decode_tokens_per_s(*engine, 1, kPromptTokens, steps));
+  MOESERVE_ASSIGN_OR_RETURN(DecodeRun single, run_decode(*engine, 1, kPromptTokens, steps));
   const double floor = bw.read_gbs * 1e9 / static_cast<double>(active.total());
   std::printf(
       "single-stream decode (%d threads): %.2f tokens/s; floor %.2f tokens/s "
       "(read %.2f GB/s / %.2f MiB); achieved/floor %.1f %%\n",
-      threads, single, floor, bw.read_gbs, active.total() / mib, 100.0 * single / floor);
-  std::printf("  effective weight bandwidth %.2f GB/s\n", single * active.total() / 1e9);
-
+      threads, single.tokens_per_s, floor, bw.read_gbs, active.total() / mib,
+      100.0 * single.tokens_per_s / floor);
+  // Batched: the routed experts read per step are the distinct experts the batch chose.
+  const int64_t moe_layers = static_cast<int64_t>(
+      std::count_if(shared->weights.layers.begin(), shared->weights.layers.end(),
+                    [](const model::DecoderLayer& l) { return l.is_moe; }));
+  const double expert_bytes = static_cast<double>(active.routed_experts) /
+                              static_cast<double>(moe_layers * c.num_experts_per_tok);
+  const double fixed_bytes = static_cast<double>(active.total() - active.routed_experts);
   double batch1 = 0;
   for (int64_t batch : {1, 4, 16}) {
     std::fprintf(stderr, "[%s] batched decode, batch %lld\n", label.c_str(),
                  static_cast<long long>(batch));
-    MOESERVE_ASSIGN_OR_RETURN(double tps,
-                              decode_tokens_per_s(*engine, batch, kBatchPromptTokens, steps));
-    if (batch == 1) batch1 = tps;
-    std::printf("batched decode: batch %2lld  %8.2f tokens/s aggregate  (%.2fx batch 1)\n",
-                static_cast<long long>(batch), tps, tps / batch1);
+    MOESERVE_ASSIGN_OR_RETURN(DecodeRun run, run_decode(*engine, batch, kBatchPromptTokens, steps));
+    if (batch == 1) batch1 = run.tokens_per_s;
+    const double step_bytes = fixed_bytes + run.distinct_experts_per_step * expert_bytes;
+    const double batch_floor = batch * bw.read_gbs * 1e9 / step_bytes;
+    std::printf(
+        "batched decode: batch %2lld  %8.2f tokens/s aggregate (%.2fx batch 1); %.1f distinct "
+        "experts/step -> %.1f MiB/step, floor %.2f tokens/s, achieved/floor %.1f %%\n",
+        static_cast<long long>(batch), run.tokens_per_s, run.tokens_per_s / batch1,
+        run.distinct_experts_per_step, step_bytes / mib, batch_floor,
+        100.0 * run.tokens_per_s / batch_floor);
   }
   std::fflush(stdout);
   return ok_status();
