@@ -21,47 +21,22 @@ class FieldReader {
   // Absent -> `absent`; null -> `if_null` when given, else an error.
   int64_t integer(const char* key, int64_t absent, std::optional<int64_t> if_null = std::nullopt) {
     const json* value = lookup(key);
-    if (value == nullptr) return absent;
-    if (value->is_null()) {
+    if (value != nullptr && value->is_null()) {
       if (if_null) return *if_null;
       fail(key, "expected an integer, got null");
       return absent;
     }
-    if (!value->is_number_integer()) {
-      fail(key, "expected an integer, got " + value->dump());
-      return absent;
-    }
-    return value->get<int64_t>();
+    return typed<int64_t>(key, absent, &json::is_number_integer, "an integer");
   }
-
+  // For the others, absent and null both give `absent`.
   double number(const char* key, double absent) {
-    const json* value = lookup(key);
-    if (value == nullptr || value->is_null()) return absent;
-    if (!value->is_number()) {
-      fail(key, "expected a number, got " + value->dump());
-      return absent;
-    }
-    return value->get<double>();
+    return typed<double>(key, absent, &json::is_number, "a number");
   }
-
   bool boolean(const char* key, bool absent) {
-    const json* value = lookup(key);
-    if (value == nullptr || value->is_null()) return absent;
-    if (!value->is_boolean()) {
-      fail(key, "expected true or false, got " + value->dump());
-      return absent;
-    }
-    return value->get<bool>();
+    return typed<bool>(key, absent, &json::is_boolean, "true or false");
   }
-
   std::string string(const char* key, const std::string& absent) {
-    const json* value = lookup(key);
-    if (value == nullptr || value->is_null()) return absent;
-    if (!value->is_string()) {
-      fail(key, "expected a string, got " + value->dump());
-      return absent;
-    }
-    return value->get<std::string>();
+    return typed<std::string>(key, absent, &json::is_string, "a string");
   }
 
   const json* lookup(const char* key) const {
@@ -76,6 +51,17 @@ class FieldReader {
   const Status& status() const { return status_; }
 
  private:
+  template <typename T>
+  T typed(const char* key, T absent, bool (json::*is_type)() const noexcept, const char* expected) {
+    const json* value = lookup(key);
+    if (value == nullptr || value->is_null()) return absent;
+    if (!(value->*is_type)()) {
+      fail(key, std::string("expected ") + expected + ", got " + value->dump());
+      return absent;
+    }
+    return value->get<T>();
+  }
+
   const json& object_;
   std::string prefix_;
   Status status_;
