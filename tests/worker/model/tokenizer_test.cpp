@@ -7,7 +7,9 @@
 
 #include <nlohmann/json.hpp>
 
+#include "worker/model/chat_template.h"
 #include "worker/model/pretokenizer.h"
+#include "worker/model/tiny_tokenizer.h"
 #include "worker/model/unicode.h"
 
 namespace moeserve::model {
@@ -335,6 +337,25 @@ TEST(TokenizerTest, EncodeIsFastOnLongPrompts) {
   std::string text;
   for (int i = 0; i < 5000; ++i) text += (i % 3 ? "hello world " : "abcaaa 12345 ");
   EXPECT_EQ(tok.decode(tok.encode(text)), text);
+}
+
+TEST(TokenizerTest, LoadsTheTinyModelTokenizerAndChatTemplate) {
+  auto tiny = make_tiny_tokenizer(512);
+  ASSERT_TRUE(tiny.ok()) << tiny.status().to_string();
+  auto tok = Tokenizer::parse(tiny->tokenizer_json.dump());
+  ASSERT_TRUE(tok.ok()) << tok.status().to_string();
+  EXPECT_EQ(tok->vocab_size(), 512);
+  auto chat = ChatTemplate::from_tokenizer_config(json::parse(tiny->tokenizer_config_json.dump()));
+  ASSERT_TRUE(chat.ok()) << chat.status().to_string();
+  const std::string prompt = *chat->render({{"user", "How do experts route 12345 tokens?"}}, true);
+  const std::vector<int32_t> ids = tok->encode(prompt);
+  ASSERT_FALSE(ids.empty());
+  EXPECT_EQ(ids.front(), tiny->bos_token_id);
+  EXPECT_EQ(ids.back(), *tok->token_to_id("<｜Assistant｜>"));
+  EXPECT_EQ(tok->decode(ids), prompt);
+  // Learned merges make common words shorter than their bytes.
+  EXPECT_LT(tok->encode(" experts route tokens").size(),
+            std::string(" experts route tokens").size());
 }
 
 Status parse_error(const json& j) { return Tokenizer::parse(j.dump()).status(); }
