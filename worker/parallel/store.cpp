@@ -1,0 +1,330 @@
+#include "worker/parallel/store.h"
+
+#include <algorithm>
+#include <cstring>
+#include <utility>
+
+#include "common/log.h"
+
+namespace moeserve::parallel {
+namespace {
+
+enum class Op : uint8_t { kJoin = 1, kSet = 2, kGet = 3, kWait = 4 };
+
+constexpr uint32_t kMaxFrameBytes = 1u << 30;
+constexpr auto kForever = std::chrono::steady_clock::time_point::max();
+// Extra time the client allows the server beyond a request's own timeout.
+constexpr std::chrono::milliseconds kReplySlack(5000);
+
+class Encoder {
+ public:
+  Encoder& u8(uint8_t v) {
+    out_.push_back(static_cast<char>(v));
+    return *this;
+  }
+  Encoder& u32(uint32_t v) { return raw(&v, sizeof(v)); }
+  Encoder& u64(uint64_t v) { return raw(&v, sizeof(v)); }
+  Encoder& str(const std::string& s) {
+    u32(static_cast<uint32_t>(s.size()));
+    out_ += s;
+    return *this;
+  }
+  std::string take() { return std::move(out_); }
+
+ private:
+  Encoder& raw(const void* p, size_t n) {
+    out_.append(static_cast<const char*>(p), n);
+    return *this;
+  }
+  std::string out_;
+};
+
+class Decoder {
+ public:
+  explicit Decoder(const std::string& in) : in_(in) {}
+  bool u8(uint8_t* v) { return raw(v, 1); }
+  bool u32(uint32_t* v) { return raw(v, sizeof(*v)); }
+  bool u64(uint64_t* v) { return raw(v, sizeof(*v)); }
+  bool str(std::string* s) {
+    uint32_t n = 0;
+    if (!u32(&n) || in_.size() - pos_ < n) return false;
+    s->assign(in_, pos_, n);
+    pos_ += n;
+    return true;
+  }
+  bool done() const { return pos_ == in_.size(); }
+
+ private:
+  bool raw(void* p, size_t n) {
+    if (in_.size() - pos_ < n) return false;
+    std::memcpy(p, in_.data() + pos_, n);
+    pos_ += n;
+    return true;
+  }
+  const std::string& in_;
+  size_t pos_ = 0;
+};
+
+Status write_frame(Socket& socket, const std::string& payload, Deadline deadline) {
+  const uint32_t n = static_cast<uint32_t>(payload.size());
+  MOESERVE_RETURN_IF_ERROR(socket.write_all(&n, sizeof(n), deadline));
+  return socket.write_all(payload.data(), payload.size(), deadline);
+}
+
+StatusOr<std::string> read_frame(Socket& socket, Deadline deadline) {
+  uint32_t n = 0;
+  MOESERVE_RETURN_IF_ERROR(socket.read_all(&n, sizeof(n), deadline));
+  if (n > kMaxFrameBytes) {
+    return invalid_argument_error("store: frame of " + std::to_string(n) + " bytes is too large");
+  }
+  std::string payload(n, '\0');
+  MOESERVE_RETURN_IF_ERROR(socket.read_all(payload.data(), n, deadline));
+  return payload;
+}
+
+std::string join_keys(const std::vector<std::string>& keys) {
+  std::string out;
+  for (const std::string& k : keys) out += (out.empty() ? "" : ", ") + k;
+  return out;
+}
+
+}  // namespace
+
+StatusOr<std::unique_ptr<StoreServer>> StoreServer::start(const HostPort& address, int world_size) {
+  if (world_size < 1) return invalid_argument_error("store: world size must be at least 1");
+  MOESERVE_ASSIGN_OR_RETURN(Socket listener, Socket::listen(address));
+  std::unique_ptr<StoreServer> server(new StoreServer(std::move(listener), world_size));
+  server->acceptor_ = std::thread([s = server.get()] { s->accept_loop(); });
+  return server;
+}
+
+StoreServer::StoreServer(Socket listener, int world_size)
+    : listener_(std::move(listener)), world_size_(world_size), port_(listener_.local_port()) {}
+
+StoreServer::~StoreServer() {
+  stopping_ = true;
+  {
+    std::lock_guard<std::mutex> lock(mutex_);
+    for (auto& c : connections_) c->shutdown();
+  }
+  changed_.notify_all();
+  acceptor_.join();
+  for (std::thread& t : threads_) t.join();
+}
+
+std::vector<int> StoreServer::joined_ranks() const {
+  std::lock_guard<std::mutex> lock(mutex_);
+  std::vector<int> ranks;
+  for (const auto& [rank, peer] : joined_) ranks.push_back(rank);
+  return ranks;
+}
+
+void StoreServer::accept_loop() {
+  while (!stopping_) {
+    StatusOr<Socket> accepted = listener_.accept(deadline_after(std::chrono::milliseconds(100)));
+    if (!accepted.ok()) continue;
+    auto connection = std::make_shared<Socket>(std::move(accepted).value());
+    std::lock_guard<std::mutex> lock(mutex_);
+    if (stopping_) break;
+    connections_.push_back(connection);
+    threads_.emplace_back([this, connection] { serve(connection); });
+  }
+}
+
+void StoreServer::serve(std::shared_ptr<Socket> connection) {
+  const std::string peer = connection->peer_address();
+  int joined_rank = -1;
+  while (!stopping_) {
+    StatusOr<std::string> request = read_frame(*connection, kForever);
+    if (!request.ok()) break;
+    auto [code, payload] = handle(*request, &joined_rank, peer);
+    const std::string reply = Encoder().u8(static_cast<uint8_t>(code)).str(payload).take();
+    if (!write_frame(*connection, reply, deadline_after(kReplySlack)).ok()) break;
+  }
+  std::lock_guard<std::mutex> lock(mutex_);
+  if (joined_rank >= 0) {
+    joined_.erase(joined_rank);
+    if (!stopping_)
+      log::info("rank left the rendezvous store", {{"rank", joined_rank}, {"peer", peer}});
+  }
+  connection->shutdown();
+}
+
+std::pair<StatusCode, std::string> StoreServer::handle(const std::string& request, int* joined_rank,
+                                                       const std::string& peer) {
+  Decoder in(request);
+  uint8_t op = 0;
+  const auto malformed =
+      std::make_pair(StatusCode::kInvalidArgument, std::string("store: malformed request"));
+  if (!in.u8(&op)) return malformed;
+  if (static_cast<Op>(op) != Op::kJoin && *joined_rank < 0) {
+    return {StatusCode::kFailedPrecondition, "store: join before any other request"};
+  }
+  switch (static_cast<Op>(op)) {
+    case Op::kJoin: {
+      uint32_t rank = 0, world_size = 0;
+      if (!in.u32(&rank) || !in.u32(&world_size) || !in.done()) return malformed;
+      if (*joined_rank >= 0) return {StatusCode::kFailedPrecondition, "store: already joined"};
+      auto reply = join(static_cast<int>(rank), static_cast<int>(world_size), peer);
+      if (reply.first == StatusCode::kOk) *joined_rank = static_cast<int>(rank);
+      return reply;
+    }
+    case Op::kSet: {
+      std::string key, value;
+      if (!in.str(&key) || !in.str(&value) || !in.done()) return malformed;
+      {
+        std::lock_guard<std::mutex> lock(mutex_);
+        values_[key] = std::move(value);
+      }
+      changed_.notify_all();
+      return {StatusCode::kOk, ""};
+    }
+    case Op::kGet: {
+      std::string key;
+      uint64_t timeout_ms = 0;
+      if (!in.str(&key) || !in.u64(&timeout_ms) || !in.done()) return malformed;
+      Status s = wait_keys({key}, std::chrono::milliseconds(timeout_ms));
+      if (!s.ok()) return {s.code(), s.message()};
+      std::lock_guard<std::mutex> lock(mutex_);
+      return {StatusCode::kOk, values_[key]};
+    }
+    case Op::kWait: {
+      uint32_t n = 0;
+      if (!in.u32(&n)) return malformed;
+      std::vector<std::string> keys(n);
+      for (std::string& k : keys) {
+        if (!in.str(&k)) return malformed;
+      }
+      uint64_t timeout_ms = 0;
+      if (!in.u64(&timeout_ms) || !in.done()) return malformed;
+      Status s = wait_keys(keys, std::chrono::milliseconds(timeout_ms));
+      if (!s.ok()) return {s.code(), s.message()};
+      return {StatusCode::kOk, ""};
+    }
+  }
+  return {StatusCode::kInvalidArgument, "store: unknown op " + std::to_string(op)};
+}
+
+std::pair<StatusCode, std::string> StoreServer::join(int rank, int world_size,
+                                                     const std::string& peer) {
+  std::string refusal;
+  {
+    std::lock_guard<std::mutex> lock(mutex_);
+    if (world_size != world_size_) {
+      refusal = "world size mismatch: rank " + std::to_string(rank) + " (" + peer +
+                ") has --world-size " + std::to_string(world_size) +
+                " but the leader (rank 0) has " + std::to_string(world_size_);
+    } else if (rank < 0 || rank >= world_size_) {
+      refusal =
+          "rank " + std::to_string(rank) + " is outside [0, " + std::to_string(world_size_) + ")";
+    } else if (auto it = joined_.find(rank); it != joined_.end()) {
+      refusal = "duplicate rank: rank " + std::to_string(rank) + " has already joined from " +
+                it->second + "; refusing a second rank " + std::to_string(rank) + " from " + peer;
+    } else {
+      joined_[rank] = peer;
+    }
+  }
+  if (!refusal.empty()) {
+    log::error("rendezvous refused a rank", {{"reason", refusal}});
+    return {StatusCode::kFailedPrecondition, refusal};
+  }
+  log::debug("rank joined the rendezvous store", {{"rank", rank}, {"peer", peer}});
+  return {StatusCode::kOk, ""};
+}
+
+Status StoreServer::wait_keys(const std::vector<std::string>& keys,
+                              std::chrono::milliseconds timeout) {
+  std::unique_lock<std::mutex> lock(mutex_);
+  auto all_present = [&] {
+    return std::all_of(keys.begin(), keys.end(),
+                       [&](const std::string& k) { return values_.count(k) > 0; });
+  };
+  if (changed_.wait_for(lock, timeout, [&] { return stopping_ || all_present(); }) &&
+      all_present()) {
+    return ok_status();
+  }
+  if (stopping_) return unavailable_error("store: the leader is shutting down");
+  std::vector<std::string> missing;
+  for (const std::string& k : keys) {
+    if (values_.count(k) == 0) missing.push_back(k);
+  }
+  return deadline_exceeded_error("store: keys not set within " + std::to_string(timeout.count()) +
+                                 " ms: " + join_keys(missing));
+}
+
+StatusOr<std::unique_ptr<StoreClient>> StoreClient::connect(const HostPort& leader, int rank,
+                                                            int world_size, Deadline deadline) {
+  const std::string where = leader.host + ":" + std::to_string(leader.port);
+  auto backoff = std::chrono::milliseconds(50);
+  for (;;) {
+    StatusOr<Socket> socket = Socket::connect(leader, deadline);
+    if (socket.ok()) {
+      std::unique_ptr<StoreClient> client(new StoreClient(std::move(socket).value(), where));
+      const std::string request = Encoder()
+                                      .u8(static_cast<uint8_t>(Op::kJoin))
+                                      .u32(static_cast<uint32_t>(rank))
+                                      .u32(static_cast<uint32_t>(world_size))
+                                      .take();
+      StatusOr<std::string> reply =
+          client->call(request, std::max(remaining(deadline), std::chrono::milliseconds(1)));
+      if (reply.ok()) return client;
+      if (reply.status().code() == StatusCode::kFailedPrecondition) {
+        return failed_precondition_error("rendezvous with the leader at " + where +
+                                         " refused: " + reply.status().message());
+      }
+      socket = reply.status();
+    }
+    if (remaining(deadline) <= backoff) {
+      return deadline_exceeded_error("rendezvous: could not join the leader (rank 0) at " + where +
+                                     " before the timeout: " + socket.status().message());
+    }
+    std::this_thread::sleep_for(backoff);
+    backoff = std::min(backoff * 2, std::chrono::milliseconds(1000));
+  }
+}
+
+StatusOr<std::string> StoreClient::call(const std::string& request,
+                                        std::chrono::milliseconds timeout) {
+  std::lock_guard<std::mutex> lock(mutex_);
+  const Deadline deadline = deadline_after(timeout + kReplySlack);
+  Status sent = write_frame(socket_, request, deadline);
+  StatusOr<std::string> reply =
+      sent.ok() ? read_frame(socket_, deadline) : StatusOr<std::string>(sent);
+  if (!reply.ok()) {
+    return Status(reply.status().code(),
+                  "store at " + leader_ + " (rank 0): " + reply.status().message());
+  }
+  Decoder in(*reply);
+  uint8_t code = 0;
+  std::string payload;
+  if (!in.u8(&code) || !in.str(&payload) || !in.done()) {
+    return internal_error("store at " + leader_ + ": malformed reply");
+  }
+  if (code != 0) return Status(static_cast<StatusCode>(code), payload);
+  return payload;
+}
+
+Status StoreClient::set(const std::string& key, const std::string& value,
+                        std::chrono::milliseconds timeout) {
+  return call(Encoder().u8(static_cast<uint8_t>(Op::kSet)).str(key).str(value).take(), timeout)
+      .status();
+}
+
+StatusOr<std::string> StoreClient::get(const std::string& key, std::chrono::milliseconds timeout) {
+  return call(Encoder()
+                  .u8(static_cast<uint8_t>(Op::kGet))
+                  .str(key)
+                  .u64(static_cast<uint64_t>(timeout.count()))
+                  .take(),
+              timeout);
+}
+
+Status StoreClient::wait(const std::vector<std::string>& keys, std::chrono::milliseconds timeout) {
+  Encoder e;
+  e.u8(static_cast<uint8_t>(Op::kWait)).u32(static_cast<uint32_t>(keys.size()));
+  for (const std::string& k : keys) e.str(k);
+  e.u64(static_cast<uint64_t>(timeout.count()));
+  return call(e.take(), timeout).status();
+}
+
+}  // namespace moeserve::parallel
