@@ -14,7 +14,7 @@ packages=(
   libgrpc++-dev libprotobuf-dev protobuf-compiler protobuf-compiler-grpc
   prometheus-cpp-dev nlohmann-json3-dev libyaml-cpp-dev libgloo-dev
   libgtest-dev libgmock-dev
-  python3 python3-numpy
+  python3 python3-numpy python3-yaml
   prometheus
   clang-format
   unzip curl
