@@ -76,6 +76,10 @@ class KvCache {
   Status reserve(SequenceKv& seq, int64_t tokens);
   // Gives back every block of `seq` and empties it.
   void release(SequenceKv& seq);
+  // One more / one fewer owner of an allocated block, for holders other than a
+  // sequence (the prefix cache keeps computed blocks alive after their sequence ends).
+  void retain_block(int32_t block) { allocator_.retain(block); }
+  void release_block(int32_t block) { allocator_.release(block); }
   // Makes `dst` (which must be empty) hold the first `tokens` positions of `src`: whole
   // blocks are shared, a partial tail block is copied into a new block.
   Status fork(const SequenceKv& src, int64_t tokens, SequenceKv& dst);

@@ -1,0 +1,314 @@
+// Scheduler over a generated tiny model: continuous batching gives the same tokens as
+// generating each request alone, n > 1 choices fork the prompt, the prefix cache is hit
+// on a repeated prompt, KV exhaustion preempts without failing anyone, and cancellation,
+// limits and draining behave as the header says.
+#include "worker/engine/scheduler.h"
+
+#include <gtest/gtest.h>
+
+#include <chrono>
+#include <memory>
+#include <numeric>
+#include <thread>
+
+#include "tests/worker/engine/tiny_engine.h"
+#include "worker/engine/generate.h"
+
+namespace moeserve::engine {
+namespace {
+
+using namespace std::chrono_literals;
+using testing::make_engine;
+using testing::make_tiny_model;
+using testing::test_prompt;
+
+struct ChoiceResult {
+  std::vector<int32_t> tokens;
+  FinishReason finish = FinishReason::kNone;
+};
+
+// Reads a stream to its end.
+std::vector<ChoiceResult> collect(RequestStream& stream) {
+  std::vector<ChoiceResult> out(stream.n());
+  const auto deadline = std::chrono::steady_clock::now() + 60s;
+  while (!stream.done() && std::chrono::steady_clock::now() < deadline) {
+    for (const GenerationEvent& e : stream.next(100ms)) {
+      if (e.has_token) out[e.choice].tokens.push_back(e.sample.token);
+      if (e.finish != FinishReason::kNone) out[e.choice].finish = e.finish;
+    }
+  }
+  EXPECT_TRUE(stream.done());
+  return out;
+}
+
+class SchedulerTest : public ::testing::Test {
+ protected:
+  static void SetUpTestSuite() {
+    dir_ = new moeserve::testing::TempDir();
+    model_ = make_tiny_model(dir_->path(), model::Architecture::kDeepseekV3,
+                             model::WeightPrecision::kBf16, 7);
+  }
+  static void TearDownTestSuite() {
+    model_.reset();
+    delete dir_;
+  }
+
+  std::unique_ptr<Scheduler> make_scheduler(SchedulerOptions options = {},
+                                            int64_t kv_tokens = 4096) {
+    EngineOptions eo;
+    eo.kv_cache_tokens = kv_tokens;
+    eo.record_routing = true;
+    auto s = std::make_unique<Scheduler>(make_engine(model_, eo), options);
+    return s;
+  }
+
+  // Tokens of the request generated alone with generate().
+  std::vector<int32_t> alone(const std::vector<int32_t>& prompt, int64_t max_tokens,
+                             SamplingParams sampling = {}) {
+    if (reference_ == nullptr) reference_ = make_engine(model_);
+    GenerateRequest r;
+    r.prompt = prompt;
+    r.max_tokens = max_tokens;
+    r.sampling = sampling;
+    auto result = generate(*reference_, r);
+    EXPECT_TRUE(result.ok()) << result.status().to_string();
+    return result.ok() ? result->tokens : std::vector<int32_t>{};
+  }
+
+  int32_t vocab() const { return static_cast<int32_t>(model_->config.vocab_size); }
+
+  static moeserve::testing::TempDir* dir_;
+  static std::shared_ptr<const model::LoadedModel> model_;
+  std::unique_ptr<Engine> reference_;
+};
+
+moeserve::testing::TempDir* SchedulerTest::dir_ = nullptr;
+std::shared_ptr<const model::LoadedModel> SchedulerTest::model_;
+
+TEST_F(SchedulerTest, ConcurrentRequestsGiveTheirAloneOutputs) {
+  SchedulerOptions options;
+  options.max_num_batched_tokens = 48;  // prompts of 70 tokens prefill in chunks
+  auto scheduler = make_scheduler(options);
+  scheduler->start();
+  std::vector<std::vector<int32_t>> prompts;
+  std::vector<std::shared_ptr<RequestStream>> streams;
+  for (int i = 0; i < 6; ++i) {
+    prompts.push_back(test_prompt(5 + 13 * i, vocab(), i));
+    GenerationRequest r;
+    r.prompt = prompts.back();
+    r.max_tokens = 6 + i;
+    auto stream = scheduler->submit(r);
+    ASSERT_TRUE(stream.ok()) << stream.status().to_string();
+    streams.push_back(*stream);
+  }
+  for (int i = 0; i < 6; ++i) {
+    std::vector<ChoiceResult> got = collect(*streams[i]);
+    ASSERT_EQ(got.size(), 1u);
+    EXPECT_EQ(got[0].tokens, alone(prompts[i], 6 + i)) << "request " << i;
+    EXPECT_EQ(got[0].finish, FinishReason::kLength);
+  }
+  const SchedulerStats stats = scheduler->stats();
+  EXPECT_EQ(stats.running_requests, 0);
+  EXPECT_EQ(stats.waiting_requests, 0);
+  EXPECT_EQ(stats.kv_cache_usage, 0.0);
+  EXPECT_EQ(stats.requests_finished_total, 6);
+}
+
+TEST_F(SchedulerTest, ChoicesForkThePromptAndUseSeedPlusIndex) {
+  auto scheduler = make_scheduler();
+  scheduler->start();
+  const std::vector<int32_t> prompt = test_prompt(70, vocab(), 3);
+  GenerationRequest r;
+  r.prompt = prompt;
+  r.max_tokens = 8;
+  r.n = 3;
+  r.sampling.temperature = 1.0;
+  r.sampling.seed = 41;
+  auto stream = scheduler->submit(r);
+  ASSERT_TRUE(stream.ok());
+  std::vector<ChoiceResult> got = collect(**stream);
+  ASSERT_EQ(got.size(), 3u);
+  for (int i = 0; i < 3; ++i) {
+    SamplingParams sp = r.sampling;
+    sp.seed = 41 + i;
+    EXPECT_EQ(got[i].tokens, alone(prompt, 8, sp)) << "choice " << i;
+  }
+  EXPECT_NE(got[0].tokens, got[1].tokens);
+  // The prompt ran once: its 70 tokens, not three times as many.
+  EXPECT_EQ(scheduler->stats().prompt_tokens_computed_total, 70);
+}
+
+TEST_F(SchedulerTest, RepeatedPromptHitsThePrefixCache) {
+  auto scheduler = make_scheduler();
+  scheduler->start();
+  const std::vector<int32_t> prompt = test_prompt(150, vocab(), 5);
+  GenerationRequest r;
+  r.prompt = prompt;
+  r.max_tokens = 4;
+  auto first = scheduler->submit(r);
+  ASSERT_TRUE(first.ok());
+  const std::vector<ChoiceResult> a = collect(**first);
+  EXPECT_EQ((*first)->cached_prompt_tokens(), 0);
+  auto second = scheduler->submit(r);
+  ASSERT_TRUE(second.ok());
+  const std::vector<ChoiceResult> b = collect(**second);
+  EXPECT_EQ((*second)->cached_prompt_tokens(), 128);  // two whole blocks of 64
+  EXPECT_EQ(a[0].tokens, b[0].tokens);
+  const SchedulerStats stats = scheduler->stats();
+  EXPECT_EQ(stats.prefix_cache_hit_tokens_total, 128);
+  EXPECT_EQ(stats.prompt_tokens_computed_total, 150 + 22);
+  EXPECT_EQ(stats.kv_cache_usage, 0.0);  // cached blocks are free on demand
+  EXPECT_GE(stats.kv_blocks_cached, 2);
+}
+
+TEST_F(SchedulerTest, KvExhaustionPreemptsTheNewestAndEveryoneFinishes) {
+  SchedulerOptions options;
+  options.prefix_caching = false;
+  auto scheduler = make_scheduler(options, /*kv_tokens=*/4 * kBlockSize);
+  std::vector<std::vector<int32_t>> prompts;
+  std::vector<std::shared_ptr<RequestStream>> streams;
+  for (int i = 0; i < 3; ++i) {
+    prompts.push_back(test_prompt(60, vocab(), 20 + i));
+    GenerationRequest r;
+    r.prompt = prompts.back();
+    r.max_tokens = 40;  // each grows to 100 tokens = 2 blocks; three need 6 of 4
+    auto stream = scheduler->submit(r);
+    ASSERT_TRUE(stream.ok());
+    streams.push_back(*stream);
+  }
+  scheduler->start();
+  for (int i = 0; i < 3; ++i) {
+    const std::vector<ChoiceResult> got = collect(*streams[i]);
+    EXPECT_EQ(got[0].tokens, alone(prompts[i], 40)) << "request " << i;
+  }
+  EXPECT_GT(scheduler->stats().preemptions_total, 0);
+  EXPECT_EQ(scheduler->stats().kv_cache_usage, 0.0);
+}
+
+TEST_F(SchedulerTest, CancelFreesTheBlocksAtTheNextStep) {
+  auto scheduler = make_scheduler();
+  scheduler->start();
+  GenerationRequest r;
+  r.prompt = test_prompt(100, vocab(), 9);
+  r.max_tokens = 3000;
+  auto stream = scheduler->submit(r);
+  ASSERT_TRUE(stream.ok());
+  std::vector<GenerationEvent> events;
+  while (events.empty()) events = (*stream)->next(1000ms);
+  EXPECT_GT(scheduler->stats().kv_cache_usage, 0.0);
+  (*stream)->cancel();
+  const std::vector<ChoiceResult> rest = collect(**stream);
+  EXPECT_EQ(rest[0].finish, FinishReason::kCancelled);
+  EXPECT_TRUE(moeserve::testing::wait_until(
+      [&] { return scheduler->stats().kv_cache_usage == 0.0 && scheduler->idle(); }, 10s));
+}
+
+TEST_F(SchedulerTest, StopChoiceEndsOnlyThatChoice) {
+  auto scheduler = make_scheduler();
+  GenerationRequest r;
+  r.prompt = test_prompt(10, vocab(), 2);
+  r.max_tokens = 200;
+  r.n = 2;
+  auto stream = scheduler->submit(r);
+  ASSERT_TRUE(stream.ok());
+  (*stream)->stop_choice(1);
+  scheduler->start();
+  const std::vector<ChoiceResult> got = collect(**stream);
+  EXPECT_EQ(got[1].finish, FinishReason::kStop);
+  EXPECT_TRUE(got[1].tokens.empty());
+  EXPECT_EQ(got[0].finish, FinishReason::kLength);
+  EXPECT_EQ(got[0].tokens.size(), 200u);
+}
+
+TEST_F(SchedulerTest, StopTokenFinishesWithStop) {
+  auto scheduler = make_scheduler();
+  scheduler->start();
+  const std::vector<int32_t> prompt = test_prompt(12, vocab(), 4);
+  const std::vector<int32_t> free_run = alone(prompt, 6);
+  GenerationRequest r;
+  r.prompt = prompt;
+  r.max_tokens = 6;
+  r.sampling.stop_token_ids = {free_run[3]};
+  auto stream = scheduler->submit(r);
+  ASSERT_TRUE(stream.ok());
+  const std::vector<ChoiceResult> got = collect(**stream);
+  const auto first_stop = std::find(free_run.begin(), free_run.end(), free_run[3]);
+  EXPECT_EQ(got[0].tokens, std::vector<int32_t>(free_run.begin(), first_stop + 1));
+  EXPECT_EQ(got[0].finish, FinishReason::kStop);
+}
+
+TEST_F(SchedulerTest, SubmitRefusesWhatCannotRun) {
+  SchedulerOptions options;
+  options.max_queue = 1;
+  options.max_num_seqs = 4;
+  auto scheduler = make_scheduler(options, /*kv_tokens=*/2 * kBlockSize);
+  GenerationRequest r;
+  r.prompt = test_prompt(100, vocab(), 1);
+  r.max_tokens = 29;  // 129 tokens: 3 blocks of a 2-block cache
+  EXPECT_EQ(scheduler->submit(r).status().code(), StatusCode::kInvalidArgument);
+  r.max_tokens = 28;
+  r.n = 5;
+  EXPECT_EQ(scheduler->submit(r).status().code(), StatusCode::kInvalidArgument);
+  r.n = 1;
+  r.prompt = {vocab()};
+  EXPECT_EQ(scheduler->submit(r).status().code(), StatusCode::kInvalidArgument);
+  r.prompt = {1, 2, 3};
+  ASSERT_TRUE(scheduler->submit(r).ok());  // not started: it waits
+  EXPECT_EQ(scheduler->submit(r).status().code(), StatusCode::kResourceExhausted);
+  EXPECT_EQ(scheduler->stats().waiting_requests, 1);
+  scheduler->drain();
+  EXPECT_EQ(scheduler->submit(r).status().code(), StatusCode::kUnavailable);
+}
+
+TEST_F(SchedulerTest, DrainFinishesQueuedWorkAndStopCancelsTheRest) {
+  auto scheduler = make_scheduler();
+  GenerationRequest r;
+  r.prompt = test_prompt(8, vocab(), 6);
+  r.max_tokens = 5;
+  auto queued = scheduler->submit(r);
+  ASSERT_TRUE(queued.ok());
+  scheduler->drain();
+  scheduler->start();
+  EXPECT_EQ(collect(**queued)[0].tokens.size(), 5u);
+  EXPECT_TRUE(moeserve::testing::wait_until([&] { return scheduler->idle(); }, 10s));
+
+  auto other = make_scheduler();
+  auto never_run = other->submit(r);
+  ASSERT_TRUE(never_run.ok());
+  other->stop();
+  EXPECT_EQ(collect(**never_run)[0].finish, FinishReason::kCancelled);
+}
+
+TEST_F(SchedulerTest, ExpertLoadCountsEveryRoutedToken) {
+  auto scheduler = make_scheduler();
+  scheduler->start();
+  GenerationRequest r;
+  r.prompt = test_prompt(20, vocab(), 8);
+  r.max_tokens = 5;
+  auto stream = scheduler->submit(r);
+  ASSERT_TRUE(stream.ok());
+  collect(**stream);
+  const model::ModelConfig& c = model_->config;
+  const ExpertLoad total = scheduler->expert_load_total();
+  ASSERT_FALSE(total.layers.empty());
+  // 20 prompt tokens + 4 decode steps (the 5th token is sampled, never run).
+  const uint64_t routed = 24 * static_cast<uint64_t>(c.num_experts_per_tok);
+  for (const LayerExpertTokens& layer : total.layers) {
+    EXPECT_TRUE(c.is_moe_layer(layer.layer));
+    ASSERT_EQ(layer.tokens_per_expert.size(), static_cast<size_t>(c.n_routed_experts));
+    EXPECT_EQ(std::accumulate(layer.tokens_per_expert.begin(), layer.tokens_per_expert.end(),
+                              uint64_t{0}),
+              routed);
+  }
+  const ExpertLoad all = scheduler->expert_load_since(0);
+  EXPECT_EQ(all.layers[0].tokens_per_expert, total.layers[0].tokens_per_expert);
+  // After the prefill step only the 4 decode tokens remain.
+  const ExpertLoad decode = scheduler->expert_load_since(1);
+  EXPECT_EQ(std::accumulate(decode.layers[0].tokens_per_expert.begin(),
+                            decode.layers[0].tokens_per_expert.end(), uint64_t{0}),
+            4 * static_cast<uint64_t>(c.num_experts_per_tok));
+  EXPECT_EQ(decode.sequence, 5u);
+}
+
+}  // namespace
+}  // namespace moeserve::engine

@@ -1,0 +1,569 @@
+#include "worker/engine/scheduler.h"
+
+#include <algorithm>
+#include <string>
+#include <utility>
+
+#include "common/log.h"
+
+namespace moeserve::engine {
+namespace {
+
+constexpr size_t kMaxHistorySteps = 4096;
+constexpr int64_t kMaxHistoryEntries = 1 << 20;
+
+int64_t blocks_for(int64_t tokens) { return (tokens + kBlockSize - 1) / kBlockSize; }
+
+}  // namespace
+
+std::string_view finish_reason_name(FinishReason reason) {
+  switch (reason) {
+    case FinishReason::kNone: return "";
+    case FinishReason::kStop: return "stop";
+    case FinishReason::kLength: return "length";
+    case FinishReason::kCancelled: return "cancelled";
+    case FinishReason::kError: return "error";
+  }
+  return "";
+}
+
+// ---------------------------------------------------------------- RequestStream
+
+RequestStream::RequestStream(int32_t n, int64_t prompt_tokens, Clock::TimePoint submitted)
+    : n_(n),
+      prompt_tokens_(prompt_tokens),
+      submitted_(submitted),
+      stopped_(new std::atomic<bool>[static_cast<size_t>(n)]) {
+  for (int32_t i = 0; i < n; ++i) stopped_[i].store(false);
+}
+
+std::vector<GenerationEvent> RequestStream::next(std::chrono::milliseconds timeout) {
+  std::unique_lock<std::mutex> lock(mutex_);
+  cv_.wait_for(lock, timeout, [&] { return !events_.empty() || finished_read_ == n_; });
+  std::vector<GenerationEvent> out(std::make_move_iterator(events_.begin()),
+                                   std::make_move_iterator(events_.end()));
+  events_.clear();
+  for (const GenerationEvent& e : out) {
+    if (e.finish != FinishReason::kNone) ++finished_read_;
+  }
+  return out;
+}
+
+void RequestStream::cancel() { cancelled_.store(true); }
+
+void RequestStream::stop_choice(int32_t choice) {
+  if (choice >= 0 && choice < n_) stopped_[choice].store(true);
+}
+
+bool RequestStream::choice_stopped(int32_t choice) const { return stopped_[choice].load(); }
+
+bool RequestStream::done() const {
+  std::lock_guard<std::mutex> lock(mutex_);
+  return finished_read_ == n_;
+}
+
+void RequestStream::push(std::vector<GenerationEvent> events) {
+  if (events.empty()) return;
+  {
+    std::lock_guard<std::mutex> lock(mutex_);
+    for (GenerationEvent& e : events) events_.push_back(std::move(e));
+  }
+  cv_.notify_all();
+}
+
+// ---------------------------------------------------------------- Scheduler state
+
+struct Choice {
+  SequenceKv kv;
+  std::vector<int32_t> tokens;  // prompt + generated
+  int64_t generated = 0;
+  Sampler sampler;
+  bool finished = false;
+  bool wait_for_fork = false;  // choices > 0 start from choice 0's prompt KV
+
+  Choice(std::vector<int32_t> prompt, SamplingParams params)
+      : tokens(std::move(prompt)), sampler(std::move(params)) {}
+};
+
+struct Scheduler::Active {
+  std::shared_ptr<RequestStream> stream;
+  int64_t prompt_size = 0;
+  int64_t max_tokens = 0;
+  std::vector<Choice> choices;
+  uint64_t order = 0;
+  bool admitted_once = false;
+  // Events of this step, pushed to the stream together.
+  std::vector<GenerationEvent> pending;
+
+  bool all_finished() const {
+    return std::all_of(choices.begin(), choices.end(), [](const Choice& c) { return c.finished; });
+  }
+  int64_t live_choices() const {
+    return std::count_if(choices.begin(), choices.end(),
+                         [](const Choice& c) { return !c.finished; });
+  }
+};
+
+Scheduler::Scheduler(std::unique_ptr<Engine> engine, SchedulerOptions options)
+    : engine_(std::move(engine)),
+      options_(options),
+      clock_(options.clock != nullptr ? options.clock : RealClock::instance()),
+      kv_capacity_tokens_(engine_->kv_cache().num_blocks() * kBlockSize),
+      prefix_cache_(engine_->kv_cache()) {
+  const model::ModelConfig& c = engine_->config();
+  for (int64_t layer = c.first_k_dense_replace; layer < c.num_hidden_layers; ++layer) {
+    if (c.n_routed_experts > 0 && (layer - c.first_k_dense_replace) % c.moe_layer_freq == 0) {
+      moe_layers_.push_back(layer);
+    }
+  }
+  expert_totals_.assign(moe_layers_.size() * static_cast<size_t>(c.n_routed_experts), 0);
+  stats_.kv_blocks_total = engine_->kv_cache().num_blocks();
+}
+
+Scheduler::~Scheduler() { stop(); }
+
+void Scheduler::start() {
+  std::lock_guard<std::mutex> lock(mutex_);
+  if (started_) return;
+  started_ = true;
+  thread_ = std::thread([this] { loop(); });
+}
+
+StatusOr<std::shared_ptr<RequestStream>> Scheduler::submit(GenerationRequest request) {
+  if (request.prompt.empty()) return invalid_argument_error("the prompt has no tokens");
+  const int64_t vocab = engine_->config().vocab_size;
+  for (int32_t t : request.prompt) {
+    if (t < 0 || t >= vocab) {
+      return invalid_argument_error("prompt token " + std::to_string(t) +
+                                    " is outside the vocabulary [0, " + std::to_string(vocab) +
+                                    ")");
+    }
+  }
+  if (request.max_tokens < 1) return invalid_argument_error("max_tokens must be at least 1");
+  if (request.n < 1) return invalid_argument_error("n must be at least 1");
+  if (request.n > options_.max_num_seqs) {
+    return invalid_argument_error("n = " + std::to_string(request.n) + " exceeds max-num-seqs " +
+                                  std::to_string(options_.max_num_seqs));
+  }
+  MOESERVE_RETURN_IF_ERROR(validate(request.sampling));
+  const int64_t prompt_size = static_cast<int64_t>(request.prompt.size());
+  const int64_t needed = request.n * blocks_for(prompt_size + request.max_tokens);
+  if (needed > engine_->kv_cache().num_blocks()) {
+    return invalid_argument_error(
+        "the request needs up to " + std::to_string(needed) + " KV blocks (" +
+        std::to_string(request.n) + " x " + std::to_string(prompt_size + request.max_tokens) +
+        " tokens) but the whole cache has " + std::to_string(engine_->kv_cache().num_blocks()));
+  }
+  if (draining_.load()) return unavailable_error("the worker is draining");
+
+  auto active = std::make_unique<Active>();
+  active->stream = std::make_shared<RequestStream>(request.n, prompt_size, clock_->now());
+  active->prompt_size = prompt_size;
+  active->max_tokens = request.max_tokens;
+  for (int32_t i = 0; i < request.n; ++i) {
+    SamplingParams params = request.sampling;
+    params.seed += static_cast<uint64_t>(i);
+    active->choices.emplace_back(request.prompt, std::move(params));
+    active->choices.back().wait_for_fork = i > 0;
+  }
+  std::shared_ptr<RequestStream> stream = active->stream;
+  {
+    std::lock_guard<std::mutex> lock(mutex_);
+    if (waiting_count_.load() >= options_.max_queue) {
+      return resource_exhausted_error("the queue is full (" + std::to_string(options_.max_queue) +
+                                      " requests waiting)");
+    }
+    waiting_count_.fetch_add(1);
+    inbox_.push_back(std::move(active));
+  }
+  cv_.notify_all();
+  return stream;
+}
+
+void Scheduler::drain() { draining_.store(true); }
+
+bool Scheduler::idle() const {
+  std::lock_guard<std::mutex> lock(stats_mutex_);
+  return stats_.running_requests == 0 && waiting_count_.load() == 0;
+}
+
+void Scheduler::stop() {
+  {
+    std::lock_guard<std::mutex> lock(mutex_);
+    stopping_.store(true);
+  }
+  cv_.notify_all();
+  if (thread_.joinable()) thread_.join();
+  // Whatever is left (never admitted, or the thread never ran) ends as cancelled.
+  take_inbox(false, false);
+  std::vector<std::unique_ptr<Active>> left;
+  for (auto& a : running_) left.push_back(std::move(a));
+  for (auto& a : waiting_) left.push_back(std::move(a));
+  for (auto& a : left) {
+    for (int32_t i = 0; i < static_cast<int32_t>(a->choices.size()); ++i) {
+      finish_choice(*a, i, FinishReason::kCancelled, {}, a->pending);
+    }
+  }
+  running_.clear();
+  waiting_.clear();
+  waiting_count_.store(0);
+  publish_stats();
+  for (auto& a : left) flush_events(*a);
+}
+
+SchedulerStats Scheduler::stats() const {
+  std::lock_guard<std::mutex> lock(stats_mutex_);
+  SchedulerStats s = stats_;
+  s.waiting_requests = waiting_count_.load();
+  return s;
+}
+
+ExpertLoad Scheduler::expert_load_total() const {
+  std::lock_guard<std::mutex> lock(stats_mutex_);
+  ExpertLoad load;
+  load.sequence = stats_.sequence;
+  const size_t experts = static_cast<size_t>(engine_->config().n_routed_experts);
+  for (size_t slot = 0; slot < moe_layers_.size(); ++slot) {
+    load.layers.push_back(
+        {moe_layers_[slot], std::vector<uint64_t>(expert_totals_.begin() + slot * experts,
+                                                  expert_totals_.begin() + (slot + 1) * experts)});
+  }
+  return load;
+}
+
+ExpertLoad Scheduler::expert_load_since(uint64_t since_sequence) const {
+  std::lock_guard<std::mutex> lock(stats_mutex_);
+  ExpertLoad load;
+  load.sequence = stats_.sequence;
+  const size_t experts = static_cast<size_t>(engine_->config().n_routed_experts);
+  for (int64_t layer : moe_layers_) {
+    load.layers.push_back({layer, std::vector<uint64_t>(experts, 0)});
+  }
+  for (const StepLoad& step : history_) {
+    if (step.sequence <= since_sequence) continue;
+    for (const auto& [index, n] : step.counts) {
+      load.layers[index / experts].tokens_per_expert[index % experts] += n;
+    }
+  }
+  return load;
+}
+
+// ---------------------------------------------------------------- the loop
+
+bool Scheduler::take_inbox(bool block, bool pause) {
+  std::unique_lock<std::mutex> lock(mutex_);
+  auto ready = [&] { return !inbox_.empty() || stopping_.load(); };
+  if (block) {
+    cv_.wait(lock, ready);
+  } else if (pause) {  // nothing could run: wait for a change rather than spin
+    cv_.wait_for(lock, std::chrono::milliseconds(2), ready);
+  }
+  for (auto& a : inbox_) waiting_.push_back(std::move(a));
+  inbox_.clear();
+  return !stopping_.load();
+}
+
+void Scheduler::loop() {
+  bool stalled = false;
+  while (true) {
+    const bool nothing_to_do = running_.empty() && waiting_.empty();
+    if (!take_inbox(nothing_to_do, stalled)) break;
+    apply_cancellations();
+    std::vector<Planned> plan;
+    int64_t budget = options_.max_num_batched_tokens;
+    plan_running(plan, budget);
+    admit_waiting(plan, budget);
+    if (!plan.empty()) run_step(plan);
+    stalled = plan.empty();
+    // Stats first, then events: a reader that saw a request end sees its blocks freed.
+    std::vector<std::unique_ptr<Active>> finished = remove_finished();
+    publish_stats();
+    for (auto& a : running_) flush_events(*a);
+    for (auto& a : finished) flush_events(*a);
+    for (auto& a : waiting_) flush_events(*a);
+  }
+}
+
+void Scheduler::finish_choice(Active& request, int32_t choice, FinishReason reason, Status error,
+                              std::vector<GenerationEvent>& events) {
+  Choice& c = request.choices[choice];
+  if (c.finished) return;
+  c.finished = true;
+  engine_->kv_cache().release(c.kv);
+  GenerationEvent e;
+  e.choice = choice;
+  e.finish = reason;
+  e.error = std::move(error);
+  events.push_back(std::move(e));
+}
+
+void Scheduler::apply_cancellations() {
+  auto apply = [&](Active& a) {
+    for (int32_t i = 0; i < static_cast<int32_t>(a.choices.size()); ++i) {
+      if (a.choices[i].finished) continue;
+      if (a.stream->cancelled()) {
+        finish_choice(a, i, FinishReason::kCancelled, {}, a.pending);
+      } else if (a.stream->choice_stopped(i)) {
+        finish_choice(a, i, FinishReason::kStop, {}, a.pending);
+      }
+    }
+    // A choice waiting for a fork from a finished choice 0 computes its own prompt.
+    if (a.choices[0].finished) {
+      for (Choice& c : a.choices) c.wait_for_fork = false;
+    }
+  };
+  for (auto& a : running_) apply(*a);
+  for (auto& a : waiting_) apply(*a);
+}
+
+void Scheduler::flush_events(Active& request) {
+  request.stream->push(std::move(request.pending));
+  request.pending.clear();
+}
+
+std::vector<std::unique_ptr<Scheduler::Active>> Scheduler::remove_finished() {
+  std::vector<std::unique_ptr<Active>> finished;
+  int64_t removed_waiting = 0;
+  auto take = [&](auto& list, bool waiting) {
+    for (auto& a : list) {
+      if (!a->all_finished()) continue;
+      removed_waiting += waiting ? 1 : 0;
+      finished.push_back(std::move(a));
+    }
+    std::erase_if(list, [](const std::unique_ptr<Active>& a) { return a == nullptr; });
+  };
+  take(running_, false);
+  take(waiting_, true);
+  waiting_count_.fetch_sub(removed_waiting);
+  std::lock_guard<std::mutex> lock(stats_mutex_);
+  stats_.requests_finished_total += static_cast<int64_t>(finished.size());
+  return finished;
+}
+
+int64_t Scheduler::running_sequences() const {
+  int64_t n = 0;
+  for (const auto& a : running_) n += a->live_choices();
+  return n;
+}
+
+bool Scheduler::ensure_capacity(SequenceKv& seq, int64_t tokens, Active* requester) {
+  KvCache& cache = engine_->kv_cache();
+  while (true) {
+    const int64_t missing = blocks_for(tokens) - static_cast<int64_t>(seq.blocks.size());
+    if (missing <= 0) return true;
+    if (missing > cache.num_free_blocks()) {
+      prefix_cache_.evict(missing - cache.num_free_blocks());
+    }
+    if (missing <= cache.num_free_blocks()) return cache.reserve(seq, tokens).ok();
+    Active* victim = running_.back().get();
+    preempt(victim);
+    if (victim == requester) return false;
+  }
+}
+
+void Scheduler::preempt(Active* request) {
+  for (Choice& c : request->choices) {
+    engine_->kv_cache().release(c.kv);
+    if (!request->choices[0].finished && &c != &request->choices[0] && c.generated == 0) {
+      c.wait_for_fork = true;
+    }
+  }
+  auto it = std::find_if(running_.begin(), running_.end(),
+                         [&](const auto& a) { return a.get() == request; });
+  std::unique_ptr<Active> owned = std::move(*it);
+  running_.erase(it);
+  waiting_.push_front(std::move(owned));
+  waiting_count_.fetch_add(1);
+  std::lock_guard<std::mutex> lock(stats_mutex_);
+  ++stats_.preemptions_total;
+  log::debug("scheduler: preempted the newest request to free KV blocks",
+             {{"running", static_cast<int64_t>(running_.size())}});
+}
+
+void Scheduler::plan_running(std::vector<Planned>& plan, int64_t& budget) {
+  for (size_t r = 0; r < running_.size() && budget > 0; ++r) {
+    Active* a = running_[r].get();
+    const size_t plan_start = plan.size();
+    bool preempted = false;
+    for (int32_t i = 0; i < static_cast<int32_t>(a->choices.size()) && budget > 0; ++i) {
+      Choice& c = a->choices[i];
+      if (c.finished || c.wait_for_fork) continue;
+      const int64_t remaining = static_cast<int64_t>(c.tokens.size()) - c.kv.length;
+      const int64_t count = std::min(remaining, budget);
+      if (count <= 0) continue;
+      if (!ensure_capacity(c.kv, c.kv.length + count, a)) {
+        preempted = true;
+        break;
+      }
+      plan.push_back({a, i, count});
+      budget -= count;
+    }
+    if (preempted) {  // `a` was the newest and is back in the queue
+      for (size_t p = plan_start; p < plan.size(); ++p) budget += plan[p].count;
+      plan.resize(plan_start);
+      break;
+    }
+  }
+}
+
+void Scheduler::admit_waiting(std::vector<Planned>& plan, int64_t& budget) {
+  KvCache& cache = engine_->kv_cache();
+  while (!waiting_.empty() && budget > 0) {
+    Active* a = waiting_.front().get();
+    const int64_t seqs = a->live_choices();
+    if (running_sequences() + seqs > options_.max_num_seqs) break;
+    std::vector<Planned> chunks;
+    int64_t chunk_budget = budget;
+    int64_t hits = 0;
+    bool fits = true;
+    for (int32_t i = 0; i < static_cast<int32_t>(a->choices.size()) && chunk_budget > 0; ++i) {
+      Choice& c = a->choices[i];
+      if (c.finished || c.wait_for_fork) continue;
+      const int64_t total = static_cast<int64_t>(c.tokens.size());
+      if (options_.prefix_caching && c.kv.blocks.empty()) {
+        // Keep at least one token to run: its logits give the next token.
+        hits += prefix_cache_.attach(c.tokens, total - 1, c.kv);
+      }
+      const int64_t count = std::min(total - c.kv.length, chunk_budget);
+      const int64_t missing =
+          blocks_for(c.kv.length + count) - static_cast<int64_t>(c.kv.blocks.size());
+      if (missing > cache.num_free_blocks() + prefix_cache_.num_evictable()) {
+        fits = false;
+        break;
+      }
+      if (missing > cache.num_free_blocks()) prefix_cache_.evict(missing - cache.num_free_blocks());
+      if (!cache.reserve(c.kv, c.kv.length + count).ok()) {
+        fits = false;
+        break;
+      }
+      chunks.push_back({a, i, count});
+      chunk_budget -= count;
+    }
+    if (!fits) {  // wait until running requests free blocks
+      for (Choice& c : a->choices) cache.release(c.kv);
+      break;
+    }
+    budget = chunk_budget;
+    plan.insert(plan.end(), chunks.begin(), chunks.end());
+    if (!a->admitted_once) {
+      a->admitted_once = true;
+      a->stream->cached_prompt_tokens_.store(hits);
+      a->stream->queue_seconds_.store(
+          std::chrono::duration<double>(clock_->now() - a->stream->submitted()).count());
+    }
+    {
+      std::lock_guard<std::mutex> lock(stats_mutex_);
+      stats_.prefix_cache_hit_tokens_total += hits;
+    }
+    a->order = ++admissions_;
+    running_.push_back(std::move(waiting_.front()));
+    waiting_.pop_front();
+    waiting_count_.fetch_sub(1);
+  }
+}
+
+void Scheduler::run_step(const std::vector<Planned>& plan) {
+  std::vector<SequenceInput> batch;
+  batch.reserve(plan.size());
+  int64_t prefill_tokens = 0;
+  for (const Planned& p : plan) {
+    Choice& c = p.request->choices[p.choice];
+    batch.push_back(SequenceInput{
+        &c.kv, std::span<const int32_t>(c.tokens.data() + c.kv.length, p.count), false});
+    if (c.generated == 0 || p.count > 1) prefill_tokens += p.count;
+  }
+  const Status status = engine_->forward(batch, &out_);
+  if (!status.ok()) {
+    log::error("scheduler: forward failed; ending the requests of this step",
+               {{"error", status.to_string()}});
+    for (const Planned& p : plan) {
+      Active& a = *p.request;
+      for (int32_t i = 0; i < static_cast<int32_t>(a.choices.size()); ++i) {
+        finish_choice(a, i, FinishReason::kError, status, a.pending);
+      }
+    }
+    return;
+  }
+  record_routing(out_);
+
+  const int32_t vocab = static_cast<int32_t>(out_.vocab_size);
+  int64_t sampled = 0;
+  for (size_t s = 0; s < plan.size(); ++s) {
+    Active& a = *plan[s].request;
+    Choice& c = a.choices[plan[s].choice];
+    if (options_.prefix_caching) prefix_cache_.insert(c.tokens, c.kv);
+    if (c.kv.length < static_cast<int64_t>(c.tokens.size())) continue;  // prefill goes on
+
+    auto sample_into = [&](int32_t index) {
+      Choice& target = a.choices[index];
+      SampleResult r = target.sampler.sample(out_.row(s), vocab);
+      target.tokens.push_back(r.token);
+      ++target.generated;
+      ++sampled;
+      const bool stop = r.stop;
+      GenerationEvent e;
+      e.choice = index;
+      e.has_token = true;
+      e.sample = std::move(r);
+      a.pending.push_back(std::move(e));
+      if (stop) {
+        finish_choice(a, index, FinishReason::kStop, {}, a.pending);
+      } else if (target.generated >= a.max_tokens) {
+        finish_choice(a, index, FinishReason::kLength, {}, a.pending);
+      }
+    };
+    if (plan[s].choice == 0 && c.generated == 0) {
+      // The prompt is complete: the other choices start from its blocks and logits.
+      for (int32_t j = 1; j < static_cast<int32_t>(a.choices.size()); ++j) {
+        Choice& other = a.choices[j];
+        if (!other.wait_for_fork || other.finished) continue;
+        other.wait_for_fork = false;
+        if (engine_->kv_cache().num_free_blocks() == 0) prefix_cache_.evict(1);
+        if (engine_->kv_cache().fork(c.kv, c.kv.length, other.kv).ok()) sample_into(j);
+      }
+    }
+    sample_into(plan[s].choice);
+  }
+  std::lock_guard<std::mutex> lock(stats_mutex_);
+  ++stats_.sequence;
+  stats_.prompt_tokens_computed_total += prefill_tokens;
+  stats_.generated_tokens_total += sampled;
+}
+
+void Scheduler::record_routing(const ForwardOutput& out) {
+  if (out.routing.empty()) return;
+  const int64_t experts = engine_->config().n_routed_experts;
+  std::vector<uint32_t> counts(moe_layers_.size() * static_cast<size_t>(experts), 0);
+  for (const LayerRouting& lr : out.routing) {
+    auto it = std::find(moe_layers_.begin(), moe_layers_.end(), lr.layer);
+    if (it == moe_layers_.end()) continue;
+    const int64_t slot = it - moe_layers_.begin();
+    for (int32_t e : lr.routing.experts) ++counts[slot * experts + e];
+  }
+  StepLoad step;
+  for (size_t i = 0; i < counts.size(); ++i) {
+    if (counts[i] > 0) step.counts.emplace_back(static_cast<int32_t>(i), counts[i]);
+  }
+  std::lock_guard<std::mutex> lock(stats_mutex_);
+  step.sequence = stats_.sequence + 1;  // the step being recorded
+  for (const auto& [index, n] : step.counts) expert_totals_[index] += n;
+  history_entries_ += static_cast<int64_t>(step.counts.size());
+  history_.push_back(std::move(step));
+  while (history_.size() > kMaxHistorySteps || history_entries_ > kMaxHistoryEntries) {
+    history_entries_ -= static_cast<int64_t>(history_.front().counts.size());
+    history_.pop_front();
+  }
+}
+
+void Scheduler::publish_stats() {
+  const KvCache& cache = engine_->kv_cache();
+  const int64_t evictable = prefix_cache_.num_evictable();
+  const int64_t held = cache.num_blocks() - cache.num_free_blocks() - evictable;
+  std::lock_guard<std::mutex> lock(stats_mutex_);
+  stats_.running_requests = static_cast<int64_t>(running_.size());
+  stats_.running_sequences = running_sequences();
+  stats_.kv_cache_usage = static_cast<double>(held) / static_cast<double>(cache.num_blocks());
+  stats_.kv_blocks_cached = prefix_cache_.num_cached();
+}
+
+}  // namespace moeserve::engine

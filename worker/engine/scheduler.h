@@ -1,0 +1,238 @@
+// Scheduler: continuous batching of generation requests over one Engine.
+//
+// One scheduler thread owns the Engine, its KV cache and the prefix cache. Other
+// threads submit() requests and read each request's events (generated tokens, then a
+// finish) from its RequestStream, a thread-safe queue; they may cancel() a request or
+// stop_choice() one of its choices at any time, and the scheduler acts on it at the
+// start of its next step (the KV blocks are freed there).
+//
+// Each step: (1) every running sequence gets its next chunk: one token when decoding,
+// or up to the remaining token budget of its prompt when prefilling (chunked prefill);
+// (2) waiting requests are admitted, oldest first, while the token budget
+// (max_num_batched_tokens), max_num_seqs and the free KV blocks allow; (3) one
+// forward() runs over all of it, prefill and decode mixed; (4) each sequence that
+// reached its end samples a token and streams it out, finishing on a stop token or
+// max_tokens. When a running sequence needs a KV block and none is free (after
+// evicting unreferenced prefix-cache blocks), the newest running request is preempted:
+// its blocks are freed and it goes back to the front of the queue, to be recomputed
+// from its prompt and the tokens it already generated (the prefix cache usually holds
+// most of them). Running requests never fail for lack of blocks: a request that could
+// not fit in the whole cache alone is rejected by submit().
+//
+// n > 1: choice 0 prefills the prompt; the other choices then fork its KV blocks
+// (KvCache::fork shares whole blocks) and sample from the same logits with seeds
+// seed + i. Prefix caching (PrefixCache): prompts start from the longest cached
+// block-aligned prefix; every full block a sequence computes is listed in the cache.
+//
+// Draining: drain() makes submit() refuse new requests; queued and running ones finish.
+// stop() cancels whatever is left and joins the thread.
+#pragma once
+
+#include <atomic>
+#include <chrono>
+#include <condition_variable>
+#include <cstdint>
+#include <deque>
+#include <memory>
+#include <mutex>
+#include <string_view>
+#include <thread>
+#include <vector>
+
+#include "common/clock.h"
+#include "common/status.h"
+#include "worker/engine/engine.h"
+#include "worker/engine/prefix_cache.h"
+#include "worker/engine/sampler.h"
+
+namespace moeserve::engine {
+
+enum class FinishReason { kNone, kStop, kLength, kCancelled, kError };
+// "stop", "length", "cancelled", "error" ("" for kNone).
+std::string_view finish_reason_name(FinishReason reason);
+
+struct GenerationRequest {
+  std::vector<int32_t> prompt;  // at least one token, all inside the vocabulary
+  int64_t max_tokens = 16;      // per choice, at least 1
+  int32_t n = 1;                // choices
+  SamplingParams sampling;      // choice i samples with seed + i; stop_token_ids end a choice
+};
+
+struct GenerationEvent {
+  int32_t choice = 0;
+  bool has_token = false;
+  SampleResult sample;                        // when has_token
+  FinishReason finish = FinishReason::kNone;  // set on the last event of a choice
+  Status error;                               // with kError
+};
+
+// The submitter's side of one request. Thread-safe.
+class RequestStream {
+ public:
+  RequestStream(int32_t n, int64_t prompt_tokens, Clock::TimePoint submitted);
+
+  // Waits until events are pending (or `timeout` passes) and returns them all, in
+  // order; empty on timeout or once every choice has finished and was read.
+  std::vector<GenerationEvent> next(std::chrono::milliseconds timeout);
+  // Ends the whole request (e.g. the client went away). Unread choices finish with
+  // kCancelled.
+  void cancel();
+  // Ends one choice (e.g. it hit a stop string): no more tokens for it.
+  void stop_choice(int32_t choice);
+  // True once every choice's finish event was read by next().
+  bool done() const;
+
+  int32_t n() const { return n_; }
+  int64_t prompt_tokens() const { return prompt_tokens_; }
+  Clock::TimePoint submitted() const { return submitted_; }
+  // Prompt tokens served from the prefix cache at first admission.
+  int64_t cached_prompt_tokens() const { return cached_prompt_tokens_.load(); }
+  // Seconds from submit() to first admission; negative until admitted.
+  double queue_seconds() const { return queue_seconds_.load(); }
+
+ private:
+  friend class Scheduler;
+  void push(std::vector<GenerationEvent> events);
+  bool cancelled() const { return cancelled_.load(); }
+  bool choice_stopped(int32_t choice) const;
+
+  const int32_t n_;
+  const int64_t prompt_tokens_;
+  const Clock::TimePoint submitted_;
+  std::atomic<bool> cancelled_{false};
+  std::unique_ptr<std::atomic<bool>[]> stopped_;
+  std::atomic<int64_t> cached_prompt_tokens_{0};
+  std::atomic<double> queue_seconds_{-1.0};
+  mutable std::mutex mutex_;
+  std::condition_variable cv_;
+  std::deque<GenerationEvent> events_;
+  int32_t finished_read_ = 0;
+};
+
+struct SchedulerOptions {
+  int64_t max_num_seqs = 32;              // sequences (choices) running at once
+  int64_t max_num_batched_tokens = 1024;  // tokens per forward() step
+  int64_t max_queue = 128;                // waiting requests; more are refused
+  bool prefix_caching = true;
+  Clock* clock = nullptr;  // default: RealClock
+};
+
+struct SchedulerStats {
+  uint64_t sequence = 0;  // forward steps run so far
+  int64_t running_requests = 0;
+  int64_t waiting_requests = 0;
+  int64_t running_sequences = 0;
+  double kv_cache_usage = 0.0;  // blocks held by sequences / all blocks (cache-only
+                                // prefix blocks are free on demand and not counted)
+  int64_t kv_blocks_total = 0;
+  int64_t kv_blocks_cached = 0;  // blocks listed in the prefix cache
+  int64_t prefix_cache_hit_tokens_total = 0;
+  int64_t prompt_tokens_computed_total = 0;  // prefill tokens run (recompute included)
+  int64_t generated_tokens_total = 0;        // tokens sampled
+  int64_t preemptions_total = 0;
+  int64_t requests_finished_total = 0;
+};
+
+// Tokens routed to each expert of one MoE layer.
+struct LayerExpertTokens {
+  int64_t layer = 0;
+  std::vector<uint64_t> tokens_per_expert;
+};
+
+struct ExpertLoad {
+  uint64_t sequence = 0;  // the step the load runs up to
+  std::vector<LayerExpertTokens> layers;
+};
+
+class Scheduler {
+ public:
+  // The engine should have EngineOptions::record_routing for expert load statistics.
+  Scheduler(std::unique_ptr<Engine> engine, SchedulerOptions options);
+  ~Scheduler();  // stop()
+  Scheduler(const Scheduler&) = delete;
+  Scheduler& operator=(const Scheduler&) = delete;
+
+  void start();
+  // invalid_argument for a malformed request or one the whole KV cache cannot hold;
+  // resource_exhausted when max_queue requests wait; unavailable when draining.
+  StatusOr<std::shared_ptr<RequestStream>> submit(GenerationRequest request);
+
+  void drain();
+  bool draining() const { return draining_.load(); }
+  // Nothing waiting or running.
+  bool idle() const;
+  // Cancels everything left and joins the thread. Idempotent.
+  void stop();
+
+  SchedulerStats stats() const;
+  // Tokens per expert since the start, per MoE layer.
+  ExpertLoad expert_load_total() const;
+  // Tokens per expert over the retained steps after `since_sequence` (0: all retained).
+  ExpertLoad expert_load_since(uint64_t since_sequence) const;
+
+  const model::ModelConfig& config() const { return engine_->config(); }
+  // Tokens of KV the cache holds in all.
+  int64_t kv_capacity_tokens() const { return kv_capacity_tokens_; }
+
+  struct Active;  // a request being scheduled (defined in the .cpp)
+
+ private:
+  struct Planned {
+    Active* request;
+    int32_t choice;
+    int64_t count;
+  };
+  struct StepLoad {
+    uint64_t sequence;
+    std::vector<std::pair<int32_t, uint32_t>> counts;  // (layer slot * experts + expert, n)
+  };
+
+  void loop();
+  bool take_inbox(bool block, bool pause);
+  void apply_cancellations();
+  void plan_running(std::vector<Planned>& plan, int64_t& budget);
+  void admit_waiting(std::vector<Planned>& plan, int64_t& budget);
+  bool ensure_capacity(SequenceKv& seq, int64_t tokens, Active* requester);
+  void preempt(Active* request);
+  void run_step(const std::vector<Planned>& plan);
+  void finish_choice(Active& request, int32_t choice, FinishReason reason, Status error,
+                     std::vector<GenerationEvent>& events);
+  // Takes the requests whose choices all finished out of the lists.
+  std::vector<std::unique_ptr<Active>> remove_finished();
+  void flush_events(Active& request);
+  void record_routing(const ForwardOutput& out);
+  void publish_stats();
+  int64_t running_sequences() const;
+
+  std::unique_ptr<Engine> engine_;
+  SchedulerOptions options_;
+  Clock* clock_;
+  int64_t kv_capacity_tokens_ = 0;
+  PrefixCache prefix_cache_;
+
+  // Shared with submitters.
+  mutable std::mutex mutex_;
+  std::condition_variable cv_;
+  std::vector<std::unique_ptr<Active>> inbox_;
+  std::atomic<int64_t> waiting_count_{0};
+  std::atomic<bool> draining_{false};
+  std::atomic<bool> stopping_{false};
+  std::thread thread_;
+  bool started_ = false;
+
+  // Scheduler thread only.
+  std::deque<std::unique_ptr<Active>> waiting_;
+  std::vector<std::unique_ptr<Active>> running_;  // oldest admission first
+  uint64_t admissions_ = 0;
+  ForwardOutput out_;
+
+  // Published after each step.
+  mutable std::mutex stats_mutex_;
+  SchedulerStats stats_;
+  std::vector<int64_t> moe_layers_;      // layer index of each slot
+  std::vector<uint64_t> expert_totals_;  // [slot * experts + expert]
+  std::deque<StepLoad> history_;
+  int64_t history_entries_ = 0;
+};
+
+}  // namespace moeserve::engine
