@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdlib>
+#include <ostream>
 #include <string>
 #include <vector>
 
@@ -59,6 +60,8 @@ struct Case {
   model::WeightPrecision precision;
   const char* name;
 };
+
+void PrintTo(const Case& c, std::ostream* os) { *os << c.name; }
 
 class ReferenceTest : public ::testing::TestWithParam<Case> {};
 
