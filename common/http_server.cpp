@@ -548,7 +548,10 @@ void Session::after_response() {
 void Session::send_error(int status, bool close_after) {
   if (close_after) keep_alive_ = false;
   handling_ = true;
-  write_response(text_response(status, reason_body(status)), nullptr);
+  const auto& custom = server_->options.error_response;
+  write_response(
+      custom ? custom(status, reason_body(status)) : text_response(status, reason_body(status)),
+      nullptr);
   handling_ = false;
 }
 

@@ -4,11 +4,14 @@
 
 #include "common/cli.h"
 #include "worker/engine/generate.h"
+#include "worker/server/serve.h"
 
 int main(int argc, char** argv) {
   const std::vector<moeserve::Command> commands = {
       {"generate", "generate a continuation of a prompt (CPU, one request)",
        &moeserve::engine::run_generate_command},
+      {"serve", "serve an OpenAI-compatible HTTP API with metrics (continuous batching)",
+       &moeserve::server::run_serve_command},
   };
   return moeserve::run_cli(
       "moeserve-worker",

@@ -1,0 +1,464 @@
+#include "worker/server/openai_server.h"
+
+#include <atomic>
+#include <chrono>
+#include <filesystem>
+#include <random>
+#include <set>
+
+#include "common/log.h"
+#include "worker/engine/generate.h"
+#include "worker/server/text_output.h"
+
+namespace moeserve::server {
+namespace {
+
+using namespace std::chrono_literals;
+using engine::FinishReason;
+using nlohmann::json;
+
+constexpr auto kPollInterval = 50ms;
+
+ApiError api_error(int status, std::string message, std::string type, std::string code,
+                   std::string param = "") {
+  ApiError e;
+  e.status = status;
+  e.message = std::move(message);
+  e.type = std::move(type);
+  e.code = std::move(code);
+  e.param = std::move(param);
+  return e;
+}
+
+// Scheduler refusals as HTTP errors.
+ApiError submit_error(const Status& status) {
+  switch (status.code()) {
+    case StatusCode::kResourceExhausted:
+      return api_error(429, "the server is busy: " + status.message(), "rate_limit_error",
+                       "rate_limit_exceeded");
+    case StatusCode::kUnavailable:
+      return api_error(503, "the server is draining and accepts no new requests",
+                       "service_unavailable", "draining");
+    case StatusCode::kInvalidArgument:
+      return api_error(400, status.message(), "invalid_request_error", "", "prompt");
+    default: return api_error(500, status.to_string(), "server_error", "internal_error");
+  }
+}
+
+std::string random_id(const char* prefix) {
+  static std::atomic<uint64_t> counter{std::random_device{}()};
+  uint64_t x = counter.fetch_add(0x9e3779b97f4a7c15ull);
+  x = (x ^ (x >> 31)) * 0xbf58476d1ce4e5b9ull;
+  char buf[17];
+  std::snprintf(buf, sizeof buf, "%016llx", static_cast<unsigned long long>(x ^ (x >> 29)));
+  return std::string(prefix) + buf;
+}
+
+double seconds(Clock::Duration d) { return std::chrono::duration<double>(d).count(); }
+
+bool constant_time_equal(std::string_view a, std::string_view b) {
+  if (a.size() != b.size()) return false;
+  unsigned char diff = 0;
+  for (size_t i = 0; i < a.size(); ++i) diff |= static_cast<unsigned char>(a[i] ^ b[i]);
+  return diff == 0;
+}
+
+// One generation request from submit to its last event: feeds the choices' text,
+// writes stream chunks, tracks timing, and ends with the outputs or an error.
+class Generation {
+ public:
+  Generation(Endpoint endpoint, const ParsedRequest& parsed, ResponseMeta meta,
+             std::shared_ptr<engine::RequestStream> stream, const model::Tokenizer& tokenizer,
+             Clock* clock, Clock::TimePoint received)
+      : endpoint_(endpoint),
+        parsed_(parsed),
+        meta_(std::move(meta)),
+        stream_(std::move(stream)),
+        clock_(clock),
+        received_(received),
+        finish_(parsed.n) {
+    for (int32_t i = 0; i < parsed.n; ++i)
+      texts_.emplace_back(tokenizer, parsed.stop, parsed.logprobs);
+  }
+
+  // Runs to the end. Returns false when the client went away (the request is cancelled).
+  bool run(http::Responder& responder, WorkerMetrics& metrics) {
+    if (parsed_.stream && !begin_stream(responder)) return cancel();
+    while (!stream_->done()) {
+      std::vector<engine::GenerationEvent> events = stream_->next(kPollInterval);
+      if (responder.client_gone()) return cancel();
+      std::vector<bool> touched(parsed_.n, false);
+      bool tokens = false;
+      for (const engine::GenerationEvent& e : events) {
+        touched[e.choice] = true;
+        tokens = consume(e) || tokens;
+      }
+      if (tokens) observe_tokens(metrics);
+      if (parsed_.stream && !write_chunks(responder, touched)) return cancel();
+    }
+    return true;
+  }
+
+  bool failed() const { return !error_.ok(); }
+  const Status& error() const { return error_; }
+  Usage usage() const {
+    Usage u;
+    u.prompt_tokens = stream_->prompt_tokens();
+    for (const ChoiceText& t : texts_) u.completion_tokens += t.tokens();
+    return u;
+  }
+  // "length" when any choice ran out of tokens, else "stop".
+  std::string overall_finish_reason() const {
+    for (const std::string& f : finish_) {
+      if (f == "length") return f;
+    }
+    return "stop";
+  }
+  std::vector<ChoiceOutput> outputs() const {
+    std::vector<ChoiceOutput> out;
+    for (int32_t i = 0; i < parsed_.n; ++i) {
+      ChoiceOutput c;
+      c.index = i;
+      c.text = texts_[i].text();
+      c.finish_reason = finish_[i];
+      c.logprobs = texts_[i].logprobs();
+      out.push_back(std::move(c));
+    }
+    return out;
+  }
+  std::optional<double> ttft_seconds() const { return ttft_; }
+
+  // The end of a stream: usage chunk and [DONE] (or an error event).
+  void end_stream(http::Responder& responder) {
+    if (failed()) {
+      ApiError e = api_error(500, error_.to_string(), "server_error", "internal_error");
+      responder.write("data: " + error_body(e) + "\n\n");
+    } else if (parsed_.include_usage) {
+      responder.write(sse_event(usage_chunk(endpoint_, meta_, usage())));
+    }
+    responder.write(kSseDone);
+    responder.end_stream();
+  }
+
+ private:
+  bool cancel() {
+    stream_->cancel();
+    return false;
+  }
+
+  bool begin_stream(http::Responder& responder) {
+    if (!responder.begin_stream(200, "text/event-stream",
+                                {{"Cache-Control", "no-cache"}, {"X-Request-Id", meta_.id}})) {
+      return false;
+    }
+    if (endpoint_ != Endpoint::kChat) return true;
+    for (int32_t i = 0; i < parsed_.n; ++i) {  // the role comes first, as OpenAI sends it
+      ChoiceOutput role;
+      role.index = i;
+      if (!responder.write(sse_event(stream_chunk(endpoint_, meta_, role, /*first=*/true,
+                                                  /*logprobs=*/false, parsed_.include_usage)))) {
+        return false;
+      }
+    }
+    return true;
+  }
+
+  // Returns true when the event carried a token that counts.
+  bool consume(const engine::GenerationEvent& e) {
+    ChoiceText& text = texts_[e.choice];
+    std::string& finish = finish_[e.choice];
+    if (!finish.empty()) return false;  // ended here already (stop string)
+    bool counted = false;
+    if (e.has_token) {
+      const int64_t before = text.tokens();
+      text.push(e.sample);
+      counted = text.tokens() > before;
+      if (text.stopped_by_string()) {
+        finish = "stop";
+        stream_->stop_choice(e.choice);
+      }
+    }
+    if (e.finish == FinishReason::kNone || !finish.empty()) return counted;
+    if (e.finish == FinishReason::kError) {
+      error_ = e.error;
+      finish = "stop";
+    } else {
+      finish = e.finish == FinishReason::kLength ? "length" : "stop";
+      text.finish();
+    }
+    return counted;
+  }
+
+  void observe_tokens(WorkerMetrics& metrics) {
+    const Clock::TimePoint now = clock_->now();
+    if (!ttft_.has_value()) {
+      ttft_ = seconds(now - received_);
+      metrics.observe_time_to_first_token(*ttft_);
+      if (stream_->queue_seconds() >= 0) metrics.observe_queue_time(stream_->queue_seconds());
+    } else {
+      metrics.observe_inter_token_latency(seconds(now - last_token_));
+    }
+    last_token_ = now;
+  }
+
+  bool write_chunks(http::Responder& responder, const std::vector<bool>& touched) {
+    for (int32_t i = 0; i < parsed_.n; ++i) {
+      if (!touched[i] || reported_finish_.count(i) > 0) continue;
+      ChoiceOutput delta = texts_[i].take_delta();
+      delta.index = i;
+      delta.finish_reason = finish_[i];
+      if (!delta.finish_reason.empty()) reported_finish_.insert(i);
+      if (delta.text.empty() && delta.logprobs.empty() && delta.finish_reason.empty()) continue;
+      if (!responder.write(sse_event(stream_chunk(endpoint_, meta_, delta, /*first=*/false,
+                                                  parsed_.logprobs, parsed_.include_usage)))) {
+        return false;
+      }
+    }
+    return true;
+  }
+
+  Endpoint endpoint_;
+  const ParsedRequest& parsed_;
+  ResponseMeta meta_;
+  std::shared_ptr<engine::RequestStream> stream_;
+  Clock* clock_;
+  Clock::TimePoint received_;
+  std::vector<ChoiceText> texts_;
+  std::vector<std::string> finish_;  // "" until the choice ended
+  std::set<int32_t> reported_finish_;
+  Status error_;
+  std::optional<double> ttft_;
+  Clock::TimePoint last_token_;
+};
+
+}  // namespace
+
+StatusOr<PromptContext> load_prompt_context(const std::string& model_dir,
+                                            const model::ModelConfig& config) {
+  const std::string tokenizer_path = model_dir + "/tokenizer.json";
+  if (!std::filesystem::exists(tokenizer_path)) {
+    return failed_precondition_error(tokenizer_path + " is missing: serving needs a tokenizer");
+  }
+  MOESERVE_ASSIGN_OR_RETURN(model::Tokenizer tokenizer, model::Tokenizer::load(tokenizer_path));
+  PromptContext ctx{std::move(tokenizer)};
+  MOESERVE_ASSIGN_OR_RETURN(ctx.bos_prefix,
+                            engine::encode_prompt(model_dir, ctx.tokenizer, config, ""));
+  const std::string tc_path = model_dir + "/tokenizer_config.json";
+  StatusOr<model::ChatTemplate> chat = model::ChatTemplate::load(tc_path);
+  if (chat.ok()) {
+    ctx.chat_template = *chat;
+  } else {
+    ctx.chat_template_error = chat.status().message();
+    log::warn("no usable chat template: /v1/chat/completions will answer 400",
+              {{"error", chat.status().to_string()}});
+  }
+  for (int64_t id : config.eos_token_ids) ctx.stop_token_ids.push_back(static_cast<int32_t>(id));
+  ctx.vocab_size = config.vocab_size;
+  return ctx;
+}
+
+http::Response server_error_response(int status, std::string_view reason) {
+  std::string message(reason);
+  while (!message.empty() && message.back() == '\n') message.pop_back();
+  ApiError e =
+      api_error(status, message, "invalid_request_error", status == 413 ? "request_too_large" : "");
+  return http::json_response(status, error_body(e));
+}
+
+OpenAiApi::OpenAiApi(ApiOptions options, PromptContext prompt, engine::Scheduler& scheduler,
+                     WorkerMetrics& metrics, Clock* clock)
+    : options_(std::move(options)),
+      prompt_(std::move(prompt)),
+      scheduler_(scheduler),
+      metrics_(metrics),
+      clock_(clock != nullptr ? clock : RealClock::instance()),
+      created_(clock_->unix_seconds()) {}
+
+void OpenAiApi::add_routes(http::Server& server) {
+  server.route("POST", "/v1/completions", [this](const http::Request& r, http::Responder& out) {
+    handle_generate(Endpoint::kCompletions, r, out);
+  });
+  server.route("POST", "/v1/chat/completions",
+               [this](const http::Request& r, http::Responder& out) {
+                 handle_generate(Endpoint::kChat, r, out);
+               });
+  server.route("GET", "/v1/models",
+               http::SimpleHandler([this](const http::Request& r) { return handle_models(r); }));
+}
+
+std::optional<ApiError> OpenAiApi::check_api_key(const http::Request& request) const {
+  if (options_.api_key.empty()) return std::nullopt;
+  const std::string header = request.header("authorization");
+  constexpr std::string_view kBearer = "Bearer ";
+  if (header.size() > kBearer.size() && header.compare(0, kBearer.size(), kBearer) == 0 &&
+      constant_time_equal(std::string_view(header).substr(kBearer.size()), options_.api_key)) {
+    return std::nullopt;
+  }
+  return api_error(401,
+                   header.empty() ? "missing API key: send Authorization: Bearer <key>"
+                                  : "incorrect API key provided",
+                   "invalid_request_error", "invalid_api_key");
+}
+
+void OpenAiApi::send_error(http::Responder& responder, const ApiError& error) const {
+  http::Response r = http::json_response(error.status, error_body(error));
+  if (error.status == 429) r.headers.emplace_back("Retry-After", "1");
+  if (error.status == 401) r.headers.emplace_back("WWW-Authenticate", "Bearer");
+  responder.send(std::move(r));
+}
+
+http::Response OpenAiApi::handle_models(const http::Request& request) {
+  if (auto e = check_api_key(request)) {
+    metrics_.record_error(e->status);
+    http::Response r = http::json_response(e->status, error_body(*e));
+    r.headers.emplace_back("WWW-Authenticate", "Bearer");
+    return r;
+  }
+  json model = {{"id", options_.served_model_name},
+                {"object", "model"},
+                {"created", created_},
+                {"owned_by", "moeserve"},
+                {"max_model_len", options_.max_model_len}};
+  return http::json_response(200, dump_json({{"object", "list"}, {"data", json::array({model})}}));
+}
+
+std::optional<ApiError> OpenAiApi::build_prompt(const ParsedRequest& parsed,
+                                                std::vector<int32_t>* ids) const {
+  if (parsed.endpoint == Endpoint::kChat) {
+    if (!prompt_.chat_template.has_value()) {
+      return api_error(400,
+                       "this model has no supported chat template: " + prompt_.chat_template_error,
+                       "invalid_request_error", "", "messages");
+    }
+    StatusOr<std::string> text = prompt_.chat_template->render(parsed.messages, true);
+    if (!text.ok()) {
+      return api_error(400, text.status().message(), "invalid_request_error", "", "messages");
+    }
+    *ids = prompt_.tokenizer.encode(*text, /*add_special_tokens_parsing=*/true);
+    return std::nullopt;
+  }
+  if (!parsed.prompt_is_text) {
+    for (int32_t id : parsed.prompt_ids) {
+      if (id >= prompt_.vocab_size) {
+        return api_error(400,
+                         "prompt token id " + std::to_string(id) +
+                             " is outside the vocabulary (size " +
+                             std::to_string(prompt_.vocab_size) + ")",
+                         "invalid_request_error", "", "prompt");
+      }
+    }
+    *ids = parsed.prompt_ids;
+    return std::nullopt;
+  }
+  *ids = prompt_.bos_prefix;
+  const std::vector<int32_t> body = prompt_.tokenizer.encode(parsed.prompt_text);
+  ids->insert(ids->end(), body.begin(), body.end());
+  return std::nullopt;
+}
+
+void OpenAiApi::handle_generate(Endpoint endpoint, const http::Request& request,
+                                http::Responder& responder) {
+  const Clock::TimePoint received = clock_->now();
+  const char* path = endpoint == Endpoint::kChat ? "/v1/chat/completions" : "/v1/completions";
+  auto fail = [&](const ApiError& e) {
+    metrics_.record_error(e.status);
+    send_error(responder, e);
+    log::info("request", {{"path", path},
+                          {"status", e.status},
+                          {"error", e.message},
+                          {"remote", request.remote_address}});
+  };
+  if (auto e = check_api_key(request)) return fail(*e);
+  ParsedRequest parsed;
+  if (auto e = parse_request(endpoint, request.body, &parsed)) return fail(*e);
+  if (!parsed.model.empty() && parsed.model != options_.served_model_name) {
+    return fail(api_error(404,
+                          "the model '" + parsed.model + "' does not exist; this worker serves '" +
+                              options_.served_model_name + "'",
+                          "invalid_request_error", "model_not_found", "model"));
+  }
+  std::vector<int32_t> prompt;
+  if (auto e = build_prompt(parsed, &prompt)) return fail(*e);
+  const int64_t prompt_tokens = static_cast<int64_t>(prompt.size());
+  const char* prompt_param = endpoint == Endpoint::kChat ? "messages" : "prompt";
+  if (prompt_tokens >= options_.max_model_len) {
+    return fail(api_error(400,
+                          "the prompt has " + std::to_string(prompt_tokens) +
+                              " tokens; this model's maximum context length is " +
+                              std::to_string(options_.max_model_len) + " tokens",
+                          "invalid_request_error", "context_length_exceeded", prompt_param));
+  }
+  const int64_t max_tokens = parsed.max_tokens.value_or(
+      endpoint == Endpoint::kChat ? options_.max_model_len - prompt_tokens : 16);
+  if (prompt_tokens + max_tokens > options_.max_model_len) {
+    return fail(api_error(
+        400,
+        "this model's maximum context length is " + std::to_string(options_.max_model_len) +
+            " tokens; the request asks for " + std::to_string(prompt_tokens + max_tokens) + " (" +
+            std::to_string(prompt_tokens) + " in the prompt, " + std::to_string(max_tokens) +
+            " to generate)",
+        "invalid_request_error", "context_length_exceeded", "max_tokens"));
+  }
+
+  engine::GenerationRequest g;
+  g.prompt = std::move(prompt);
+  g.max_tokens = max_tokens;
+  g.n = parsed.n;
+  g.sampling.temperature = parsed.temperature;
+  g.sampling.top_p = parsed.top_p;
+  g.sampling.top_k = parsed.top_k;
+  g.sampling.seed = parsed.seed.value_or(std::random_device{}());
+  g.sampling.top_logprobs = parsed.top_logprobs;
+  g.sampling.stop_token_ids = prompt_.stop_token_ids;
+  StatusOr<std::shared_ptr<engine::RequestStream>> stream = scheduler_.submit(std::move(g));
+  if (!stream.ok()) return fail(submit_error(stream.status()));
+
+  ResponseMeta meta{random_id(endpoint == Endpoint::kChat ? "chatcmpl-" : "cmpl-"),
+                    clock_->unix_seconds(), options_.served_model_name};
+  Generation generation(endpoint, parsed, meta, *stream, prompt_.tokenizer, clock_, received);
+  const bool client_stayed = generation.run(responder, metrics_);
+  const double e2e = seconds(clock_->now() - received);
+  const Usage usage = generation.usage();
+  int status = 200;
+  if (!client_stayed) {
+    status = 499;
+    metrics_.record_error(status);
+    responder.send(http::json_response(
+        499, error_body(api_error(499, "client closed the request", "invalid_request_error", ""))));
+  } else if (parsed.stream) {
+    generation.end_stream(responder);
+  } else if (generation.failed()) {
+    status = 500;
+    metrics_.record_error(status);
+    send_error(responder,
+               api_error(500, generation.error().to_string(), "server_error", "internal_error"));
+  } else {
+    const json body = endpoint == Endpoint::kChat
+                          ? chat_response(meta, generation.outputs(), usage, parsed.logprobs)
+                          : completion_response(meta, generation.outputs(), usage, parsed.logprobs);
+    responder.send(http::json_response(200, dump_json(body)));
+  }
+  if (client_stayed && parsed.stream && generation.failed()) {
+    status = 500;
+    metrics_.record_error(status);
+  }
+  if (status == 200) {
+    metrics_.record_success(generation.overall_finish_reason(), usage.prompt_tokens,
+                            usage.completion_tokens);
+    metrics_.observe_e2e_latency(e2e);
+  }
+  log::info("request", {{"id", meta.id},
+                        {"path", path},
+                        {"status", status},
+                        {"stream", parsed.stream},
+                        {"n", parsed.n},
+                        {"prompt_tokens", usage.prompt_tokens},
+                        {"completion_tokens", usage.completion_tokens},
+                        {"cached_tokens", (*stream)->cached_prompt_tokens()},
+                        {"finish_reason", generation.overall_finish_reason()},
+                        {"ttft_s", generation.ttft_seconds().value_or(-1.0)},
+                        {"e2e_s", e2e},
+                        {"remote", request.remote_address}});
+}
+
+}  // namespace moeserve::server

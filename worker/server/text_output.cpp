@@ -1,0 +1,86 @@
+#include "worker/server/text_output.h"
+
+#include <algorithm>
+
+namespace moeserve::server {
+
+StopMatcher::StopMatcher(std::vector<std::string> stops) : stops_(std::move(stops)) {
+  std::erase_if(stops_, [](const std::string& s) { return s.empty(); });
+}
+
+std::string StopMatcher::push(std::string_view piece) {
+  if (stopped_) return "";
+  held_.append(piece);
+  // The earliest complete stop string wins.
+  size_t first = std::string::npos;
+  for (const std::string& s : stops_) first = std::min(first, held_.find(s));
+  if (first != std::string::npos) {
+    stopped_ = true;
+    std::string out = held_.substr(0, first);
+    held_.clear();
+    return out;
+  }
+  // Hold back the longest tail that is a proper prefix of some stop string.
+  size_t keep = 0;
+  for (const std::string& s : stops_) {
+    for (size_t len = std::min(s.size() - 1, held_.size()); len > keep; --len) {
+      if (held_.compare(held_.size() - len, len, s, 0, len) == 0) {
+        keep = len;
+        break;
+      }
+    }
+  }
+  std::string out = held_.substr(0, held_.size() - keep);
+  held_.erase(0, held_.size() - keep);
+  return out;
+}
+
+std::string StopMatcher::flush() {
+  if (stopped_) return "";
+  std::string out = std::move(held_);
+  held_.clear();
+  return out;
+}
+
+ChoiceText::ChoiceText(const model::Tokenizer& tokenizer, std::vector<std::string> stops,
+                       bool logprobs)
+    : tokenizer_(tokenizer),
+      decoder_(tokenizer, /*skip_special=*/true),
+      matcher_(std::move(stops)),
+      want_logprobs_(logprobs) {}
+
+void ChoiceText::push(const engine::SampleResult& sample) {
+  if (matcher_.stopped()) return;
+  ++tokens_;
+  if (want_logprobs_) {
+    TokenLogprobs entry;
+    entry.token = tokenizer_.decode({sample.token});
+    entry.logprob = sample.logprob;
+    for (const engine::TokenLogprob& alt : sample.top) {
+      entry.top.emplace_back(tokenizer_.decode({alt.token}), alt.logprob);
+    }
+    entry.text_offset = decoded_chars_;
+    logprobs_.push_back(std::move(entry));
+  }
+  const std::string piece = decoder_.push(sample.token);
+  decoded_chars_ += utf8_length(piece);
+  text_ += matcher_.push(piece);
+}
+
+void ChoiceText::finish() {
+  if (matcher_.stopped()) return;
+  text_ += matcher_.push(decoder_.flush());
+  text_ += matcher_.flush();
+}
+
+ChoiceOutput ChoiceText::take_delta() {
+  ChoiceOutput delta;
+  delta.text = text_.substr(delta_text_from_);
+  delta.logprobs.assign(logprobs_.begin() + static_cast<std::ptrdiff_t>(delta_logprobs_from_),
+                        logprobs_.end());
+  delta_text_from_ = text_.size();
+  delta_logprobs_from_ = logprobs_.size();
+  return delta;
+}
+
+}  // namespace moeserve::server

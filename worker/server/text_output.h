@@ -1,0 +1,74 @@
+// Turning one choice's generated tokens into the text a client sees.
+//
+// StopMatcher finds stop strings in text that arrives in pieces: a stop string may span
+// any number of pieces (tokens), so the longest tail that could still be the start of a
+// stop string is held back until it either completes one (then the text before it is
+// released, the stop string and everything after are dropped) or cannot (then it is
+// released). flush() releases what is held when generation ends without a stop string.
+//
+// ChoiceText runs a choice's tokens through the tokenizer's IncrementalDecoder (whole
+// UTF-8 characters, special tokens skipped) and a StopMatcher, and records per-token
+// log-probabilities. Tokens after a stop string are ignored and not counted.
+// Single-threaded: one per choice of one request.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "worker/engine/sampler.h"
+#include "worker/model/tokenizer.h"
+#include "worker/server/openai_protocol.h"
+
+namespace moeserve::server {
+
+class StopMatcher {
+ public:
+  explicit StopMatcher(std::vector<std::string> stops);
+
+  // Text that can be released after appending `piece`; "" once stopped.
+  std::string push(std::string_view piece);
+  // Releases the held-back text (no stop string completed); "" once stopped.
+  std::string flush();
+  bool stopped() const { return stopped_; }
+
+ private:
+  std::vector<std::string> stops_;
+  std::string held_;
+  bool stopped_ = false;
+};
+
+class ChoiceText {
+ public:
+  // `top_logprobs` alternatives are recorded per token when `logprobs`.
+  ChoiceText(const model::Tokenizer& tokenizer, std::vector<std::string> stops, bool logprobs);
+
+  // Consumes one generated token (ignored once a stop string was found).
+  void push(const engine::SampleResult& sample);
+  // Generation ended: releases held-back text.
+  void finish();
+
+  // Text and log-probabilities produced since the last take_delta().
+  ChoiceOutput take_delta();
+
+  bool stopped_by_string() const { return matcher_.stopped(); }
+  // Tokens consumed (counted as completion tokens).
+  int64_t tokens() const { return tokens_; }
+  const std::string& text() const { return text_; }
+  const std::vector<TokenLogprobs>& logprobs() const { return logprobs_; }
+
+ private:
+  const model::Tokenizer& tokenizer_;
+  model::IncrementalDecoder decoder_;
+  StopMatcher matcher_;
+  bool want_logprobs_;
+  int64_t tokens_ = 0;
+  int64_t decoded_chars_ = 0;  // characters decoded so far (before stop filtering)
+  std::string text_;           // released text
+  std::vector<TokenLogprobs> logprobs_;
+  size_t delta_text_from_ = 0;
+  size_t delta_logprobs_from_ = 0;
+};
+
+}  // namespace moeserve::server
