@@ -22,17 +22,6 @@ json value_env(const char* name, std::string value) {
   return {{"name", name}, {"value", std::move(value)}};
 }
 
-json user_env(const WorkerSpec& worker) {
-  json env = json::array();
-  for (const EnvVar& e : worker.env) {
-    json var = {{"name", e.name}};
-    if (e.value) var["value"] = *e.value;
-    if (!e.value_from.is_null()) var["valueFrom"] = e.value_from;
-    env.push_back(var);
-  }
-  return env;
-}
-
 json worker_env(const ModelDeployment& md, const GroupLayout& layout, int32_t group) {
   const std::string pod_index_path = "metadata.labels['" + std::string(kLabelPodIndex) + "']";
   json env = json::array({field_ref_env("MOESERVE_POD_INDEX", pod_index_path)});
@@ -44,7 +33,7 @@ json worker_env(const ModelDeployment& md, const GroupLayout& layout, int32_t gr
                                                        group, md.spec.worker.rendezvous_port)));
   env.push_back(value_env("MOESERVE_DEPLOYMENT", md.metadata.name));
   env.push_back(value_env("MOESERVE_GROUP", std::to_string(group)));
-  for (const json& var : user_env(md.spec.worker)) env.push_back(var);
+  for (const json& var : to_json(md.spec.worker.env)) env.push_back(var);
   return env;
 }
 
@@ -61,13 +50,6 @@ json http_probe(const char* path, int32_t period_seconds, int32_t failure_thresh
           {"failureThreshold", failure_threshold}};
 }
 
-json resources(const ResourceRequirements& r) {
-  json out = json::object();
-  if (!r.requests.empty()) out["requests"] = r.requests;
-  if (!r.limits.empty()) out["limits"] = r.limits;
-  return out;
-}
-
 json restricted_security_context() {
   return {{"allowPrivilegeEscalation", false},
           {"readOnlyRootFilesystem", true},
@@ -76,7 +58,7 @@ json restricted_security_context() {
 
 // The init container that fetches an hf:// checkpoint into the model emptyDir.
 json downloader(const ModelDeployment& md, const ModelSource& source) {
-  json env = user_env(md.spec.worker);
+  json env = to_json(md.spec.worker.env);
   env.push_back(value_env("HOME", std::string(kModelMountDir) + "/.home"));
   const std::string script =
       "python -m pip install --user --quiet --no-cache-dir huggingface_hub && "
@@ -89,19 +71,6 @@ json downloader(const ModelDeployment& md, const ModelSource& source) {
           {"env", env},
           {"volumeMounts", json::array({{{"name", kModelVolume}, {"mountPath", kModelMountDir}}})},
           {"securityContext", restricted_security_context()}};
-}
-
-json tolerations(const WorkerSpec& worker) {
-  json out = json::array();
-  for (const Toleration& t : worker.tolerations) {
-    json tol = {{"operator", t.op}};
-    if (!t.key.empty()) tol["key"] = t.key;
-    if (!t.value.empty()) tol["value"] = t.value;
-    if (!t.effect.empty()) tol["effect"] = t.effect;
-    if (t.toleration_seconds) tol["tolerationSeconds"] = *t.toleration_seconds;
-    out.push_back(tol);
-  }
-  return out;
 }
 
 }  // namespace
@@ -193,7 +162,7 @@ json render_pod_template(const ModelDeployment& md, const GroupLayout& layout, i
       {"startupProbe", http_probe("/healthz", 10, startup_failures)},
       {"livenessProbe", http_probe("/healthz", 10, 6)},
       {"readinessProbe", http_probe("/readyz", 5, 3)},
-      {"resources", resources(w.resources)},
+      {"resources", to_json(w.resources)},
       {"volumeMounts", mounts},
       {"securityContext", restricted_security_context()}};
 
@@ -209,7 +178,7 @@ json render_pod_template(const ModelDeployment& md, const GroupLayout& layout, i
                      {"seccompProfile", {{"type", "RuntimeDefault"}}}}}};
   if (!init_containers.empty()) pod_spec["initContainers"] = init_containers;
   if (!w.node_selector.empty()) pod_spec["nodeSelector"] = w.node_selector;
-  if (!w.tolerations.empty()) pod_spec["tolerations"] = tolerations(w);
+  if (!w.tolerations.empty()) pod_spec["tolerations"] = to_json(w.tolerations);
   if (w.spread_across_nodes) {
     pod_spec["affinity"] = {
         {"podAntiAffinity",

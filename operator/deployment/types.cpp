@@ -438,13 +438,6 @@ std::string last_segment(std::string_view text) {
   return std::string(slash == std::string_view::npos ? text : text.substr(slash + 1));
 }
 
-json resources_json(const ResourceRequirements& r) {
-  json out = json::object();
-  if (!r.requests.empty()) out["requests"] = r.requests;
-  if (!r.limits.empty()) out["limits"] = r.limits;
-  return out;
-}
-
 json condition_json(const Condition& c) {
   return {{"type", c.type},
           {"status", c.status},
@@ -635,23 +628,11 @@ json to_json(const ModelDeploymentSpec& s) {
                  {"rendezvousPort", w.rendezvous_port},
                  {"sharedMemorySize", w.shared_memory_size}};
   if (!w.resources.requests.empty() || !w.resources.limits.empty()) {
-    worker["resources"] = resources_json(w.resources);
+    worker["resources"] = to_json(w.resources);
   }
   if (!w.node_selector.empty()) worker["nodeSelector"] = w.node_selector;
-  for (const Toleration& t : w.tolerations) {
-    json tol = {{"operator", t.op}};
-    if (!t.key.empty()) tol["key"] = t.key;
-    if (!t.value.empty()) tol["value"] = t.value;
-    if (!t.effect.empty()) tol["effect"] = t.effect;
-    if (t.toleration_seconds) tol["tolerationSeconds"] = *t.toleration_seconds;
-    worker["tolerations"].push_back(tol);
-  }
-  for (const EnvVar& e : w.env) {
-    json var = {{"name", e.name}};
-    if (e.value) var["value"] = *e.value;
-    if (!e.value_from.is_null()) var["valueFrom"] = e.value_from;
-    worker["env"].push_back(var);
-  }
+  if (!w.tolerations.empty()) worker["tolerations"] = to_json(w.tolerations);
+  if (!w.env.empty()) worker["env"] = to_json(w.env);
   if (!w.extra_args.empty()) worker["extraArgs"] = w.extra_args;
 
   const AutoscalingSpec& a = s.autoscaling;
@@ -696,6 +677,37 @@ json to_json(const ModelDeploymentStatus& s) {
   if (s.placement) {
     out["placement"] = {{"version", s.placement->version},
                         {"balancedness", s.placement->balancedness}};
+  }
+  return out;
+}
+
+json to_json(const ResourceRequirements& r) {
+  json out = json::object();
+  if (!r.requests.empty()) out["requests"] = r.requests;
+  if (!r.limits.empty()) out["limits"] = r.limits;
+  return out;
+}
+
+json to_json(const std::vector<Toleration>& tolerations) {
+  json out = json::array();
+  for (const Toleration& t : tolerations) {
+    json tol = {{"operator", t.op}};
+    if (!t.key.empty()) tol["key"] = t.key;
+    if (!t.value.empty()) tol["value"] = t.value;
+    if (!t.effect.empty()) tol["effect"] = t.effect;
+    if (t.toleration_seconds) tol["tolerationSeconds"] = *t.toleration_seconds;
+    out.push_back(tol);
+  }
+  return out;
+}
+
+json to_json(const std::vector<EnvVar>& env) {
+  json out = json::array();
+  for (const EnvVar& e : env) {
+    json var = {{"name", e.name}};
+    if (e.value) var["value"] = *e.value;
+    if (!e.value_from.is_null()) var["valueFrom"] = e.value_from;
+    out.push_back(var);
   }
   return out;
 }

@@ -206,6 +206,10 @@ ModelDeployment parse_model_deployment(const nlohmann::json& object);
 // The spec with every default filled in, as the API server would store it.
 nlohmann::json to_json(const ModelDeploymentSpec& spec);
 nlohmann::json to_json(const ModelDeploymentStatus& status);
+// core/v1 shapes, as both the spec and the pod template write them (empty fields omitted).
+nlohmann::json to_json(const ResourceRequirements& resources);
+nlohmann::json to_json(const std::vector<Toleration>& tolerations);
+nlohmann::json to_json(const std::vector<EnvVar>& env);
 
 // The name the OpenAI API serves: spec.model.servedModelName, else the last path
 // segment of the source ("hf://deepseek-ai/DeepSeek-V3" -> "DeepSeek-V3").

@@ -8,11 +8,13 @@
 #include "operator/deployment/names.h"
 #include "operator/deployment/pod_template.h"
 #include "operator/deployment/rfc3339.h"
+#include "tests/operator/deployment/fixtures.h"
 
 namespace moeserve::op {
 namespace {
 
 using nlohmann::json;
+using testing::v3_spec;
 
 // Group i on template `hash`: "r" ready, "u" unready (pods starting), "t" terminating.
 ObservedGroup group(int32_t index, const std::string& hash, char state) {
@@ -146,24 +148,7 @@ TEST(DesiredReplicas, AutoscalingClampsTheRecommendation) {
   EXPECT_EQ(desired_replicas(s, std::nullopt), 2);
 }
 
-ModelDeployment deployment(json spec) {
-  json object = {
-      {"metadata", {{"name", "ds"}, {"namespace", "ml"}, {"uid", "u1"}, {"generation", 3}}},
-      {"spec", std::move(spec)}};
-  ModelDeployment md = parse_model_deployment(object);
-  EXPECT_TRUE(md.valid()) << join_errors(md.errors);
-  return md;
-}
-
-json v3_spec() {
-  return json::parse(R"({
-    "model": {"source": "pvc://models/ds/v3", "routedExperts": 256, "moeLayers": 58},
-    "replicas": 2,
-    "parallelism": {"expertParallel": 16, "ranksPerPod": 8, "redundantExperts": 32},
-    "worker": {"image": "w:1", "resources": {"limits": {"nvidia.com/gpu": "8"}}},
-    "cost": {"gpuHourUsd": 2.0}
-  })");
-}
+ModelDeployment deployment(json spec) { return testing::valid_deployment(std::move(spec)); }
 
 TEST(Layout, RanksPodsAndGpus) {
   const ModelDeployment md = deployment(v3_spec());
