@@ -25,22 +25,23 @@ Controller::Controller(const kube::Client& client, kube::ResourceRef root,
       root_(std::move(root)),
       owned_(std::move(owned)),
       options_(std::move(options)),
-      queue_(options_.rate_limit) {
+      queue_(options_.rate_limit),
+      registry_(std::move(registry)) {
   reconcile_total_ = &prometheus::BuildCounter()
                           .Name("moeserve_operator_reconcile_total")
                           .Help("Reconciles by result (success, error, requeue)")
-                          .Register(*registry);
+                          .Register(*registry_);
   reconcile_duration_ =
       &prometheus::BuildHistogram()
            .Name("moeserve_operator_reconcile_duration_seconds")
            .Help("Time spent in one reconcile")
-           .Register(*registry)
+           .Register(*registry_)
            .Add({}, prometheus::Histogram::BucketBoundaries{0.001, 0.005, 0.01, 0.025, 0.05, 0.1,
                                                             0.25, 0.5, 1, 2.5, 5, 10});
   queue_depth_ = &prometheus::BuildGauge()
                       .Name("moeserve_operator_queue_depth")
                       .Help("Keys waiting in the work queue")
-                      .Register(*registry)
+                      .Register(*registry_)
                       .Add({});
   reflectors_[root_.resource] = std::make_unique<kube::Reflector>(
       client_, root_, options_.ns, handlers_for(true), options_.reflector_options);

@@ -113,6 +113,7 @@ class Controller : public Informers {
   std::mutex resync_mutex_;
   std::condition_variable resync_cv_;
 
+  std::shared_ptr<prometheus::Registry> registry_;  // keeps the metrics below alive
   prometheus::Family<prometheus::Counter>* reconcile_total_;
   prometheus::Histogram* reconcile_duration_;
   prometheus::Gauge* queue_depth_;

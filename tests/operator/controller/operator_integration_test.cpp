@@ -1,0 +1,258 @@
+// The controller and reconciler against the strict test API server: apply -> owned
+// objects with owner references -> groups marked ready -> Ready=True; rollout group by
+// group; scaling; injected 409/500/410/dropped watches; invalid specs; cascade delete.
+#include <gtest/gtest.h>
+
+#include <set>
+#include <thread>
+
+#include "common/yaml_json.h"
+#include "operator/controller/controller.h"
+#include "operator/controller/events.h"
+#include "operator/controller/reconciler.h"
+#include "operator/deployment/names.h"
+#include "operator/kube/client.h"
+#include "operator/kube/transport.h"
+#include "tests/support/apiserver.h"
+#include "tests/support/test_util.h"
+
+namespace moeserve::controller {
+namespace {
+
+using moeserve::testing::wait_until;
+using namespace std::chrono_literals;
+namespace res = kube::resources;
+
+constexpr const char* kNs = "team-a";
+
+class OperatorIntegrationTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    ASSERT_TRUE(api_.start().ok());
+    kube::Config config;
+    config.server = api_.url();
+    auto transport = std::make_shared<kube::HttpTransport>(config);
+    ASSERT_TRUE(transport->init().ok());
+    client_ = std::make_unique<kube::Client>(transport, api_.url(), kNs);
+    auto crds = load_yaml_documents(moeserve::testing::source_dir() +
+                                    "/deploy/crds/modeldeployments.moeserve.io.yaml");
+    ASSERT_TRUE(crds.ok()) << crds.status().to_string();
+    for (const auto& crd : *crds) {
+      ASSERT_TRUE(client_->create(res::kCustomResourceDefinitions, "", crd).ok());
+    }
+    ASSERT_TRUE(
+        client_
+            ->create(res::kNamespaces, "",
+                     {{"apiVersion", "v1"}, {"kind", "Namespace"}, {"metadata", {{"name", kNs}}}})
+            .ok());
+    ControllerOptions options;
+    options.workers = 2;
+    options.rate_limit.base_delay = 5ms;
+    options.rate_limit.max_delay = 500ms;
+    options.reflector_options.backoff_initial_ms = 20;
+    options.reflector_options.backoff_max_ms = 200;
+    options.reflector_options.watch_read_timeout_ms = 3000;
+    controller_ = std::make_unique<Controller>(
+        *client_, res::kModelDeployments,
+        std::vector<kube::ResourceRef>{res::kStatefulSets, res::kServices, res::kConfigMaps,
+                                       res::kPodDisruptionBudgets},
+        options, std::make_shared<prometheus::Registry>());
+    events_ = std::make_unique<EventRecorder>(*client_, "moeserve-operator");
+    reconciler_ =
+        std::make_unique<ModelDeploymentReconciler>(*client_, *controller_, events_.get());
+    controller_->set_reconciler(reconciler_.get());
+    controller_->start();
+  }
+
+  void TearDown() override {
+    if (controller_) controller_->stop();
+    api_.shutdown();
+  }
+
+  nlohmann::json tiny(const std::string& name, int replicas) {
+    auto docs =
+        load_yaml_documents(moeserve::testing::source_dir() + "/deploy/examples/tiny-cpu.yaml");
+    EXPECT_TRUE(docs.ok());
+    nlohmann::json md = (*docs)[0];
+    md["metadata"]["name"] = name;
+    md["metadata"]["namespace"] = kNs;
+    md["spec"]["replicas"] = replicas;
+    md["spec"]["autoscaling"]["enabled"] = false;
+    return md;
+  }
+
+  std::map<std::string, nlohmann::json> groups(const std::string& name) {
+    std::map<std::string, nlohmann::json> out;
+    kube::ListOptions options;
+    options.label_selector = std::string(op::kLabelDeployment) + "=" + name;
+    auto list = client_->list(res::kStatefulSets, kNs, options);
+    if (!list.ok()) return out;
+    for (auto& item : list->items) {
+      if (item["metadata"].contains("deletionTimestamp")) continue;
+      out[item["metadata"]["name"].get<std::string>()] = item;
+    }
+    return out;
+  }
+
+  // Plays the StatefulSet controller: every pod of every group is ready.
+  void mark_groups_ready(const std::string& name) {
+    for (auto& [sts_name, sts] : groups(name)) {
+      if (sts.contains("status") &&
+          sts["status"].value("readyReplicas", 0) == sts["spec"].value("replicas", 0)) {
+        continue;
+      }
+      nlohmann::json updated = sts;
+      updated["status"] = {{"replicas", sts["spec"]["replicas"]},
+                           {"readyReplicas", sts["spec"]["replicas"]},
+                           {"observedGeneration", sts["metadata"]["generation"]}};
+      client_->update_status(res::kStatefulSets, kNs, updated);
+    }
+  }
+
+  std::string condition(const std::string& name, const std::string& type,
+                        std::string* reason = nullptr, std::string* message = nullptr) {
+    auto md = client_->get(res::kModelDeployments, kNs, name);
+    if (!md.ok() || !(*md).contains("status") || !(*md)["status"].contains("conditions")) {
+      return "";
+    }
+    for (const auto& c : (*md)["status"]["conditions"]) {
+      if (c.value("type", "") == type) {
+        if (reason) *reason = c.value("reason", "");
+        if (message) *message = c.value("message", "");
+        return c.value("status", "");
+      }
+    }
+    return "";
+  }
+
+  moeserve::testing::ApiServer api_;
+  std::unique_ptr<kube::Client> client_;
+  std::unique_ptr<Controller> controller_;
+  std::unique_ptr<EventRecorder> events_;
+  std::unique_ptr<ModelDeploymentReconciler> reconciler_;
+};
+
+TEST_F(OperatorIntegrationTest, ApplyCreatesOwnedObjectsAndBecomesReady) {
+  auto created = client_->create(res::kModelDeployments, kNs, tiny("x", 2));
+  ASSERT_TRUE(created.ok()) << created.status().to_string();
+  std::string uid = (*created)["metadata"]["uid"];
+  ASSERT_TRUE(wait_until([&] { return groups("x").size() == 2; }, 20s));
+  for (const auto& [name, sts] : groups("x")) {
+    const auto& owner = sts["metadata"]["ownerReferences"][0];
+    EXPECT_EQ(owner["uid"], uid);
+    EXPECT_EQ(owner["controller"], true);
+    EXPECT_EQ(owner["kind"], "ModelDeployment");
+    EXPECT_EQ(sts["spec"]["podManagementPolicy"], "Parallel");
+  }
+  EXPECT_TRUE(client_->get(res::kServices, kNs, "x").ok());
+  EXPECT_TRUE(client_->get(res::kServices, kNs, "x-ranks").ok());
+  EXPECT_TRUE(client_->get(res::kPodDisruptionBudgets, kNs, "x").ok());
+  EXPECT_EQ(condition("x", "Ready"), "False");
+  mark_groups_ready("x");
+  ASSERT_TRUE(wait_until([&] { return condition("x", "Ready") == "True"; }, 20s));
+  auto md = client_->get(res::kModelDeployments, kNs, "x");
+  EXPECT_EQ((*md)["status"]["readyReplicas"], 2);
+  EXPECT_EQ((*md)["status"]["observedGeneration"], (*md)["metadata"]["generation"]);
+  EXPECT_FALSE((*md)["status"].value("selector", "").empty());
+  auto events = client_->list(res::kEvents, kNs);
+  ASSERT_TRUE(events.ok());
+  std::set<std::string> reasons;
+  for (const auto& e : events->items) reasons.insert(e.value("reason", ""));
+  EXPECT_TRUE(reasons.count("GroupCreated"));
+}
+
+TEST_F(OperatorIntegrationTest, TemplateChangeRollsOutGroupByGroup) {
+  ASSERT_TRUE(client_->create(res::kModelDeployments, kNs, tiny("x", 2)).ok());
+  ASSERT_TRUE(wait_until([&] { return groups("x").size() == 2; }, 20s));
+  mark_groups_ready("x");
+  ASSERT_TRUE(wait_until([&] { return condition("x", "Ready") == "True"; }, 20s));
+  std::set<std::string> original;
+  for (const auto& [name, _] : groups("x")) original.insert(name);
+
+  ASSERT_TRUE(client_
+                  ->patch(res::kModelDeployments, kNs, "x", kube::PatchType::kMerge,
+                          {{"spec", {{"worker", {{"image", "moeserve/worker:v2"}}}}}})
+                  .ok());
+  size_t max_groups = 0;
+  bool converged = wait_until(
+      [&] {
+        auto now = groups("x");
+        max_groups = std::max(max_groups, now.size());
+        bool all_new = true;
+        for (const auto& [name, sts] : now) {
+          if (original.count(name)) all_new = false;
+        }
+        if (all_new && now.size() == 2) return true;
+        mark_groups_ready("x");
+        return false;
+      },
+      40s);
+  ASSERT_TRUE(converged);
+  EXPECT_LE(max_groups, 3u) << "at most one extra group during a rollout";
+  for (const auto& [name, sts] : groups("x")) {
+    EXPECT_EQ(sts["spec"]["template"]["spec"]["containers"][0]["image"], "moeserve/worker:v2");
+  }
+  mark_groups_ready("x");
+  EXPECT_TRUE(wait_until([&] { return condition("x", "Ready") == "True"; }, 20s));
+}
+
+TEST_F(OperatorIntegrationTest, ScalingAddsAndRemovesWholeGroupsNewestFirst) {
+  ASSERT_TRUE(client_->create(res::kModelDeployments, kNs, tiny("x", 1)).ok());
+  ASSERT_TRUE(wait_until([&] { return groups("x").size() == 1; }, 20s));
+  ASSERT_TRUE(client_
+                  ->patch(res::kModelDeployments, kNs, "x", kube::PatchType::kMerge,
+                          {{"spec", {{"replicas", 3}}}})
+                  .ok());
+  ASSERT_TRUE(wait_until([&] { return groups("x").size() == 3; }, 20s));
+  std::vector<std::string> names;
+  for (const auto& [name, _] : groups("x")) names.push_back(name);
+  mark_groups_ready("x");
+  ASSERT_TRUE(client_
+                  ->patch(res::kModelDeployments, kNs, "x", kube::PatchType::kMerge,
+                          {{"spec", {{"replicas", 1}}}})
+                  .ok());
+  ASSERT_TRUE(wait_until([&] { return groups("x").size() == 1; }, 20s));
+  EXPECT_EQ(groups("x").begin()->first, names.front()) << "the oldest group stays";
+}
+
+TEST_F(OperatorIntegrationTest, ConvergesThroughFaultsWithoutDuplicates) {
+  api_.fail_next(3, 500, "POST", "statefulsets");
+  api_.fail_next(2, 409, "PUT", "status");
+  ASSERT_TRUE(client_->create(res::kModelDeployments, kNs, tiny("x", 2)).ok());
+  ASSERT_TRUE(wait_until([&] { return groups("x").size() == 2; }, 30s));
+  api_.drop_watches();
+  api_.compact_history();
+  api_.fail_next(2, 500, "GET", "watch");
+  mark_groups_ready("x");
+  ASSERT_TRUE(wait_until([&] { return condition("x", "Ready") == "True"; }, 30s));
+  std::this_thread::sleep_for(300ms);
+  EXPECT_EQ(groups("x").size(), 2u);
+  auto services = client_->list(res::kServices, kNs);
+  ASSERT_TRUE(services.ok());
+  EXPECT_EQ(services->items.size(), 2u);
+}
+
+TEST_F(OperatorIntegrationTest, InvalidSpecIsReportedNotRendered) {
+  nlohmann::json md = tiny("bad", 1);
+  md["spec"]["parallelism"]["expertParallel"] = 3;
+  md["spec"]["parallelism"]["ranksPerPod"] = 2;
+  ASSERT_TRUE(client_->create(res::kModelDeployments, kNs, md).ok());
+  std::string reason, message;
+  ASSERT_TRUE(
+      wait_until([&] { return condition("bad", "Ready", &reason, &message) == "False"; }, 20s));
+  EXPECT_EQ(reason, "InvalidSpec");
+  EXPECT_NE(message.find("spec.parallelism"), std::string::npos) << message;
+  EXPECT_TRUE(groups("bad").empty());
+}
+
+TEST_F(OperatorIntegrationTest, DeleteCascadesToOwnedObjects) {
+  ASSERT_TRUE(client_->create(res::kModelDeployments, kNs, tiny("x", 2)).ok());
+  ASSERT_TRUE(wait_until([&] { return groups("x").size() == 2; }, 20s));
+  ASSERT_TRUE(client_->remove(res::kModelDeployments, kNs, "x").ok());
+  ASSERT_TRUE(wait_until([&] { return groups("x").empty(); }, 20s));
+  EXPECT_FALSE(client_->get(res::kServices, kNs, "x").ok());
+  EXPECT_FALSE(client_->get(res::kPodDisruptionBudgets, kNs, "x").ok());
+}
+
+}  // namespace
+}  // namespace moeserve::controller
