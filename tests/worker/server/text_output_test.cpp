@@ -1,0 +1,133 @@
+// Stop strings across token boundaries, and a choice's text, token count and logprobs
+// built from generated tokens with the tiny model's tokenizer.
+#include "worker/server/text_output.h"
+
+#include <gtest/gtest.h>
+
+#include "tests/support/test_util.h"
+#include "worker/model/tiny_model.h"
+
+namespace moeserve::server {
+namespace {
+
+std::string feed(StopMatcher& m, const std::vector<std::string>& pieces) {
+  std::string out;
+  for (const std::string& p : pieces) out += m.push(p);
+  return out + m.flush();
+}
+
+TEST(StopMatcher, StopSpanningPiecesIsCutWithEverythingAfter) {
+  StopMatcher m({"END"});
+  EXPECT_EQ(m.push("abc E"), "abc ");  // "E" could start END: held back
+  EXPECT_EQ(m.push("N"), "");
+  EXPECT_EQ(m.push("Dxyz"), "");
+  EXPECT_TRUE(m.stopped());
+  EXPECT_EQ(m.push("more"), "");
+  EXPECT_EQ(m.flush(), "");
+}
+
+TEST(StopMatcher, HeldTextIsReleasedWhenItCannotBecomeAStop) {
+  StopMatcher m({"END"});
+  EXPECT_EQ(m.push("xE"), "x");
+  EXPECT_EQ(m.push("Nd"), "ENd");
+  EXPECT_FALSE(m.stopped());
+  EXPECT_EQ(m.push("EN"), "");
+  EXPECT_EQ(m.flush(), "EN");  // generation ended: nothing is lost
+}
+
+TEST(StopMatcher, EarliestOfSeveralStopsWins) {
+  StopMatcher m({"bcd", "cx", "\n\n"});
+  EXPECT_EQ(feed(m, {"ab", "c", "x d"}), "ab");
+  StopMatcher n({"bcd", "cx"});
+  EXPECT_EQ(feed(n, {"abcd"}), "a");
+  StopMatcher none({"zz"});
+  EXPECT_EQ(feed(none, {"a", "z", "b", "z"}), "azbz");
+  StopMatcher multibyte({"é!"});
+  EXPECT_EQ(feed(multibyte, {"caf", "\xC3\xA9", "!", "tail"}), "caf");
+}
+
+TEST(StopMatcher, NoStopsPassesEverythingThrough) {
+  StopMatcher m({});
+  EXPECT_EQ(m.push("abc"), "abc");
+  EXPECT_EQ(m.flush(), "");
+}
+
+class ChoiceTextTest : public ::testing::Test {
+ protected:
+  static void SetUpTestSuite() {
+    dir_ = new moeserve::testing::TempDir();
+    ASSERT_TRUE(model::write_tiny_model(dir_->path(), {}).ok());
+    auto t = model::Tokenizer::load(dir_->file("tokenizer.json"));
+    ASSERT_TRUE(t.ok());
+    tokenizer_ = new model::Tokenizer(*t);
+  }
+  static void TearDownTestSuite() {
+    delete tokenizer_;
+    delete dir_;
+  }
+  static engine::SampleResult sample(int32_t token, float logprob = -1.0f) {
+    engine::SampleResult s;
+    s.token = token;
+    s.logprob = logprob;
+    s.top = {{token, logprob}, {token + 1, logprob - 1.0f}};
+    return s;
+  }
+  static moeserve::testing::TempDir* dir_;
+  static model::Tokenizer* tokenizer_;
+};
+moeserve::testing::TempDir* ChoiceTextTest::dir_ = nullptr;
+model::Tokenizer* ChoiceTextTest::tokenizer_ = nullptr;
+
+TEST_F(ChoiceTextTest, TextEqualsTheDecodedTokensAndOffsetsCountCharacters) {
+  const std::vector<int32_t> ids = tokenizer_->encode("hello wide world");
+  ChoiceText text(*tokenizer_, {}, /*logprobs=*/true);
+  for (int32_t id : ids) text.push(sample(id));
+  text.finish();
+  EXPECT_EQ(text.text(), "hello wide world");
+  EXPECT_EQ(text.tokens(), static_cast<int64_t>(ids.size()));
+  ASSERT_EQ(text.logprobs().size(), ids.size());
+  int64_t offset = 0;
+  for (size_t i = 0; i < ids.size(); ++i) {
+    EXPECT_EQ(text.logprobs()[i].text_offset, offset);
+    EXPECT_EQ(text.logprobs()[i].token, tokenizer_->decode({ids[i]}));
+    EXPECT_EQ(text.logprobs()[i].top.size(), 2u);
+    offset += utf8_length(text.logprobs()[i].token);
+  }
+}
+
+TEST_F(ChoiceTextTest, StopStringEndsTheChoiceAndLaterTokensDoNotCount) {
+  const std::vector<int32_t> ids = tokenizer_->encode("one two three four");
+  ChoiceText text(*tokenizer_, {"o th"}, /*logprobs=*/false);
+  int64_t pushed = 0;
+  for (int32_t id : ids) {
+    text.push(sample(id));
+    ++pushed;
+    if (text.stopped_by_string()) break;
+  }
+  for (int32_t id : ids) text.push(sample(id));  // after the stop: ignored
+  EXPECT_TRUE(text.stopped_by_string());
+  EXPECT_EQ(text.text(), "one tw");
+  EXPECT_EQ(text.tokens(), pushed);
+  EXPECT_TRUE(text.logprobs().empty());
+}
+
+TEST_F(ChoiceTextTest, DeltasPartitionTheText) {
+  const std::vector<int32_t> ids = tokenizer_->encode("abc def ghi");
+  ChoiceText text(*tokenizer_, {"zzz"}, true);
+  std::string joined;
+  size_t entries = 0;
+  for (int32_t id : ids) {
+    text.push(sample(id));
+    ChoiceOutput d = text.take_delta();
+    joined += d.text;
+    entries += d.logprobs.size();
+  }
+  text.finish();
+  joined += text.take_delta().text;
+  EXPECT_EQ(joined, "abc def ghi");
+  EXPECT_EQ(entries, ids.size());
+  EXPECT_TRUE(text.take_delta().text.empty());
+}
+
+}  // namespace
+}  // namespace moeserve::server
