@@ -1163,7 +1163,13 @@ struct ApiServer::State {
         next_token = "k:" + std::prev(it)->first;
         break;
       }
-      items.push_back(present(t, object));
+      // Like the real server, typed (built-in) list items carry no kind/apiVersion.
+      json item = present(t, object);
+      if (!t.custom) {
+        item.erase("kind");
+        item.erase("apiVersion");
+      }
+      items.push_back(std::move(item));
     }
     json list_meta = {{"resourceVersion", std::to_string(rv)}};
     if (!next_token.empty()) list_meta["continue"] = next_token;

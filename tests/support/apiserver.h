@@ -12,20 +12,20 @@
 // AlreadyExists, a watch from a resourceVersion older than the kept event history an
 // ERROR event with a 410 Expired Status; writes into a missing namespace get 404;
 // metadata.generation moves only when something outside metadata (and outside status,
-// when the status subresource is on) changes; with the status subresource the main
-// resource ignores .status and /status changes only .status; /scale reads and writes
-// the replicas paths; custom resources reject strategic merge patch (415); objects
-// with finalizers get a deletionTimestamp and stay until the finalizers are removed;
-// deleting an owner deletes its dependents (by ownerReference uid, recursively) unless
-// propagationPolicy is Orphan. CRD schemas' defaults are applied on create and update
-// and their basic constraints (type, required, enum, minimum/maximum, min/maxLength)
-// are validated (422 Invalid with field paths). Error bodies are Kubernetes Status
-// objects. Not served: server-side apply, Table output (kubectl prints client-side),
-// foreground deletion (treated as background), protobuf, CEL rules.
+// when the status subresource is on) changes; with the status subresource create drops
+// .status, the main resource ignores .status and /status changes only .status; /scale reads and
+// writes the replicas paths; custom resources reject strategic merge patch (415); objects with
+// finalizers get a deletionTimestamp and stay until the finalizers are removed; deleting an owner
+// deletes its dependents (by ownerReference uid, recursively) unless propagationPolicy is Orphan.
+// CRD schemas' defaults are applied on create and update and their basic constraints (type,
+// required, enum, minimum/maximum, min/maxLength) are validated (422 Invalid with field paths).
+// Error bodies are Kubernetes Status objects. Not served: server-side apply, Table output (kubectl
+// prints client-side), foreground deletion (treated as background), protobuf, CEL rules.
 //
 // Lists support labelSelector (=, ==, !=, in, notin, exists, !exists), fieldSelector
 // (metadata.name, metadata.namespace), limit/continue (continue resumes after the last
-// returned key in the live store). Watches stream JSON lines from a resourceVersion
+// returned key in the live store); like the real server, items of built-in kinds carry
+// no kind/apiVersion. Watches stream JSON lines from a resourceVersion
 // (or the current state as ADDED events when none or "0" is given), translate
 // label-selector transitions into ADDED/DELETED, send BOOKMARK events every
 // bookmark_interval_ms when asked, and end after timeoutSeconds.
