@@ -1,5 +1,6 @@
 // The CRD (deploy/crds) and the operator's C++ types must agree: same defaults, every
 // schema bound and CEL rule enforced by validate(), and every example valid.
+#include <filesystem>
 #include <functional>
 #include <map>
 #include <string>
@@ -7,15 +8,23 @@
 
 #include <gtest/gtest.h>
 
+#include "common/yaml_json.h"
 #include "operator/deployment/types.h"
-#include "tests/operator/deployment/yaml_json.h"
+#include "tests/support/test_util.h"
 
 namespace moeserve::op {
 namespace {
 
 using nlohmann::json;
-using testing::load_yaml_file;
-using testing::source_dir;
+
+std::filesystem::path source_dir() { return moeserve::testing::source_dir(); }
+
+// The one document of a YAML file; a test failure (and null) when unreadable.
+json load_yaml_file(const std::filesystem::path& path) {
+  auto docs = load_yaml_documents(path.string());
+  EXPECT_TRUE(docs.ok() && docs->size() == 1) << path << ": " << docs.status().to_string();
+  return docs.ok() && docs->size() == 1 ? (*docs)[0] : json();
+}
 
 json load_crd() {
   return load_yaml_file(source_dir() / "deploy/crds/modeldeployments.moeserve.io.yaml");
