@@ -39,7 +39,8 @@ struct ResourceType {
   bool status_subresource = false;
   std::optional<ScaleSpec> scale;
   bool custom = false;
-  json schema;  // openAPIV3Schema (custom resources)
+  json schema;           // openAPIV3Schema (custom resources)
+  json printer_columns;  // additionalPrinterColumns (custom resources)
 
   std::string api_version() const { return group.empty() ? version : group + "/" + version; }
   std::string store_key() const { return group + "/" + plural; }
@@ -334,6 +335,111 @@ void validate_schema(const json& schema, const json& value, const std::string& p
       }
     }
   }
+}
+
+// ---------------------------------------------------------------------------
+// Server-side tables (kubectl get) for custom resources' additionalPrinterColumns
+
+// Evaluates the JSONPath subset printer columns use: ".a.b", "[N]", "[*]" and
+// "[?(@.key==\"value\")]"; the first match, or null.
+json eval_jsonpath(const json& object, const std::string& path) {
+  std::vector<const json*> nodes = {&object};
+  size_t at = 0;
+  while (at < path.size() && !nodes.empty()) {
+    std::vector<const json*> next;
+    if (path[at] == '.') {
+      size_t end = path.find_first_of(".[", at + 1);
+      std::string key =
+          path.substr(at + 1, end == std::string::npos ? std::string::npos : end - at - 1);
+      for (const json* n : nodes) {
+        if (n->is_object() && n->contains(key)) next.push_back(&(*n)[key]);
+      }
+      at = end == std::string::npos ? path.size() : end;
+    } else if (path[at] == '[') {
+      size_t end = path.find(']', at);
+      if (end == std::string::npos) return json();
+      std::string inner = path.substr(at + 1, end - at - 1);
+      for (const json* n : nodes) {
+        if (!n->is_array()) continue;
+        if (inner == "*") {
+          for (const auto& e : *n) next.push_back(&e);
+        } else if (inner.rfind("?(@.", 0) == 0 && inner.back() == ')') {
+          std::string condition = inner.substr(4, inner.size() - 5);
+          size_t eq = condition.find("==");
+          if (eq == std::string::npos) return json();
+          std::string key = condition.substr(0, eq);
+          std::string value = condition.substr(eq + 2);
+          if (value.size() >= 2 && (value.front() == '"' || value.front() == '\'')) {
+            value = value.substr(1, value.size() - 2);
+          }
+          for (const auto& e : *n) {
+            if (e.is_object() && e.contains(key) && e[key].is_string() && e[key] == value) {
+              next.push_back(&e);
+            }
+          }
+        } else if (!inner.empty() && std::all_of(inner.begin(), inner.end(), ::isdigit)) {
+          size_t index = std::stoul(inner);
+          if (index < n->size()) next.push_back(&(*n)[index]);
+        }
+      }
+      at = end + 1;
+    } else {
+      return json();
+    }
+    nodes = std::move(next);
+  }
+  return nodes.empty() ? json() : *nodes.front();
+}
+
+// "42s", "5m", "3h", "2d" since an RFC 3339 UTC timestamp, as kubectl prints ages.
+std::string human_age(const std::string& timestamp) {
+  std::tm tm{};
+  if (!strptime(timestamp.c_str(), "%Y-%m-%dT%H:%M:%SZ", &tm)) return "<unknown>";
+  int64_t seconds = std::max<int64_t>(0, static_cast<int64_t>(std::time(nullptr) - timegm(&tm)));
+  if (seconds < 120) return std::to_string(seconds) + "s";
+  if (seconds < 2 * 3600) return std::to_string(seconds / 60) + "m";
+  if (seconds < 48 * 3600) return std::to_string(seconds / 3600) + "h";
+  return std::to_string(seconds / 86400) + "d";
+}
+
+bool wants_table(const http::Request& req) {
+  return req.header("accept").find("as=Table") != std::string::npos;
+}
+
+// A meta.k8s.io/v1 Table of `objects` with the Name column and the printer columns.
+json make_table(const json& printer_columns, const std::vector<json>& objects, json list_meta) {
+  json columns = json::array({{{"name", "Name"},
+                               {"type", "string"},
+                               {"format", "name"},
+                               {"description", "Name must be unique within a namespace."},
+                               {"priority", 0}}});
+  for (const auto& c : printer_columns) {
+    columns.push_back({{"name", str(c, "name")},
+                       {"type", str(c, "type")},
+                       {"format", str(c, "format")},
+                       {"description", str(c, "description")},
+                       {"priority", c.value("priority", 0)}});
+  }
+  json rows = json::array();
+  for (const json& object : objects) {
+    json cells = json::array({name_of(object)});
+    for (const auto& c : printer_columns) {
+      json value = eval_jsonpath(object, str(c, "jsonPath"));
+      if (str(c, "type") == "date" && value.is_string())
+        value = human_age(value.get<std::string>());
+      cells.push_back(value);
+    }
+    rows.push_back({{"cells", cells},
+                    {"object",
+                     {{"kind", "PartialObjectMetadata"},
+                      {"apiVersion", "meta.k8s.io/v1"},
+                      {"metadata", meta_of(object)}}}});
+  }
+  return {{"kind", "Table"},
+          {"apiVersion", "meta.k8s.io/v1"},
+          {"metadata", std::move(list_meta)},
+          {"columnDefinitions", columns},
+          {"rows", rows}};
 }
 
 // ---------------------------------------------------------------------------
@@ -664,6 +770,7 @@ struct ApiServer::State {
                             str(scale, "labelSelectorPath")};
       }
       t.schema = version.value("schema", json::object()).value("openAPIV3Schema", json::object());
+      t.printer_columns = version.value("additionalPrinterColumns", json::array());
       types.push_back(std::move(t));
     }
   }
@@ -1173,6 +1280,9 @@ struct ApiServer::State {
     }
     json list_meta = {{"resourceVersion", std::to_string(rv)}};
     if (!next_token.empty()) list_meta["continue"] = next_token;
+    if (t.custom && wants_table(req)) {
+      return json_reply(200, make_table(t.printer_columns, items, list_meta));
+    }
     return json_reply(200, {{"kind", t.kind + "List"},
                             {"apiVersion", t.api_version()},
                             {"metadata", list_meta},
@@ -1519,7 +1629,10 @@ void handle(ApiServer::State& s, const http::Request& req, http::Responder& out)
     } else {
       json current = it->second;
       json body = body_text.empty() ? json() : json::parse(body_text, nullptr, false);
-      if (verb == "get") {
+      if (verb == "get" && route.sub.empty() && t.custom && wants_table(req)) {
+        response = json_reply(200, make_table(t.printer_columns, {current},
+                                              {{"resourceVersion", std::to_string(s.rv)}}));
+      } else if (verb == "get") {
         response =
             json_reply(200, route.sub == "scale" ? s.scale_of(t, current) : s.present(t, current));
       } else if (verb == "update" && body.is_discarded()) {

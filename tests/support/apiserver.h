@@ -19,8 +19,11 @@
 // deletes its dependents (by ownerReference uid, recursively) unless propagationPolicy is Orphan.
 // CRD schemas' defaults are applied on create and update and their basic constraints (type,
 // required, enum, minimum/maximum, min/maxLength) are validated (422 Invalid with field paths).
-// Error bodies are Kubernetes Status objects. Not served: server-side apply, Table output (kubectl
-// prints client-side), foreground deletion (treated as background), protobuf, CEL rules.
+// Error bodies are Kubernetes Status objects. Custom resources are served as meta.k8s.io/v1
+// Tables (Name + the CRD's additionalPrinterColumns) when the Accept header asks for them, as
+// kubectl get does; built-in kinds are not (kubectl prints those client-side). Not served:
+// server-side apply, foreground deletion (treated as background), protobuf bodies beyond
+// kube_protobuf.h, CEL rules.
 //
 // Lists support labelSelector (=, ==, !=, in, notin, exists, !exists), fieldSelector
 // (metadata.name, metadata.namespace), limit/continue (continue resumes after the last

@@ -123,6 +123,22 @@ TEST_F(KubectlTest, ModelDeploymentLifecycleThroughCrdApplyScaleAndDelete) {
   EXPECT_TRUE(object["metadata"]["annotations"].contains(
       "kubectl.kubernetes.io/last-applied-configuration"));
 
+  // Printer columns come from the server's Table, evaluated on the status.
+  Output status = kubectl(
+      "patch mdep tiny-cpu --subresource=status --type=merge -p "
+      "'{\"status\":{\"replicas\":1,\"tokensPerSecond\":12.5,\"conditions\":[{\"type\":"
+      "\"Progressing\",\"status\":\"False\",\"reason\":\"Done\",\"message\":\"\","
+      "\"lastTransitionTime\":\"2026-01-01T00:00:00Z\"},{\"type\":\"Ready\",\"status\":"
+      "\"True\",\"reason\":\"AllGroupsReady\",\"message\":\"\",\"lastTransitionTime\":"
+      "\"2026-01-01T00:00:00Z\"}]}}'");
+  ASSERT_EQ(status.code, 0) << status.text;
+  Output table = kubectl("get mdep tiny-cpu");
+  ASSERT_EQ(table.code, 0) << table.text;
+  EXPECT_NE(table.text.find("TOKENS/S"), std::string::npos) << table.text;
+  EXPECT_NE(table.text.find("True"), std::string::npos) << table.text;
+  EXPECT_NE(table.text.find("12.5"), std::string::npos) << table.text;
+  EXPECT_EQ(kubectl_json("get mdep tiny-cpu")["metadata"]["generation"], 1);  // status only
+
   Output scaled = kubectl("scale mdep/tiny-cpu --replicas=3");
   ASSERT_EQ(scaled.code, 0) << scaled.text;
   object = kubectl_json("get mdep tiny-cpu");
