@@ -163,20 +163,22 @@ std::optional<nlohmann::json> Controller::get(const std::string& resource,
 std::vector<nlohmann::json> Controller::list(
     const std::string& resource, const std::string& ns,
     const std::map<std::string, std::string>& labels) const {
-  std::vector<nlohmann::json> out;
   auto it = reflectors_.find(resource);
-  if (it == reflectors_.end()) return out;
-  for (auto& object : it->second->items()) {
+  if (it == reflectors_.end()) return {};
+  // Filtered inside the cache so a reconcile copies only its own objects, not every
+  // object of the kind (which made convergence quadratic in the number of deployments).
+  return it->second->items_where([&](const nlohmann::json& object) {
     const auto& meta = object["metadata"];
-    if (meta.value("namespace", "") != ns) continue;
-    const auto& have = meta.value("labels", nlohmann::json::object());
-    bool match = true;
+    if (meta.value("namespace", "") != ns) return false;
+    if (labels.empty()) return true;
+    auto have = meta.find("labels");
+    if (have == meta.end()) return false;
     for (const auto& [k, v] : labels) {
-      if (!have.contains(k) || have[k] != v) match = false;
+      auto found = have->find(k);
+      if (found == have->end() || *found != v) return false;
     }
-    if (match) out.push_back(std::move(object));
-  }
-  return out;
+    return true;
+  });
 }
 
 }  // namespace moeserve::controller

@@ -76,6 +76,15 @@ std::vector<json> Reflector::items() const {
   return out;
 }
 
+std::vector<json> Reflector::items_where(const std::function<bool(const json&)>& match) const {
+  std::lock_guard<std::mutex> lock(mutex_);
+  std::vector<json> out;
+  for (const auto& [key, object] : cache_) {
+    if (match(object)) out.push_back(object);
+  }
+  return out;
+}
+
 std::string Reflector::resource_version() const {
   std::lock_guard<std::mutex> lock(mutex_);
   return resource_version_;

@@ -75,6 +75,10 @@ class Reflector {
   bool has_synced() const { return synced_.load(); }
   std::optional<nlohmann::json> get(const std::string& key) const;
   std::vector<nlohmann::json> items() const;
+  // Copies of the cached objects for which `match` is true; `match` runs under the
+  // cache lock and must not call back into the reflector.
+  std::vector<nlohmann::json> items_where(
+      const std::function<bool(const nlohmann::json&)>& match) const;
   std::string resource_version() const;
 
   // Counters for tests and metrics.
