@@ -280,6 +280,7 @@ std::optional<ApiError> parse_request(Endpoint endpoint, std::string_view text,
   if (auto e = read_number(body, "top_p", 0.0, 1.0, true, &out->top_p)) return e;
   if (auto e = read_stop(body, out)) return e;
   if (auto e = read_bool(body, "stream", &out->stream)) return e;
+  if (auto e = read_bool(body, "ignore_eos", &out->ignore_eos)) return e;
   if (present(body, "stream_options")) {
     const json& so = body["stream_options"];
     if (!so.is_object()) return bad("stream_options", "stream_options must be an object");

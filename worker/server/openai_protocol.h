@@ -6,6 +6,7 @@
 // out of range are a 400 invalid_request_error whose `param` names the field. Features
 // this server does not implement (echo, suffix, best_of != n, logit_bias, non-zero
 // presence/frequency penalties, tools) are refused the same way rather than ignored.
+// Extension: ignore_eos (vLLM's), for benchmarks that need fixed-length outputs.
 // `prompt` is one prompt: a string, a list of token ids, or a list holding exactly one
 // of those. Errors: {"error":{"message","type","param","code"}} with null param/code
 // when not applicable.
@@ -63,6 +64,7 @@ struct ParsedRequest {
   int32_t top_logprobs = 0;  // completions: the logprobs value; chat: top_logprobs
   bool stream = false;
   bool include_usage = false;  // stream_options.include_usage
+  bool ignore_eos = false;     // extension (as in vLLM): generate past EOS to max_tokens
 };
 
 // Parses and validates a request body; the error is a 400 naming the field.

@@ -409,7 +409,7 @@ void OpenAiApi::handle_generate(Endpoint endpoint, const http::Request& request,
   g.sampling.top_k = parsed.top_k;
   g.sampling.seed = parsed.seed.value_or(std::random_device{}());
   g.sampling.top_logprobs = parsed.top_logprobs;
-  g.sampling.stop_token_ids = prompt_.stop_token_ids;
+  if (!parsed.ignore_eos) g.sampling.stop_token_ids = prompt_.stop_token_ids;
   StatusOr<std::shared_ptr<engine::RequestStream>> stream = scheduler_.submit(std::move(g));
   if (!stream.ok()) return fail(submit_error(stream.status()));
 

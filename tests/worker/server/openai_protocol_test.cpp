@@ -28,7 +28,8 @@ TEST(ParseRequest, CompletionWithEveryParameter) {
       parse_ok(Endpoint::kCompletions,
                R"({"model":"m","prompt":"hi","max_tokens":7,"temperature":0.5,"top_p":0.9,"top_k":5,
           "seed":42,"stop":["a","bc"],"n":3,"logprobs":2,"stream":true,
-          "stream_options":{"include_usage":true},"user":"ignored","best_of":3})");
+          "stream_options":{"include_usage":true},"user":"ignored","best_of":3,
+          "ignore_eos":true})");
   EXPECT_EQ(p.model, "m");
   EXPECT_TRUE(p.prompt_is_text);
   EXPECT_EQ(p.prompt_text, "hi");
@@ -43,6 +44,7 @@ TEST(ParseRequest, CompletionWithEveryParameter) {
   EXPECT_EQ(p.top_logprobs, 2);
   EXPECT_TRUE(p.stream);
   EXPECT_TRUE(p.include_usage);
+  EXPECT_TRUE(p.ignore_eos);
 }
 
 TEST(ParseRequest, DefaultsFollowOpenAi) {
@@ -127,7 +129,7 @@ TEST(ParseRequest, WrongTypesAndRangesNameTheField) {
       {R"("presence_penalty":0.5)", "presence_penalty"},
       {R"("logit_bias":{"1":5})", "logit_bias"},
       {R"("best_of":2)", "best_of"},
-      {R"("suffix":"x")", "suffix"},
+      {R"("suffix":"x")", "suffix"}, {R"("ignore_eos":1)", "ignore_eos"},
   };
   for (const auto& [field, param] : cases) {
     const ApiError e = parse_error(Endpoint::kCompletions, R"({"prompt":"p",)" + field + "}");

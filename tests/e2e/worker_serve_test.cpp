@@ -1,0 +1,655 @@
+// End to end: `moeserve-worker serve` as a child process on a generated tiny model,
+// driven over real sockets with the project's HTTP client (and gRPC for Drain), scraped
+// by the real Prometheus server.
+#include <grpcpp/grpcpp.h>
+#include <gtest/gtest.h>
+#include <signal.h>
+
+#include <atomic>
+#include <map>
+#include <nlohmann/json.hpp>
+#include <thread>
+
+#include "common/http_client.h"
+#include "tests/support/test_util.h"
+#include "worker.grpc.pb.h"
+#include "worker/model/chat_template.h"
+#include "worker/model/tiny_model.h"
+#include "worker/model/tokenizer.h"
+
+namespace moeserve {
+namespace {
+
+using namespace std::chrono_literals;
+using moeserve::testing::free_port;
+using moeserve::testing::Process;
+using moeserve::testing::TempDir;
+using moeserve::testing::wait_until;
+using nlohmann::json;
+
+constexpr const char* kApiKey = "sk-e2e-secret";
+
+std::string worker_binary() { return moeserve::testing::bin_dir() + "/moeserve-worker"; }
+
+// A served model: the process and its address.
+struct Worker {
+  std::unique_ptr<Process> process;
+  uint16_t port = 0;
+  uint16_t grpc_port = 0;
+  std::string log;
+  std::string url(const std::string& path) const {
+    return "http://127.0.0.1:" + std::to_string(port) + path;
+  }
+};
+
+Worker start_worker(const TempDir& dir, const std::string& model_dir, const std::string& name,
+                    std::vector<std::string> extra) {
+  Worker w;
+  w.port = free_port();
+  w.log = dir.file(name + ".log");
+  std::vector<std::string> argv = {worker_binary(), "serve",  "--model",
+                                   model_dir,       "--port", std::to_string(w.port),
+                                   "--threads",     "2",      "--served-model-name",
+                                   "tiny"};
+  argv.insert(argv.end(), extra.begin(), extra.end());
+  for (size_t i = 0; i + 1 < argv.size(); ++i) {
+    if (argv[i] == "--grpc-port") w.grpc_port = static_cast<uint16_t>(std::stoi(argv[i + 1]));
+  }
+  w.process = std::make_unique<Process>(argv, w.log);
+  http::Client client;
+  const bool up = wait_until(
+      [&] {
+        auto r = client.send({"GET", w.url("/readyz"), {}, ""});
+        return r.ok() && r->status == 200;
+      },
+      30s);
+  EXPECT_TRUE(up) << moeserve::testing::read_file(w.log);
+  return w;
+}
+
+http::Headers auth() { return {{"Authorization", std::string("Bearer ") + kApiKey}}; }
+
+http::ClientResponse post(const Worker& w, const std::string& path, const json& body,
+                          http::Headers headers = auth()) {
+  http::Client client;
+  headers.emplace_back("Content-Type", "application/json");
+  auto r = client.send({"POST", w.url(path), headers, body.dump(), 60000});
+  EXPECT_TRUE(r.ok()) << r.status().to_string();
+  return r.ok() ? *r : http::ClientResponse{};
+}
+
+json post_json(const Worker& w, const std::string& path, const json& body) {
+  const http::ClientResponse r = post(w, path, body);
+  EXPECT_EQ(r.status, 200) << r.body;
+  return json::parse(r.body, nullptr, false);
+}
+
+// The data: payloads of an SSE body, [DONE] included.
+std::vector<std::string> sse_payloads(const std::string& body) {
+  std::vector<std::string> out;
+  size_t pos = 0;
+  while (true) {
+    const size_t end = body.find("\n\n", pos);
+    if (end == std::string::npos) break;
+    const std::string event = body.substr(pos, end - pos);
+    EXPECT_EQ(event.rfind("data: ", 0), 0u) << event;
+    out.push_back(event.substr(6));
+    pos = end + 2;
+  }
+  EXPECT_EQ(pos, body.size()) << "trailing bytes after the last event";
+  return out;
+}
+
+// Chunks of a streamed response (the [DONE] checked and dropped).
+std::vector<json> stream_chunks(const std::string& body) {
+  std::vector<std::string> payloads = sse_payloads(body);
+  EXPECT_FALSE(payloads.empty());
+  if (payloads.empty()) return {};
+  EXPECT_EQ(payloads.back(), "[DONE]");
+  std::vector<json> chunks;
+  for (size_t i = 0; i + 1 < payloads.size(); ++i) chunks.push_back(json::parse(payloads[i]));
+  return chunks;
+}
+
+// Text per choice index of streamed chunks (completions: text; chat: delta.content).
+std::map<int, std::string> streamed_text(const std::vector<json>& chunks) {
+  std::map<int, std::string> text;
+  for (const json& c : chunks) {
+    for (const json& choice : c["choices"]) {
+      const int i = choice["index"];
+      if (choice.contains("text")) text[i] += choice["text"].get<std::string>();
+      if (choice.contains("delta") && choice["delta"].contains("content")) {
+        text[i] += choice["delta"]["content"].get<std::string>();
+      }
+    }
+  }
+  return text;
+}
+
+// Value of a sample in a /metrics body (exact series text), or -1.
+double metric_value(const std::string& body, const std::string& series) {
+  size_t pos = 0;
+  while ((pos = body.find(series + " ", pos)) != std::string::npos) {
+    if (pos == 0 || body[pos - 1] == '\n') return std::stod(body.substr(pos + series.size() + 1));
+    pos += series.size();
+  }
+  return -1;
+}
+
+std::string scrape(const Worker& w) {
+  http::Client client;
+  auto r = client.send({"GET", w.url("/metrics"), {}, ""});
+  EXPECT_TRUE(r.ok() && r->status == 200);
+  return r.ok() ? r->body : "";
+}
+
+const std::string kLabels = "{deployment=\"e2e\",model=\"tiny\"}";
+
+class WorkerServeTest : public ::testing::Test {
+ protected:
+  static void SetUpTestSuite() {
+    dir_ = new TempDir();
+    model_dir_ = dir_->file("tiny");
+    ASSERT_TRUE(model::write_tiny_model(model_dir_, {}).ok());
+    moeserve::testing::write_file(dir_->file("api-key"), std::string(kApiKey) + "\n");
+    worker_ = new Worker(start_worker(*dir_, model_dir_, "main",
+                                      {"--api-key-file", dir_->file("api-key"), "--deployment",
+                                       "e2e", "--max-model-len", "512"}));
+    auto tokenizer = model::Tokenizer::load(model_dir_ + "/tokenizer.json");
+    ASSERT_TRUE(tokenizer.ok());
+    tokenizer_ = new model::Tokenizer(*tokenizer);
+  }
+  static void TearDownTestSuite() {
+    delete worker_;
+    delete tokenizer_;
+    delete dir_;
+  }
+
+  // The `generate` command's greedy output for a text prompt.
+  static json generate_cli(const std::string& prompt, int max_tokens) {
+    static int counter = 0;
+    const std::string out = dir_->file("generate-" + std::to_string(counter++) + ".json");
+    const std::string prompt_file = out + ".prompt";
+    moeserve::testing::write_file(prompt_file, prompt);
+    const int rc = moeserve::testing::run_command(worker_binary() + " generate --model " +
+                                                  model_dir_ + " --prompt \"$(cat " + prompt_file +
+                                                  ")\" --max-tokens " + std::to_string(max_tokens) +
+                                                  " --threads 1 --json > " + out + " 2>/dev/null");
+    EXPECT_EQ(rc, 0);
+    return json::parse(moeserve::testing::read_file(out), nullptr, false);
+  }
+
+  static json completion(const std::string& prompt, int max_tokens, json extra = json::object()) {
+    json body = {
+        {"model", "tiny"}, {"prompt", prompt}, {"max_tokens", max_tokens}, {"temperature", 0}};
+    body.update(extra);
+    return post_json(*worker_, "/v1/completions", body);
+  }
+
+  static TempDir* dir_;
+  static std::string model_dir_;
+  static Worker* worker_;
+  static model::Tokenizer* tokenizer_;
+};
+TempDir* WorkerServeTest::dir_ = nullptr;
+std::string WorkerServeTest::model_dir_;
+Worker* WorkerServeTest::worker_ = nullptr;
+model::Tokenizer* WorkerServeTest::tokenizer_ = nullptr;
+
+void expect_error(const http::ClientResponse& r, int status, const std::string& param,
+                  const std::string& code = "") {
+  EXPECT_EQ(r.status, status) << r.body;
+  EXPECT_EQ(r.header("content-type"), "application/json");
+  const json body = json::parse(r.body, nullptr, false);
+  ASSERT_TRUE(body.is_object()) << r.body;
+  ASSERT_TRUE(body.contains("error")) << r.body;
+  const json& e = body["error"];
+  EXPECT_TRUE(e["message"].is_string() && !e["message"].get<std::string>().empty());
+  EXPECT_TRUE(e["type"].is_string());
+  if (param.empty()) {
+    EXPECT_TRUE(e["param"].is_null()) << r.body;
+  } else {
+    EXPECT_EQ(e["param"], param) << r.body;
+  }
+  if (!code.empty()) {
+    EXPECT_EQ(e["code"], code) << r.body;
+  }
+}
+
+TEST_F(WorkerServeTest, GreedyCompletionEqualsTheGenerateCommand) {
+  const json expected = generate_cli("The quick brown fox", 12);
+  const json r = completion("The quick brown fox", 12);
+  EXPECT_EQ(r["object"], "text_completion");
+  EXPECT_EQ(r["model"], "tiny");
+  EXPECT_TRUE(r["id"].get<std::string>().rfind("cmpl-", 0) == 0);
+  EXPECT_TRUE(r["created"].is_number_integer());
+  ASSERT_EQ(r["choices"].size(), 1u);
+  EXPECT_EQ(r["choices"][0]["text"], expected["text"]);
+  EXPECT_EQ(r["usage"]["prompt_tokens"], expected["prompt_ids"].size());
+  EXPECT_EQ(r["usage"]["completion_tokens"], expected["tokens"].size());
+  EXPECT_EQ(r["usage"]["total_tokens"], expected["prompt_ids"].size() + expected["tokens"].size());
+  EXPECT_EQ(r["choices"][0]["finish_reason"], expected["tokens"].size() == 12 ? "length" : "stop");
+}
+
+TEST_F(WorkerServeTest, TokenIdPromptsAreFedAsGiven) {
+  const json r = post_json(*worker_, "/v1/completions",
+                           {{"prompt", {5, 6, 7, 8}}, {"max_tokens", 3}, {"temperature", 0}});
+  EXPECT_EQ(r["usage"]["prompt_tokens"], 4);
+  EXPECT_EQ(r["usage"]["completion_tokens"], 3);
+}
+
+TEST_F(WorkerServeTest, ChatStreamingAndNotGiveTheSameTextAndUsageMatchesTheTemplate) {
+  const json messages = {{{"role", "system"}, {"content", "You are terse."}},
+                         {{"role", "user"}, {"content", "Name a color."}}};
+  const json body = {{"messages", messages}, {"max_tokens", 10}, {"temperature", 0}};
+  const json whole = post_json(*worker_, "/v1/chat/completions", body);
+  EXPECT_EQ(whole["object"], "chat.completion");
+  EXPECT_EQ(whole["choices"][0]["message"]["role"], "assistant");
+
+  auto chat = model::ChatTemplate::load(model_dir_ + "/tokenizer_config.json");
+  ASSERT_TRUE(chat.ok());
+  const auto rendered =
+      chat->render({{"system", "You are terse."}, {"user", "Name a color."}}, true);
+  ASSERT_TRUE(rendered.ok());
+  EXPECT_EQ(whole["usage"]["prompt_tokens"], tokenizer_->encode(*rendered).size());
+
+  json streamed = body;
+  streamed["stream"] = true;
+  streamed["stream_options"] = {{"include_usage", true}};
+  const http::ClientResponse r = post(*worker_, "/v1/chat/completions", streamed);
+  EXPECT_EQ(r.status, 200);
+  EXPECT_EQ(r.header("content-type"), "text/event-stream");
+  const std::vector<json> chunks = stream_chunks(r.body);
+  ASSERT_GE(chunks.size(), 3u);
+  EXPECT_EQ(chunks[0]["choices"][0]["delta"]["role"], "assistant");
+  for (const json& c : chunks) {
+    EXPECT_EQ(c["object"], "chat.completion.chunk");
+    EXPECT_EQ(c["id"], chunks[0]["id"]);
+  }
+  EXPECT_EQ(streamed_text(chunks)[0], whole["choices"][0]["message"]["content"]);
+  const json& last_choice_chunk = chunks[chunks.size() - 2];
+  EXPECT_EQ(last_choice_chunk["choices"][0]["finish_reason"], whole["choices"][0]["finish_reason"]);
+  EXPECT_TRUE(last_choice_chunk["usage"].is_null());
+  EXPECT_TRUE(chunks.back()["choices"].empty());
+  EXPECT_EQ(chunks.back()["usage"], whole["usage"]);
+}
+
+TEST_F(WorkerServeTest, SeveralChoicesEachWithTheirTokens) {
+  const json r = completion("Once upon a time", 6,
+                            {{"n", 3}, {"temperature", 1.0}, {"seed", 5}, {"logprobs", 1}});
+  ASSERT_EQ(r["choices"].size(), 3u);
+  int64_t tokens = 0;
+  for (int i = 0; i < 3; ++i) {
+    EXPECT_EQ(r["choices"][i]["index"], i);
+    tokens += r["choices"][i]["logprobs"]["tokens"].size();
+  }
+  EXPECT_EQ(r["usage"]["completion_tokens"], tokens);
+  EXPECT_NE(r["choices"][0]["logprobs"]["tokens"], r["choices"][1]["logprobs"]["tokens"]);
+  // The same seed gives the same choices.
+  const json again = completion("Once upon a time", 6,
+                                {{"n", 3}, {"temperature", 1.0}, {"seed", 5}, {"logprobs", 1}});
+  EXPECT_EQ(again["choices"], r["choices"]);
+}
+
+TEST_F(WorkerServeTest, StopStringsCutTheTextAcrossTokens) {
+  const std::string prompt = "In the beginning";
+  const json free_run = completion(prompt, 24, {{"ignore_eos", true}, {"logprobs", 0}});
+  const std::string text = free_run["choices"][0]["text"];
+  const json& pieces = free_run["choices"][0]["logprobs"]["tokens"];
+  // A stop string made of the last character of one token and the first of the next.
+  std::string stop;
+  size_t start = std::string::npos;
+  for (size_t i = 3; i < pieces.size() && start == std::string::npos; ++i) {
+    const std::string a = pieces[i - 1], b = pieces[i];
+    if (a.empty() || b.empty() || (a.back() & 0x80) != 0 || (b[0] & 0x80) != 0) continue;
+    stop = std::string(1, a.back()) + b[0];
+    start = text.find(stop);
+  }
+  ASSERT_NE(start, std::string::npos) << text;
+  for (bool stream : {false, true}) {
+    json body = {{"prompt", prompt},
+                 {"max_tokens", 24},
+                 {"temperature", 0},
+                 {"ignore_eos", true},
+                 {"stop", {"never-appears", stop}},
+                 {"stream", stream}};
+    const http::ClientResponse r = post(*worker_, "/v1/completions", body);
+    ASSERT_EQ(r.status, 200);
+    std::string got;
+    std::string finish;
+    if (stream) {
+      const std::vector<json> chunks = stream_chunks(r.body);
+      got = streamed_text(chunks)[0];
+      finish = chunks.back()["choices"][0]["finish_reason"];
+    } else {
+      const json whole = json::parse(r.body);
+      got = whole["choices"][0]["text"];
+      finish = whole["choices"][0]["finish_reason"];
+      EXPECT_LT(whole["usage"]["completion_tokens"].get<int>(), 24);
+    }
+    EXPECT_EQ(got, text.substr(0, start)) << "stop '" << stop << "' stream " << stream;
+    EXPECT_EQ(finish, "stop");
+  }
+}
+
+TEST_F(WorkerServeTest, CompletionLogprobs) {
+  const json r = completion("A logprob test", 8, {{"logprobs", 3}, {"ignore_eos", true}});
+  const json& lp = r["choices"][0]["logprobs"];
+  ASSERT_EQ(lp["tokens"].size(), 8u);
+  ASSERT_EQ(lp["token_logprobs"].size(), 8u);
+  ASSERT_EQ(lp["top_logprobs"].size(), 8u);
+  ASSERT_EQ(lp["text_offset"].size(), 8u);
+  EXPECT_EQ(lp["text_offset"][0], 0);
+  std::string joined;
+  bool ascii = true;
+  for (size_t i = 0; i < 8; ++i) {
+    if (ascii) {
+      EXPECT_EQ(lp["text_offset"][i], joined.size());
+    }
+    const std::string token = lp["tokens"][i];
+    joined += token;
+    for (char ch : token) ascii = ascii && (ch & 0x80) == 0;
+    const double chosen = lp["token_logprobs"][i];
+    EXPECT_LE(chosen, 0.0);
+    EXPECT_GE(lp["top_logprobs"][i].size(), 1u);
+    EXPECT_LE(lp["top_logprobs"][i].size(), 3u);
+    for (const auto& [alternative, value] : lp["top_logprobs"][i].items()) {
+      EXPECT_LE(value.get<double>(), chosen + 1e-6) << alternative;  // greedy: the most likely
+    }
+  }
+  if (ascii) {
+    EXPECT_EQ(joined, r["choices"][0]["text"]);
+  }
+}
+
+TEST_F(WorkerServeTest, ChatLogprobs) {
+  const json r = post_json(*worker_, "/v1/chat/completions",
+                           {{"messages", {{{"role", "user"}, {"content", "hi"}}}},
+                            {"max_tokens", 4},
+                            {"temperature", 0},
+                            {"logprobs", true},
+                            {"top_logprobs", 2},
+                            {"ignore_eos", true}});
+  const json& content = r["choices"][0]["logprobs"]["content"];
+  ASSERT_EQ(content.size(), 4u);
+  for (const json& entry : content) {
+    EXPECT_TRUE(entry["token"].is_string());
+    EXPECT_TRUE(entry["bytes"].is_array());
+    EXPECT_EQ(entry["top_logprobs"].size(), 2u);
+    EXPECT_EQ(entry["top_logprobs"][0]["logprob"], entry["logprob"]);
+  }
+}
+
+TEST_F(WorkerServeTest, ModelsAndApiKey) {
+  http::Client client;
+  auto listed = client.send({"GET", worker_->url("/v1/models"), auth(), ""});
+  ASSERT_TRUE(listed.ok());
+  EXPECT_EQ(listed->status, 200);
+  const json models = json::parse(listed->body);
+  EXPECT_EQ(models["object"], "list");
+  EXPECT_EQ(models["data"][0]["id"], "tiny");
+  EXPECT_EQ(models["data"][0]["object"], "model");
+
+  auto missing = client.send({"GET", worker_->url("/v1/models"), {}, ""});
+  ASSERT_TRUE(missing.ok());
+  expect_error(*missing, 401, "", "invalid_api_key");
+  expect_error(
+      post(*worker_, "/v1/completions", {{"prompt", "x"}}, {{"Authorization", "Bearer wrong"}}),
+      401, "", "invalid_api_key");
+  // Probes and metrics need no key.
+  EXPECT_EQ(client.send({"GET", worker_->url("/healthz"), {}, ""})->status, 200);
+  EXPECT_EQ(client.send({"GET", worker_->url("/metrics"), {}, ""})->status, 200);
+}
+
+TEST_F(WorkerServeTest, BadRequestsGetOpenAiErrors) {
+  http::Client client;
+  auto malformed = client.send({"POST", worker_->url("/v1/completions"), auth(), "{\"prompt\":"});
+  ASSERT_TRUE(malformed.ok());
+  expect_error(*malformed, 400, "");
+  EXPECT_EQ(json::parse(malformed->body)["error"]["type"], "invalid_request_error");
+  expect_error(post(*worker_, "/v1/completions", {{"prompt", "x"}, {"max_tokens", "ten"}}), 400,
+               "max_tokens");
+  expect_error(post(*worker_, "/v1/chat/completions", {{"messages", "hello"}}), 400, "messages");
+  expect_error(post(*worker_, "/v1/completions", {{"prompt", "x"}, {"temperature", -1}}), 400,
+               "temperature");
+  expect_error(post(*worker_, "/v1/completions", {{"prompt", "x"}, {"max_tokens", 600}}), 400,
+               "max_tokens", "context_length_exceeded");
+  expect_error(post(*worker_, "/v1/completions", {{"prompt", {1, 100000}}}), 400, "prompt");
+  expect_error(post(*worker_, "/v1/completions", {{"model", "gpt-4"}, {"prompt", "x"}}), 404,
+               "model", "model_not_found");
+  // The worker still serves.
+  EXPECT_GT(completion("still alive", 2)["usage"]["completion_tokens"].get<int>(), 0);
+  const std::string metrics = scrape(*worker_);
+  EXPECT_GE(metric_value(metrics,
+                         "moeserve_request_errors_total{deployment=\"e2e\",model=\"tiny\","
+                         "code=\"400\"}"),
+            6);
+}
+
+TEST_F(WorkerServeTest, ThirtyTwoConcurrentStreamsAllFinishWithGreedyOutputs) {
+  const std::vector<std::string> prompts = {"Alpha beta", "Gamma delta epsilon", "Zeta",
+                                            "Eta theta iota kappa"};
+  std::vector<std::string> expected;
+  for (const std::string& p : prompts) expected.push_back(generate_cli(p, 8)["text"]);
+  constexpr int kClients = 32;
+  std::vector<std::string> got(kClients);
+  std::vector<int> statuses(kClients, 0);
+  std::vector<std::thread> threads;
+  for (int i = 0; i < kClients; ++i) {
+    threads.emplace_back([&, i] {
+      const http::ClientResponse r = post(*worker_, "/v1/completions",
+                                          {{"prompt", prompts[i % prompts.size()]},
+                                           {"max_tokens", 8},
+                                           {"temperature", 0},
+                                           {"stream", true}});
+      statuses[i] = r.status;
+      got[i] = streamed_text(stream_chunks(r.body))[0];
+    });
+  }
+  for (std::thread& t : threads) t.join();
+  for (int i = 0; i < kClients; ++i) {
+    EXPECT_EQ(statuses[i], 200);
+    EXPECT_EQ(got[i], expected[i % prompts.size()]) << "client " << i;
+  }
+}
+
+TEST_F(WorkerServeTest, RepeatedPromptHitsThePrefixCache) {
+  std::string prompt = "prefix cache check:";
+  for (int i = 0; prompt.size() < 500; ++i) prompt += " word" + std::to_string(i);
+  const int64_t prompt_tokens = 1 + static_cast<int64_t>(tokenizer_->encode(prompt).size());
+  ASSERT_GE(prompt_tokens, 129);
+  const std::string series = "moeserve_prefix_cache_hit_tokens_total" + kLabels;
+  const double before = metric_value(scrape(*worker_), series);
+  const json first = completion(prompt, 2);
+  EXPECT_EQ(metric_value(scrape(*worker_), series), before);
+  const json second = completion(prompt, 2);
+  EXPECT_EQ(second["choices"][0]["text"], first["choices"][0]["text"]);
+  const double hits = metric_value(scrape(*worker_), series) - before;
+  EXPECT_EQ(hits, static_cast<double>((prompt_tokens - 1) / 64 * 64));
+}
+
+// A second worker with tight limits: body size, queue, disconnects, drain and SIGTERM.
+TEST_F(WorkerServeTest, LimitsDisconnectDrainAndSigterm) {
+  const uint16_t grpc_port = free_port();
+  Worker w = start_worker(
+      *dir_, model_dir_, "limits",
+      {"--max-num-seqs", "1", "--max-queue", "1", "--max-body-bytes", "4096", "--grpc-port",
+       std::to_string(grpc_port), "--deployment", "e2e", "--shutdown-grace-seconds", "60"});
+  const http::Headers json_type = {{"Content-Type", "application/json"}};
+  http::Client client;
+  // 413 in OpenAI's shape.
+  auto big = client.send({"POST", w.url("/v1/completions"), json_type,
+                          json({{"prompt", std::string(5000, 'a')}}).dump()});
+  ASSERT_TRUE(big.ok());
+  expect_error(*big, 413, "", "request_too_large");
+
+  auto open_stream = [&](int max_tokens) {
+    auto s = client.open({"POST", w.url("/v1/completions"), json_type,
+                          json({{"prompt", "long running"},
+                                {"max_tokens", max_tokens},
+                                {"ignore_eos", true},
+                                {"stream", true},
+                                {"stream_options", {{"include_usage", true}}}})
+                              .dump()});
+    EXPECT_TRUE(s.ok()) << s.status().to_string();
+    return s.ok() ? std::move(s).value() : nullptr;
+  };
+  const std::string kv = "moeserve_kv_cache_usage_ratio" + kLabels;
+  const std::string running = "moeserve_num_requests_running" + kLabels;
+
+  // A client that disconnects mid-stream frees its KV blocks.
+  auto a = open_stream(4000);
+  ASSERT_NE(a, nullptr);
+  ASSERT_EQ(a->status(), 200);
+  ASSERT_TRUE(a->read_some(10000).ok());
+  EXPECT_GT(metric_value(scrape(w), kv), 0.0);
+  a->close();
+  EXPECT_TRUE(wait_until(
+      [&] {
+        const std::string m = scrape(w);
+        return metric_value(m, kv) == 0.0 && metric_value(m, running) == 0.0;
+      },
+      20s))
+      << scrape(w);
+  EXPECT_TRUE(wait_until(
+      [&] {
+        return metric_value(scrape(w),
+                            "moeserve_request_errors_total{deployment=\"e2e\","
+                            "model=\"tiny\",code=\"499\"}") == 1.0;
+      },
+      10s));
+
+  // Queue full: one running, one waiting, the third gets 429 with Retry-After.
+  auto b = open_stream(4000);
+  ASSERT_NE(b, nullptr);
+  ASSERT_TRUE(b->read_some(10000).ok());
+  auto c = open_stream(4000);
+  ASSERT_NE(c, nullptr);
+  EXPECT_EQ(c->status(), 200);
+  EXPECT_TRUE(wait_until(
+      [&] { return metric_value(scrape(w), "moeserve_num_requests_waiting" + kLabels) == 1.0; },
+      10s));
+  auto third = client.send({"POST", w.url("/v1/completions"), json_type,
+                            json({{"prompt", "x"}, {"max_tokens", 1}}).dump()});
+  ASSERT_TRUE(third.ok());
+  expect_error(*third, 429, "", "rate_limit_exceeded");
+  EXPECT_FALSE(third->header("retry-after").empty());
+  b->close();
+  c->close();
+  ASSERT_TRUE(wait_until([&] { return metric_value(scrape(w), running) == 0.0; }, 20s));
+
+  // In flight when draining starts: it must finish.
+  auto in_flight = open_stream(300);
+  ASSERT_NE(in_flight, nullptr);
+  std::string body;
+  auto first = in_flight->read_some(10000);
+  ASSERT_TRUE(first.ok());
+  body += *first;
+
+  auto stub = moeserve::v1::WorkerControl::NewStub(grpc::CreateChannel(
+      "127.0.0.1:" + std::to_string(grpc_port), grpc::InsecureChannelCredentials()));
+  grpc::ClientContext ctx;
+  moeserve::v1::DrainResponse drained;
+  ASSERT_TRUE(stub->Drain(&ctx, {}, &drained).ok());
+  EXPECT_EQ(drained.num_requests_remaining(), 1u);
+  auto refused = client.send({"POST", w.url("/v1/completions"), json_type,
+                              json({{"prompt", "x"}, {"max_tokens", 1}}).dump()});
+  ASSERT_TRUE(refused.ok());
+  expect_error(*refused, 503, "", "draining");
+  EXPECT_EQ(client.send({"GET", w.url("/readyz"), {}, ""})->status, 503);
+
+  w.process->signal(SIGTERM);
+  while (true) {
+    auto more = in_flight->read_some(30000);
+    ASSERT_TRUE(more.ok()) << more.status().to_string();
+    if (more->empty()) break;
+    body += *more;
+  }
+  const std::vector<json> chunks = stream_chunks(body);
+  ASSERT_FALSE(chunks.empty());
+  EXPECT_EQ(chunks.back()["usage"]["completion_tokens"], 300);
+  EXPECT_EQ(w.process->wait(30s), 0) << moeserve::testing::read_file(w.log);
+}
+
+// Prometheus scrapes a worker; its token counters equal the usage the clients received.
+TEST_F(WorkerServeTest, PrometheusScrapeMatchesTheUsageSent) {
+  constexpr const char* kPrometheus = "/usr/bin/prometheus";
+  ASSERT_EQ(access(kPrometheus, X_OK), 0) << "install the Debian package prometheus";
+  Worker w = start_worker(*dir_, model_dir_, "scraped", {"--deployment", "e2e"});
+  int64_t prompt_tokens = 0, completion_tokens = 0;
+  for (int i = 0; i < 4; ++i) {
+    json body = {
+        {"prompt", "count me " + std::to_string(i)}, {"max_tokens", 3 + i}, {"temperature", 0}};
+    if (i % 2 == 1) {
+      body["stream"] = true;
+      body["stream_options"] = {{"include_usage", true}};
+    }
+    const http::ClientResponse r = post(w, "/v1/completions", body, {});
+    ASSERT_EQ(r.status, 200);
+    const json usage =
+        i % 2 == 1 ? stream_chunks(r.body).back()["usage"] : json::parse(r.body)["usage"];
+    prompt_tokens += usage["prompt_tokens"].get<int64_t>();
+    completion_tokens += usage["completion_tokens"].get<int64_t>();
+  }
+  const json chat = post_json(w, "/v1/chat/completions",
+                              {{"messages", {{{"role", "user"}, {"content", "hey"}}}},
+                               {"max_tokens", 4},
+                               {"n", 2},
+                               {"temperature", 0.7},
+                               {"seed", 1}});
+  prompt_tokens += chat["usage"]["prompt_tokens"].get<int64_t>();
+  completion_tokens += chat["usage"]["completion_tokens"].get<int64_t>();
+
+  const uint16_t prom_port = free_port();
+  moeserve::testing::write_file(
+      dir_->file("prometheus.yml"),
+      "global:\n  scrape_interval: 1s\nscrape_configs:\n  - job_name: worker\n"
+      "    static_configs:\n      - targets: ['127.0.0.1:" +
+          std::to_string(w.port) + "']\n");
+  Process prometheus({kPrometheus, "--config.file=" + dir_->file("prometheus.yml"),
+                      "--storage.tsdb.path=" + dir_->file("prom-data"),
+                      "--web.listen-address=127.0.0.1:" + std::to_string(prom_port)},
+                     dir_->file("prometheus.log"));
+  http::Client client;
+  auto query = [&](const std::string& promql) -> std::string {
+    std::string encoded;
+    for (char ch : promql) {
+      char buf[4];
+      std::snprintf(buf, sizeof buf, "%%%02X", static_cast<unsigned char>(ch));
+      encoded += std::isalnum(static_cast<unsigned char>(ch)) ? std::string(1, ch) : buf;
+    }
+    auto r = client.send(
+        {"GET",
+         "http://127.0.0.1:" + std::to_string(prom_port) + "/api/v1/query?query=" + encoded,
+         {},
+         ""});
+    if (!r.ok() || r->status != 200) return "";
+    const json j = json::parse(r->body, nullptr, false);
+    if (j.is_discarded() || j["data"]["result"].empty()) return "";
+    return j["data"]["result"][0]["value"][1];
+  };
+  std::string prompt_series;
+  ASSERT_TRUE(wait_until(
+      [&] {
+        prompt_series = query(
+            "moeserve_prompt_tokens_total{job=\"worker\",deployment=\"e2e\","
+            "model=\"tiny\"}");
+        return !prompt_series.empty();
+      },
+      60s))
+      << moeserve::testing::read_file(dir_->file("prometheus.log"));
+  EXPECT_EQ(prompt_series, std::to_string(prompt_tokens));
+  EXPECT_EQ(query("moeserve_generation_tokens_total{job=\"worker\"}"),
+            std::to_string(completion_tokens));
+  EXPECT_EQ(query("sum(moeserve_request_success_total{job=\"worker\"})"), "5");
+  EXPECT_EQ(query("moeserve_worker_info{job=\"worker\"}"), "1");
+  EXPECT_NE(query("count(moeserve_expert_tokens_total{job=\"worker\"} > 0)"), "");
+  EXPECT_NE(query("moeserve_time_to_first_token_seconds_count{job=\"worker\"}"), "");
+  prometheus.signal(SIGTERM);
+  EXPECT_EQ(prometheus.wait(30s), 0);
+  w.process->signal(SIGTERM);
+  EXPECT_EQ(w.process->wait(30s), 0);
+}
+
+}  // namespace
+}  // namespace moeserve
