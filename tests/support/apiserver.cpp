@@ -1700,11 +1700,16 @@ uint16_t ApiServer::port() const { return server_ ? server_->port() : 0; }
 
 std::string ApiServer::url() const { return "http://127.0.0.1:" + std::to_string(port()); }
 
-std::string ApiServer::kubeconfig(const std::string& namespace_name) const {
-  return "apiVersion: v1\nkind: Config\nclusters:\n- name: test\n  cluster:\n    server: " + url() +
+std::string test_kubeconfig(const std::string& server_url, const std::string& namespace_name) {
+  return "apiVersion: v1\nkind: Config\nclusters:\n- name: test\n  cluster:\n    server: " +
+         server_url +
          "\ncontexts:\n- name: test\n  context:\n    cluster: test\n    user: test\n"
          "    namespace: " +
          namespace_name + "\nusers:\n- name: test\n  user: {}\ncurrent-context: test\n";
+}
+
+std::string ApiServer::kubeconfig(const std::string& namespace_name) const {
+  return test_kubeconfig(url(), namespace_name);
 }
 
 void ApiServer::drop_watches() {

@@ -59,6 +59,10 @@ struct ApiServerOptions {
   int handler_threads = 128;    // bounds concurrent requests, watches included
 };
 
+// A kubeconfig (YAML) whose current context points at `server_url` with no credentials.
+std::string test_kubeconfig(const std::string& server_url,
+                            const std::string& namespace_name = "default");
+
 class ApiServer {
  public:
   explicit ApiServer(ApiServerOptions options = {});

@@ -8,6 +8,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "tests/support/apiserver.h"
 #include "tests/support/test_util.h"
 
 namespace moeserve::kube {
@@ -51,13 +52,7 @@ class KubectlTest : public ::testing::Test {
                                                            "--bookmark-interval-ms", "200"},
                                   dir_.file("apiserver.log"));
     url_ = "http://127.0.0.1:" + std::to_string(port);
-    write_file(dir_.file("kubeconfig"),
-               "apiVersion: v1\nkind: Config\nclusters:\n- name: t\n"
-               "  cluster:\n    server: " +
-                   url_ +
-                   "\ncontexts:\n- name: t\n  context: {cluster: t, "
-                   "user: t, namespace: default}\nusers:\n- name: t\n"
-                   "  user: {}\ncurrent-context: t\n");
+    write_file(dir_.file("kubeconfig"), moeserve::testing::test_kubeconfig(url_));
     ASSERT_TRUE(
         wait_until([&] { return kubectl("version").code == 0; }, std::chrono::milliseconds(10000)))
         << moeserve::testing::read_file(dir_.file("apiserver.log"));
