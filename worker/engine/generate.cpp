@@ -10,6 +10,7 @@
 #include <nlohmann/json.hpp>
 
 #include "common/flags.h"
+#include "worker/engine/group_generate.h"
 #include "worker/model/weights.h"
 
 namespace moeserve::engine {
@@ -67,14 +68,24 @@ struct GenerateFlags {
   int64_t kv_cache_tokens = 0;
   bool json = false;
   bool logits = false;
+  bool ignore_eos = false;
+  GroupFlags group;  // --batch-file and expert parallelism (group_generate.h)
 };
 
 Status run_generate(const GenerateFlags& f, const FlagSet& flags) {
   if (f.model.empty()) return invalid_argument_error("--model is required");
-  if (flags.is_set("prompt") == flags.is_set("prompt-ids")) {
-    return invalid_argument_error("give exactly one of --prompt and --prompt-ids");
+  const bool batch = flags.is_set("batch-file");
+  if (flags.is_set("prompt") + flags.is_set("prompt-ids") + batch != 1) {
+    return invalid_argument_error("give exactly one of --prompt, --prompt-ids and --batch-file");
   }
   if (f.max_tokens < 0) return invalid_argument_error("--max-tokens must be >= 0");
+  // The group forms before loading, so the rendezvous timeout covers start-up skew only.
+  std::unique_ptr<parallel::Group> group;
+  if (wants_group(flags)) {
+    MOESERVE_ASSIGN_OR_RETURN(group, join_group(f.group));
+  } else if (flags.is_set("placement")) {
+    return invalid_argument_error("--placement needs --world-size and --leader");
+  }
 
   MOESERVE_ASSIGN_OR_RETURN(
       model::LoadedModel loaded,
@@ -89,7 +100,11 @@ Status run_generate(const GenerateFlags& f, const FlagSet& flags) {
   }
 
   GenerateRequest request;
-  if (flags.is_set("prompt-ids")) {
+  std::vector<std::vector<int32_t>> batch_prompts;
+  if (batch) {
+    MOESERVE_ASSIGN_OR_RETURN(batch_prompts, read_batch_file(f.group.batch_file));
+    request.prompt = batch_prompts[0];
+  } else if (flags.is_set("prompt-ids")) {
     MOESERVE_ASSIGN_OR_RETURN(std::vector<int64_t> ids, parse_int_list(f.prompt_ids));
     for (int64_t id : ids) request.prompt.push_back(static_cast<int32_t>(id));
   } else {
@@ -108,16 +123,53 @@ Status run_generate(const GenerateFlags& f, const FlagSet& flags) {
   request.sampling.top_k = static_cast<int32_t>(f.top_k);
   request.sampling.seed = static_cast<uint64_t>(f.seed);
   for (int64_t eos : config.eos_token_ids) {
-    request.sampling.stop_token_ids.push_back(static_cast<int32_t>(eos));
+    if (!f.ignore_eos) request.sampling.stop_token_ids.push_back(static_cast<int32_t>(eos));
   }
   MOESERVE_RETURN_IF_ERROR(validate(request.sampling));
 
+  std::vector<GenerateRequest> requests;
+  for (const std::vector<int32_t>& prompt : batch_prompts) {
+    requests.push_back(request);
+    requests.back().prompt = prompt;
+  }
+  if (requests.empty()) requests.push_back(request);
+  int64_t needed_tokens = 0;
+  for (const GenerateRequest& r : requests) {
+    // Each sequence holds whole blocks.
+    const int64_t tokens = static_cast<int64_t>(r.prompt.size()) + f.max_tokens;
+    needed_tokens += (tokens + kBlockSize - 1) / kBlockSize * kBlockSize;
+  }
+
   EngineOptions options;
   options.threads = static_cast<int>(f.threads);
-  options.kv_cache_tokens = f.kv_cache_tokens > 0
-                                ? f.kv_cache_tokens
-                                : static_cast<int64_t>(request.prompt.size()) + f.max_tokens;
+  options.kv_cache_tokens = f.kv_cache_tokens > 0 ? f.kv_cache_tokens : needed_tokens;
   MOESERVE_ASSIGN_OR_RETURN(std::unique_ptr<Engine> engine, Engine::create(shared, options));
+
+  auto print_json = [&](const std::vector<int32_t>& prompt, const GenerateResult& result) {
+    nlohmann::json out;
+    out["prompt_ids"] = prompt;
+    out["tokens"] = result.tokens;
+    if (tokenizer.has_value()) {
+      out["text"] = tokenizer->decode(result.tokens, /*skip_special=*/true);
+    }
+    if (f.logits) out["logits"] = result.prompt_logits;
+    std::cout << out.dump() << '\n';
+  };
+  if (batch || group != nullptr) {
+    MOESERVE_ASSIGN_OR_RETURN(std::vector<GenerateResult> results,
+                              generate_in_group(*engine, group.get(), requests, f.group.placement));
+    for (size_t i = 0; i < results.size(); ++i) {
+      if (f.json) {
+        print_json(requests[i].prompt, results[i]);
+      } else if (tokenizer.has_value()) {
+        std::cout << tokenizer->decode(results[i].tokens, /*skip_special=*/true) << '\n';
+      } else {
+        for (int32_t token : results[i].tokens) std::cout << token << ' ';
+        std::cout << '\n';
+      }
+    }
+    return ok_status();
+  }
 
   // Plain output streams the text (or the ids without a tokenizer) as it is produced.
   std::optional<model::IncrementalDecoder> stream;
@@ -137,12 +189,7 @@ Status run_generate(const GenerateFlags& f, const FlagSet& flags) {
     std::cout << '\n';
     return ok_status();
   }
-  nlohmann::json out;
-  out["prompt_ids"] = request.prompt;
-  out["tokens"] = result.tokens;
-  if (tokenizer.has_value()) out["text"] = tokenizer->decode(result.tokens, /*skip_special=*/true);
-  if (f.logits) out["logits"] = result.prompt_logits;
-  std::cout << out.dump() << '\n';
+  print_json(request.prompt, result);
   return ok_status();
 }
 
@@ -205,6 +252,9 @@ int run_generate_command(const std::vector<std::string>& args) {
                 "KV cache capacity in tokens; 0 is prompt + max-tokens");
   flags.add_bool("json", &f.json, "print one JSON object");
   flags.add_bool("logits", &f.logits, "with --json: add the logits at the last prompt position");
+  flags.add_bool("ignore-eos", &f.ignore_eos,
+                 "do not stop at the model's EOS tokens (always generate --max-tokens)");
+  add_group_flags(flags, &f.group);
   if (Status s = flags.parse(args); !s.ok()) {
     std::cerr << "generate: " << s.message() << "\n" << flags.help();
     return 2;
