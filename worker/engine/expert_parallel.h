@@ -92,4 +92,29 @@ class ExpertParallelStepper : public GroupStepper {
   ExpertParallelDispatcher& dispatcher_;
 };
 
+// Serving with every request on rank 0 (rank 0's scheduler owns the batch; the other
+// ranks only lend their experts). Before each engine step rank 0 broadcasts the step
+// kind; followers answer each kForward with idle_step(). While idle, rank 0 sends a
+// heartbeat at least every collective timeout / 3 so the followers' wait never times
+// out; kStop ends follow_leader() with ok. A lost leader fails the follower's wait (and
+// a lost follower fails rank 0's next step) within the collective timeout.
+enum class StepKind : int64_t { kForward = 1, kHeartbeat = 2, kStop = 3 };
+
+// Rank 0 side. Not thread-safe: the scheduler thread calls it, before each
+// engine.forward(), when idle, and once at shutdown.
+class LeaderStepper {
+ public:
+  explicit LeaderStepper(parallel::Communicator& comm) : comm_(comm) {}
+  Status begin_forward() { return send(StepKind::kForward); }
+  Status heartbeat() { return send(StepKind::kHeartbeat); }
+  Status stop() { return send(StepKind::kStop); }
+
+ private:
+  Status send(StepKind kind);
+  parallel::Communicator& comm_;
+};
+
+// Ranks > 0: runs until rank 0 sends kStop (ok) or a collective fails.
+Status follow_leader(parallel::Communicator& comm, ExpertParallelDispatcher& dispatcher);
+
 }  // namespace moeserve::engine

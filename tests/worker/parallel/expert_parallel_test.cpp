@@ -160,3 +160,60 @@ INSTANTIATE_TEST_SUITE_P(
 
 }  // namespace
 }  // namespace moeserve::engine
+
+namespace moeserve::engine {
+namespace {
+
+// Serving shape: all sequences on rank 0, rank 1 follows; logits equal one engine's.
+TEST(LeaderFollower, RankZeroForwardsWhileRankOneLendsItsExperts) {
+  moeserve::testing::TempDir dir;
+  auto model = testing::make_tiny_model(dir.path(), model::Architecture::kDeepseekV3,
+                                        model::WeightPrecision::kFp8, 5);
+  ASSERT_NE(model, nullptr);
+  const std::vector<int32_t> prompt = testing::test_prompt(9, 512);
+  std::vector<float> want;
+  {
+    auto engine = testing::make_engine(model);
+    SequenceKv seq;
+    want = testing::forward_all(*engine, seq, prompt);
+    engine->kv_cache().release(seq);
+  }
+  const uint16_t port = moeserve::testing::free_port();
+  std::vector<float> got;
+  auto rank_main = [&](int rank) {
+    parallel::GroupOptions o;
+    o.rank = rank;
+    o.world_size = 2;
+    o.leader = "127.0.0.1:" + std::to_string(port);
+    auto group = parallel::Group::join(o);
+    ASSERT_TRUE(group.ok()) << group.status().to_string();
+    auto engine = testing::make_engine(model);
+    auto placement = parallel::ExpertPlacement::contiguous(2, model->config.n_routed_experts,
+                                                           moe_layers(model->config));
+    ASSERT_TRUE(placement.ok());
+    auto dispatcher =
+        attach_expert_parallel(*engine, (*group)->comm(), std::move(placement).value());
+    ASSERT_TRUE(dispatcher.ok()) << dispatcher.status().to_string();
+    if (rank == 1) {
+      EXPECT_TRUE(follow_leader((*group)->comm(), **dispatcher).ok());
+      return;
+    }
+    LeaderStepper leader((*group)->comm());
+    ASSERT_TRUE(leader.heartbeat().ok());
+    ASSERT_TRUE(leader.begin_forward().ok());
+    SequenceKv seq;
+    got = testing::forward_all(*engine, seq, prompt);
+    engine->kv_cache().release(seq);
+    ASSERT_TRUE(leader.stop().ok());
+  };
+  std::thread follower(rank_main, 1);
+  rank_main(0);
+  follower.join();
+  ASSERT_EQ(got.size(), want.size());
+  float worst = 0.0f;
+  for (size_t i = 0; i < got.size(); ++i) worst = std::max(worst, std::fabs(got[i] - want[i]));
+  EXPECT_LE(worst, 1e-4f);
+}
+
+}  // namespace
+}  // namespace moeserve::engine
