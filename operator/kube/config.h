@@ -50,7 +50,8 @@ StatusOr<Config> load_kubeconfig(const std::string& path, const std::string& con
 StatusOr<Config> in_cluster_config(const std::string& root = std::string(kServiceAccountDir));
 
 // The operator's default: `kubeconfig_path` when given, else in-cluster when
-// KUBERNETES_SERVICE_HOST is set, else $KUBECONFIG, else ~/.kube/config.
+// KUBERNETES_SERVICE_HOST is set, else the first path of $KUBECONFIG (no merging), else
+// ~/.kube/config.
 StatusOr<Config> load_default_config(const std::string& kubeconfig_path);
 
 // TLS options of the HTTP client for this configuration.
