@@ -619,6 +619,9 @@ void Server::Impl::do_accept() {
                             beast::error_code ignored;
                             socket.close(ignored);
                           } else {
+                            // Streams send many small chunks: no Nagle delay between them.
+                            beast::error_code ignored;
+                            socket.set_option(tcp::no_delay(true), ignored);
                             auto session = std::make_shared<Session>(std::move(socket), self);
                             self->register_session(session);
                             session->start();

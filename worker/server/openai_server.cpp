@@ -208,7 +208,11 @@ class Generation {
       delta.index = i;
       delta.finish_reason = finish_[i];
       if (!delta.finish_reason.empty()) reported_finish_.insert(i);
-      if (delta.text.empty() && delta.logprobs.empty() && delta.finish_reason.empty()) continue;
+      // One chunk per token group, even when its text is still held back (a partial
+      // UTF-8 character or a possible stop string), so clients see progress.
+      const bool new_tokens = texts_[i].tokens() > streamed_tokens_[i];
+      streamed_tokens_[i] = texts_[i].tokens();
+      if (!new_tokens && delta.finish_reason.empty()) continue;
       if (!responder.write(sse_event(stream_chunk(endpoint_, meta_, delta, /*first=*/false,
                                                   parsed_.logprobs, parsed_.include_usage)))) {
         return false;
@@ -226,6 +230,7 @@ class Generation {
   std::vector<ChoiceText> texts_;
   std::vector<std::string> finish_;  // "" until the choice ended
   std::set<int32_t> reported_finish_;
+  std::vector<int64_t> streamed_tokens_ = std::vector<int64_t>(parsed_.n, 0);
   Status error_;
   std::optional<double> ttft_;
   Clock::TimePoint last_token_;
