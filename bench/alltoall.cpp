@@ -13,7 +13,8 @@
 //    in the same run (the floor a shared-memory transport could reach).
 // 2. Tiny model (generated, BF16), the same 4-prompt batch decoded for 32 steps by one
 //    engine, and by 2 expert-parallel ranks (2 prompts each): ms per decode step and the
-//    difference, i.e. what the collectives add per step (1 thread per rank).
+//    difference, i.e. what the collectives add per step (1 thread per rank), and the
+//    latency of one small collective, which that overhead is made of.
 // Usage: bench-alltoall [--quick]
 #include <algorithm>
 #include <chrono>
@@ -220,10 +221,23 @@ void bench_tiny_steps(bool quick) {
   const int steps = quick ? 8 : 64;
   const double one = ms_per_step(model, nullptr, steps);
   const double two = on_ranks(2, [&](Group& g) { return ms_per_step(model, &g, steps); });
+  // One small collective (the 8-byte count exchange each MoE layer starts with): an EP
+  // decode step runs 1 + 3 per MoE layer of these round trips.
+  const int calls = quick ? 20 : 200;
+  const double latency_us = on_ranks(2, [&](Group& g) {
+    const std::vector<int64_t> counts(2, 8);
+    check(moeserve::parallel::exchange_counts(g.comm(), counts).status());
+    const auto start = Clock::now();
+    for (int i = 0; i < calls; ++i) {
+      check(moeserve::parallel::exchange_counts(g.comm(), counts).status());
+    }
+    return seconds_since(start) / calls * 1e6;
+  });
   std::printf("\ntiny model (%ld MoE layers), 4 sequences, %d decode steps, 1 thread per rank\n",
               static_cast<long>(moeserve::engine::moe_layers(model->config).size()), steps);
   std::printf("1 rank : %8.3f ms/step\n2 ranks: %8.3f ms/step (overhead %+.3f ms/step)\n", one, two,
               two - one);
+  std::printf("one 8-byte all-to-all between 2 ranks: %.1f us\n", latency_us);
 }
 
 }  // namespace
