@@ -1,0 +1,47 @@
+// The local platform's plan: the processes that run a ModelDeployment on this machine
+// instead of a cluster (the embedded default for demos and development). Pure.
+//
+// Group g of the deployment becomes `expertParallel` moeserve-worker processes (one per
+// rank, whatever ranksPerPod says: a process is the local stand-in for a rank), all on
+// `host`. Ports, with stride = max(10, ranks + 2) per group:
+//   rank r of group g serves HTTP on base_port + g*stride + r,
+//   rank 0 of group g is the group's leader (rendezvous) on base_port + g*stride + stride-1.
+// Ranks get the same flags and environment a pod would (MOESERVE_RANK,
+// MOESERVE_WORLD_SIZE, MOESERVE_LEADER_ADDR, MOESERVE_DEPLOYMENT).
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "operator/deployment/types.h"
+
+namespace moeserve::local {
+
+struct LocalOptions {
+  std::string model_dir;  // overrides spec.model.source
+  std::string worker_binary = "moeserve-worker";
+  std::string host = "127.0.0.1";
+  uint16_t base_port = 8100;
+  int64_t threads_per_rank = 1;
+};
+
+struct RankProcess {
+  int32_t group = 0;
+  int32_t rank = 0;
+  uint16_t http_port = 0;
+  std::vector<std::string> argv;
+  std::vector<std::string> env;  // NAME=value, added to the inherited environment
+};
+
+struct GroupProcesses {
+  int32_t group = 0;
+  std::string endpoint;  // rank 0's base URL: http://host:port
+  std::vector<RankProcess> ranks;
+};
+
+// Precondition: md.valid().
+std::vector<GroupProcesses> local_processes(const op::ModelDeployment& md, int32_t groups,
+                                            const LocalOptions& options);
+
+}  // namespace moeserve::local

@@ -1,0 +1,120 @@
+#include "operator/local/run_local.h"
+
+#include <condition_variable>
+#include <filesystem>
+#include <iostream>
+#include <mutex>
+
+#include "common/flags.h"
+#include "common/log.h"
+#include "common/process.h"
+#include "common/signals.h"
+#include "common/yaml_json.h"
+#include "operator/deployment/plan.h"
+#include "operator/local/local_runner.h"
+
+namespace moeserve::local {
+
+int run_local(const std::vector<std::string>& args) {
+  std::string file;
+  std::string model;
+  std::string host = "127.0.0.1";
+  int64_t port = 8000;
+  int64_t base_port = 8100;
+  int64_t replicas = -1;
+  int64_t threads = 1;
+  std::string worker = executable_dir() + "/moeserve-worker";
+  std::string logs_dir;
+  double grace_s = 10;
+  FlagSet flags("moeserve-operator local -f FILE [--model DIR] [flags]",
+                "Runs a ModelDeployment on this machine: each group's ranks as local\n"
+                "moeserve-worker processes, supervised (a lost rank restarts its group), behind\n"
+                "one OpenAI endpoint that spreads requests over ready groups.");
+  flags.add_string("f", &file, "ModelDeployment YAML (e.g. deploy/examples/tiny-cpu.yaml)");
+  flags.add_string("model", &model, "model folder (default: spec.model.source)");
+  flags.add_string("host", &host, "address of the endpoint and the workers");
+  flags.add_int("port", &port, "OpenAI endpoint port");
+  flags.add_int("base-port", &base_port, "first worker port");
+  flags.add_int("replicas", &replicas, "groups to run (default: spec.replicas)");
+  flags.add_int("threads-per-rank", &threads, "compute threads per worker");
+  flags.add_string("worker", &worker, "moeserve-worker binary");
+  flags.add_string("logs-dir", &logs_dir, "worker logs folder (default: inherit stderr)");
+  flags.add_double("grace-seconds", &grace_s, "time workers get to finish on shutdown");
+  if (Status s = flags.parse(args); !s.ok()) {
+    std::cerr << "moeserve-operator local: " << s.to_string() << "\n";
+    return 2;
+  }
+  if (flags.help_requested()) {
+    std::cout << flags.help();
+    return 0;
+  }
+  if (file.empty()) {
+    std::cerr << "moeserve-operator local: -f FILE is required\n";
+    return 2;
+  }
+  auto docs = load_yaml_documents(file);
+  if (!docs.ok() || docs->size() != 1) {
+    std::cerr << "moeserve-operator local: " << file << ": "
+              << (docs.ok() ? "expected one ModelDeployment" : docs.status().to_string()) << "\n";
+    return 2;
+  }
+  nlohmann::json object = (*docs)[0];
+  if (object.value("kind", "") != "ModelDeployment") {
+    std::cerr << "moeserve-operator local: " << file << ": kind is \"" << object.value("kind", "")
+              << "\", expected ModelDeployment\n";
+    return 2;
+  }
+  if (!object["metadata"].contains("namespace")) object["metadata"]["namespace"] = "local";
+  op::ModelDeployment md = op::parse_model_deployment(object);
+  if (!md.valid()) {
+    std::cerr << "moeserve-operator local: " << file << " is invalid:\n";
+    for (const auto& e : md.errors) std::cerr << "  " << e.path << ": " << e.message << "\n";
+    return 2;
+  }
+  if (!model.empty() && !std::filesystem::exists(model + "/config.json")) {
+    std::cerr << "moeserve-operator local: --model " << model << ": no config.json there\n";
+    return 2;
+  }
+  int32_t groups =
+      replicas >= 0 ? static_cast<int32_t>(replicas) : op::desired_replicas(md.spec, std::nullopt);
+  LocalOptions options;
+  options.model_dir = model;
+  options.worker_binary = worker;
+  options.host = host;
+  options.base_port = static_cast<uint16_t>(base_port);
+  options.threads_per_rank = threads;
+
+  std::mutex mutex;
+  std::condition_variable cv;
+  bool stop = false;
+  install_shutdown_signals([&](int signo) {
+    log::info("shutdown signal received", {{"signal", signo}});
+    std::lock_guard<std::mutex> lock(mutex);
+    stop = true;
+    cv.notify_all();
+  });
+
+  PosixLauncher launcher;
+  RunnerOptions runner_options;
+  runner_options.front_host = host;
+  runner_options.front_port = static_cast<uint16_t>(port);
+  runner_options.logs_dir = logs_dir;
+  runner_options.grace = std::chrono::milliseconds(static_cast<int64_t>(grace_s * 1000));
+  LocalRunner runner(local_processes(md, groups, options), md.metadata.name, runner_options,
+                     &launcher);
+  if (Status s = runner.start(); !s.ok()) {
+    log::error("local: cannot start", {{"error", s.to_string()}});
+    return 1;
+  }
+  log::info("local: serving",
+            {{"deployment", md.metadata.name},
+             {"groups", groups},
+             {"endpoint", "http://" + host + ":" + std::to_string(runner.front_port()) + "/v1"}});
+  std::unique_lock<std::mutex> lock(mutex);
+  cv.wait(lock, [&] { return stop; });
+  lock.unlock();
+  runner.stop();
+  return 0;
+}
+
+}  // namespace moeserve::local

@@ -1,0 +1,80 @@
+#include "operator/local/local_plan.h"
+
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <set>
+
+namespace moeserve::local {
+namespace {
+
+op::ModelDeployment deployment(int expert_parallel, int ranks_per_pod) {
+  nlohmann::json object = {
+      {"apiVersion", "moeserve.io/v1alpha1"},
+      {"kind", "ModelDeployment"},
+      {"metadata", {{"name", "demo"}, {"namespace", "local"}, {"uid", "u"}}},
+      {"spec",
+       {{"model", {{"source", "/models/tiny"}, {"servedModelName", "tiny"}}},
+        {"replicas", 2},
+        {"parallelism", {{"expertParallel", expert_parallel}, {"ranksPerPod", ranks_per_pod}}},
+        {"worker", {{"image", "w"}, {"extraArgs", {"--max-num-seqs", "8"}}}}}}};
+  op::ModelDeployment md = op::parse_model_deployment(object);
+  EXPECT_TRUE(md.valid()) << op::join_errors(md.errors);
+  return md;
+}
+
+bool has_env(const RankProcess& p, const std::string& entry) {
+  return std::find(p.env.begin(), p.env.end(), entry) != p.env.end();
+}
+
+TEST(LocalPlan, OneProcessPerRankWithGroupEnvironment) {
+  LocalOptions options;
+  options.worker_binary = "/bin/moeserve-worker";
+  options.base_port = 9000;
+  auto groups = local_processes(deployment(4, 2), 2, options);
+  ASSERT_EQ(groups.size(), 2u);
+  std::set<uint16_t> ports;
+  for (const auto& g : groups) {
+    ASSERT_EQ(g.ranks.size(), 4u) << "a process per rank, whatever ranksPerPod says";
+    for (const auto& r : g.ranks) {
+      ports.insert(r.http_port);
+      EXPECT_EQ(r.argv[0], "/bin/moeserve-worker");
+      EXPECT_EQ(r.argv[1], "serve");
+      EXPECT_TRUE(has_env(r, "MOESERVE_RANK=" + std::to_string(r.rank)));
+      EXPECT_TRUE(has_env(r, "MOESERVE_WORLD_SIZE=4"));
+      EXPECT_TRUE(has_env(r, "MOESERVE_DEPLOYMENT=demo"));
+      auto grpc = std::find(r.argv.begin(), r.argv.end(), "--grpc-port");
+      ASSERT_NE(grpc, r.argv.end());
+      EXPECT_EQ(*(grpc + 1), "-1");  // no gRPC port for local ranks
+    }
+  }
+  EXPECT_EQ(ports.size(), 8u) << "every rank has its own port";
+  EXPECT_EQ(groups[0].endpoint, "http://127.0.0.1:9000");
+  EXPECT_EQ(groups[1].endpoint, "http://127.0.0.1:9010");
+  EXPECT_TRUE(has_env(groups[1].ranks[3], "MOESERVE_LEADER_ADDR=127.0.0.1:9019"));
+}
+
+TEST(LocalPlan, SingleRankGroupsNeedNoRendezvous) {
+  auto groups = local_processes(deployment(1, 1), 1, {});
+  ASSERT_EQ(groups.size(), 1u);
+  ASSERT_EQ(groups[0].ranks.size(), 1u);
+  for (const auto& e : groups[0].ranks[0].env) {
+    EXPECT_EQ(e.find("MOESERVE_LEADER_ADDR"), std::string::npos);
+  }
+}
+
+TEST(LocalPlan, ModelOverrideAndExtraArgs) {
+  LocalOptions options;
+  options.model_dir = "/tmp/m";
+  auto groups = local_processes(deployment(1, 1), 1, options);
+  const auto& argv = groups[0].ranks[0].argv;
+  auto model = std::find(argv.begin(), argv.end(), "--model");
+  ASSERT_NE(model, argv.end());
+  EXPECT_EQ(*(model + 1), "/tmp/m");
+  EXPECT_NE(std::find(argv.begin(), argv.end(), "--max-num-seqs"), argv.end());
+  auto name = std::find(argv.begin(), argv.end(), "--served-model-name");
+  EXPECT_EQ(*(name + 1), "tiny");
+}
+
+}  // namespace
+}  // namespace moeserve::local
