@@ -1,6 +1,7 @@
 #include "common/http_client.h"
 
 #include <cctype>
+#include <limits>
 #include <mutex>
 #include <optional>
 
@@ -163,7 +164,9 @@ class StreamImpl : public ResponseStream {
  public:
   StreamImpl(std::unique_ptr<Connection> conn, int64_t default_timeout_ms)
       : conn_(std::move(conn)), default_timeout_ms_(default_timeout_ms) {
-    parser_.body_limit(boost::none);  // streams are unbounded (a watch runs for minutes)
+    // Streams are unbounded (a watch runs for minutes). Not boost::none: Beast 1.74
+    // compares a Content-Length against an empty optional as "over the limit".
+    parser_.body_limit(std::numeric_limits<std::uint64_t>::max());
   }
 
   Status read_headers(int64_t timeout_ms) {

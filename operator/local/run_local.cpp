@@ -30,7 +30,8 @@ int run_local(const std::vector<std::string>& args) {
                 "Runs a ModelDeployment on this machine: each group's ranks as local\n"
                 "moeserve-worker processes, supervised (a lost rank restarts its group), behind\n"
                 "one OpenAI endpoint that spreads requests over ready groups.");
-  flags.add_string("f", &file, "ModelDeployment YAML (e.g. deploy/examples/tiny-cpu.yaml)");
+  flags.add_string("file", &file,
+                   "ModelDeployment YAML, also -f (e.g. deploy/examples/tiny-cpu.yaml)");
   flags.add_string("model", &model, "model folder (default: spec.model.source)");
   flags.add_string("host", &host, "address of the endpoint and the workers");
   flags.add_int("port", &port, "OpenAI endpoint port");
@@ -40,7 +41,11 @@ int run_local(const std::vector<std::string>& args) {
   flags.add_string("worker", &worker, "moeserve-worker binary");
   flags.add_string("logs-dir", &logs_dir, "worker logs folder (default: inherit stderr)");
   flags.add_double("grace-seconds", &grace_s, "time workers get to finish on shutdown");
-  if (Status s = flags.parse(args); !s.ok()) {
+  std::vector<std::string> normalized = args;
+  for (auto& a : normalized) {
+    if (a == "-f") a = "--file";  // kubectl's spelling
+  }
+  if (Status s = flags.parse(normalized); !s.ok()) {
     std::cerr << "moeserve-operator local: " << s.to_string() << "\n";
     return 2;
   }

@@ -188,6 +188,20 @@ TEST_F(HttpServerTest, StreamedResponseArrivesIncrementally) {
   EXPECT_EQ(rest, "data: two\n\n");
 }
 
+TEST_F(HttpServerTest, StreamReaderReadsContentLengthBodies) {
+  start();
+  Client client;
+  auto stream = client.open({"GET", url(*server_, "/hello?name=plain"), {}, ""});
+  ASSERT_TRUE(stream.ok()) << stream.status().to_string();
+  std::string body;
+  while (!(*stream)->done()) {
+    auto more = (*stream)->read_some(5000);
+    ASSERT_TRUE(more.ok()) << more.status().to_string();
+    body += *more;
+  }
+  EXPECT_EQ(body, "hello plain");
+}
+
 TEST_F(HttpServerTest, StreamingHandlerLearnsClientLeft) {
   std::promise<int> writes_until_gone;
   server_ = std::make_unique<Server>(ServerOptions{});
