@@ -1,0 +1,100 @@
+// `moeserve-operator local` with real workers on a generated tiny model: two groups
+// behind one endpoint, round-robin; a killed rank restarts its group while the other
+// group keeps serving; SIGTERM stops everything and exits 0.
+#include <gtest/gtest.h>
+#include <signal.h>
+
+#include <nlohmann/json.hpp>
+#include <regex>
+#include <set>
+
+#include "common/http_client.h"
+#include "tests/support/test_util.h"
+
+namespace moeserve {
+namespace {
+
+using moeserve::testing::bin_dir;
+using moeserve::testing::free_port;
+using moeserve::testing::Process;
+using moeserve::testing::read_file;
+using moeserve::testing::run_command;
+using moeserve::testing::TempDir;
+using moeserve::testing::wait_until;
+using namespace std::chrono_literals;
+
+constexpr const char* kDeployment = R"(apiVersion: moeserve.io/v1alpha1
+kind: ModelDeployment
+metadata:
+  name: local-e2e
+spec:
+  model:
+    source: /unused
+    servedModelName: tiny
+  replicas: 2
+  parallelism:
+    expertParallel: 1
+  worker:
+    image: unused
+)";
+
+http::ClientResponse complete(uint16_t port) {
+  http::Client client;
+  auto r = client.send({"POST",
+                        "http://127.0.0.1:" + std::to_string(port) + "/v1/completions",
+                        {{"Content-Type", "application/json"}},
+                        R"({"model":"tiny","prompt":"Hello","max_tokens":4,"temperature":0})"});
+  return r.ok() ? *r : http::ClientResponse{};
+}
+
+TEST(LocalPlatform, ServesRestartsLostGroupsAndStopsCleanly) {
+  TempDir dir;
+  ASSERT_EQ(run_command(bin_dir() + "/moeserve-make-tiny-model --out " + dir.file("model") +
+                        " --arch deepseek_v3 --precision bf16 --seed 3 2>/dev/null"),
+            0);
+  moeserve::testing::write_file(dir.file("md.yaml"), kDeployment);
+  uint16_t port = free_port();
+  uint16_t base = free_port();
+  Process local({bin_dir() + "/moeserve-operator", "local", "-f", dir.file("md.yaml"), "--model",
+                 dir.file("model"), "--port", std::to_string(port), "--base-port",
+                 std::to_string(base), "--logs-dir", dir.path()},
+                dir.file("local.log"));
+  auto ready_groups = [&] {
+    http::Client client;
+    auto m = client.send({"GET", "http://127.0.0.1:" + std::to_string(port) + "/metrics", {}, ""});
+    if (!m.ok()) return -1;
+    std::smatch match;
+    std::regex re("moeserve_deployment_replicas_ready\\{[^}]*\\} ([0-9]+)");
+    return std::regex_search(m->body, match, re) ? std::stoi(match[1]) : -1;
+  };
+  ASSERT_TRUE(wait_until([&] { return ready_groups() == 2; }, 60s))
+      << read_file(dir.file("local.log"));
+
+  std::set<std::string> groups_seen;
+  std::set<std::string> texts;
+  for (int i = 0; i < 4; ++i) {
+    auto r = complete(port);
+    ASSERT_EQ(r.status, 200) << r.body;
+    groups_seen.insert(r.header("x-moeserve-group"));
+    texts.insert(nlohmann::json::parse(r.body)["choices"][0]["text"].get<std::string>());
+  }
+  EXPECT_EQ(groups_seen.size(), 2u) << "requests are spread over both groups";
+  EXPECT_EQ(texts.size(), 1u) << "greedy output does not depend on the group";
+
+  std::smatch pid_match;
+  std::string log = read_file(dir.file("local.log"));
+  ASSERT_TRUE(
+      std::regex_search(log, pid_match, std::regex("\"group\":1,\"rank\":0,\"pid\":([0-9]+)")));
+  ASSERT_EQ(kill(std::stoi(pid_match[1]), SIGKILL), 0);
+  ASSERT_TRUE(wait_until([&] { return ready_groups() == 1; }, 10s));
+  EXPECT_EQ(complete(port).status, 200) << "the other group keeps serving";
+  EXPECT_TRUE(wait_until([&] { return ready_groups() == 2; }, 60s)) << "the lost group restarts";
+  EXPECT_NE(read_file(dir.file("local.log")).find("rank exited; restarting its group"),
+            std::string::npos);
+
+  local.signal(SIGTERM);
+  EXPECT_EQ(local.wait(30s), 0);
+}
+
+}  // namespace
+}  // namespace moeserve
