@@ -17,11 +17,18 @@
 //
 // Usage: bench-serving [--model DIR | --preset tiny|bench-1b] [--threads N]
 //                      [--tokens N] [--rounds N] [--repeats N] [--tiny-requests N]
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
 #include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <cstdio>
 #include <filesystem>
+#include <functional>
 #include <memory>
 #include <string>
 #include <thread>
@@ -30,7 +37,6 @@
 #include <nlohmann/json.hpp>
 
 #include "common/flags.h"
-#include "common/http_client.h"
 #include "common/http_server.h"
 #include "common/log.h"
 #include "worker/engine/scheduler.h"
@@ -49,10 +55,10 @@ struct BenchFlags {
   std::string model;
   std::string preset = "tiny";
   int64_t threads = 2;
-  int64_t tokens = 32;
+  int64_t tokens = 64;
   int64_t rounds = 2;
   int64_t tiny_requests = 200;
-  int64_t repeats = 3;
+  int64_t repeats = 5;
 };
 
 double seconds_since(SteadyClock::time_point start) {
@@ -123,16 +129,55 @@ struct HttpResult {
   std::vector<double> ttft_s;
 };
 
+// One request on a fresh loopback connection with a minimal blocking client (the
+// client's own cost should not count as serving overhead): sends it with
+// "Connection: close" and hands every received piece to `on_bytes` until the server
+// closes. False when the connection failed.
+bool raw_request(uint16_t port, const std::string& body,
+                 const std::function<void(std::string_view)>& on_bytes) {
+  const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+  if (fd < 0) return false;
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_port = htons(port);
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  const int one = 1;
+  ::setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+  if (::connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0) {
+    ::close(fd);
+    return false;
+  }
+  const std::string request =
+      "POST /v1/completions HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+      "Content-Type: application/json\r\nConnection: close\r\n"
+      "Content-Length: " +
+      std::to_string(body.size()) + "\r\n\r\n" + body;
+  for (size_t sent = 0; sent < request.size();) {
+    const ssize_t n = ::send(fd, request.data() + sent, request.size() - sent, MSG_NOSIGNAL);
+    if (n <= 0) {
+      ::close(fd);
+      return false;
+    }
+    sent += static_cast<size_t>(n);
+  }
+  char buf[16384];
+  while (true) {
+    const ssize_t n = ::recv(fd, buf, sizeof buf, 0);
+    if (n <= 0) break;
+    on_bytes(std::string_view(buf, static_cast<size_t>(n)));
+  }
+  ::close(fd);
+  return true;
+}
+
 // HTTP + SSE: tokens/s (from each stream's usage chunk) and client-side TTFT.
 HttpResult http_tokens_per_s(uint16_t port, int clients, const BenchFlags& f) {
   std::atomic<int64_t> tokens{0};
   std::vector<std::vector<double>> ttft(clients);
   const auto start = SteadyClock::now();
   std::vector<std::thread> threads;
-  const std::string url = "http://127.0.0.1:" + std::to_string(port) + "/v1/completions";
   for (int c = 0; c < clients; ++c) {
     threads.emplace_back([&, c] {
-      http::Client client;
       for (int r = 0; r < f.rounds; ++r) {
         const json body = {{"prompt", prompt_text(c, r)},
                            {"max_tokens", f.tokens},
@@ -141,22 +186,18 @@ HttpResult http_tokens_per_s(uint16_t port, int clients, const BenchFlags& f) {
                            {"stream", true},
                            {"stream_options", {{"include_usage", true}}}};
         const auto sent = SteadyClock::now();
-        auto stream =
-            client.open({"POST", url, {{"Content-Type", "application/json"}}, body.dump(), 120000});
-        if (!stream.ok()) continue;
-        std::string all;
+        std::string tail;  // the last bytes: the usage chunk and [DONE]
         bool first = true;
-        while (true) {
-          auto piece = (*stream)->read_some(120000);
-          if (!piece.ok() || piece->empty()) break;
-          if (first && piece->find("data: {") != std::string::npos) {
+        raw_request(port, body.dump(), [&](std::string_view piece) {
+          if (first && piece.find("data: {") != std::string_view::npos) {
             ttft[c].push_back(seconds_since(sent));
             first = false;
           }
-          all += *piece;
-        }
-        const size_t usage = all.rfind("\"completion_tokens\":");
-        if (usage != std::string::npos) tokens.fetch_add(std::stoll(all.substr(usage + 20)));
+          tail.append(piece);
+          if (tail.size() > 4096) tail.erase(0, tail.size() - 1024);
+        });
+        const size_t usage = tail.rfind("\"completion_tokens\":");
+        if (usage != std::string::npos) tokens.fetch_add(std::stoll(tail.substr(usage + 20)));
       }
     });
   }
@@ -169,18 +210,15 @@ HttpResult http_tokens_per_s(uint16_t port, int clients, const BenchFlags& f) {
 
 double tiny_requests_per_s(uint16_t port, int clients, int64_t total) {
   std::atomic<int64_t> next{0}, ok{0};
-  const std::string url = "http://127.0.0.1:" + std::to_string(port) + "/v1/completions";
   const auto start = SteadyClock::now();
   std::vector<std::thread> threads;
   for (int c = 0; c < clients; ++c) {
     threads.emplace_back([&] {
-      http::Client client;
       while (next.fetch_add(1) < total) {
-        auto r = client.send({"POST",
-                              url,
-                              {{"Content-Type", "application/json"}},
-                              R"({"prompt":"hi","max_tokens":1,"temperature":0})"});
-        if (r.ok() && r->status == 200) ok.fetch_add(1);
+        std::string response;
+        raw_request(port, R"({"prompt":"hi","max_tokens":1,"temperature":0})",
+                    [&](std::string_view piece) { response.append(piece); });
+        if (response.rfind("HTTP/1.1 200", 0) == 0) ok.fetch_add(1);
       }
     });
   }
