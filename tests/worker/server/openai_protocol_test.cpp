@@ -129,7 +129,8 @@ TEST(ParseRequest, WrongTypesAndRangesNameTheField) {
       {R"("presence_penalty":0.5)", "presence_penalty"},
       {R"("logit_bias":{"1":5})", "logit_bias"},
       {R"("best_of":2)", "best_of"},
-      {R"("suffix":"x")", "suffix"}, {R"("ignore_eos":1)", "ignore_eos"},
+      {R"("suffix":"x")", "suffix"},
+      {R"("ignore_eos":1)", "ignore_eos"},
   };
   for (const auto& [field, param] : cases) {
     const ApiError e = parse_error(Endpoint::kCompletions, R"({"prompt":"p",)" + field + "}");
