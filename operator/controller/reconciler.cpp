@@ -1,6 +1,9 @@
 #include "operator/controller/reconciler.h"
 
+#include <algorithm>
+
 #include "common/log.h"
+#include "operator/deployment/layout.h"
 #include "operator/deployment/names.h"
 #include "operator/deployment/render.h"
 #include "operator/deployment/status.h"
@@ -27,12 +30,43 @@ const op::Condition* find_condition(const op::ModelDeploymentStatus& status,
   return nullptr;
 }
 
+int64_t restart_count(const nlohmann::json& pod) {
+  int64_t restarts = 0;
+  const nlohmann::json status = pod.value("status", nlohmann::json::object());
+  for (const char* field : {"initContainerStatuses", "containerStatuses"}) {
+    if (!status.contains(field) || !status[field].is_array()) continue;
+    for (const auto& container : status[field]) {
+      if (container.contains("restartCount") && container["restartCount"].is_number_integer()) {
+        restarts += container["restartCount"].get<int64_t>();
+      }
+    }
+  }
+  return restarts;
+}
+
+autoscaler::PolicySpec policy_of(const op::ModelDeploymentSpec& spec, double max_waiting) {
+  const op::AutoscalingSpec& a = spec.autoscaling;
+  autoscaler::PolicySpec p;
+  p.min_replicas = a.min_replicas;
+  p.max_replicas = a.max_replicas;
+  p.target_tokens_per_second_per_group = a.target_tokens_per_second_per_group;
+  p.max_cost_per_million_tokens = a.max_cost_per_million_tokens;
+  p.ttft_p95_slo_seconds = a.ttft_p95_slo_seconds;
+  p.scale_down_stabilization_seconds = a.scale_down_stabilization_seconds;
+  p.usd_per_group_hour = op::hourly_cost_usd(spec, op::layout_of(spec), 1);
+  p.max_waiting_per_group = max_waiting;
+  return p;
+}
+
+std::string format_ratio(double value) { return autoscaler::format_number(value); }
+
 }  // namespace
 
 ModelDeploymentReconciler::ModelDeploymentReconciler(const kube::Client& client,
                                                      const Informers& informers,
-                                                     EventRecorder* events, const Clock* clock)
-    : client_(client), informers_(informers), events_(events), clock_(clock) {}
+                                                     EventRecorder* events, const Clock* clock,
+                                                     AutoscalingHooks hooks)
+    : client_(client), informers_(informers), events_(events), clock_(clock), hooks_(hooks) {}
 
 StatusOr<kube::ResourceRef> ModelDeploymentReconciler::resource_for_kind(const std::string& kind) {
   if (kind == "StatefulSet") return kube::resources::kStatefulSets;
@@ -42,18 +76,20 @@ StatusOr<kube::ResourceRef> ModelDeploymentReconciler::resource_for_kind(const s
   return internal_error("render produced an object of unexpected kind " + kind);
 }
 
-op::Observed ModelDeploymentReconciler::gather(const nlohmann::json& md_object,
-                                               const op::ModelDeployment& md) const {
-  op::Observed observed;
+ModelDeploymentReconciler::Gathered ModelDeploymentReconciler::gather(
+    const op::ModelDeployment& md) const {
+  Gathered out;
+  op::Observed& observed = out.observed;
   const std::string& ns = md.metadata.namespace_;
-  for (const auto& sts : informers_.list(kube::resources::kStatefulSets.resource, ns,
-                                         {{std::string(op::kLabelDeployment), md.metadata.name}})) {
+  const std::string& name = md.metadata.name;
+  const std::map<std::string, std::string> selector = {{std::string(op::kLabelDeployment), name}};
+  for (const auto& sts : informers_.list(kube::resources::kStatefulSets.resource, ns, selector)) {
     if (!controlled_by(sts, md.metadata.uid)) continue;
-    auto group = op::observe_statefulset(md.metadata.name, sts);
+    auto group = op::observe_statefulset(name, sts);
     if (group.ok()) observed.groups.push_back(*group);
   }
   auto cm = informers_.get(kube::resources::kConfigMaps.resource,
-                           key_of(ns, op::placement_configmap_name(md.metadata.name)));
+                           key_of(ns, op::placement_configmap_name(name)));
   if (cm && controlled_by(*cm, md.metadata.uid) && (*cm)["data"].contains("placement.json")) {
     auto parsed =
         nlohmann::json::parse((*cm)["data"]["placement.json"].get<std::string>(), nullptr, false);
@@ -63,11 +99,98 @@ op::Observed ModelDeploymentReconciler::gather(const nlohmann::json& md_object,
       }
     }
   }
-  if (md_object.contains("status") && md_object["status"].contains("tokensPerSecond") &&
-      md_object["status"]["tokensPerSecond"].is_number()) {
-    observed.tokens_per_second = md_object["status"]["tokensPerSecond"].get<double>();
+  // Pods: restarts of every worker pod; the rank-0 pod of each live group is scraped.
+  out.target = {ns, name, {}};
+  for (const auto& pod : informers_.list(kube::resources::kPods.resource, ns, selector)) {
+    out.worker_restarts += restart_count(pod);
+    const std::string pod_name = pod["metadata"].value("name", "");
+    const std::string ip = pod.value("status", nlohmann::json::object()).value("podIP", "");
+    for (const op::ObservedGroup& g : observed.groups) {
+      if (g.terminating || pod_name != op::group_name(name, g.index) + "-0" || ip.empty()) continue;
+      const std::string host = ip.find(':') != std::string::npos ? "[" + ip + "]" : ip;
+      out.target.groups.push_back(
+          {g.index, pod_name,
+           "http://" + host + ":" + std::to_string(md.spec.worker.port) + "/metrics"});
+    }
   }
-  return observed;
+  std::sort(out.target.groups.begin(), out.target.groups.end(),
+            [](const auto& a, const auto& b) { return a.group < b.group; });
+  if (hooks_.autoscaler) out.snapshot = hooks_.autoscaler->snapshot(key_of(ns, name));
+  if (out.snapshot) {
+    observed.tokens_per_second = out.snapshot->measurement.tokens_per_second;
+    if (md.spec.autoscaling.enabled)
+      observed.recommended_replicas = out.snapshot->decision.replicas;
+    if (md.valid()) observe_placement(md, out.snapshot->measurement.expert_load, &observed);
+  }
+  return out;
+}
+
+void ModelDeploymentReconciler::observe_placement(const op::ModelDeployment& md,
+                                                  const autoscaler::ExpertLoad& load,
+                                                  op::Observed* observed) const {
+  if (!op::placement_enabled(md.spec) || load.empty()) return;
+  const int32_t experts = *md.spec.model.routed_experts;
+  const int32_t layers = *md.spec.model.moe_layers;
+  const int32_t redundant = md.spec.parallelism.redundant_experts;
+  if (static_cast<int32_t>(load.layers.size()) != layers ||
+      static_cast<int32_t>(load.tokens[0].size()) > experts) {
+    return;  // loads of another model shape (e.g. measured before a spec change)
+  }
+  std::vector<std::vector<double>> weights = load.tokens;
+  for (auto& row : weights) row.resize(experts, 0.0);
+  std::vector<std::vector<int32_t>> current =
+      observed->current_placement &&
+              op::placement_fits(observed->current_placement->layers, experts, layers, redundant)
+          ? observed->current_placement->layers
+          : op::default_phy2log(experts, layers, redundant);
+  const op::GroupLayout layout = op::layout_of(md.spec);
+  // Expert groups of the model are not in the spec: one group, so EPLB's global policy.
+  const placement::EplbShape shape{experts + redundant, 1, layout.pods_per_group,
+                                   layout.ranks_per_group};
+  auto proposal = placement::propose(weights, current, shape, hooks_.placement);
+  if (!proposal.ok()) {
+    log::warn("placement not planned",
+              {{"deployment", key_of(md.metadata.namespace_, md.metadata.name)},
+               {"error", proposal.status().to_string()}});
+    return;
+  }
+  observed->measured_balancedness = proposal->balancedness;
+  if (proposal->phy2log) observed->proposed_placement = op::Placement{0, *proposal->phy2log};
+}
+
+void ModelDeploymentReconciler::track(const op::ModelDeployment& md, const Gathered& gathered,
+                                      const op::Plan& plan) {
+  if (!hooks_.autoscaler) return;
+  const int32_t ready = static_cast<int32_t>(
+      std::count_if(gathered.observed.groups.begin(), gathered.observed.groups.end(),
+                    [](const op::ObservedGroup& g) { return g.ready(); }));
+  hooks_.autoscaler->track(key_of(md.metadata.namespace_, md.metadata.name),
+                           {gathered.target, policy_of(md.spec, hooks_.max_waiting_per_group),
+                            plan.desired_replicas, ready});
+}
+
+void ModelDeploymentReconciler::export_gauges(const op::ModelDeployment& md,
+                                              const op::ModelDeploymentStatus& status,
+                                              int64_t worker_restarts) {
+  if (!hooks_.gauges) return;
+  autoscaler::DeploymentValues v;
+  v.replicas_desired = status.desired_replicas;
+  v.replicas_ready = status.ready_replicas;
+  v.tokens_per_second = status.tokens_per_second;
+  v.cost_per_million_tokens_usd = status.cost_per_million_tokens;
+  v.cost_budget_per_million_tokens_usd = md.spec.autoscaling.max_cost_per_million_tokens;
+  v.ttft_p95_slo_seconds = md.spec.autoscaling.ttft_p95_slo_seconds;
+  if (status.placement) v.placement_balancedness = status.placement->balancedness;
+  v.worker_restarts = worker_restarts;
+  hooks_.gauges->set(md.metadata.namespace_, md.metadata.name, v);
+}
+
+void ModelDeploymentReconciler::forget(const std::string& key) {
+  if (hooks_.autoscaler) hooks_.autoscaler->forget(key);
+  if (hooks_.gauges) {
+    const size_t slash = key.find('/');
+    hooks_.gauges->remove(key.substr(0, slash), key.substr(slash + 1));
+  }
 }
 
 Status ModelDeploymentReconciler::apply(const nlohmann::json& md_object,
@@ -147,10 +270,13 @@ Status ModelDeploymentReconciler::write_status(const nlohmann::json& md_object,
 
 ReconcileResult ModelDeploymentReconciler::reconcile(const std::string& key) {
   auto md_object = informers_.get(kube::resources::kModelDeployments.resource, key);
-  if (!md_object) return {};  // deleted: owned objects go with it (ownerReferences)
-  if ((*md_object)["metadata"].contains("deletionTimestamp")) return {};
+  if (!md_object || (*md_object)["metadata"].contains("deletionTimestamp")) {
+    forget(key);  // owned objects go with it (ownerReferences)
+    return {};
+  }
   op::ModelDeployment md = op::parse_model_deployment(*md_object);
-  op::Observed observed = gather(*md_object, md);
+  Gathered gathered = gather(md);
+  const op::Observed& observed = gathered.observed;
   auto now = std::chrono::sys_seconds(std::chrono::seconds(clock_->unix_seconds()));
 
   if (!md.valid()) {
@@ -158,10 +284,13 @@ ReconcileResult ModelDeploymentReconciler::reconcile(const std::string& key) {
     if (op::status_changed(md.status, status)) {
       events_->record(*md_object, "Warning", "InvalidSpec", op::join_errors(md.errors));
     }
-    return {write_status(*md_object, md, status), std::nullopt};
+    Status written = write_status(*md_object, md, status);
+    if (written.ok()) export_gauges(md, status, gathered.worker_restarts);
+    return {written, std::nullopt};
   }
 
   op::Plan plan = op::plan(md, observed);
+  track(md, gathered, plan);
   op::Rendered rendered = op::render(md, plan);
   for (const auto& object : rendered.objects()) {
     if (Status s = apply(*md_object, object); !s.ok()) return {s, std::nullopt};
@@ -172,12 +301,41 @@ ReconcileResult ModelDeploymentReconciler::reconcile(const std::string& key) {
   op::ModelDeploymentStatus status = op::compute_status(md, observed, now);
   Status written = write_status(*md_object, md, status);
   if (!written.ok()) return {written, std::nullopt};
+  export_gauges(md, status, gathered.worker_restarts);
+  record_changes(*md_object, md, gathered, plan, status);
   const op::Condition* progressing = find_condition(status, "Progressing");
   bool changing = !plan.groups.create.empty() || !plan.groups.remove.empty() ||
                   (progressing && progressing->status == "True");
-  if (changing)
-    return {ok_status(), std::chrono::duration_cast<std::chrono::milliseconds>(kProgressRequeue)};
-  return {};
+  std::optional<std::chrono::milliseconds> requeue;
+  if (changing) requeue = std::chrono::duration_cast<std::chrono::milliseconds>(kProgressRequeue);
+  if (hooks_.autoscaler) requeue = std::min(requeue.value_or(hooks_.refresh), hooks_.refresh);
+  return {ok_status(), requeue};
+}
+
+void ModelDeploymentReconciler::record_changes(const nlohmann::json& md_object,
+                                               const op::ModelDeployment& md,
+                                               const Gathered& gathered, const op::Plan& plan,
+                                               const op::ModelDeploymentStatus& status) {
+  const bool had_status = md.status.observed_generation > 0;
+  if (md.spec.autoscaling.enabled && had_status &&
+      md.status.desired_replicas != plan.desired_replicas) {
+    const bool from_autoscaler =
+        gathered.snapshot && gathered.snapshot->decision.replicas == plan.desired_replicas;
+    events_->record(md_object, "Normal", "Scaled",
+                    from_autoscaler
+                        ? gathered.snapshot->decision.reason
+                        : "desired groups " + std::to_string(md.status.desired_replicas) + " -> " +
+                              std::to_string(plan.desired_replicas) + " (spec.autoscaling bounds)");
+  }
+  const auto& current = gathered.observed.current_placement;
+  if (plan.placement && current && plan.placement->version > current->version &&
+      gathered.observed.proposed_placement && status.placement) {
+    const double before = md.status.placement ? md.status.placement->balancedness : 0;
+    events_->record(md_object, "Normal", "PlacementUpdated",
+                    "expert placement version " + std::to_string(plan.placement->version) +
+                        " from measured expert loads: balancedness " + format_ratio(before) +
+                        " -> " + format_ratio(status.placement->balancedness));
+  }
 }
 
 }  // namespace moeserve::controller

@@ -11,22 +11,48 @@
 // propagation). Invalid specs render nothing: Ready=False InvalidSpec with the field
 // messages in status and a Warning event, never a crash loop. While groups are starting
 // or rolling the key is requeued so time-based conditions (Degraded) advance.
+//
+// Measuring and deciding (optional, AutoscalingHooks): every reconcile of a valid spec
+// tracks the deployment in the Autoscaler (rank-0 pod of each group from the pods cache,
+// scraped at status.podIP:spec.worker.port), and gather reads its latest snapshot:
+// tokens/s (status and cost), the recommended groups (when autoscaling is enabled), and
+// expert loads, from which placement::propose() may propose a new expert map (plan()
+// then versions ConfigMap x-placement). A change of the desired groups records a
+// "Scaled" event with the autoscaler's reason; a new placement version records
+// "PlacementUpdated". Per-deployment gauges are set after each reconcile and removed
+// with the deployment. The autoscaler queues a key when its decision or tokens/s moves;
+// besides, each deployment is requeued every `refresh`.
 #pragma once
 
 #include <string>
 
 #include "common/clock.h"
+#include "operator/autoscaler/autoscaler.h"
+#include "operator/autoscaler/deployment_gauges.h"
 #include "operator/controller/controller.h"
 #include "operator/controller/events.h"
 #include "operator/deployment/plan.h"
 #include "operator/kube/client.h"
+#include "operator/placement/propose.h"
 
 namespace moeserve::controller {
+
+struct AutoscalingHooks {
+  autoscaler::Autoscaler* autoscaler = nullptr;  // null: no measurements
+  autoscaler::DeploymentGauges* gauges = nullptr;
+  placement::ProposalOptions placement;
+  double max_waiting_per_group = 16;  // autoscaler::PolicySpec::max_waiting_per_group
+  // With an autoscaler, every deployment is reconciled again this often, so new rank-0
+  // pod addresses are tracked and status, gauges and restarts stay fresh (pod events do
+  // not queue the deployment: pods are owned by StatefulSets).
+  std::chrono::milliseconds refresh{15000};
+};
 
 class ModelDeploymentReconciler : public Reconciler {
  public:
   ModelDeploymentReconciler(const kube::Client& client, const Informers& informers,
-                            EventRecorder* events, const Clock* clock = RealClock::instance());
+                            EventRecorder* events, const Clock* clock = RealClock::instance(),
+                            AutoscalingHooks hooks = {});
 
   ReconcileResult reconcile(const std::string& key) override;
 
@@ -34,7 +60,24 @@ class ModelDeploymentReconciler : public Reconciler {
   static StatusOr<kube::ResourceRef> resource_for_kind(const std::string& kind);
 
  private:
-  op::Observed gather(const nlohmann::json& md_object, const op::ModelDeployment& md) const;
+  struct Gathered {
+    op::Observed observed;
+    autoscaler::ScrapeTarget target;
+    int64_t worker_restarts = 0;
+    std::optional<autoscaler::Snapshot> snapshot;
+  };
+  Gathered gather(const op::ModelDeployment& md) const;
+  // Loads, current map -> observed.proposed_placement and measured_balancedness.
+  void observe_placement(const op::ModelDeployment& md, const autoscaler::ExpertLoad& load,
+                         op::Observed* observed) const;
+  void track(const op::ModelDeployment& md, const Gathered& gathered, const op::Plan& plan);
+  void export_gauges(const op::ModelDeployment& md, const op::ModelDeploymentStatus& status,
+                     int64_t worker_restarts);
+  void forget(const std::string& key);
+  // Scaled and PlacementUpdated events.
+  void record_changes(const nlohmann::json& md_object, const op::ModelDeployment& md,
+                      const Gathered& gathered, const op::Plan& plan,
+                      const op::ModelDeploymentStatus& status);
   Status apply(const nlohmann::json& md_object, const nlohmann::json& desired);
   Status remove_group(const nlohmann::json& md_object, const op::ModelDeployment& md,
                       int32_t group);
@@ -45,6 +88,7 @@ class ModelDeploymentReconciler : public Reconciler {
   const Informers& informers_;
   EventRecorder* events_;
   const Clock* clock_;
+  AutoscalingHooks hooks_;
 };
 
 }  // namespace moeserve::controller

@@ -31,6 +31,14 @@ struct OperatorFlags {
   int64_t metrics_port = 8080;
   int64_t workers = 4;
   int64_t resync_seconds = 600;
+  std::string prometheus_url;
+  int64_t autoscaler_interval_seconds = 15;
+  int64_t autoscaler_threads = 4;
+  int64_t rate_window_seconds = 60;
+  int64_t expert_load_window_seconds = 600;
+  int64_t scrape_timeout_ms = 2000;
+  double max_waiting_per_group = 16;
+  double placement_min_improvement = 0.05;
 };
 
 // Set by the signal thread; main waits on it.
@@ -75,6 +83,20 @@ int run_operator(const std::vector<std::string>& args) {
   flags.add_int("workers", &f.workers, "concurrent reconciles");
   flags.add_int("resync-seconds", &f.resync_seconds,
                 "reconcile every deployment at least this often");
+  flags.add_string("prometheus-url", &f.prometheus_url,
+                   "measure through this Prometheus server's HTTP API instead of scraping "
+                   "each group's rank-0 worker /metrics");
+  flags.add_int("autoscaler-interval-seconds", &f.autoscaler_interval_seconds,
+                "measure every deployment this often");
+  flags.add_int("autoscaler-threads", &f.autoscaler_threads, "concurrent measurements");
+  flags.add_int("rate-window-seconds", &f.rate_window_seconds, "window of tokens/s and TTFT p95");
+  flags.add_int("expert-load-window-seconds", &f.expert_load_window_seconds,
+                "window of the expert loads the placement planner uses");
+  flags.add_int("scrape-timeout-ms", &f.scrape_timeout_ms, "timeout of one request");
+  flags.add_double("max-waiting-per-group", &f.max_waiting_per_group,
+                   "queued requests per ready group above which a group is added");
+  flags.add_double("placement-min-improvement", &f.placement_min_improvement,
+                   "balancedness gain (0..1) a new expert placement must bring to be adopted");
   if (Status s = flags.parse(args); !s.ok()) {
     std::cerr << "moeserve-operator: " << s.to_string() << "\n";
     return 2;
@@ -126,13 +148,41 @@ int run_operator(const std::vector<std::string>& args) {
   options.ns = f.ns;
   options.workers = static_cast<int>(std::max<int64_t>(1, f.workers));
   options.resync_period = std::chrono::seconds(std::max<int64_t>(1, f.resync_seconds));
-  Controller controller(**client, kube::resources::kModelDeployments,
-                        {kube::resources::kStatefulSets, kube::resources::kServices,
-                         kube::resources::kConfigMaps, kube::resources::kPodDisruptionBudgets},
-                        options, registry);
+  // Pods: not owned by the ModelDeployment (their events requeue nothing); read for the
+  // rank-0 addresses the autoscaler scrapes and for restart counts.
+  Controller controller(
+      **client, kube::resources::kModelDeployments,
+      {kube::resources::kStatefulSets, kube::resources::kServices, kube::resources::kConfigMaps,
+       kube::resources::kPodDisruptionBudgets, kube::resources::kPods},
+      options, registry);
   EventRecorder events(**client, "moeserve-operator");
-  ModelDeploymentReconciler reconciler(**client, controller, &events);
+  auto http_client = std::make_shared<http::Client>();
+  std::unique_ptr<autoscaler::MetricSource> source;
+  if (f.prometheus_url.empty()) {
+    autoscaler::ScrapeOptions scrape;
+    scrape.rate_window = std::chrono::seconds(f.rate_window_seconds);
+    scrape.load_window = std::chrono::seconds(f.expert_load_window_seconds);
+    scrape.timeout_ms = f.scrape_timeout_ms;
+    source = std::make_unique<autoscaler::ScrapeSource>(http_client, scrape);
+  } else {
+    autoscaler::PrometheusOptions prometheus;
+    prometheus.url = f.prometheus_url;
+    prometheus.rate_window_seconds = f.rate_window_seconds;
+    prometheus.load_window_seconds = f.expert_load_window_seconds;
+    prometheus.timeout_ms = f.scrape_timeout_ms;
+    source = std::make_unique<autoscaler::PrometheusSource>(http_client, prometheus);
+  }
+  autoscaler::Autoscaler scaler(
+      source.get(), RealClock::instance(),
+      {std::chrono::seconds(std::max<int64_t>(1, f.autoscaler_interval_seconds)),
+       static_cast<int>(std::max<int64_t>(1, f.autoscaler_threads))});
+  scaler.set_on_change([&controller](const std::string& key) { controller.enqueue(key); });
+  autoscaler::DeploymentGauges gauges(*registry);
+  AutoscalingHooks hooks{
+      &scaler, &gauges, {f.placement_min_improvement, 1000}, f.max_waiting_per_group};
+  ModelDeploymentReconciler reconciler(**client, controller, &events, RealClock::instance(), hooks);
   controller.set_reconciler(&reconciler);
+  scaler.start();
 
   int exit_code = 0;
   if (f.leader_elect) {
@@ -156,6 +206,7 @@ int run_operator(const std::vector<std::string>& args) {
     controller.start();
     stop.wait();
   }
+  scaler.stop();
   controller.stop();
   server.shutdown(2000);
   log::info("operator stopped", {{"exit_code", exit_code}});

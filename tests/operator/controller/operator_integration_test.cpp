@@ -13,6 +13,7 @@
 #include "operator/deployment/names.h"
 #include "operator/kube/client.h"
 #include "operator/kube/transport.h"
+#include "tests/operator/controller/test_cluster.h"
 #include "tests/support/apiserver.h"
 #include "tests/support/test_util.h"
 
@@ -28,35 +29,12 @@ constexpr const char* kNs = "team-a";
 class OperatorIntegrationTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    ASSERT_TRUE(api_.start().ok());
-    kube::Config config;
-    config.server = api_.url();
-    auto transport = std::make_shared<kube::HttpTransport>(config);
-    ASSERT_TRUE(transport->init().ok());
-    client_ = std::make_unique<kube::Client>(transport, api_.url(), kNs);
-    auto crds = load_yaml_documents(moeserve::testing::source_dir() +
-                                    "/deploy/crds/modeldeployments.moeserve.io.yaml");
-    ASSERT_TRUE(crds.ok()) << crds.status().to_string();
-    for (const auto& crd : *crds) {
-      ASSERT_TRUE(client_->create(res::kCustomResourceDefinitions, "", crd).ok());
-    }
-    ASSERT_TRUE(
-        client_
-            ->create(res::kNamespaces, "",
-                     {{"apiVersion", "v1"}, {"kind", "Namespace"}, {"metadata", {{"name", kNs}}}})
-            .ok());
-    ControllerOptions options;
-    options.workers = 2;
-    options.rate_limit.base_delay = 5ms;
-    options.rate_limit.max_delay = 500ms;
-    options.reflector_options.backoff_initial_ms = 20;
-    options.reflector_options.backoff_max_ms = 200;
-    options.reflector_options.watch_read_timeout_ms = 3000;
+    ASSERT_NO_FATAL_FAILURE(cluster_.start(kNs));
     controller_ = std::make_unique<Controller>(
         *client_, res::kModelDeployments,
         std::vector<kube::ResourceRef>{res::kStatefulSets, res::kServices, res::kConfigMaps,
                                        res::kPodDisruptionBudgets},
-        options, std::make_shared<prometheus::Registry>());
+        TestCluster::fast_options(), std::make_shared<prometheus::Registry>());
     events_ = std::make_unique<EventRecorder>(*client_, "moeserve-operator");
     reconciler_ =
         std::make_unique<ModelDeploymentReconciler>(*client_, *controller_, events_.get());
@@ -66,7 +44,7 @@ class OperatorIntegrationTest : public ::testing::Test {
 
   void TearDown() override {
     if (controller_) controller_->stop();
-    api_.shutdown();
+    cluster_.api.shutdown();
   }
 
   nlohmann::json tiny(const std::string& name, int replicas) {
@@ -125,8 +103,9 @@ class OperatorIntegrationTest : public ::testing::Test {
     return "";
   }
 
-  moeserve::testing::ApiServer api_;
-  std::unique_ptr<kube::Client> client_;
+  TestCluster cluster_;
+  moeserve::testing::ApiServer& api_ = cluster_.api;
+  std::unique_ptr<kube::Client>& client_ = cluster_.client;
   std::unique_ptr<Controller> controller_;
   std::unique_ptr<EventRecorder> events_;
   std::unique_ptr<ModelDeploymentReconciler> reconciler_;

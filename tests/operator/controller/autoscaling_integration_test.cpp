@@ -1,0 +1,277 @@
+// Measuring and deciding through the real controller against the strict test API
+// server: fake rank-0 workers (real HTTP servers on 127.0.0.<group+1>, serving /metrics
+// text the test controls) behind Pod objects whose status.podIP points at them drive a
+// scale-up, then a scale-down after the stabilization window of an injected clock.
+// Status shows tokens/s and cost, events say why it scaled, the operator's gauges
+// follow, and deleting the deployment removes its series.
+#include <gtest/gtest.h>
+
+#include <mutex>
+
+#include "common/http_server.h"
+#include "common/metrics.h"
+#include "common/yaml_json.h"
+#include "operator/autoscaler/autoscaler.h"
+#include "operator/autoscaler/deployment_gauges.h"
+#include "operator/controller/controller.h"
+#include "operator/controller/events.h"
+#include "operator/controller/reconciler.h"
+#include "operator/deployment/names.h"
+#include "operator/kube/client.h"
+#include "operator/kube/transport.h"
+#include "tests/operator/controller/test_cluster.h"
+#include "tests/support/apiserver.h"
+#include "tests/support/test_util.h"
+
+namespace moeserve::controller {
+namespace {
+
+using moeserve::testing::wait_until;
+using namespace std::chrono_literals;
+namespace res = kube::resources;
+
+constexpr const char* kNs = "team-a";
+
+// The /metrics of one group's rank-0 worker.
+class FakeWorker {
+ public:
+  FakeWorker(const std::string& host, uint16_t port) : server_(options(host, port)) {
+    server_.route("GET", "/metrics", [this](const http::Request&) {
+      std::lock_guard<std::mutex> lock(mutex_);
+      return http::text_response(
+          200,
+          "# TYPE moeserve_prompt_tokens_total counter\n"
+          "moeserve_prompt_tokens_total{model=\"tiny\",deployment=\"x\"} " +
+              std::to_string(prompt_) +
+              "\nmoeserve_generation_tokens_total{model=\"tiny\",deployment=\"x\"} " +
+              std::to_string(generation_) + "\n");
+    });
+  }
+  Status start() { return server_.start(); }
+  uint16_t port() const { return server_.port(); }
+  void add_tokens(double prompt, double generation) {
+    std::lock_guard<std::mutex> lock(mutex_);
+    prompt_ += prompt;
+    generation_ += generation;
+  }
+
+ private:
+  static http::ServerOptions options(const std::string& host, uint16_t port) {
+    http::ServerOptions o;
+    o.host = host;
+    o.port = port;
+    o.handler_threads = 2;
+    return o;
+  }
+  std::mutex mutex_;
+  double prompt_ = 0;
+  double generation_ = 0;
+  http::Server server_;
+};
+
+class AutoscalingIntegrationTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    ASSERT_NO_FATAL_FAILURE(cluster_.start(kNs));
+    // Group i's worker listens on 127.0.0.<i+1>, all on one port (spec.worker.port).
+    workers_.push_back(std::make_unique<FakeWorker>("127.0.0.1", 0));
+    ASSERT_TRUE(workers_[0]->start().ok());
+    for (int i = 1; i < 3; ++i) {
+      workers_.push_back(
+          std::make_unique<FakeWorker>("127.0.0." + std::to_string(i + 1), workers_[0]->port()));
+      ASSERT_TRUE(workers_[i]->start().ok());
+    }
+    controller_ = std::make_unique<Controller>(
+        *client_, res::kModelDeployments,
+        std::vector<kube::ResourceRef>{res::kStatefulSets, res::kServices, res::kConfigMaps,
+                                       res::kPodDisruptionBudgets, res::kPods},
+        TestCluster::fast_options(), registry_);
+    events_ = std::make_unique<EventRecorder>(*client_, "moeserve-operator");
+    autoscaler::ScrapeOptions scrape;
+    scrape.rate_window = 10s;
+    source_ = std::make_unique<autoscaler::ScrapeSource>(std::make_shared<http::Client>(), scrape);
+    scaler_ = std::make_unique<autoscaler::Autoscaler>(source_.get(), &clock_,
+                                                       autoscaler::AutoscalerOptions{50ms, 2});
+    scaler_->set_on_change([this](const std::string& key) { controller_->enqueue(key); });
+    gauges_ = std::make_unique<autoscaler::DeploymentGauges>(*registry_);
+    reconciler_ = std::make_unique<ModelDeploymentReconciler>(
+        *client_, *controller_, events_.get(), &clock_,
+        AutoscalingHooks{scaler_.get(), gauges_.get(), {}, 16, 100ms});
+    controller_->set_reconciler(reconciler_.get());
+    scaler_->start();
+    controller_->start();
+  }
+
+  void TearDown() override {
+    if (scaler_) scaler_->stop();
+    if (controller_) controller_->stop();
+    cluster_.api.shutdown();
+  }
+
+  nlohmann::json deployment() {
+    auto docs =
+        load_yaml_documents(moeserve::testing::source_dir() + "/deploy/examples/tiny-cpu.yaml");
+    EXPECT_TRUE(docs.ok());
+    nlohmann::json md = (*docs)[0];
+    md["metadata"] = {{"name", "x"}, {"namespace", kNs}};
+    md["spec"]["replicas"] = 1;
+    md["spec"]["worker"]["port"] = workers_[0]->port();
+    md["spec"]["autoscaling"] = {{"enabled", true},
+                                 {"minReplicas", 1},
+                                 {"maxReplicas", 3},
+                                 {"targetTokensPerSecondPerGroup", 100},
+                                 {"scaleDownStabilizationSeconds", 60}};
+    return md;
+  }
+
+  std::map<std::string, nlohmann::json> groups() {
+    std::map<std::string, nlohmann::json> out;
+    kube::ListOptions options;
+    options.label_selector = std::string(op::kLabelDeployment) + "=x";
+    auto list = client_->list(res::kStatefulSets, kNs, options);
+    if (!list.ok()) return out;
+    for (auto& item : list->items) {
+      if (item["metadata"].contains("deletionTimestamp")) continue;
+      out[item["metadata"]["name"].get<std::string>()] = item;
+    }
+    return out;
+  }
+
+  // Plays the StatefulSet controller and the kubelet: every group ready, and its rank-0
+  // pod running at 127.0.0.<group+1> with `restarts` container restarts.
+  void make_groups_ready(int64_t restarts) {
+    for (auto& [name, sts] : groups()) {
+      nlohmann::json updated = sts;
+      updated["status"] = {{"replicas", sts["spec"]["replicas"]},
+                           {"readyReplicas", sts["spec"]["replicas"]},
+                           {"observedGeneration", sts["metadata"]["generation"]}};
+      client_->update_status(res::kStatefulSets, kNs, updated);
+      const int32_t group = *op::parse_group_name("x", name);
+      const std::string pod_name = name + "-0";
+      if (client_->get(res::kPods, kNs, pod_name).ok()) continue;
+      nlohmann::json pod = {{"apiVersion", "v1"},
+                            {"kind", "Pod"},
+                            {"metadata",
+                             {{"name", pod_name},
+                              {"namespace", kNs},
+                              {"labels", {{std::string(op::kLabelDeployment), "x"}}}}},
+                            {"spec", {{"containers", {{{"name", "worker"}, {"image", "w"}}}}}}};
+      auto created = client_->create(res::kPods, kNs, pod);
+      ASSERT_TRUE(created.ok()) << created.status().to_string();
+      (*created)["status"] = {
+          {"podIP", "127.0.0." + std::to_string(group + 1)},
+          {"containerStatuses", {{{"name", "worker"}, {"restartCount", restarts}}}}};
+      ASSERT_TRUE(client_->update_status(res::kPods, kNs, *created).ok());
+    }
+  }
+
+  nlohmann::json status() {
+    auto md = client_->get(res::kModelDeployments, kNs, "x");
+    return md.ok() ? (*md).value("status", nlohmann::json::object()) : nlohmann::json::object();
+  }
+
+  std::vector<std::string> scaled_messages() {
+    std::vector<std::string> out;
+    auto events = client_->list(res::kEvents, kNs);
+    if (!events.ok()) return out;
+    for (const auto& e : events->items) {
+      if (e.value("reason", "") == "Scaled") out.push_back(e.value("message", ""));
+    }
+    return out;
+  }
+
+  // Waits until the autoscaler has measured n groups at the current fake time.
+  bool measured_groups(int32_t n) {
+    return wait_until(
+        [&] {
+          auto snapshot = scaler_->snapshot(std::string(kNs) + "/x");
+          return snapshot && snapshot->measurement.groups_measured == n;
+        },
+        20s);
+  }
+
+  TestCluster cluster_;
+  moeserve::testing::ApiServer& api_ = cluster_.api;
+  FakeClock clock_;
+  std::vector<std::unique_ptr<FakeWorker>> workers_;
+  std::shared_ptr<prometheus::Registry> registry_ = std::make_shared<prometheus::Registry>();
+  std::unique_ptr<kube::Client>& client_ = cluster_.client;
+  std::unique_ptr<Controller> controller_;
+  std::unique_ptr<EventRecorder> events_;
+  std::unique_ptr<autoscaler::ScrapeSource> source_;
+  std::unique_ptr<autoscaler::Autoscaler> scaler_;
+  std::unique_ptr<autoscaler::DeploymentGauges> gauges_;
+  std::unique_ptr<ModelDeploymentReconciler> reconciler_;
+};
+
+TEST_F(AutoscalingIntegrationTest, ScalesUpOnThroughputAndDownAfterStabilization) {
+  ASSERT_TRUE(client_->create(res::kModelDeployments, kNs, deployment()).ok());
+  ASSERT_TRUE(wait_until([&] { return groups().size() == 1; }, 20s));
+  make_groups_ready(2);
+  ASSERT_TRUE(measured_groups(1));
+
+  // 1800 tokens in 10 s on one group: 180 tokens/s against a target of 100 per group.
+  workers_[0]->add_tokens(1200, 600);
+  clock_.advance(10s);
+  ASSERT_TRUE(wait_until([&] { return groups().size() == 2; }, 20s)) << status().dump();
+  ASSERT_TRUE(wait_until([&] { return !scaled_messages().empty(); }, 20s));
+  EXPECT_EQ(scaled_messages()[0], "tokens/s per group 180 > target 100: 1 -> 2 groups");
+  ASSERT_TRUE(wait_until([&] { return status().value("desiredReplicas", 0) == 2; }, 20s));
+  EXPECT_EQ(status()["tokensPerSecond"], 180);
+  // 2 groups x 2 pods x $0.05/h at 180 tokens/s.
+  EXPECT_NEAR(status()["costPerMillionTokens"].get<double>(), 0.2 / 3600 / 180 * 1e6, 1e-3);
+
+  make_groups_ready(1);
+  ASSERT_TRUE(measured_groups(2));
+  std::string text;
+  ASSERT_TRUE(wait_until(
+      [&] {
+        text = metrics::serialize({registry_});
+        return text.find(
+                   "moeserve_deployment_replicas_ready{deployment=\"x\",namespace=\"team-a\"} "
+                   "2") != std::string::npos;
+      },
+      20s))
+      << text;
+  EXPECT_NE(
+      text.find("moeserve_deployment_replicas_desired{deployment=\"x\",namespace=\"team-a\"} 2"),
+      std::string::npos);
+
+  // Traffic drops to 30 tokens/s over both groups: one group would do, but the
+  // recommendation of 2 made within the last 60 s holds the scale-down.
+  workers_[0]->add_tokens(200, 100);
+  clock_.advance(10s);
+  ASSERT_TRUE(wait_until(
+      [&] {
+        auto s = scaler_->snapshot(std::string(kNs) + "/x");
+        return s && s->decision.reason.find("held") != std::string::npos;
+      },
+      20s));
+  EXPECT_EQ(groups().size(), 2u);
+
+  // Past the window, with traffic still low (30 tokens/s), the group goes.
+  workers_[0]->add_tokens(1220, 610);
+  clock_.advance(61s);
+  ASSERT_TRUE(wait_until([&] { return groups().size() == 1; }, 20s)) << status().dump();
+  EXPECT_EQ(groups().begin()->first, "x-g0") << "the newest group goes first";
+  ASSERT_TRUE(wait_until([&] { return scaled_messages().size() == 2; }, 20s));
+  EXPECT_EQ(scaled_messages()[1], "tokens/s per group 15 < target 100: 2 -> 1 group");
+  EXPECT_TRUE(wait_until(
+      [&] {
+        return metrics::serialize({registry_})
+                   .find(
+                       "moeserve_deployment_worker_restarts{deployment=\"x\",namespace=\"team-a\"} "
+                       "3") != std::string::npos;
+      },
+      20s))
+      << "restarts summed over both rank-0 pods";
+
+  ASSERT_TRUE(client_->remove(res::kModelDeployments, kNs, "x").ok());
+  ASSERT_TRUE(wait_until(
+      [&] { return metrics::serialize({registry_}).find("deployment=\"x\"") == std::string::npos; },
+      20s));
+  EXPECT_FALSE(scaler_->snapshot(std::string(kNs) + "/x"));
+}
+
+}  // namespace
+}  // namespace moeserve::controller
