@@ -3,6 +3,7 @@
 tiny model, each on 127.0.0.1 and stopped by its own PID. Also parses the Prometheus
 text exposition format into metric names."""
 
+import glob
 import json
 import os
 import re
@@ -154,21 +155,32 @@ def worker_runnable():
 
 
 def scrape_operator(work_dir):
-    """/metrics of an operator that has reconciled deploy/examples/tiny-cpu.yaml."""
+    """/metrics of an operator that has reconciled every deploy/examples file (between
+    them they set a cost budget, a TTFT SLO and an expert placement, so every
+    per-deployment gauge has a series)."""
     api = ApiServer(work_dir)
     operator = None
+    examples = sorted(glob.glob(os.path.join(ds.SOURCE_DIR, "deploy", "examples", "*.yaml")))
     try:
         api.kubectl("apply", "--validate=false", "-f",
                     os.path.join(ds.SOURCE_DIR, "deploy", "crds"))
-        api.kubectl("apply", "--validate=false", "-n", "default", "-f",
-                    os.path.join(ds.SOURCE_DIR, "deploy", "examples", "tiny-cpu.yaml"))
+        names = []
+        for example in examples:
+            api.kubectl("apply", "--validate=false", "-n", "default", "-f", example)
+            names += [d["metadata"]["name"] for d in ds.parse_documents(ds.read_text(example))]
         port = free_port()
         operator = Process([binary("moeserve-operator"), "run", "--kubeconfig", api.kubeconfig,
                             "--metrics-host", "127.0.0.1", "--metrics-port", str(port)],
                            os.path.join(work_dir, "operator.log"))
         url = f"http://127.0.0.1:{port}/metrics"
-        wait_for(lambda: "moeserve_operator_reconcile_total" in http_get(url)[1], 60,
-                 "the operator's first reconcile to show in /metrics")
+
+        def reconciled_all():
+            text = http_get(url)[1]
+            return "moeserve_operator_reconcile_total" in text and all(
+                f'moeserve_deployment_replicas_desired{{deployment="{name}"' in text
+                for name in names)
+
+        wait_for(reconciled_all, 60, "every example's first reconcile to show in /metrics")
         return http_get(url)[1]
     except AssertionError as e:
         raise AssertionError(f"{e}\noperator log:\n{operator.output() if operator else ''}")
