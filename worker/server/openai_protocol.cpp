@@ -1,5 +1,6 @@
 #include "worker/server/openai_protocol.h"
 
+#include <algorithm>
 #include <cmath>
 #include <limits>
 
@@ -7,6 +8,8 @@ namespace moeserve::server {
 namespace {
 
 using nlohmann::json;
+
+constexpr int64_t kMaxJsonDepth = 64;
 
 ApiError bad(std::string param, std::string message) {
   ApiError e;
@@ -183,6 +186,30 @@ std::optional<ApiError> refuse_unsupported(const json& body, int32_t n) {
   return std::nullopt;
 }
 
+// Nesting depth of JSON text (brackets outside strings), to refuse bodies that would
+// exhaust the stack of a recursive parser.
+int64_t nesting_depth(std::string_view text) {
+  int64_t depth = 0, deepest = 0;
+  bool in_string = false;
+  for (size_t i = 0; i < text.size(); ++i) {
+    const char c = text[i];
+    if (in_string) {
+      if (c == '\\') {
+        ++i;
+      } else if (c == '"') {
+        in_string = false;
+      }
+    } else if (c == '"') {
+      in_string = true;
+    } else if (c == '[' || c == '{') {
+      deepest = std::max(deepest, ++depth);
+    } else if (c == ']' || c == '}') {
+      --depth;
+    }
+  }
+  return deepest;
+}
+
 json completion_logprobs(const std::vector<TokenLogprobs>& entries) {
   json tokens = json::array(), token_logprobs = json::array(), top = json::array(),
        offsets = json::array();
@@ -247,6 +274,9 @@ std::optional<ApiError> parse_request(Endpoint endpoint, std::string_view text,
                                       ParsedRequest* out) {
   *out = ParsedRequest{};
   out->endpoint = endpoint;
+  if (nesting_depth(text) > kMaxJsonDepth) {
+    return bad("", "the request body nests JSON deeper than " + std::to_string(kMaxJsonDepth));
+  }
   const json body = json::parse(text, nullptr, /*allow_exceptions=*/false);
   if (body.is_discarded()) return bad("", "the request body is not valid JSON");
   if (!body.is_object()) return bad("", "the request body must be a JSON object");

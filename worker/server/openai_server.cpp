@@ -40,7 +40,7 @@ ApiError submit_error(const Status& status) {
       return api_error(503, "the server is draining and accepts no new requests",
                        "service_unavailable", "draining");
     case StatusCode::kInvalidArgument:
-      return api_error(400, status.message(), "invalid_request_error", "", "prompt");
+      return api_error(400, status.message(), "invalid_request_error", "");
     default: return api_error(500, status.to_string(), "server_error", "internal_error");
   }
 }

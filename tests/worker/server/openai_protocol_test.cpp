@@ -47,6 +47,12 @@ TEST(ParseRequest, CompletionWithEveryParameter) {
   EXPECT_TRUE(p.ignore_eos);
 }
 
+TEST(ParseRequest, BracketsInsideStringsAreNotNesting) {
+  const std::string brackets(200, '[');
+  EXPECT_EQ(parse_ok(Endpoint::kCompletions, "{\"prompt\":\"" + brackets + "\\\"\"}").prompt_text,
+            brackets + "\"");
+}
+
 TEST(ParseRequest, DefaultsFollowOpenAi) {
   const ParsedRequest p = parse_ok(Endpoint::kCompletions, R"({"prompt":"x"})");
   EXPECT_EQ(p.model, "");
@@ -142,7 +148,11 @@ TEST(ParseRequest, WrongTypesAndRangesNameTheField) {
 }
 
 TEST(ParseRequest, MalformedBodies) {
-  for (const std::string body : {"", "{", "[1,2]", "\"s\"", "{\"prompt\":\"x\",}", "nul"}) {
+  const std::string deep =
+      "{\"prompt\":" + std::string(100000, '[') + std::string(100000, ']') + "}";
+  for (const std::string& body :
+       {std::string(""), std::string("{"), std::string("[1,2]"), std::string("\"s\""),
+        std::string("{\"prompt\":\"x\",}"), std::string("nul"), deep}) {
     const ApiError e = parse_error(Endpoint::kCompletions, body);
     EXPECT_EQ(e.status, 400) << body;
     EXPECT_EQ(e.param, "") << body;
