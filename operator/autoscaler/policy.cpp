@@ -14,6 +14,14 @@ std::string move_text(int32_t from, int32_t to) {
   return std::to_string(from) + " -> " + groups_text(to);
 }
 
+// Groups for `ready` groups overloaded by `ratio` (> 1): proportionally more, at least
+// one more and at most twice as many (the HPA's default scale-up limit), counted from
+// the ready groups so growth does not stack while new groups load.
+int32_t grow(int32_t ready, double ratio) {
+  const int32_t proportional = static_cast<int32_t>(std::ceil(ready * std::min(ratio, 2.0)));
+  return std::max({ready + 1, proportional, 1});
+}
+
 std::string usd(double value) {
   std::string out = format_number(value);
   out.insert(out.begin(), '$');
@@ -70,8 +78,9 @@ Decision recommend(const PolicySpec& spec, const PolicyInput& in) {
   // 3. Queue.
   if (in.requests_waiting) {
     const double waiting = *in.requests_waiting / std::max(ready, 1);
-    if (waiting > spec.max_waiting_per_group && ready + 1 > want) {
-      want = std::max(current, ready + 1);
+    const int32_t queue_want = std::max(current, grow(ready, waiting / spec.max_waiting_per_group));
+    if (waiting > spec.max_waiting_per_group && queue_want > want) {
+      want = queue_want;
       why = "requests waiting per group " + format_number(waiting) + " > " +
             format_number(spec.max_waiting_per_group);
     }
@@ -94,7 +103,8 @@ Decision recommend(const PolicySpec& spec, const PolicyInput& in) {
   // 5. Latency SLO.
   if (spec.ttft_p95_slo_seconds && in.ttft_p95_seconds &&
       *in.ttft_p95_seconds > *spec.ttft_p95_slo_seconds) {
-    const int32_t slo_want = std::max(current, ready + 1);
+    const int32_t slo_want =
+        std::max(current, grow(ready, *in.ttft_p95_seconds / *spec.ttft_p95_slo_seconds));
     if (slo_want > want) {
       const std::optional<double> cost =
           cost_per_million_tokens(spec.usd_per_group_hour, slo_want, tps);

@@ -8,15 +8,18 @@
 //      unchanged while tokens/s per current group is within `tolerance` of the target
 //      (as the HPA does, so noise does not flap). Without a target: the current groups.
 //   3. Queue: more than `max_waiting_per_group` requests waiting per ready group asks
-//      for one group more than are ready (never fewer than now).
+//      for ready × (waiting per group / max_waiting_per_group) groups, at least one more
+//      and at most twice as many as are ready (never fewer than now). Served tokens/s
+//      saturate at capacity, so under overload only the queue and latency show demand.
 //   4. Cost budget: with maxCostPerMillionTokens and a price, at most the groups whose
 //      cost at the measured tokens/s stays within the budget,
 //        floor(budget × tokens/s × 3600 / 10^6 / USD per group-hour),
 //      so throughput and queue never scale up past the budget, and a deployment above
 //      budget scales down to it.
 //   5. Latency SLO (overrides the budget): TTFT p95 above ttftP95SloSeconds asks for
-//      one group more than are ready (never fewer than now) and forbids scaling down.
-//      Growth is by one group beyond the ready ones, so it does not stack while new
+//      ready × (p95 / SLO) groups, at least one more and at most twice as many as are
+//      ready (the HPA's default scale-up limit), never fewer than now, and so forbids
+//      scaling down. Growth counts from the ready groups, so it does not stack while new
 //      groups are still loading.
 //   6. Bounds (override everything): clamp to [minReplicas, maxReplicas].
 // The SLO is what users feel; the budget is what they pay; the bounds are hard limits
