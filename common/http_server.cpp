@@ -434,7 +434,12 @@ void Session::monitor_peer() {
                               return;
                             }
                             self->buffer_.commit(n);
-                            if (!self->handling_ && !self->closed_) self->wait_for_request();
+                            // Only when after_response() already ran and left the wait to
+                            // this read; otherwise after_response() starts it (a second
+                            // read would replace the parser under the first).
+                            if (!self->handling_ && self->response_done_ && !self->closed_) {
+                              self->wait_for_request();
+                            }
                           });
 }
 

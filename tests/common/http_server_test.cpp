@@ -3,6 +3,11 @@
 #include <gtest/gtest.h>
 #include <prometheus/counter.h>
 
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
 #include <atomic>
 #include <future>
 #include <thread>
@@ -134,6 +139,71 @@ TEST_F(HttpServerTest, KeepAliveServesSeveralRequestsOnOneConnection) {
   std::string reply = raw_exchange(server_->port(), two);
   EXPECT_NE(reply.find("hello 1"), std::string::npos) << reply;
   EXPECT_NE(reply.find("hello 2"), std::string::npos) << reply;
+}
+
+// One keep-alive connection, requests sent one after another, each response read
+// whole (by Content-Length) before the next request: how kubectl and Go clients talk.
+class KeepAliveConnection {
+ public:
+  explicit KeepAliveConnection(uint16_t port) {
+    fd_ = socket(AF_INET, SOCK_STREAM, 0);
+    sockaddr_in addr{};
+    addr.sin_family = AF_INET;
+    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    addr.sin_port = htons(port);
+    ok_ = connect(fd_, reinterpret_cast<sockaddr*>(&addr), sizeof addr) == 0;
+  }
+  ~KeepAliveConnection() { close(fd_); }
+
+  // Returns "<status> <body>" or "" on a transport error.
+  std::string post(const std::string& path, const std::string& body) {
+    if (!ok_) return "";
+    std::string req = "POST " + path +
+                      " HTTP/1.1\r\nHost: x\r\nContent-Length: " + std::to_string(body.size()) +
+                      "\r\n\r\n" + body;
+    if (send(fd_, req.data(), req.size(), MSG_NOSIGNAL) != static_cast<ssize_t>(req.size())) {
+      return "";
+    }
+    std::string in;
+    char buf[65536];
+    size_t header_end = std::string::npos;
+    size_t need = 0;
+    while (true) {
+      if (header_end == std::string::npos &&
+          (header_end = in.find("\r\n\r\n")) != std::string::npos) {
+        size_t cl = in.find("Content-Length: ");
+        need = header_end + 4 + std::stoul(in.substr(cl + 16));
+      }
+      if (header_end != std::string::npos && in.size() >= need) break;
+      ssize_t n = recv(fd_, buf, sizeof buf, 0);
+      if (n <= 0) return "";
+      in.append(buf, static_cast<size_t>(n));
+    }
+    return in.substr(9, 3) + " " + in.substr(header_end + 4, need - header_end - 4);
+  }
+
+ private:
+  int fd_ = -1;
+  bool ok_ = false;
+};
+
+TEST_F(HttpServerTest, SequentialKeepAliveRequestsWithBodiesOnSeveralIoThreads) {
+  ServerOptions options;
+  options.io_threads = 4;
+  start(options);
+  std::atomic<int> good{0};
+  std::vector<std::thread> threads;
+  for (int t = 0; t < 6; ++t) {
+    threads.emplace_back([&, t] {
+      KeepAliveConnection conn(server_->port());
+      for (int i = 0; i < 40; ++i) {
+        std::string body(20000 + t * 7 + i, static_cast<char>('a' + i % 26));
+        if (conn.post("/echo", body) == "201 " + body) ++good;
+      }
+    });
+  }
+  for (auto& t : threads) t.join();
+  EXPECT_EQ(good.load(), 6 * 40);
 }
 
 TEST_F(HttpServerTest, ConcurrentClients) {
