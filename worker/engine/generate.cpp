@@ -254,6 +254,7 @@ int run_generate_command(const std::vector<std::string>& args) {
   flags.add_bool("logits", &f.logits, "with --json: add the logits at the last prompt position");
   flags.add_bool("ignore-eos", &f.ignore_eos,
                  "do not stop at the model's EOS tokens (always generate --max-tokens)");
+  add_batch_flag(flags, &f.group);
   add_group_flags(flags, &f.group);
   if (Status s = flags.parse(args); !s.ok()) {
     std::cerr << "generate: " << s.message() << "\n" << flags.help();

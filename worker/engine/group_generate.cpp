@@ -63,9 +63,12 @@ Status decode_results(const char* p, size_t n, std::vector<GenerateResult>* all)
 
 }  // namespace
 
-void add_group_flags(FlagSet& flags, GroupFlags* f) {
+void add_batch_flag(FlagSet& flags, GroupFlags* f) {
   flags.add_string("batch-file", &f->batch_file,
                    "several prompts, one per line as comma-separated token ids, run as a batch");
+}
+
+void add_group_flags(FlagSet& flags, GroupFlags* f) {
   flags.add_int("rank", &f->rank, "this process's rank in its expert-parallel group",
                 "MOESERVE_RANK");
   flags.add_int("world-size", &f->world_size, "ranks in the group (one model copy)",
@@ -117,11 +120,9 @@ StatusOr<std::vector<std::vector<int32_t>>> read_batch_file(const std::string& p
   return prompts;
 }
 
-StatusOr<std::vector<GenerateResult>> generate_in_group(
-    Engine& engine, parallel::Group* group, const std::vector<GenerateRequest>& requests,
-    const std::string& placement_path) {
-  if (group == nullptr) return generate_batch(engine, requests);
-  parallel::Communicator& comm = group->comm();
+StatusOr<ExpertParallelDispatcher*> attach_group_experts(Engine& engine, parallel::Group& group,
+                                                         const std::string& placement_path) {
+  parallel::Communicator& comm = group.comm();
   const std::vector<int64_t> layers = moe_layers(engine.config());
   StatusOr<parallel::ExpertPlacement> placement =
       placement_path.empty()
@@ -130,8 +131,16 @@ StatusOr<std::vector<GenerateResult>> generate_in_group(
           : parallel::ExpertPlacement::load(placement_path, comm.size(),
                                             engine.config().n_routed_experts, layers);
   MOESERVE_RETURN_IF_ERROR(placement.status());
+  return attach_expert_parallel(engine, comm, std::move(placement).value());
+}
+
+StatusOr<std::vector<GenerateResult>> generate_in_group(
+    Engine& engine, parallel::Group* group, const std::vector<GenerateRequest>& requests,
+    const std::string& placement_path) {
+  if (group == nullptr) return generate_batch(engine, requests);
+  parallel::Communicator& comm = group->comm();
   MOESERVE_ASSIGN_OR_RETURN(ExpertParallelDispatcher * dispatcher,
-                            attach_expert_parallel(engine, comm, std::move(placement).value()));
+                            attach_group_experts(engine, *group, placement_path));
 
   std::vector<size_t> mine;
   std::vector<GenerateRequest> local;

@@ -21,6 +21,7 @@
 #include "common/flags.h"
 #include "common/status.h"
 #include "worker/engine/engine.h"
+#include "worker/engine/expert_parallel.h"
 #include "worker/engine/generate.h"
 #include "worker/parallel/group.h"
 
@@ -36,7 +37,10 @@ struct GroupFlags {
   std::string batch_file;
 };
 
+// --rank, --world-size, --leader, --placement and the timeouts (shared with `serve`).
 void add_group_flags(FlagSet& flags, GroupFlags* f);
+// --batch-file (`generate` only).
+void add_batch_flag(FlagSet& flags, GroupFlags* f);
 // True when the flags ask for a rank group (--world-size or --leader given).
 bool wants_group(const FlagSet& flags);
 
@@ -45,6 +49,11 @@ StatusOr<std::unique_ptr<parallel::Group>> join_group(const GroupFlags& f);
 
 // Prompts of a batch file: one line per prompt, comma-separated token ids.
 StatusOr<std::vector<std::vector<int32_t>>> read_batch_file(const std::string& path);
+
+// Attaches expert parallelism over `group` to `engine`: placement from `placement_path`
+// (contiguous blocks when empty).
+StatusOr<ExpertParallelDispatcher*> attach_group_experts(Engine& engine, parallel::Group& group,
+                                                         const std::string& placement_path);
 
 // Generates `requests` (all ranks pass the same list). Without a group: one batch on
 // `engine`. With one: attaches expert parallelism (placement from `placement_path`, or

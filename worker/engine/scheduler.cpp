@@ -154,7 +154,11 @@ StatusOr<std::shared_ptr<RequestStream>> Scheduler::submit(GenerationRequest req
         std::to_string(request.n) + " x " + std::to_string(prompt_size + request.max_tokens) +
         " tokens) but the whole cache has " + std::to_string(engine_->kv_cache().num_blocks()));
   }
-  if (draining_.load()) return unavailable_error("the worker is draining");
+  if (draining_.load()) {
+    const Status failed = failure();
+    return unavailable_error(failed.ok() ? "the worker is draining"
+                                         : "the expert-parallel group failed: " + failed.message());
+  }
 
   auto active = std::make_unique<Active>();
   active->stream = std::make_shared<RequestStream>(request.n, prompt_size, clock_->now());
@@ -195,13 +199,17 @@ void Scheduler::stop() {
   cv_.notify_all();
   if (thread_.joinable()) thread_.join();
   // Whatever is left (never admitted, or the thread never ran) ends as cancelled.
+  end_all(FinishReason::kCancelled, {});
+}
+
+void Scheduler::end_all(FinishReason reason, const Status& error) {
   take_inbox(false, false);
   std::vector<std::unique_ptr<Active>> left;
   for (auto& a : running_) left.push_back(std::move(a));
   for (auto& a : waiting_) left.push_back(std::move(a));
   for (auto& a : left) {
     for (int32_t i = 0; i < static_cast<int32_t>(a->choices.size()); ++i) {
-      finish_choice(*a, i, FinishReason::kCancelled, {}, a->pending);
+      finish_choice(*a, i, reason, error, a->pending);
     }
   }
   running_.clear();
@@ -209,6 +217,34 @@ void Scheduler::stop() {
   waiting_count_.store(0);
   publish_stats();
   for (auto& a : left) flush_events(*a);
+}
+
+Status Scheduler::failure() const {
+  std::lock_guard<std::mutex> lock(stats_mutex_);
+  return failure_;
+}
+
+void Scheduler::fail(Status status) {
+  log::error("scheduler: the expert-parallel group failed; ending every request",
+             {{"error", status.to_string()}});
+  {
+    std::lock_guard<std::mutex> lock(stats_mutex_);
+    failure_ = status;
+  }
+  draining_.store(true);
+  end_all(FinishReason::kError, status);
+}
+
+bool Scheduler::tick_idle() {
+  if (!options_.idle) return true;
+  const Clock::TimePoint now = clock_->now();
+  if (now - last_group_call_ < options_.idle_interval) return true;
+  last_group_call_ = now;
+  if (Status s = options_.idle(); !s.ok()) {
+    fail(std::move(s));
+    return false;
+  }
+  return true;
 }
 
 SchedulerStats Scheduler::stats() const {
@@ -253,7 +289,9 @@ ExpertLoad Scheduler::expert_load_since(uint64_t since_sequence) const {
 bool Scheduler::take_inbox(bool block, bool pause) {
   std::unique_lock<std::mutex> lock(mutex_);
   auto ready = [&] { return !inbox_.empty() || stopping_.load(); };
-  if (block) {
+  if (block && options_.idle) {  // wake up for the group's idle hook
+    cv_.wait_for(lock, options_.idle_interval, ready);
+  } else if (block) {
     cv_.wait(lock, ready);
   } else if (pause) {  // nothing could run: wait for a change rather than spin
     cv_.wait_for(lock, std::chrono::milliseconds(2), ready);
@@ -265,6 +303,7 @@ bool Scheduler::take_inbox(bool block, bool pause) {
 
 void Scheduler::loop() {
   bool stalled = false;
+  last_group_call_ = clock_->now();
   while (true) {
     const bool nothing_to_do = running_.empty() && waiting_.empty();
     if (!take_inbox(nothing_to_do, stalled)) break;
@@ -273,7 +312,7 @@ void Scheduler::loop() {
     int64_t budget = options_.max_num_batched_tokens;
     plan_running(plan, budget);
     admit_waiting(plan, budget);
-    if (!plan.empty()) run_step(plan);
+    if (!(plan.empty() ? tick_idle() : run_step(plan))) return;  // the group failed
     stalled = plan.empty();
     // Stats first, then events: a reader that saw a request end sees its blocks freed.
     std::vector<std::unique_ptr<Active>> finished = remove_finished();
@@ -462,7 +501,7 @@ void Scheduler::admit_waiting(std::vector<Planned>& plan, int64_t& budget) {
   }
 }
 
-void Scheduler::run_step(const std::vector<Planned>& plan) {
+bool Scheduler::run_step(const std::vector<Planned>& plan) {
   std::vector<SequenceInput> batch;
   batch.reserve(plan.size());
   int64_t prefill_tokens = 0;
@@ -472,7 +511,18 @@ void Scheduler::run_step(const std::vector<Planned>& plan) {
         &c.kv, std::span<const int32_t>(c.tokens.data() + c.kv.length, p.count), false});
     if (c.generated == 0 || p.count > 1) prefill_tokens += p.count;
   }
+  if (options_.before_forward) {
+    last_group_call_ = clock_->now();
+    if (Status s = options_.before_forward(); !s.ok()) {
+      fail(std::move(s));
+      return false;
+    }
+  }
   const Status status = engine_->forward(batch, &out_);
+  if (!status.ok() && options_.before_forward) {  // a collective failed inside the forward
+    fail(status);
+    return false;
+  }
   if (!status.ok()) {
     log::error("scheduler: forward failed; ending the requests of this step",
                {{"error", status.to_string()}});
@@ -482,7 +532,7 @@ void Scheduler::run_step(const std::vector<Planned>& plan) {
         finish_choice(a, i, FinishReason::kError, status, a.pending);
       }
     }
-    return;
+    return true;
   }
   record_routing(out_);
 
@@ -528,6 +578,7 @@ void Scheduler::run_step(const std::vector<Planned>& plan) {
   ++stats_.sequence;
   stats_.prompt_tokens_computed_total += prefill_tokens;
   stats_.generated_tokens_total += sampled;
+  return true;
 }
 
 void Scheduler::record_routing(const ForwardOutput& out) {

@@ -26,6 +26,12 @@
 //
 // Draining: drain() makes submit() refuse new requests; queued and running ones finish.
 // stop() cancels whatever is left and joins the thread.
+//
+// Group hooks (rank 0 of an expert-parallel group): before_forward runs on the
+// scheduler thread before each engine forward, idle at least every idle_interval while
+// no forward runs. A failing hook is fatal to the scheduler: every request ends with
+// kError carrying the hook's Status, submit() refuses new ones (unavailable), the
+// thread ends, and failure() returns that Status.
 #pragma once
 
 #include <atomic>
@@ -33,6 +39,7 @@
 #include <condition_variable>
 #include <cstdint>
 #include <deque>
+#include <functional>
 #include <memory>
 #include <mutex>
 #include <string_view>
@@ -115,6 +122,10 @@ struct SchedulerOptions {
   int64_t max_queue = 128;                // waiting requests; more are refused
   bool prefix_caching = true;
   Clock* clock = nullptr;  // default: RealClock
+  // Group hooks (see the top of this file); unset: none.
+  std::function<Status()> before_forward;
+  std::function<Status()> idle;
+  std::chrono::milliseconds idle_interval{1000};
 };
 
 struct SchedulerStats {
@@ -163,6 +174,8 @@ class Scheduler {
   bool idle() const;
   // Cancels everything left and joins the thread. Idempotent.
   void stop();
+  // The Status of the group hook that failed; ok while none has.
+  Status failure() const;
 
   SchedulerStats stats() const;
   // Tokens per expert since the start, per MoE layer.
@@ -194,7 +207,12 @@ class Scheduler {
   void admit_waiting(std::vector<Planned>& plan, int64_t& budget);
   bool ensure_capacity(SequenceKv& seq, int64_t tokens, Active* requester);
   void preempt(Active* request);
-  void run_step(const std::vector<Planned>& plan);
+  // False when a group hook failed (the scheduler then fails everything: fail()).
+  bool run_step(const std::vector<Planned>& plan);
+  bool tick_idle();
+  void fail(Status status);
+  // Ends every request left (inbox, waiting, running) with `reason`.
+  void end_all(FinishReason reason, const Status& error);
   void finish_choice(Active& request, int32_t choice, FinishReason reason, Status error,
                      std::vector<GenerationEvent>& events);
   // Takes the requests whose choices all finished out of the lists.
@@ -225,10 +243,12 @@ class Scheduler {
   std::vector<std::unique_ptr<Active>> running_;  // oldest admission first
   uint64_t admissions_ = 0;
   ForwardOutput out_;
+  Clock::TimePoint last_group_call_{};
 
   // Published after each step.
   mutable std::mutex stats_mutex_;
   SchedulerStats stats_;
+  Status failure_;
   std::vector<int64_t> moe_layers_;      // layer index of each slot
   std::vector<uint64_t> expert_totals_;  // [slot * experts + expert]
   std::deque<StepLoad> history_;

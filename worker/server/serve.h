@@ -1,16 +1,20 @@
-// The `moeserve-worker serve` command: loads a model folder, starts the scheduler, the
-// OpenAI-compatible HTTP API with /healthz, /readyz and /metrics, and (with
-// --grpc-port) the WorkerControl gRPC service; serves until SIGTERM or SIGINT.
+// The `moeserve-worker serve` command (flags: serve_options.h): loads a model folder,
+// starts the scheduler, the OpenAI-compatible HTTP API with /healthz, /readyz and
+// /metrics, and (with --grpc-port) the WorkerControl gRPC service; serves until SIGTERM
+// or SIGINT.
 //
-//   serve --model DIR [--port 8000] [--host 127.0.0.1] [--served-model-name NAME]
-//         [--api-key-file F] [--max-num-seqs 32] [--max-model-len N] [--kv-cache-blocks N]
-//         [--max-num-batched-tokens 1024] [--max-queue 128] [--threads N]
-//         [--grpc-port P] [--grpc-host 127.0.0.1] [--deployment NAME]
-//         [--shutdown-grace-seconds 30] [--max-body-bytes N]
+// With --world-size N > 1 the process first joins its expert-parallel group (rank 0 at
+// --leader), then loads the model and keeps only its share of the routed experts. Rank
+// 0 runs the scheduler and the API with every request in its batch; before each
+// forward it tells the other ranks to join that step's MoE collectives, and heartbeats
+// them while idle. Ranks > 0 serve /healthz, /readyz and /metrics only. When a
+// collective fails (a rank died or hung), each surviving rank logs the lost rank,
+// reports not-ready and exits 1 so that the group restarts.
 //
-// On SIGTERM/SIGINT: /readyz answers 503 and new generation requests 503, the HTTP
-// server stops accepting connections, requests in flight finish within the grace
-// period (then they are cut), and the process exits 0.
+// On SIGTERM/SIGINT (rank 0): /readyz answers 503 and new generation requests 503, the
+// HTTP server stops accepting connections, requests in flight finish within the grace
+// period (then they are cut), the other ranks are told to stop, and the process exits
+// 0. Ranks > 0 leave when rank 0 stops them.
 #pragma once
 
 #include <string>

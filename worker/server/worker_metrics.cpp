@@ -19,6 +19,20 @@ Histogram::BucketBoundaries inter_token_buckets() {
 
 }  // namespace
 
+void add_worker_info(prometheus::Registry& registry, const WorkerInfo& info) {
+  prometheus::BuildGauge()
+      .Name("moeserve_worker_info")
+      .Help("Constant 1; the labels describe the worker")
+      .Labels({{"deployment", info.deployment}})
+      .Register(registry)
+      .Add({{"model", info.model},
+            {"precision", info.precision},
+            {"rank", std::to_string(info.rank)},
+            {"world_size", std::to_string(info.world_size)},
+            {"version", MOESERVE_VERSION}})
+      .Set(1);
+}
+
 WorkerMetrics::WorkerMetrics(const WorkerInfo& info, const engine::Scheduler& scheduler)
     : scheduler_(scheduler), registry_(std::make_shared<prometheus::Registry>()) {
   const prometheus::Labels base = {{"model", info.model}, {"deployment", info.deployment}};
@@ -102,17 +116,7 @@ WorkerMetrics::WorkerMetrics(const WorkerInfo& info, const engine::Scheduler& sc
     experts_seen_.emplace_back(layer.tokens_per_expert.size(), 0);
   }
 
-  prometheus::BuildGauge()
-      .Name("moeserve_worker_info")
-      .Help("Constant 1; the labels describe the worker")
-      .Labels({{"deployment", info.deployment}})
-      .Register(r)
-      .Add({{"model", info.model},
-            {"precision", info.precision},
-            {"rank", std::to_string(info.rank)},
-            {"world_size", std::to_string(info.world_size)},
-            {"version", MOESERVE_VERSION}})
-      .Set(1);
+  add_worker_info(r, info);
 }
 
 void WorkerMetrics::record_success(const std::string& finish_reason, int64_t prompt_tokens,

@@ -32,6 +32,10 @@ struct WorkerInfo {
   int32_t world_size = 1;
 };
 
+// Registers moeserve_worker_info (constant 1, labels from `info`) in `registry`. Ranks
+// > 0 of a group, which have no scheduler, export only this.
+void add_worker_info(prometheus::Registry& registry, const WorkerInfo& info);
+
 class WorkerMetrics {
  public:
   WorkerMetrics(const WorkerInfo& info, const engine::Scheduler& scheduler);
