@@ -120,21 +120,24 @@ ModelDeploymentReconciler::Gathered ModelDeploymentReconciler::gather(
     observed.tokens_per_second = out.snapshot->measurement.tokens_per_second;
     if (md.spec.autoscaling.enabled)
       observed.recommended_replicas = out.snapshot->decision.replicas;
-    if (md.valid()) observe_placement(md, out.snapshot->measurement.expert_load, &observed);
+    if (md.valid()) {
+      out.current_balancedness =
+          observe_placement(md, out.snapshot->measurement.expert_load, &observed);
+    }
   }
   return out;
 }
 
-void ModelDeploymentReconciler::observe_placement(const op::ModelDeployment& md,
-                                                  const autoscaler::ExpertLoad& load,
-                                                  op::Observed* observed) const {
-  if (!op::placement_enabled(md.spec) || load.empty()) return;
+std::optional<double> ModelDeploymentReconciler::observe_placement(
+    const op::ModelDeployment& md, const autoscaler::ExpertLoad& load,
+    op::Observed* observed) const {
+  if (!op::placement_enabled(md.spec) || load.empty()) return std::nullopt;
   const int32_t experts = *md.spec.model.routed_experts;
   const int32_t layers = *md.spec.model.moe_layers;
   const int32_t redundant = md.spec.parallelism.redundant_experts;
   if (static_cast<int32_t>(load.layers.size()) != layers ||
       static_cast<int32_t>(load.tokens[0].size()) > experts) {
-    return;  // loads of another model shape (e.g. measured before a spec change)
+    return std::nullopt;  // loads of another model shape (e.g. measured before a spec change)
   }
   std::vector<std::vector<double>> weights = load.tokens;
   for (auto& row : weights) row.resize(experts, 0.0);
@@ -152,10 +155,11 @@ void ModelDeploymentReconciler::observe_placement(const op::ModelDeployment& md,
     log::warn("placement not planned",
               {{"deployment", key_of(md.metadata.namespace_, md.metadata.name)},
                {"error", proposal.status().to_string()}});
-    return;
+    return std::nullopt;
   }
   observed->measured_balancedness = proposal->balancedness;
   if (proposal->phy2log) observed->proposed_placement = op::Placement{0, *proposal->phy2log};
+  return proposal->current_balancedness;
 }
 
 void ModelDeploymentReconciler::track(const op::ModelDeployment& md, const Gathered& gathered,
@@ -330,7 +334,7 @@ void ModelDeploymentReconciler::record_changes(const nlohmann::json& md_object,
   const auto& current = gathered.observed.current_placement;
   if (plan.placement && current && plan.placement->version > current->version &&
       gathered.observed.proposed_placement && status.placement) {
-    const double before = md.status.placement ? md.status.placement->balancedness : 0;
+    const double before = gathered.current_balancedness.value_or(0);
     events_->record(md_object, "Normal", "PlacementUpdated",
                     "expert placement version " + std::to_string(plan.placement->version) +
                         " from measured expert loads: balancedness " + format_ratio(before) +

@@ -65,11 +65,14 @@ class ModelDeploymentReconciler : public Reconciler {
     autoscaler::ScrapeTarget target;
     int64_t worker_restarts = 0;
     std::optional<autoscaler::Snapshot> snapshot;
+    std::optional<double> current_balancedness;  // of the running map, measured loads
   };
   Gathered gather(const op::ModelDeployment& md) const;
-  // Loads, current map -> observed.proposed_placement and measured_balancedness.
-  void observe_placement(const op::ModelDeployment& md, const autoscaler::ExpertLoad& load,
-                         op::Observed* observed) const;
+  // Loads, current map -> observed.proposed_placement and measured_balancedness;
+  // returns the running map's balancedness under the loads.
+  std::optional<double> observe_placement(const op::ModelDeployment& md,
+                                          const autoscaler::ExpertLoad& load,
+                                          op::Observed* observed) const;
   void track(const op::ModelDeployment& md, const Gathered& gathered, const op::Plan& plan);
   void export_gauges(const op::ModelDeployment& md, const op::ModelDeploymentStatus& status,
                      int64_t worker_restarts);

@@ -44,7 +44,7 @@ class FakeWorker {
           "moeserve_prompt_tokens_total{model=\"tiny\",deployment=\"x\"} " +
               std::to_string(prompt_) +
               "\nmoeserve_generation_tokens_total{model=\"tiny\",deployment=\"x\"} " +
-              std::to_string(generation_) + "\n");
+              std::to_string(generation_) + "\n" + experts_);
     });
   }
   Status start() { return server_.start(); }
@@ -53,6 +53,16 @@ class FakeWorker {
     std::lock_guard<std::mutex> lock(mutex_);
     prompt_ += prompt;
     generation_ += generation;
+  }
+  // moeserve_expert_tokens_total of MoE layer `layer`, one count per expert.
+  void set_expert_tokens(int layer, const std::vector<double>& counts) {
+    std::lock_guard<std::mutex> lock(mutex_);
+    experts_.clear();
+    for (size_t e = 0; e < counts.size(); ++e) {
+      experts_ += "moeserve_expert_tokens_total{model=\"tiny\",deployment=\"x\",layer=\"" +
+                  std::to_string(layer) + "\",expert=\"" + std::to_string(e) + "\"} " +
+                  std::to_string(counts[e]) + "\n";
+    }
   }
 
  private:
@@ -66,6 +76,7 @@ class FakeWorker {
   std::mutex mutex_;
   double prompt_ = 0;
   double generation_ = 0;
+  std::string experts_;
   http::Server server_;
 };
 
@@ -170,15 +181,16 @@ class AutoscalingIntegrationTest : public ::testing::Test {
     return md.ok() ? (*md).value("status", nlohmann::json::object()) : nlohmann::json::object();
   }
 
-  std::vector<std::string> scaled_messages() {
+  std::vector<std::string> event_messages(const std::string& reason) {
     std::vector<std::string> out;
     auto events = client_->list(res::kEvents, kNs);
     if (!events.ok()) return out;
     for (const auto& e : events->items) {
-      if (e.value("reason", "") == "Scaled") out.push_back(e.value("message", ""));
+      if (e.value("reason", "") == reason) out.push_back(e.value("message", ""));
     }
     return out;
   }
+  std::vector<std::string> scaled_messages() { return event_messages("Scaled"); }
 
   // Waits until the autoscaler has measured n groups at the current fake time.
   bool measured_groups(int32_t n) {
@@ -271,6 +283,40 @@ TEST_F(AutoscalingIntegrationTest, ScalesUpOnThroughputAndDownAfterStabilization
       [&] { return metrics::serialize({registry_}).find("deployment=\"x\"") == std::string::npos; },
       20s));
   EXPECT_FALSE(scaler_->snapshot(std::string(kNs) + "/x"));
+}
+
+TEST_F(AutoscalingIntegrationTest, SkewedExpertLoadVersionsTheBalancedPlacement) {
+  nlohmann::json md = deployment();
+  md["spec"]["model"]["routedExperts"] = 8;
+  md["spec"]["model"]["moeLayers"] = 1;
+  md["spec"]["parallelism"]["redundantExperts"] = 2;  // 10 slots, 5 per rank
+  ASSERT_TRUE(client_->create(res::kModelDeployments, kNs, md).ok());
+  ASSERT_TRUE(wait_until([&] { return groups().size() == 1; }, 20s));
+  make_groups_ready(0);
+  ASSERT_TRUE(wait_until([&] { return status().contains("placement"); }, 20s));
+  EXPECT_EQ(status()["placement"]["version"], 1);
+  ASSERT_TRUE(measured_groups(1));
+
+  // Expert 5 takes 12000 of 19000 routed tokens. The default map (experts 0..7, then
+  // replicas of 0 and 4) puts it on rank 1: rank loads 4000 / 15000, balancedness 0.633.
+  // EPLB gives expert 5 both redundant slots: 11000 / 8000, balancedness 0.864.
+  workers_[0]->add_tokens(100, 100);
+  workers_[0]->set_expert_tokens(1, {1000, 1000, 1000, 1000, 1000, 12000, 1000, 1000});
+  clock_.advance(10s);
+  ASSERT_TRUE(wait_until(
+      [&] { return status().contains("placement") && status()["placement"]["version"] == 2; }, 20s))
+      << status().dump();
+  EXPECT_NEAR(status()["placement"]["balancedness"].get<double>(), 9500.0 / 11000, 1e-3);
+  auto cm = client_->get(res::kConfigMaps, kNs, "x-placement");
+  ASSERT_TRUE(cm.ok());
+  auto placement = nlohmann::json::parse((*cm)["data"]["placement.json"].get<std::string>());
+  EXPECT_EQ(placement["version"], 2);
+  int replicas_of_hot = 0;
+  for (const auto& e : placement["layers"][0]["phy2log"]) replicas_of_hot += e == 5 ? 1 : 0;
+  EXPECT_EQ(replicas_of_hot, 3);
+  ASSERT_TRUE(wait_until([&] { return !event_messages("PlacementUpdated").empty(); }, 20s));
+  EXPECT_EQ(event_messages("PlacementUpdated")[0],
+            "expert placement version 2 from measured expert loads: balancedness 0.633 -> 0.864");
 }
 
 }  // namespace
