@@ -2,6 +2,8 @@
 
 #include <algorithm>
 
+#include "operator/placement/eplb.h"
+
 namespace moeserve::op {
 
 using nlohmann::json;
@@ -33,24 +35,13 @@ bool placement_fits(const std::vector<std::vector<int32_t>>& layers, int32_t exp
 }
 
 double uniform_balancedness(const std::vector<std::vector<int32_t>>& layers, int32_t ranks) {
-  if (layers.empty() || ranks <= 0) return 1.0;
-  double sum = 0;
+  std::vector<std::vector<double>> unit_load;
   for (const std::vector<int32_t>& row : layers) {
     int32_t experts = 0;
     for (int32_t e : row) experts = std::max(experts, e + 1);
-    std::vector<int32_t> replicas(experts, 0);
-    for (int32_t e : row) ++replicas[e];
-    const size_t slots_per_rank = row.size() / ranks;
-    std::vector<double> load(ranks, 0.0);
-    for (size_t s = 0; s < row.size(); ++s) load[s / slots_per_rank] += 1.0 / replicas[row[s]];
-    double total = 0, max = 0;
-    for (double l : load) {
-      total += l;
-      max = std::max(max, l);
-    }
-    sum += max > 0 ? (total / ranks) / max : 1.0;
+    unit_load.emplace_back(experts, 1.0);
   }
-  return sum / layers.size();
+  return placement::balancedness(unit_load, layers, ranks);
 }
 
 json placement_to_json(const Placement& placement) {
