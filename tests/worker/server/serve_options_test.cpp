@@ -1,0 +1,127 @@
+#include "worker/server/serve_options.h"
+
+#include <gtest/gtest.h>
+#include <stdlib.h>
+
+namespace moeserve::server {
+namespace {
+
+// Clears the environment variables serve reads, so each test sets only its own.
+class ServeOptionsTest : public ::testing::Test {
+ protected:
+  void SetUp() override { clear(); }
+  void TearDown() override { clear(); }
+  static void clear() {
+    for (const char* name : {"MOESERVE_RANK", "MOESERVE_WORLD_SIZE", "MOESERVE_LEADER_ADDR",
+                             "MOESERVE_POD_INDEX", "MOESERVE_RANKS_PER_POD", "MOESERVE_DEPLOYMENT",
+                             "MOESERVE_MODEL", "MOESERVE_PORT", "MOESERVE_HOST"}) {
+      unsetenv(name);
+    }
+  }
+};
+
+// The command line operator/deployment/pod_template.cpp renders.
+std::vector<std::string> operator_args() {
+  return {"--model",
+          "/models/x",
+          "--host",
+          "0.0.0.0",
+          "--port",
+          "8000",
+          "--served-model-name",
+          "x",
+          "--precision",
+          "fp8",
+          "--world-size",
+          "4",
+          "--leader",
+          "x-g0-0.x-ranks.ns.svc:29500",
+          "--placement",
+          "/etc/placement/p.json",
+          "--speculative",
+          "mtp",
+          "--draft-tokens",
+          "1"};
+}
+
+TEST_F(ServeOptionsTest, AcceptsTheOperatorsCommandLineWithTheRankFromTheEnvironment) {
+  setenv("MOESERVE_RANK", "3", 1);
+  setenv("MOESERVE_DEPLOYMENT", "x", 1);
+  auto parsed = parse_serve_flags(operator_args());
+  ASSERT_TRUE(parsed.ok()) << parsed.status().to_string();
+  const ServeFlags& f = parsed->flags;
+  EXPECT_EQ(f.group.rank, 3);
+  EXPECT_EQ(f.group.world_size, 4);
+  EXPECT_EQ(f.group.leader, "x-g0-0.x-ranks.ns.svc:29500");
+  EXPECT_EQ(f.group.placement, "/etc/placement/p.json");
+  EXPECT_EQ(f.precision, "fp8");
+  EXPECT_EQ(f.speculative, "mtp");
+  EXPECT_EQ(f.draft_tokens, 1);
+  EXPECT_EQ(f.deployment, "x");
+  EXPECT_EQ(f.port, 8000);
+  EXPECT_TRUE(in_group(f));
+}
+
+TEST_F(ServeOptionsTest, RankComesFromPodIndexTimesRanksPerPodWithoutMoeserveRank) {
+  setenv("MOESERVE_POD_INDEX", "2", 1);
+  setenv("MOESERVE_RANKS_PER_POD", "2", 1);
+  setenv("MOESERVE_WORLD_SIZE", "8", 1);
+  setenv("MOESERVE_LEADER_ADDR", "10.0.0.1:29500", 1);
+  auto parsed = parse_serve_flags({"--model", "/m"});
+  ASSERT_TRUE(parsed.ok()) << parsed.status().to_string();
+  EXPECT_EQ(parsed->flags.group.rank, 4);
+  EXPECT_EQ(parsed->flags.group.world_size, 8);
+  EXPECT_EQ(parsed->flags.group.leader, "10.0.0.1:29500");
+
+  setenv("MOESERVE_RANK", "5", 1);  // an explicit rank wins
+  parsed = parse_serve_flags({"--model", "/m"});
+  ASSERT_TRUE(parsed.ok());
+  EXPECT_EQ(parsed->flags.group.rank, 5);
+}
+
+TEST_F(ServeOptionsTest, OneRankIsASingleProcessEvenWithALeader) {
+  auto parsed = parse_serve_flags({"--model", "/m", "--world-size", "1", "--leader", "h:1"});
+  ASSERT_TRUE(parsed.ok());
+  EXPECT_FALSE(in_group(parsed->flags));
+  EXPECT_EQ(parsed->flags.speculative, "none");
+}
+
+TEST_F(ServeOptionsTest, RefusesInconsistentFlagsNamingTheFlag) {
+  auto expect_refused = [](std::vector<std::string> args, const std::string& flag) {
+    auto parsed = parse_serve_flags(args);
+    ASSERT_FALSE(parsed.ok()) << flag;
+    EXPECT_EQ(parsed.status().code(), StatusCode::kInvalidArgument);
+    EXPECT_NE(parsed.status().message().find(flag), std::string::npos) << parsed.status().message();
+  };
+  expect_refused({"--model", "/m", "--world-size", "2"}, "--leader");
+  expect_refused({"--model", "/m", "--world-size", "2", "--leader", "h:1", "--rank", "2"},
+                 "--rank");
+  expect_refused({"--model", "/m", "--precision", "int4"}, "--precision");
+  expect_refused({"--model", "/m", "--speculative", "eagle"}, "--speculative");
+  expect_refused({"--model", "/m", "--speculative", "mtp"}, "--draft-tokens");
+  expect_refused({"--model", "/m", "--placement", "p.json"}, "--placement");
+  expect_refused(
+      {"--model", "/m", "--world-size", "2", "--leader", "h:1", "--collective-timeout-ms", "0"},
+      "--collective-timeout-ms");
+  expect_refused({"--model", "/m", "--no-such-flag"}, "no-such-flag");
+}
+
+TEST_F(ServeOptionsTest, PrecisionMustMatchTheCheckpoint) {
+  model::ModelConfig bf16;
+  model::ModelConfig fp8;
+  fp8.quantization.fp8 = true;
+  EXPECT_EQ(checkpoint_precision(bf16), "bf16");
+  EXPECT_EQ(checkpoint_precision(fp8), "fp8");
+  EXPECT_TRUE(check_precision("", fp8).ok());
+  EXPECT_TRUE(check_precision("fp8", fp8).ok());
+  EXPECT_TRUE(check_precision("bf16", bf16).ok());
+  const Status mismatch = check_precision("bf16", fp8);
+  ASSERT_FALSE(mismatch.ok());
+  EXPECT_NE(mismatch.message().find("does not match the checkpoint, which is fp8"),
+            std::string::npos)
+      << mismatch.message();
+  EXPECT_FALSE(check_precision("fp8", bf16).ok());
+}
+
+}  // namespace
+}  // namespace moeserve::server
