@@ -1,11 +1,13 @@
 // Scheduler over a generated tiny model: continuous batching gives the same tokens as
 // generating each request alone, n > 1 choices fork the prompt, the prefix cache is hit
 // on a repeated prompt, KV exhaustion preempts without failing anyone, and cancellation,
-// limits and draining behave as the header says.
+// limits, draining and the group hooks (a failing hook fails everything) behave as the
+// header says.
 #include "worker/engine/scheduler.h"
 
 #include <gtest/gtest.h>
 
+#include <atomic>
 #include <chrono>
 #include <memory>
 #include <numeric>
@@ -277,6 +279,63 @@ TEST_F(SchedulerTest, DrainFinishesQueuedWorkAndStopCancelsTheRest) {
   ASSERT_TRUE(never_run.ok());
   other->stop();
   EXPECT_EQ(collect(**never_run)[0].finish, FinishReason::kCancelled);
+}
+
+TEST_F(SchedulerTest, GroupHooksRunBeforeEachForwardAndWhileIdle) {
+  std::atomic<int64_t> forwards{0};
+  std::atomic<int64_t> idles{0};
+  SchedulerOptions options;
+  options.before_forward = [&] {
+    forwards.fetch_add(1);
+    return ok_status();
+  };
+  options.idle = [&] {
+    idles.fetch_add(1);
+    return ok_status();
+  };
+  options.idle_interval = 1ms;
+  auto scheduler = make_scheduler(options);
+  scheduler->start();
+  GenerationRequest r;
+  r.prompt = test_prompt(8, vocab(), 3);
+  r.max_tokens = 4;
+  auto stream = scheduler->submit(r);
+  ASSERT_TRUE(stream.ok());
+  EXPECT_EQ(collect(**stream)[0].tokens, alone(r.prompt, 4));
+  EXPECT_TRUE(moeserve::testing::wait_until([&] { return scheduler->idle(); }, 10s));
+  EXPECT_EQ(static_cast<uint64_t>(forwards.load()), scheduler->stats().sequence);
+  // With nothing to run the scheduler keeps calling the idle hook.
+  const int64_t before = idles.load();
+  EXPECT_TRUE(moeserve::testing::wait_until([&] { return idles.load() >= before + 3; }, 10s));
+  EXPECT_TRUE(scheduler->failure().ok());
+}
+
+TEST_F(SchedulerTest, AFailingGroupHookEndsEveryRequestAndRefusesNewOnes) {
+  std::atomic<int64_t> forwards{0};
+  SchedulerOptions options;
+  options.max_num_seqs = 1;  // the second request waits in the queue
+  options.before_forward = [&]() -> Status {
+    if (forwards.fetch_add(1) >= 2) return unavailable_error("lost rank 1: test");
+    return ok_status();
+  };
+  auto scheduler = make_scheduler(options);
+  GenerationRequest r;
+  r.prompt = test_prompt(8, vocab(), 4);
+  r.max_tokens = 10;
+  auto running = scheduler->submit(r);
+  auto queued = scheduler->submit(r);
+  ASSERT_TRUE(running.ok() && queued.ok());
+  scheduler->start();
+  const std::vector<ChoiceResult> first = collect(**running);
+  EXPECT_EQ(first[0].finish, FinishReason::kError);
+  EXPECT_EQ(first[0].tokens.size(), 2u);  // the two steps before the hook failed
+  EXPECT_EQ(collect(**queued)[0].finish, FinishReason::kError);
+  EXPECT_EQ(scheduler->failure().code(), StatusCode::kUnavailable);
+  EXPECT_NE(scheduler->failure().message().find("lost rank 1"), std::string::npos);
+  auto refused = scheduler->submit(r);
+  ASSERT_FALSE(refused.ok());
+  EXPECT_EQ(refused.status().code(), StatusCode::kUnavailable);
+  EXPECT_NE(refused.status().message().find("group failed"), std::string::npos);
 }
 
 TEST_F(SchedulerTest, ExpertLoadCountsEveryRoutedToken) {
