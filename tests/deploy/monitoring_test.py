@@ -10,8 +10,7 @@ Where the names come from, per component:
     moeserve-test-apiserver, when both are built; else the documented list.
   * autoscaler gauges (moeserve_deployment_*): the same running operator once
     operator/autoscaler has sources; else the documented list.
-The documented list is docs/metrics.md when it exists (every `moeserve_...` name in it),
-else tests/deploy/declared_metrics.txt.
+The documented list is docs/metrics.md (every `moeserve_...` name in it).
 """
 
 import glob
@@ -29,7 +28,6 @@ import deploy_support as ds
 import promql_names
 
 DOCS_METRICS = os.path.join(ds.SOURCE_DIR, "docs", "metrics.md")
-DECLARED_METRICS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "declared_metrics.txt")
 
 
 def component_of(name):
@@ -43,18 +41,10 @@ def component_of(name):
 def documented_names():
     """{component: names} of the documented list, with histogram series suffixes."""
     found = {"worker": set(), "operator": set(), "autoscaler": set()}
-    if os.path.exists(DOCS_METRICS):
-        for name in re.findall(r"\b(moeserve_[a-z0-9_]+)", ds.read_text(DOCS_METRICS)):
-            base = re.sub(r"_(bucket|sum|count)$", "", name)
-            found[component_of(base)] |= {base, base + "_bucket", base + "_sum", base + "_count"}
-        return found, "docs/metrics.md"
-    for line in ds.read_text(DECLARED_METRICS).splitlines():
-        if line.strip() and not line.startswith("#"):
-            name, kind, component = line.split()
-            found[component].add(name)
-            if kind == "histogram":
-                found[component] |= {name + "_bucket", name + "_sum", name + "_count"}
-    return found, "tests/deploy/declared_metrics.txt"
+    for name in re.findall(r"\b(moeserve_[a-z0-9_]+)", ds.read_text(DOCS_METRICS)):
+        base = re.sub(r"_(bucket|sum|count)$", "", name)
+        found[component_of(base)] |= {base, base + "_bucket", base + "_sum", base + "_count"}
+    return found, "docs/metrics.md"
 
 
 def exported_metrics(work_dir):
