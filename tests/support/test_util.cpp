@@ -16,8 +16,6 @@
 #include <stdexcept>
 #include <thread>
 
-extern char** environ;
-
 namespace moeserve::testing {
 
 TempDir::TempDir() {
@@ -36,59 +34,14 @@ TempDir::~TempDir() {
 
 Process::Process(const std::vector<std::string>& argv, const std::string& log_path,
                  const std::vector<std::string>& extra_env) {
-  std::vector<std::string> env;
-  for (char** e = environ; *e; ++e) env.emplace_back(*e);
-  env.insert(env.end(), extra_env.begin(), extra_env.end());
-  pid_ = fork();
-  if (pid_ < 0) throw std::runtime_error("fork failed");
-  if (pid_ == 0) {
-    if (!log_path.empty()) {
-      int fd = open(log_path.c_str(), O_WRONLY | O_CREAT | O_APPEND, 0644);
-      if (fd >= 0) {
-        dup2(fd, 1);
-        dup2(fd, 2);
-        close(fd);
-      }
-    }
-    std::vector<char*> args;
-    for (const auto& a : argv) args.push_back(const_cast<char*>(a.c_str()));
-    args.push_back(nullptr);
-    std::vector<char*> envp;
-    for (const auto& e : env) envp.push_back(const_cast<char*>(e.c_str()));
-    envp.push_back(nullptr);
-    execve(args[0], args.data(), envp.data());
-    _exit(127);
-  }
-}
-
-Process::~Process() {
-  if (running()) {
-    kill(pid_, SIGKILL);
-    wait(std::chrono::milliseconds(5000));
-  }
-}
-
-bool Process::running() {
-  if (pid_ <= 0 || reaped_) return false;
-  int status = 0;
-  pid_t r = waitpid(pid_, &status, WNOHANG);
-  if (r == 0) return true;
-  reaped_ = true;
-  exit_code_ = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
-  return false;
-}
-
-void Process::signal(int sig) {
-  if (running()) kill(pid_, sig);
+  auto child = PosixLauncher().start(argv, extra_env, log_path);
+  if (!child.ok()) throw std::runtime_error(child.status().to_string());
+  child_ = std::move(*child);
 }
 
 int Process::wait(std::chrono::milliseconds timeout) {
-  auto deadline = std::chrono::steady_clock::now() + timeout;
-  while (running()) {
-    if (std::chrono::steady_clock::now() >= deadline) return -1;
-    std::this_thread::sleep_for(std::chrono::milliseconds(10));
-  }
-  return exit_code_;
+  auto code = child_->wait_for(timeout);
+  return code ? *code : -1;
 }
 
 uint16_t free_port() {

@@ -7,8 +7,11 @@
 #include <chrono>
 #include <cstdint>
 #include <functional>
+#include <memory>
 #include <string>
 #include <vector>
+
+#include "common/process.h"
 
 namespace moeserve::testing {
 
@@ -26,26 +29,24 @@ class TempDir {
   std::string path_;
 };
 
-// A child process (fork + execv), killed with SIGKILL on destruction if still running.
+// A child process (common/process.h's PosixLauncher), killed with SIGKILL on
+// destruction if still running. Throws when it cannot be started.
 class Process {
  public:
   // stdout and stderr go to `log_path` when given, else are inherited.
   Process(const std::vector<std::string>& argv, const std::string& log_path = "",
           const std::vector<std::string>& extra_env = {});
-  ~Process();
   Process(const Process&) = delete;
   Process& operator=(const Process&) = delete;
 
-  pid_t pid() const { return pid_; }
-  bool running();
-  void signal(int sig);
+  pid_t pid() const { return child_->pid(); }
+  bool running() { return child_->running(); }
+  void signal(int sig) { child_->signal(sig); }
   // Waits for exit; returns the exit code, 128+signal for a signal, -1 on timeout.
   int wait(std::chrono::milliseconds timeout);
 
  private:
-  pid_t pid_ = -1;
-  bool reaped_ = false;
-  int exit_code_ = -1;
+  std::unique_ptr<ChildProcess> child_;
 };
 
 // A TCP port on 127.0.0.1 that was free a moment ago.
