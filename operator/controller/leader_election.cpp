@@ -78,9 +78,9 @@ bool LeaderElector::try_acquire_or_renew() {
     auto created = client_.create(ref, ns, lease);
     leader_ = created.ok();
     if (created.ok()) {
-      log::info("leader election: acquired lease",
-                {{"lease", ns + "/" + config_.lease_name}, {"identity", config_.identity},
-                 {"previous_holder", ""}});
+      log::info("leader election: acquired lease", {{"lease", ns + "/" + config_.lease_name},
+                                                    {"identity", config_.identity},
+                                                    {"previous_holder", ""}});
       observed_spec_ = lease_identity((*created)["spec"]);
       observed_change_ = clock_->now();
     }

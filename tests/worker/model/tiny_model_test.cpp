@@ -84,8 +84,10 @@ TEST(TinyTokenizerTest, HasDeepSeekShapeAndUsesEveryIdOnce) {
   EXPECT_EQ(tj["decoder"]["type"], "ByteLevel");
 
   std::set<int64_t> ids;
-  for (const auto& [token, id] : tj["model"]["vocab"].items()) EXPECT_TRUE(ids.insert(id.get<int64_t>()).second);
-  for (const auto& added : tj["added_tokens"]) EXPECT_TRUE(ids.insert(added["id"].get<int64_t>()).second);
+  for (const auto& [token, id] : tj["model"]["vocab"].items())
+    EXPECT_TRUE(ids.insert(id.get<int64_t>()).second);
+  for (const auto& added : tj["added_tokens"])
+    EXPECT_TRUE(ids.insert(added["id"].get<int64_t>()).second);
   ASSERT_EQ(ids.size(), 512u);
   EXPECT_EQ(*ids.begin(), 0);
   EXPECT_EQ(*ids.rbegin(), 511);
