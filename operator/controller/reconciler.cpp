@@ -197,6 +197,26 @@ void ModelDeploymentReconciler::forget(const std::string& key) {
   }
 }
 
+bool ModelDeploymentReconciler::missing_any(const op::Rendered& rendered) const {
+  for (const auto& object : rendered.objects()) {
+    auto ref = resource_for_kind(object.value("kind", ""));
+    if (!ref.ok()) continue;
+    if (!informers_.get(ref->resource, key_of(object["metadata"].value("namespace", ""),
+                                              object["metadata"].value("name", "")))) {
+      return true;
+    }
+  }
+  return false;
+}
+
+bool ModelDeploymentReconciler::owner_is_live(const op::ModelDeployment& md) const {
+  auto live =
+      client_.get(kube::resources::kModelDeployments, md.metadata.namespace_, md.metadata.name);
+  if (!live.ok()) return live.status().code() != StatusCode::kNotFound;  // unknown: proceed
+  return (*live)["metadata"].value("uid", "") == md.metadata.uid &&
+         !(*live)["metadata"].contains("deletionTimestamp");
+}
+
 Status ModelDeploymentReconciler::apply(const nlohmann::json& md_object,
                                         const nlohmann::json& desired) {
   MOESERVE_ASSIGN_OR_RETURN(kube::ResourceRef ref, resource_for_kind(desired.value("kind", "")));
@@ -296,6 +316,12 @@ ReconcileResult ModelDeploymentReconciler::reconcile(const std::string& key) {
   op::Plan plan = op::plan(md, observed);
   track(md, gathered, plan);
   op::Rendered rendered = op::render(md, plan);
+  if (missing_any(rendered) && !owner_is_live(md)) {
+    // The cache still shows a ModelDeployment the server has deleted (its delete event is
+    // on the way): creating now would leave objects owned by a uid that no longer exists.
+    log::info("owner deleted; not creating its objects", {{"key", key}});
+    return {};
+  }
   for (const auto& object : rendered.objects()) {
     if (Status s = apply(*md_object, object); !s.ok()) return {s, std::nullopt};
   }

@@ -32,6 +32,7 @@
 #include "operator/controller/controller.h"
 #include "operator/controller/events.h"
 #include "operator/deployment/plan.h"
+#include "operator/deployment/render.h"
 #include "operator/kube/client.h"
 #include "operator/placement/propose.h"
 
@@ -82,6 +83,11 @@ class ModelDeploymentReconciler : public Reconciler {
                       const Gathered& gathered, const op::Plan& plan,
                       const op::ModelDeploymentStatus& status);
   Status apply(const nlohmann::json& md_object, const nlohmann::json& desired);
+  // True when some rendered object is not in the informer cache (a create is coming).
+  bool missing_any(const op::Rendered& rendered) const;
+  // A live GET (not the cache): the ModelDeployment still exists with this uid and is
+  // not being deleted. Checked before creating, so a deleted owner gets no new objects.
+  bool owner_is_live(const op::ModelDeployment& md) const;
   Status remove_group(const nlohmann::json& md_object, const op::ModelDeployment& md,
                       int32_t group);
   Status write_status(const nlohmann::json& md_object, const op::ModelDeployment& md,
