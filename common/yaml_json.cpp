@@ -1,6 +1,6 @@
 #include "common/yaml_json.h"
 
-#include <regex>
+#include <cctype>
 
 #include <yaml-cpp/yaml.h>
 
@@ -8,6 +8,36 @@
 
 namespace moeserve {
 namespace {
+
+bool all_digits(std::string_view s) {
+  if (s.empty()) return false;
+  for (char c : s) {
+    if (!std::isdigit(static_cast<unsigned char>(c))) return false;
+  }
+  return true;
+}
+
+std::string_view without_sign(std::string_view s) {
+  if (!s.empty() && (s[0] == '-' || s[0] == '+')) s.remove_prefix(1);
+  return s;
+}
+
+// YAML 1.2 core schema: [-+]?[0-9]+
+bool is_int(std::string_view s) { return all_digits(without_sign(s)); }
+
+// YAML 1.2 core schema: [-+]?(\.[0-9]+|[0-9]+(\.[0-9]*)?)([eE][-+]?[0-9]+)?
+bool is_float(std::string_view s) {
+  s = without_sign(s);
+  size_t e = s.find_first_of("eE");
+  std::string_view mantissa = s.substr(0, e);
+  if (e != std::string_view::npos && !all_digits(without_sign(s.substr(e + 1)))) return false;
+  size_t dot = mantissa.find('.');
+  if (dot == std::string_view::npos) return all_digits(mantissa);
+  std::string_view whole = mantissa.substr(0, dot);
+  std::string_view fraction = mantissa.substr(dot + 1);
+  if (whole.empty()) return all_digits(fraction);
+  return all_digits(whole) && (fraction.empty() || all_digits(fraction));
+}
 
 nlohmann::json scalar_to_json(const YAML::Node& node) {
   const std::string& text = node.Scalar();
@@ -17,16 +47,14 @@ nlohmann::json scalar_to_json(const YAML::Node& node) {
   if (text == "null" || text == "Null" || text == "NULL" || text == "~" || text.empty()) {
     return nullptr;
   }
-  static const std::regex kInt("^[-+]?[0-9]+$");
-  static const std::regex kFloat("^[-+]?([0-9]+\\.[0-9]*|\\.[0-9]+|[0-9]+)([eE][-+]?[0-9]+)?$");
-  if (std::regex_match(text, kInt)) {
+  if (is_int(text)) {
     try {
       return std::stoll(text);
     } catch (const std::out_of_range&) {
       return std::stod(text);
     }
   }
-  if (std::regex_match(text, kFloat)) return std::stod(text);
+  if (is_float(text)) return std::stod(text);
   return text;
 }
 
