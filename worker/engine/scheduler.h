@@ -27,6 +27,9 @@
 // Draining: drain() makes submit() refuse new requests; queued and running ones finish.
 // stop() cancels whatever is left and joins the thread.
 //
+// Expert load: the routing of each completed forward is recorded in expert_load(), the
+// worker's one expert-load account (expert_load.h), which other threads read.
+//
 // Group hooks (rank 0 of an expert-parallel group): before_forward runs on the
 // scheduler thread before each engine forward, idle at least every idle_interval while
 // no forward runs. A failing hook is fatal to the scheduler: every request ends with
