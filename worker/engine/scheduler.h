@@ -63,12 +63,16 @@ struct GenerationRequest {
   int64_t max_tokens = 16;      // per choice, at least 1
   int32_t n = 1;                // choices
   SamplingParams sampling;      // choice i samples with seed + i; stop_token_ids end a choice
+  // Opt-in: the first token event of choice 0 carries the full-vocabulary logits at the
+  // last prompt position (a vocab-sized copy, so only when asked).
+  bool return_prompt_logits = false;
 };
 
 struct GenerationEvent {
   int32_t choice = 0;
   bool has_token = false;
   SampleResult sample;                        // when has_token
+  std::vector<float> prompt_logits;           // see return_prompt_logits
   FinishReason finish = FinishReason::kNone;  // set on the last event of a choice
   Status error;                               // with kError
 };

@@ -17,6 +17,7 @@
 #include "kernels/cpu/thread_pool.h"
 #include "tests/support/test_util.h"
 #include "tests/worker/engine/tiny_engine.h"
+#include "worker/engine/group_step.h"
 #include "worker/engine/linear.h"
 #include "worker/parallel/group.h"
 
