@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <chrono>
 #include <filesystem>
+#include <functional>
 #include <iostream>
 #include <memory>
 #include <optional>
@@ -17,7 +18,6 @@
 #include "worker/engine/group_step.h"
 #include "worker/engine/scheduler.h"
 #include "worker/model/prompt_encoder.h"
-#include "worker/model/weights.h"
 
 namespace moeserve::cli {
 namespace {
@@ -93,7 +93,8 @@ StatusOr<Output> collect(engine::RequestStream& stream, int64_t max_tokens,
   return out;
 }
 
-// Submits every prompt to `scheduler` together and prints the results (header).
+// Submits every prompt to `scheduler` together and prints the results as the header
+// says.
 Status run_requests(const GenerateFlags& f, const std::vector<std::vector<int32_t>>& prompts,
                     const engine::SamplingParams& sampling,
                     const std::optional<model::PromptEncoder>& encoder,
@@ -111,7 +112,7 @@ Status run_requests(const GenerateFlags& f, const std::vector<std::vector<int32_
     streams.push_back(std::move(stream));
   }
   const model::Tokenizer* tokenizer = encoder.has_value() ? &encoder->tokenizer() : nullptr;
-  if (!f.json && prompts.size() == 1) {
+  if (!f.json && f.batch_file.empty()) {
     // One plain prompt streams its text (or ids) as it is produced.
     std::optional<model::IncrementalDecoder> decoder;
     if (tokenizer != nullptr) decoder.emplace(*tokenizer, /*skip_special=*/true);
@@ -153,16 +154,9 @@ Status run_requests(const GenerateFlags& f, const std::vector<std::vector<int32_
 
 Status run_generate(const GenerateFlags& f, const FlagSet& flags) {
   MOESERVE_RETURN_IF_ERROR(check_flags(f, flags));
-  // The group forms before loading, so the rendezvous timeout covers start-up skew only.
-  std::unique_ptr<parallel::Group> group;
-  if (in_group(f.group)) {
-    MOESERVE_ASSIGN_OR_RETURN(group, join_group(f.group));
-  }
-  MOESERVE_ASSIGN_OR_RETURN(
-      model::LoadedModel loaded,
-      model::load_model(f.model, model::BindOptions{.load_mtp = false, .prefault = true}));
-  auto shared = std::make_shared<const model::LoadedModel>(std::move(loaded));
-  const model::ModelConfig& config = shared->config;
+  MOESERVE_ASSIGN_OR_RETURN(RankStart start, join_and_load(f.group, f.model));
+  std::unique_ptr<parallel::Group>& group = start.group;
+  const model::ModelConfig& config = start.model->config;
 
   // Every rank checks the prompts, so a bad one fails each rank with its own message.
   std::optional<model::PromptEncoder> encoder;
@@ -195,7 +189,7 @@ Status run_generate(const GenerateFlags& f, const FlagSet& flags) {
   }
   eo.kv_cache_tokens = f.kv_cache_tokens > 0 ? f.kv_cache_tokens : kv_tokens;
   MOESERVE_ASSIGN_OR_RETURN(std::unique_ptr<engine::Engine> engine,
-                            engine::Engine::create(shared, eo));
+                            engine::Engine::create(start.model, eo));
 
   // Every prompt runs at once and prefills in the first step, with nothing cached
   // between prompts: the batch is the one the prompts form, whatever the rank count.

@@ -2,6 +2,9 @@
 
 #include <chrono>
 #include <fstream>
+#include <utility>
+
+#include "common/log.h"
 
 namespace moeserve::cli {
 
@@ -52,6 +55,20 @@ StatusOr<std::unique_ptr<parallel::Group>> join_group(const GroupFlags& f) {
   options.collective_timeout = std::chrono::milliseconds(f.collective_timeout_ms);
   options.rendezvous_timeout = std::chrono::milliseconds(f.rendezvous_timeout_ms);
   return parallel::Group::join(options);
+}
+
+StatusOr<RankStart> join_and_load(const GroupFlags& f, const std::string& model_dir) {
+  RankStart start;
+  if (in_group(f)) {
+    log::info("joining the expert-parallel group",
+              {{"rank", f.rank}, {"world_size", f.world_size}, {"leader", f.leader}});
+    MOESERVE_ASSIGN_OR_RETURN(start.group, join_group(f));
+  }
+  MOESERVE_ASSIGN_OR_RETURN(
+      model::LoadedModel loaded,
+      model::load_model(model_dir, model::BindOptions{.load_mtp = false, .prefault = true}));
+  start.model = std::make_shared<const model::LoadedModel>(std::move(loaded));
+  return start;
 }
 
 StatusOr<std::vector<std::vector<int32_t>>> read_batch_file(const std::string& path) {

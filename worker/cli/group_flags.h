@@ -15,6 +15,7 @@
 
 #include "common/flags.h"
 #include "common/status.h"
+#include "worker/model/weights.h"
 #include "worker/parallel/group.h"
 
 namespace moeserve::cli {
@@ -38,6 +39,15 @@ bool in_group(const GroupFlags& f);
 
 // Joins the group the flags describe (rendezvous through rank 0).
 StatusOr<std::unique_ptr<parallel::Group>> join_group(const GroupFlags& f);
+
+// A rank's start-up, the same for `generate` and `serve`: joins the group when the
+// flags describe one (group stays null otherwise), then loads the model folder. The
+// group forms first, so the rendezvous timeout covers start-up skew only.
+struct RankStart {
+  std::unique_ptr<parallel::Group> group;
+  std::shared_ptr<const model::LoadedModel> model;
+};
+StatusOr<RankStart> join_and_load(const GroupFlags& f, const std::string& model_dir);
 
 // Prompts of a batch file: one line per prompt, comma-separated token ids; blank lines
 // are ignored. invalid_argument names the file and line.

@@ -17,7 +17,6 @@
 #include "worker/engine/engine.h"
 #include "worker/engine/group_step.h"
 #include "worker/engine/scheduler.h"
-#include "worker/model/weights.h"
 #include "worker/server/control_service.h"
 #include "worker/server/openai_server.h"
 #include "worker/server/worker_metrics.h"
@@ -122,19 +121,9 @@ Status follow(const ServeFlags& f, parallel::Group& group,
 Status serve(const ServeFlags& f) {
   const sigset_t signals = block_stop_signals();
   MOESERVE_ASSIGN_OR_RETURN(std::string api_key, read_api_key(f.api_key_file));
-  // The group forms before loading, so the rendezvous timeout covers start-up skew only.
-  std::unique_ptr<parallel::Group> group;
-  if (in_group(f)) {
-    log::info(
-        "joining the expert-parallel group",
-        {{"rank", f.group.rank}, {"world_size", f.group.world_size}, {"leader", f.group.leader}});
-    MOESERVE_ASSIGN_OR_RETURN(group, join_group(f.group));
-  }
-  MOESERVE_ASSIGN_OR_RETURN(
-      model::LoadedModel loaded,
-      model::load_model(f.model, model::BindOptions{.load_mtp = false, .prefault = true}));
-  auto shared = std::make_shared<const model::LoadedModel>(std::move(loaded));
-  const model::ModelConfig& config = shared->config;
+  MOESERVE_ASSIGN_OR_RETURN(RankStart start, join_and_load(f.group, f.model));
+  std::unique_ptr<parallel::Group>& group = start.group;
+  const model::ModelConfig& config = start.model->config;
   MOESERVE_RETURN_IF_ERROR(check_precision(f.precision, config));
 
   engine::EngineOptions eo;
@@ -142,7 +131,7 @@ Status serve(const ServeFlags& f) {
   eo.kv_cache_tokens = f.kv_cache_blocks * engine::kBlockSize;
   eo.record_routing = true;
   MOESERVE_ASSIGN_OR_RETURN(std::unique_ptr<engine::Engine> engine,
-                            engine::Engine::create(shared, eo));
+                            engine::Engine::create(start.model, eo));
   WorkerInfo info;
   info.model = f.served_model_name.empty() ? default_model_name(f.model) : f.served_model_name;
   info.deployment = f.deployment;

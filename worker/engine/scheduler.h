@@ -27,10 +27,10 @@
 // Draining: drain() makes submit() refuse new requests; queued and running ones finish.
 // stop() cancels whatever is left and joins the thread.
 //
-// Group hooks (rank 0 of an expert-parallel group): before_forward runs on the
-// scheduler thread before each engine forward, idle at least every idle_interval while
-// no forward runs. A failing hook is fatal to the scheduler: every request ends with
-// kError carrying the hook's Status, submit() refuses new ones (unavailable), the
+// Group hooks (rank 0 of an expert-parallel group; group_step.h installs them):
+// before_forward runs on the scheduler thread before each engine forward, idle at least
+// every idle_interval while no forward runs. A failing hook is fatal to the scheduler: every
+// request ends with kError carrying the hook's Status, submit() refuses new ones (unavailable), the
 // thread ends, and failure() returns that Status.
 #pragma once
 
