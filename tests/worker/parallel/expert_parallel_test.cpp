@@ -1,7 +1,8 @@
 // ExpertParallelDispatcher on real gloo groups (threads of this process): for random
 // hidden states and random routings, the dispatched-and-combined result equals the
 // local dispatcher over all experts, with default and redundant placements, with
-// ranks holding different token counts (one holding none), and the load counters add up.
+// ranks holding different token counts (one holding none), and the load counters add up;
+// and the leader/follower protocol (worker/engine/group_step.h) around one forward.
 #include "worker/engine/expert_parallel.h"
 
 #include <gtest/gtest.h>
