@@ -29,9 +29,9 @@
 //
 // Group hooks (rank 0 of an expert-parallel group; group_step.h installs them):
 // before_forward runs on the scheduler thread before each engine forward, idle at least
-// every idle_interval while no forward runs. A failing hook is fatal to the scheduler: every
-// request ends with kError carrying the hook's Status, submit() refuses new ones (unavailable), the
-// thread ends, and failure() returns that Status.
+// every idle_interval while no forward runs. A failing hook is fatal to the scheduler:
+// every request ends with kError carrying the hook's Status, submit() refuses new ones
+// (unavailable), the thread ends, and failure() returns that Status.
 #pragma once
 
 #include <atomic>
