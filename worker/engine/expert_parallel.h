@@ -13,8 +13,9 @@
 //      dispatcher sums in, so one rank reproduces the single-process numbers).
 // Every rank must run the same MoE layers in the same order: a rank with no tokens in
 // a step calls idle_step() (all MoE layers with zero tokens), so it still sends its
-// (empty) share and runs the experts other ranks routed to it; group_step.h says when. Collective
-// failures (a lost rank) come back as the dispatch Status, naming the rank.
+// (empty) share and runs the experts other ranks routed to it (group_step.h says
+// when). Collective failures (a lost rank) come back as the dispatch Status, naming the
+// rank.
 //
 // Each rank executes only its own slots' experts. Weights stay memory-mapped as the
 // model loader bound them (with prefault every rank touches all pages; without it only
