@@ -11,10 +11,11 @@
 //    case: ms per step, bytes each rank sends to others per step, network GB/s per rank
 //    (those bytes / step time), and the same bytes through a plain memcpy on one thread
 //    in the same run (the floor a shared-memory transport could reach).
-// 2. Tiny model (generated, BF16), the same 4-prompt batch decoded for 32 steps by one
-//    engine, and by 2 expert-parallel ranks (2 prompts each): ms per decode step and the
-//    difference, i.e. what the collectives add per step (1 thread per rank), and the
-//    latency of one small collective, which that overhead is made of.
+// 2. Tiny model (generated, BF16), the same 4-prompt batch decoded on a Scheduler by one
+//    engine, and by rank 0 of 2 expert-parallel ranks with rank 1 following (the group
+//    protocol of `serve` and `generate`): ms per decode step and the difference, i.e.
+//    what the collectives add per step (1 thread per rank), and the latency of one
+//    small collective, which that overhead is made of.
 // Usage: bench-alltoall [--quick]
 #include <algorithm>
 #include <chrono>
@@ -22,13 +23,15 @@
 #include <cstdio>
 #include <cstring>
 #include <filesystem>
+#include <optional>
 #include <random>
 #include <string>
 #include <thread>
 #include <vector>
 
-#include "worker/engine/batch_generate.h"
 #include "worker/engine/expert_parallel.h"
+#include "worker/engine/group_step.h"
+#include "worker/engine/scheduler.h"
 #include "worker/model/tiny_model.h"
 #include "worker/parallel/group.h"
 #include "worker/parallel/socket.h"
@@ -170,7 +173,8 @@ void bench_alltoall(bool quick) {
   }
 }
 
-// Decode steps of a 4-prompt batch: one engine, or 2 EP ranks with 2 prompts each.
+// Decode steps of a 4-prompt batch on a Scheduler: one engine, or rank 0 of a group
+// (the other ranks follow and return 0).
 double ms_per_step(const std::shared_ptr<const moeserve::model::LoadedModel>& model, Group* group,
                    int steps) {
   using namespace moeserve::engine;
@@ -179,33 +183,48 @@ double ms_per_step(const std::shared_ptr<const moeserve::model::LoadedModel>& mo
   options.kv_cache_tokens = 4 * 256;
   auto engine = Engine::create(model, options);
   check(engine.status());
-  std::unique_ptr<ExpertParallelStepper> stepper;
+  SchedulerOptions so;
+  so.prefix_caching = false;  // every run prefills its prompts again
+  std::optional<LeaderStepper> leader;
   if (group != nullptr) {
-    auto placement = moeserve::parallel::ExpertPlacement::contiguous(
-        group->size(), model->config.n_routed_experts, model->config.moe_layers());
-    check(placement.status());
-    auto dispatcher = attach_expert_parallel(**engine, group->comm(), std::move(placement).value());
+    auto dispatcher = attach_group_experts(**engine, group->comm(), "");
     check(dispatcher.status());
-    stepper = std::make_unique<ExpertParallelStepper>(group->comm(), **dispatcher);
+    if (group->rank() != 0) {
+      check(follow_leader(group->comm(), **dispatcher));
+      return 0;
+    }
+    leader.emplace(group->comm());
+    install_leader_hooks(*leader, 30000, so);
   }
-  std::vector<GenerateRequest> requests;
-  for (int i = 0; i < 4; ++i) {
-    if (group != nullptr && i % group->size() != group->rank()) continue;
-    GenerateRequest r;
-    r.prompt = {static_cast<int32_t>(10 + i), 20, 30, static_cast<int32_t>(40 + i)};
-    r.max_tokens = steps;
-    requests.push_back(r);
-  }
+  Scheduler scheduler(std::move(engine).value(), so);
+  scheduler.start();
   // Prefill + `steps` decode steps; time the whole and subtract a prefill-only run.
   auto run = [&](int64_t max_tokens) {
-    for (auto& r : requests) r.max_tokens = max_tokens;
     const auto start = Clock::now();
-    check(generate_batch(**engine, requests, stepper.get()).status());
+    std::vector<std::shared_ptr<RequestStream>> streams;
+    for (int i = 0; i < 4; ++i) {
+      GenerationRequest r;
+      r.prompt = {static_cast<int32_t>(10 + i), 20, 30, static_cast<int32_t>(40 + i)};
+      r.max_tokens = max_tokens;
+      auto stream = scheduler.submit(std::move(r));
+      check(stream.status());
+      streams.push_back(*stream);
+    }
+    for (auto& stream : streams) {
+      while (!stream->done()) {
+        for (const GenerationEvent& e : stream->next(std::chrono::milliseconds(100))) {
+          check(e.error);
+        }
+      }
+    }
     return seconds_since(start);
   };
   run(1);
   const double prefill = run(1);
   const double all = run(steps + 1);
+  scheduler.stop();
+  check(scheduler.failure());
+  if (leader.has_value()) check(leader->stop());
   return (all - prefill) / steps * 1e3;
 }
 

@@ -106,9 +106,7 @@ double engine_tokens_per_s(engine::Scheduler& scheduler, const server::PromptCon
     threads.emplace_back([&, c] {
       for (int r = 0; r < f.rounds; ++r) {
         engine::GenerationRequest g;
-        g.prompt = prompt.bos_prefix;
-        const std::vector<int32_t> body = prompt.tokenizer.encode(prompt_text(c, r));
-        g.prompt.insert(g.prompt.end(), body.begin(), body.end());
+        g.prompt = prompt.encoder.encode(prompt_text(c, r));
         g.max_tokens = f.tokens;
         auto stream = scheduler.submit(g);
         if (!stream.ok()) continue;

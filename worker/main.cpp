@@ -1,17 +1,16 @@
-// moeserve-worker: flags -> components. Each command lives in worker/server or
-// worker/engine; this file only names them.
+// moeserve-worker: names the commands; each lives in worker/cli with its flags.
 #include <vector>
 
 #include "common/cli.h"
-#include "worker/engine/generate.h"
-#include "worker/server/serve.h"
+#include "worker/cli/generate_command.h"
+#include "worker/cli/serve_command.h"
 
 int main(int argc, char** argv) {
   const std::vector<moeserve::Command> commands = {
-      {"generate", "generate a continuation of a prompt (CPU, one request)",
-       &moeserve::engine::run_generate_command},
+      {"generate", "generate continuations of prompts (CPU; one prompt or a batch file)",
+       &moeserve::cli::run_generate_command},
       {"serve", "serve an OpenAI-compatible HTTP API with metrics (continuous batching)",
-       &moeserve::server::run_serve_command},
+       &moeserve::cli::run_serve_command},
   };
   return moeserve::run_cli(
       "moeserve-worker",

@@ -176,28 +176,4 @@ StatusOr<ExpertParallelDispatcher*> attach_expert_parallel(Engine& engine,
   return raw;
 }
 
-StatusOr<bool> ExpertParallelStepper::any_work(int64_t local_sequences) {
-  const int64_t mine[1] = {local_sequences};
-  MOESERVE_ASSIGN_OR_RETURN(std::vector<int64_t> max, parallel::all_reduce_max(comm_, mine));
-  return max[0] > 0;
-}
-
-Status LeaderStepper::send(StepKind kind) {
-  int64_t value = static_cast<int64_t>(kind);
-  return comm_.broadcast(&value, sizeof(value), 0);
-}
-
-Status follow_leader(parallel::Communicator& comm, ExpertParallelDispatcher& dispatcher) {
-  for (;;) {
-    int64_t value = 0;
-    MOESERVE_RETURN_IF_ERROR(comm.broadcast(&value, sizeof(value), 0));
-    switch (static_cast<StepKind>(value)) {
-      case StepKind::kForward: MOESERVE_RETURN_IF_ERROR(dispatcher.idle_step()); break;
-      case StepKind::kHeartbeat: break;
-      case StepKind::kStop: return ok_status();
-      default: return internal_error("expert parallel: unknown step kind " + std::to_string(value));
-    }
-  }
-}
-
 }  // namespace moeserve::engine

@@ -13,8 +13,9 @@
 //      dispatcher sums in, so one rank reproduces the single-process numbers).
 // Every rank must run the same MoE layers in the same order: a rank with no tokens in
 // a step calls idle_step() (all MoE layers with zero tokens), so it still sends its
-// (empty) share and runs the experts other ranks routed to it. Collective failures
-// (a lost rank) come back as the dispatch Status, naming the rank.
+// (empty) share and runs the experts other ranks routed to it (group_step.h says
+// when). Collective failures (a lost rank) come back as the dispatch Status, naming the
+// rank.
 //
 // Each rank executes only its own slots' experts. Weights stay memory-mapped as the
 // model loader bound them (with prefault every rank touches all pages; without it only
@@ -29,7 +30,6 @@
 #include <vector>
 
 #include "common/status.h"
-#include "worker/engine/batch_generate.h"
 #include "worker/engine/engine.h"
 #include "worker/engine/moe.h"
 #include "worker/parallel/communicator.h"
@@ -72,44 +72,5 @@ class ExpertParallelDispatcher : public ExpertDispatcher {
 StatusOr<ExpertParallelDispatcher*> attach_expert_parallel(Engine& engine,
                                                            parallel::Communicator& comm,
                                                            parallel::ExpertPlacement placement);
-
-// The GroupStepper of an expert-parallel rank: "is there work anywhere" is an
-// all-reduce max of the ranks' sequence counts; an idle step is idle_step().
-class ExpertParallelStepper : public GroupStepper {
- public:
-  ExpertParallelStepper(parallel::Communicator& comm, ExpertParallelDispatcher& dispatcher)
-      : comm_(comm), dispatcher_(dispatcher) {}
-  StatusOr<bool> any_work(int64_t local_sequences) override;
-  Status idle_forward() override { return dispatcher_.idle_step(); }
-
- private:
-  parallel::Communicator& comm_;
-  ExpertParallelDispatcher& dispatcher_;
-};
-
-// Serving with every request on rank 0 (rank 0's scheduler owns the batch; the other
-// ranks only lend their experts). Before each engine step rank 0 broadcasts the step
-// kind; followers answer each kForward with idle_step(). While idle, rank 0 sends a
-// heartbeat at least every collective timeout / 3 so the followers' wait never times
-// out; kStop ends follow_leader() with ok. A lost leader fails the follower's wait (and
-// a lost follower fails rank 0's next step) within the collective timeout.
-enum class StepKind : int64_t { kForward = 1, kHeartbeat = 2, kStop = 3 };
-
-// Rank 0 side. Not thread-safe: the scheduler thread calls it, before each
-// engine.forward(), when idle, and once at shutdown.
-class LeaderStepper {
- public:
-  explicit LeaderStepper(parallel::Communicator& comm) : comm_(comm) {}
-  Status begin_forward() { return send(StepKind::kForward); }
-  Status heartbeat() { return send(StepKind::kHeartbeat); }
-  Status stop() { return send(StepKind::kStop); }
-
- private:
-  Status send(StepKind kind);
-  parallel::Communicator& comm_;
-};
-
-// Ranks > 0: runs until rank 0 sends kStop (ok) or a collective fails.
-Status follow_leader(parallel::Communicator& comm, ExpertParallelDispatcher& dispatcher);
 
 }  // namespace moeserve::engine

@@ -86,6 +86,7 @@ struct Scheduler::Active {
   std::shared_ptr<RequestStream> stream;
   int64_t prompt_size = 0;
   int64_t max_tokens = 0;
+  bool return_prompt_logits = false;
   std::vector<Choice> choices;
   uint64_t order = 0;
   bool admitted_once = false;
@@ -155,6 +156,7 @@ StatusOr<std::shared_ptr<RequestStream>> Scheduler::submit(GenerationRequest req
   active->stream = std::make_shared<RequestStream>(request.n, prompt_size, clock_->now());
   active->prompt_size = prompt_size;
   active->max_tokens = request.max_tokens;
+  active->return_prompt_logits = request.return_prompt_logits;
   for (int32_t i = 0; i < request.n; ++i) {
     SamplingParams params = request.sampling;
     params.seed += static_cast<uint64_t>(i);
@@ -516,6 +518,9 @@ bool Scheduler::run_step(const std::vector<Planned>& plan) {
       e.choice = index;
       e.has_token = true;
       e.sample = std::move(r);
+      if (index == 0 && target.generated == 1 && a.return_prompt_logits) {
+        e.prompt_logits.assign(out_.row(s), out_.row(s) + out_.vocab_size);
+      }
       a.pending.push_back(std::move(e));
       if (stop) {
         finish_choice(a, index, FinishReason::kStop, {}, a.pending);

@@ -30,11 +30,11 @@
 // Expert load: the routing of each completed forward is recorded in expert_load(), the
 // worker's one expert-load account (expert_load.h), which other threads read.
 //
-// Group hooks (rank 0 of an expert-parallel group): before_forward runs on the
-// scheduler thread before each engine forward, idle at least every idle_interval while
-// no forward runs. A failing hook is fatal to the scheduler: every request ends with
-// kError carrying the hook's Status, submit() refuses new ones (unavailable), the
-// thread ends, and failure() returns that Status.
+// Group hooks (rank 0 of an expert-parallel group; group_step.h installs them):
+// before_forward runs on the scheduler thread before each engine forward, idle at least
+// every idle_interval while no forward runs. A failing hook is fatal to the scheduler:
+// every request ends with kError carrying the hook's Status, submit() refuses new ones
+// (unavailable), the thread ends, and failure() returns that Status.
 #pragma once
 
 #include <atomic>
@@ -67,12 +67,16 @@ struct GenerationRequest {
   int64_t max_tokens = 16;      // per choice, at least 1
   int32_t n = 1;                // choices
   SamplingParams sampling;      // choice i samples with seed + i; stop_token_ids end a choice
+  // Opt-in: the first token event of choice 0 carries the full-vocabulary logits at the
+  // last prompt position (a vocab-sized copy, so only when asked).
+  bool return_prompt_logits = false;
 };
 
 struct GenerationEvent {
   int32_t choice = 0;
   bool has_token = false;
   SampleResult sample;                        // when has_token
+  std::vector<float> prompt_logits;           // see return_prompt_logits
   FinishReason finish = FinishReason::kNone;  // set on the last event of a choice
   Status error;                               // with kError
 };

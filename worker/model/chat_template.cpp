@@ -160,7 +160,7 @@ StatusOr<ChatTemplate> ChatTemplate::from_tokenizer_config(const json& config) {
   return from_template(tmpl, bos.value_or(""), eos.value_or(""));
 }
 
-StatusOr<ChatTemplate> ChatTemplate::load(const std::string& path) {
+StatusOr<json> read_tokenizer_config(const std::string& path) {
   MOESERVE_ASSIGN_OR_RETURN(const std::string text, read_file(path));
   json config = json::parse(text, nullptr, /*allow_exceptions=*/false);
   if (config.is_discarded() || !config.is_object()) {
@@ -172,6 +172,11 @@ StatusOr<ChatTemplate> ChatTemplate::load(const std::string& path) {
       MOESERVE_ASSIGN_OR_RETURN(config["chat_template"], read_file(jinja.string()));
     }
   }
+  return config;
+}
+
+StatusOr<ChatTemplate> ChatTemplate::load(const std::string& path) {
+  MOESERVE_ASSIGN_OR_RETURN(const json config, read_tokenizer_config(path));
   auto result = from_tokenizer_config(config);
   if (!result.ok()) return result.status().with_context(path);
   return result;

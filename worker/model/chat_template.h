@@ -50,8 +50,7 @@ class ChatTemplate {
   // From a parsed tokenizer_config.json: chat_template (a string, or a list of
   // {name, template} where "default" is used), bos_token and eos_token.
   static StatusOr<ChatTemplate> from_tokenizer_config(const nlohmann::json& tokenizer_config);
-  // Reads tokenizer_config.json; when it has no chat_template, chat_template.jinja in
-  // the same folder is used (newer Hugging Face exports).
+  // read_tokenizer_config(), then from_tokenizer_config().
   static StatusOr<ChatTemplate> load(const std::string& tokenizer_config_path);
   // From template text and the special-token strings it refers to.
   static StatusOr<ChatTemplate> from_template(std::string_view template_text, std::string bos_token,
@@ -85,6 +84,10 @@ class ChatTemplate {
   bool strip_reasoning_ = false;       // deepseek: keep only text after the last </think>
   bool uses_current_date_ = false;     // llama-3.1 templates that call strftime_now (3.2)
 };
+
+// Reads tokenizer_config.json; when it has no chat_template, the text of
+// chat_template.jinja in the same folder (newer Hugging Face exports) is put there.
+StatusOr<nlohmann::json> read_tokenizer_config(const std::string& tokenizer_config_path);
 
 // The content of a special-token entry of tokenizer_config.json (e.g. "bos_token"),
 // given either as a string or as {"content": ...}; nullopt when absent or null.

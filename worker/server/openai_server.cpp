@@ -2,12 +2,10 @@
 
 #include <atomic>
 #include <chrono>
-#include <filesystem>
 #include <random>
 #include <set>
 
 #include "common/log.h"
-#include "worker/engine/generate.h"
 #include "worker/server/text_output.h"
 
 namespace moeserve::server {
@@ -240,20 +238,10 @@ class Generation {
 
 StatusOr<PromptContext> load_prompt_context(const std::string& model_dir,
                                             const model::ModelConfig& config) {
-  const std::string tokenizer_path = model_dir + "/tokenizer.json";
-  if (!std::filesystem::exists(tokenizer_path)) {
-    return failed_precondition_error(tokenizer_path + " is missing: serving needs a tokenizer");
-  }
-  MOESERVE_ASSIGN_OR_RETURN(model::Tokenizer tokenizer, model::Tokenizer::load(tokenizer_path));
-  PromptContext ctx{std::move(tokenizer)};
-  MOESERVE_ASSIGN_OR_RETURN(ctx.bos_prefix,
-                            engine::encode_prompt(model_dir, ctx.tokenizer, config, ""));
-  const std::string tc_path = model_dir + "/tokenizer_config.json";
-  StatusOr<model::ChatTemplate> chat = model::ChatTemplate::load(tc_path);
-  if (chat.ok()) {
-    ctx.chat_template = *chat;
-  } else {
-    ctx.chat_template_error = chat.status().message();
+  StatusOr<model::PromptEncoder> encoder = model::PromptEncoder::load(model_dir, config);
+  if (!encoder.ok()) return encoder.status().with_context("serving needs a tokenizer");
+  PromptContext ctx{std::move(encoder).value()};
+  if (const auto& chat = ctx.encoder.chat_template(); !chat.ok()) {
     log::warn("no usable chat template: /v1/chat/completions will answer 400",
               {{"error", chat.status().to_string()}});
   }
@@ -330,16 +318,16 @@ http::Response OpenAiApi::handle_models(const http::Request& request) {
 std::optional<ApiError> OpenAiApi::build_prompt(const ParsedRequest& parsed,
                                                 std::vector<int32_t>* ids) const {
   if (parsed.endpoint == Endpoint::kChat) {
-    if (!prompt_.chat_template.has_value()) {
-      return api_error(400,
-                       "this model has no supported chat template: " + prompt_.chat_template_error,
+    const StatusOr<model::ChatTemplate>& chat = prompt_.encoder.chat_template();
+    if (!chat.ok()) {
+      return api_error(400, "this model has no supported chat template: " + chat.status().message(),
                        "invalid_request_error", "", "messages");
     }
-    StatusOr<std::string> text = prompt_.chat_template->render(parsed.messages, true);
+    StatusOr<std::string> text = chat->render(parsed.messages, true);
     if (!text.ok()) {
       return api_error(400, text.status().message(), "invalid_request_error", "", "messages");
     }
-    *ids = prompt_.tokenizer.encode(*text, /*add_special_tokens_parsing=*/true);
+    *ids = prompt_.encoder.tokenizer().encode(*text, /*add_special_tokens_parsing=*/true);
     return std::nullopt;
   }
   if (!parsed.prompt_is_text) {
@@ -355,9 +343,7 @@ std::optional<ApiError> OpenAiApi::build_prompt(const ParsedRequest& parsed,
     *ids = parsed.prompt_ids;
     return std::nullopt;
   }
-  *ids = prompt_.bos_prefix;
-  const std::vector<int32_t> body = prompt_.tokenizer.encode(parsed.prompt_text);
-  ids->insert(ids->end(), body.begin(), body.end());
+  *ids = prompt_.encoder.encode(parsed.prompt_text);
   return std::nullopt;
 }
 
@@ -420,7 +406,8 @@ void OpenAiApi::handle_generate(Endpoint endpoint, const http::Request& request,
 
   ResponseMeta meta{random_id(endpoint == Endpoint::kChat ? "chatcmpl-" : "cmpl-"),
                     clock_->unix_seconds(), options_.served_model_name};
-  Generation generation(endpoint, parsed, meta, *stream, prompt_.tokenizer, clock_, received);
+  Generation generation(endpoint, parsed, meta, *stream, prompt_.encoder.tokenizer(), clock_,
+                        received);
   const bool client_stayed = generation.run(responder, metrics_);
   const double e2e = seconds(clock_->now() - received);
   const Usage usage = generation.usage();

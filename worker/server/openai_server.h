@@ -3,10 +3,10 @@
 // on a common http::Server.
 //
 // A generation handler parses and validates the body (openai_protocol.h), builds the
-// prompt (text: BOS as tokenizer_config.json says + the tokenizer's ids; token ids: as
-// given; chat: the model's chat template, rendered, then encoded with special tokens),
-// checks it against max_model_len, submits it to the Scheduler and reads the request's
-// events: as one JSON response, or as Server-Sent Events, one chunk per choice per
+// prompt (text: model::PromptEncoder, BOS as tokenizer_config.json says + the
+// tokenizer's ids; token ids: as given; chat: the model's chat template, rendered, then encoded
+// with special tokens), checks it against max_model_len, submits it to the Scheduler and reads the
+// request's events: as one JSON response, or as Server-Sent Events, one chunk per choice per
 // scheduler step. Stop strings are matched on the text (text_output.h); a choice that
 // hits one is stopped in the scheduler. A client that goes away cancels its request,
 // which frees its KV blocks at the next scheduler step.
@@ -25,8 +25,7 @@
 #include "common/clock.h"
 #include "common/http_server.h"
 #include "worker/engine/scheduler.h"
-#include "worker/model/chat_template.h"
-#include "worker/model/tokenizer.h"
+#include "worker/model/prompt_encoder.h"
 #include "worker/server/openai_protocol.h"
 #include "worker/server/worker_metrics.h"
 
@@ -40,15 +39,13 @@ struct ApiOptions {
 
 // What the API needs from the model folder.
 struct PromptContext {
-  model::Tokenizer tokenizer;
-  std::optional<model::ChatTemplate> chat_template;  // absent: chat requests get 400
-  std::string chat_template_error;                   // why it is absent
-  std::vector<int32_t> bos_prefix;                   // ids put before a text prompt
-  std::vector<int32_t> stop_token_ids;               // the model's EOS ids
+  model::PromptEncoder encoder;         // text prompts, the chat template
+  std::vector<int32_t> stop_token_ids;  // the model's EOS ids
   int64_t vocab_size = 0;
 };
 
-// Loads tokenizer.json, tokenizer_config.json (chat template, BOS) and the EOS ids.
+// Loads the prompt encoder (tokenizer.json, tokenizer_config.json: chat template, BOS)
+// and the EOS ids; a folder without a usable chat template loads with a warning.
 StatusOr<PromptContext> load_prompt_context(const std::string& model_dir,
                                             const model::ModelConfig& config);
 

@@ -11,8 +11,8 @@
 
 #include <nlohmann/json.hpp>
 
+#include "tests/worker/engine/reference_generate.h"
 #include "tests/worker/engine/tiny_engine.h"
-#include "worker/engine/generate.h"
 
 namespace moeserve::engine {
 namespace {
@@ -110,17 +110,14 @@ TEST_P(ReferenceTest, LogitsGreedyContinuationAndExpertsMatchTheNumpyReference) 
   }
 
   // Greedy continuation through the KV cache (absorbed decode path).
-  GenerateRequest request;
-  request.prompt = prompt;
-  request.max_tokens = kNewTokens;
-  auto generated = generate(*engine, request);
-  ASSERT_TRUE(generated.ok()) << generated.status().to_string();
+  const testing::ReferenceResult generated =
+      testing::reference_generate(*engine, {.prompt = prompt, .max_tokens = kNewTokens});
   const auto ref_tokens = ref["tokens"].get<std::vector<int32_t>>();
   const auto ref_margins = ref["greedy_margins"].get<std::vector<double>>();
-  ASSERT_EQ(generated->tokens.size(), ref_tokens.size());
+  ASSERT_EQ(generated.tokens.size(), ref_tokens.size());
   for (size_t i = 0; i < ref_tokens.size(); ++i) {
     if (ref_margins[i] < kTieMargin) break;  // a tie may flip; later tokens then differ
-    ASSERT_EQ(generated->tokens[i], ref_tokens[i]) << "generated token " << i;
+    ASSERT_EQ(generated.tokens[i], ref_tokens[i]) << "generated token " << i;
   }
 }
 

@@ -12,8 +12,8 @@
 #include <memory>
 #include <thread>
 
+#include "tests/worker/engine/reference_generate.h"
 #include "tests/worker/engine/tiny_engine.h"
-#include "worker/engine/generate.h"
 
 namespace moeserve::engine {
 namespace {
@@ -26,6 +26,8 @@ using testing::test_prompt;
 struct ChoiceResult {
   std::vector<int32_t> tokens;
   FinishReason finish = FinishReason::kNone;
+  std::vector<float> prompt_logits;  // from the events that carried any
+  int logit_events = 0;
 };
 
 // Reads a stream to its end.
@@ -35,6 +37,11 @@ std::vector<ChoiceResult> collect(RequestStream& stream) {
   while (!stream.done() && std::chrono::steady_clock::now() < deadline) {
     for (const GenerationEvent& e : stream.next(100ms)) {
       if (e.has_token) out[e.choice].tokens.push_back(e.sample.token);
+      if (!e.prompt_logits.empty()) {
+        EXPECT_TRUE(e.has_token);
+        out[e.choice].prompt_logits = e.prompt_logits;
+        ++out[e.choice].logit_events;
+      }
       if (e.finish != FinishReason::kNone) out[e.choice].finish = e.finish;
     }
   }
@@ -63,17 +70,15 @@ class SchedulerTest : public ::testing::Test {
     return s;
   }
 
-  // Tokens of the request generated alone with generate().
+  // The request generated alone by the test oracle.
+  testing::ReferenceResult reference(const std::vector<int32_t>& prompt, int64_t max_tokens,
+                                     SamplingParams sampling = {}) {
+    if (reference_ == nullptr) reference_ = make_engine(model_);
+    return testing::reference_generate(*reference_, {prompt, max_tokens, sampling});
+  }
   std::vector<int32_t> alone(const std::vector<int32_t>& prompt, int64_t max_tokens,
                              SamplingParams sampling = {}) {
-    if (reference_ == nullptr) reference_ = make_engine(model_);
-    GenerateRequest r;
-    r.prompt = prompt;
-    r.max_tokens = max_tokens;
-    r.sampling = sampling;
-    auto result = generate(*reference_, r);
-    EXPECT_TRUE(result.ok()) << result.status().to_string();
-    return result.ok() ? result->tokens : std::vector<int32_t>{};
+    return reference(prompt, max_tokens, std::move(sampling)).tokens;
   }
 
   int32_t vocab() const { return static_cast<int32_t>(model_->config.vocab_size); }
@@ -236,6 +241,32 @@ TEST_F(SchedulerTest, StopTokenFinishesWithStop) {
   const auto first_stop = std::find(free_run.begin(), free_run.end(), free_run[3]);
   EXPECT_EQ(got[0].tokens, std::vector<int32_t>(free_run.begin(), first_stop + 1));
   EXPECT_EQ(got[0].finish, FinishReason::kStop);
+}
+
+TEST_F(SchedulerTest, PromptLogitsComeOnceWithChoiceZerosFirstTokenOnlyWhenAsked) {
+  SchedulerOptions options;
+  options.max_num_batched_tokens = 16;  // the 40-token prompt prefills in chunks
+  auto scheduler = make_scheduler(options);
+  scheduler->start();
+  const std::vector<int32_t> prompt = test_prompt(40, vocab(), 6);
+  GenerationRequest r;
+  r.prompt = prompt;
+  r.max_tokens = 4;
+  r.n = 2;
+  r.return_prompt_logits = true;
+  auto asked = scheduler->submit(r);
+  r.return_prompt_logits = false;
+  auto plain = scheduler->submit(r);
+  ASSERT_TRUE(asked.ok() && plain.ok());
+  const std::vector<ChoiceResult> got = collect(**asked);
+  const std::vector<float> want = reference(prompt, 4).prompt_logits;
+  EXPECT_EQ(got[0].logit_events, 1);
+  ASSERT_EQ(got[0].prompt_logits.size(), want.size());
+  for (size_t i = 0; i < want.size(); ++i) {
+    ASSERT_NEAR(got[0].prompt_logits[i], want[i], 1e-4f) << "token " << i;
+  }
+  EXPECT_EQ(got[1].logit_events, 0);
+  for (const ChoiceResult& choice : collect(**plain)) EXPECT_EQ(choice.logit_events, 0);
 }
 
 TEST_F(SchedulerTest, SubmitRefusesWhatCannotRun) {

@@ -1,7 +1,8 @@
 // ExpertParallelDispatcher on real gloo groups (threads of this process): for random
 // hidden states and random routings, the dispatched-and-combined result equals the
 // local dispatcher over all experts, with default and redundant placements, with
-// ranks holding different token counts (one holding none).
+// ranks holding different token counts (one holding none); and the leader/follower
+// protocol (worker/engine/group_step.h) around one forward.
 #include "worker/engine/expert_parallel.h"
 
 #include <gtest/gtest.h>
@@ -16,6 +17,7 @@
 #include "kernels/cpu/thread_pool.h"
 #include "tests/support/test_util.h"
 #include "tests/worker/engine/tiny_engine.h"
+#include "worker/engine/group_step.h"
 #include "worker/engine/linear.h"
 #include "worker/parallel/group.h"
 

@@ -1,7 +1,8 @@
 // `moeserve-worker generate` as real multi-process rank groups on 127.0.0.1 with
-// generated tiny DeepSeek-V3 models (BF16 and FP8): outputs equal the single-process
-// engine's, rendezvous in any start order, refusals, and lost ranks failing the others
-// within the collective timeout.
+// generated tiny DeepSeek-V3 models (BF16 and FP8): every prompt runs on rank 0's
+// scheduler with the other ranks following (worker/engine/group_step.h); outputs equal
+// the single-process run's, rendezvous in any start order, refusals, and lost ranks failing the
+// others within the collective timeout.
 #include <gtest/gtest.h>
 #include <signal.h>
 
@@ -26,10 +27,11 @@ using moeserve::testing::Process;
 using moeserve::testing::TempDir;
 using std::chrono::milliseconds;
 
-// Logits tolerance. Each rank forwards only its own sequences and each expert sees the
-// rows of all ranks, so batch sizes differ from the single-process batch; the CPU
-// kernels pick their blocking by row count, which can reorder f32 sums. Measured
-// differences are ~1e-6 on logits of magnitude ~1-10; 1e-4 leaves room across ISAs.
+// Logits tolerance. Every prompt runs in rank 0's batch, the one a single process
+// forms; with expert parallelism each expert sees the rows routed to its rank, so its
+// GEMMs may run at other row counts than in one process, and the CPU kernels pick
+// their blocking by row count, which can reorder f32 sums. Measured differences are
+// ~1e-6 on logits of magnitude ~1-10; 1e-4 leaves room across ISAs.
 constexpr double kLogitTolerance = 1e-4;
 
 // Prompts of different lengths, one per line; token 1 is EOS in the tiny models.

@@ -1,18 +1,24 @@
-#include "worker/engine/generate.h"
+// `moeserve-worker generate` in process: the command line, the output formats and the
+// tokens against the test oracle (a plain single-sequence loop on the engine).
+#include "worker/cli/generate_command.h"
 
 #include <gtest/gtest.h>
 
 #include <algorithm>
 #include <filesystem>
+#include <sstream>
 #include <string>
 #include <vector>
 
 #include <nlohmann/json.hpp>
 
+#include "tests/worker/engine/reference_generate.h"
 #include "tests/worker/engine/tiny_engine.h"
 #include "worker/model/tokenizer.h"
 
-namespace moeserve::engine {
+namespace moeserve::cli {
+
+namespace testing = engine::testing;
 namespace {
 
 struct CommandResult {
@@ -54,25 +60,47 @@ TEST_F(GenerateCommandTest, PromptIdsJsonCarriesTokensTextAndTheLastPromptLogits
 
   // The same request through the library: greedy is deterministic.
   auto engine = testing::make_engine(model_);
-  GenerateRequest request;
+  testing::ReferenceRequest request;
   request.prompt = {5, 6, 7, 8};
   request.max_tokens = 6;
-  request.keep_prompt_logits = true;
   for (int64_t eos : model_->config.eos_token_ids) {
     request.sampling.stop_token_ids.push_back(static_cast<int32_t>(eos));
   }
-  auto expected = generate(*engine, request);
-  ASSERT_TRUE(expected.ok());
-  EXPECT_EQ(j["tokens"].get<std::vector<int32_t>>(), expected->tokens);
+  const auto expected = testing::reference_generate(*engine, request);
+  EXPECT_EQ(j["tokens"].get<std::vector<int32_t>>(), expected.tokens);
   const auto logits = j["logits"].get<std::vector<float>>();
   ASSERT_EQ(logits.size(), static_cast<size_t>(model_->config.vocab_size));
   for (size_t i = 0; i < logits.size(); ++i) {
-    ASSERT_NEAR(logits[i], expected->prompt_logits[i], 1e-5f) << "token " << i;
+    ASSERT_NEAR(logits[i], expected.prompt_logits[i], 1e-5f) << "token " << i;
   }
   ASSERT_TRUE(j.contains("text"));
   auto tokenizer = model::Tokenizer::load(dir_->file("tokenizer.json"));
   ASSERT_TRUE(tokenizer.ok());
-  EXPECT_EQ(j["text"].get<std::string>(), tokenizer->decode(expected->tokens, true));
+  EXPECT_EQ(j["text"].get<std::string>(), tokenizer->decode(expected.tokens, true));
+}
+
+TEST_F(GenerateCommandTest, ABatchPrintsOneObjectPerPromptInOrderAndZeroTokensKeepsTheLogits) {
+  ASSERT_NE(model_, nullptr);
+  moeserve::testing::TempDir dir;
+  moeserve::testing::write_file(dir.file("batch.txt"), "5,6,7\n\n9\n");
+  const CommandResult r =
+      run_command({"--model", dir_->path(), "--batch-file", dir.file("batch.txt"), "--max-tokens",
+                   "0", "--json", "--logits"});
+  ASSERT_EQ(r.code, 0) << r.out;
+  std::vector<nlohmann::json> lines;
+  std::istringstream in(r.out);
+  for (std::string line; std::getline(in, line);) lines.push_back(nlohmann::json::parse(line));
+  ASSERT_EQ(lines.size(), 2u);
+  EXPECT_EQ(lines[0]["prompt_ids"].get<std::vector<int32_t>>(), (std::vector<int32_t>{5, 6, 7}));
+  EXPECT_EQ(lines[1]["prompt_ids"].get<std::vector<int32_t>>(), (std::vector<int32_t>{9}));
+  auto engine = testing::make_engine(model_);
+  const auto expected = testing::reference_generate(*engine, {.prompt = {9}, .max_tokens = 1});
+  for (const nlohmann::json& line : lines) EXPECT_TRUE(line["tokens"].empty());
+  const auto logits = lines[1]["logits"].get<std::vector<float>>();
+  ASSERT_EQ(logits.size(), expected.prompt_logits.size());
+  for (size_t i = 0; i < logits.size(); ++i) {
+    ASSERT_NEAR(logits[i], expected.prompt_logits[i], 1e-4f) << "token " << i;
+  }
 }
 
 TEST_F(GenerateCommandTest, TextPromptIsEncodedWithBosFirst) {
@@ -115,31 +143,5 @@ TEST_F(GenerateCommandTest, BadFlagsFailWithoutGenerating) {
   EXPECT_EQ(run_command({"--bogus"}).code, 2);
 }
 
-TEST(GenerateTest, SeededSamplingIsReproducibleAndStopsAtStopTokens) {
-  moeserve::testing::TempDir dir;
-  auto model = testing::make_tiny_model(dir.path(), model::Architecture::kDeepseekV3,
-                                        model::WeightPrecision::kFp8, 4);
-  ASSERT_NE(model, nullptr);
-  auto engine = testing::make_engine(model);
-  GenerateRequest request;
-  request.prompt = {3, 4, 5};
-  request.max_tokens = 12;
-  request.sampling.temperature = 1.0;
-  request.sampling.seed = 77;
-  auto a = generate(*engine, request);
-  auto b = generate(*engine, request);
-  ASSERT_TRUE(a.ok() && b.ok());
-  EXPECT_EQ(a->tokens, b->tokens);
-  EXPECT_EQ(a->tokens.size(), 12u);
-  EXPECT_EQ(engine->kv_cache().num_free_blocks(), engine->kv_cache().num_blocks());
-
-  request.sampling.stop_token_ids = {a->tokens[4]};
-  auto stopped = generate(*engine, request);
-  ASSERT_TRUE(stopped.ok());
-  EXPECT_TRUE(stopped->stopped);
-  const auto first_stop = std::find(a->tokens.begin(), a->tokens.end(), a->tokens[4]);
-  EXPECT_EQ(stopped->tokens, std::vector<int32_t>(a->tokens.begin(), first_stop + 1));
-}
-
 }  // namespace
-}  // namespace moeserve::engine
+}  // namespace moeserve::cli

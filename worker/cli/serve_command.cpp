@@ -1,4 +1,4 @@
-#include "worker/server/serve.h"
+#include "worker/cli/serve_command.h"
 
 #include <signal.h>
 
@@ -13,18 +13,21 @@
 #include "common/http_server.h"
 #include "common/log.h"
 #include "common/metrics.h"
+#include "worker/cli/serve_options.h"
 #include "worker/engine/engine.h"
-#include "worker/engine/expert_parallel.h"
-#include "worker/engine/group_generate.h"
+#include "worker/engine/group_step.h"
 #include "worker/engine/scheduler.h"
-#include "worker/model/weights.h"
 #include "worker/server/control_service.h"
 #include "worker/server/openai_server.h"
-#include "worker/server/serve_options.h"
 #include "worker/server/worker_metrics.h"
 
-namespace moeserve::server {
+namespace moeserve::cli {
 namespace {
+
+using server::ControlContext;
+using server::ControlServer;
+using server::WorkerInfo;
+using server::WorkerMetrics;
 
 StatusOr<std::string> read_api_key(const std::string& path) {
   if (path.empty()) return std::string();
@@ -69,7 +72,7 @@ http::ServerOptions health_server_options(const ServeFlags& f, int64_t handler_t
   ho.port = static_cast<uint16_t>(f.port);
   ho.max_body_bytes = static_cast<size_t>(f.max_body_bytes);
   ho.handler_threads = static_cast<int>(handler_threads);
-  ho.error_response = server_error_response;
+  ho.error_response = server::server_error_response;
   return ho;
 }
 
@@ -91,7 +94,7 @@ void add_metrics_route(http::Server& server, std::function<void()> refresh,
 Status follow(const ServeFlags& f, parallel::Group& group,
               engine::ExpertParallelDispatcher& dispatcher, const WorkerInfo& info) {
   auto registry = std::make_shared<prometheus::Registry>();
-  add_worker_info(*registry, info);
+  server::add_worker_info(*registry, info);
   std::atomic<bool> failed{false};
   http::Server server(health_server_options(f, 4));
   http::add_health_routes(server, [&]() -> Status {
@@ -118,23 +121,9 @@ Status follow(const ServeFlags& f, parallel::Group& group,
 Status serve(const ServeFlags& f) {
   const sigset_t signals = block_stop_signals();
   MOESERVE_ASSIGN_OR_RETURN(std::string api_key, read_api_key(f.api_key_file));
-  if (f.speculative == "mtp") {
-    log::warn("--speculative mtp: MTP drafting is not implemented; serving without drafts",
-              {{"draft_tokens", f.draft_tokens}});
-  }
-  // The group forms before loading, so the rendezvous timeout covers start-up skew only.
-  std::unique_ptr<parallel::Group> group;
-  if (in_group(f)) {
-    log::info(
-        "joining the expert-parallel group",
-        {{"rank", f.group.rank}, {"world_size", f.group.world_size}, {"leader", f.group.leader}});
-    MOESERVE_ASSIGN_OR_RETURN(group, engine::join_group(f.group));
-  }
-  MOESERVE_ASSIGN_OR_RETURN(
-      model::LoadedModel loaded,
-      model::load_model(f.model, model::BindOptions{.load_mtp = false, .prefault = true}));
-  auto shared = std::make_shared<const model::LoadedModel>(std::move(loaded));
-  const model::ModelConfig& config = shared->config;
+  MOESERVE_ASSIGN_OR_RETURN(RankStart start, join_and_load(f.group, f.model));
+  std::unique_ptr<parallel::Group>& group = start.group;
+  const model::ModelConfig& config = start.model->config;
   MOESERVE_RETURN_IF_ERROR(check_precision(f.precision, config));
 
   engine::EngineOptions eo;
@@ -142,7 +131,7 @@ Status serve(const ServeFlags& f) {
   eo.kv_cache_tokens = f.kv_cache_blocks * engine::kBlockSize;
   eo.record_routing = true;
   MOESERVE_ASSIGN_OR_RETURN(std::unique_ptr<engine::Engine> engine,
-                            engine::Engine::create(shared, eo));
+                            engine::Engine::create(start.model, eo));
   WorkerInfo info;
   info.model = f.served_model_name.empty() ? default_model_name(f.model) : f.served_model_name;
   info.deployment = f.deployment;
@@ -155,27 +144,25 @@ Status serve(const ServeFlags& f) {
   so.max_queue = f.max_queue;
   std::optional<engine::LeaderStepper> leader;
   if (group) {
-    MOESERVE_ASSIGN_OR_RETURN(engine::ExpertParallelDispatcher * dispatcher,
-                              engine::attach_group_experts(*engine, *group, f.group.placement));
+    MOESERVE_ASSIGN_OR_RETURN(
+        engine::ExpertParallelDispatcher * dispatcher,
+        engine::attach_group_experts(*engine, group->comm(), f.group.placement));
     if (group->rank() != 0) return follow(f, *group, *dispatcher, info);
-    // Rank 0 runs every request; the other ranks join each forward's MoE collectives.
     leader.emplace(group->comm());
-    so.before_forward = [&leader] { return leader->begin_forward(); };
-    so.idle = [&leader] { return leader->heartbeat(); };
-    so.idle_interval =
-        std::chrono::milliseconds(std::max<int64_t>(1, f.group.collective_timeout_ms / 3));
+    engine::install_leader_hooks(*leader, f.group.collective_timeout_ms, so);
   }
-  MOESERVE_ASSIGN_OR_RETURN(PromptContext prompt, load_prompt_context(f.model, config));
+  MOESERVE_ASSIGN_OR_RETURN(server::PromptContext prompt,
+                            server::load_prompt_context(f.model, config));
   engine::Scheduler scheduler(std::move(engine), so);
 
-  ApiOptions api;
+  server::ApiOptions api;
   api.served_model_name = info.model;
   api.api_key = api_key;
   api.max_model_len = std::min(config.max_position_embeddings, scheduler.kv_capacity_tokens());
   if (f.max_model_len > 0) api.max_model_len = std::min(api.max_model_len, f.max_model_len);
 
   WorkerMetrics metrics(info, scheduler);
-  OpenAiApi openai(api, std::move(prompt), scheduler, metrics);
+  server::OpenAiApi openai(api, std::move(prompt), scheduler, metrics);
 
   std::atomic<bool> draining{false};
   auto ready = [&]() -> Status {
@@ -256,4 +243,4 @@ int run_serve_command(const std::vector<std::string>& args) {
   return 0;
 }
 
-}  // namespace moeserve::server
+}  // namespace moeserve::cli

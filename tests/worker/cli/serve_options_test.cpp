@@ -1,9 +1,9 @@
-#include "worker/server/serve_options.h"
+#include "worker/cli/serve_options.h"
 
 #include <gtest/gtest.h>
 #include <stdlib.h>
 
-namespace moeserve::server {
+namespace moeserve::cli {
 namespace {
 
 // Clears the environment variables serve reads, so each test sets only its own.
@@ -39,9 +39,9 @@ std::vector<std::string> operator_args() {
           "--placement",
           "/etc/placement/p.json",
           "--speculative",
-          "mtp",
+          "none",
           "--draft-tokens",
-          "1"};
+          "0"};
 }
 
 TEST_F(ServeOptionsTest, AcceptsTheOperatorsCommandLineWithTheRankFromTheEnvironment) {
@@ -55,8 +55,8 @@ TEST_F(ServeOptionsTest, AcceptsTheOperatorsCommandLineWithTheRankFromTheEnviron
   EXPECT_EQ(f.group.leader, "x-g0-0.x-ranks.ns.svc:29500");
   EXPECT_EQ(f.group.placement, "/etc/placement/p.json");
   EXPECT_EQ(f.precision, "fp8");
-  EXPECT_EQ(f.speculative, "mtp");
-  EXPECT_EQ(f.draft_tokens, 1);
+  EXPECT_EQ(f.speculative, "none");
+  EXPECT_EQ(f.draft_tokens, 0);
   EXPECT_EQ(f.deployment, "x");
   EXPECT_EQ(f.port, 8000);
   EXPECT_TRUE(in_group(f));
@@ -98,12 +98,28 @@ TEST_F(ServeOptionsTest, RefusesInconsistentFlagsNamingTheFlag) {
                  "--rank");
   expect_refused({"--model", "/m", "--precision", "int4"}, "--precision");
   expect_refused({"--model", "/m", "--speculative", "eagle"}, "--speculative");
-  expect_refused({"--model", "/m", "--speculative", "mtp"}, "--draft-tokens");
+  expect_refused({"--model", "/m", "--draft-tokens", "2"}, "--draft-tokens");
   expect_refused({"--model", "/m", "--placement", "p.json"}, "--placement");
   expect_refused(
       {"--model", "/m", "--world-size", "2", "--leader", "h:1", "--collective-timeout-ms", "0"},
       "--collective-timeout-ms");
   expect_refused({"--model", "/m", "--no-such-flag"}, "no-such-flag");
+}
+
+TEST_F(ServeOptionsTest, SpeculativeMtpIsRefusedUntilItIsImplemented) {
+  for (const std::vector<std::string>& args :
+       {std::vector<std::string>{"--model", "/m", "--speculative", "mtp"},
+        std::vector<std::string>{"--model", "/m", "--speculative", "mtp", "--draft-tokens", "1"}}) {
+    auto parsed = parse_serve_flags(args);
+    ASSERT_FALSE(parsed.ok());
+    EXPECT_EQ(parsed.status().code(), StatusCode::kInvalidArgument);
+    EXPECT_EQ(parsed.status().message(),
+              "--speculative mtp: MTP speculative decoding is not implemented yet; use none");
+  }
+  auto parsed =
+      parse_serve_flags({"--model", "/m", "--speculative", "none", "--draft-tokens", "0"});
+  ASSERT_TRUE(parsed.ok()) << parsed.status().to_string();
+  EXPECT_NE(parsed->help_text.find("not implemented yet"), std::string::npos);
 }
 
 TEST_F(ServeOptionsTest, PrecisionMustMatchTheCheckpoint) {
@@ -124,4 +140,4 @@ TEST_F(ServeOptionsTest, PrecisionMustMatchTheCheckpoint) {
 }
 
 }  // namespace
-}  // namespace moeserve::server
+}  // namespace moeserve::cli

@@ -1,8 +1,8 @@
-#include "worker/server/serve_options.h"
+#include "worker/cli/serve_options.h"
 
 #include "common/flags.h"
 
-namespace moeserve::server {
+namespace moeserve::cli {
 namespace {
 
 void add_flags(FlagSet& flags, ServeFlags& f, int64_t* pod_index, int64_t* ranks_per_pod) {
@@ -33,9 +33,10 @@ void add_flags(FlagSet& flags, ServeFlags& f, int64_t* pod_index, int64_t* ranks
   flags.add_string("precision", &f.precision,
                    "fp8 or bf16: must match the checkpoint (config.json's quantization_config)");
   flags.add_string("speculative", &f.speculative,
-                   "none or mtp (MTP drafting is not implemented: mtp serves without drafts)");
-  flags.add_int("draft-tokens", &f.draft_tokens, "draft tokens per step with --speculative mtp");
-  engine::add_group_flags(flags, &f.group);
+                   "speculative decoding: none (mtp is refused: it is not implemented yet)");
+  flags.add_int("draft-tokens", &f.draft_tokens,
+                "draft tokens per step: 0 (no speculative decoding exists yet)");
+  add_group_flags(flags, &f.group);
   flags.add_int("pod-index", pod_index, "pod index in the group (rank = index x ranks per pod)",
                 "MOESERVE_POD_INDEX");
   flags.add_int("ranks-per-pod", ranks_per_pod, "ranks per pod", "MOESERVE_RANKS_PER_POD");
@@ -60,32 +61,18 @@ Status check_flags(const ServeFlags& f) {
   if (!f.precision.empty() && f.precision != "fp8" && f.precision != "bf16") {
     return invalid_argument_error("--precision must be fp8 or bf16, not '" + f.precision + "'");
   }
-  if (f.speculative != "none" && f.speculative != "mtp") {
-    return invalid_argument_error("--speculative must be none or mtp, not '" + f.speculative + "'");
+  if (f.speculative == "mtp") {
+    return invalid_argument_error(
+        "--speculative mtp: MTP speculative decoding is not implemented yet; use none");
   }
-  if (f.speculative == "mtp" && f.draft_tokens < 1) {
-    return invalid_argument_error("--speculative mtp needs --draft-tokens >= 1");
+  if (f.speculative != "none") {
+    return invalid_argument_error("--speculative must be none, not '" + f.speculative + "'");
   }
-  if (f.draft_tokens < 0) return invalid_argument_error("--draft-tokens must be >= 0");
-  const engine::GroupFlags& g = f.group;
-  if (g.world_size < 1) return invalid_argument_error("--world-size must be >= 1");
-  if (g.rank < 0 || g.rank >= g.world_size) {
-    return invalid_argument_error("--rank " + std::to_string(g.rank) + " is outside [0, " +
-                                  std::to_string(g.world_size) + ")");
+  if (f.draft_tokens != 0) {
+    return invalid_argument_error("--draft-tokens " + std::to_string(f.draft_tokens) +
+                                  ": speculative decoding is not implemented yet; use 0");
   }
-  if (g.world_size > 1 && g.leader.empty()) {
-    return invalid_argument_error("--leader HOST:PORT is required with --world-size > 1");
-  }
-  if (g.world_size == 1 && !g.placement.empty()) {
-    return invalid_argument_error("--placement needs --world-size > 1");
-  }
-  if (g.collective_timeout_ms < 1) {
-    return invalid_argument_error("--collective-timeout-ms must be >= 1");
-  }
-  if (g.rendezvous_timeout_ms < 1) {
-    return invalid_argument_error("--rendezvous-timeout-ms must be >= 1");
-  }
-  return ok_status();
+  return check_group_flags(f.group);
 }
 
 }  // namespace
@@ -117,7 +104,7 @@ StatusOr<ParsedServeFlags> parse_serve_flags(const std::vector<std::string>& arg
   return out;
 }
 
-bool in_group(const ServeFlags& f) { return f.group.world_size > 1; }
+bool in_group(const ServeFlags& f) { return in_group(f.group); }
 
 std::string checkpoint_precision(const model::ModelConfig& config) {
   return config.quantization.fp8 ? "fp8" : "bf16";
@@ -133,4 +120,4 @@ Status check_precision(const std::string& precision, const model::ModelConfig& c
       "; deploy it with precision: " + actual);
 }
 
-}  // namespace moeserve::server
+}  // namespace moeserve::cli

@@ -6,14 +6,16 @@
 //         [--max-num-batched-tokens 1024] [--max-queue 128] [--threads N]
 //         [--grpc-port P] [--grpc-host 127.0.0.1] [--deployment NAME]
 //         [--shutdown-grace-seconds 30] [--max-body-bytes N]
-//         [--precision fp8|bf16] [--speculative none|mtp] [--draft-tokens K]
+//         [--precision fp8|bf16] [--speculative none] [--draft-tokens 0]
 //         [--rank R --world-size N --leader HOST:PORT [--placement FILE]
 //          [--collective-timeout-ms T] [--rendezvous-timeout-ms T]]
 //
 // Environment: MOESERVE_RANK, MOESERVE_WORLD_SIZE, MOESERVE_LEADER_ADDR,
 // MOESERVE_DEPLOYMENT (and the others named in --help). Without MOESERVE_RANK/--rank the
 // rank is MOESERVE_POD_INDEX x MOESERVE_RANKS_PER_POD (the operator's pod layout).
-// A world size of 1 is a single process: --leader is then ignored.
+// A world size of 1 is a single process: --leader is then ignored. Speculative
+// decoding does not exist yet: --speculative mtp and --draft-tokens other than 0 are
+// refused (invalid_argument) rather than served without drafts.
 #pragma once
 
 #include <cstdint>
@@ -21,10 +23,10 @@
 #include <vector>
 
 #include "common/status.h"
-#include "worker/engine/group_generate.h"
+#include "worker/cli/group_flags.h"
 #include "worker/model/config.h"
 
-namespace moeserve::server {
+namespace moeserve::cli {
 
 struct ServeFlags {
   std::string model;
@@ -44,9 +46,9 @@ struct ServeFlags {
   double shutdown_grace_seconds = 30;
   int64_t max_body_bytes = 8 << 20;
   std::string precision;             // "", "fp8" or "bf16": checked against config.json
-  std::string speculative = "none";  // "none" or "mtp"
-  int64_t draft_tokens = 0;
-  engine::GroupFlags group;  // rank, world size, leader, placement, timeouts
+  std::string speculative = "none";  // only "none": MTP is refused until it exists
+  int64_t draft_tokens = 0;          // only 0
+  GroupFlags group;                  // rank, world size, leader, placement, timeouts
 };
 
 struct ParsedServeFlags {
@@ -67,4 +69,4 @@ std::string checkpoint_precision(const model::ModelConfig& config);
 // ok when --precision is empty or names the checkpoint's precision.
 Status check_precision(const std::string& precision, const model::ModelConfig& config);
 
-}  // namespace moeserve::server
+}  // namespace moeserve::cli

@@ -5,11 +5,11 @@
 //
 // With --world-size N > 1 the process first joins its expert-parallel group (rank 0 at
 // --leader), then loads the model and keeps only its share of the routed experts. Rank
-// 0 runs the scheduler and the API with every request in its batch; before each
-// forward it tells the other ranks to join that step's MoE collectives, and heartbeats
-// them while idle. Ranks > 0 serve /healthz, /readyz and /metrics only. When a
-// collective fails (a rank died or hung), each surviving rank logs the lost rank,
-// reports not-ready and exits 1 so that the group restarts.
+// 0 runs the scheduler and the API with every request in its batch, driving the other
+// ranks with the group protocol of worker/engine/group_step.h (as `generate` does).
+// Ranks > 0 serve /healthz, /readyz and /metrics only. When a collective fails (a rank
+// died or hung), each surviving rank logs the lost rank, reports not-ready and exits 1
+// so that the group restarts.
 //
 // On SIGTERM/SIGINT (rank 0): /readyz answers 503 and new generation requests 503, the
 // HTTP server stops accepting connections, requests in flight finish within the grace
@@ -20,9 +20,9 @@
 #include <string>
 #include <vector>
 
-namespace moeserve::server {
+namespace moeserve::cli {
 
 // The `serve` command; returns the process exit code.
 int run_serve_command(const std::vector<std::string>& args);
 
-}  // namespace moeserve::server
+}  // namespace moeserve::cli

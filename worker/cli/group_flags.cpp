@@ -1,0 +1,93 @@
+#include "worker/cli/group_flags.h"
+
+#include <chrono>
+#include <fstream>
+#include <utility>
+
+#include "common/log.h"
+
+namespace moeserve::cli {
+
+void add_group_flags(FlagSet& flags, GroupFlags* f) {
+  flags.add_int("rank", &f->rank, "this process's rank in its expert-parallel group",
+                "MOESERVE_RANK");
+  flags.add_int("world-size", &f->world_size, "ranks in the group (one model copy)",
+                "MOESERVE_WORLD_SIZE");
+  flags.add_string("leader", &f->leader, "HOST:PORT where rank 0 serves the rendezvous store",
+                   "MOESERVE_LEADER_ADDR");
+  flags.add_string("placement", &f->placement,
+                   "expert placement JSON ({\"version\":N,\"layers\":[{\"phy2log\":[...]}]}); "
+                   "default: contiguous blocks");
+  flags.add_int("collective-timeout-ms", &f->collective_timeout_ms,
+                "a collective not finished in this time fails the run (lost rank)");
+  flags.add_int("rendezvous-timeout-ms", &f->rendezvous_timeout_ms,
+                "time for every rank to join rank 0");
+}
+
+Status check_group_flags(const GroupFlags& f) {
+  if (f.world_size < 1) return invalid_argument_error("--world-size must be >= 1");
+  if (f.rank < 0 || f.rank >= f.world_size) {
+    return invalid_argument_error("--rank " + std::to_string(f.rank) + " is outside [0, " +
+                                  std::to_string(f.world_size) + ")");
+  }
+  if (f.world_size > 1 && f.leader.empty()) {
+    return invalid_argument_error("--leader HOST:PORT is required with --world-size > 1");
+  }
+  if (f.world_size == 1 && !f.placement.empty()) {
+    return invalid_argument_error("--placement needs --world-size > 1");
+  }
+  if (f.collective_timeout_ms < 1) {
+    return invalid_argument_error("--collective-timeout-ms must be >= 1");
+  }
+  if (f.rendezvous_timeout_ms < 1) {
+    return invalid_argument_error("--rendezvous-timeout-ms must be >= 1");
+  }
+  return ok_status();
+}
+
+bool in_group(const GroupFlags& f) { return f.world_size > 1; }
+
+StatusOr<std::unique_ptr<parallel::Group>> join_group(const GroupFlags& f) {
+  parallel::GroupOptions options;
+  options.rank = static_cast<int>(f.rank);
+  options.world_size = static_cast<int>(f.world_size);
+  options.leader = f.leader;
+  options.collective_timeout = std::chrono::milliseconds(f.collective_timeout_ms);
+  options.rendezvous_timeout = std::chrono::milliseconds(f.rendezvous_timeout_ms);
+  return parallel::Group::join(options);
+}
+
+StatusOr<RankStart> join_and_load(const GroupFlags& f, const std::string& model_dir) {
+  RankStart start;
+  if (in_group(f)) {
+    log::info("joining the expert-parallel group",
+              {{"rank", f.rank}, {"world_size", f.world_size}, {"leader", f.leader}});
+    MOESERVE_ASSIGN_OR_RETURN(start.group, join_group(f));
+  }
+  MOESERVE_ASSIGN_OR_RETURN(
+      model::LoadedModel loaded,
+      model::load_model(model_dir, model::BindOptions{.load_mtp = false, .prefault = true}));
+  start.model = std::make_shared<const model::LoadedModel>(std::move(loaded));
+  return start;
+}
+
+StatusOr<std::vector<std::vector<int32_t>>> read_batch_file(const std::string& path) {
+  std::ifstream in(path);
+  if (!in) return not_found_error(path + ": cannot open the batch file");
+  std::vector<std::vector<int32_t>> prompts;
+  std::string line;
+  for (int64_t number = 1; std::getline(in, line); ++number) {
+    if (line.find_first_not_of(" \t\r") == std::string::npos) continue;
+    line.erase(line.find_last_not_of(" \t\r") + 1);
+    StatusOr<std::vector<int64_t>> ids = parse_int_list(line);
+    if (!ids.ok()) {
+      return invalid_argument_error(path + ":" + std::to_string(number) + ": " +
+                                    ids.status().message());
+    }
+    prompts.emplace_back(ids->begin(), ids->end());
+  }
+  if (prompts.empty()) return invalid_argument_error(path + ": no prompts");
+  return prompts;
+}
+
+}  // namespace moeserve::cli

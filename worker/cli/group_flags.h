@@ -1,0 +1,56 @@
+// The rank-group flags that `generate` and `serve` share, and the batch file of
+// `generate`.
+//
+//   [--rank R --world-size N --leader HOST:PORT [--placement FILE]
+//    [--collective-timeout-ms T] [--rendezvous-timeout-ms T]]
+// (env MOESERVE_RANK, MOESERVE_WORLD_SIZE, MOESERVE_LEADER_ADDR). Every rank runs the
+// same command line but --rank. A world size of 1 is a single process: --leader is then
+// ignored. The group protocol itself is worker/engine/group_step.h.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "common/flags.h"
+#include "common/status.h"
+#include "worker/model/weights.h"
+#include "worker/parallel/group.h"
+
+namespace moeserve::cli {
+
+struct GroupFlags {
+  int64_t rank = 0;
+  int64_t world_size = 1;
+  std::string leader;
+  std::string placement;
+  int64_t collective_timeout_ms = 30000;
+  int64_t rendezvous_timeout_ms = 60000;
+};
+
+// --rank, --world-size, --leader, --placement and the timeouts.
+void add_group_flags(FlagSet& flags, GroupFlags* f);
+// invalid_argument naming the flag at fault: a rank outside [0, world size), a group
+// without --leader, --placement without a group, a timeout below 1 ms.
+Status check_group_flags(const GroupFlags& f);
+// True when the flags describe an expert-parallel group (world size > 1).
+bool in_group(const GroupFlags& f);
+
+// Joins the group the flags describe (rendezvous through rank 0).
+StatusOr<std::unique_ptr<parallel::Group>> join_group(const GroupFlags& f);
+
+// A rank's start-up, the same for `generate` and `serve`: joins the group when the
+// flags describe one (group stays null otherwise), then loads the model folder. The
+// group forms first, so the rendezvous timeout covers start-up skew only.
+struct RankStart {
+  std::unique_ptr<parallel::Group> group;
+  std::shared_ptr<const model::LoadedModel> model;
+};
+StatusOr<RankStart> join_and_load(const GroupFlags& f, const std::string& model_dir);
+
+// Prompts of a batch file: one line per prompt, comma-separated token ids; blank lines
+// are ignored. invalid_argument names the file and line.
+StatusOr<std::vector<std::vector<int32_t>>> read_batch_file(const std::string& path);
+
+}  // namespace moeserve::cli

@@ -1,0 +1,51 @@
+#include "worker/engine/group_step.h"
+
+#include <algorithm>
+#include <utility>
+#include <vector>
+
+#include "worker/parallel/placement.h"
+
+namespace moeserve::engine {
+
+Status LeaderStepper::send(StepKind kind) {
+  int64_t value = static_cast<int64_t>(kind);
+  return comm_.broadcast(&value, sizeof(value), 0);
+}
+
+void install_leader_hooks(LeaderStepper& leader, int64_t collective_timeout_ms,
+                          SchedulerOptions& options) {
+  options.before_forward = [&leader] { return leader.begin_forward(); };
+  options.idle = [&leader] { return leader.heartbeat(); };
+  options.idle_interval =
+      std::chrono::milliseconds(std::max<int64_t>(1, collective_timeout_ms / 3));
+}
+
+Status follow_leader(parallel::Communicator& comm, ExpertParallelDispatcher& dispatcher) {
+  for (;;) {
+    int64_t value = 0;
+    MOESERVE_RETURN_IF_ERROR(comm.broadcast(&value, sizeof(value), 0));
+    switch (static_cast<StepKind>(value)) {
+      case StepKind::kForward: MOESERVE_RETURN_IF_ERROR(dispatcher.idle_step()); break;
+      case StepKind::kHeartbeat: break;
+      case StepKind::kStop: return ok_status();
+      default: return internal_error("expert parallel: unknown step kind " + std::to_string(value));
+    }
+  }
+}
+
+StatusOr<ExpertParallelDispatcher*> attach_group_experts(Engine& engine,
+                                                         parallel::Communicator& comm,
+                                                         const std::string& placement_path) {
+  const std::vector<int64_t> layers = engine.config().moe_layers();
+  StatusOr<parallel::ExpertPlacement> placement =
+      placement_path.empty()
+          ? parallel::ExpertPlacement::contiguous(comm.size(), engine.config().n_routed_experts,
+                                                  layers)
+          : parallel::ExpertPlacement::load(placement_path, comm.size(),
+                                            engine.config().n_routed_experts, layers);
+  MOESERVE_RETURN_IF_ERROR(placement.status());
+  return attach_expert_parallel(engine, comm, std::move(placement).value());
+}
+
+}  // namespace moeserve::engine

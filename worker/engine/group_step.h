@@ -1,0 +1,58 @@
+// The group protocol of an expert-parallel rank group: every request runs on rank 0's
+// Scheduler (rank 0 owns the batch; the other ranks only lend their experts).
+//
+// Before each engine forward rank 0 broadcasts kForward and each follower answers with
+// ExpertParallelDispatcher::idle_step(), so every rank joins that forward's MoE
+// collectives. While idle, rank 0 sends kHeartbeat at least every collective timeout / 3
+// so that the followers' wait never times out; kStop ends follow_leader() with ok. A
+// lost leader fails the follower's wait (and a lost follower fails rank 0's next step)
+// within the collective timeout, naming the rank.
+//
+// attach_group_experts() is the engine side of joining: it swaps an
+// ExpertParallelDispatcher over the group into the engine, with the placement read
+// from a file or contiguous blocks. Both `generate` and `serve` run exactly this.
+#pragma once
+
+#include <cstdint>
+#include <string>
+
+#include "common/status.h"
+#include "worker/engine/engine.h"
+#include "worker/engine/expert_parallel.h"
+#include "worker/engine/scheduler.h"
+#include "worker/parallel/communicator.h"
+
+namespace moeserve::engine {
+
+enum class StepKind : int64_t { kForward = 1, kHeartbeat = 2, kStop = 3 };
+
+// Rank 0 side. Not thread-safe: the scheduler thread calls it, before each
+// engine.forward() and when idle; stop() once, after the scheduler stopped.
+class LeaderStepper {
+ public:
+  explicit LeaderStepper(parallel::Communicator& comm) : comm_(comm) {}
+  Status begin_forward() { return send(StepKind::kForward); }
+  Status heartbeat() { return send(StepKind::kHeartbeat); }
+  Status stop() { return send(StepKind::kStop); }
+
+ private:
+  Status send(StepKind kind);
+  parallel::Communicator& comm_;
+};
+
+// Sets the scheduler's group hooks (before_forward, idle, idle_interval) to drive
+// `leader`, heartbeating every collective_timeout_ms / 3. `leader` must outlive the
+// scheduler.
+void install_leader_hooks(LeaderStepper& leader, int64_t collective_timeout_ms,
+                          SchedulerOptions& options);
+
+// Ranks > 0: runs until rank 0 sends kStop (ok) or a collective fails.
+Status follow_leader(parallel::Communicator& comm, ExpertParallelDispatcher& dispatcher);
+
+// Attaches expert parallelism over `comm` to `engine`: placement from `placement_path`
+// (contiguous blocks when empty). Returns the dispatcher (owned by the engine).
+StatusOr<ExpertParallelDispatcher*> attach_group_experts(Engine& engine,
+                                                         parallel::Communicator& comm,
+                                                         const std::string& placement_path);
+
+}  // namespace moeserve::engine
