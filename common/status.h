@@ -34,7 +34,7 @@ enum class StatusCode {
 // Stable snake_case name of a code, e.g. "invalid_argument".
 std::string_view status_code_name(StatusCode code);
 
-class Status {
+class [[nodiscard]] Status {
  public:
   Status() = default;  // ok
   Status(StatusCode code, std::string message);
@@ -75,7 +75,7 @@ Status failed_precondition_error(std::string message);
 // Either a value or a non-ok Status. Constructing from an ok Status is a programming
 // error and yields an internal error instead of an empty value.
 template <typename T>
-class StatusOr {
+class [[nodiscard]] StatusOr {
  public:
   StatusOr(const T& value) : state_(value) {}        // NOLINT: implicit by design
   StatusOr(T&& value) : state_(std::move(value)) {}  // NOLINT
