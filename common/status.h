@@ -4,6 +4,10 @@
 // says what failed and where ("config.json: hidden_size: expected integer"). No
 // exceptions cross API or thread boundaries; functions that can fail return Status
 // or StatusOr<T>. Both types are cheap to move and safe to copy between threads.
+//
+// Both are [[nodiscard]] (abseil's ABSL_MUST_USE_RESULT), so dropping a result does not
+// compile: handle it, or discard it with `(void)` and a comment that says why. Each code
+// below says how a caller should react to it.
 #pragma once
 
 #include <cassert>
@@ -17,17 +21,39 @@ namespace moeserve {
 
 enum class StatusCode {
   kOk = 0,
+  // The input is wrong whatever the state of the system (a malformed config, an
+  // out-of-range flag, a 400/422 from the API server). Do not retry; fix the input.
   kInvalidArgument,
+  // The named thing (file, object, key) does not exist. Retrying the same call does not
+  // help unless something else creates it; callers that read-or-create treat it as absent.
   kNotFound,
+  // A create found the object already there. Read it and converge on what exists
+  // (update it, or accept it as yours); do not retry the create.
   kAlreadyExists,
+  // An optimistic-concurrency write lost (stale resourceVersion). Re-read and redo the
+  // whole read-modify-write; expected under contention, not worth a warning.
   kConflict,
+  // The version the caller holds has expired (a watch's resourceVersion, 410). Start
+  // over from a fresh read (relist), then resume.
   kGone,
+  // Transient: the peer is down, unreachable or draining (5xx, refused connection).
+  // Retry with backoff; the request may be repeated if it is idempotent.
   kUnavailable,
+  // The deadline passed before an answer came; the operation may or may not have taken
+  // effect. Retry with backoff if it is idempotent, otherwise read back what happened.
   kDeadlineExceeded,
+  // Out of capacity or throttled (KV blocks, a full queue, 429). Retry later with
+  // backoff (honouring Retry-After when given) or ask for less.
   kResourceExhausted,
+  // An invariant is broken: a bug, not the caller's input. Do not retry; report it.
   kInternal,
+  // Credentials are missing, invalid or expired (401). Reload them (e.g. re-read the
+  // token file) and retry once; otherwise give up and report.
   kUnauthenticated,
+  // Authenticated but not allowed (403). Do not retry; fix the permissions (RBAC).
   kPermissionDenied,
+  // The system is not in the state the call requires (join before any other request,
+  // not running in a cluster). Do not retry until that state has been established.
   kFailedPrecondition,
 };
 
