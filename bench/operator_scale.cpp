@@ -107,11 +107,16 @@ int main(int argc, char** argv) {
     std::cerr << "run from the repository root or pass --source-dir\n";
     return 1;
   }
-  client.create(res::kCustomResourceDefinitions, "", (*crd)[0]);
+  if (auto created = client.create(res::kCustomResourceDefinitions, "", (*crd)[0]); !created.ok()) {
+    std::cerr << "creating the CRD: " << created.status().to_string() << "\n";
+    return 1;
+  }
   nlohmann::json base = (*example)[0];
   base["spec"]["autoscaling"]["enabled"] = false;
   base["spec"]["replicas"] = 1;
   const int n = static_cast<int>(deployments);
+  // A lost write would skew the baseline or leave a deployment that never converges.
+  std::atomic<int> failed_writes{0};
 
   // Baseline: the writes one converged deployment costs (5 objects + status), issued
   // directly against the same server, for as many deployments.
@@ -120,11 +125,12 @@ int main(int argc, char** argv) {
   parallel(n, static_cast<int>(workers), [&](int i) {
     std::string name = "baseline-" + std::to_string(i);
     for (const char* kind : {"a", "b", "c", "d", "e", "f"}) {
-      client.create(res::kConfigMaps, "default",
-                    {{"apiVersion", "v1"},
-                     {"kind", "ConfigMap"},
-                     {"metadata", {{"name", name + "-" + kind}}},
-                     {"data", {{"k", "v"}}}});
+      auto created = client.create(res::kConfigMaps, "default",
+                                   {{"apiVersion", "v1"},
+                                    {"kind", "ConfigMap"},
+                                    {"metadata", {{"name", name + "-" + kind}}},
+                                    {"data", {{"k", "v"}}}});
+      if (!created.ok()) ++failed_writes;
     }
   });
   double baseline_s = seconds_since(baseline_start);
@@ -142,9 +148,13 @@ int main(int argc, char** argv) {
   parallel(n, 8, [&](int i) {
     nlohmann::json md = base;
     md["metadata"]["name"] = "md-" + std::to_string(i);
-    client.create(res::kModelDeployments, "default", md);
+    if (!client.create(res::kModelDeployments, "default", md).ok()) ++failed_writes;
   });
   double apply_s = seconds_since(start);
+  if (failed_writes > 0) {
+    std::cerr << failed_writes << " creates failed; the figures would be wrong\n";
+    return 1;
+  }
 
   int converged = 0;
   while (seconds_since(start) < 600) {

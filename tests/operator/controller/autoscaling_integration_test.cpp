@@ -156,7 +156,8 @@ class AutoscalingIntegrationTest : public ::testing::Test {
       updated["status"] = {{"replicas", sts["spec"]["replicas"]},
                            {"readyReplicas", sts["spec"]["replicas"]},
                            {"observedGeneration", sts["metadata"]["generation"]}};
-      client_->update_status(res::kStatefulSets, kNs, updated);
+      auto written = client_->update_status(res::kStatefulSets, kNs, updated);
+      ASSERT_TRUE(written.ok()) << written.status().to_string();
       const int32_t group = *op::parse_group_name("x", name);
       const std::string pod_name = name + "-0";
       if (client_->get(res::kPods, kNs, pod_name).ok()) continue;

@@ -83,7 +83,9 @@ class OperatorIntegrationTest : public ::testing::Test {
       updated["status"] = {{"replicas", sts["spec"]["replicas"]},
                            {"readyReplicas", sts["spec"]["replicas"]},
                            {"observedGeneration", sts["metadata"]["generation"]}};
-      client_->update_status(res::kStatefulSets, kNs, updated);
+      // A lost write (an injected fault) leaves the group unready; callers wait for Ready
+      // and call again where they expect faults.
+      (void)client_->update_status(res::kStatefulSets, kNs, updated);
     }
   }
 
