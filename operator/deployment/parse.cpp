@@ -1,5 +1,6 @@
 #include "operator/deployment/parse.h"
 
+#include <algorithm>
 #include <utility>
 
 #include "operator/deployment/validate.h"
@@ -9,28 +10,22 @@ namespace {
 
 using nlohmann::json;
 
-void read_precision(const JsonReader& r, Precision* out) {
-  std::string text(precision_name(*out));
-  r.read("precision", &text);
-  if (text == "fp8") {
-    *out = Precision::kFp8;
-  } else if (text == "bf16") {
-    *out = Precision::kBf16;
-  } else {
-    r.fail(r.path("precision"), "must be one of fp8, bf16 (got " + json_quoted(text) + ")");
+// A string field that must be one of `choices`; anything else is reported and leaves
+// *out unchanged.
+void read_choice(const JsonReader& r, std::string_view key,
+                 const std::vector<std::string_view>& choices, std::string* out) {
+  std::string text = *out;
+  r.read(key, &text);
+  if (std::find(choices.begin(), choices.end(), text) != choices.end()) {
+    *out = text;
+    return;
   }
-}
-
-void read_method(const JsonReader& r, SpeculativeMethod* out) {
-  std::string text(speculative_name(*out));
-  r.read("method", &text);
-  if (text == "none") {
-    *out = SpeculativeMethod::kNone;
-  } else if (text == "mtp") {
-    *out = SpeculativeMethod::kMtp;
-  } else {
-    r.fail(r.path("method"), "must be one of none, mtp (got " + json_quoted(text) + ")");
+  std::string listed;
+  for (std::string_view choice : choices) {
+    if (!listed.empty()) listed += ", ";
+    listed += choice;
   }
+  r.fail(r.path(key), "must be one of " + listed + " (got " + json_quoted(text) + ")");
 }
 
 // Resource quantities: int-or-string in Kubernetes; kept as strings.
@@ -98,7 +93,9 @@ ModelDeploymentSpec parse_spec(const json& spec, std::vector<FieldError>* errors
   JsonReader model = r.child("model");
   model.read("source", &s.model.source);
   model.read("servedModelName", &s.model.served_model_name);
-  read_precision(model, &s.model.precision);
+  std::string precision(precision_name(s.model.precision));
+  read_choice(model, "precision", {"fp8", "bf16"}, &precision);
+  s.model.precision = precision == "bf16" ? Precision::kBf16 : Precision::kFp8;
   model.read("routedExperts", &s.model.routed_experts);
   model.read("moeLayers", &s.model.moe_layers);
   model.read("downloaderImage", &s.model.downloader_image);
@@ -113,7 +110,9 @@ ModelDeploymentSpec parse_spec(const json& spec, std::vector<FieldError>* errors
   s.worker = parse_worker(r.child("worker"));
 
   JsonReader spec_r = r.child("speculative");
-  read_method(spec_r, &s.speculative.method);
+  std::string method(speculative_name(s.speculative.method));
+  read_choice(spec_r, "method", {"none", "mtp"}, &method);
+  s.speculative.method = method == "mtp" ? SpeculativeMethod::kMtp : SpeculativeMethod::kNone;
   spec_r.read("draftTokens", &s.speculative.draft_tokens);
 
   JsonReader as = r.child("autoscaling");
