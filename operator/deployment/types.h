@@ -28,6 +28,8 @@ inline constexpr std::string_view kGpuResource = "nvidia.com/gpu";
 inline constexpr size_t kMaxNameLength = 40;
 
 enum class Precision { kFp8, kBf16 };
+// kMtp names the multi-token-prediction drafting the worker does not implement yet:
+// validate() refuses it.
 enum class SpeculativeMethod { kNone, kMtp };
 
 std::string_view precision_name(Precision precision);         // "fp8" | "bf16"
