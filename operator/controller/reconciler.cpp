@@ -105,8 +105,9 @@ ModelDeploymentReconciler::Gathered ModelDeploymentReconciler::gather(
     const std::string pod_name = pod["metadata"].value("name", "");
     const std::string ip = pod.value("status", nlohmann::json::object()).value("podIP", "");
     for (const deployment::ObservedGroup& g : observed.groups) {
-      if (g.terminating || pod_name != deployment::group_name(name, g.index) + "-0" || ip.empty())
+      if (g.terminating || pod_name != deployment::group_name(name, g.index) + "-0" || ip.empty()) {
         continue;
+      }
       const std::string host = ip.find(':') != std::string::npos ? "[" + ip + "]" : ip;
       out.target.groups.push_back(
           {g.index, pod_name,

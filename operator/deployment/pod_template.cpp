@@ -72,8 +72,9 @@ WorkerCommand pod_worker_command(const ModelDeployment& md, const GroupLayout& l
   in.world_size = layout.ranks_per_group;
   in.leader =
       leader_address(md.metadata.name, md.metadata.namespace_, group, s.worker.rendezvous_port);
-  if (placement_enabled(s))
+  if (placement_enabled(s)) {
     in.placement_path = std::string(kPlacementMountDir) + "/" + kPlacementKey;
+  }
   in.deployment = md.metadata.name;
   in.group = group;
   in.rank_source = RankSource::kPodIndex;

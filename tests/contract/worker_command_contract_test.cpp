@@ -221,6 +221,9 @@ TEST(PodContract, TwoRanksPerPodStartAtPodIndexTimesTwoAndExtraArgsReachTheWorke
     EXPECT_EQ(pods[pod].max_num_seqs, 64);
     EXPECT_EQ(pods[pod].kv_cache_blocks, 512);
   }
+  const deployment::Plan plan = deployment::plan(md, deployment::Observed{});
+  const Started second = PodRunner().start(deployment::render_statefulset(md, plan, 0), 1);
+  EXPECT_EQ(second.env.at("MOESERVE_RANK"), "2") << "exported by the pod's shell";
 }
 
 // Two MoE layers (decoder layers 1 and 2) of 8 experts, 4 redundant slots, 4 ranks.
