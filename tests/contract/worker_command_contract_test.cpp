@@ -26,8 +26,8 @@
 #include "operator/deployment/render.h"
 #include "operator/local/local_plan.h"
 #include "tests/support/test_util.h"
+#include "worker/cli/serve_options.h"
 #include "worker/parallel/placement.h"
-#include "worker/server/serve_options.h"
 
 extern char** environ;
 
@@ -67,14 +67,14 @@ class WorkerEnvironment {
 };
 
 // The worker's view of `args` (after the binary) under `env`.
-server::ServeFlags parse_as_worker(std::vector<std::string> args, const Env& env) {
+cli::ServeFlags parse_as_worker(std::vector<std::string> args, const Env& env) {
   EXPECT_FALSE(args.empty());
   EXPECT_EQ(args[0], "serve");
   args.erase(args.begin());
   WorkerEnvironment scoped(env);
-  auto parsed = server::parse_serve_flags(args);
+  auto parsed = cli::parse_serve_flags(args);
   EXPECT_TRUE(parsed.ok()) << parsed.status().to_string();
-  return parsed.ok() ? parsed->flags : server::ServeFlags{};
+  return parsed.ok() ? parsed->flags : cli::ServeFlags{};
 }
 
 std::vector<std::string> lines_of(const std::string& path) {
@@ -153,12 +153,11 @@ class PodRunner {
 };
 
 // The worker flags of every pod of group `group`.
-std::vector<server::ServeFlags> pods_as_worker(const deployment::ModelDeployment& md,
-                                               int32_t group) {
+std::vector<cli::ServeFlags> pods_as_worker(const deployment::ModelDeployment& md, int32_t group) {
   const deployment::Plan plan = deployment::plan(md, deployment::Observed{});
   const json sts = deployment::render_statefulset(md, plan, group);
   PodRunner runner;
-  std::vector<server::ServeFlags> out;
+  std::vector<cli::ServeFlags> out;
   for (int32_t pod = 0; pod < sts["spec"]["replicas"].get<int32_t>(); ++pod) {
     const Started started = runner.start(sts, pod);
     out.push_back(parse_as_worker(started.args, started.env));
@@ -170,9 +169,9 @@ TEST(PodContract, SingleRankIsOneProcessWithTheSpecsModelPortAndPrecision) {
   const deployment::ModelDeployment md = make_deployment(json::parse(R"({
     "model": {"source": "/opt/models/tiny", "servedModelName": "tiny", "precision": "bf16"},
     "worker": {"image": "w", "port": 9000}})"));
-  const std::vector<server::ServeFlags> pods = pods_as_worker(md, 0);
+  const std::vector<cli::ServeFlags> pods = pods_as_worker(md, 0);
   ASSERT_EQ(pods.size(), 1u);
-  const server::ServeFlags& f = pods[0];
+  const cli::ServeFlags& f = pods[0];
   EXPECT_EQ(f.model, "/opt/models/tiny");
   EXPECT_EQ(f.host, "0.0.0.0");
   EXPECT_EQ(f.port, 9000);
@@ -181,7 +180,7 @@ TEST(PodContract, SingleRankIsOneProcessWithTheSpecsModelPortAndPrecision) {
   EXPECT_EQ(f.deployment, "ds");
   EXPECT_EQ(f.group.rank, 0);
   EXPECT_EQ(f.group.world_size, 1);
-  EXPECT_FALSE(server::in_group(f));
+  EXPECT_FALSE(cli::in_group(f));
   EXPECT_EQ(f.group.placement, "");
   EXPECT_EQ(f.grpc_port, -1);
 }
@@ -191,15 +190,15 @@ TEST(PodContract, TwoRankGroupTakesRanksFromThePodIndexAndMeetsAtRankZeroOfItsGr
     "model": {"source": "pvc://models/ds/v3"}, "replicas": 2,
     "parallelism": {"expertParallel": 2},
     "worker": {"image": "w", "rendezvousPort": 29600}})"));
-  const std::vector<server::ServeFlags> pods = pods_as_worker(md, 1);
+  const std::vector<cli::ServeFlags> pods = pods_as_worker(md, 1);
   ASSERT_EQ(pods.size(), 2u);
   for (int32_t pod = 0; pod < 2; ++pod) {
     SCOPED_TRACE(pod);
-    const server::ServeFlags& f = pods[pod];
+    const cli::ServeFlags& f = pods[pod];
     EXPECT_EQ(f.group.rank, pod);
     EXPECT_EQ(f.group.world_size, 2);
     EXPECT_EQ(f.group.leader, "ds-g1-0.ds-ranks.ml.svc:29600");
-    EXPECT_TRUE(server::in_group(f));
+    EXPECT_TRUE(cli::in_group(f));
     EXPECT_EQ(f.model, "/model/ds/v3");
     EXPECT_EQ(f.precision, "fp8");  // the CRD's default
     EXPECT_EQ(f.served_model_name, "v3");
@@ -212,7 +211,7 @@ TEST(PodContract, TwoRanksPerPodStartAtPodIndexTimesTwoAndExtraArgsReachTheWorke
     "parallelism": {"expertParallel": 4, "ranksPerPod": 2},
     "worker": {"image": "w", "resources": {"limits": {"nvidia.com/gpu": "2"}},
                "extraArgs": ["--max-num-seqs", "64", "--kv-cache-blocks", "512"]}})"));
-  const std::vector<server::ServeFlags> pods = pods_as_worker(md, 0);
+  const std::vector<cli::ServeFlags> pods = pods_as_worker(md, 0);
   ASSERT_EQ(pods.size(), 2u);
   for (int32_t pod = 0; pod < 2; ++pod) {
     SCOPED_TRACE(pod);
@@ -252,7 +251,7 @@ TEST(PodContract, PlacementFlagNamesTheMountedConfigMapKey) {
   const json configmap = *deployment::render(md, plan).placement_configmap;
   ASSERT_EQ(configmap["data"].size(), 1u);
   const std::string key = configmap["data"].begin().key();
-  for (const server::ServeFlags& f : pods_as_worker(md, 0)) {
+  for (const cli::ServeFlags& f : pods_as_worker(md, 0)) {
     EXPECT_EQ(f.group.placement, mount_path + "/" + key);
   }
 }
@@ -298,7 +297,7 @@ TEST(PlacementContract, TheWorkerLoadsAPlacementProposedFromMeasuredLoads) {
 }
 
 // The worker flags of a local rank process: its argv after the binary, its env added.
-server::ServeFlags local_rank_as_worker(const local::RankProcess& p) {
+cli::ServeFlags local_rank_as_worker(const local::RankProcess& p) {
   Env env;
   for (const std::string& entry : p.env) {
     env[entry.substr(0, entry.find('='))] = entry.substr(entry.find('=') + 1);
@@ -323,10 +322,10 @@ TEST(LocalContract, EveryRankParsesToItsRankGroupPortAndLeader) {
     for (const local::RankProcess& p : g.ranks) {
       SCOPED_TRACE("group " + std::to_string(g.group) + " rank " + std::to_string(p.rank));
       ASSERT_EQ(p.argv[0], "/opt/bin/moeserve-worker");
-      const server::ServeFlags f = local_rank_as_worker(p);
+      const cli::ServeFlags f = local_rank_as_worker(p);
       EXPECT_EQ(f.group.rank, p.rank);
       EXPECT_EQ(f.group.world_size, 2);
-      EXPECT_TRUE(server::in_group(f));
+      EXPECT_TRUE(cli::in_group(f));
       EXPECT_EQ(f.group.leader, "127.0.0.1:" + std::to_string(9100 + g.group * 10 + 9));
       EXPECT_EQ(f.port, p.http_port);
       EXPECT_EQ(g.endpoint, "http://127.0.0.1:" + std::to_string(9100 + g.group * 10));
@@ -349,8 +348,8 @@ TEST(LocalContract, SingleRankGroupsAreSingleProcesses) {
   ASSERT_EQ(groups.size(), 1u);
   ASSERT_EQ(groups[0].ranks.size(), 1u);
   const local::RankProcess& p = groups[0].ranks[0];
-  const server::ServeFlags f = local_rank_as_worker(p);
-  EXPECT_FALSE(server::in_group(f));
+  const cli::ServeFlags f = local_rank_as_worker(p);
+  EXPECT_FALSE(cli::in_group(f));
   EXPECT_EQ(f.group.rank, 0);
   EXPECT_EQ(f.port, 8100);
 }
