@@ -182,7 +182,7 @@ double ms_per_step(const std::shared_ptr<const moeserve::model::LoadedModel>& mo
   std::unique_ptr<ExpertParallelStepper> stepper;
   if (group != nullptr) {
     auto placement = moeserve::parallel::ExpertPlacement::contiguous(
-        group->size(), model->config.n_routed_experts, moe_layers(model->config));
+        group->size(), model->config.n_routed_experts, model->config.moe_layers());
     check(placement.status());
     auto dispatcher = attach_expert_parallel(**engine, group->comm(), std::move(placement).value());
     check(dispatcher.status());
@@ -234,7 +234,7 @@ void bench_tiny_steps(bool quick) {
     return seconds_since(start) / calls * 1e6;
   });
   std::printf("\ntiny model (%ld MoE layers), 4 sequences, %d decode steps, 1 thread per rank\n",
-              static_cast<long>(moeserve::engine::moe_layers(model->config).size()), steps);
+              static_cast<long>(model->config.moe_layers().size()), steps);
   std::printf("1 rank : %8.3f ms/step\n2 ranks: %8.3f ms/step (overhead %+.3f ms/step)\n", one, two,
               two - one);
   std::printf("one 8-byte all-to-all between 2 ranks: %.1f us\n", latency_us);

@@ -18,14 +18,6 @@ constexpr int64_t kHeaderFloats = 1;
 
 }  // namespace
 
-std::vector<int64_t> moe_layers(const model::ModelConfig& config) {
-  std::vector<int64_t> layers;
-  for (int64_t l = 0; l < config.num_hidden_layers; ++l) {
-    if (config.is_moe_layer(l)) layers.push_back(l);
-  }
-  return layers;
-}
-
 StatusOr<std::unique_ptr<ExpertParallelDispatcher>> ExpertParallelDispatcher::create(
     parallel::Communicator* comm, parallel::ExpertPlacement placement,
     const model::ModelConfig& config, const model::ModelWeights& weights,
@@ -36,7 +28,7 @@ StatusOr<std::unique_ptr<ExpertParallelDispatcher>> ExpertParallelDispatcher::cr
                                   " ranks but the group has " + std::to_string(comm->size()));
   }
   if (placement.num_experts() != config.n_routed_experts ||
-      placement.moe_layers() != moe_layers(config)) {
+      placement.moe_layers() != config.moe_layers()) {
     return invalid_argument_error("expert parallel: the placement does not match the model's " +
                                   std::to_string(config.n_routed_experts) +
                                   " routed experts and MoE layers");
@@ -51,25 +43,24 @@ StatusOr<std::unique_ptr<ExpertParallelDispatcher>> ExpertParallelDispatcher::cr
           MlpWeights{to_view(e.gate_proj), to_view(e.up_proj), to_view(e.down_proj)});
     }
   }
-  return std::unique_ptr<ExpertParallelDispatcher>(new ExpertParallelDispatcher(
-      comm, std::move(placement), std::move(local), static_cast<int64_t>(weights.layers.size()),
-      config.hidden_size, config.num_experts_per_tok, pool));
+  return std::unique_ptr<ExpertParallelDispatcher>(
+      new ExpertParallelDispatcher(comm, std::move(placement), std::move(local), config.hidden_size,
+                                   config.num_experts_per_tok, pool));
 }
 
 ExpertParallelDispatcher::ExpertParallelDispatcher(
     parallel::Communicator* comm, parallel::ExpertPlacement placement,
-    std::vector<std::vector<MlpWeights>> local_experts, int64_t num_layers, int64_t hidden,
-    int64_t top_k, kernels::ThreadPool* pool)
+    std::vector<std::vector<MlpWeights>> local_experts, int64_t hidden, int64_t top_k,
+    kernels::ThreadPool* pool)
     : comm_(comm),
       placement_(std::move(placement)),
       local_(std::move(local_experts), hidden, pool),
-      load_(num_layers, placement_.num_experts(), placement_.num_slots()),
       hidden_(hidden),
       top_k_(top_k) {}
 
 Status ExpertParallelDispatcher::dispatch(int64_t layer, const float* x, const Routing& routing,
                                           float* out) {
-  if (!placement_.is_moe_layer(layer)) {
+  if (!placement_.has_layer(layer)) {
     return internal_error("expert parallel: layer " + std::to_string(layer) +
                           " is not an MoE layer");
   }
@@ -85,10 +76,8 @@ Status ExpertParallelDispatcher::dispatch(int64_t layer, const float* x, const R
   std::vector<int64_t> slot_of(assignments);
   std::vector<int64_t> rows_to(world, 0);
   for (int64_t a = 0; a < assignments; ++a) {
-    const int32_t expert = routing.experts[a];
-    slot_of[a] = placement_.choose_slot(layer, expert, me, a / k);
+    slot_of[a] = placement_.choose_slot(layer, routing.experts[a], me, a / k);
     ++rows_to[placement_.rank_of_slot(slot_of[a])];
-    load_.add_logical(layer, expert, 1);
   }
   std::vector<int64_t> next(world, 0);
   for (int p = 1; p < world; ++p) next[p] = next[p - 1] + rows_to[p - 1];
@@ -129,7 +118,6 @@ Status ExpertParallelDispatcher::dispatch(int64_t layer, const float* x, const R
   local.experts.resize(received);
   local.weights.assign(received, 1.0f);
   local_x_.resize(received * hidden_);
-  const int64_t first = placement_.first_slot(me);
   for (int64_t r = 0; r < received; ++r) {
     const float* row = recv_.data() + r * row_floats;
     std::memcpy(&local.experts[r], row, sizeof(int32_t));
@@ -137,7 +125,6 @@ Status ExpertParallelDispatcher::dispatch(int64_t layer, const float* x, const R
       return internal_error("expert parallel: received a row for local slot " +
                             std::to_string(local.experts[r]));
     }
-    load_.add_slot(layer, first + local.experts[r], 1);
     std::copy_n(row + kHeaderFloats, hidden_, local_x_.data() + r * hidden_);
   }
   local_y_.resize(received * hidden_);

@@ -20,8 +20,8 @@
 // model loader bound them (with prefault every rank touches all pages; without it only
 // the pages of experts it runs become resident).
 //
-// Not thread-safe: the engine's driving thread calls it. load() may be read from any
-// thread.
+// It keeps no expert-load counts: the scheduler's ExpertLoadRecorder (expert_load.h) is
+// the worker's one account. Not thread-safe: the engine's driving thread calls it.
 #pragma once
 
 #include <cstdint>
@@ -33,17 +33,14 @@
 #include "worker/engine/engine.h"
 #include "worker/engine/moe.h"
 #include "worker/parallel/communicator.h"
-#include "worker/parallel/expert_load.h"
 #include "worker/parallel/placement.h"
 
 namespace moeserve::engine {
 
-// Decoder layer indices of the model's MoE layers, ascending.
-std::vector<int64_t> moe_layers(const model::ModelConfig& config);
-
 class ExpertParallelDispatcher : public ExpertDispatcher {
  public:
   // `comm` and `pool` must outlive the dispatcher; `weights` too (views into them).
+  // invalid_argument when the placement's layers are not config.moe_layers().
   static StatusOr<std::unique_ptr<ExpertParallelDispatcher>> create(
       parallel::Communicator* comm, parallel::ExpertPlacement placement,
       const model::ModelConfig& config, const model::ModelWeights& weights,
@@ -54,17 +51,15 @@ class ExpertParallelDispatcher : public ExpertDispatcher {
   Status idle_step();
 
   const parallel::ExpertPlacement& placement() const { return placement_; }
-  const parallel::ExpertLoad& load() const { return load_; }
 
  private:
   ExpertParallelDispatcher(parallel::Communicator* comm, parallel::ExpertPlacement placement,
-                           std::vector<std::vector<MlpWeights>> local_experts, int64_t num_layers,
-                           int64_t hidden, int64_t top_k, kernels::ThreadPool* pool);
+                           std::vector<std::vector<MlpWeights>> local_experts, int64_t hidden,
+                           int64_t top_k, kernels::ThreadPool* pool);
 
   parallel::Communicator* comm_;
   parallel::ExpertPlacement placement_;
   LocalExpertDispatcher local_;  // this rank's slots, by local slot index
-  parallel::ExpertLoad load_;
   int64_t hidden_;
   int64_t top_k_;
   // Scratch.

@@ -123,7 +123,7 @@ StatusOr<std::vector<std::vector<int32_t>>> read_batch_file(const std::string& p
 StatusOr<ExpertParallelDispatcher*> attach_group_experts(Engine& engine, parallel::Group& group,
                                                          const std::string& placement_path) {
   parallel::Communicator& comm = group.comm();
-  const std::vector<int64_t> layers = moe_layers(engine.config());
+  const std::vector<int64_t> layers = engine.config().moe_layers();
   StatusOr<parallel::ExpertPlacement> placement =
       placement_path.empty()
           ? parallel::ExpertPlacement::contiguous(comm.size(), engine.config().n_routed_experts,
@@ -164,14 +164,8 @@ StatusOr<std::vector<GenerateResult>> generate_in_group(
       static_cast<size_t>(std::accumulate(recv_bytes.begin(), recv_bytes.end(), int64_t{0})), '\0');
   MOESERVE_RETURN_IF_ERROR(
       comm.all_to_all_v(encoded.data(), send_bytes, gathered.data(), recv_bytes));
-  const parallel::ExpertLoadSnapshot load = dispatcher->load().snapshot();
   log::info("expert-parallel generate done",
-            {{"rank", comm.rank()},
-             {"sequences", static_cast<int64_t>(mine.size())},
-             {"routed_tokens",
-              std::accumulate(load.logical_tokens.begin(), load.logical_tokens.end(), int64_t{0})},
-             {"expert_tokens_run_here",
-              std::accumulate(load.slot_tokens.begin(), load.slot_tokens.end(), int64_t{0})}});
+            {{"rank", comm.rank()}, {"sequences", static_cast<int64_t>(mine.size())}});
   if (comm.rank() != 0) return std::vector<GenerateResult>();
   std::vector<GenerateResult> all(requests.size());
   MOESERVE_RETURN_IF_ERROR(decode_results(gathered.data(), gathered.size(), &all));

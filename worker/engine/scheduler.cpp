@@ -9,9 +9,6 @@
 namespace moeserve::engine {
 namespace {
 
-constexpr size_t kMaxHistorySteps = 4096;
-constexpr int64_t kMaxHistoryEntries = 1 << 20;
-
 int64_t blocks_for(int64_t tokens) { return (tokens + kBlockSize - 1) / kBlockSize; }
 
 }  // namespace
@@ -109,14 +106,8 @@ Scheduler::Scheduler(std::unique_ptr<Engine> engine, SchedulerOptions options)
       options_(options),
       clock_(options.clock != nullptr ? options.clock : RealClock::instance()),
       kv_capacity_tokens_(engine_->kv_cache().num_blocks() * kBlockSize),
-      prefix_cache_(engine_->kv_cache()) {
-  const model::ModelConfig& c = engine_->config();
-  for (int64_t layer = c.first_k_dense_replace; layer < c.num_hidden_layers; ++layer) {
-    if (c.n_routed_experts > 0 && (layer - c.first_k_dense_replace) % c.moe_layer_freq == 0) {
-      moe_layers_.push_back(layer);
-    }
-  }
-  expert_totals_.assign(moe_layers_.size() * static_cast<size_t>(c.n_routed_experts), 0);
+      prefix_cache_(engine_->kv_cache()),
+      expert_load_(engine_->config()) {
   stats_.kv_blocks_total = engine_->kv_cache().num_blocks();
 }
 
@@ -252,36 +243,6 @@ SchedulerStats Scheduler::stats() const {
   SchedulerStats s = stats_;
   s.waiting_requests = waiting_count_.load();
   return s;
-}
-
-ExpertLoad Scheduler::expert_load_total() const {
-  std::lock_guard<std::mutex> lock(stats_mutex_);
-  ExpertLoad load;
-  load.sequence = stats_.sequence;
-  const size_t experts = static_cast<size_t>(engine_->config().n_routed_experts);
-  for (size_t slot = 0; slot < moe_layers_.size(); ++slot) {
-    load.layers.push_back(
-        {moe_layers_[slot], std::vector<uint64_t>(expert_totals_.begin() + slot * experts,
-                                                  expert_totals_.begin() + (slot + 1) * experts)});
-  }
-  return load;
-}
-
-ExpertLoad Scheduler::expert_load_since(uint64_t since_sequence) const {
-  std::lock_guard<std::mutex> lock(stats_mutex_);
-  ExpertLoad load;
-  load.sequence = stats_.sequence;
-  const size_t experts = static_cast<size_t>(engine_->config().n_routed_experts);
-  for (int64_t layer : moe_layers_) {
-    load.layers.push_back({layer, std::vector<uint64_t>(experts, 0)});
-  }
-  for (const StepLoad& step : history_) {
-    if (step.sequence <= since_sequence) continue;
-    for (const auto& [index, n] : step.counts) {
-      load.layers[index / experts].tokens_per_expert[index % experts] += n;
-    }
-  }
-  return load;
 }
 
 // ---------------------------------------------------------------- the loop
@@ -534,7 +495,7 @@ bool Scheduler::run_step(const std::vector<Planned>& plan) {
     }
     return true;
   }
-  record_routing(out_);
+  expert_load_.record(stats().sequence + 1, out_.routing);
 
   const int32_t vocab = static_cast<int32_t>(out_.vocab_size);
   int64_t sampled = 0;
@@ -579,31 +540,6 @@ bool Scheduler::run_step(const std::vector<Planned>& plan) {
   stats_.prompt_tokens_computed_total += prefill_tokens;
   stats_.generated_tokens_total += sampled;
   return true;
-}
-
-void Scheduler::record_routing(const ForwardOutput& out) {
-  if (out.routing.empty()) return;
-  const int64_t experts = engine_->config().n_routed_experts;
-  std::vector<uint32_t> counts(moe_layers_.size() * static_cast<size_t>(experts), 0);
-  for (const LayerRouting& lr : out.routing) {
-    auto it = std::find(moe_layers_.begin(), moe_layers_.end(), lr.layer);
-    if (it == moe_layers_.end()) continue;
-    const int64_t slot = it - moe_layers_.begin();
-    for (int32_t e : lr.routing.experts) ++counts[slot * experts + e];
-  }
-  StepLoad step;
-  for (size_t i = 0; i < counts.size(); ++i) {
-    if (counts[i] > 0) step.counts.emplace_back(static_cast<int32_t>(i), counts[i]);
-  }
-  std::lock_guard<std::mutex> lock(stats_mutex_);
-  step.sequence = stats_.sequence + 1;  // the step being recorded
-  for (const auto& [index, n] : step.counts) expert_totals_[index] += n;
-  history_entries_ += static_cast<int64_t>(step.counts.size());
-  history_.push_back(std::move(step));
-  while (history_.size() > kMaxHistorySteps || history_entries_ > kMaxHistoryEntries) {
-    history_entries_ -= static_cast<int64_t>(history_.front().counts.size());
-    history_.pop_front();
-  }
 }
 
 void Scheduler::publish_stats() {

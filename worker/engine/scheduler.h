@@ -27,6 +27,9 @@
 // Draining: drain() makes submit() refuse new requests; queued and running ones finish.
 // stop() cancels whatever is left and joins the thread.
 //
+// Expert load: the routing of each completed forward is recorded in expert_load(), the
+// worker's one expert-load account (expert_load.h), which other threads read.
+//
 // Group hooks (rank 0 of an expert-parallel group): before_forward runs on the
 // scheduler thread before each engine forward, idle at least every idle_interval while
 // no forward runs. A failing hook is fatal to the scheduler: every request ends with
@@ -49,6 +52,7 @@
 #include "common/clock.h"
 #include "common/status.h"
 #include "worker/engine/engine.h"
+#include "worker/engine/expert_load.h"
 #include "worker/engine/prefix_cache.h"
 #include "worker/engine/sampler.h"
 
@@ -144,20 +148,9 @@ struct SchedulerStats {
   int64_t requests_finished_total = 0;
 };
 
-// Tokens routed to each expert of one MoE layer.
-struct LayerExpertTokens {
-  int64_t layer = 0;
-  std::vector<uint64_t> tokens_per_expert;
-};
-
-struct ExpertLoad {
-  uint64_t sequence = 0;  // the step the load runs up to
-  std::vector<LayerExpertTokens> layers;
-};
-
 class Scheduler {
  public:
-  // The engine should have EngineOptions::record_routing for expert load statistics.
+  // The engine should have EngineOptions::record_routing, else expert_load() stays zero.
   Scheduler(std::unique_ptr<Engine> engine, SchedulerOptions options);
   ~Scheduler();  // stop()
   Scheduler(const Scheduler&) = delete;
@@ -178,10 +171,8 @@ class Scheduler {
   Status failure() const;
 
   SchedulerStats stats() const;
-  // Tokens per expert since the start, per MoE layer.
-  ExpertLoad expert_load_total() const;
-  // Tokens per expert over the retained steps after `since_sequence` (0: all retained).
-  ExpertLoad expert_load_since(uint64_t since_sequence) const;
+  // The expert load of every step this scheduler ran (written by its thread).
+  const ExpertLoadRecorder& expert_load() const { return expert_load_; }
 
   const model::ModelConfig& config() const { return engine_->config(); }
   // Tokens of KV the cache holds in all.
@@ -194,10 +185,6 @@ class Scheduler {
     Active* request;
     int32_t choice;
     int64_t count;
-  };
-  struct StepLoad {
-    uint64_t sequence;
-    std::vector<std::pair<int32_t, uint32_t>> counts;  // (layer slot * experts + expert, n)
   };
 
   void loop();
@@ -218,7 +205,6 @@ class Scheduler {
   // Takes the requests whose choices all finished out of the lists.
   std::vector<std::unique_ptr<Active>> remove_finished();
   void flush_events(Active& request);
-  void record_routing(const ForwardOutput& out);
   void publish_stats();
   int64_t running_sequences() const;
 
@@ -249,10 +235,8 @@ class Scheduler {
   mutable std::mutex stats_mutex_;
   SchedulerStats stats_;
   Status failure_;
-  std::vector<int64_t> moe_layers_;      // layer index of each slot
-  std::vector<uint64_t> expert_totals_;  // [slot * experts + expert]
-  std::deque<StepLoad> history_;
-  int64_t history_entries_ = 0;
+  // Recorded after each forward (it has its own lock).
+  ExpertLoadRecorder expert_load_;
 };
 
 }  // namespace moeserve::engine

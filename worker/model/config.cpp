@@ -367,6 +367,14 @@ bool ModelConfig::is_moe_layer(int64_t layer) const {
   return n_routed_experts > 0 && layer >= first_k_dense_replace && layer % moe_layer_freq == 0;
 }
 
+std::vector<int64_t> ModelConfig::moe_layers() const {
+  std::vector<int64_t> layers;
+  for (int64_t layer = 0; layer < num_hidden_layers; ++layer) {
+    if (is_moe_layer(layer)) layers.push_back(layer);
+  }
+  return layers;
+}
+
 std::string_view topk_method_name(TopkMethod method) {
   switch (method) {
     case TopkMethod::kGreedy: return "greedy";

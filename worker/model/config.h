@@ -104,8 +104,14 @@ struct ModelConfig {
   int64_t qk_head_dim() const { return qk_nope_head_dim + qk_rope_head_dim; }
   bool has_q_lora() const { return q_lora_rank > 0; }
   // Whether decoder layer `layer` (0-based; MTP layers continue the numbering) has a
-  // DeepSeekMoE block rather than a dense MLP.
+  // DeepSeekMoE block rather than a dense MLP: the Hugging Face rule, layer >=
+  // first_k_dense_replace and layer % moe_layer_freq == 0, in a model with routed experts.
+  // The one definition of an MoE layer; everything else asks this or moe_layers().
   bool is_moe_layer(int64_t layer) const;
+  // The MoE layers among the num_hidden_layers decoder layers (MTP layers excluded),
+  // ascending: the layers the engine routes, the expert-load account covers and an
+  // expert placement has one entry for.
+  std::vector<int64_t> moe_layers() const;
   // Intermediate size of the fused shared-experts MLP.
   int64_t shared_intermediate_size() const { return moe_intermediate_size * n_shared_experts; }
 };

@@ -11,8 +11,9 @@
 //                  Sequence of these. Split regexes are matched by hand-written
 //                  scanners for a fixed set of known patterns: DeepSeek-V3's three
 //                  (\p{N}{1,3}, its CJK run, its word/punctuation/space pattern), the
-//                  GPT-2 pattern and the Llama-3 (cl100k) pattern. Any other regex is
-//                  rejected: there is no general regex engine here.
+//                  GPT-2 pattern, the Llama-3 (cl100k) pattern and Qwen2's (see
+//                  pretokenizer.h). Any other regex is rejected: there is no general
+//                  regex engine here.
 //   decoder:       ByteLevel.
 //
 // encode(): added tokens are matched first in the raw text (leftmost, longest); the

@@ -3,7 +3,7 @@
 //
 // Every rank of the group must call the same collectives in the same order (a rank
 // with nothing to send still calls, with zero counts). Buffers are host memory for
-// gloo and device memory for NCCL. Each call finishes within timeout_ms() or fails:
+// gloo and device memory for NCCL. Each call finishes within timeout() or fails:
 // deadline_exceeded when a peer sent nothing in time (a hung rank), unavailable when a
 // peer's connection broke (a dead rank); the message names the peer rank when known
 // ("lost rank 2: ..."). After a failure the communicator is broken: every later call

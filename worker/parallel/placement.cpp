@@ -135,7 +135,7 @@ StatusOr<ExpertPlacement> ExpertPlacement::load(const std::string& path, int wor
   return parse(text.str(), path, world_size, num_experts, std::move(moe_layers));
 }
 
-bool ExpertPlacement::is_moe_layer(int64_t layer) const {
+bool ExpertPlacement::has_layer(int64_t layer) const {
   return layer >= 0 && layer < static_cast<int64_t>(layer_index_.size()) &&
          layer_index_[layer] >= 0;
 }

@@ -16,6 +16,10 @@
 // with one entry per MoE layer in layer order, or a single entry applied to every MoE
 // layer. Every layer has the same number of slots. Errors name the file, the layer
 // and the rule broken. Immutable after construction; safe to share between threads.
+//
+// Which layers are MoE layers is not decided here: every factory takes the list
+// (`moe_layers`, decoder layer indices, ascending), and callers pass
+// ModelConfig::moe_layers().
 #pragma once
 
 #include <cstdint>
@@ -28,7 +32,7 @@ namespace moeserve::parallel {
 
 class ExpertPlacement {
  public:
-  // Contiguous blocks over `moe_layers` (decoder layer indices, ascending).
+  // Contiguous blocks over `moe_layers`.
   static StatusOr<ExpertPlacement> contiguous(int world_size, int64_t num_experts,
                                               std::vector<int64_t> moe_layers);
   // From placement JSON text; `source` names it in errors (the file path).
@@ -49,9 +53,10 @@ class ExpertPlacement {
   int64_t slots_per_rank() const { return num_slots_ / world_size_; }
   int64_t version() const { return version_; }
   const std::vector<int64_t>& moe_layers() const { return moe_layers_; }
-  bool is_moe_layer(int64_t layer) const;
+  // Whether decoder layer `layer` is one of moe_layers() (has an entry).
+  bool has_layer(int64_t layer) const;
 
-  // Precondition for the per-layer accessors: is_moe_layer(layer).
+  // Precondition for the per-layer accessors: has_layer(layer).
   const std::vector<int32_t>& phy2log(int64_t layer) const;
   const std::vector<int32_t>& replicas(int64_t layer, int32_t expert) const;  // slots, ascending
   int rank_of_slot(int64_t slot) const { return static_cast<int>(slot / slots_per_rank()); }

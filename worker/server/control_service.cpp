@@ -14,7 +14,7 @@ class WorkerControlService final : public moeserve::v1::WorkerControl::Service {
   grpc::Status GetStats(grpc::ServerContext*, const moeserve::v1::GetStatsRequest* request,
                         moeserve::v1::GetStatsResponse* response) override {
     const engine::SchedulerStats stats = ctx_.scheduler->stats();
-    const engine::ExpertLoad load = ctx_.scheduler->expert_load_since(request->since_sequence());
+    const engine::ExpertLoad load = ctx_.scheduler->expert_load().since(request->since_sequence());
     response->set_sequence(load.sequence);
     response->set_prompt_tokens_total(static_cast<uint64_t>(ctx_.metrics->prompt_tokens_total()));
     response->set_generation_tokens_total(

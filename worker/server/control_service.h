@@ -1,11 +1,14 @@
-// The gRPC WorkerControl service (proto/moeserve/v1/worker.proto) of a worker: the
-// operator and the placement planner read its statistics and drain it.
+// The gRPC WorkerControl service (proto/moeserve/v1/worker.proto) of a worker, served
+// with --grpc-port: statistics, drain and health for a client that manages the worker
+// directly. (The operator does not call it: it reads /metrics.)
 //
 // GetStats: token counters (those of the HTTP API's usage, as in /metrics), queue and
-// KV usage, and the tokens routed to each expert of each MoE layer over the
-// scheduler's retained steps after `since_sequence`. Drain: stops admitting (new
-// requests get 503, /readyz turns 503); running and queued requests finish; the process
-// keeps running. Health: live always; ready while the model is loaded and not draining.
+// KV usage, and the tokens routed to each expert of each MoE layer over the retained
+// steps after `since_sequence`, from the scheduler's ExpertLoadRecorder (the account
+// that also feeds moeserve_expert_tokens_total); `sequence` is the last step included.
+// Drain: stops admitting (new requests get 503, /readyz turns 503); running and queued
+// requests finish; the process keeps running. Health: live always; ready while the
+// model is loaded and not draining.
 //
 // ControlServer owns a grpc::Server listening on host:port (127.0.0.1 by default).
 // Thread-safe; gRPC calls run on gRPC's threads.

@@ -106,7 +106,7 @@ WorkerMetrics::WorkerMetrics(const WorkerInfo& info, const engine::Scheduler& sc
                       .Help("Tokens routed to each logical expert, per MoE layer")
                       .Labels(base)
                       .Register(r);
-  for (const engine::LayerExpertTokens& layer : scheduler.expert_load_total().layers) {
+  for (const engine::LayerExpertTokens& layer : scheduler.expert_load().total().layers) {
     std::vector<prometheus::Counter*> counters;
     for (size_t e = 0; e < layer.tokens_per_expert.size(); ++e) {
       counters.push_back(
@@ -139,7 +139,7 @@ void WorkerMetrics::observe_queue_time(double s) { queue_->Observe(s); }
 
 void WorkerMetrics::refresh() {
   const engine::SchedulerStats stats = scheduler_.stats();
-  const engine::ExpertLoad load = scheduler_.expert_load_total();
+  const engine::ExpertLoad load = scheduler_.expert_load().total();
   std::lock_guard<std::mutex> lock(refresh_mutex_);
   running_->Set(static_cast<double>(stats.running_requests));
   waiting_->Set(static_cast<double>(stats.waiting_requests));

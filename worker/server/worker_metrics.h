@@ -3,8 +3,9 @@
 //
 // Request-level counters and histograms are recorded by the API handlers as requests
 // end; the token counters therefore equal the sum of the `usage` the clients received.
-// Gauges (running, waiting, KV usage) and the per-expert token counters are refreshed
-// from the scheduler when /metrics is scraped (refresh()). Thread-safe.
+// Gauges (running, waiting, KV usage), the prefix-cache hit counter and the per-expert
+// token counters (from the scheduler's ExpertLoadRecorder) are refreshed from the
+// scheduler when /metrics is scraped (refresh()). Thread-safe.
 #pragma once
 
 #include <atomic>

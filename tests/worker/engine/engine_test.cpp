@@ -186,10 +186,8 @@ TEST_P(EngineTest, RecordsTheExpertsOfEveryMoeLayerPerToken) {
   ForwardOutput out;
   const auto prompt = test_prompt(20, vocab(), 6);
   ASSERT_TRUE(engine->forward({SequenceInput{&seq, prompt}}, &out).ok());
-  std::vector<int64_t> moe_layers;
-  for (int64_t l = 0; l < c.num_hidden_layers; ++l) {
-    if (c.is_moe_layer(l)) moe_layers.push_back(l);
-  }
+  const std::vector<int64_t> moe_layers = c.moe_layers();
+  ASSERT_FALSE(moe_layers.empty());
   ASSERT_EQ(out.routing.size(), moe_layers.size());
   for (size_t i = 0; i < moe_layers.size(); ++i) {
     const Routing& r = out.routing[i].routing;

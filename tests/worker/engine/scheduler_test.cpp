@@ -10,7 +10,6 @@
 #include <atomic>
 #include <chrono>
 #include <memory>
-#include <numeric>
 #include <thread>
 
 #include "tests/worker/engine/tiny_engine.h"
@@ -338,35 +337,52 @@ TEST_F(SchedulerTest, AFailingGroupHookEndsEveryRequestAndRefusesNewOnes) {
   EXPECT_NE(refused.status().message().find("group failed"), std::string::npos);
 }
 
-TEST_F(SchedulerTest, ExpertLoadCountsEveryRoutedToken) {
+// Runs one request to its end on a started scheduler.
+void run_one(Scheduler& scheduler, std::vector<int32_t> prompt, int64_t max_tokens) {
+  GenerationRequest r;
+  r.prompt = std::move(prompt);
+  r.max_tokens = max_tokens;
+  auto stream = scheduler.submit(r);
+  ASSERT_TRUE(stream.ok()) << stream.status().to_string();
+  collect(**stream);
+}
+
+TEST_F(SchedulerTest, ExpertLoadCountsEveryRoutedTokenOfExactlyTheMoeLayers) {
   auto scheduler = make_scheduler();
   scheduler->start();
-  GenerationRequest r;
-  r.prompt = test_prompt(20, vocab(), 8);
-  r.max_tokens = 5;
-  auto stream = scheduler->submit(r);
-  ASSERT_TRUE(stream.ok());
-  collect(**stream);
+  run_one(*scheduler, test_prompt(20, vocab(), 8), 5);
   const model::ModelConfig& c = model_->config;
-  const ExpertLoad total = scheduler->expert_load_total();
-  ASSERT_FALSE(total.layers.empty());
+  const ExpertLoad total = scheduler->expert_load().total();
+  ASSERT_FALSE(c.moe_layers().empty());
+  EXPECT_EQ(total.layer_indices(), c.moe_layers());
   // 20 prompt tokens + 4 decode steps (the 5th token is sampled, never run).
   const uint64_t routed = 24 * static_cast<uint64_t>(c.num_experts_per_tok);
   for (const LayerExpertTokens& layer : total.layers) {
-    EXPECT_TRUE(c.is_moe_layer(layer.layer));
     ASSERT_EQ(layer.tokens_per_expert.size(), static_cast<size_t>(c.n_routed_experts));
-    EXPECT_EQ(std::accumulate(layer.tokens_per_expert.begin(), layer.tokens_per_expert.end(),
-                              uint64_t{0}),
-              routed);
+    EXPECT_EQ(layer.total(), routed) << "layer " << layer.layer;
   }
-  const ExpertLoad all = scheduler->expert_load_since(0);
-  EXPECT_EQ(all.layers[0].tokens_per_expert, total.layers[0].tokens_per_expert);
+  EXPECT_EQ(total.sequence, 5u);
+  EXPECT_EQ(total.sequence, scheduler->stats().sequence);
+  const ExpertLoad all = scheduler->expert_load().since(0);
+  for (size_t i = 0; i < total.layers.size(); ++i) {
+    EXPECT_EQ(all.layers[i].tokens_per_expert, total.layers[i].tokens_per_expert);
+  }
   // After the prefill step only the 4 decode tokens remain.
-  const ExpertLoad decode = scheduler->expert_load_since(1);
-  EXPECT_EQ(std::accumulate(decode.layers[0].tokens_per_expert.begin(),
-                            decode.layers[0].tokens_per_expert.end(), uint64_t{0}),
-            4 * static_cast<uint64_t>(c.num_experts_per_tok));
+  const ExpertLoad decode = scheduler->expert_load().since(1);
+  EXPECT_EQ(decode.layers[0].total(), 4 * static_cast<uint64_t>(c.num_experts_per_tok));
   EXPECT_EQ(decode.sequence, 5u);
+}
+
+TEST_F(SchedulerTest, ExpertLoadStaysZeroWithoutRecordedRouting) {
+  EngineOptions eo;
+  eo.record_routing = false;
+  auto scheduler = std::make_unique<Scheduler>(make_engine(model_, eo), SchedulerOptions{});
+  scheduler->start();
+  run_one(*scheduler, test_prompt(6, vocab(), 3), 2);
+  const ExpertLoad total = scheduler->expert_load().total();
+  EXPECT_EQ(total.layer_indices(), model_->config.moe_layers());
+  for (const LayerExpertTokens& layer : total.layers) EXPECT_EQ(layer.total(), 0u);
+  EXPECT_EQ(total.sequence, 2u);  // the steps still count
 }
 
 }  // namespace

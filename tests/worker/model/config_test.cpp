@@ -110,6 +110,55 @@ TEST(ConfigTest, ParsesV2LiteWithNullQueryRank) {
   EXPECT_TRUE(config->is_moe_layer(1));
 }
 
+ModelConfig moe_shape(int64_t layers, int64_t first_k_dense, int64_t freq) {
+  ModelConfig c;
+  c.num_hidden_layers = layers;
+  c.num_nextn_predict_layers = 1;
+  c.n_routed_experts = 8;
+  c.first_k_dense_replace = first_k_dense;
+  c.moe_layer_freq = freq;
+  return c;
+}
+
+TEST(ConfigTest, MoeLayersAreTheDecoderLayersPastTheDenseOnesEveryFreq) {
+  // Hugging Face: layer >= first_k_dense_replace and layer % moe_layer_freq == 0 (the
+  // frequency counts from layer 0, not from the first MoE layer).
+  EXPECT_EQ(moe_shape(6, 0, 1).moe_layers(), (std::vector<int64_t>{0, 1, 2, 3, 4, 5}));
+  EXPECT_EQ(moe_shape(6, 2, 1).moe_layers(), (std::vector<int64_t>{2, 3, 4, 5}));
+  EXPECT_EQ(moe_shape(6, 0, 2).moe_layers(), (std::vector<int64_t>{0, 2, 4}));
+  EXPECT_EQ(moe_shape(6, 1, 2).moe_layers(), (std::vector<int64_t>{2, 4}));
+  EXPECT_EQ(moe_shape(7, 3, 3).moe_layers(), (std::vector<int64_t>{3, 6}));
+  EXPECT_EQ(moe_shape(6, 6, 1).moe_layers(), std::vector<int64_t>{});
+}
+
+TEST(ConfigTest, MoeLayersAgreeWithIsMoeLayerAndLeaveOutTheMtpLayers) {
+  for (const ModelConfig& c : {moe_shape(9, 1, 2), moe_shape(9, 3, 1), moe_shape(9, 0, 4)}) {
+    std::vector<int64_t> want;
+    for (int64_t layer = 0; layer < c.num_hidden_layers; ++layer) {
+      if (c.is_moe_layer(layer)) want.push_back(layer);
+    }
+    EXPECT_EQ(c.moe_layers(), want);
+  }
+  ModelConfig with_mtp = moe_shape(4, 1, 1);
+  EXPECT_TRUE(with_mtp.is_moe_layer(4));  // the MTP layer
+  EXPECT_EQ(with_mtp.moe_layers(), (std::vector<int64_t>{1, 2, 3}));
+}
+
+TEST(ConfigTest, ADenseModelHasNoMoeLayers) {
+  ModelConfig dense = moe_shape(4, 0, 1);
+  dense.n_routed_experts = 0;
+  EXPECT_TRUE(dense.moe_layers().empty());
+}
+
+TEST(ConfigTest, DeepSeekV3HasFiftyEightMoeLayersAfterThreeDense) {
+  auto config = parse_config(deepseek_v3_config().dump());
+  ASSERT_TRUE(config.ok()) << config.status().to_string();
+  const std::vector<int64_t> layers = config->moe_layers();
+  ASSERT_EQ(layers.size(), 58u);
+  EXPECT_EQ(layers.front(), 3);
+  EXPECT_EQ(layers.back(), 60);
+}
+
 TEST(ConfigTest, AbsentFieldsTakeTheV3ClassDefaults) {
   auto config = parse_config(R"({"architectures": ["DeepseekV3ForCausalLM"]})");
   ASSERT_TRUE(config.ok()) << config.status().to_string();

@@ -1,7 +1,7 @@
 // ExpertParallelDispatcher on real gloo groups (threads of this process): for random
 // hidden states and random routings, the dispatched-and-combined result equals the
 // local dispatcher over all experts, with default and redundant placements, with
-// ranks holding different token counts (one holding none), and the load counters add up.
+// ranks holding different token counts (one holding none).
 #include "worker/engine/expert_parallel.h"
 
 #include <gtest/gtest.h>
@@ -9,7 +9,6 @@
 #include <algorithm>
 #include <atomic>
 #include <cmath>
-#include <mutex>
 #include <numeric>
 #include <random>
 #include <thread>
@@ -73,12 +72,9 @@ TEST_P(ExpertParallelDispatch, EqualsLocalDispatchOverAllExperts) {
   const Case c = GetParam();
   const model::ModelConfig& config = model_->config;
   const int64_t hidden = config.hidden_size;
-  const std::vector<int64_t> layers = moe_layers(config);
+  const std::vector<int64_t> layers = config.moe_layers();
   ASSERT_FALSE(layers.empty());
   const uint16_t port = moeserve::testing::free_port();
-  std::mutex mutex;
-  std::vector<int64_t> slot_totals;  // summed over ranks
-  int64_t assignments_total = 0;
 
   auto rank_main = [&](int rank) {
     parallel::GroupOptions options;
@@ -111,7 +107,6 @@ TEST_P(ExpertParallelDispatch, EqualsLocalDispatchOverAllExperts) {
     // Rank r has 3 * r tokens in the first layer (rank 0 none), 5 - r in the others.
     std::mt19937 rng(100 + rank);
     std::normal_distribution<float> normal;
-    int64_t assignments = 0;
     for (size_t l = 0; l < layers.size(); ++l) {
       const int64_t tokens = l == 0 ? 3 * rank : 5 - rank;
       std::vector<float> x(tokens * hidden);
@@ -124,26 +119,14 @@ TEST_P(ExpertParallelDispatch, EqualsLocalDispatchOverAllExperts) {
       float worst = 0.0f;
       for (size_t i = 0; i < got.size(); ++i) worst = std::max(worst, std::fabs(got[i] - want[i]));
       EXPECT_LE(worst, kTolerance) << "rank " << rank << " layer " << layers[l];
-      assignments += tokens * config.num_experts_per_tok;
     }
     ASSERT_TRUE((*ep)->idle_step().ok());  // all ranks at once: nothing moves, nothing hangs
-
-    const parallel::ExpertLoadSnapshot load = (*ep)->load().snapshot();
-    EXPECT_EQ(std::accumulate(load.logical_tokens.begin(), load.logical_tokens.end(), int64_t{0}),
-              assignments);
-    {
-      std::lock_guard<std::mutex> lock(mutex);
-      if (slot_totals.empty()) slot_totals.assign(load.slot_tokens.size(), 0);
-      for (size_t i = 0; i < load.slot_tokens.size(); ++i) slot_totals[i] += load.slot_tokens[i];
-      assignments_total += assignments;
-    }
     // Keep rank 0's store up until every rank is done.
     ASSERT_TRUE((*group)->comm().barrier().ok());
   };
   std::vector<std::thread> threads;
   for (int r = 0; r < c.world_size; ++r) threads.emplace_back(rank_main, r);
   for (std::thread& t : threads) t.join();
-  EXPECT_EQ(std::accumulate(slot_totals.begin(), slot_totals.end(), int64_t{0}), assignments_total);
 }
 
 // 16 experts; the redundant placements add replicas of experts 0-3 (20 slots).
@@ -189,7 +172,7 @@ TEST(LeaderFollower, RankZeroForwardsWhileRankOneLendsItsExperts) {
     ASSERT_TRUE(group.ok()) << group.status().to_string();
     auto engine = testing::make_engine(model);
     auto placement = parallel::ExpertPlacement::contiguous(2, model->config.n_routed_experts,
-                                                           moe_layers(model->config));
+                                                           model->config.moe_layers());
     ASSERT_TRUE(placement.ok());
     auto dispatcher =
         attach_expert_parallel(*engine, (*group)->comm(), std::move(placement).value());

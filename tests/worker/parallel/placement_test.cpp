@@ -25,9 +25,9 @@ TEST(Placement, ContiguousBlocksGiveEachRankItsShare) {
     EXPECT_EQ(p->rank_of_slot(s), s / 4);
     EXPECT_EQ(p->choose_slot(1, static_cast<int32_t>(s), 3, 17), s);  // one replica: always it
   }
-  EXPECT_TRUE(p->is_moe_layer(1));
-  EXPECT_FALSE(p->is_moe_layer(0));
-  EXPECT_FALSE(p->is_moe_layer(3));
+  EXPECT_TRUE(p->has_layer(1));
+  EXPECT_FALSE(p->has_layer(0));
+  EXPECT_FALSE(p->has_layer(3));
 }
 
 TEST(Placement, ContiguousNeedsExpertsDivisibleByRanks) {
@@ -57,6 +57,20 @@ TEST(Placement, FileWithOneEntryPerLayerKeepsThemApart) {
   ASSERT_TRUE(p.ok()) << p.status().to_string();
   EXPECT_EQ(p->phy2log(1)[0], 0);
   EXPECT_EQ(p->phy2log(2)[0], 3);
+}
+
+TEST(Placement, MoeLayersNeedNotBeContiguous) {
+  // moe_layer_freq 2 after one dense layer: MoE layers 2 and 4, layer 3 dense.
+  auto p = ExpertPlacement::parse(
+      R"({"version":1,"layers":[{"phy2log":[0,1,2,3]},{"phy2log":[3,2,1,0]}]})", "p.json", 2, 4,
+      {2, 4});
+  ASSERT_TRUE(p.ok()) << p.status().to_string();
+  EXPECT_TRUE(p->has_layer(2));
+  EXPECT_FALSE(p->has_layer(3));
+  EXPECT_TRUE(p->has_layer(4));
+  EXPECT_FALSE(p->has_layer(5));
+  EXPECT_EQ(p->phy2log(2)[0], 0);
+  EXPECT_EQ(p->phy2log(4)[0], 3);
 }
 
 TEST(Placement, ReplicasSplitEachSourcesTokensRoundRobin) {
