@@ -23,14 +23,18 @@ trap 'rm -rf "${work}"' EXIT
 
 docker info > /dev/null || { echo "check-dockerfiles: no docker daemon" >&2; exit 1; }
 
-# Base images, made once per docker host.
-if ! docker image inspect "${prefix}/debian:12" > /dev/null 2>&1; then
+have() { docker image inspect "$1" > /dev/null 2>&1; }
+
+# A debootstrap of bookworm with the sources of the official image (debian.sources with
+# updates and security), made when a base image is missing.
+rootfs=""
+need_rootfs() {
+  [ -n "${rootfs}" ] && return
   rootfs="${MOESERVE_CHECK_ROOTFS:-${work}/rootfs}"
   if [ -z "${MOESERVE_CHECK_ROOTFS:-}" ]; then
     command -v debootstrap > /dev/null || { echo "check-dockerfiles: needs debootstrap" >&2; exit 1; }
     debootstrap --variant=minbase bookworm "${rootfs}" "${mirror}"
   fi
-  # The sources of the official image (debian.sources with updates and security).
   rm -f "${rootfs}/etc/apt/sources.list"
   cat > "${rootfs}/etc/apt/sources.list.d/debian.sources" <<EOF
 Types: deb
@@ -46,10 +50,17 @@ Components: main
 Signed-By: /usr/share/keyrings/debian-archive-keyring.gpg
 EOF
   rm -rf "${rootfs}/var/cache/apt/archives/"*.deb "${rootfs}/var/lib/apt/lists/"*
-  tar -C "${rootfs}" -c . | docker import - "${prefix}/debian:12"
-  docker tag "${prefix}/debian:12" "${prefix}/debian:12-slim"
+}
 
+# Base images, made once per docker host.
+if ! have "${prefix}/debian:12"; then
+  need_rootfs
+  tar -C "${rootfs}" -c . | docker import - "${prefix}/debian:12"
+fi
+have "${prefix}/debian:12-slim" || docker tag "${prefix}/debian:12" "${prefix}/debian:12-slim"
+if ! have "${prefix}/distroless-cc:nonroot"; then
   # The distroless stand-in: the files of three packages and /etc/passwd, nothing else.
+  need_rootfs
   cc="${work}/cc"
   mkdir -p "${cc}/etc" "${cc}/tmp"
   for pkg in libc6 libgcc-s1 libstdc++6; do
@@ -62,7 +73,7 @@ EOF
   done
   # Debian 12 links /lib, /lib64 and /bin into /usr.
   for dir in lib lib64 bin sbin; do
-    [ -L "${rootfs}/${dir}" ] && cp -a "${rootfs}/${dir}" "${cc}/${dir}"
+    if [ -L "${rootfs}/${dir}" ]; then cp -a "${rootfs}/${dir}" "${cc}/${dir}"; fi
   done
   printf 'root:x:0:0:root:/root:/sbin/nologin\nnonroot:x:65532:65532:nonroot:/home/nonroot:/sbin/nologin\n' \
     > "${cc}/etc/passwd"
