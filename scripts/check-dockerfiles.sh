@@ -63,17 +63,19 @@ if ! have "${prefix}/distroless-cc:nonroot"; then
   need_rootfs
   cc="${work}/cc"
   mkdir -p "${cc}/etc" "${cc}/tmp"
+  # Debian 12 links /lib, /lib64, /bin and /sbin into /usr; the links come first so that
+  # the packages' /lib paths land in /usr/lib.
+  for dir in lib lib64 bin sbin; do
+    mkdir -p "${cc}/usr/${dir}"
+    ln -s "usr/${dir}" "${cc}/${dir}"
+  done
   for pkg in libc6 libgcc-s1 libstdc++6; do
     dpkg-query --admindir="${rootfs}/var/lib/dpkg" -L "${pkg}" | while read -r path; do
-      if [ -f "${rootfs}${path}" ] || [ -L "${rootfs}${path}" ]; then
+      if [ ! -d "${rootfs}${path}" ]; then
         mkdir -p "${cc}$(dirname "${path}")"
         cp -a "${rootfs}${path}" "${cc}${path}"
       fi
     done
-  done
-  # Debian 12 links /lib, /lib64 and /bin into /usr.
-  for dir in lib lib64 bin sbin; do
-    if [ -L "${rootfs}/${dir}" ]; then cp -a "${rootfs}/${dir}" "${cc}/${dir}"; fi
   done
   printf 'root:x:0:0:root:/root:/sbin/nologin\nnonroot:x:65532:65532:nonroot:/home/nonroot:/sbin/nologin\n' \
     > "${cc}/etc/passwd"
