@@ -15,19 +15,44 @@
 
 namespace moeserve {
 
+// Each code says how a caller should react (after abseil's status codes). Codes that
+// come from a Kubernetes API answer map its HTTP status (operator/kube/errors.cpp).
 enum class StatusCode {
   kOk = 0,
+  // The input is wrong (a flag, a config field, a request body; HTTP 400/415/422).
+  // Retrying the same call cannot help: report it to whoever supplied the input.
   kInvalidArgument,
+  // The named thing does not exist (a file, an object; HTTP 404). Create it, or treat
+  // it as already deleted.
   kNotFound,
+  // A create found the object there already (HTTP 409 AlreadyExists). Read it and
+  // update it instead.
   kAlreadyExists,
+  // The object changed since it was read (HTTP 409 on a stale resourceVersion). Read
+  // again and retry; an expected outcome under concurrency, not a fault.
   kConflict,
+  // What the call resumed from has expired (HTTP 410: a watch's resourceVersion).
+  // Start over from a fresh read (relist).
   kGone,
+  // A peer or server could not be reached or is not serving now (connection refused,
+  // a draining worker, HTTP 5xx). Retry with backoff.
   kUnavailable,
+  // The call ran past its deadline. Retry with backoff if the call is idempotent; a
+  // read timeout on a watch only means a quiet stream.
   kDeadlineExceeded,
+  // A limit is reached (the scheduler's queue, HTTP 429). Retry later, honouring any
+  // Retry-After; do not retry at once.
   kResourceExhausted,
+  // A bug or a broken invariant in this process. Do not retry; log it with its context.
   kInternal,
+  // The credentials are missing or were rejected (HTTP 401). Fix or refresh them;
+  // retrying with the same ones cannot help.
   kUnauthenticated,
+  // The caller is known but not allowed (HTTP 403, RBAC). Fix the permissions.
   kPermissionDenied,
+  // The system is not in the state the call needs (a rank joining a group out of
+  // order, a rendezvous the leader refused). Retrying unchanged cannot help until that
+  // state changes; fix the order or the configuration.
   kFailedPrecondition,
 };
 
