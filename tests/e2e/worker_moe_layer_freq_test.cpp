@@ -17,11 +17,7 @@
 namespace moeserve {
 namespace {
 
-using namespace std::chrono_literals;
-using moeserve::testing::free_port;
-using moeserve::testing::Process;
-using moeserve::testing::TempDir;
-using moeserve::testing::wait_until;
+namespace t = moeserve::testing;
 using nlohmann::json;
 
 // layer -> summed moeserve_expert_tokens_total over its experts.
@@ -41,7 +37,7 @@ std::map<int64_t, int64_t> expert_tokens_by_layer(const std::string& metrics_tex
 }
 
 TEST(WorkerMoeLayerFreqTest, ExpertMetricsCoverExactlyTheMoeLayers) {
-  TempDir dir;
+  t::TempDir dir;
   const std::string model_dir = dir.file("model");
   fixtures::TinyModelOptions options;
   options.num_hidden_layers = 5;
@@ -52,20 +48,20 @@ TEST(WorkerMoeLayerFreqTest, ExpertMetricsCoverExactlyTheMoeLayers) {
   const std::vector<int64_t> moe_layers = config->moe_layers();
   ASSERT_EQ(moe_layers, (std::vector<int64_t>{2, 4}));
 
-  const uint16_t port = free_port();
+  const uint16_t port = t::free_port();
   const std::string log = dir.file("worker.log");
-  Process worker({moeserve::testing::bin_dir() + "/moeserve-worker", "serve", "--model", model_dir,
-                  "--port", std::to_string(port), "--threads", "2", "--served-model-name", "tiny"},
-                 log);
+  t::Process worker({t::bin_dir() + "/moeserve-worker", "serve", "--model", model_dir, "--port",
+                     std::to_string(port), "--threads", "2", "--served-model-name", "tiny"},
+                    log);
   const std::string base = "http://127.0.0.1:" + std::to_string(port);
   http::Client client;
-  ASSERT_TRUE(wait_until(
+  ASSERT_TRUE(t::wait_until(
       [&] {
         auto r = client.send({"GET", base + "/readyz", {}, ""});
         return r.ok() && r->status == 200;
       },
-      30s))
-      << moeserve::testing::read_file(log);
+      std::chrono::seconds(30)))
+      << t::read_file(log);
 
   const json body = {{"model", "tiny"},
                      {"prompt", std::vector<int>{5, 17, 42, 99, 7}},
