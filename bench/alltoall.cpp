@@ -29,10 +29,10 @@
 #include <thread>
 #include <vector>
 
+#include "tools/fixtures/tiny_model.h"
 #include "worker/engine/expert_parallel.h"
 #include "worker/engine/group_step.h"
 #include "worker/engine/scheduler.h"
-#include "worker/model/tiny_model.h"
 #include "worker/parallel/group.h"
 #include "worker/parallel/socket.h"
 
@@ -231,7 +231,7 @@ double ms_per_step(const std::shared_ptr<const moeserve::model::LoadedModel>& mo
 void bench_tiny_steps(bool quick) {
   std::string dir = (std::filesystem::temp_directory_path() / "bench-alltoall-XXXXXX").string();
   if (mkdtemp(dir.data()) == nullptr) check(moeserve::internal_error("mkdtemp failed"));
-  check(moeserve::model::write_tiny_model(dir, moeserve::model::TinyModelOptions{}));
+  check(moeserve::fixtures::write_tiny_model(dir, moeserve::fixtures::TinyModelOptions{}));
   auto loaded = moeserve::model::load_model(
       dir, moeserve::model::BindOptions{.load_mtp = false, .prefault = true});
   std::filesystem::remove_all(dir);  // the mappings stay valid

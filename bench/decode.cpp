@@ -5,9 +5,10 @@
 // written to a temporary folder, or --model DIR):
 //   1. memory bandwidth on the same threads: read (vectorised dot over 256 MiB) and copy
 //      (memcpy; read + written bytes);
-//   2. active weight bytes per decode token, counted from the bound tensors: every
-//      attention projection, dense MLPs, router, shared experts, num_experts_per_tok
-//      routed experts per MoE layer, norms, one embedding row and lm_head;
+//   2. active weight bytes per decode token (worker/model/active_bytes.h, at the
+//      precision config.json declares): every attention projection, dense MLPs, router,
+//      shared experts, num_experts_per_tok routed experts per MoE layer, norms, one
+//      embedding row and lm_head;
 //   3. single-stream decode tokens/s after a short prefill; the floor is
 //      read bandwidth / active bytes, and achieved / floor is printed;
 //   4. batched decode: aggregate tokens/s with 1, 4 and 16 sequences decoding together,
@@ -30,9 +31,10 @@
 #include "common/flags.h"
 #include "kernels/cpu/ops.h"
 #include "kernels/cpu/thread_pool.h"
+#include "tools/fixtures/tiny_model.h"
 #include "worker/engine/engine.h"
 #include "worker/engine/sampler.h"
-#include "worker/model/tiny_model.h"
+#include "worker/model/active_bytes.h"
 #include "worker/model/weights.h"
 
 namespace {
@@ -138,7 +140,7 @@ Status bench_model(const std::string& dir, const std::string& label, int threads
                             model::load_model(dir, model::BindOptions{.load_mtp = false}));
   auto shared = std::make_shared<const model::LoadedModel>(std::move(loaded));
   const model::ModelConfig& c = shared->config;
-  const engine::ActiveWeightBytes active = engine::active_weight_bytes(c, shared->weights);
+  const model::ActiveWeightBytes active = model::active_weight_bytes(c, model::weight_precision(c));
   const double mib = 1024.0 * 1024.0;
   std::printf("\n== %s: %s\n", label.c_str(), dir.c_str());
   std::printf("weights bound: %.1f MiB; active per token: %.2f MiB\n",
@@ -247,11 +249,11 @@ int run(int argc, char** argv) {
         std::string(tmpl) + (p == model::WeightPrecision::kFp8 ? "/fp8" : "/bf16");
     std::fprintf(stderr, "[%s] writing the model to %s (a few minutes)\n", label.c_str(),
                  dir.c_str());
-    model::TinyModelOptions options{.architecture = model::Architecture::kDeepseekV3,
-                                    .precision = p,
-                                    .seed = 1,
-                                    .preset = model::TinyPreset::kBench1b};
-    Status s = model::write_tiny_model(dir, options);
+    fixtures::TinyModelOptions options{.architecture = model::Architecture::kDeepseekV3,
+                                       .precision = p,
+                                       .seed = 1,
+                                       .preset = fixtures::TinyPreset::kBench1b};
+    Status s = fixtures::write_tiny_model(dir, options);
     if (s.ok()) s = bench_model(dir, label, static_cast<int>(threads), steps, bw);
     if (!s.ok()) {
       std::fprintf(stderr, "bench-decode: %s\n", s.to_string().c_str());

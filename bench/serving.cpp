@@ -39,8 +39,8 @@
 #include "common/flags.h"
 #include "common/http_server.h"
 #include "common/log.h"
+#include "tools/fixtures/tiny_model.h"
 #include "worker/engine/scheduler.h"
-#include "worker/model/tiny_model.h"
 #include "worker/model/weights.h"
 #include "worker/server/openai_server.h"
 #include "worker/server/worker_metrics.h"
@@ -228,15 +228,15 @@ int run(const BenchFlags& f) {
   std::string dir = f.model;
   if (dir.empty()) {
     dir = (std::filesystem::temp_directory_path() / ("bench-serving-" + f.preset)).string();
-    auto preset = model::parse_preset_flag(f.preset);
+    auto preset = fixtures::parse_preset_flag(f.preset);
     if (!preset.ok()) {
       std::fprintf(stderr, "%s\n", preset.status().to_string().c_str());
       return 2;
     }
     std::fprintf(stderr, "writing the %s model to %s\n", f.preset.c_str(), dir.c_str());
-    model::TinyModelOptions options;
+    fixtures::TinyModelOptions options;
     options.preset = *preset;
-    if (Status s = model::write_tiny_model(dir, options); !s.ok()) {
+    if (Status s = fixtures::write_tiny_model(dir, options); !s.ok()) {
       std::fprintf(stderr, "%s\n", s.to_string().c_str());
       return 1;
     }

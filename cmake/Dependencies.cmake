@@ -7,7 +7,10 @@ find_package(yaml-cpp REQUIRED)          # target: yaml-cpp (0.7)
 find_package(prometheus-cpp CONFIG REQUIRED)  # target: prometheus-cpp::core
 find_package(Protobuf REQUIRED)
 find_package(gRPC CONFIG REQUIRED)       # needs protobuf-compiler-grpc on Debian
-find_package(GTest REQUIRED)
+# GoogleTest (and gmock) only for the tests: a build with MOESERVE_TESTS=OFF needs neither.
+if(MOESERVE_TESTS)
+  find_package(GTest REQUIRED)
+endif()
 
 # gloo ships no CMake config on Debian: the library is plain libgloo.
 find_path(GLOO_INCLUDE_DIR gloo/context.h REQUIRED)

@@ -1,5 +1,6 @@
-// Prometheus metrics: a process-wide prometheus-cpp registry and the /metrics route
-// that serves it (and any extra registries) through prometheus-cpp's text serializer.
+// Prometheus metrics: the text exposition of prometheus-cpp registries and the /metrics
+// route that serves it. The registries belong to the caller (each component that exports
+// metrics owns its own); this file keeps no process-wide state.
 #pragma once
 
 #include <memory>

@@ -6,8 +6,7 @@
 // or StatusOr<T>. Both types are cheap to move and safe to copy between threads.
 //
 // Both are [[nodiscard]] (abseil's ABSL_MUST_USE_RESULT), so dropping a result does not
-// compile: handle it, or discard it with `(void)` and a comment that says why. Each code
-// below says how a caller should react to it.
+// compile: handle it, or discard it with `(void)` and a comment that says why.
 #pragma once
 
 #include <cassert>
@@ -19,41 +18,44 @@
 
 namespace moeserve {
 
+// Each code says how a caller should react (after abseil's status codes). Codes that
+// come from a Kubernetes API answer map its HTTP status (operator/kube/errors.cpp).
 enum class StatusCode {
   kOk = 0,
-  // The input is wrong whatever the state of the system (a malformed config, an
-  // out-of-range flag, a 400/422 from the API server). Do not retry; fix the input.
+  // The input is wrong (a flag, a config field, a request body; HTTP 400/415/422).
+  // Retrying the same call cannot help: report it to whoever supplied the input.
   kInvalidArgument,
-  // The named thing (file, object, key) does not exist. Retrying the same call does not
-  // help unless something else creates it; callers that read-or-create treat it as absent.
+  // The named thing does not exist (a file, an object; HTTP 404). Create it, or treat
+  // it as already deleted.
   kNotFound,
-  // A create found the object already there. Read it and converge on what exists
-  // (update it, or accept it as yours); do not retry the create.
+  // A create found the object there already (HTTP 409 AlreadyExists). Read it and
+  // update it instead.
   kAlreadyExists,
-  // An optimistic-concurrency write lost (stale resourceVersion). Re-read and redo the
-  // whole read-modify-write; expected under contention, not worth a warning.
+  // The object changed since it was read (HTTP 409 on a stale resourceVersion). Read
+  // again and retry; an expected outcome under concurrency, not a fault.
   kConflict,
-  // The version the caller holds has expired (a watch's resourceVersion, 410). Start
-  // over from a fresh read (relist), then resume.
+  // What the call resumed from has expired (HTTP 410: a watch's resourceVersion).
+  // Start over from a fresh read (relist).
   kGone,
-  // Transient: the peer is down, unreachable or draining (5xx, refused connection).
-  // Retry with backoff; the request may be repeated if it is idempotent.
+  // A peer or server could not be reached or is not serving now (connection refused,
+  // a draining worker, HTTP 5xx). Retry with backoff.
   kUnavailable,
-  // The deadline passed before an answer came; the operation may or may not have taken
-  // effect. Retry with backoff if it is idempotent, otherwise read back what happened.
+  // The call ran past its deadline. Retry with backoff if the call is idempotent; a
+  // read timeout on a watch only means a quiet stream.
   kDeadlineExceeded,
-  // Out of capacity or throttled (KV blocks, a full queue, 429). Retry later with
-  // backoff (honouring Retry-After when given) or ask for less.
+  // A limit is reached (the scheduler's queue, HTTP 429). Retry later, honouring any
+  // Retry-After; do not retry at once.
   kResourceExhausted,
-  // An invariant is broken: a bug, not the caller's input. Do not retry; report it.
+  // A bug or a broken invariant in this process. Do not retry; log it with its context.
   kInternal,
-  // Credentials are missing, invalid or expired (401). Reload them (e.g. re-read the
-  // token file) and retry once; otherwise give up and report.
+  // The credentials are missing or were rejected (HTTP 401). Fix or refresh them;
+  // retrying with the same ones cannot help.
   kUnauthenticated,
-  // Authenticated but not allowed (403). Do not retry; fix the permissions (RBAC).
+  // The caller is known but not allowed (HTTP 403, RBAC). Fix the permissions.
   kPermissionDenied,
-  // The system is not in the state the call requires (join before any other request,
-  // not running in a cluster). Do not retry until that state has been established.
+  // The system is not in the state the call needs (a rank joining a group out of
+  // order, a rendezvous the leader refused). Retrying unchanged cannot help until that
+  // state changes; fix the order or the configuration.
   kFailedPrecondition,
 };
 

@@ -1,6 +1,8 @@
-# moeserve worker image for NVIDIA GPUs (Hopper, sm_90): the CUDA kernels and NCCL
-# collectives. Built on NVIDIA's CUDA devel image, run on its runtime image (which
-# ships libnccl2); the driver comes from the node through the NVIDIA container runtime.
+# moeserve worker image for NVIDIA GPUs (Hopper, sm_90). The worker has no GPU path yet:
+# the CUDA kernels (kernels/cuda) and the NCCL communicator build with their tests, but
+# moeserve-worker links neither, so today this image runs the CPU engine on a GPU node.
+# Built on NVIDIA's CUDA devel image, run on its runtime image (which ships libnccl2);
+# the driver comes from the node through the NVIDIA container runtime.
 # Build and run stages use the same Ubuntu release, so the libraries collected from the
 # build stage match the runtime's C library.
 # Build from the repository root:

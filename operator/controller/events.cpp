@@ -21,8 +21,8 @@ void EventRecorder::record(const nlohmann::json& involved, const std::string& ty
   std::string ns = meta.value("namespace", "default");
   std::string name = meta.value("name", "");
   std::string uid = meta.value("uid", "");
-  std::string now =
-      op::format_rfc3339(std::chrono::sys_seconds(std::chrono::seconds(clock_->unix_seconds())));
+  std::string now = deployment::format_rfc3339(
+      std::chrono::sys_seconds(std::chrono::seconds(clock_->unix_seconds())));
   std::string dedupe_key = uid + "|" + type + "|" + reason + "|" + message;
   std::lock_guard<std::mutex> lock(mutex_);
   auto it = recent_.find(dedupe_key);

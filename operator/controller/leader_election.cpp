@@ -12,8 +12,8 @@ namespace moeserve::controller {
 namespace {
 
 std::string now_micro_time(const Clock* clock) {
-  std::string s =
-      op::format_rfc3339(std::chrono::sys_seconds(std::chrono::seconds(clock->unix_seconds())));
+  std::string s = deployment::format_rfc3339(
+      std::chrono::sys_seconds(std::chrono::seconds(clock->unix_seconds())));
   // MicroTime: Kubernetes expects six fractional digits for Lease times.
   return s.substr(0, s.size() - 1) + ".000000Z";
 }

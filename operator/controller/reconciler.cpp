@@ -5,7 +5,9 @@
 #include "common/log.h"
 #include "operator/deployment/layout.h"
 #include "operator/deployment/names.h"
+#include "operator/deployment/parse.h"
 #include "operator/deployment/render.h"
+#include "operator/deployment/serialize.h"
 #include "operator/deployment/status.h"
 
 namespace moeserve::controller {
@@ -22,8 +24,8 @@ bool controlled_by(const nlohmann::json& object, const std::string& owner_uid) {
   return false;
 }
 
-const op::Condition* find_condition(const op::ModelDeploymentStatus& status,
-                                    const std::string& type) {
+const deployment::Condition* find_condition(const deployment::ModelDeploymentStatus& status,
+                                            const std::string& type) {
   for (const auto& c : status.conditions) {
     if (c.type == type) return &c;
   }
@@ -44,8 +46,8 @@ int64_t restart_count(const nlohmann::json& pod) {
   return restarts;
 }
 
-autoscaler::PolicySpec policy_of(const op::ModelDeploymentSpec& spec, double max_waiting) {
-  const op::AutoscalingSpec& a = spec.autoscaling;
+autoscaler::PolicySpec policy_of(const deployment::ModelDeploymentSpec& spec, double max_waiting) {
+  const deployment::AutoscalingSpec& a = spec.autoscaling;
   autoscaler::PolicySpec p;
   p.min_replicas = a.min_replicas;
   p.max_replicas = a.max_replicas;
@@ -53,7 +55,7 @@ autoscaler::PolicySpec policy_of(const op::ModelDeploymentSpec& spec, double max
   p.max_cost_per_million_tokens = a.max_cost_per_million_tokens;
   p.ttft_p95_slo_seconds = a.ttft_p95_slo_seconds;
   p.scale_down_stabilization_seconds = a.scale_down_stabilization_seconds;
-  p.usd_per_group_hour = op::hourly_cost_usd(spec, op::layout_of(spec), 1);
+  p.usd_per_group_hour = deployment::hourly_cost_usd(spec, deployment::layout_of(spec), 1);
   p.max_waiting_per_group = max_waiting;
   return p;
 }
@@ -77,26 +79,23 @@ StatusOr<kube::ResourceRef> ModelDeploymentReconciler::resource_for_kind(const s
 }
 
 ModelDeploymentReconciler::Gathered ModelDeploymentReconciler::gather(
-    const op::ModelDeployment& md) const {
+    const deployment::ModelDeployment& md) const {
   Gathered out;
-  op::Observed& observed = out.observed;
+  deployment::Observed& observed = out.observed;
   const std::string& ns = md.metadata.namespace_;
   const std::string& name = md.metadata.name;
-  const std::map<std::string, std::string> selector = {{std::string(op::kLabelDeployment), name}};
+  const std::map<std::string, std::string> selector = {
+      {std::string(deployment::kLabelDeployment), name}};
   for (const auto& sts : informers_.list(kube::resources::kStatefulSets.resource, ns, selector)) {
     if (!controlled_by(sts, md.metadata.uid)) continue;
-    auto group = op::observe_statefulset(name, sts);
+    auto group = deployment::observe_statefulset(name, sts);
     if (group.ok()) observed.groups.push_back(*group);
   }
   auto cm = informers_.get(kube::resources::kConfigMaps.resource,
-                           key_of(ns, op::placement_configmap_name(name)));
-  if (cm && controlled_by(*cm, md.metadata.uid) && (*cm)["data"].contains("placement.json")) {
-    auto parsed =
-        nlohmann::json::parse((*cm)["data"]["placement.json"].get<std::string>(), nullptr, false);
-    if (!parsed.is_discarded()) {
-      if (auto placement = op::placement_from_json(parsed); placement.ok()) {
-        observed.current_placement = *placement;
-      }
+                           key_of(ns, deployment::placement_configmap_name(name)));
+  if (cm && controlled_by(*cm, md.metadata.uid)) {
+    if (auto placement = deployment::observe_placement_configmap(*cm); placement.ok()) {
+      observed.current_placement = *placement;
     }
   }
   // Pods: restarts of every worker pod; the rank-0 pod of each live group is scraped.
@@ -105,8 +104,10 @@ ModelDeploymentReconciler::Gathered ModelDeploymentReconciler::gather(
     out.worker_restarts += restart_count(pod);
     const std::string pod_name = pod["metadata"].value("name", "");
     const std::string ip = pod.value("status", nlohmann::json::object()).value("podIP", "");
-    for (const op::ObservedGroup& g : observed.groups) {
-      if (g.terminating || pod_name != op::group_name(name, g.index) + "-0" || ip.empty()) continue;
+    for (const deployment::ObservedGroup& g : observed.groups) {
+      if (g.terminating || pod_name != deployment::group_name(name, g.index) + "-0" || ip.empty()) {
+        continue;
+      }
       const std::string host = ip.find(':') != std::string::npos ? "[" + ip + "]" : ip;
       out.target.groups.push_back(
           {g.index, pod_name,
@@ -120,61 +121,24 @@ ModelDeploymentReconciler::Gathered ModelDeploymentReconciler::gather(
     observed.tokens_per_second = out.snapshot->measurement.tokens_per_second;
     if (md.spec.autoscaling.enabled)
       observed.recommended_replicas = out.snapshot->decision.replicas;
-    if (md.valid()) {
-      out.current_balancedness =
-          observe_placement(md, out.snapshot->measurement.expert_load, &observed);
-    }
+    observed.expert_load = out.snapshot->measurement.expert_load.tokens;
   }
   return out;
 }
 
-std::optional<double> ModelDeploymentReconciler::observe_placement(
-    const op::ModelDeployment& md, const autoscaler::ExpertLoad& load,
-    op::Observed* observed) const {
-  if (!op::placement_enabled(md.spec) || load.empty()) return std::nullopt;
-  const int32_t experts = *md.spec.model.routed_experts;
-  const int32_t layers = *md.spec.model.moe_layers;
-  const int32_t redundant = md.spec.parallelism.redundant_experts;
-  if (static_cast<int32_t>(load.layers.size()) != layers ||
-      static_cast<int32_t>(load.tokens[0].size()) > experts) {
-    return std::nullopt;  // loads of another model shape (e.g. measured before a spec change)
-  }
-  std::vector<std::vector<double>> weights = load.tokens;
-  for (auto& row : weights) row.resize(experts, 0.0);
-  std::vector<std::vector<int32_t>> current =
-      observed->current_placement &&
-              op::placement_fits(observed->current_placement->layers, experts, layers, redundant)
-          ? observed->current_placement->layers
-          : op::default_phy2log(experts, layers, redundant);
-  const op::GroupLayout layout = op::layout_of(md.spec);
-  // Expert groups of the model are not in the spec: one group, so EPLB's global policy.
-  const placement::EplbShape shape{experts + redundant, 1, layout.pods_per_group,
-                                   layout.ranks_per_group};
-  auto proposal = placement::propose(weights, current, shape, hooks_.placement);
-  if (!proposal.ok()) {
-    log::warn("placement not planned",
-              {{"deployment", key_of(md.metadata.namespace_, md.metadata.name)},
-               {"error", proposal.status().to_string()}});
-    return std::nullopt;
-  }
-  observed->measured_balancedness = proposal->balancedness;
-  if (proposal->phy2log) observed->proposed_placement = op::Placement{0, *proposal->phy2log};
-  return proposal->current_balancedness;
-}
-
-void ModelDeploymentReconciler::track(const op::ModelDeployment& md, const Gathered& gathered,
-                                      const op::Plan& plan) {
+void ModelDeploymentReconciler::track(const deployment::ModelDeployment& md,
+                                      const Gathered& gathered, const deployment::Plan& plan) {
   if (!hooks_.autoscaler) return;
   const int32_t ready = static_cast<int32_t>(
       std::count_if(gathered.observed.groups.begin(), gathered.observed.groups.end(),
-                    [](const op::ObservedGroup& g) { return g.ready(); }));
+                    [](const deployment::ObservedGroup& g) { return g.ready(); }));
   hooks_.autoscaler->track(key_of(md.metadata.namespace_, md.metadata.name),
                            {gathered.target, policy_of(md.spec, hooks_.max_waiting_per_group),
                             plan.desired_replicas, ready});
 }
 
-void ModelDeploymentReconciler::export_gauges(const op::ModelDeployment& md,
-                                              const op::ModelDeploymentStatus& status,
+void ModelDeploymentReconciler::export_gauges(const deployment::ModelDeployment& md,
+                                              const deployment::ModelDeploymentStatus& status,
                                               int64_t worker_restarts) {
   if (!hooks_.gauges) return;
   autoscaler::DeploymentValues v;
@@ -197,7 +161,7 @@ void ModelDeploymentReconciler::forget(const std::string& key) {
   }
 }
 
-bool ModelDeploymentReconciler::missing_any(const op::Rendered& rendered) const {
+bool ModelDeploymentReconciler::missing_any(const deployment::Rendered& rendered) const {
   for (const auto& object : rendered.objects()) {
     auto ref = resource_for_kind(object.value("kind", ""));
     if (!ref.ok()) continue;
@@ -209,7 +173,7 @@ bool ModelDeploymentReconciler::missing_any(const op::Rendered& rendered) const 
   return false;
 }
 
-bool ModelDeploymentReconciler::owner_is_live(const op::ModelDeployment& md) const {
+bool ModelDeploymentReconciler::owner_is_live(const deployment::ModelDeployment& md) const {
   auto live =
       client_.get(kube::resources::kModelDeployments, md.metadata.namespace_, md.metadata.name);
   if (!live.ok()) return live.status().code() != StatusCode::kNotFound;  // unknown: proceed
@@ -244,7 +208,7 @@ Status ModelDeploymentReconciler::apply(const nlohmann::json& md_object,
     events_->record(md_object, "Warning", "ObjectConflict", message);
     return failed_precondition_error(message);
   }
-  if (op::spec_hash_of(*existing) == op::spec_hash_of(desired)) return ok_status();
+  if (deployment::spec_hash_of(*existing) == deployment::spec_hash_of(desired)) return ok_status();
   nlohmann::json replacement = desired;
   replacement["metadata"]["resourceVersion"] = (*existing)["metadata"].value("resourceVersion", "");
   if ((*existing).contains("status")) replacement["status"] = (*existing)["status"];
@@ -262,8 +226,9 @@ Status ModelDeploymentReconciler::apply(const nlohmann::json& md_object,
 }
 
 Status ModelDeploymentReconciler::remove_group(const nlohmann::json& md_object,
-                                               const op::ModelDeployment& md, int32_t group) {
-  std::string name = op::group_name(md.metadata.name, group);
+                                               const deployment::ModelDeployment& md,
+                                               int32_t group) {
+  std::string name = deployment::group_name(md.metadata.name, group);
   auto removed = client_.remove(kube::resources::kStatefulSets, md.metadata.namespace_, name,
                                 kube::Propagation::kBackground);
   if (!removed.ok() && removed.status().code() != StatusCode::kNotFound) {
@@ -275,16 +240,16 @@ Status ModelDeploymentReconciler::remove_group(const nlohmann::json& md_object,
 }
 
 Status ModelDeploymentReconciler::write_status(const nlohmann::json& md_object,
-                                               const op::ModelDeployment& md,
-                                               const op::ModelDeploymentStatus& status) {
-  if (!op::status_changed(md.status, status)) return ok_status();
+                                               const deployment::ModelDeployment& md,
+                                               const deployment::ModelDeploymentStatus& status) {
+  if (!deployment::status_changed(md.status, status)) return ok_status();
   nlohmann::json object = md_object;
-  object["status"] = op::to_json(status);
+  object["status"] = deployment::to_json(status);
   auto written =
       client_.update_status(kube::resources::kModelDeployments, md.metadata.namespace_, object);
   if (!written.ok()) return written.status().with_context("update status");
-  const op::Condition* before = find_condition(md.status, "Ready");
-  const op::Condition* after = find_condition(status, "Ready");
+  const deployment::Condition* before = find_condition(md.status, "Ready");
+  const deployment::Condition* after = find_condition(status, "Ready");
   if (after && (!before || before->status != after->status)) {
     events_->record(md_object, after->status == "True" ? "Normal" : "Warning", after->reason,
                     after->message);
@@ -298,24 +263,28 @@ ReconcileResult ModelDeploymentReconciler::reconcile(const std::string& key) {
     forget(key);  // owned objects go with it (ownerReferences)
     return {};
   }
-  op::ModelDeployment md = op::parse_model_deployment(*md_object);
+  deployment::ModelDeployment md = deployment::parse_model_deployment(*md_object);
   Gathered gathered = gather(md);
-  const op::Observed& observed = gathered.observed;
+  const deployment::Observed& observed = gathered.observed;
   auto now = std::chrono::sys_seconds(std::chrono::seconds(clock_->unix_seconds()));
 
   if (!md.valid()) {
-    op::ModelDeploymentStatus status = op::compute_status(md, observed, now);
-    if (op::status_changed(md.status, status)) {
-      events_->record(*md_object, "Warning", "InvalidSpec", op::join_errors(md.errors));
+    deployment::ModelDeploymentStatus status = deployment::invalid_spec_status(md, observed, now);
+    if (deployment::status_changed(md.status, status)) {
+      events_->record(*md_object, "Warning", "InvalidSpec", join_errors(md.errors));
     }
     Status written = write_status(*md_object, md, status);
     if (written.ok()) export_gauges(md, status, gathered.worker_restarts);
     return {written, std::nullopt};
   }
 
-  op::Plan plan = op::plan(md, observed);
+  const deployment::Plan plan = deployment::plan(md, observed, hooks_.placement);
+  if (!plan.placement.error.ok()) {
+    log::warn("placement not planned",
+              {{"deployment", key}, {"error", plan.placement.error.to_string()}});
+  }
   track(md, gathered, plan);
-  op::Rendered rendered = op::render(md, plan);
+  deployment::Rendered rendered = deployment::render(md, plan);
   if (missing_any(rendered) && !owner_is_live(md)) {
     // The cache still shows a ModelDeployment the server has deleted (its delete event is
     // on the way): creating now would leave objects owned by a uid that no longer exists.
@@ -328,12 +297,12 @@ ReconcileResult ModelDeploymentReconciler::reconcile(const std::string& key) {
   for (int32_t group : plan.groups.remove) {
     if (Status s = remove_group(*md_object, md, group); !s.ok()) return {s, std::nullopt};
   }
-  op::ModelDeploymentStatus status = op::compute_status(md, observed, now);
+  deployment::ModelDeploymentStatus status = deployment::compute_status(md, observed, plan, now);
   Status written = write_status(*md_object, md, status);
   if (!written.ok()) return {written, std::nullopt};
   export_gauges(md, status, gathered.worker_restarts);
   record_changes(*md_object, md, gathered, plan, status);
-  const op::Condition* progressing = find_condition(status, "Progressing");
+  const deployment::Condition* progressing = find_condition(status, "Progressing");
   bool changing = !plan.groups.create.empty() || !plan.groups.remove.empty() ||
                   (progressing && progressing->status == "True");
   std::optional<std::chrono::milliseconds> requeue;
@@ -343,9 +312,10 @@ ReconcileResult ModelDeploymentReconciler::reconcile(const std::string& key) {
 }
 
 void ModelDeploymentReconciler::record_changes(const nlohmann::json& md_object,
-                                               const op::ModelDeployment& md,
-                                               const Gathered& gathered, const op::Plan& plan,
-                                               const op::ModelDeploymentStatus& status) {
+                                               const deployment::ModelDeployment& md,
+                                               const Gathered& gathered,
+                                               const deployment::Plan& plan,
+                                               const deployment::ModelDeploymentStatus& status) {
   const bool had_status = md.status.observed_generation > 0;
   if (md.spec.autoscaling.enabled && had_status &&
       md.status.desired_replicas != plan.desired_replicas) {
@@ -358,11 +328,12 @@ void ModelDeploymentReconciler::record_changes(const nlohmann::json& md_object,
                               std::to_string(plan.desired_replicas) + " (spec.autoscaling bounds)");
   }
   const auto& current = gathered.observed.current_placement;
-  if (plan.placement && current && plan.placement->version > current->version &&
-      gathered.observed.proposed_placement && status.placement) {
-    const double before = gathered.current_balancedness.value_or(0);
+  const std::optional<deployment::Placement>& map = plan.placement.map;
+  if (map && current && map->version > current->version && plan.placement.proposed &&
+      status.placement) {
+    const double before = plan.placement.current_balancedness.value_or(0);
     events_->record(md_object, "Normal", "PlacementUpdated",
-                    "expert placement version " + std::to_string(plan.placement->version) +
+                    "expert placement version " + std::to_string(map->version) +
                         " from measured expert loads: balancedness " + format_ratio(before) +
                         " -> " + format_ratio(status.placement->balancedness));
   }

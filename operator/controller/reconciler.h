@@ -1,23 +1,24 @@
-// The ModelDeployment reconciler: gather -> plan (pure) -> render (pure) -> apply ->
-// status (pure) -> write status only if it changed.
+// The ModelDeployment reconciler: gather -> plan (pure, once) -> render (pure) -> apply
+// -> status (pure, from that plan) -> write status only if it changed.
 //
-// Gather reads the informer caches only: the ModelDeployment, the StatefulSets it owns
-// (controller ownerReference with its uid), the placement ConfigMap. Apply creates
-// missing objects and replaces an object (PUT with the observed resourceVersion) only
-// when its moeserve.io/spec-hash differs from the rendered one; a 409 fails the
-// reconcile, which the queue retries with backoff, so a stale cache never overwrites a
-// newer object. Objects with the right name but another controller are never adopted
-// or overwritten (Degraded event). Groups the plan removes are deleted whole (background
-// propagation). Invalid specs render nothing: Ready=False InvalidSpec with the field
-// messages in status and a Warning event, never a crash loop. While groups are starting
-// or rolling the key is requeued so time-based conditions (Degraded) advance.
+// Gather reads and decides nothing: the informer caches (the ModelDeployment, the
+// StatefulSets it owns (controller ownerReference with its uid), the placement
+// ConfigMap, the pods) and the autoscaler's latest snapshot, into deployment::Observed. Apply
+// creates missing objects and replaces an object (PUT with the observed resourceVersion) only when
+// its moeserve.io/spec-hash differs from the rendered one; a 409 fails the reconcile, which the
+// queue retries with backoff, so a stale cache never overwrites a newer object. Objects with the
+// right name but another controller are never adopted or overwritten (Degraded event). Groups the
+// plan removes are deleted whole (background propagation). Invalid specs render nothing:
+// Ready=False InvalidSpec with the field messages in status and a Warning event, never a crash
+// loop. While groups are starting or rolling the key is requeued so time-based conditions
+// (Degraded) advance.
 //
 // Measuring and deciding (optional, AutoscalingHooks): every reconcile of a valid spec
 // tracks the deployment in the Autoscaler (rank-0 pod of each group from the pods cache,
 // scraped at status.podIP:spec.worker.port), and gather reads its latest snapshot:
 // tokens/s (status and cost), the recommended groups (when autoscaling is enabled), and
-// expert loads, from which placement::propose() may propose a new expert map (plan()
-// then versions ConfigMap x-placement). A change of the desired groups records a
+// expert loads, from which plan() may adopt a new expert map (placement_plan.h) and
+// version ConfigMap x-placement. A change of the desired groups records a
 // "Scaled" event with the autoscaler's reason; a new placement version records
 // "PlacementUpdated". Per-deployment gauges are set after each reconcile and removed
 // with the deployment. The autoscaler queues a key when its decision or tokens/s moves;
@@ -62,36 +63,31 @@ class ModelDeploymentReconciler : public Reconciler {
 
  private:
   struct Gathered {
-    op::Observed observed;
+    deployment::Observed observed;
     autoscaler::ScrapeTarget target;
     int64_t worker_restarts = 0;
     std::optional<autoscaler::Snapshot> snapshot;
-    std::optional<double> current_balancedness;  // of the running map, measured loads
   };
-  Gathered gather(const op::ModelDeployment& md) const;
-  // Loads, current map -> observed.proposed_placement and measured_balancedness;
-  // returns the running map's balancedness under the loads.
-  std::optional<double> observe_placement(const op::ModelDeployment& md,
-                                          const autoscaler::ExpertLoad& load,
-                                          op::Observed* observed) const;
-  void track(const op::ModelDeployment& md, const Gathered& gathered, const op::Plan& plan);
-  void export_gauges(const op::ModelDeployment& md, const op::ModelDeploymentStatus& status,
-                     int64_t worker_restarts);
+  Gathered gather(const deployment::ModelDeployment& md) const;
+  void track(const deployment::ModelDeployment& md, const Gathered& gathered,
+             const deployment::Plan& plan);
+  void export_gauges(const deployment::ModelDeployment& md,
+                     const deployment::ModelDeploymentStatus& status, int64_t worker_restarts);
   void forget(const std::string& key);
   // Scaled and PlacementUpdated events.
-  void record_changes(const nlohmann::json& md_object, const op::ModelDeployment& md,
-                      const Gathered& gathered, const op::Plan& plan,
-                      const op::ModelDeploymentStatus& status);
+  void record_changes(const nlohmann::json& md_object, const deployment::ModelDeployment& md,
+                      const Gathered& gathered, const deployment::Plan& plan,
+                      const deployment::ModelDeploymentStatus& status);
   Status apply(const nlohmann::json& md_object, const nlohmann::json& desired);
   // True when some rendered object is not in the informer cache (a create is coming).
-  bool missing_any(const op::Rendered& rendered) const;
+  bool missing_any(const deployment::Rendered& rendered) const;
   // A live GET (not the cache): the ModelDeployment still exists with this uid and is
   // not being deleted. Checked before creating, so a deleted owner gets no new objects.
-  bool owner_is_live(const op::ModelDeployment& md) const;
-  Status remove_group(const nlohmann::json& md_object, const op::ModelDeployment& md,
+  bool owner_is_live(const deployment::ModelDeployment& md) const;
+  Status remove_group(const nlohmann::json& md_object, const deployment::ModelDeployment& md,
                       int32_t group);
-  Status write_status(const nlohmann::json& md_object, const op::ModelDeployment& md,
-                      const op::ModelDeploymentStatus& status);
+  Status write_status(const nlohmann::json& md_object, const deployment::ModelDeployment& md,
+                      const deployment::ModelDeploymentStatus& status);
 
   const kube::Client& client_;
   const Informers& informers_;

@@ -2,7 +2,7 @@
 
 #include <cstdio>
 
-namespace moeserve::op {
+namespace moeserve::deployment {
 
 uint64_t fnv1a64(std::string_view bytes) {
   uint64_t hash = 0xcbf29ce484222325ull;  // FNV offset basis
@@ -20,4 +20,4 @@ std::string json_hash(const nlohmann::json& value) {
   return text;
 }
 
-}  // namespace moeserve::op
+}  // namespace moeserve::deployment

@@ -13,10 +13,10 @@
 
 #include <nlohmann/json.hpp>
 
-namespace moeserve::op {
+namespace moeserve::deployment {
 
 uint64_t fnv1a64(std::string_view bytes);
 // 16 hex digits of fnv1a64(value.dump()).
 std::string json_hash(const nlohmann::json& value);
 
-}  // namespace moeserve::op
+}  // namespace moeserve::deployment

@@ -1,6 +1,6 @@
 #include "operator/deployment/layout.h"
 
-namespace moeserve::op {
+namespace moeserve::deployment {
 
 GroupLayout layout_of(const ModelDeploymentSpec& spec) {
   GroupLayout l;
@@ -21,4 +21,4 @@ double hourly_cost_usd(const ModelDeploymentSpec& spec, const GroupLayout& layou
                    layout.pods_per_group * spec.cost.pod_hour_usd);
 }
 
-}  // namespace moeserve::op
+}  // namespace moeserve::deployment

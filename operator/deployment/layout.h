@@ -7,7 +7,7 @@
 
 #include "operator/deployment/types.h"
 
-namespace moeserve::op {
+namespace moeserve::deployment {
 
 struct GroupLayout {
   int32_t ranks_per_group = 1;  // world size = spec.parallelism.expertParallel
@@ -29,4 +29,4 @@ bool placement_enabled(const ModelDeploymentSpec& spec);
 // USD per hour for `groups` groups: GPUs x gpuHourUsd + pods x podHourUsd.
 double hourly_cost_usd(const ModelDeploymentSpec& spec, const GroupLayout& layout, int32_t groups);
 
-}  // namespace moeserve::op
+}  // namespace moeserve::deployment

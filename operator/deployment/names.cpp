@@ -2,7 +2,7 @@
 
 #include <charconv>
 
-namespace moeserve::op {
+namespace moeserve::deployment {
 
 using nlohmann::json;
 
@@ -90,4 +90,4 @@ json owned_metadata(const ObjectMeta& owner, std::string_view name, json labels)
           {"ownerReferences", json::array({owner_reference(owner)})}};
 }
 
-}  // namespace moeserve::op
+}  // namespace moeserve::deployment

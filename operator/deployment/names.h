@@ -14,7 +14,7 @@
 
 #include "operator/deployment/types.h"
 
-namespace moeserve::op {
+namespace moeserve::deployment {
 
 inline constexpr std::string_view kLabelName = "app.kubernetes.io/name";
 inline constexpr std::string_view kLabelInstance = "app.kubernetes.io/instance";
@@ -69,4 +69,4 @@ nlohmann::json owner_reference(const ObjectMeta& owner);
 nlohmann::json owned_metadata(const ObjectMeta& owner, std::string_view name,
                               nlohmann::json labels);
 
-}  // namespace moeserve::op
+}  // namespace moeserve::deployment

@@ -4,9 +4,7 @@
 
 #include "operator/placement/eplb.h"
 
-namespace moeserve::op {
-
-using nlohmann::json;
+namespace moeserve::deployment {
 
 std::vector<std::vector<int32_t>> default_phy2log(int32_t experts, int32_t layers,
                                                   int32_t redundant) {
@@ -44,36 +42,4 @@ double uniform_balancedness(const std::vector<std::vector<int32_t>>& layers, int
   return placement::balancedness(unit_load, layers, ranks);
 }
 
-json placement_to_json(const Placement& placement) {
-  json layers = json::array();
-  for (const auto& row : placement.layers) layers.push_back({{"phy2log", row}});
-  return {{"version", placement.version}, {"layers", layers}};
-}
-
-StatusOr<Placement> placement_from_json(const json& value) {
-  if (!value.is_object() || !value.contains("version") || !value["version"].is_number_integer() ||
-      !value.contains("layers") || !value["layers"].is_array()) {
-    return invalid_argument_error("placement: expected {\"version\": int, \"layers\": [...]}");
-  }
-  Placement p;
-  p.version = value["version"].get<int64_t>();
-  for (size_t l = 0; l < value["layers"].size(); ++l) {
-    const json& layer = value["layers"][l];
-    if (!layer.is_object() || !layer.contains("phy2log") || !layer["phy2log"].is_array()) {
-      return invalid_argument_error("placement: layers[" + std::to_string(l) +
-                                    "]: expected {\"phy2log\": [...]}");
-    }
-    std::vector<int32_t> row;
-    for (const json& e : layer["phy2log"]) {
-      if (!e.is_number_integer()) {
-        return invalid_argument_error("placement: layers[" + std::to_string(l) +
-                                      "].phy2log: expected integers");
-      }
-      row.push_back(e.get<int32_t>());
-    }
-    p.layers.push_back(std::move(row));
-  }
-  return p;
-}
-
-}  // namespace moeserve::op
+}  // namespace moeserve::deployment

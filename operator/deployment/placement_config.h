@@ -10,21 +10,16 @@
 #include <cstdint>
 #include <vector>
 
-#include <nlohmann/json.hpp>
+#include "common/placement_file.h"
 
-#include "common/status.h"
-
-namespace moeserve::op {
+namespace moeserve::deployment {
 
 inline constexpr const char* kPlacementKey = "placement.json";
 inline constexpr const char* kPlacementMountDir = "/etc/moeserve/placement";
 
-struct Placement {
-  int64_t version = 0;
-  std::vector<std::vector<int32_t>> layers;  // phy2log per MoE layer
-
-  friend bool operator==(const Placement&, const Placement&) = default;
-};
+// The content of placement.json, read and written by common/placement_file.h (the
+// worker reads the same file with the same code).
+using Placement = PlacementFile;
 
 // Before any load is measured: in every layer the logical experts 0..E-1 in order,
 // then one extra replica for each of R experts spread evenly over the expert range
@@ -40,7 +35,4 @@ bool placement_fits(const std::vector<std::vector<int32_t>>& layers, int32_t exp
 // loads are known. 1 is perfect. Precondition: slots per layer divisible by ranks.
 double uniform_balancedness(const std::vector<std::vector<int32_t>>& layers, int32_t ranks);
 
-nlohmann::json placement_to_json(const Placement& placement);
-StatusOr<Placement> placement_from_json(const nlohmann::json& value);
-
-}  // namespace moeserve::op
+}  // namespace moeserve::deployment

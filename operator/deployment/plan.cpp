@@ -2,14 +2,10 @@
 
 #include <algorithm>
 
-#include "operator/deployment/names.h"
 #include "operator/deployment/pod_template.h"
-#include "operator/deployment/rfc3339.h"
 
-namespace moeserve::op {
+namespace moeserve::deployment {
 namespace {
-
-using nlohmann::json;
 
 bool by_index(const ObservedGroup& a, const ObservedGroup& b) { return a.index < b.index; }
 
@@ -20,40 +16,7 @@ std::vector<int32_t> indices(const std::vector<ObservedGroup>& groups) {
   return out;
 }
 
-int64_t int_at(const json& object, const json::json_pointer& pointer, int64_t fallback) {
-  return object.contains(pointer) && object[pointer].is_number_integer()
-             ? object[pointer].get<int64_t>()
-             : fallback;
-}
-
 }  // namespace
-
-StatusOr<ObservedGroup> observe_statefulset(std::string_view deployment, const json& sts) {
-  if (!sts.is_object() || !sts.contains("metadata") || !sts["metadata"].is_object()) {
-    return invalid_argument_error("statefulset: missing metadata");
-  }
-  const json& meta = sts["metadata"];
-  const std::string name = meta.value("name", "");
-  const std::optional<int32_t> index = parse_group_name(deployment, name);
-  if (!index) {
-    return invalid_argument_error("statefulset " + name + ": not a group of " +
-                                  std::string(deployment));
-  }
-  ObservedGroup g;
-  g.index = *index;
-  if (meta.contains("annotations") && meta["annotations"].is_object()) {
-    g.template_hash = meta["annotations"].value(std::string(kAnnotationTemplateHash), "");
-  }
-  g.desired_pods = static_cast<int32_t>(int_at(sts, "/spec/replicas"_json_pointer, 1));
-  g.ready_pods = static_cast<int32_t>(int_at(sts, "/status/readyReplicas"_json_pointer, 0));
-  g.generation = int_at(sts, "/metadata/generation"_json_pointer, 0);
-  g.observed_generation = int_at(sts, "/status/observedGeneration"_json_pointer, 0);
-  g.terminating = meta.contains("deletionTimestamp") && !meta["deletionTimestamp"].is_null();
-  if (meta.contains("creationTimestamp") && meta["creationTimestamp"].is_string()) {
-    g.created_at = parse_rfc3339(meta["creationTimestamp"].get<std::string>());
-  }
-  return g;
-}
 
 GroupDecision decide_groups(int32_t desired, const std::string& desired_hash,
                             const std::vector<ObservedGroup>& groups) {
@@ -112,39 +75,15 @@ int32_t desired_replicas(const ModelDeploymentSpec& spec, std::optional<int32_t>
   return std::clamp(recommended.value_or(spec.replicas), a.min_replicas, a.max_replicas);
 }
 
-std::optional<Placement> plan_placement(const ModelDeploymentSpec& spec, const Observed& observed) {
-  if (!placement_enabled(spec)) return std::nullopt;
-  const int32_t experts = *spec.model.routed_experts;
-  const int32_t layers = *spec.model.moe_layers;
-  const int32_t redundant = spec.parallelism.redundant_experts;
-  auto fits = [&](const std::optional<Placement>& p) {
-    return p && placement_fits(p->layers, experts, layers, redundant);
-  };
-  Placement out;
-  if (fits(observed.proposed_placement)) {
-    out.layers = observed.proposed_placement->layers;
-  } else if (fits(observed.current_placement)) {
-    out.layers = observed.current_placement->layers;
-  } else {
-    out.layers = default_phy2log(experts, layers, redundant);
-  }
-  if (!observed.current_placement) {
-    out.version = 1;
-  } else {
-    out.version = observed.current_placement->version +
-                  (observed.current_placement->layers == out.layers ? 0 : 1);
-  }
-  return out;
-}
-
-Plan plan(const ModelDeployment& md, const Observed& observed) {
+Plan plan(const ModelDeployment& md, const Observed& observed,
+          const placement::ProposalOptions& placement_options) {
   Plan p;
   p.layout = layout_of(md.spec);
   p.desired_replicas = desired_replicas(md.spec, observed.recommended_replicas);
   p.template_hash = template_hash(md, p.layout);
   p.groups = decide_groups(p.desired_replicas, p.template_hash, observed.groups);
-  p.placement = plan_placement(md.spec, observed);
+  p.placement = plan_placement(md.spec, observed, placement_options);
   return p;
 }
 
-}  // namespace moeserve::op
+}  // namespace moeserve::deployment

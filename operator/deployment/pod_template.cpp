@@ -5,8 +5,9 @@
 #include "operator/deployment/hash.h"
 #include "operator/deployment/names.h"
 #include "operator/deployment/placement_config.h"
+#include "operator/deployment/serialize.h"
 
-namespace moeserve::op {
+namespace moeserve::deployment {
 namespace {
 
 using nlohmann::json;
@@ -14,34 +15,8 @@ using nlohmann::json;
 constexpr const char* kModelVolume = "model";
 constexpr const char* kPlacementVolume = "placement";
 
-json field_ref_env(const char* name, std::string_view field) {
-  return {{"name", name}, {"valueFrom", {{"fieldRef", {{"fieldPath", field}}}}}};
-}
-
 json value_env(const char* name, std::string value) {
   return {{"name", name}, {"value", std::move(value)}};
-}
-
-json worker_env(const ModelDeployment& md, const GroupLayout& layout, int32_t group) {
-  const std::string pod_index_path = "metadata.labels['" + std::string(kLabelPodIndex) + "']";
-  json env = json::array({field_ref_env("MOESERVE_POD_INDEX", pod_index_path)});
-  if (layout.ranks_per_pod == 1) env.push_back(field_ref_env("MOESERVE_RANK", pod_index_path));
-  env.push_back(value_env("MOESERVE_RANKS_PER_POD", std::to_string(layout.ranks_per_pod)));
-  env.push_back(value_env("MOESERVE_WORLD_SIZE", std::to_string(layout.ranks_per_group)));
-  env.push_back(
-      value_env("MOESERVE_LEADER_ADDR", leader_address(md.metadata.name, md.metadata.namespace_,
-                                                       group, md.spec.worker.rendezvous_port)));
-  env.push_back(value_env("MOESERVE_DEPLOYMENT", md.metadata.name));
-  env.push_back(value_env("MOESERVE_GROUP", std::to_string(group)));
-  for (const json& var : to_json(md.spec.worker.env)) env.push_back(var);
-  return env;
-}
-
-json command(const GroupLayout& layout) {
-  if (layout.ranks_per_pod == 1) return json::array({"moeserve-worker"});
-  const std::string script = "export MOESERVE_RANK=$((MOESERVE_POD_INDEX * " +
-                             std::to_string(layout.ranks_per_pod) + ")); exec \"$0\" \"$@\"";
-  return json::array({"/bin/sh", "-c", script, "moeserve-worker"});
 }
 
 json http_probe(const char* path, int32_t period_seconds, int32_t failure_threshold) {
@@ -85,36 +60,27 @@ std::string model_dir(const ModelSource& source) {
   return source.path;
 }
 
-std::vector<std::string> worker_args(const ModelDeployment& md, const GroupLayout& layout,
-                                     int32_t group) {
+WorkerCommand pod_worker_command(const ModelDeployment& md, const GroupLayout& layout,
+                                 int32_t group) {
   const ModelDeploymentSpec& s = md.spec;
-  const ModelSource source = parse_model_source(s.model.source).value_or(ModelSource{});
-  std::vector<std::string> args = {
-      "serve",
-      "--model",
-      model_dir(source),
-      "--host",
-      "0.0.0.0",
-      "--port",
-      std::to_string(s.worker.port),
-      "--served-model-name",
-      served_model_name(s.model),
-      "--precision",
-      std::string(precision_name(s.model.precision)),
-      "--world-size",
-      std::to_string(layout.ranks_per_group),
-      "--leader",
-      leader_address(md.metadata.name, md.metadata.namespace_, group, s.worker.rendezvous_port)};
+  WorkerCommandInput in;
+  in.model_dir = model_dir(parse_model_source(s.model.source).value_or(ModelSource{}));
+  in.host = "0.0.0.0";
+  in.port = s.worker.port;
+  in.served_model_name = served_model_name(s.model);
+  in.precision = s.model.precision;
+  in.world_size = layout.ranks_per_group;
+  in.leader =
+      leader_address(md.metadata.name, md.metadata.namespace_, group, s.worker.rendezvous_port);
   if (placement_enabled(s)) {
-    args.push_back("--placement");
-    args.push_back(std::string(kPlacementMountDir) + "/" + kPlacementKey);
+    in.placement_path = std::string(kPlacementMountDir) + "/" + kPlacementKey;
   }
-  if (s.speculative.method == SpeculativeMethod::kMtp) {
-    args.insert(args.end(), {"--speculative", "mtp", "--draft-tokens",
-                             std::to_string(s.speculative.draft_tokens)});
-  }
-  args.insert(args.end(), s.worker.extra_args.begin(), s.worker.extra_args.end());
-  return args;
+  in.deployment = md.metadata.name;
+  in.group = group;
+  in.rank_source = RankSource::kPodIndex;
+  in.ranks_per_pod = layout.ranks_per_pod;
+  in.extra_args = s.worker.extra_args;
+  return worker_command(in);
 }
 
 json render_pod_template(const ModelDeployment& md, const GroupLayout& layout, int32_t group) {
@@ -146,15 +112,19 @@ json render_pod_template(const ModelDeployment& md, const GroupLayout& layout, i
                        {"configMap", {{"name", placement_configmap_name(md.metadata.name)}}}});
   }
 
+  const WorkerCommand worker = pod_worker_command(md, layout, group);
+  json env = to_json(worker.env);
+  for (const json& var : to_json(w.env)) env.push_back(var);
+
   // Startup may take as long as the progress deadline (large checkpoints load slowly).
   const int32_t startup_failures = std::max(1, (s.progress_deadline_seconds + 9) / 10);
   json container = {
       {"name", kWorkerContainer},
       {"image", w.image},
       {"imagePullPolicy", w.image_pull_policy},
-      {"command", command(layout)},
-      {"args", worker_args(md, layout, group)},
-      {"env", worker_env(md, layout, group)},
+      {"command", worker.command},
+      {"args", worker.args},
+      {"env", env},
       {"ports",
        json::array(
            {{{"name", "http"}, {"containerPort", w.port}, {"protocol", "TCP"}},
@@ -194,4 +164,4 @@ std::string template_hash(const ModelDeployment& md, const GroupLayout& layout) 
   return json_hash(render_pod_template(md, layout, 0));
 }
 
-}  // namespace moeserve::op
+}  // namespace moeserve::deployment

@@ -4,7 +4,7 @@
 #include "operator/deployment/names.h"
 #include "operator/deployment/pod_template.h"
 
-namespace moeserve::op {
+namespace moeserve::deployment {
 namespace {
 
 using nlohmann::json;
@@ -109,7 +109,7 @@ json render_placement_configmap(const ModelDeployment& md, const Placement& plac
              {"kind", "ConfigMap"},
              {"metadata", owned_metadata(md.metadata, placement_configmap_name(x),
                                          common_labels(x, kComponentPlacement))},
-             {"data", {{kPlacementKey, placement_to_json(placement).dump()}}}};
+             {"data", {{kPlacementKey, placement_file_to_json(placement).dump()}}}};
   return with_spec_hash(std::move(cm));
 }
 
@@ -121,8 +121,9 @@ Rendered render(const ModelDeployment& md, const Plan& plan) {
   r.ranks_service = render_ranks_service(md);
   r.api_service = render_api_service(md);
   r.pdb = render_pdb(md);
-  if (plan.placement) r.placement_configmap = render_placement_configmap(md, *plan.placement);
+  if (plan.placement.map)
+    r.placement_configmap = render_placement_configmap(md, *plan.placement.map);
   return r;
 }
 
-}  // namespace moeserve::op
+}  // namespace moeserve::deployment

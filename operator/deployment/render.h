@@ -32,7 +32,7 @@
 #include "operator/deployment/plan.h"
 #include "operator/deployment/types.h"
 
-namespace moeserve::op {
+namespace moeserve::deployment {
 
 struct Rendered {
   std::vector<nlohmann::json> statefulsets;  // ascending group index
@@ -59,4 +59,4 @@ nlohmann::json with_spec_hash(nlohmann::json object);
 // The annotation of an observed object ("" when absent).
 std::string spec_hash_of(const nlohmann::json& object);
 
-}  // namespace moeserve::op
+}  // namespace moeserve::deployment

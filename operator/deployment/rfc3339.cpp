@@ -2,7 +2,7 @@
 
 #include <cstdio>
 
-namespace moeserve::op {
+namespace moeserve::deployment {
 namespace {
 
 // Reads `count` digits at text[pos]; -1 when they are not all digits.
@@ -65,4 +65,4 @@ std::optional<std::chrono::sys_seconds> parse_rfc3339(std::string_view text) {
   return sys_days(ymd) + hours(h) + minutes(mi) + seconds(s) - offset;
 }
 
-}  // namespace moeserve::op
+}  // namespace moeserve::deployment

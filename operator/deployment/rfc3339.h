@@ -7,11 +7,11 @@
 #include <string>
 #include <string_view>
 
-namespace moeserve::op {
+namespace moeserve::deployment {
 
 std::string format_rfc3339(std::chrono::sys_seconds time);
 // Accepts "YYYY-MM-DDTHH:MM:SS" with optional fraction and "Z" or "+HH:MM"/"-HH:MM";
 // the fraction is dropped. nullopt when malformed.
 std::optional<std::chrono::sys_seconds> parse_rfc3339(std::string_view text);
 
-}  // namespace moeserve::op
+}  // namespace moeserve::deployment

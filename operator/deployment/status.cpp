@@ -6,7 +6,7 @@
 #include "operator/deployment/names.h"
 #include "operator/deployment/rfc3339.h"
 
-namespace moeserve::op {
+namespace moeserve::deployment {
 namespace {
 
 constexpr int kDigits = 3;
@@ -98,6 +98,24 @@ void sort_by_type(std::vector<Condition>* conditions) {
             [](const Condition& a, const Condition& b) { return a.type < b.type; });
 }
 
+// The fields that need no spec: generation, selector, groups and tokens/s.
+ModelDeploymentStatus observed_status(const ModelDeployment& md, const Observed& observed,
+                                      std::vector<ObservedGroup>* live) {
+  ModelDeploymentStatus s;
+  s.observed_generation = md.metadata.generation;
+  s.selector = selector_string(leader_selector(md.metadata.name));
+  for (const ObservedGroup& g : observed.groups) {
+    if (!g.terminating) live->push_back(g);
+  }
+  s.replicas = static_cast<int32_t>(live->size());
+  s.ready_replicas = static_cast<int32_t>(
+      std::count_if(live->begin(), live->end(), [](const ObservedGroup& g) { return g.ready(); }));
+  if (observed.tokens_per_second) {
+    s.tokens_per_second = round_significant(*observed.tokens_per_second, kDigits);
+  }
+  return s;
+}
+
 }  // namespace
 
 double round_significant(double value, int digits) {
@@ -107,37 +125,28 @@ double round_significant(double value, int digits) {
   return std::round(value * scale) / scale;
 }
 
-ModelDeploymentStatus compute_status(const ModelDeployment& md, const Observed& observed,
-                                     std::chrono::sys_seconds now) {
+ModelDeploymentStatus invalid_spec_status(const ModelDeployment& md, const Observed& observed,
+                                          std::chrono::sys_seconds now) {
   const ModelDeploymentStatus& previous = md.status;
-  ModelDeploymentStatus s;
-  s.observed_generation = md.metadata.generation;
-  s.selector = selector_string(leader_selector(md.metadata.name));
   std::vector<ObservedGroup> live;
-  for (const ObservedGroup& g : observed.groups) {
-    if (!g.terminating) live.push_back(g);
-  }
-  s.replicas = static_cast<int32_t>(live.size());
-  s.ready_replicas = static_cast<int32_t>(
-      std::count_if(live.begin(), live.end(), [](const ObservedGroup& g) { return g.ready(); }));
-  if (observed.tokens_per_second) {
-    s.tokens_per_second = round_significant(*observed.tokens_per_second, kDigits);
-  }
+  ModelDeploymentStatus s = observed_status(md, observed, &live);
   Conditions conditions(previous.conditions, md.metadata.generation, now);
+  const std::string message = join_errors(md.errors);
+  s.desired_replicas = previous.desired_replicas;
+  s.updated_replicas = previous.updated_replicas;
+  s.placement = previous.placement;
+  conditions.set("Ready", false, "InvalidSpec", message);
+  conditions.set("Progressing", false, "InvalidSpec", message);
+  conditions.set("Degraded", true, "InvalidSpec", message);
+  s.conditions = conditions.take();
+  return s;
+}
 
-  if (!md.valid()) {
-    const std::string message = join_errors(md.errors);
-    s.desired_replicas = previous.desired_replicas;
-    s.updated_replicas = previous.updated_replicas;
-    s.placement = previous.placement;
-    conditions.set("Ready", false, "InvalidSpec", message);
-    conditions.set("Progressing", false, "InvalidSpec", message);
-    conditions.set("Degraded", true, "InvalidSpec", message);
-    s.conditions = conditions.take();
-    return s;
-  }
-
-  const Plan p = plan(md, observed);
+ModelDeploymentStatus compute_status(const ModelDeployment& md, const Observed& observed,
+                                     const Plan& p, std::chrono::sys_seconds now) {
+  std::vector<ObservedGroup> live;
+  ModelDeploymentStatus s = observed_status(md, observed, &live);
+  Conditions conditions(md.status.conditions, md.metadata.generation, now);
   s.desired_replicas = p.desired_replicas;
   s.updated_replicas =
       static_cast<int32_t>(std::count_if(live.begin(), live.end(), [&](const ObservedGroup& g) {
@@ -149,10 +158,10 @@ ModelDeploymentStatus compute_status(const ModelDeployment& md, const Observed& 
     s.cost_per_million_tokens =
         round_significant(usd_per_hour / 3600.0 / *observed.tokens_per_second * 1e6, kDigits);
   }
-  if (p.placement) {
-    const double balancedness = observed.measured_balancedness.value_or(
-        uniform_balancedness(p.placement->layers, p.layout.ranks_per_group));
-    s.placement = PlacementStatus{p.placement->version, round_significant(balancedness, kDigits)};
+  if (const std::optional<Placement>& map = p.placement.map) {
+    const double balancedness = p.placement.balancedness.value_or(
+        uniform_balancedness(map->layers, p.layout.ranks_per_group));
+    s.placement = PlacementStatus{map->version, round_significant(balancedness, kDigits)};
   }
 
   if (p.desired_replicas == 0) {
@@ -182,4 +191,4 @@ bool status_changed(const ModelDeploymentStatus& before, const ModelDeploymentSt
   return !(a == b);
 }
 
-}  // namespace moeserve::op
+}  // namespace moeserve::deployment

@@ -1,5 +1,6 @@
-// compute_status(): the status a ModelDeployment should have, from its spec (valid or
-// not), what is observed and its previous status. Pure: `now` is passed in.
+// compute_status(): the status a valid ModelDeployment should have, from the plan this
+// reconcile applies (it does not plan again), what is observed and its previous
+// status; invalid_spec_status() the same for an invalid one. Pure: `now` is passed in.
 //
 // Conditions (type: status reason):
 //   Ready        True AllGroupsReady   at least desiredReplicas groups have every pod ready
@@ -25,7 +26,8 @@
 // podHourUsd) over the tokens (prompt + generated) per second they produce; omitted when
 // tokens/s is unknown or 0 or no price is set. tokensPerSecond, costPerMillionTokens and
 // balancedness are rounded to 3 significant digits, so noise does not rewrite status.
-// placement.balancedness is the measured one when known, else uniform_balancedness().
+// placement.balancedness is the plan's measured one when known, else
+// uniform_balancedness().
 #pragma once
 
 #include <chrono>
@@ -33,11 +35,15 @@
 #include "operator/deployment/plan.h"
 #include "operator/deployment/types.h"
 
-namespace moeserve::op {
+namespace moeserve::deployment {
 
-// md.status is the previous status; md.errors decides validity.
+// md.status is the previous status. Precondition: md.valid() and `plan` is
+// plan(md, observed, ...).
 ModelDeploymentStatus compute_status(const ModelDeployment& md, const Observed& observed,
-                                     std::chrono::sys_seconds now);
+                                     const Plan& plan, std::chrono::sys_seconds now);
+// Precondition: !md.valid(); the conditions carry join_errors(md.errors).
+ModelDeploymentStatus invalid_spec_status(const ModelDeployment& md, const Observed& observed,
+                                          std::chrono::sys_seconds now);
 
 // True when a write is needed: any field differs (conditions compared by type, in any
 // order).
@@ -46,4 +52,4 @@ bool status_changed(const ModelDeploymentStatus& before, const ModelDeploymentSt
 // `value` rounded to `digits` significant decimal digits.
 double round_significant(double value, int digits);
 
-}  // namespace moeserve::op
+}  // namespace moeserve::deployment

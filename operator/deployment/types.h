@@ -1,13 +1,8 @@
-// ModelDeployment (moeserve.io/v1alpha1) as plain C++ structs, parsed from and written
-// to Kubernetes JSON, with the same defaults and validation rules as the CRD in
-// deploy/crds/modeldeployments.moeserve.io.yaml (a test walks the CRD schema and checks
-// that both agree, so they cannot drift).
-//
-// Parsing never fails as a whole: a field of the wrong type is reported as a
-// FieldError and keeps its default, so the controller can always write a status that
-// names the field (Ready=False, reason InvalidSpec). `validate()` reports every
-// violated rule with its field path. Everything here is pure: no I/O, no clock.
-// Field documentation for users lives in docs/crd.md.
+// ModelDeployment (moeserve.io/v1alpha1) as plain C++ structs, with the CRD's defaults
+// as member initialisers (deploy/crds/modeldeployments.moeserve.io.yaml; a test walks
+// the CRD schema and checks that both agree, so they cannot drift), and the small pure
+// helpers that read them. Reading from JSON is parse.h, the rules are validate.h,
+// writing JSON is serialize.h. Field documentation for users lives in docs/crd.md.
 #pragma once
 
 #include <cstdint>
@@ -19,7 +14,9 @@
 
 #include <nlohmann/json.hpp>
 
-namespace moeserve::op {
+#include "common/json_reader.h"
+
+namespace moeserve::deployment {
 
 inline constexpr std::string_view kGroup = "moeserve.io";
 inline constexpr std::string_view kVersion = "v1alpha1";
@@ -30,20 +27,9 @@ inline constexpr std::string_view kGpuResource = "nvidia.com/gpu";
 // controller-revision-hash label `<name>-g<group>-<10 chars>` must stay DNS labels.
 inline constexpr size_t kMaxNameLength = 40;
 
-// One violated rule: `path` is the field ("spec.parallelism.expertParallel"),
-// `message` what is wrong with it.
-struct FieldError {
-  std::string path;
-  std::string message;
-
-  std::string to_string() const { return path + ": " + message; }
-  friend bool operator==(const FieldError&, const FieldError&) = default;
-};
-
-// "a: x; b: y" — the message of an InvalidSpec condition.
-std::string join_errors(const std::vector<FieldError>& errors);
-
 enum class Precision { kFp8, kBf16 };
+// kMtp names the multi-token-prediction drafting the worker does not implement yet:
+// validate() refuses it.
 enum class SpeculativeMethod { kNone, kMtp };
 
 std::string_view precision_name(Precision precision);         // "fp8" | "bf16"
@@ -191,30 +177,12 @@ struct ModelDeployment {
   bool valid() const { return errors.empty(); }
 };
 
-// Reads spec fields, applying the CRD's defaults to absent ones; wrong types are
-// appended to `errors` (paths start with "spec.").
-ModelDeploymentSpec parse_spec(const nlohmann::json& spec, std::vector<FieldError>* errors);
-// Every rule of the CRD (OpenAPI bounds, enums and CEL rules), plus the ones a
-// schema cannot express (quantities); returns all violations, in field order.
-std::vector<FieldError> validate(const ModelDeploymentSpec& spec);
-std::vector<FieldError> validate_name(std::string_view name);
-// Reads a status as written by compute_status; unknown or malformed fields are skipped.
-ModelDeploymentStatus parse_status(const nlohmann::json& status);
-// Reads a whole object: metadata, spec (parsed and validated) and status.
-ModelDeployment parse_model_deployment(const nlohmann::json& object);
-
-// The spec with every default filled in, as the API server would store it.
-nlohmann::json to_json(const ModelDeploymentSpec& spec);
-nlohmann::json to_json(const ModelDeploymentStatus& status);
-// core/v1 shapes, as both the spec and the pod template write them (empty fields omitted).
-nlohmann::json to_json(const ResourceRequirements& resources);
-nlohmann::json to_json(const std::vector<Toleration>& tolerations);
-nlohmann::json to_json(const std::vector<EnvVar>& env);
-
 // The name the OpenAI API serves: spec.model.servedModelName, else the last path
 // segment of the source ("hf://deepseek-ai/DeepSeek-V3" -> "DeepSeek-V3").
 std::string served_model_name(const ModelSpec& model);
 // Integer count of nvidia.com/gpu per pod (limits, else requests); 0 when unset.
 int32_t gpus_per_pod(const WorkerSpec& worker);
+// A whole-number quantity such as "8"; nullopt for "1.5", "2Gi", "x".
+std::optional<int64_t> whole_quantity(const std::string& text);
 
-}  // namespace moeserve::op
+}  // namespace moeserve::deployment

@@ -3,12 +3,13 @@
 #include <algorithm>
 
 #include "operator/deployment/layout.h"
+#include "operator/deployment/worker_command.h"
 
 namespace moeserve::local {
 
-std::vector<GroupProcesses> local_processes(const op::ModelDeployment& md, int32_t groups,
+std::vector<GroupProcesses> local_processes(const deployment::ModelDeployment& md, int32_t groups,
                                             const LocalOptions& options) {
-  const op::GroupLayout layout = op::layout_of(md.spec);
+  const deployment::GroupLayout layout = deployment::layout_of(md.spec);
   const int32_t world = layout.ranks_per_group;
   const int32_t stride = std::max(10, world + 2);
   const std::string model = options.model_dir.empty() ? md.spec.model.source : options.model_dir;
@@ -24,28 +25,24 @@ std::vector<GroupProcesses> local_processes(const op::ModelDeployment& md, int32
       p.group = g;
       p.rank = r;
       p.http_port = static_cast<uint16_t>(first_port + r);
-      p.argv = {options.worker_binary,
-                "serve",
-                "--model",
-                model,
-                "--host",
-                options.host,
-                "--port",
-                std::to_string(p.http_port),
-                "--served-model-name",
-                op::served_model_name(md.spec.model),
-                "--deployment",
-                md.metadata.name,
-                "--threads",
-                std::to_string(options.threads_per_rank),
-                "--grpc-port",
-                "-1"};
-      for (const auto& arg : md.spec.worker.extra_args) p.argv.push_back(arg);
-      p.env = {"MOESERVE_DEPLOYMENT=" + md.metadata.name, "MOESERVE_GROUP=" + std::to_string(g)};
-      if (world > 1) {
-        p.env.push_back("MOESERVE_RANK=" + std::to_string(r));
-        p.env.push_back("MOESERVE_WORLD_SIZE=" + std::to_string(world));
-        p.env.push_back("MOESERVE_LEADER_ADDR=" + leader);
+      deployment::WorkerCommandInput in;
+      in.worker_binary = options.worker_binary;
+      in.model_dir = model;
+      in.host = options.host;
+      in.port = p.http_port;
+      in.served_model_name = deployment::served_model_name(md.spec.model);
+      in.world_size = world;
+      in.leader = leader;
+      in.threads = options.threads_per_rank;
+      in.deployment = md.metadata.name;
+      in.group = g;
+      in.rank_source = deployment::RankSource::kLiteral;
+      in.rank = r;
+      in.extra_args = md.spec.worker.extra_args;
+      const deployment::WorkerCommand command = deployment::worker_command(in);
+      p.argv = command.argv();
+      for (const deployment::EnvVar& var : command.env) {
+        p.env.push_back(var.name + "=" + var.value.value_or(""));
       }
       group.ranks.push_back(std::move(p));
     }

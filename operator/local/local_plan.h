@@ -6,8 +6,11 @@
 // `host`. Ports, with stride = max(10, ranks + 2) per group:
 //   rank r of group g serves HTTP on base_port + g*stride + r,
 //   rank 0 of group g is the group's leader (rendezvous) on base_port + g*stride + stride-1.
-// Ranks get the same flags and environment a pod would (MOESERVE_RANK,
-// MOESERVE_WORLD_SIZE, MOESERVE_LEADER_ADDR, MOESERVE_DEPLOYMENT).
+// Each rank's command line and environment come from worker_command.h, as a pod's do,
+// with the rank given literally, --threads threads_per_rank, and neither --precision
+// (options.model_dir may stand in for the spec's checkpoint) nor --placement (local
+// mode writes no placement file). spec.worker.env is not applied: the processes
+// inherit this environment.
 #pragma once
 
 #include <cstdint>
@@ -41,7 +44,7 @@ struct GroupProcesses {
 };
 
 // Precondition: md.valid().
-std::vector<GroupProcesses> local_processes(const op::ModelDeployment& md, int32_t groups,
+std::vector<GroupProcesses> local_processes(const deployment::ModelDeployment& md, int32_t groups,
                                             const LocalOptions& options);
 
 }  // namespace moeserve::local

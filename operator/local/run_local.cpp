@@ -10,6 +10,7 @@
 #include "common/process.h"
 #include "common/signals.h"
 #include "common/yaml_json.h"
+#include "operator/deployment/parse.h"
 #include "operator/deployment/plan.h"
 #include "operator/local/local_runner.h"
 
@@ -70,7 +71,7 @@ int run_local(const std::vector<std::string>& args) {
     return 2;
   }
   if (!object["metadata"].contains("namespace")) object["metadata"]["namespace"] = "local";
-  op::ModelDeployment md = op::parse_model_deployment(object);
+  deployment::ModelDeployment md = deployment::parse_model_deployment(object);
   if (!md.valid()) {
     std::cerr << "moeserve-operator local: " << file << " is invalid:\n";
     for (const auto& e : md.errors) std::cerr << "  " << e.path << ": " << e.message << "\n";
@@ -80,8 +81,8 @@ int run_local(const std::vector<std::string>& args) {
     std::cerr << "moeserve-operator local: --model " << model << ": no config.json there\n";
     return 2;
   }
-  int32_t groups =
-      replicas >= 0 ? static_cast<int32_t>(replicas) : op::desired_replicas(md.spec, std::nullopt);
+  int32_t groups = replicas >= 0 ? static_cast<int32_t>(replicas)
+                                 : deployment::desired_replicas(md.spec, std::nullopt);
   LocalOptions options;
   options.model_dir = model;
   options.worker_binary = worker;

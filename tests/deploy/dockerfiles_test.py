@@ -57,11 +57,12 @@ class DockerfilesTest(unittest.TestCase):
                 self.assertEqual(users, [f"{uid}:{uid}"])
 
     def test_worker_images_put_moeserve_worker_on_the_path_and_have_a_shell(self):
-        # The operator's pod template runs "moeserve-worker" (and /bin/sh -c for several
-        # ranks per pod), operator/deployment/pod_template.cpp.
-        template = ds.read_text(os.path.join(ds.SOURCE_DIR, "operator", "deployment",
-                                             "pod_template.cpp"))
-        self.assertIn('"moeserve-worker"', template)
+        # The operator's pods run "moeserve-worker" from the PATH (and /bin/sh -c for
+        # several ranks per pod): operator/deployment/worker_command.{h,cpp}.
+        command_dir = os.path.join(ds.SOURCE_DIR, "operator", "deployment")
+        self.assertIn('worker_binary = "moeserve-worker"',
+                      ds.read_text(os.path.join(command_dir, "worker_command.h")))
+        self.assertIn('"/bin/sh"', ds.read_text(os.path.join(command_dir, "worker_command.cpp")))
         for name in ("worker.Dockerfile", "worker-cpu.Dockerfile"):
             base = stages(os.path.join(DOCKER_DIR, name))[-1][0]
             self.assertNotIn("distroless", base)

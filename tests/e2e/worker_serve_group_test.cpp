@@ -9,7 +9,7 @@
 
 #include "common/http_client.h"
 #include "tests/support/test_util.h"
-#include "worker/model/tiny_model.h"
+#include "tools/fixtures/tiny_model.h"
 
 namespace moeserve {
 namespace {
@@ -91,7 +91,7 @@ class WorkerServeGroupTest : public ::testing::Test {
  protected:
   void SetUp() override {
     model_dir_ = dir_.file("tiny");
-    ASSERT_TRUE(model::write_tiny_model(model_dir_, {}).ok());
+    ASSERT_TRUE(fixtures::write_tiny_model(model_dir_, {}).ok());
     leader_port_ = free_port();
     rank1_ = start_rank(dir_, model_dir_, "rank1", group_env(1, leader_port_));
     rank0_ = start_rank(dir_, model_dir_, "rank0", group_env(0, leader_port_));

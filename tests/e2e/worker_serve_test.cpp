@@ -12,9 +12,9 @@
 
 #include "common/http_client.h"
 #include "tests/support/test_util.h"
+#include "tools/fixtures/tiny_model.h"
 #include "worker.grpc.pb.h"
 #include "worker/model/chat_template.h"
-#include "worker/model/tiny_model.h"
 #include "worker/model/tokenizer.h"
 
 namespace moeserve {
@@ -150,7 +150,7 @@ class WorkerServeTest : public ::testing::Test {
   static void SetUpTestSuite() {
     dir_ = new TempDir();
     model_dir_ = dir_->file("tiny");
-    ASSERT_TRUE(model::write_tiny_model(model_dir_, {}).ok());
+    ASSERT_TRUE(fixtures::write_tiny_model(model_dir_, {}).ok());
     moeserve::testing::write_file(dir_->file("api-key"), std::string(kApiKey) + "\n");
     worker_ = new Worker(start_worker(*dir_, model_dir_, "main",
                                       {"--api-key-file", dir_->file("api-key"), "--deployment",

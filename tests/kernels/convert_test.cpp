@@ -76,6 +76,16 @@ TEST(ConvertTest, Fp8EncodeRoundsToNearestEvenAndSaturates) {
   EXPECT_EQ(f32_to_fp8_e4m3(-0.0f), 0x80);
 }
 
+TEST(ConvertTest, Fp8EncodeKnownValues) {
+  EXPECT_EQ(f32_to_fp8_e4m3(0.0f), 0x00);
+  EXPECT_EQ(f32_to_fp8_e4m3(1.0f), 0x38);
+  EXPECT_EQ(f32_to_fp8_e4m3(1.07f), 0x39);                  // nearest of 1.0 / 1.125
+  EXPECT_EQ(f32_to_fp8_e4m3(1.96f), 0x40);                  // rounds up into the next binade
+  EXPECT_EQ(f32_to_fp8_e4m3(std::ldexp(1.5f, -10)), 0x01);  // 0.75 subnormal steps
+  EXPECT_EQ(f32_to_fp8_e4m3(1000.0f), 0x7e);                // finite, saturates
+  EXPECT_EQ(f32_to_fp8_e4m3(-1000.0f), 0xfe);
+}
+
 TEST(ConvertTest, Fp8EncodeMatchesExhaustiveNearestOnRandomValues) {
   std::mt19937 rng(7);
   std::uniform_real_distribution<float> exponent(-12.0f, 10.0f);
@@ -88,6 +98,8 @@ TEST(ConvertTest, Fp8EncodeMatchesExhaustiveNearestOnRandomValues) {
 
 TEST(ConvertTest, Bf16IsTheUpperHalfOfFloat32) {
   EXPECT_EQ(bf16_to_f32(0x3f80), 1.0f);
+  EXPECT_EQ(f32_to_bf16(1.0f), 0x3f80);
+  EXPECT_EQ(f32_to_bf16(-2.5f), 0xc020);
   EXPECT_EQ(bf16_to_f32(0xc040), -3.0f);
   EXPECT_EQ(bf16_to_f32(0x7f80), std::numeric_limits<float>::infinity());
   EXPECT_TRUE(std::isnan(bf16_to_f32(0x7fc1)));

@@ -15,7 +15,8 @@ prints one JSON object:
   logits          [len(prompt)][vocab] logits at every prompt position
   tokens          greedy continuation of --max-tokens tokens (no stop at EOS)
   greedy_margins  per generated token: top-1 minus top-2 logit (near ties show here)
-  experts         {"<layer>": [[expert ids in selection order] per prompt position]}
+  experts         {"<layer>": [[expert ids in selection order] per prompt position]},
+                  one entry per MoE layer (is_moe_layer)
   route_margins   {"<layer>": [per prompt position: the smallest selection gap]}, the
                   distance of the routing decision from a tie (see route())
 """
@@ -234,6 +235,9 @@ class Model:
         return x @ self.w(name + ".weight").T
 
     def is_moe_layer(self, layer):
+        """Hugging Face's rule (modeling_deepseek.py, DeepseekV3DecoderLayer): a DeepSeekMoE
+        block when the model has routed experts, layer >= first_k_dense_replace and
+        layer % moe_layer_freq == 0; a dense MLP otherwise."""
         c = self.config
         return (
             c.get("n_routed_experts")

@@ -31,46 +31,7 @@ MlpWeights mlp_views(const model::Mlp& mlp) {
   return MlpWeights{to_view(mlp.gate_proj), to_view(mlp.up_proj), to_view(mlp.down_proj)};
 }
 
-int64_t mlp_bytes(const model::Mlp& mlp) {
-  return static_cast<int64_t>(mlp.gate_proj.bytes() + mlp.up_proj.bytes() + mlp.down_proj.bytes());
-}
-
-int64_t norm_bytes(const std::vector<float>& norm) {
-  return static_cast<int64_t>(norm.size() * sizeof(float));
-}
-
 }  // namespace
-
-ActiveWeightBytes active_weight_bytes(const model::ModelConfig& config,
-                                      const model::ModelWeights& weights) {
-  ActiveWeightBytes b;
-  for (const model::DecoderLayer& layer : weights.layers) {
-    const model::Attention& a = layer.self_attn;
-    for (const model::Linear* l :
-         {&a.q_a_proj, &a.q_b_proj, &a.q_proj, &a.kv_a_proj_with_mqa, &a.kv_b_proj, &a.o_proj}) {
-      b.attention += static_cast<int64_t>(l->bytes());
-    }
-    b.norms += norm_bytes(layer.input_layernorm) + norm_bytes(layer.post_attention_layernorm) +
-               norm_bytes(a.q_a_layernorm) + norm_bytes(a.kv_a_layernorm);
-    if (!layer.is_moe) {
-      b.dense_mlp += mlp_bytes(layer.mlp);
-      continue;
-    }
-    b.router += static_cast<int64_t>(layer.moe.gate.bytes()) +
-                norm_bytes(layer.moe.e_score_correction_bias);
-    if (layer.moe.has_shared_experts()) b.shared_experts += mlp_bytes(layer.moe.shared_experts);
-    int64_t all_experts = 0;
-    for (const model::Mlp& e : layer.moe.experts) all_experts += mlp_bytes(e);
-    if (!layer.moe.experts.empty()) {
-      b.routed_experts +=
-          all_experts / static_cast<int64_t>(layer.moe.experts.size()) * config.num_experts_per_tok;
-    }
-  }
-  b.norms += norm_bytes(weights.norm);
-  b.embedding_row = static_cast<int64_t>(weights.embed_tokens.bytes()) / config.vocab_size;
-  b.lm_head = static_cast<int64_t>(weights.lm_head.bytes());
-  return b;
-}
 
 StatusOr<std::unique_ptr<Engine>> Engine::create(std::shared_ptr<const model::LoadedModel> model,
                                                  const EngineOptions& options) {

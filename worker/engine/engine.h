@@ -64,24 +64,6 @@ struct ForwardOutput {
   }
 };
 
-// Bytes of weights one token reads in a decode step, for the bandwidth floor.
-struct ActiveWeightBytes {
-  int64_t attention = 0;  // all MLA projections of all layers (incl. FP8 scales)
-  int64_t dense_mlp = 0;  // dense layers' MLPs
-  int64_t shared_experts = 0;
-  int64_t routed_experts = 0;  // num_experts_per_tok experts per MoE layer (mean size)
-  int64_t router = 0;
-  int64_t norms = 0;
-  int64_t embedding_row = 0;
-  int64_t lm_head = 0;
-  int64_t total() const {
-    return attention + dense_mlp + shared_experts + routed_experts + router + norms +
-           embedding_row + lm_head;
-  }
-};
-ActiveWeightBytes active_weight_bytes(const model::ModelConfig& config,
-                                      const model::ModelWeights& weights);
-
 class Engine {
  public:
   static StatusOr<std::unique_ptr<Engine>> create(std::shared_ptr<const model::LoadedModel> model,

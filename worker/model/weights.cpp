@@ -9,7 +9,7 @@
 #include <set>
 
 #include "common/log.h"
-#include "worker/model/float_formats.h"
+#include "kernels/cpu/convert.h"
 
 namespace moeserve::model {
 namespace {
@@ -47,7 +47,7 @@ float load_float(DType dtype, const uint8_t* data, int64_t i) {
   }
   uint16_t bits;
   std::memcpy(&bits, data + i * 2, 2);
-  return bf16_to_float(bits);
+  return kernels::bf16_to_f32(bits);
 }
 
 // Binds tensors by name with a sticky first error, so the layer structure reads as a

@@ -4,7 +4,7 @@
 #include <sstream>
 #include <utility>
 
-#include <nlohmann/json.hpp>
+#include "common/placement_file.h"
 
 namespace moeserve::parallel {
 
@@ -83,45 +83,19 @@ StatusOr<ExpertPlacement> ExpertPlacement::parse(const std::string& json_text,
                                                  const std::string& source, int world_size,
                                                  int64_t num_experts,
                                                  std::vector<int64_t> moe_layers) {
-  const nlohmann::json doc = nlohmann::json::parse(json_text, nullptr, false);
-  if (doc.is_discarded() || !doc.is_object()) {
-    return invalid_argument_error(source + ": not a JSON object");
-  }
-  if (!doc.contains("version") || !doc["version"].is_number_integer() ||
-      doc["version"].get<int64_t>() < 1) {
-    return invalid_argument_error(source + ": \"version\" must be a positive integer");
-  }
-  if (!doc.contains("layers") || !doc["layers"].is_array() || doc["layers"].empty()) {
-    return invalid_argument_error(source + ": \"layers\" must be a non-empty array");
-  }
-  const nlohmann::json& layers = doc["layers"];
-  if (layers.size() != 1 && layers.size() != moe_layers.size()) {
-    return invalid_argument_error(source + ": " + std::to_string(layers.size()) +
+  MOESERVE_ASSIGN_OR_RETURN(PlacementFile file, parse_placement_file(json_text, source));
+  if (file.layers.size() != 1 && file.layers.size() != moe_layers.size()) {
+    return invalid_argument_error(source + ": " + std::to_string(file.layers.size()) +
                                   " entries in \"layers\"; the model has " +
                                   std::to_string(moe_layers.size()) +
                                   " MoE layers (give one entry per MoE layer, or one for all)");
   }
-  std::vector<std::vector<int32_t>> phy2log;
-  for (size_t i = 0; i < layers.size(); ++i) {
-    const nlohmann::json& entry = layers[i];
-    const std::string where = source + ": layers[" + std::to_string(i) + "]";
-    if (!entry.is_object() || !entry.contains("phy2log") || !entry["phy2log"].is_array()) {
-      return invalid_argument_error(where + ": expected {\"phy2log\": [...]}");
-    }
-    std::vector<int32_t> slots;
-    for (const nlohmann::json& v : entry["phy2log"]) {
-      if (!v.is_number_integer()) {
-        return invalid_argument_error(where + ".phy2log: expected integers, got " + v.dump());
-      }
-      slots.push_back(v.get<int32_t>());
-    }
-    phy2log.push_back(std::move(slots));
-  }
+  std::vector<std::vector<int32_t>> phy2log = std::move(file.layers);
   if (phy2log.size() == 1) phy2log.resize(moe_layers.size(), phy2log[0]);
   MOESERVE_ASSIGN_OR_RETURN(
       ExpertPlacement p,
       create(world_size, num_experts, std::move(moe_layers), std::move(phy2log), source));
-  p.version_ = doc["version"].get<int64_t>();
+  p.version_ = file.version;
   return p;
 }
 

@@ -138,7 +138,7 @@ class AutoscalingIntegrationTest : public ::testing::Test {
   std::map<std::string, nlohmann::json> groups() {
     std::map<std::string, nlohmann::json> out;
     kube::ListOptions options;
-    options.label_selector = std::string(op::kLabelDeployment) + "=x";
+    options.label_selector = std::string(deployment::kLabelDeployment) + "=x";
     auto list = client_->list(res::kStatefulSets, kNs, options);
     if (!list.ok()) return out;
     for (auto& item : list->items) {
@@ -158,7 +158,7 @@ class AutoscalingIntegrationTest : public ::testing::Test {
                            {"observedGeneration", sts["metadata"]["generation"]}};
       auto written = client_->update_status(res::kStatefulSets, kNs, updated);
       ASSERT_TRUE(written.ok()) << written.status().to_string();
-      const int32_t group = *op::parse_group_name("x", name);
+      const int32_t group = *deployment::parse_group_name("x", name);
       const std::string pod_name = name + "-0";
       if (client_->get(res::kPods, kNs, pod_name).ok()) continue;
       nlohmann::json pod = {{"apiVersion", "v1"},
@@ -166,7 +166,7 @@ class AutoscalingIntegrationTest : public ::testing::Test {
                             {"metadata",
                              {{"name", pod_name},
                               {"namespace", kNs},
-                              {"labels", {{std::string(op::kLabelDeployment), "x"}}}}},
+                              {"labels", {{std::string(deployment::kLabelDeployment), "x"}}}}},
                             {"spec", {{"containers", {{{"name", "worker"}, {"image", "w"}}}}}}};
       auto created = client_->create(res::kPods, kNs, pod);
       ASSERT_TRUE(created.ok()) << created.status().to_string();

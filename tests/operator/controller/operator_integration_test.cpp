@@ -62,7 +62,7 @@ class OperatorIntegrationTest : public ::testing::Test {
   std::map<std::string, nlohmann::json> groups(const std::string& name) {
     std::map<std::string, nlohmann::json> out;
     kube::ListOptions options;
-    options.label_selector = std::string(op::kLabelDeployment) + "=" + name;
+    options.label_selector = std::string(deployment::kLabelDeployment) + "=" + name;
     auto list = client_->list(res::kStatefulSets, kNs, options);
     if (!list.ok()) return out;
     for (auto& item : list->items) {

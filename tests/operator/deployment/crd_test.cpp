@@ -9,10 +9,13 @@
 #include <gtest/gtest.h>
 
 #include "common/yaml_json.h"
+#include "operator/deployment/parse.h"
+#include "operator/deployment/serialize.h"
 #include "operator/deployment/types.h"
+#include "operator/deployment/validate.h"
 #include "tests/support/test_util.h"
 
-namespace moeserve::op {
+namespace moeserve::deployment {
 namespace {
 
 using nlohmann::json;
@@ -285,6 +288,9 @@ std::map<std::string, CelCase> cel_cases() {
       [](json* o) { (*o)["spec"]["worker"]["env"][0]["valueFrom"] = json::object(); },
       "spec.worker.env[0]");
   rule(
+      "self.method != 'mtp'", [](json* o) { (*o)["spec"]["speculative"]["method"] = "mtp"; },
+      "spec.speculative.method");
+  rule(
       "self.minReplicas <= self.maxReplicas",
       [](json* o) { (*o)["spec"]["autoscaling"]["minReplicas"] = 4; },
       "spec.autoscaling.maxReplicas");
@@ -330,6 +336,19 @@ TEST(Crd, EveryCelRuleIsEnforcedByValidate) {
   }
 }
 
+TEST(Crd, RefusesMtpWithTheOperatorsMessage) {
+  const json crd = load_crd();
+  const json& speculative = spec_schema(crd)["properties"]["speculative"];
+  ASSERT_EQ(speculative["x-kubernetes-validations"].size(), 1u);
+  EXPECT_EQ(speculative["x-kubernetes-validations"][0]["message"],
+            "spec.speculative.method: " + std::string(kMtpNotImplemented));
+  json object = object_with(valid_spec());
+  object["spec"]["speculative"] = {{"method", "mtp"}};
+  const std::vector<FieldError> errors = errors_of(object);
+  ASSERT_EQ(errors.size(), 1u) << join_errors(errors);
+  EXPECT_EQ(errors[0].to_string(), speculative["x-kubernetes-validations"][0]["message"]);
+}
+
 std::vector<std::filesystem::path> examples() {
   std::vector<std::filesystem::path> out;
   for (const auto& entry : std::filesystem::directory_iterator(source_dir() / "deploy/examples")) {
@@ -368,8 +387,8 @@ TEST(Crd, DeepSeekV3ExampleIsTwoGroupsOfSixteenH200Ranks) {
   EXPECT_EQ(gpus_per_pod(md.spec.worker), 8);
   EXPECT_EQ(md.spec.model.precision, Precision::kFp8);
   EXPECT_TRUE(md.spec.worker.spread_across_nodes);
-  EXPECT_EQ(md.spec.speculative.method, SpeculativeMethod::kMtp);
+  EXPECT_EQ(md.spec.speculative.method, SpeculativeMethod::kNone) << "MTP is not implemented";
 }
 
 }  // namespace
-}  // namespace moeserve::op
+}  // namespace moeserve::deployment

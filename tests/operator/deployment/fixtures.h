@@ -6,9 +6,10 @@
 #include <gtest/gtest.h>
 #include <nlohmann/json.hpp>
 
+#include "operator/deployment/parse.h"
 #include "operator/deployment/types.h"
 
-namespace moeserve::op::testing {
+namespace moeserve::deployment::testing {
 
 // Two groups of 16 ranks, 8 GPUs per pod, 256 experts + 32 redundant, $2 per GPU-hour.
 inline nlohmann::json v3_spec() {
@@ -36,4 +37,4 @@ inline ModelDeployment valid_deployment(nlohmann::json spec, int64_t generation 
   return md;
 }
 
-}  // namespace moeserve::op::testing
+}  // namespace moeserve::deployment::testing

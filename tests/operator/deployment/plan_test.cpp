@@ -6,11 +6,11 @@
 #include <gtest/gtest.h>
 
 #include "operator/deployment/names.h"
+#include "operator/deployment/observe.h"
 #include "operator/deployment/pod_template.h"
-#include "operator/deployment/rfc3339.h"
 #include "tests/operator/deployment/fixtures.h"
 
-namespace moeserve::op {
+namespace moeserve::deployment {
 namespace {
 
 using nlohmann::json;
@@ -165,9 +165,9 @@ TEST(Plan, FreshDeploymentCreatesEveryGroupAndTheDefaultPlacement) {
   EXPECT_EQ(p.template_hash, template_hash(md, p.layout));
   EXPECT_EQ(p.groups.create, (std::vector<int32_t>{0, 1}));
   EXPECT_EQ(p.rendered_groups(), (std::vector<int32_t>{0, 1}));
-  ASSERT_TRUE(p.placement.has_value());
-  EXPECT_EQ(p.placement->version, 1);
-  EXPECT_EQ(p.placement->layers, default_phy2log(256, 58, 32));
+  ASSERT_TRUE(p.placement.map.has_value());
+  EXPECT_EQ(p.placement.map->version, 1);
+  EXPECT_EQ(p.placement.map->layers, default_phy2log(256, 58, 32));
 }
 
 TEST(Plan, TemplateHashIgnoresScalingAndCostButNotTheWorker) {
@@ -196,22 +196,61 @@ TEST(PlanPlacement, VersionMovesOnlyWhenTheMapChanges) {
   const auto default_map = default_phy2log(256, 58, 32);
   Observed observed;
   observed.current_placement = Placement{4, default_map};
-  EXPECT_EQ(plan_placement(md.spec, observed), (Placement{4, default_map}));
+  EXPECT_EQ(plan_placement(md.spec, observed).map, (Placement{4, default_map}));
 
-  auto proposed = default_map;
-  std::swap(proposed[0][0], proposed[0][1]);
-  observed.proposed_placement = Placement{0, proposed};
-  EXPECT_EQ(plan_placement(md.spec, observed), (Placement{5, proposed}));
-
-  observed.current_placement = Placement{5, proposed};
-  EXPECT_EQ(plan_placement(md.spec, observed)->version, 5);
-
-  // A proposal of the wrong shape (e.g. for an older spec) is ignored.
-  observed.proposed_placement = Placement{0, default_phy2log(256, 58, 16)};
-  EXPECT_EQ(plan_placement(md.spec, observed), (Placement{5, proposed}));
-  // So is a current map that no longer fits: back to the default, version bumped.
+  observed.current_placement = Placement{5, default_phy2log(256, 58, 32)};
+  EXPECT_EQ(plan_placement(md.spec, observed).map->version, 5);
+  // A current map that no longer fits: back to the default, version bumped.
   observed.current_placement = Placement{5, default_phy2log(64, 58, 0)};
-  EXPECT_EQ(plan_placement(md.spec, observed), (Placement{6, default_map}));
+  EXPECT_EQ(plan_placement(md.spec, observed).map, (Placement{6, default_map}));
+}
+
+// Loads on 2 MoE layers of 8 experts, expert 0 of every layer hot: 8 + 4 slots on 4 ranks.
+json small_spec() {
+  return json::parse(R"({
+    "model": {"source": "/m", "routedExperts": 8, "moeLayers": 2},
+    "parallelism": {"expertParallel": 4, "ranksPerPod": 1, "redundantExperts": 4},
+    "worker": {"image": "w:1"}
+  })");
+}
+
+std::vector<std::vector<double>> skewed_load() {
+  std::vector<double> row(8, 100.0);
+  row[0] = 5000;
+  return {row, row};
+}
+
+TEST(PlanPlacement, SkewedLoadsProposeABetterMapAndVersionIt) {
+  const ModelDeployment md = deployment(small_spec());
+  Observed observed;
+  observed.current_placement = Placement{3, default_phy2log(8, 2, 4)};
+  observed.expert_load = skewed_load();
+  const PlacementPlan p = plan_placement(md.spec, observed);
+  ASSERT_TRUE(p.error.ok()) << p.error.to_string();
+  EXPECT_TRUE(p.proposed);
+  ASSERT_TRUE(p.map && p.current_balancedness && p.balancedness);
+  EXPECT_EQ(p.map->version, 4);
+  EXPECT_NE(p.map->layers, observed.current_placement->layers);
+  EXPECT_TRUE(placement_fits(p.map->layers, 8, 2, 4));
+  EXPECT_GT(*p.balancedness, *p.current_balancedness);
+  // The same plan() gives the reconcile the same decision.
+  EXPECT_EQ(plan(md, observed).placement.map, p.map);
+}
+
+TEST(PlanPlacement, LoadsOfAnotherShapeOrTooFewTokensKeepTheMap) {
+  const ModelDeployment md = deployment(small_spec());
+  Observed observed;
+  observed.current_placement = Placement{3, default_phy2log(8, 2, 4)};
+  observed.expert_load = {skewed_load()[0]};  // one layer: measured before a spec change
+  PlacementPlan p = plan_placement(md.spec, observed);
+  EXPECT_FALSE(p.proposed);
+  EXPECT_FALSE(p.balancedness.has_value());
+  EXPECT_EQ(p.map, observed.current_placement);
+
+  observed.expert_load = {std::vector<double>(8, 1.0), std::vector<double>(8, 1.0)};
+  p = plan_placement(md.spec, observed);  // 16 tokens: noise, below min_tokens
+  EXPECT_FALSE(p.proposed);
+  EXPECT_EQ(p.map, observed.current_placement);
 }
 
 TEST(PlanPlacement, AbsentWithoutTheModelShape) {
@@ -219,39 +258,8 @@ TEST(PlanPlacement, AbsentWithoutTheModelShape) {
   spec["model"].erase("routedExperts");
   spec["model"].erase("moeLayers");
   spec["parallelism"]["redundantExperts"] = 0;
-  EXPECT_FALSE(plan_placement(deployment(spec).spec, Observed{}).has_value());
-}
-
-TEST(ObserveStatefulset, ReadsGroupTemplateAndReadiness) {
-  const json sts = json::parse(R"({
-    "metadata": {"name": "ds-g7", "generation": 4, "creationTimestamp": "2026-03-01T10:00:00Z",
-                 "annotations": {"moeserve.io/template-hash": "abc"}},
-    "spec": {"replicas": 2},
-    "status": {"observedGeneration": 4, "readyReplicas": 2}
-  })");
-  const StatusOr<ObservedGroup> g = observe_statefulset("ds", sts);
-  ASSERT_TRUE(g.ok()) << g.status().to_string();
-  EXPECT_EQ(g->index, 7);
-  EXPECT_EQ(g->template_hash, "abc");
-  EXPECT_EQ(g->desired_pods, 2);
-  EXPECT_EQ(g->ready_pods, 2);
-  EXPECT_TRUE(g->ready());
-  EXPECT_EQ(g->created_at, parse_rfc3339("2026-03-01T10:00:00Z"));
-
-  json stale = sts;
-  stale["metadata"]["generation"] = 5;  // the StatefulSet controller has not caught up
-  EXPECT_FALSE(observe_statefulset("ds", stale)->ready());
-  json partial = sts;
-  partial["status"]["readyReplicas"] = 1;
-  EXPECT_FALSE(observe_statefulset("ds", partial)->ready());
-  json deleting = sts;
-  deleting["metadata"]["deletionTimestamp"] = "2026-03-01T11:00:00Z";
-  EXPECT_TRUE(observe_statefulset("ds", deleting)->terminating);
-  EXPECT_FALSE(observe_statefulset("ds", deleting)->ready());
-  json other = sts;
-  other["metadata"]["name"] = "dsx-g1";
-  EXPECT_FALSE(observe_statefulset("ds", other).ok());
+  EXPECT_FALSE(plan_placement(deployment(spec).spec, Observed{}).map.has_value());
 }
 
 }  // namespace
-}  // namespace moeserve::op
+}  // namespace moeserve::deployment

@@ -10,7 +10,7 @@
 #include "operator/deployment/pod_template.h"
 #include "tests/operator/deployment/fixtures.h"
 
-namespace moeserve::op {
+namespace moeserve::deployment {
 namespace {
 
 using nlohmann::json;
@@ -26,7 +26,6 @@ json v3_spec() {
   spec["worker"]["env"] = json::parse(R"([{"name": "NCCL_DEBUG", "value": "WARN"}])");
   spec["worker"]["extraArgs"] = {"--max-num-seqs", "256"};
   spec["worker"]["spreadAcrossNodes"] = true;
-  spec["speculative"] = {{"method", "mtp"}, {"draftTokens", 1}};
   return spec;
 }
 
@@ -110,29 +109,11 @@ TEST(Render, WorkerArgsEnvAndCommandWithEightRanksPerPod) {
   const json sts = render_statefulset(md, plan(md, Observed{}), 3);
   const json& c = worker_container(sts);
   EXPECT_EQ(c["image"], "w:1");
-  EXPECT_EQ(c["args"], json::array({"serve",
-                                    "--model",
-                                    "/model/ds/v3",
-                                    "--host",
-                                    "0.0.0.0",
-                                    "--port",
-                                    "8000",
-                                    "--served-model-name",
-                                    "deepseek-v3",
-                                    "--precision",
-                                    "fp8",
-                                    "--world-size",
-                                    "16",
-                                    "--leader",
-                                    "ds-g3-0.ds-ranks.ml.svc:29500",
-                                    "--placement",
-                                    "/etc/moeserve/placement/placement.json",
-                                    "--speculative",
-                                    "mtp",
-                                    "--draft-tokens",
-                                    "1",
-                                    "--max-num-seqs",
-                                    "256"}));
+  EXPECT_EQ(c["args"],
+            json::array({"serve", "--model", "/model/ds/v3", "--host", "0.0.0.0", "--port", "8000",
+                         "--served-model-name", "deepseek-v3", "--precision", "fp8", "--world-size",
+                         "16", "--leader", "ds-g3-0.ds-ranks.ml.svc:29500", "--placement",
+                         "/etc/moeserve/placement/placement.json", "--max-num-seqs", "256"}));
   EXPECT_EQ(c["command"],
             json::array({"/bin/sh", "-c",
                          "export MOESERVE_RANK=$((MOESERVE_POD_INDEX * 8)); exec \"$0\" \"$@\"",
@@ -246,9 +227,7 @@ TEST(Render, ServicesPdbAndPlacement) {
   EXPECT_EQ(r.pdb["spec"]["maxUnavailable"], 1);
   EXPECT_EQ(r.pdb["spec"]["selector"]["matchLabels"], worker_selector("ds"));
   ASSERT_TRUE(r.placement_configmap.has_value());
-  const json data =
-      json::parse((*r.placement_configmap)["data"]["placement.json"].get<std::string>());
-  EXPECT_EQ(placement_from_json(data).value(), *p.placement);
+  EXPECT_EQ(observe_placement_configmap(*r.placement_configmap).value(), *p.placement.map);
 }
 
 TEST(Render, HashesAreStableAndFollowTheTemplate) {
@@ -288,4 +267,4 @@ TEST(Render, NoPlacementWithoutTheModelShape) {
 }
 
 }  // namespace
-}  // namespace moeserve::op
+}  // namespace moeserve::deployment

@@ -9,7 +9,7 @@
 #include "operator/deployment/rfc3339.h"
 #include "tests/operator/deployment/fixtures.h"
 
-namespace moeserve::op {
+namespace moeserve::deployment {
 namespace {
 
 using nlohmann::json;
@@ -21,6 +21,13 @@ const sys_seconds kNow = kCreated + std::chrono::minutes(10);
 
 ModelDeployment deployment(json spec, int64_t generation = 3) {
   return testing::make_deployment(std::move(spec), generation);
+}
+
+// The status one reconcile writes: from its plan for a valid spec.
+ModelDeploymentStatus status_of(const ModelDeployment& md, const Observed& observed,
+                                sys_seconds now) {
+  if (!md.valid()) return invalid_spec_status(md, observed, now);
+  return compute_status(md, observed, plan(md, observed), now);
 }
 
 // Group i on the desired template of `md` (or on "old"), "r" ready / "u" starting.
@@ -105,7 +112,7 @@ TEST(ComputeStatus, ConditionTable) {
     SCOPED_TRACE(c.name);
     Observed observed;
     observed.groups = c.groups;
-    const ModelDeploymentStatus s = compute_status(md, observed, kNow);
+    const ModelDeploymentStatus s = status_of(md, observed, kNow);
     EXPECT_EQ(brief(s, "Ready"), c.ready);
     EXPECT_EQ(brief(s, "Progressing"), c.progressing);
     EXPECT_EQ(brief(s, "Degraded"), c.degraded);
@@ -122,7 +129,7 @@ TEST(ComputeStatus, MessagesCountGroups) {
   const ModelDeployment md = deployment(v3_spec());
   Observed observed;
   observed.groups = {group(md, 0, true, 'r'), group(md, 1, true, 'u')};
-  const ModelDeploymentStatus s = compute_status(md, observed, kNow);
+  const ModelDeploymentStatus s = status_of(md, observed, kNow);
   EXPECT_EQ(condition(s, "Ready").message, "1/2 groups ready");
   EXPECT_EQ(condition(s, "Progressing").message, "1/2 groups ready");
 }
@@ -132,19 +139,19 @@ TEST(ComputeStatus, GroupPastItsDeadlineIsDegraded) {
   Observed observed;
   observed.groups = {group(md, 0, true, 'r'), group(md, 1, true, 'u')};
   const sys_seconds late = kCreated + std::chrono::seconds(1800 + 2 * 3600);
-  const ModelDeploymentStatus s = compute_status(md, observed, late);
+  const ModelDeploymentStatus s = status_of(md, observed, late);
   EXPECT_EQ(brief(s, "Degraded"), "True/GroupNotReady");
   EXPECT_EQ(condition(s, "Degraded").message,
             "group ds-g1 not ready for 2h30m (0/2 pods ready); progressDeadlineSeconds is 1800");
   // Exactly at the deadline is still within it.
-  EXPECT_EQ(brief(compute_status(md, observed, kCreated + std::chrono::seconds(1800)), "Degraded"),
+  EXPECT_EQ(brief(status_of(md, observed, kCreated + std::chrono::seconds(1800)), "Degraded"),
             "False/Healthy");
 }
 
 TEST(ComputeStatus, ScaledToZero) {
   json spec = v3_spec();
   spec["replicas"] = 0;
-  const ModelDeploymentStatus s = compute_status(deployment(spec), Observed{}, kNow);
+  const ModelDeploymentStatus s = status_of(deployment(spec), Observed{}, kNow);
   EXPECT_EQ(brief(s, "Ready"), "False/ScaledToZero");
   EXPECT_EQ(brief(s, "Progressing"), "False/Complete");
 }
@@ -159,7 +166,7 @@ TEST(ComputeStatus, InvalidSpecNamesTheFieldAndKeepsWhatItCannotCompute) {
   md.status.placement = PlacementStatus{7, 0.9};
   Observed observed;
   observed.groups = {group(md, 0, false, 'r')};
-  const ModelDeploymentStatus s = compute_status(md, observed, kNow);
+  const ModelDeploymentStatus s = status_of(md, observed, kNow);
   EXPECT_EQ(brief(s, "Ready"), "False/InvalidSpec");
   EXPECT_EQ(brief(s, "Progressing"), "False/InvalidSpec");
   EXPECT_EQ(brief(s, "Degraded"), "True/InvalidSpec");
@@ -182,7 +189,7 @@ TEST(ComputeStatus, LastTransitionTimeMovesOnlyWithTheStatus) {
   ModelDeployment md = deployment(v3_spec());
   Observed starting;
   starting.groups = {group(md, 0, true, 'u'), group(md, 1, true, 'u')};
-  md.status = compute_status(md, starting, kNow);
+  md.status = status_of(md, starting, kNow);
   const std::string t0 = format_rfc3339(kNow);
   EXPECT_EQ(condition(md.status, "Ready").last_transition_time, t0);
 
@@ -190,7 +197,7 @@ TEST(ComputeStatus, LastTransitionTimeMovesOnlyWithTheStatus) {
   const sys_seconds t1 = kNow + std::chrono::minutes(5);
   Observed half;
   half.groups = {group(md, 0, true, 'r'), group(md, 1, true, 'u')};
-  md.status = compute_status(md, half, t1);
+  md.status = status_of(md, half, t1);
   EXPECT_EQ(condition(md.status, "Ready").last_transition_time, t0);
   EXPECT_EQ(condition(md.status, "Progressing").last_transition_time, t0);
 
@@ -198,13 +205,13 @@ TEST(ComputeStatus, LastTransitionTimeMovesOnlyWithTheStatus) {
   const sys_seconds t2 = kNow + std::chrono::minutes(9);
   Observed all;
   all.groups = {group(md, 0, true, 'r'), group(md, 1, true, 'r')};
-  md.status = compute_status(md, all, t2);
+  md.status = status_of(md, all, t2);
   EXPECT_EQ(condition(md.status, "Ready").last_transition_time, format_rfc3339(t2));
   EXPECT_EQ(condition(md.status, "Progressing").last_transition_time, format_rfc3339(t2));
   EXPECT_EQ(condition(md.status, "Degraded").last_transition_time, t0);
 
   // Nothing changes: the status is equal, so no write.
-  const ModelDeploymentStatus again = compute_status(md, all, t2 + std::chrono::hours(1));
+  const ModelDeploymentStatus again = status_of(md, all, t2 + std::chrono::hours(1));
   EXPECT_FALSE(status_changed(md.status, again));
 }
 
@@ -214,22 +221,21 @@ TEST(ComputeStatus, CostPerMillionTokens) {
   observed.groups = {group(md, 0, true, 'r'), group(md, 1, true, 'r')};
   observed.tokens_per_second = 20000;
   // 2 groups x 16 GPUs x $2/h = $64/h; 64 / 3600 / 20000 x 1e6 = 0.8889 $/Mtok.
-  const ModelDeploymentStatus s = compute_status(md, observed, kNow);
+  const ModelDeploymentStatus s = status_of(md, observed, kNow);
   ASSERT_TRUE(s.cost_per_million_tokens.has_value());
   EXPECT_DOUBLE_EQ(*s.cost_per_million_tokens, 0.889);
   EXPECT_DOUBLE_EQ(*s.tokens_per_second, 20000);
 
   observed.tokens_per_second = 0;
-  EXPECT_FALSE(compute_status(md, observed, kNow).cost_per_million_tokens.has_value());
+  EXPECT_FALSE(status_of(md, observed, kNow).cost_per_million_tokens.has_value());
   observed.tokens_per_second.reset();
-  EXPECT_FALSE(compute_status(md, observed, kNow).cost_per_million_tokens.has_value());
-  EXPECT_FALSE(compute_status(md, observed, kNow).tokens_per_second.has_value());
+  EXPECT_FALSE(status_of(md, observed, kNow).cost_per_million_tokens.has_value());
+  EXPECT_FALSE(status_of(md, observed, kNow).tokens_per_second.has_value());
 
   json free = v3_spec();
   free["cost"]["gpuHourUsd"] = 0;
   observed.tokens_per_second = 20000;
-  EXPECT_FALSE(
-      compute_status(deployment(free), observed, kNow).cost_per_million_tokens.has_value());
+  EXPECT_FALSE(status_of(deployment(free), observed, kNow).cost_per_million_tokens.has_value());
 
   json cpu = json::parse(R"({"model": {"source": "/tiny"}, "parallelism": {"expertParallel": 2},
                              "worker": {"image": "w"}, "cost": {"podHourUsd": 0.05}})");
@@ -237,13 +243,13 @@ TEST(ComputeStatus, CostPerMillionTokens) {
   observed.groups = {group(deployment(cpu), 0, true, 'r')};
   observed.tokens_per_second = 50;
   // 1 group x 2 pods x $0.05/h = $0.10/h over 50 tokens/s = 0.556 $/Mtok.
-  EXPECT_DOUBLE_EQ(*compute_status(deployment(cpu), observed, kNow).cost_per_million_tokens, 0.556);
+  EXPECT_DOUBLE_EQ(*status_of(deployment(cpu), observed, kNow).cost_per_million_tokens, 0.556);
 }
 
 TEST(ComputeStatus, SelectorAndPlacement) {
   const ModelDeployment md = deployment(v3_spec());
   Observed observed;
-  ModelDeploymentStatus s = compute_status(md, observed, kNow);
+  ModelDeploymentStatus s = status_of(md, observed, kNow);
   EXPECT_EQ(s.selector,
             "app.kubernetes.io/name=moeserve-worker,apps.kubernetes.io/pod-index=0,"
             "moeserve.io/deployment=ds");
@@ -252,8 +258,10 @@ TEST(ComputeStatus, SelectorAndPlacement) {
   // Before loads are measured: the default map's balancedness under uniform load.
   EXPECT_DOUBLE_EQ(s.placement->balancedness,
                    round_significant(uniform_balancedness(default_phy2log(256, 58, 32), 16), 3));
-  observed.measured_balancedness = 0.91234;
-  s = compute_status(md, observed, kNow);
+  // With measured loads: the plan's balancedness.
+  Plan measured = plan(md, observed);
+  measured.placement.balancedness = 0.91234;
+  s = compute_status(md, observed, measured, kNow);
   EXPECT_DOUBLE_EQ(s.placement->balancedness, 0.912);
 }
 
@@ -282,4 +290,4 @@ TEST(RoundSignificant, Table) {
 }
 
 }  // namespace
-}  // namespace moeserve::op
+}  // namespace moeserve::deployment

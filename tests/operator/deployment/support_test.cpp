@@ -9,7 +9,7 @@
 #include "operator/deployment/placement_config.h"
 #include "operator/deployment/rfc3339.h"
 
-namespace moeserve::op {
+namespace moeserve::deployment {
 namespace {
 
 using nlohmann::json;
@@ -89,17 +89,6 @@ TEST(PlacementConfig, UniformBalancedness) {
   EXPECT_LT(expected, 1.0);
 }
 
-TEST(PlacementConfig, JsonRoundTripAndErrors) {
-  const Placement p{3, {{0, 1, 1}, {1, 0, 0}}};
-  const json j = placement_to_json(p);
-  EXPECT_EQ(j.dump(), R"({"layers":[{"phy2log":[0,1,1]},{"phy2log":[1,0,0]}],"version":3})");
-  EXPECT_EQ(placement_from_json(j).value(), p);
-  EXPECT_FALSE(placement_from_json(json::parse(R"({"layers":[]})")).ok());
-  EXPECT_FALSE(placement_from_json(json::parse(R"({"version":1,"layers":[{"x":1}]})")).ok());
-  EXPECT_FALSE(
-      placement_from_json(json::parse(R"({"version":1,"layers":[{"phy2log":["a"]}]})")).ok());
-}
-
 TEST(Hash, Fnv1aKnownValuesAndCanonicalJson) {
   EXPECT_EQ(fnv1a64(""), 0xcbf29ce484222325ull);
   EXPECT_EQ(fnv1a64("a"), 0xaf63dc4c8601ec8cull);
@@ -111,4 +100,4 @@ TEST(Hash, Fnv1aKnownValuesAndCanonicalJson) {
 }
 
 }  // namespace
-}  // namespace moeserve::op
+}  // namespace moeserve::deployment

@@ -1,4 +1,7 @@
 #include "operator/deployment/types.h"
+#include "operator/deployment/parse.h"
+#include "operator/deployment/serialize.h"
+#include "operator/deployment/validate.h"
 
 #include <functional>
 #include <string>
@@ -6,7 +9,7 @@
 
 #include <gtest/gtest.h>
 
-namespace moeserve::op {
+namespace moeserve::deployment {
 namespace {
 
 using nlohmann::json;
@@ -58,7 +61,7 @@ TEST(ParseSpec, EveryFieldRoundTripsThroughJson) {
                "extraArgs": ["--max-num-seqs", "64"],
                "spreadAcrossNodes": true, "port": 9000, "rendezvousPort": 9001,
                "sharedMemorySize": "64Gi"},
-    "speculative": {"method": "mtp", "draftTokens": 2},
+    "speculative": {"method": "none", "draftTokens": 2},
     "autoscaling": {"enabled": true, "minReplicas": 2, "maxReplicas": 9,
                     "targetTokensPerSecondPerGroup": 30000.5, "maxCostPerMillionTokens": 0.5,
                     "ttftP95SloSeconds": 2.5, "scaleDownStabilizationSeconds": 60},
@@ -231,6 +234,10 @@ TEST(Validate, Table) {
       {"same ports",
        [](auto& s) { s.worker.rendezvous_port = 8000; },
        {"spec.worker.rendezvousPort: must differ from spec.worker.port (8000)"}},
+      {"mtp, which the worker does not implement",
+       [](auto& s) { s.speculative.method = SpeculativeMethod::kMtp; },
+       {"spec.speculative.method: mtp is not implemented yet: MTP speculative decoding is "
+        "planned, use none"}},
       {"negative price",
        [](auto& s) { s.cost.gpu_hour_usd = -1; },
        {"spec.cost.gpuHourUsd: must be >= 0"}},
@@ -294,4 +301,4 @@ TEST(ParseStatus, RoundTripsThroughJson) {
 }
 
 }  // namespace
-}  // namespace moeserve::op
+}  // namespace moeserve::deployment

@@ -1,4 +1,5 @@
 #include "operator/local/local_plan.h"
+#include "operator/deployment/parse.h"
 
 #include <gtest/gtest.h>
 
@@ -8,7 +9,7 @@
 namespace moeserve::local {
 namespace {
 
-op::ModelDeployment deployment(int expert_parallel, int ranks_per_pod) {
+deployment::ModelDeployment deployment(int expert_parallel, int ranks_per_pod) {
   nlohmann::json object = {
       {"apiVersion", "moeserve.io/v1alpha1"},
       {"kind", "ModelDeployment"},
@@ -18,8 +19,8 @@ op::ModelDeployment deployment(int expert_parallel, int ranks_per_pod) {
         {"replicas", 2},
         {"parallelism", {{"expertParallel", expert_parallel}, {"ranksPerPod", ranks_per_pod}}},
         {"worker", {{"image", "w"}, {"extraArgs", {"--max-num-seqs", "8"}}}}}}};
-  op::ModelDeployment md = op::parse_model_deployment(object);
-  EXPECT_TRUE(md.valid()) << op::join_errors(md.errors);
+  deployment::ModelDeployment md = deployment::parse_model_deployment(object);
+  EXPECT_TRUE(md.valid()) << join_errors(md.errors);
   return md;
 }
 
@@ -43,9 +44,11 @@ TEST(LocalPlan, OneProcessPerRankWithGroupEnvironment) {
       EXPECT_TRUE(has_env(r, "MOESERVE_RANK=" + std::to_string(r.rank)));
       EXPECT_TRUE(has_env(r, "MOESERVE_WORLD_SIZE=4"));
       EXPECT_TRUE(has_env(r, "MOESERVE_DEPLOYMENT=demo"));
-      auto grpc = std::find(r.argv.begin(), r.argv.end(), "--grpc-port");
-      ASSERT_NE(grpc, r.argv.end());
-      EXPECT_EQ(*(grpc + 1), "-1");  // no gRPC port for local ranks
+      auto threads = std::find(r.argv.begin(), r.argv.end(), "--threads");
+      ASSERT_NE(threads, r.argv.end());
+      EXPECT_EQ(*(threads + 1), "1");
+      EXPECT_EQ(std::find(r.argv.begin(), r.argv.end(), "--precision"), r.argv.end())
+          << "--model may stand in for the spec's checkpoint: the worker reads its precision";
     }
   }
   EXPECT_EQ(ports.size(), 8u) << "every rank has its own port";
@@ -54,13 +57,12 @@ TEST(LocalPlan, OneProcessPerRankWithGroupEnvironment) {
   EXPECT_TRUE(has_env(groups[1].ranks[3], "MOESERVE_LEADER_ADDR=127.0.0.1:9019"));
 }
 
-TEST(LocalPlan, SingleRankGroupsNeedNoRendezvous) {
+TEST(LocalPlan, SingleRankGroupsAreOneProcessOfWorldSizeOne) {
   auto groups = local_processes(deployment(1, 1), 1, {});
   ASSERT_EQ(groups.size(), 1u);
   ASSERT_EQ(groups[0].ranks.size(), 1u);
-  for (const auto& e : groups[0].ranks[0].env) {
-    EXPECT_EQ(e.find("MOESERVE_LEADER_ADDR"), std::string::npos);
-  }
+  EXPECT_TRUE(has_env(groups[0].ranks[0], "MOESERVE_RANK=0"));
+  EXPECT_TRUE(has_env(groups[0].ranks[0], "MOESERVE_WORLD_SIZE=1"));  // the leader is unused
 }
 
 TEST(LocalPlan, ModelOverrideAndExtraArgs) {

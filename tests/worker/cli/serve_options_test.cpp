@@ -20,48 +20,6 @@ class ServeOptionsTest : public ::testing::Test {
   }
 };
 
-// The command line operator/deployment/pod_template.cpp renders.
-std::vector<std::string> operator_args() {
-  return {"--model",
-          "/models/x",
-          "--host",
-          "0.0.0.0",
-          "--port",
-          "8000",
-          "--served-model-name",
-          "x",
-          "--precision",
-          "fp8",
-          "--world-size",
-          "4",
-          "--leader",
-          "x-g0-0.x-ranks.ns.svc:29500",
-          "--placement",
-          "/etc/placement/p.json",
-          "--speculative",
-          "none",
-          "--draft-tokens",
-          "0"};
-}
-
-TEST_F(ServeOptionsTest, AcceptsTheOperatorsCommandLineWithTheRankFromTheEnvironment) {
-  setenv("MOESERVE_RANK", "3", 1);
-  setenv("MOESERVE_DEPLOYMENT", "x", 1);
-  auto parsed = parse_serve_flags(operator_args());
-  ASSERT_TRUE(parsed.ok()) << parsed.status().to_string();
-  const ServeFlags& f = parsed->flags;
-  EXPECT_EQ(f.group.rank, 3);
-  EXPECT_EQ(f.group.world_size, 4);
-  EXPECT_EQ(f.group.leader, "x-g0-0.x-ranks.ns.svc:29500");
-  EXPECT_EQ(f.group.placement, "/etc/placement/p.json");
-  EXPECT_EQ(f.precision, "fp8");
-  EXPECT_EQ(f.speculative, "none");
-  EXPECT_EQ(f.draft_tokens, 0);
-  EXPECT_EQ(f.deployment, "x");
-  EXPECT_EQ(f.port, 8000);
-  EXPECT_TRUE(in_group(f));
-}
-
 TEST_F(ServeOptionsTest, RankComesFromPodIndexTimesRanksPerPodWithoutMoeserveRank) {
   setenv("MOESERVE_POD_INDEX", "2", 1);
   setenv("MOESERVE_RANKS_PER_POD", "2", 1);

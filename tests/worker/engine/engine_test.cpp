@@ -205,28 +205,6 @@ TEST_P(EngineTest, RecordsTheExpertsOfEveryMoeLayerPerToken) {
   }
 }
 
-TEST(ActiveWeightBytesTest, CountsOneEmbeddingRowTopKExpertsAndEveryAttentionMatrix) {
-  moeserve::testing::TempDir dir;
-  auto model = testing::make_tiny_model(dir.path(), model::Architecture::kDeepseekV3,
-                                        model::WeightPrecision::kBf16, 1);
-  ASSERT_NE(model, nullptr);
-  const model::ModelConfig& c = model->config;
-  const ActiveWeightBytes b = active_weight_bytes(c, model->weights);
-  EXPECT_EQ(b.embedding_row, c.hidden_size * 2);
-  EXPECT_EQ(b.lm_head, c.vocab_size * c.hidden_size * 2);
-  const int64_t moe_layers = c.num_hidden_layers - c.first_k_dense_replace;
-  EXPECT_EQ(b.routed_experts,
-            moe_layers * c.num_experts_per_tok * 3 * c.moe_intermediate_size * c.hidden_size * 2);
-  EXPECT_EQ(b.dense_mlp, c.first_k_dense_replace * 3 * c.intermediate_size * c.hidden_size * 2);
-  const int64_t qk = c.qk_head_dim();
-  const int64_t attention_params =
-      c.q_lora_rank * c.hidden_size + c.num_attention_heads * qk * c.q_lora_rank +
-      (c.kv_lora_rank + c.qk_rope_head_dim) * c.hidden_size +
-      c.num_attention_heads * (c.qk_nope_head_dim + c.v_head_dim) * c.kv_lora_rank +
-      c.hidden_size * c.num_attention_heads * c.v_head_dim;
-  EXPECT_EQ(b.attention, c.num_hidden_layers * attention_params * 2);
-}
-
 INSTANTIATE_TEST_SUITE_P(Precisions, EngineTest,
                          ::testing::Values(model::WeightPrecision::kBf16,
                                            model::WeightPrecision::kFp8),

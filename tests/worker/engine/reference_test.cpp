@@ -1,5 +1,7 @@
 // The C++ engine against the independent float64 numpy reference
-// (tests/reference/deepseek_ref.py) on generated tiny models, V3 and V2, BF16 and FP8.
+// (tests/reference/deepseek_ref.py) on generated tiny models, V3 and V2, BF16 and FP8,
+// and with moe_layer_freq 2 (dense and MoE layers interleaved, each side applying the
+// Hugging Face rule to config.json on its own).
 #include <gtest/gtest.h>
 
 #include <algorithm>
@@ -59,6 +61,8 @@ struct Case {
   model::Architecture arch;
   model::WeightPrecision precision;
   const char* name;
+  int64_t num_hidden_layers = 0;  // 0: the tiny preset's 3
+  int64_t moe_layer_freq = 1;
 };
 
 void PrintTo(const Case& c, std::ostream* os) { *os << c.name; }
@@ -67,7 +71,12 @@ class ReferenceTest : public ::testing::TestWithParam<Case> {};
 
 TEST_P(ReferenceTest, LogitsGreedyContinuationAndExpertsMatchTheNumpyReference) {
   moeserve::testing::TempDir dir;
-  auto model = testing::make_tiny_model(dir.path(), GetParam().arch, GetParam().precision, 11);
+  auto model =
+      testing::make_tiny_model(dir.path(), {.architecture = GetParam().arch,
+                                            .precision = GetParam().precision,
+                                            .seed = 11,
+                                            .num_hidden_layers = GetParam().num_hidden_layers,
+                                            .moe_layer_freq = GetParam().moe_layer_freq});
   ASSERT_NE(model, nullptr);
   const model::ModelConfig& c = model->config;
   const auto prompt = testing::test_prompt(33, static_cast<int32_t>(c.vocab_size), 9);
@@ -94,7 +103,15 @@ TEST_P(ReferenceTest, LogitsGreedyContinuationAndExpertsMatchTheNumpyReference) 
   }
   RecordProperty("worst_logit_error", std::to_string(worst));
 
-  ASSERT_FALSE(out.routing.empty());
+  // The engine routes exactly the layers the reference treats as MoE.
+  std::vector<std::string> routed_layers;
+  for (const LayerRouting& layer : out.routing)
+    routed_layers.push_back(std::to_string(layer.layer));
+  std::vector<std::string> ref_layers;
+  for (const auto& [key, experts] : ref["experts"].items()) ref_layers.push_back(key);
+  std::sort(routed_layers.begin(), routed_layers.end());
+  ASSERT_FALSE(routed_layers.empty());
+  ASSERT_EQ(routed_layers, ref_layers);
   for (const LayerRouting& layer : out.routing) {
     const std::string key = std::to_string(layer.layer);
     ASSERT_TRUE(ref["experts"].contains(key)) << "layer " << key;
@@ -127,7 +144,10 @@ INSTANTIATE_TEST_SUITE_P(
         Case{model::Architecture::kDeepseekV3, model::WeightPrecision::kBf16, "V3Bf16"},
         Case{model::Architecture::kDeepseekV3, model::WeightPrecision::kFp8, "V3Fp8"},
         Case{model::Architecture::kDeepseekV2, model::WeightPrecision::kBf16, "V2Bf16"},
-        Case{model::Architecture::kDeepseekV2, model::WeightPrecision::kFp8, "V2Fp8"}),
+        Case{model::Architecture::kDeepseekV2, model::WeightPrecision::kFp8, "V2Fp8"},
+        // 5 layers, first_k_dense_replace 1, freq 2: MoE layers 2 and 4; 0, 1, 3 dense.
+        Case{model::Architecture::kDeepseekV3, model::WeightPrecision::kBf16, "V3Bf16Freq2", 5, 2},
+        Case{model::Architecture::kDeepseekV3, model::WeightPrecision::kFp8, "V3Fp8Freq2", 5, 2}),
     [](const auto& info) { return std::string(info.param.name); });
 
 }  // namespace

@@ -10,26 +10,27 @@
 #include <vector>
 
 #include "tests/support/test_util.h"
+#include "tools/fixtures/tiny_model.h"
 #include "worker/engine/engine.h"
-#include "worker/model/tiny_model.h"
 #include "worker/model/weights.h"
 
 namespace moeserve::engine::testing {
 
-inline std::shared_ptr<const model::LoadedModel> make_tiny_model(const std::string& dir,
-                                                                 model::Architecture arch,
-                                                                 model::WeightPrecision precision,
-                                                                 uint64_t seed) {
-  model::TinyModelOptions options;
-  options.architecture = arch;
-  options.precision = precision;
-  options.seed = seed;
-  const Status written = model::write_tiny_model(dir, options);
+inline std::shared_ptr<const model::LoadedModel> make_tiny_model(
+    const std::string& dir, const fixtures::TinyModelOptions& options) {
+  const Status written = fixtures::write_tiny_model(dir, options);
   EXPECT_TRUE(written.ok()) << written.to_string();
   auto loaded = model::load_model(dir, model::BindOptions{.load_mtp = false, .prefault = false});
   EXPECT_TRUE(loaded.ok()) << loaded.status().to_string();
   if (!loaded.ok()) return nullptr;
   return std::make_shared<const model::LoadedModel>(std::move(loaded).value());
+}
+
+inline std::shared_ptr<const model::LoadedModel> make_tiny_model(const std::string& dir,
+                                                                 model::Architecture arch,
+                                                                 model::WeightPrecision precision,
+                                                                 uint64_t seed) {
+  return make_tiny_model(dir, {.architecture = arch, .precision = precision, .seed = seed});
 }
 
 inline std::unique_ptr<Engine> make_engine(std::shared_ptr<const model::LoadedModel> model,

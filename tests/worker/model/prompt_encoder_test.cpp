@@ -12,7 +12,7 @@
 #include <nlohmann/json.hpp>
 
 #include "tests/support/test_util.h"
-#include "worker/model/tiny_model.h"
+#include "tools/fixtures/tiny_model.h"
 
 namespace moeserve::model {
 namespace {
@@ -20,7 +20,7 @@ namespace {
 class PromptEncoderTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    ASSERT_TRUE(write_tiny_model(dir_.path(), TinyModelOptions{}).ok());
+    ASSERT_TRUE(fixtures::write_tiny_model(dir_.path(), fixtures::TinyModelOptions{}).ok());
     auto config = load_config(dir_.path());
     ASSERT_TRUE(config.ok()) << config.status().to_string();
     config_ = *config;

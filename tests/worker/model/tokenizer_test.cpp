@@ -7,9 +7,9 @@
 
 #include <nlohmann/json.hpp>
 
+#include "tools/fixtures/tiny_tokenizer.h"
 #include "worker/model/chat_template.h"
 #include "worker/model/pretokenizer.h"
-#include "worker/model/tiny_tokenizer.h"
 #include "worker/model/unicode.h"
 
 namespace moeserve::model {
@@ -340,7 +340,7 @@ TEST(TokenizerTest, EncodeIsFastOnLongPrompts) {
 }
 
 TEST(TokenizerTest, LoadsTheTinyModelTokenizerAndChatTemplate) {
-  auto tiny = make_tiny_tokenizer(512);
+  auto tiny = fixtures::make_tiny_tokenizer(512);
   ASSERT_TRUE(tiny.ok()) << tiny.status().to_string();
   auto tok = Tokenizer::parse(tiny->tokenizer_json.dump());
   ASSERT_TRUE(tok.ok()) << tok.status().to_string();

@@ -15,9 +15,9 @@
 #include <nlohmann/json.hpp>
 
 #include "common/log.h"
+#include "kernels/cpu/convert.h"
 #include "tests/support/test_util.h"
-#include "worker/model/float_formats.h"
-#include "worker/model/tiny_model.h"
+#include "tools/fixtures/tiny_model.h"
 
 namespace moeserve::model {
 namespace {
@@ -34,14 +34,14 @@ struct Models {
 Models& models() {
   static Models* m = [] {
     auto* out = new Models;
-    TinyModelOptions options;
+    fixtures::TinyModelOptions options;
     options.seed = 7;
-    EXPECT_TRUE(write_tiny_model(out->v3_bf16.path(), options).ok());
+    EXPECT_TRUE(fixtures::write_tiny_model(out->v3_bf16.path(), options).ok());
     options.precision = WeightPrecision::kFp8;
-    EXPECT_TRUE(write_tiny_model(out->v3_fp8.path(), options).ok());
+    EXPECT_TRUE(fixtures::write_tiny_model(out->v3_fp8.path(), options).ok());
     options.precision = WeightPrecision::kBf16;
     options.architecture = Architecture::kDeepseekV2;
-    EXPECT_TRUE(write_tiny_model(out->v2_bf16.path(), options).ok());
+    EXPECT_TRUE(fixtures::write_tiny_model(out->v2_bf16.path(), options).ok());
     return out;
   }();
   return *m;
@@ -50,12 +50,12 @@ Models& models() {
 float bf16_at(const Linear& w, int64_t row, int64_t col) {
   uint16_t bits;
   std::memcpy(&bits, w.data + (row * w.cols + col) * 2, 2);
-  return bf16_to_float(bits);
+  return kernels::bf16_to_f32(bits);
 }
 
 float fp8_dequantized_at(const Linear& w, int64_t row, int64_t col) {
   const float scale = w.scale_inv[(row / 128) * w.scale_cols() + col / 128];
-  return fp8_e4m3_to_float(w.data[row * w.cols + col]) * scale;
+  return kernels::fp8_e4m3_to_f32(w.data[row * w.cols + col]) * scale;
 }
 
 TEST(WeightsTest, BindsTinyV3Bf16WithEveryPart) {
@@ -221,9 +221,9 @@ class CorruptCheckpointTest : public ::testing::Test {
 
 TEST(WeightsTest, MissingTensorOfAShardedCheckpointNamesTheIndex) {
   testing::TempDir dir;
-  TinyModelOptions options;
+  fixtures::TinyModelOptions options;
   options.architecture = Architecture::kDeepseekV2;
-  ASSERT_TRUE(write_tiny_model(dir.path(), options).ok());
+  ASSERT_TRUE(fixtures::write_tiny_model(dir.path(), options).ok());
   auto config = load_config(dir.path());
   auto checkpoint = SafetensorsCheckpoint::open(dir.path());
   ASSERT_TRUE(config.ok() && checkpoint.ok());

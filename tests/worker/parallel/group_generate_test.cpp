@@ -18,7 +18,7 @@
 #include <nlohmann/json.hpp>
 
 #include "tests/support/test_util.h"
-#include "worker/model/tiny_model.h"
+#include "tools/fixtures/tiny_model.h"
 
 namespace moeserve::engine {
 namespace {
@@ -55,10 +55,10 @@ class GroupGenerate : public ::testing::Test {
     dir_ = new TempDir();
     for (auto [name, precision] : {std::pair{"bf16", model::WeightPrecision::kBf16},
                                    std::pair{"fp8", model::WeightPrecision::kFp8}}) {
-      model::TinyModelOptions options;
+      fixtures::TinyModelOptions options;
       options.precision = precision;
       options.seed = 11;
-      ASSERT_TRUE(model::write_tiny_model(dir_->file(name), options).ok());
+      ASSERT_TRUE(fixtures::write_tiny_model(dir_->file(name), options).ok());
     }
     moeserve::testing::write_file(dir_->file("batch.txt"), kBatch);
     moeserve::testing::write_file(dir_->file("redundant.json"), kRedundant);

@@ -10,8 +10,8 @@
 #include <numeric>
 
 #include "tests/support/test_util.h"
+#include "tools/fixtures/tiny_model.h"
 #include "worker.grpc.pb.h"
-#include "worker/model/tiny_model.h"
 #include "worker/model/weights.h"
 
 namespace moeserve::server {
@@ -22,7 +22,7 @@ using namespace std::chrono_literals;
 class ControlServiceTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    ASSERT_TRUE(model::write_tiny_model(dir_.path(), {}).ok());
+    ASSERT_TRUE(fixtures::write_tiny_model(dir_.path(), {}).ok());
     auto loaded = model::load_model(dir_.path(), {.load_mtp = false, .prefault = false});
     ASSERT_TRUE(loaded.ok()) << loaded.status().to_string();
     auto model = std::make_shared<const model::LoadedModel>(std::move(loaded).value());

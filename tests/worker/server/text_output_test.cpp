@@ -5,7 +5,7 @@
 #include <gtest/gtest.h>
 
 #include "tests/support/test_util.h"
-#include "worker/model/tiny_model.h"
+#include "tools/fixtures/tiny_model.h"
 
 namespace moeserve::server {
 namespace {
@@ -56,7 +56,7 @@ class ChoiceTextTest : public ::testing::Test {
  protected:
   static void SetUpTestSuite() {
     dir_ = new moeserve::testing::TempDir();
-    ASSERT_TRUE(model::write_tiny_model(dir_->path(), {}).ok());
+    ASSERT_TRUE(fixtures::write_tiny_model(dir_->path(), {}).ok());
     auto t = model::Tokenizer::load(dir_->file("tokenizer.json"));
     ASSERT_TRUE(t.ok());
     tokenizer_ = new model::Tokenizer(*t);

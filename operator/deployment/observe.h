@@ -1,0 +1,57 @@
+// Observations: what the controller reads from the cluster and its measurements,
+// reduced to the plain values plan() and compute_status() decide from. The readers
+// here turn objects as the API server returns them (StatefulSets, the placement
+// ConfigMap) into those values; they decide nothing. Pure.
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "common/status.h"
+#include "operator/deployment/placement_config.h"
+
+namespace moeserve::deployment {
+
+// One StatefulSet x-g<i> as observed.
+struct ObservedGroup {
+  int32_t index = 0;
+  std::string template_hash;                           // annotation moeserve.io/template-hash
+  int32_t desired_pods = 0;                            // spec.replicas
+  int32_t ready_pods = 0;                              // status.readyReplicas
+  int64_t generation = 0;                              // metadata.generation
+  int64_t observed_generation = 0;                     // status.observedGeneration
+  bool terminating = false;                            // metadata.deletionTimestamp set
+  std::optional<std::chrono::sys_seconds> created_at;  // metadata.creationTimestamp
+
+  // Every pod ready, as seen by the StatefulSet controller for the current generation.
+  bool ready() const {
+    return !terminating && desired_pods > 0 && observed_generation >= generation &&
+           ready_pods >= desired_pods;
+  }
+};
+
+struct Observed {
+  std::vector<ObservedGroup> groups;            // every StatefulSet x-g<i> owned by x
+  std::optional<int32_t> recommended_replicas;  // the autoscaler's, when it has one
+  std::optional<double> tokens_per_second;      // measured over all groups (prompt + generated)
+  std::optional<Placement> current_placement;   // as in ConfigMap x-placement now
+  // Routed tokens per expert over the measurement window, [MoE layer][expert]; empty
+  // when nothing is measured.
+  std::vector<std::vector<double>> expert_load;
+};
+
+// Reads a StatefulSet of deployment `deployment` (its group from the name x-g<i>).
+StatusOr<ObservedGroup> observe_statefulset(std::string_view deployment,
+                                            const nlohmann::json& statefulset);
+
+// Reads data[placement.json] of ConfigMap x-placement; invalid_argument when absent or
+// not a valid placement file.
+StatusOr<Placement> observe_placement_configmap(const nlohmann::json& configmap);
+
+}  // namespace moeserve::deployment

@@ -1,0 +1,119 @@
+#include "operator/deployment/serialize.h"
+
+namespace moeserve::deployment {
+namespace {
+
+using nlohmann::json;
+
+json condition_json(const Condition& c) {
+  return {{"type", c.type},
+          {"status", c.status},
+          {"reason", c.reason},
+          {"message", c.message},
+          {"observedGeneration", c.observed_generation},
+          {"lastTransitionTime", c.last_transition_time}};
+}
+
+}  // namespace
+
+json to_json(const ModelDeploymentSpec& s) {
+  json model = {{"source", s.model.source},
+                {"precision", precision_name(s.model.precision)},
+                {"downloaderImage", s.model.downloader_image}};
+  if (!s.model.served_model_name.empty()) model["servedModelName"] = s.model.served_model_name;
+  if (s.model.routed_experts) model["routedExperts"] = *s.model.routed_experts;
+  if (s.model.moe_layers) model["moeLayers"] = *s.model.moe_layers;
+
+  const WorkerSpec& w = s.worker;
+  json worker = {{"image", w.image},
+                 {"imagePullPolicy", w.image_pull_policy},
+                 {"spreadAcrossNodes", w.spread_across_nodes},
+                 {"port", w.port},
+                 {"rendezvousPort", w.rendezvous_port},
+                 {"sharedMemorySize", w.shared_memory_size}};
+  if (!w.resources.requests.empty() || !w.resources.limits.empty()) {
+    worker["resources"] = to_json(w.resources);
+  }
+  if (!w.node_selector.empty()) worker["nodeSelector"] = w.node_selector;
+  if (!w.tolerations.empty()) worker["tolerations"] = to_json(w.tolerations);
+  if (!w.env.empty()) worker["env"] = to_json(w.env);
+  if (!w.extra_args.empty()) worker["extraArgs"] = w.extra_args;
+
+  const AutoscalingSpec& a = s.autoscaling;
+  json autoscaling = {{"enabled", a.enabled},
+                      {"minReplicas", a.min_replicas},
+                      {"maxReplicas", a.max_replicas},
+                      {"scaleDownStabilizationSeconds", a.scale_down_stabilization_seconds}};
+  if (a.target_tokens_per_second_per_group) {
+    autoscaling["targetTokensPerSecondPerGroup"] = *a.target_tokens_per_second_per_group;
+  }
+  if (a.max_cost_per_million_tokens) {
+    autoscaling["maxCostPerMillionTokens"] = *a.max_cost_per_million_tokens;
+  }
+  if (a.ttft_p95_slo_seconds) autoscaling["ttftP95SloSeconds"] = *a.ttft_p95_slo_seconds;
+
+  return {{"model", model},
+          {"replicas", s.replicas},
+          {"parallelism",
+           {{"expertParallel", s.parallelism.expert_parallel},
+            {"ranksPerPod", s.parallelism.ranks_per_pod},
+            {"redundantExperts", s.parallelism.redundant_experts}}},
+          {"worker", worker},
+          {"speculative",
+           {{"method", speculative_name(s.speculative.method)},
+            {"draftTokens", s.speculative.draft_tokens}}},
+          {"autoscaling", autoscaling},
+          {"cost", {{"gpuHourUsd", s.cost.gpu_hour_usd}, {"podHourUsd", s.cost.pod_hour_usd}}},
+          {"progressDeadlineSeconds", s.progress_deadline_seconds}};
+}
+
+json to_json(const ModelDeploymentStatus& s) {
+  json out = {{"observedGeneration", s.observed_generation},
+              {"desiredReplicas", s.desired_replicas},
+              {"replicas", s.replicas},
+              {"readyReplicas", s.ready_replicas},
+              {"updatedReplicas", s.updated_replicas},
+              {"selector", s.selector},
+              {"conditions", json::array()}};
+  for (const Condition& c : s.conditions) out["conditions"].push_back(condition_json(c));
+  if (s.tokens_per_second) out["tokensPerSecond"] = *s.tokens_per_second;
+  if (s.cost_per_million_tokens) out["costPerMillionTokens"] = *s.cost_per_million_tokens;
+  if (s.placement) {
+    out["placement"] = {{"version", s.placement->version},
+                        {"balancedness", s.placement->balancedness}};
+  }
+  return out;
+}
+
+json to_json(const ResourceRequirements& r) {
+  json out = json::object();
+  if (!r.requests.empty()) out["requests"] = r.requests;
+  if (!r.limits.empty()) out["limits"] = r.limits;
+  return out;
+}
+
+json to_json(const std::vector<Toleration>& tolerations) {
+  json out = json::array();
+  for (const Toleration& t : tolerations) {
+    json tol = {{"operator", t.op}};
+    if (!t.key.empty()) tol["key"] = t.key;
+    if (!t.value.empty()) tol["value"] = t.value;
+    if (!t.effect.empty()) tol["effect"] = t.effect;
+    if (t.toleration_seconds) tol["tolerationSeconds"] = *t.toleration_seconds;
+    out.push_back(tol);
+  }
+  return out;
+}
+
+json to_json(const std::vector<EnvVar>& env) {
+  json out = json::array();
+  for (const EnvVar& e : env) {
+    json var = {{"name", e.name}};
+    if (e.value) var["value"] = *e.value;
+    if (!e.value_from.is_null()) var["valueFrom"] = e.value_from;
+    out.push_back(var);
+  }
+  return out;
+}
+
+}  // namespace moeserve::deployment

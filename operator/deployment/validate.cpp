@@ -1,0 +1,253 @@
+#include "operator/deployment/validate.h"
+
+#include <regex>
+
+namespace moeserve::deployment {
+namespace {
+
+// The same patterns as the CRD's `pattern`s (ECMAScript and RE2 agree on these).
+constexpr const char* kQuantityPattern = "^[0-9]+(\\.[0-9]+)?(Ki|Mi|Gi|Ti|Pi|Ei|k|M|G|T|P|E)?$";
+constexpr const char* kNamePattern = "^[a-z0-9]([-a-z0-9]*[a-z0-9])?$";
+
+// Bounds the CRD puts on lists and strings (they keep CEL rule costs bounded).
+constexpr size_t kMaxSourceLength = 512;
+constexpr size_t kMaxStringLength = 256;
+constexpr size_t kMaxTolerations = 64;
+constexpr size_t kMaxEnv = 128;
+
+bool matches(const std::string& text, const char* pattern) {
+  return std::regex_match(text, std::regex(pattern));
+}
+
+// Appends "must be >= min" when value < min.
+void check_min(std::vector<FieldError>* errors, const std::string& path, int64_t value,
+               int64_t min) {
+  if (value < min) {
+    errors->push_back(
+        {path, "must be >= " + std::to_string(min) + " (got " + std::to_string(value) + ")"});
+  }
+}
+
+void check_range(std::vector<FieldError>* errors, const std::string& path, int64_t value,
+                 int64_t min, int64_t max) {
+  if (value < min || value > max) {
+    errors->push_back({path, "must be in " + std::to_string(min) + ".." + std::to_string(max) +
+                                 " (got " + std::to_string(value) + ")"});
+  }
+}
+
+void check_max_items(std::vector<FieldError>* errors, const std::string& path, size_t size,
+                     size_t max) {
+  if (size > max) {
+    errors->push_back({path, "must have at most " + std::to_string(max) + " items (got " +
+                                 std::to_string(size) + ")"});
+  }
+}
+
+void check_max_length(std::vector<FieldError>* errors, const std::string& path,
+                      const std::string& text, size_t max) {
+  if (text.size() > max) {
+    errors->push_back({path, "must be at most " + std::to_string(max) + " characters (got " +
+                                 std::to_string(text.size()) + ")"});
+  }
+}
+
+void check_positive(std::vector<FieldError>* errors, const std::string& path,
+                    const std::optional<double>& value) {
+  if (value && !(*value > 0)) errors->push_back({path, "must be > 0"});
+}
+
+void validate_model(const ModelSpec& m, std::vector<FieldError>* errors) {
+  if (m.source.empty()) {
+    errors->push_back({"spec.model.source", "required"});
+  } else if (m.source.size() > kMaxSourceLength) {
+    errors->push_back({"spec.model.source",
+                       "must be at most " + std::to_string(kMaxSourceLength) + " characters"});
+  } else if (!parse_model_source(m.source)) {
+    errors->push_back({"spec.model.source",
+                       "must be hf://org/name, pvc://claim[/path] or an absolute path (got " +
+                           json_quoted(m.source) + ")"});
+  }
+  if (m.routed_experts) check_min(errors, "spec.model.routedExperts", *m.routed_experts, 1);
+  if (m.moe_layers) check_min(errors, "spec.model.moeLayers", *m.moe_layers, 1);
+  if (m.downloader_image.empty()) {
+    errors->push_back({"spec.model.downloaderImage", "must not be empty"});
+  }
+}
+
+void validate_parallelism(const ModelDeploymentSpec& s, std::vector<FieldError>* errors) {
+  const ParallelismSpec& p = s.parallelism;
+  check_min(errors, "spec.parallelism.expertParallel", p.expert_parallel, 1);
+  check_min(errors, "spec.parallelism.ranksPerPod", p.ranks_per_pod, 1);
+  check_min(errors, "spec.parallelism.redundantExperts", p.redundant_experts, 0);
+  if (p.expert_parallel >= 1 && p.ranks_per_pod >= 1 && p.expert_parallel % p.ranks_per_pod) {
+    errors->push_back({"spec.parallelism.expertParallel",
+                       "must be divisible by ranksPerPod (" + std::to_string(p.expert_parallel) +
+                           " % " + std::to_string(p.ranks_per_pod) + " != 0)"});
+  }
+  if (p.redundant_experts > 0 && (!s.model.routed_experts || !s.model.moe_layers)) {
+    errors->push_back({"spec.parallelism.redundantExperts",
+                       "needs spec.model.routedExperts and spec.model.moeLayers"});
+  }
+  if (s.model.routed_experts && *s.model.routed_experts >= 1 && p.redundant_experts >= 0 &&
+      p.expert_parallel >= 1) {
+    const int64_t slots = int64_t{*s.model.routed_experts} + p.redundant_experts;
+    if (slots % p.expert_parallel) {
+      errors->push_back({"spec.parallelism.expertParallel",
+                         "must divide routedExperts + redundantExperts (" + std::to_string(slots) +
+                             " % " + std::to_string(p.expert_parallel) +
+                             " != 0): every rank holds as many slots"});
+    }
+  }
+}
+
+void validate_gpus(const WorkerSpec& w, int32_t ranks_per_pod, std::vector<FieldError>* errors) {
+  const std::string key(kGpuResource);
+  std::optional<int64_t> limit, request;
+  if (auto it = w.resources.limits.find(key); it != w.resources.limits.end()) {
+    limit = whole_quantity(it->second);
+    if (!limit) {
+      errors->push_back({"spec.worker.resources.limits[" + key + "]",
+                         "must be a whole number (got " + json_quoted(it->second) + ")"});
+    }
+  }
+  if (auto it = w.resources.requests.find(key); it != w.resources.requests.end()) {
+    request = whole_quantity(it->second);
+    if (!request) {
+      errors->push_back({"spec.worker.resources.requests[" + key + "]",
+                         "must be a whole number (got " + json_quoted(it->second) + ")"});
+    }
+  }
+  if (limit && request && *limit != *request) {
+    errors->push_back({"spec.worker.resources.requests[" + key + "]",
+                       "must equal the limit (" + std::to_string(*request) +
+                           " != " + std::to_string(*limit) + ")"});
+  }
+  const std::optional<int64_t> gpus = limit ? limit : request;
+  const std::string field = limit ? "limits" : "requests";
+  if (gpus && *gpus != 0 && *gpus != ranks_per_pod) {
+    errors->push_back({"spec.worker.resources." + field + "[" + key + "]",
+                       "must equal spec.parallelism.ranksPerPod, one GPU per rank (" +
+                           std::to_string(*gpus) + " != " + std::to_string(ranks_per_pod) + ")"});
+  }
+}
+
+void validate_worker(const ModelDeploymentSpec& s, std::vector<FieldError>* errors) {
+  const WorkerSpec& w = s.worker;
+  if (w.image.empty()) errors->push_back({"spec.worker.image", "required"});
+  if (w.image_pull_policy != "Always" && w.image_pull_policy != "IfNotPresent" &&
+      w.image_pull_policy != "Never") {
+    errors->push_back(
+        {"spec.worker.imagePullPolicy", "must be one of Always, IfNotPresent, Never (got " +
+                                            json_quoted(w.image_pull_policy) + ")"});
+  }
+  validate_gpus(w, s.parallelism.ranks_per_pod, errors);
+  check_max_items(errors, "spec.worker.tolerations", w.tolerations.size(), kMaxTolerations);
+  check_max_items(errors, "spec.worker.env", w.env.size(), kMaxEnv);
+  for (size_t i = 0; i < w.tolerations.size(); ++i) {
+    const Toleration& t = w.tolerations[i];
+    const std::string path = "spec.worker.tolerations[" + std::to_string(i) + "]";
+    if (t.op != "Equal" && t.op != "Exists") {
+      errors->push_back(
+          {path + ".operator", "must be Equal or Exists (got " + json_quoted(t.op) + ")"});
+    }
+    check_max_length(errors, path + ".value", t.value, kMaxStringLength);
+    if (t.op == "Exists" && !t.value.empty()) {
+      errors->push_back({path + ".value", "must be empty when operator is Exists"});
+    }
+    if (!t.effect.empty() && t.effect != "NoSchedule" && t.effect != "PreferNoSchedule" &&
+        t.effect != "NoExecute") {
+      errors->push_back(
+          {path + ".effect", "must be one of NoSchedule, PreferNoSchedule, NoExecute (got " +
+                                 json_quoted(t.effect) + ")"});
+    }
+  }
+  for (size_t i = 0; i < w.env.size(); ++i) {
+    const EnvVar& e = w.env[i];
+    const std::string path = "spec.worker.env[" + std::to_string(i) + "]";
+    if (e.name.empty()) {
+      errors->push_back({path + ".name", "required"});
+    } else if (e.name.size() > kMaxStringLength) {
+      check_max_length(errors, path + ".name", e.name, kMaxStringLength);
+    } else if (e.name.rfind("MOESERVE_", 0) == 0) {
+      errors->push_back({path + ".name", "MOESERVE_* variables are set by the operator (got " +
+                                             json_quoted(e.name) + ")"});
+    }
+    if (e.value && !e.value_from.is_null()) {
+      errors->push_back({path, "value and valueFrom are mutually exclusive"});
+    }
+  }
+  check_range(errors, "spec.worker.port", w.port, 1, 65535);
+  check_range(errors, "spec.worker.rendezvousPort", w.rendezvous_port, 1, 65535);
+  if (w.port == w.rendezvous_port) {
+    errors->push_back({"spec.worker.rendezvousPort",
+                       "must differ from spec.worker.port (" + std::to_string(w.port) + ")"});
+  }
+  if (!matches(w.shared_memory_size, kQuantityPattern)) {
+    errors->push_back(
+        {"spec.worker.sharedMemorySize",
+         "must be a quantity such as 8Gi (got " + json_quoted(w.shared_memory_size) + ")"});
+  }
+}
+
+void validate_speculative(const SpeculativeSpec& s, std::vector<FieldError>* errors) {
+  if (s.method == SpeculativeMethod::kMtp) {
+    errors->push_back({"spec.speculative.method", std::string(kMtpNotImplemented)});
+  }
+  check_range(errors, "spec.speculative.draftTokens", s.draft_tokens, 1, 8);
+}
+
+void validate_autoscaling(const AutoscalingSpec& a, std::vector<FieldError>* errors) {
+  check_min(errors, "spec.autoscaling.minReplicas", a.min_replicas, 1);
+  check_min(errors, "spec.autoscaling.maxReplicas", a.max_replicas, 1);
+  if (a.max_replicas < a.min_replicas) {
+    errors->push_back({"spec.autoscaling.maxReplicas", "must be >= minReplicas (" +
+                                                           std::to_string(a.max_replicas) + " < " +
+                                                           std::to_string(a.min_replicas) + ")"});
+  }
+  check_positive(errors, "spec.autoscaling.targetTokensPerSecondPerGroup",
+                 a.target_tokens_per_second_per_group);
+  check_positive(errors, "spec.autoscaling.maxCostPerMillionTokens", a.max_cost_per_million_tokens);
+  check_positive(errors, "spec.autoscaling.ttftP95SloSeconds", a.ttft_p95_slo_seconds);
+  check_min(errors, "spec.autoscaling.scaleDownStabilizationSeconds",
+            a.scale_down_stabilization_seconds, 0);
+  if (a.enabled && !a.target_tokens_per_second_per_group && !a.max_cost_per_million_tokens &&
+      !a.ttft_p95_slo_seconds) {
+    errors->push_back({"spec.autoscaling",
+                       "enabled needs a target: targetTokensPerSecondPerGroup, "
+                       "maxCostPerMillionTokens or ttftP95SloSeconds"});
+  }
+}
+
+}  // namespace
+
+std::vector<FieldError> validate(const ModelDeploymentSpec& s) {
+  std::vector<FieldError> errors;
+  validate_model(s.model, &errors);
+  check_min(&errors, "spec.replicas", s.replicas, 0);
+  validate_parallelism(s, &errors);
+  validate_worker(s, &errors);
+  validate_speculative(s.speculative, &errors);
+  validate_autoscaling(s.autoscaling, &errors);
+  if (!(s.cost.gpu_hour_usd >= 0)) errors.push_back({"spec.cost.gpuHourUsd", "must be >= 0"});
+  if (!(s.cost.pod_hour_usd >= 0)) errors.push_back({"spec.cost.podHourUsd", "must be >= 0"});
+  check_min(&errors, "spec.progressDeadlineSeconds", s.progress_deadline_seconds, 1);
+  return errors;
+}
+
+std::vector<FieldError> validate_name(std::string_view name) {
+  std::vector<FieldError> errors;
+  const std::string text(name);
+  if (text.empty()) {
+    errors.push_back({"metadata.name", "required"});
+  } else if (text.size() > kMaxNameLength) {
+    errors.push_back({"metadata.name", "must be at most " + std::to_string(kMaxNameLength) +
+                                           " characters, so group pod names fit a DNS label (got " +
+                                           std::to_string(text.size()) + ")"});
+  } else if (!matches(text, kNamePattern)) {
+    errors.push_back({"metadata.name", "must be a DNS label (got " + json_quoted(text) + ")"});
+  }
+  return errors;
+}
+
+}  // namespace moeserve::deployment

@@ -1,0 +1,24 @@
+// The rules a ModelDeployment must satisfy: every rule of the CRD (OpenAPI bounds,
+// enums and CEL rules, with the same field paths and the same wording as the CRD's
+// messages; a test checks that each CRD rule has its check here) plus the ones a
+// schema cannot express (quantities). Each function returns every violation, in field
+// order; an empty list means valid. Pure.
+#pragma once
+
+#include <string_view>
+#include <vector>
+
+#include "common/json_reader.h"
+#include "operator/deployment/types.h"
+
+namespace moeserve::deployment {
+
+// What spec.speculative.method: mtp is refused with, in the CRD and here: the worker
+// has no MTP drafting yet.
+inline constexpr std::string_view kMtpNotImplemented =
+    "mtp is not implemented yet: MTP speculative decoding is planned, use none";
+
+std::vector<FieldError> validate(const ModelDeploymentSpec& spec);
+std::vector<FieldError> validate_name(std::string_view name);
+
+}  // namespace moeserve::deployment
