@@ -5,7 +5,7 @@
 
 #include <nlohmann/json.hpp>
 
-#include "operator/autoscaler/metric_source.h"
+#include "operator/autoscaler/prometheus_source.h"
 
 namespace moeserve::autoscaler {
 namespace {

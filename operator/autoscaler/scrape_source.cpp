@@ -1,4 +1,4 @@
-#include "operator/autoscaler/metric_source.h"
+#include "operator/autoscaler/scrape_source.h"
 
 namespace moeserve::autoscaler {
 

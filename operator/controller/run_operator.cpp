@@ -10,6 +10,8 @@
 #include "common/log.h"
 #include "common/metrics.h"
 #include "common/signals.h"
+#include "operator/autoscaler/prometheus_source.h"
+#include "operator/autoscaler/scrape_source.h"
 #include "operator/controller/controller.h"
 #include "operator/controller/events.h"
 #include "operator/controller/leader_election.h"

@@ -68,12 +68,11 @@ CLIENT_CODE = ("operator/kube/", "operator/controller/", "operator/local/",
 # Files in the pure operator folders that are metric sources and so talk HTTP. The
 # autoscaler's policy and loop use them only through the MetricSource interface.
 HTTP_SOURCES = {
-    # Declares the MetricSource interface next to its two implementations, whose
-    # members are http::Client handles.
-    "operator/autoscaler/metric_source.h",
     # GETs each group's rank-0 worker /metrics.
+    "operator/autoscaler/scrape_source.h",
     "operator/autoscaler/scrape_source.cpp",
     # Sends PromQL to a Prometheus server's HTTP API.
+    "operator/autoscaler/prometheus_source.h",
     "operator/autoscaler/prometheus_source.cpp",
 }
 

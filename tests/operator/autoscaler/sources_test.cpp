@@ -9,7 +9,8 @@
 #include "common/metrics.h"
 #include "operator/autoscaler/autoscaler.h"
 #include "operator/autoscaler/deployment_gauges.h"
-#include "operator/autoscaler/metric_source.h"
+#include "operator/autoscaler/prometheus_source.h"
+#include "operator/autoscaler/scrape_source.h"
 
 namespace moeserve::autoscaler {
 namespace {

@@ -13,6 +13,7 @@
 #include "common/yaml_json.h"
 #include "operator/autoscaler/autoscaler.h"
 #include "operator/autoscaler/deployment_gauges.h"
+#include "operator/autoscaler/scrape_source.h"
 #include "operator/controller/controller.h"
 #include "operator/controller/events.h"
 #include "operator/controller/reconciler.h"
