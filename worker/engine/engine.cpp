@@ -206,6 +206,24 @@ Status Engine::forward(const std::vector<SequenceInput>& batch, ForwardOutput* o
   }
   output->logits.resize(rows * c.vocab_size);
   kernels::matmul(lm_head_, normed_.data(), rows, output->logits.data(), pool_.get());
+
+  output->hidden_size = hidden;
+  output->hidden_first_row.assign(batch.size(), -1);
+  int64_t hidden_rows = 0;
+  for (size_t s = 0; s < batch.size(); ++s) {
+    if (!batch[s].hidden_states) continue;
+    output->hidden_first_row[s] = hidden_rows;
+    hidden_rows += spans[s].count;
+  }
+  output->hidden.resize(hidden_rows * hidden);
+  for (size_t s = 0; s < batch.size(); ++s) {
+    if (output->hidden_first_row[s] < 0) continue;
+    for (int64_t i = 0; i < spans[s].count; ++i) {
+      kernels::rms_norm(x_.data() + (spans[s].first + i) * hidden, model_->weights.norm.data(),
+                        hidden, static_cast<float>(c.rms_norm_eps),
+                        output->hidden.data() + (output->hidden_first_row[s] + i) * hidden);
+    }
+  }
   return ok_status();
 }
 

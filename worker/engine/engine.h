@@ -5,7 +5,8 @@
 // (RMSNorm -> MLA attention -> residual -> RMSNorm -> dense MLP or DeepSeekMoE ->
 // residual) over all new tokens of the batch at once, so each weight matrix is read once
 // per step whatever the batch size, then the final norm and lm_head for the rows whose
-// logits are wanted. It advances each sequence's length by its token count.
+// logits are wanted. It advances each sequence's length by its token count. On request
+// it also returns the final hidden states (normed) of a sequence's new tokens.
 //
 // MoE layers route (moe.h) and hand the assignment to an ExpertDispatcher: by default
 // the LocalExpertDispatcher over this process's experts; the expert-parallel path swaps
@@ -43,6 +44,7 @@ struct SequenceInput {
   SequenceKv* kv = nullptr;         // advanced by tokens.size() on success
   std::span<const int32_t> tokens;  // at least one
   bool all_logits = false;          // logits for every new token, else the last only
+  bool hidden_states = false;       // also the final hidden state of every new token
 };
 
 struct LayerRouting {
@@ -56,6 +58,17 @@ struct ForwardOutput {
   std::vector<int64_t> first_row;  // per sequence: its first row in `logits`
   std::vector<int64_t> num_rows;   // per sequence: 1, or its token count with all_logits
   std::vector<LayerRouting> routing;
+  // Final hidden states (after the model's norm, the lm_head's input; what an MTP drafter
+  // consumes): [sum of the asking sequences' token counts, hidden_size]. Per sequence its
+  // first row, or -1 when it did not ask (SequenceInput::hidden_states).
+  int64_t hidden_size = 0;
+  std::vector<float> hidden;
+  std::vector<int64_t> hidden_first_row;
+
+  // Hidden state of token `i` of sequence `seq`'s new tokens; the sequence asked.
+  const float* hidden_row(size_t seq, int64_t i) const {
+    return hidden.data() + (hidden_first_row[seq] + i) * hidden_size;
+  }
 
   // Logits of row `i` of sequence `seq` (default: its last row).
   const float* row(size_t seq, int64_t i = -1) const {

@@ -7,7 +7,9 @@
 #include <set>
 #include <string>
 
+#include "kernels/cpu/matmul.h"
 #include "tests/worker/engine/tiny_engine.h"
+#include "worker/engine/linear.h"
 
 namespace moeserve::engine {
 namespace {
@@ -203,6 +205,29 @@ TEST_P(EngineTest, RecordsTheExpertsOfEveryMoeLayerPerToken) {
     }
     EXPECT_GT(distinct_choices.size(), 1u) << "routing should differ from token to token";
   }
+}
+
+TEST_P(EngineTest, HiddenStatesAreTheLmHeadInputOfEveryNewTokenOfTheSequencesThatAsk) {
+  ASSERT_NE(model(), nullptr);
+  auto engine = make_engine(model());
+  const auto prompt = test_prompt(9, vocab());
+  const auto other = test_prompt(4, vocab());
+  SequenceKv a, b;
+  SequenceInput asking{&a, prompt, true};
+  asking.hidden_states = true;
+  ForwardOutput out;
+  ASSERT_TRUE(engine->forward({SequenceInput{&b, other, false}, asking}, &out).ok());
+
+  const int64_t hidden = model()->config.hidden_size;
+  ASSERT_EQ(out.hidden_size, hidden);
+  EXPECT_EQ(out.hidden_first_row, (std::vector<int64_t>{-1, 0}));
+  ASSERT_EQ(out.hidden.size(), prompt.size() * hidden);
+  // lm_head over the hidden rows gives the logits of every token.
+  std::vector<float> logits(prompt.size() * vocab());
+  kernels::matmul(to_view(model()->weights.lm_head), out.hidden_row(1, 0),
+                  static_cast<int64_t>(prompt.size()), logits.data(), nullptr);
+  const std::vector<float> expected(out.row(1, 0), out.row(1, 0) + logits.size());
+  expect_close(logits, expected, kSameMathTolerance, "lm_head(hidden) vs logits");
 }
 
 INSTANTIATE_TEST_SUITE_P(Precisions, EngineTest,
