@@ -64,6 +64,12 @@ std::string format_ratio(double value) { return autoscaler::format_number(value)
 
 }  // namespace
 
+std::vector<kube::ResourceRef> watched_resources() {
+  namespace res = kube::resources;
+  return {res::kStatefulSets,         res::kServices,        res::kConfigMaps,
+          res::kPodDisruptionBudgets, res::kNetworkPolicies, res::kPods};
+}
+
 ModelDeploymentReconciler::ModelDeploymentReconciler(const kube::Client& client,
                                                      const Informers& informers,
                                                      EventRecorder* events, const Clock* clock,
@@ -75,6 +81,7 @@ StatusOr<kube::ResourceRef> ModelDeploymentReconciler::resource_for_kind(const s
   if (kind == "Service") return kube::resources::kServices;
   if (kind == "ConfigMap") return kube::resources::kConfigMaps;
   if (kind == "PodDisruptionBudget") return kube::resources::kPodDisruptionBudgets;
+  if (kind == "NetworkPolicy") return kube::resources::kNetworkPolicies;
   return internal_error("render produced an object of unexpected kind " + kind);
 }
 
@@ -98,6 +105,11 @@ ModelDeploymentReconciler::Gathered ModelDeploymentReconciler::gather(
       observed.current_placement = *placement;
     }
   }
+  for (const auto& np : informers_.list(kube::resources::kNetworkPolicies.resource, ns, selector)) {
+    if (controlled_by(np, md.metadata.uid)) {
+      observed.network_policies.push_back(np["metadata"].value("name", ""));
+    }
+  }
   // Pods: restarts of every worker pod; the rank-0 pod of each live group is scraped.
   out.target = {ns, name, {}};
   for (const auto& pod : informers_.list(kube::resources::kPods.resource, ns, selector)) {
@@ -111,7 +123,7 @@ ModelDeploymentReconciler::Gathered ModelDeploymentReconciler::gather(
       const std::string host = ip.find(':') != std::string::npos ? "[" + ip + "]" : ip;
       out.target.groups.push_back(
           {g.index, pod_name,
-           "http://" + host + ":" + std::to_string(md.spec.worker.port) + "/metrics"});
+           "http://" + host + ":" + std::to_string(md.spec.worker.metrics_port) + "/metrics"});
     }
   }
   std::sort(out.target.groups.begin(), out.target.groups.end(),
@@ -225,6 +237,19 @@ Status ModelDeploymentReconciler::apply(const nlohmann::json& md_object,
   return ok_status();
 }
 
+Status ModelDeploymentReconciler::remove_network_policy(const deployment::ModelDeployment& md,
+                                                        const std::string& name) {
+  auto removed = client_.remove(kube::resources::kNetworkPolicies, md.metadata.namespace_, name,
+                                kube::Propagation::kBackground);
+  if (!removed.ok() && removed.status().code() != StatusCode::kNotFound) {
+    return removed.status().with_context("delete NetworkPolicy " +
+                                         key_of(md.metadata.namespace_, name));
+  }
+  log::info("deleted object",
+            {{"kind", "NetworkPolicy"}, {"object", key_of(md.metadata.namespace_, name)}});
+  return ok_status();
+}
+
 Status ModelDeploymentReconciler::remove_group(const nlohmann::json& md_object,
                                                const deployment::ModelDeployment& md,
                                                int32_t group) {
@@ -284,7 +309,7 @@ ReconcileResult ModelDeploymentReconciler::reconcile(const std::string& key) {
               {{"deployment", key}, {"error", plan.placement.error.to_string()}});
   }
   track(md, gathered, plan);
-  deployment::Rendered rendered = deployment::render(md, plan);
+  deployment::Rendered rendered = deployment::render(md, plan, {hooks_.operator_namespace});
   if (missing_any(rendered) && !owner_is_live(md)) {
     // The cache still shows a ModelDeployment the server has deleted (its delete event is
     // on the way): creating now would leave objects owned by a uid that no longer exists.
@@ -296,6 +321,9 @@ ReconcileResult ModelDeploymentReconciler::reconcile(const std::string& key) {
   }
   for (int32_t group : plan.groups.remove) {
     if (Status s = remove_group(*md_object, md, group); !s.ok()) return {s, std::nullopt};
+  }
+  for (const std::string& name : deployment::stale_network_policies(md, plan, observed)) {
+    if (Status s = remove_network_policy(md, name); !s.ok()) return {s, std::nullopt};
   }
   deployment::ModelDeploymentStatus status = deployment::compute_status(md, observed, plan, now);
   Status written = write_status(*md_object, md, status);
@@ -326,6 +354,11 @@ void ModelDeploymentReconciler::record_changes(const nlohmann::json& md_object,
                         ? gathered.snapshot->decision.reason
                         : "desired groups " + std::to_string(md.status.desired_replicas) + " -> " +
                               std::to_string(plan.desired_replicas) + " (spec.autoscaling bounds)");
+  }
+  const deployment::Condition* was = find_condition(md.status, "AutoscalerDecides");
+  const deployment::Condition* now = find_condition(status, "AutoscalerDecides");
+  if (now && now->reason == "SpecReplicasIgnored" && (!was || was->message != now->message)) {
+    events_->record(md_object, "Warning", "ScaleIgnored", now->message);
   }
   const auto& current = gathered.observed.current_placement;
   const std::optional<deployment::Placement>& map = plan.placement.map;

@@ -18,10 +18,13 @@
 // scraped at status.podIP:spec.worker.port), and gather reads its latest snapshot:
 // tokens/s (status and cost), the recommended groups (when autoscaling is enabled), and
 // expert loads, from which plan() may adopt a new expert map (placement_plan.h) and
-// version ConfigMap x-placement. A change of the desired groups records a
+// version ConfigMap x-placement. NetworkPolicies render() no longer produces are
+// deleted (stale_network_policies). A change of the desired groups records a
 // "Scaled" event with the autoscaler's reason; a new placement version records
-// "PlacementUpdated". Per-deployment gauges are set after each reconcile and removed
-// with the deployment. The autoscaler queues a key when its decision or tokens/s moves;
+// "PlacementUpdated"; a spec.replicas the autoscaler overrides (kubectl scale with
+// autoscaling enabled) records a Warning "ScaleIgnored" once per new value, beside the
+// status condition AutoscalerDecides (status.h). Per-deployment gauges are set after each reconcile
+// and removed with the deployment. The autoscaler queues a key when its decision or tokens/s moves;
 // besides, each deployment is requeued every `refresh`.
 #pragma once
 
@@ -48,7 +51,15 @@ struct AutoscalingHooks {
   // pod addresses are tracked and status, gauges and restarts stay fresh (pod events do
   // not queue the deployment: pods are owned by StatefulSets).
   std::chrono::milliseconds refresh{15000};
+  // The operator's own namespace: its pods are admitted to the workers' metrics port
+  // (deployment::RenderOptions).
+  std::string operator_namespace;
 };
+
+// Every resource the reconciler reads from the informer caches: what render()
+// produces, and pods (not owned by the ModelDeployment; read for scrape addresses and
+// restart counts).
+std::vector<kube::ResourceRef> watched_resources();
 
 class ModelDeploymentReconciler : public Reconciler {
  public:
@@ -84,6 +95,7 @@ class ModelDeploymentReconciler : public Reconciler {
   // A live GET (not the cache): the ModelDeployment still exists with this uid and is
   // not being deleted. Checked before creating, so a deleted owner gets no new objects.
   bool owner_is_live(const deployment::ModelDeployment& md) const;
+  Status remove_network_policy(const deployment::ModelDeployment& md, const std::string& name);
   Status remove_group(const nlohmann::json& md_object, const deployment::ModelDeployment& md,
                       int32_t group);
   Status write_status(const nlohmann::json& md_object, const deployment::ModelDeployment& md,

@@ -25,6 +25,7 @@ struct OperatorFlags {
   std::string ns;
   bool leader_elect = false;
   std::string leader_election_namespace;
+  std::string operator_namespace;
   std::string leader_election_id = "moeserve-operator";
   int64_t lease_duration_ms = 15000;
   int64_t renew_deadline_ms = 10000;
@@ -74,6 +75,10 @@ int run_operator(const std::vector<std::string>& args) {
   flags.add_bool("leader-elect", &f.leader_elect, "take a Lease before reconciling (HA)");
   flags.add_string("leader-election-namespace", &f.leader_election_namespace,
                    "namespace of the Lease (default: the configuration's namespace)",
+                   "POD_NAMESPACE");
+  flags.add_string("operator-namespace", &f.operator_namespace,
+                   "this operator's namespace: its pods (app.kubernetes.io/component=operator) "
+                   "may scrape the workers' metrics port through their NetworkPolicy",
                    "POD_NAMESPACE");
   flags.add_string("leader-election-id", &f.leader_election_id, "name of the Lease");
   flags.add_int("lease-duration-ms", &f.lease_duration_ms, "Lease duration");
@@ -150,13 +155,8 @@ int run_operator(const std::vector<std::string>& args) {
   options.ns = f.ns;
   options.workers = static_cast<int>(std::max<int64_t>(1, f.workers));
   options.resync_period = std::chrono::seconds(std::max<int64_t>(1, f.resync_seconds));
-  // Pods: not owned by the ModelDeployment (their events requeue nothing); read for the
-  // rank-0 addresses the autoscaler scrapes and for restart counts.
-  Controller controller(
-      **client, kube::resources::kModelDeployments,
-      {kube::resources::kStatefulSets, kube::resources::kServices, kube::resources::kConfigMaps,
-       kube::resources::kPodDisruptionBudgets, kube::resources::kPods},
-      options, registry);
+  Controller controller(**client, kube::resources::kModelDeployments, watched_resources(), options,
+                        registry);
   EventRecorder events(**client, "moeserve-operator");
   auto http_client = std::make_shared<http::Client>();
   std::unique_ptr<autoscaler::MetricSource> source;
@@ -182,6 +182,7 @@ int run_operator(const std::vector<std::string>& args) {
   autoscaler::DeploymentGauges gauges(*registry);
   AutoscalingHooks hooks{
       &scaler, &gauges, {f.placement_min_improvement, 1000}, f.max_waiting_per_group};
+  hooks.operator_namespace = f.operator_namespace;
   ModelDeploymentReconciler reconciler(**client, controller, &events, RealClock::instance(), hooks);
   controller.set_reconciler(&reconciler);
   scaler.start();

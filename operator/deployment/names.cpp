@@ -22,6 +22,8 @@ std::string placement_configmap_name(std::string_view deployment) {
 
 std::string pdb_name(std::string_view deployment) { return std::string(deployment); }
 
+std::string network_policy_name(std::string_view deployment) { return std::string(deployment); }
+
 std::string leader_address(std::string_view deployment, std::string_view ns, int32_t group,
                            int32_t port) {
   return group_name(deployment, group) + "-0." + ranks_service_name(deployment) + "." +

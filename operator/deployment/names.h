@@ -1,7 +1,8 @@
 // Names, labels, owner references and selectors of the objects that one ModelDeployment
 // `x` owns, in one place so render, status and the controller agree:
 //   StatefulSet x-g<i> (group i), Service x-ranks (headless, rendezvous), Service x
-//   (OpenAI API on the rank-0 pods), ConfigMap x-placement, PodDisruptionBudget x.
+//   (OpenAI API on the rank-0 pods), ConfigMap x-placement, PodDisruptionBudget x,
+//   NetworkPolicies x (every worker pod) and x-g<i> (group i's pods).
 // Pure functions of their arguments.
 #pragma once
 
@@ -37,12 +38,14 @@ inline constexpr std::string_view kComponentWorker = "worker";
 inline constexpr std::string_view kComponentRendezvous = "rendezvous";
 inline constexpr std::string_view kComponentApi = "api";
 inline constexpr std::string_view kComponentPlacement = "placement";
+inline constexpr std::string_view kComponentNetwork = "network";
 
 std::string group_name(std::string_view deployment, int32_t group);  // "x-g3"
 std::string ranks_service_name(std::string_view deployment);         // "x-ranks"
 std::string api_service_name(std::string_view deployment);           // "x"
 std::string placement_configmap_name(std::string_view deployment);   // "x-placement"
 std::string pdb_name(std::string_view deployment);                   // "x"
+std::string network_policy_name(std::string_view deployment);        // "x"
 // "x-g3-0.x-ranks.ns.svc:29500": rank 0 of group 3, through the headless Service.
 std::string leader_address(std::string_view deployment, std::string_view ns, int32_t group,
                            int32_t port);

@@ -44,6 +44,7 @@ struct Observed {
   // Routed tokens per expert over the measurement window, [MoE layer][expert]; empty
   // when nothing is measured.
   std::vector<std::vector<double>> expert_load;
+  std::vector<std::string> network_policies;  // names of the NetworkPolicies owned by x
 };
 
 // Reads a StatefulSet of deployment `deployment` (its group from the name x-g<i>).

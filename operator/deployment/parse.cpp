@@ -47,6 +47,19 @@ void read_quantities(const JsonReader& r, std::string_view key,
   }
 }
 
+// A list of core/v1 objects passed through as given; items() reports non-objects other
+// than null.
+void read_objects(const JsonReader& r, std::string_view key, std::vector<json>* out) {
+  const std::vector<JsonReader> items = r.items(key);
+  for (size_t i = 0; i < items.size(); ++i) {
+    if (items[i].self().is_object()) {
+      out->push_back(items[i].self());
+    } else if (items[i].self().is_null()) {
+      r.fail(r.path(key) + "[" + std::to_string(i) + "]", "must be an object");
+    }
+  }
+}
+
 WorkerSpec parse_worker(const JsonReader& r) {
   WorkerSpec w;
   r.read("image", &w.image);
@@ -80,7 +93,24 @@ WorkerSpec parse_worker(const JsonReader& r) {
   r.read("spreadAcrossNodes", &w.spread_across_nodes);
   r.read("port", &w.port);
   r.read("rendezvousPort", &w.rendezvous_port);
+  r.read("metricsPort", &w.metrics_port);
   r.read("sharedMemorySize", &w.shared_memory_size);
+  r.read("serviceAccountName", &w.service_account_name);
+  for (const JsonReader& secret : r.items("imagePullSecrets")) {
+    std::string name;
+    secret.read("name", &name);
+    w.image_pull_secrets.push_back(std::move(name));
+  }
+  read_objects(r, "volumes", &w.volumes);
+  read_objects(r, "volumeMounts", &w.volume_mounts);
+  const json& affinity = r.get("nodeAffinity");
+  if (!affinity.is_null() && !affinity.is_object()) {
+    r.fail(r.path("nodeAffinity"), "must be an object");
+  } else {
+    w.node_affinity = affinity;
+  }
+  r.read("priorityClassName", &w.priority_class_name);
+  read_objects(r, "topologySpreadConstraints", &w.topology_spread_constraints);
   return w;
 }
 
@@ -127,6 +157,18 @@ ModelDeploymentSpec parse_spec(const json& spec, std::vector<FieldError>* errors
   JsonReader cost = r.child("cost");
   cost.read("gpuHourUsd", &s.cost.gpu_hour_usd);
   cost.read("podHourUsd", &s.cost.pod_hour_usd);
+
+  JsonReader auth = r.child("auth");
+  auth.read("secretName", &s.auth.secret_name);
+  auth.read("key", &s.auth.key);
+  if (auth.self().is_object() && s.auth.secret_name.empty()) {
+    auth.fail(auth.path("secretName"), "required");
+  }
+
+  JsonReader np = r.child("networkPolicy");
+  np.read("enabled", &s.network_policy.enabled);
+  read_objects(np, "apiFrom", &s.network_policy.api_from);
+  read_objects(np, "metricsFrom", &s.network_policy.metrics_from);
 
   r.read("progressDeadlineSeconds", &s.progress_deadline_seconds);
   return s;

@@ -14,6 +14,11 @@ using nlohmann::json;
 
 constexpr const char* kModelVolume = "model";
 constexpr const char* kPlacementVolume = "placement";
+constexpr const char* kAuthVolume = "api-keys";
+constexpr const char* kShmVolume = "dshm";
+constexpr const char* kTmpVolume = "tmp";
+// Read by the worker's user and group only (fsGroup owns the files).
+constexpr int32_t kAuthFileMode = 0440;
 
 json value_env(const char* name, std::string value) {
   return {{"name", name}, {"value", std::move(value)}};
@@ -50,6 +55,21 @@ json downloader(const ModelDeployment& md, const ModelSource& source) {
 
 }  // namespace
 
+bool is_operator_volume(std::string_view name) {
+  for (const char* ours : {kShmVolume, kTmpVolume, kModelVolume, kPlacementVolume, kAuthVolume}) {
+    if (name == ours) return true;
+  }
+  return false;
+}
+
+bool is_operator_mount_path(std::string_view path) {
+  while (path.size() > 1 && path.back() == '/') path.remove_suffix(1);
+  for (const char* ours : {"/dev/shm", "/tmp", kModelMountDir, kPlacementMountDir, kAuthMountDir}) {
+    if (path == ours) return true;
+  }
+  return false;
+}
+
 std::string model_dir(const ModelSource& source) {
   switch (source.kind) {
     case ModelSource::Kind::kHuggingFace: return std::string(kModelMountDir) + "/" + source.repo;
@@ -67,6 +87,9 @@ WorkerCommand pod_worker_command(const ModelDeployment& md, const GroupLayout& l
   in.model_dir = model_dir(parse_model_source(s.model.source).value_or(ModelSource{}));
   in.host = "0.0.0.0";
   in.port = s.worker.port;
+  in.metrics_host = "0.0.0.0";
+  in.metrics_port = s.worker.metrics_port;
+  if (s.auth.enabled()) in.api_key_file = std::string(kAuthMountDir) + "/" + s.auth.key;
   in.served_model_name = served_model_name(s.model);
   in.precision = s.model.precision;
   in.world_size = layout.ranks_per_group;
@@ -88,12 +111,12 @@ json render_pod_template(const ModelDeployment& md, const GroupLayout& layout, i
   const WorkerSpec& w = s.worker;
   const ModelSource source = parse_model_source(s.model.source).value_or(ModelSource{});
 
-  json mounts = json::array(
-      {{{"name", "dshm"}, {"mountPath", "/dev/shm"}}, {{"name", "tmp"}, {"mountPath", "/tmp"}}});
+  json mounts = json::array({{{"name", kShmVolume}, {"mountPath", "/dev/shm"}},
+                             {{"name", kTmpVolume}, {"mountPath", "/tmp"}}});
   json volumes =
-      json::array({{{"name", "dshm"},
+      json::array({{{"name", kShmVolume},
                     {"emptyDir", {{"medium", "Memory"}, {"sizeLimit", w.shared_memory_size}}}},
-                   {{"name", "tmp"}, {"emptyDir", json::object()}}});
+                   {{"name", kTmpVolume}, {"emptyDir", json::object()}}});
   json init_containers = json::array();
   if (source.kind == ModelSource::Kind::kPvc) {
     mounts.push_back({{"name", kModelVolume}, {"mountPath", kModelMountDir}, {"readOnly", true}});
@@ -111,6 +134,16 @@ json render_pod_template(const ModelDeployment& md, const GroupLayout& layout, i
     volumes.push_back({{"name", kPlacementVolume},
                        {"configMap", {{"name", placement_configmap_name(md.metadata.name)}}}});
   }
+  if (s.auth.enabled()) {
+    mounts.push_back({{"name", kAuthVolume}, {"mountPath", kAuthMountDir}, {"readOnly", true}});
+    volumes.push_back({{"name", kAuthVolume},
+                       {"secret",
+                        {{"secretName", s.auth.secret_name},
+                         {"items", json::array({{{"key", s.auth.key}, {"path", s.auth.key}}})},
+                         {"defaultMode", kAuthFileMode}}}});
+  }
+  for (const json& volume : w.volumes) volumes.push_back(volume);
+  for (const json& mount : w.volume_mounts) mounts.push_back(mount);
 
   const WorkerCommand worker = pod_worker_command(md, layout, group);
   json env = to_json(worker.env);
@@ -128,7 +161,8 @@ json render_pod_template(const ModelDeployment& md, const GroupLayout& layout, i
       {"ports",
        json::array(
            {{{"name", "http"}, {"containerPort", w.port}, {"protocol", "TCP"}},
-            {{"name", "rendezvous"}, {"containerPort", w.rendezvous_port}, {"protocol", "TCP"}}})},
+            {{"name", "rendezvous"}, {"containerPort", w.rendezvous_port}, {"protocol", "TCP"}},
+            {{"name", "metrics"}, {"containerPort", w.metrics_port}, {"protocol", "TCP"}}})},
       {"startupProbe", http_probe("/healthz", 10, startup_failures)},
       {"livenessProbe", http_probe("/healthz", 10, 6)},
       {"readinessProbe", http_probe("/readyz", 5, 3)},
@@ -140,6 +174,7 @@ json render_pod_template(const ModelDeployment& md, const GroupLayout& layout, i
                    {"volumes", volumes},
                    {"terminationGracePeriodSeconds", kTerminationGraceSeconds},
                    {"enableServiceLinks", false},
+                   {"automountServiceAccountToken", false},
                    {"securityContext",
                     {{"runAsNonRoot", true},
                      {"runAsUser", kWorkerUid},
@@ -150,12 +185,18 @@ json render_pod_template(const ModelDeployment& md, const GroupLayout& layout, i
   if (!w.node_selector.empty()) pod_spec["nodeSelector"] = w.node_selector;
   if (!w.tolerations.empty()) pod_spec["tolerations"] = to_json(w.tolerations);
   if (w.spread_across_nodes) {
-    pod_spec["affinity"] = {
-        {"podAntiAffinity",
-         {{"requiredDuringSchedulingIgnoredDuringExecution",
-           json::array(
-               {{{"labelSelector", {{"matchLabels", group_selector(md.metadata.name, group)}}},
-                 {"topologyKey", "kubernetes.io/hostname"}}})}}}};
+    pod_spec["affinity"]["podAntiAffinity"] = {
+        {"requiredDuringSchedulingIgnoredDuringExecution",
+         json::array(
+             {{{"labelSelector", {{"matchLabels", group_selector(md.metadata.name, group)}}},
+               {"topologyKey", "kubernetes.io/hostname"}}})}};
+  }
+  if (!w.node_affinity.is_null()) pod_spec["affinity"]["nodeAffinity"] = w.node_affinity;
+  if (!w.service_account_name.empty()) pod_spec["serviceAccountName"] = w.service_account_name;
+  if (!w.image_pull_secrets.empty()) pod_spec["imagePullSecrets"] = to_json_secrets(w);
+  if (!w.priority_class_name.empty()) pod_spec["priorityClassName"] = w.priority_class_name;
+  if (!w.topology_spread_constraints.empty()) {
+    pod_spec["topologySpreadConstraints"] = w.topology_spread_constraints;
   }
   return {{"metadata", {{"labels", group_labels(md.metadata.name, group)}}}, {"spec", pod_spec}};
 }

@@ -6,7 +6,16 @@
 // /etc/moeserve/placement/placement.json when the spec gives the expert shape), then
 // spec.worker.env (which may not use MOESERVE_*).
 // Every rank serves /healthz (liveness, startup) and /readyz (readiness: model loaded
-// and group formed) on port P; rank 0 also serves the OpenAI API there.
+// and group formed) on port P; rank 0 also serves the OpenAI API there. /metrics is on
+// spec.worker.metricsPort, apart, so a NetworkPolicy can tell scrapers from clients.
+//
+// Identity: automountServiceAccountToken is false (workers never call the API server);
+// spec.worker's serviceAccountName, imagePullSecrets, volumes, volumeMounts,
+// nodeAffinity, priorityClassName and topologySpreadConstraints are passed through.
+// spec.auth mounts its Secret read-only at /etc/moeserve/auth (a whole-volume mount,
+// not subPath, so the kubelet's atomic updates reach the worker, which re-reads the
+// file: rotating keys changes the Secret, never this template) and passes
+// --api-key-file /etc/moeserve/auth/<key>.
 //
 // Model sources: an image path is used as is; pvc://claim/path mounts the claim
 // read-only at /model and serves /model/path; hf://org/name downloads into an emptyDir
@@ -16,6 +25,7 @@
 
 #include <cstdint>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include <nlohmann/json.hpp>
@@ -30,6 +40,12 @@ inline constexpr const char* kWorkerContainer = "worker";
 inline constexpr const char* kModelMountDir = "/model";
 inline constexpr int64_t kWorkerUid = 1000;
 inline constexpr int64_t kTerminationGraceSeconds = 60;
+inline constexpr const char* kAuthMountDir = "/etc/moeserve/auth";
+
+// The volumes and mount paths the template renders itself (spec.worker.volumes and
+// volumeMounts may not reuse them).
+bool is_operator_volume(std::string_view name);
+bool is_operator_mount_path(std::string_view path);
 
 // The directory the worker loads, for a valid spec.model.source.
 std::string model_dir(const ModelSource& source);

@@ -1,5 +1,8 @@
 #include "operator/deployment/render.h"
 
+#include <algorithm>
+#include <set>
+
 #include "operator/deployment/hash.h"
 #include "operator/deployment/names.h"
 #include "operator/deployment/pod_template.h"
@@ -30,6 +33,8 @@ json service_ports(const WorkerSpec& w) {
 std::vector<json> Rendered::objects() const {
   std::vector<json> out;
   if (placement_configmap) out.push_back(*placement_configmap);
+  if (network_policy) out.push_back(*network_policy);
+  out.insert(out.end(), group_network_policies.begin(), group_network_policies.end());
   out.push_back(ranks_service);
   out.push_back(api_service);
   out.push_back(pdb);
@@ -113,7 +118,66 @@ json render_placement_configmap(const ModelDeployment& md, const Placement& plac
   return with_spec_hash(std::move(cm));
 }
 
-Rendered render(const ModelDeployment& md, const Plan& plan) {
+json render_network_policy(const ModelDeployment& md, const RenderOptions& options) {
+  const std::string& x = md.metadata.name;
+  const NetworkPolicySpec& np = md.spec.network_policy;
+  auto tcp = [](int32_t port) { return json::array({{{"port", port}, {"protocol", "TCP"}}}); };
+  json api_from = json::array();
+  for (const json& peer : np.api_from) api_from.push_back(peer);
+  if (api_from.empty()) api_from.push_back({{"podSelector", json::object()}});
+  json ingress = json::array({{{"ports", tcp(md.spec.worker.port)}, {"from", api_from}}});
+  json metrics_from = json::array();
+  for (const json& peer : np.metrics_from) metrics_from.push_back(peer);
+  if (!options.operator_namespace.empty()) {
+    metrics_from.push_back(
+        {{"namespaceSelector",
+          {{"matchLabels", {{"kubernetes.io/metadata.name", options.operator_namespace}}}}},
+         {"podSelector", {{"matchLabels", {{std::string(kLabelComponent), "operator"}}}}}});
+  }
+  if (!metrics_from.empty()) {
+    ingress.push_back({{"ports", tcp(md.spec.worker.metrics_port)}, {"from", metrics_from}});
+  }
+  json spec = {{"podSelector", {{"matchLabels", worker_selector(x)}}},
+               {"policyTypes", json::array({"Ingress"})},
+               {"ingress", ingress}};
+  return with_spec_hash(object(
+      "networking.k8s.io/v1", "NetworkPolicy",
+      owned_metadata(md.metadata, network_policy_name(x), common_labels(x, kComponentNetwork)),
+      std::move(spec)));
+}
+
+json render_group_network_policy(const ModelDeployment& md, int32_t group) {
+  const std::string& x = md.metadata.name;
+  json labels = group_labels(x, group);
+  labels[std::string(kLabelComponent)] = std::string(kComponentNetwork);
+  json spec = {
+      {"podSelector", {{"matchLabels", group_selector(x, group)}}},
+      {"policyTypes", json::array({"Ingress"})},
+      {"ingress",
+       json::array({{{"from", json::array({{{"podSelector",
+                                             {{"matchLabels", group_selector(x, group)}}}}})}}})}};
+  return with_spec_hash(object("networking.k8s.io/v1", "NetworkPolicy",
+                               owned_metadata(md.metadata, group_name(x, group), labels),
+                               std::move(spec)));
+}
+
+std::vector<std::string> stale_network_policies(const ModelDeployment& md, const Plan& plan,
+                                                const Observed& observed) {
+  std::set<std::string> keep;
+  if (md.spec.network_policy.enabled) {
+    const std::string& x = md.metadata.name;
+    keep.insert(network_policy_name(x));
+    for (const ObservedGroup& g : observed.groups) keep.insert(group_name(x, g.index));
+    for (int32_t group : plan.groups.create) keep.insert(group_name(x, group));
+  }
+  std::vector<std::string> stale;
+  for (const std::string& name : observed.network_policies) {
+    if (!keep.count(name)) stale.push_back(name);
+  }
+  return stale;
+}
+
+Rendered render(const ModelDeployment& md, const Plan& plan, const RenderOptions& options) {
   Rendered r;
   for (int32_t group : plan.rendered_groups()) {
     r.statefulsets.push_back(render_statefulset(md, plan, group));
@@ -123,6 +187,17 @@ Rendered render(const ModelDeployment& md, const Plan& plan) {
   r.pdb = render_pdb(md);
   if (plan.placement.map)
     r.placement_configmap = render_placement_configmap(md, *plan.placement.map);
+  if (md.spec.network_policy.enabled) {
+    r.network_policy = render_network_policy(md, options);
+    std::vector<int32_t> groups = plan.groups.current;
+    for (const auto* list : {&plan.groups.old, &plan.groups.create, &plan.groups.remove}) {
+      groups.insert(groups.end(), list->begin(), list->end());
+    }
+    std::sort(groups.begin(), groups.end());
+    for (int32_t group : groups) {
+      r.group_network_policies.push_back(render_group_network_policy(md, group));
+    }
+  }
   return r;
 }
 

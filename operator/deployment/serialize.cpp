@@ -16,6 +16,12 @@ json condition_json(const Condition& c) {
 
 }  // namespace
 
+json to_json_secrets(const WorkerSpec& w) {
+  json out = json::array();
+  for (const std::string& name : w.image_pull_secrets) out.push_back({{"name", name}});
+  return out;
+}
+
 json to_json(const ModelDeploymentSpec& s) {
   json model = {{"source", s.model.source},
                 {"precision", precision_name(s.model.precision)},
@@ -30,6 +36,7 @@ json to_json(const ModelDeploymentSpec& s) {
                  {"spreadAcrossNodes", w.spread_across_nodes},
                  {"port", w.port},
                  {"rendezvousPort", w.rendezvous_port},
+                 {"metricsPort", w.metrics_port},
                  {"sharedMemorySize", w.shared_memory_size}};
   if (!w.resources.requests.empty() || !w.resources.limits.empty()) {
     worker["resources"] = to_json(w.resources);
@@ -38,6 +45,15 @@ json to_json(const ModelDeploymentSpec& s) {
   if (!w.tolerations.empty()) worker["tolerations"] = to_json(w.tolerations);
   if (!w.env.empty()) worker["env"] = to_json(w.env);
   if (!w.extra_args.empty()) worker["extraArgs"] = w.extra_args;
+  if (!w.service_account_name.empty()) worker["serviceAccountName"] = w.service_account_name;
+  if (!w.image_pull_secrets.empty()) worker["imagePullSecrets"] = to_json_secrets(w);
+  if (!w.volumes.empty()) worker["volumes"] = w.volumes;
+  if (!w.volume_mounts.empty()) worker["volumeMounts"] = w.volume_mounts;
+  if (!w.node_affinity.is_null()) worker["nodeAffinity"] = w.node_affinity;
+  if (!w.priority_class_name.empty()) worker["priorityClassName"] = w.priority_class_name;
+  if (!w.topology_spread_constraints.empty()) {
+    worker["topologySpreadConstraints"] = w.topology_spread_constraints;
+  }
 
   const AutoscalingSpec& a = s.autoscaling;
   json autoscaling = {{"enabled", a.enabled},
@@ -52,19 +68,28 @@ json to_json(const ModelDeploymentSpec& s) {
   }
   if (a.ttft_p95_slo_seconds) autoscaling["ttftP95SloSeconds"] = *a.ttft_p95_slo_seconds;
 
-  return {{"model", model},
-          {"replicas", s.replicas},
-          {"parallelism",
-           {{"expertParallel", s.parallelism.expert_parallel},
-            {"ranksPerPod", s.parallelism.ranks_per_pod},
-            {"redundantExperts", s.parallelism.redundant_experts}}},
-          {"worker", worker},
-          {"speculative",
-           {{"method", speculative_name(s.speculative.method)},
-            {"draftTokens", s.speculative.draft_tokens}}},
-          {"autoscaling", autoscaling},
-          {"cost", {{"gpuHourUsd", s.cost.gpu_hour_usd}, {"podHourUsd", s.cost.pod_hour_usd}}},
-          {"progressDeadlineSeconds", s.progress_deadline_seconds}};
+  json network_policy = {{"enabled", s.network_policy.enabled}};
+  if (!s.network_policy.api_from.empty()) network_policy["apiFrom"] = s.network_policy.api_from;
+  if (!s.network_policy.metrics_from.empty()) {
+    network_policy["metricsFrom"] = s.network_policy.metrics_from;
+  }
+
+  json out = {{"model", model},
+              {"replicas", s.replicas},
+              {"parallelism",
+               {{"expertParallel", s.parallelism.expert_parallel},
+                {"ranksPerPod", s.parallelism.ranks_per_pod},
+                {"redundantExperts", s.parallelism.redundant_experts}}},
+              {"worker", worker},
+              {"speculative",
+               {{"method", speculative_name(s.speculative.method)},
+                {"draftTokens", s.speculative.draft_tokens}}},
+              {"autoscaling", autoscaling},
+              {"cost", {{"gpuHourUsd", s.cost.gpu_hour_usd}, {"podHourUsd", s.cost.pod_hour_usd}}},
+              {"networkPolicy", network_policy},
+              {"progressDeadlineSeconds", s.progress_deadline_seconds}};
+  if (s.auth.enabled()) out["auth"] = {{"secretName", s.auth.secret_name}, {"key", s.auth.key}};
+  return out;
 }
 
 json to_json(const ModelDeploymentStatus& s) {

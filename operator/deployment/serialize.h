@@ -18,5 +18,7 @@ nlohmann::json to_json(const ModelDeploymentStatus& status);
 nlohmann::json to_json(const ResourceRequirements& resources);
 nlohmann::json to_json(const std::vector<Toleration>& tolerations);
 nlohmann::json to_json(const std::vector<EnvVar>& env);
+// spec.worker.imagePullSecrets as core/v1 LocalObjectReferences ([{name}]).
+nlohmann::json to_json_secrets(const WorkerSpec& worker);
 
 }  // namespace moeserve::deployment

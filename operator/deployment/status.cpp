@@ -180,6 +180,21 @@ ModelDeploymentStatus compute_status(const ModelDeployment& md, const Observed& 
   } else {
     conditions.set("Degraded", true, "GroupNotReady", stuck);
   }
+  if (md.spec.autoscaling.enabled) {
+    const AutoscalingSpec& a = md.spec.autoscaling;
+    const std::string bounds = "minReplicas..maxReplicas = " + std::to_string(a.min_replicas) +
+                               ".." + std::to_string(a.max_replicas);
+    if (md.spec.replicas != p.desired_replicas) {
+      conditions.set("AutoscalerDecides", true, "SpecReplicasIgnored",
+                     "spec.replicas is " + std::to_string(md.spec.replicas) +
+                         " but spec.autoscaling is enabled: the autoscaler decides the groups (" +
+                         bounds +
+                         "); spec.replicas only seeds the count until the first measurement");
+    } else {
+      conditions.set("AutoscalerDecides", true, "Autoscaling",
+                     "the autoscaler decides the groups (" + bounds + ")");
+    }
+  }
   s.conditions = conditions.take();
   return s;
 }

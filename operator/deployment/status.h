@@ -17,6 +17,12 @@
 //                                      spec.progressDeadlineSeconds since its creation
 //                True InvalidSpec
 //                False Healthy
+//   AutoscalerDecides (only with spec.autoscaling.enabled)
+//                True SpecReplicasIgnored  spec.replicas differs from desiredReplicas:
+//                                      the autoscaler owns the count (kubectl scale
+//                                      writes spec.replicas, which then only seeds the
+//                                      count until the first measurement)
+//                True Autoscaling      spec.replicas agrees
 // lastTransitionTime changes only when a condition's status changes; each condition
 // carries observedGeneration. With an invalid spec nothing is planned or rendered,
 // and fields that need the spec keep their previous values.

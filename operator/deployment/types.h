@@ -93,9 +93,36 @@ struct WorkerSpec {
   std::vector<EnvVar> env;
   std::vector<std::string> extra_args;
   bool spread_across_nodes = false;        // required pod anti-affinity within a group
-  int32_t port = 8000;                     // HTTP: OpenAI API (rank 0), /healthz, /readyz, /metrics
+  int32_t port = 8000;                     // HTTP: OpenAI API (rank 0), /healthz, /readyz
   int32_t rendezvous_port = 29500;         // rank 0's store for the group's collectives
+  int32_t metrics_port = 9090;             // /metrics, apart from the API port
   std::string shared_memory_size = "8Gi";  // /dev/shm emptyDir (NCCL, gloo)
+  // Pod identity and placement, passed through to the pod template as given (core/v1
+  // shapes; validate.h checks what the API server would refuse).
+  std::string service_account_name;             // "": the namespace's default
+  std::vector<std::string> image_pull_secrets;  // Secret names
+  std::vector<nlohmann::json> volumes;          // core/v1 Volume
+  std::vector<nlohmann::json> volume_mounts;    // core/v1 VolumeMount (worker container)
+  nlohmann::json node_affinity;                 // core/v1 NodeAffinity; null when absent
+  std::string priority_class_name;
+  std::vector<nlohmann::json> topology_spread_constraints;  // core/v1 TopologySpreadConstraint
+};
+
+// API keys for the OpenAI endpoint, from a Secret in the deployment's namespace: its
+// `key` holds one key per line; clients send any of them as a Bearer token.
+struct AuthSpec {
+  std::string secret_name;  // "": no authentication
+  std::string key = "api-keys";
+  bool enabled() const { return !secret_name.empty(); }
+};
+
+// The NetworkPolicies the operator renders (render.h): who may reach which port.
+struct NetworkPolicySpec {
+  bool enabled = true;
+  // core/v1 NetworkPolicyPeer lists; empty api_from admits the deployment's own
+  // namespace, empty metrics_from admits only the operator.
+  std::vector<nlohmann::json> api_from;
+  std::vector<nlohmann::json> metrics_from;
 };
 
 struct SpeculativeSpec {
@@ -126,6 +153,8 @@ struct ModelDeploymentSpec {
   SpeculativeSpec speculative;
   AutoscalingSpec autoscaling;
   CostSpec cost;
+  AuthSpec auth;
+  NetworkPolicySpec network_policy;
   int32_t progress_deadline_seconds = 1800;  // a group not ready this long -> Degraded
 };
 

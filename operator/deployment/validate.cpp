@@ -1,6 +1,9 @@
 #include "operator/deployment/validate.h"
 
 #include <regex>
+#include <set>
+
+#include "operator/deployment/pod_template.h"
 
 namespace moeserve::deployment {
 namespace {
@@ -8,6 +11,14 @@ namespace {
 // The same patterns as the CRD's `pattern`s (ECMAScript and RE2 agree on these).
 constexpr const char* kQuantityPattern = "^[0-9]+(\\.[0-9]+)?(Ki|Mi|Gi|Ti|Pi|Ei|k|M|G|T|P|E)?$";
 constexpr const char* kNamePattern = "^[a-z0-9]([-a-z0-9]*[a-z0-9])?$";
+constexpr const char* kSubdomainPattern =
+    "^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$";
+constexpr const char* kSecretKeyPattern = "^[-._a-zA-Z0-9]+$";
+constexpr size_t kMaxLabelLength = 63;
+constexpr size_t kMaxSubdomainLength = 253;
+constexpr size_t kMaxPodObjects = 64;  // volumes, volumeMounts
+constexpr size_t kMaxSmallLists = 16;  // imagePullSecrets, topologySpreadConstraints
+constexpr size_t kMaxPeers = 32;       // networkPolicy.apiFrom, metricsFrom
 
 // Bounds the CRD puts on lists and strings (they keep CEL rule costs bounded).
 constexpr size_t kMaxSourceLength = 512;
@@ -179,14 +190,172 @@ void validate_worker(const ModelDeploymentSpec& s, std::vector<FieldError>* erro
   }
   check_range(errors, "spec.worker.port", w.port, 1, 65535);
   check_range(errors, "spec.worker.rendezvousPort", w.rendezvous_port, 1, 65535);
+  check_range(errors, "spec.worker.metricsPort", w.metrics_port, 1, 65535);
   if (w.port == w.rendezvous_port) {
     errors->push_back({"spec.worker.rendezvousPort",
                        "must differ from spec.worker.port (" + std::to_string(w.port) + ")"});
+  }
+  if (w.metrics_port == w.port || w.metrics_port == w.rendezvous_port) {
+    errors->push_back({"spec.worker.metricsPort",
+                       "must differ from spec.worker.port and spec.worker.rendezvousPort (" +
+                           std::to_string(w.metrics_port) + ")"});
   }
   if (!matches(w.shared_memory_size, kQuantityPattern)) {
     errors->push_back(
         {"spec.worker.sharedMemorySize",
          "must be a quantity such as 8Gi (got " + json_quoted(w.shared_memory_size) + ")"});
+  }
+}
+
+// A DNS subdomain such as Kubernetes object names: Secrets, ServiceAccounts,
+// PriorityClasses.
+void check_subdomain(std::vector<FieldError>* errors, const std::string& path,
+                     const std::string& text) {
+  if (text.size() > kMaxSubdomainLength || !matches(text, kSubdomainPattern)) {
+    errors->push_back({path,
+                       "must be a DNS subdomain: lowercase letters, digits, '-' and '.', "
+                       "at most 253 characters (got " +
+                           json_quoted(text) + ")"});
+  }
+}
+
+// A string field of a pass-through object: present and non-empty, else "required".
+std::string required_string(std::vector<FieldError>* errors, const std::string& path,
+                            const nlohmann::json& object, const char* key) {
+  const nlohmann::json& v = object.contains(key) ? object[key] : nlohmann::json();
+  if (v.is_string() && !v.get<std::string>().empty()) return v.get<std::string>();
+  errors->push_back({path + "." + key, v.is_null() ? "required" : "must be a non-empty string"});
+  return "";
+}
+
+// Volumes and mounts the operator renders itself may not be redefined: the API server
+// refuses duplicate volume names and mount paths.
+void validate_volumes(const WorkerSpec& w, std::vector<FieldError>* errors) {
+  check_max_items(errors, "spec.worker.volumes", w.volumes.size(), kMaxPodObjects);
+  check_max_items(errors, "spec.worker.volumeMounts", w.volume_mounts.size(), kMaxPodObjects);
+  std::set<std::string> names;
+  for (size_t i = 0; i < w.volumes.size(); ++i) {
+    const std::string path = "spec.worker.volumes[" + std::to_string(i) + "]";
+    const std::string name = required_string(errors, path, w.volumes[i], "name");
+    if (name.empty()) continue;
+    if (name.size() > kMaxLabelLength || !matches(name, kNamePattern)) {
+      errors->push_back({path + ".name", "must be a DNS label (got " + json_quoted(name) + ")"});
+    } else if (is_operator_volume(name)) {
+      errors->push_back(
+          {path + ".name", "is a volume the operator renders (got " + json_quoted(name) + ")"});
+    } else if (!names.insert(name).second) {
+      errors->push_back({path + ".name", "duplicate volume name " + json_quoted(name)});
+    }
+    if (w.volumes[i].size() != 2) {
+      errors->push_back({path, "must set exactly one volume source besides name"});
+    }
+  }
+  std::set<std::string> paths;
+  for (size_t i = 0; i < w.volume_mounts.size(); ++i) {
+    const std::string path = "spec.worker.volumeMounts[" + std::to_string(i) + "]";
+    const std::string name = required_string(errors, path, w.volume_mounts[i], "name");
+    if (!name.empty() && !names.count(name)) {
+      errors->push_back(
+          {path + ".name", "must name one of spec.worker.volumes (got " + json_quoted(name) + ")"});
+    }
+    const std::string mount = required_string(errors, path, w.volume_mounts[i], "mountPath");
+    if (mount.empty()) continue;
+    if (mount.front() != '/') {
+      errors->push_back(
+          {path + ".mountPath", "must be an absolute path (got " + json_quoted(mount) + ")"});
+    } else if (is_operator_mount_path(mount)) {
+      errors->push_back(
+          {path + ".mountPath", "is a path the operator mounts (got " + json_quoted(mount) + ")"});
+    } else if (!paths.insert(mount).second) {
+      errors->push_back({path + ".mountPath", "duplicate mount path " + json_quoted(mount)});
+    }
+  }
+}
+
+void validate_pod_identity(const WorkerSpec& w, std::vector<FieldError>* errors) {
+  if (!w.service_account_name.empty()) {
+    check_subdomain(errors, "spec.worker.serviceAccountName", w.service_account_name);
+  }
+  check_max_items(errors, "spec.worker.imagePullSecrets", w.image_pull_secrets.size(),
+                  kMaxSmallLists);
+  for (size_t i = 0; i < w.image_pull_secrets.size(); ++i) {
+    const std::string path = "spec.worker.imagePullSecrets[" + std::to_string(i) + "].name";
+    if (w.image_pull_secrets[i].empty()) {
+      errors->push_back({path, "required"});
+    } else {
+      check_subdomain(errors, path, w.image_pull_secrets[i]);
+    }
+  }
+  if (!w.priority_class_name.empty()) {
+    check_subdomain(errors, "spec.worker.priorityClassName", w.priority_class_name);
+  }
+  if (w.node_affinity.is_object()) {
+    for (const auto& [key, value] : w.node_affinity.items()) {
+      if (key != "requiredDuringSchedulingIgnoredDuringExecution" &&
+          key != "preferredDuringSchedulingIgnoredDuringExecution") {
+        errors->push_back({"spec.worker.nodeAffinity." + key,
+                           "unknown field: NodeAffinity has requiredDuringSchedulingIgnoredDuring"
+                           "Execution and preferredDuringSchedulingIgnoredDuringExecution"});
+      }
+    }
+  }
+  check_max_items(errors, "spec.worker.topologySpreadConstraints",
+                  w.topology_spread_constraints.size(), kMaxSmallLists);
+  for (size_t i = 0; i < w.topology_spread_constraints.size(); ++i) {
+    const nlohmann::json& c = w.topology_spread_constraints[i];
+    const std::string path = "spec.worker.topologySpreadConstraints[" + std::to_string(i) + "]";
+    if (!c.contains("maxSkew")) {
+      errors->push_back({path + ".maxSkew", "required"});
+    } else if (!c["maxSkew"].is_number_integer() || c["maxSkew"].get<int64_t>() < 1) {
+      errors->push_back({path + ".maxSkew", "must be an integer >= 1"});
+    }
+    required_string(errors, path, c, "topologyKey");
+    const std::string when = required_string(errors, path, c, "whenUnsatisfiable");
+    if (!when.empty() && when != "DoNotSchedule" && when != "ScheduleAnyway") {
+      errors->push_back(
+          {path + ".whenUnsatisfiable",
+           "must be DoNotSchedule or ScheduleAnyway (got " + json_quoted(when) + ")"});
+    }
+  }
+  validate_volumes(w, errors);
+}
+
+void validate_auth(const AuthSpec& a, std::vector<FieldError>* errors) {
+  if (!a.enabled()) return;
+  check_subdomain(errors, "spec.auth.secretName", a.secret_name);
+  if (a.key.empty() || a.key.size() > kMaxSubdomainLength || a.key == "." || a.key == ".." ||
+      !matches(a.key, kSecretKeyPattern)) {
+    errors->push_back({"spec.auth.key",
+                       "must be a Secret key: letters, digits, '-', '_' and '.' "
+                       "(got " +
+                           json_quoted(a.key) + ")"});
+  }
+}
+
+// core/v1 NetworkPolicyPeer: podSelector and/or namespaceSelector, or ipBlock alone.
+void validate_peers(const std::vector<nlohmann::json>& peers, const std::string& path,
+                    std::vector<FieldError>* errors) {
+  check_max_items(errors, path, peers.size(), kMaxPeers);
+  for (size_t i = 0; i < peers.size(); ++i) {
+    const nlohmann::json& peer = peers[i];
+    const std::string at = path + "[" + std::to_string(i) + "]";
+    if (peer.empty()) errors->push_back({at, "must set podSelector, namespaceSelector or ipBlock"});
+    for (const auto& [key, value] : peer.items()) {
+      if (key != "podSelector" && key != "namespaceSelector" && key != "ipBlock") {
+        errors->push_back({at + "." + key,
+                           "unknown field: a NetworkPolicyPeer has podSelector, "
+                           "namespaceSelector and ipBlock"});
+      } else if (!value.is_object()) {
+        errors->push_back({at + "." + key, "must be an object"});
+      }
+    }
+    if (peer.contains("ipBlock")) {
+      if (peer.size() > 1) {
+        errors->push_back({at + ".ipBlock", "must not be combined with selectors"});
+      }
+      if (peer["ipBlock"].is_object())
+        required_string(errors, at + ".ipBlock", peer["ipBlock"], "cidr");
+    }
   }
 }
 
@@ -229,6 +398,10 @@ std::vector<FieldError> validate(const ModelDeploymentSpec& s) {
   validate_worker(s, &errors);
   validate_speculative(s.speculative, &errors);
   validate_autoscaling(s.autoscaling, &errors);
+  validate_pod_identity(s.worker, &errors);
+  validate_auth(s.auth, &errors);
+  validate_peers(s.network_policy.api_from, "spec.networkPolicy.apiFrom", &errors);
+  validate_peers(s.network_policy.metrics_from, "spec.networkPolicy.metricsFrom", &errors);
   if (!(s.cost.gpu_hour_usd >= 0)) errors.push_back({"spec.cost.gpuHourUsd", "must be >= 0"});
   if (!(s.cost.pod_hour_usd >= 0)) errors.push_back({"spec.cost.podHourUsd", "must be >= 0"});
   check_min(&errors, "spec.progressDeadlineSeconds", s.progress_deadline_seconds, 1);

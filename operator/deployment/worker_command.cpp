@@ -31,6 +31,12 @@ WorkerCommand worker_command(const WorkerCommandInput& in) {
               std::to_string(in.port),
               "--served-model-name",
               in.served_model_name};
+  if (in.metrics_port >= 0) {
+    out.args.insert(out.args.end(), {"--metrics-host", in.metrics_host, "--metrics-port",
+                                     std::to_string(in.metrics_port)});
+  }
+  if (!in.api_key_file.empty())
+    out.args.insert(out.args.end(), {"--api-key-file", in.api_key_file});
   if (in.precision)
     out.args.insert(out.args.end(), {"--precision", std::string(precision_name(*in.precision))});
   out.args.insert(out.args.end(),

@@ -3,7 +3,8 @@
 // workers from this one function, and tests/contract parses its output with the
 // worker's own flag parser. Pure.
 //
-//   serve --model DIR --host H --port P --served-model-name NAME [--precision fp8|bf16]
+//   serve --model DIR --host H --port P [--metrics-host MH --metrics-port MP]
+//         --served-model-name NAME [--api-key-file F] [--precision fp8|bf16]
 //         --world-size W --leader HOST:PORT [--placement FILE] [--threads T] [extra...]
 // Environment (MOESERVE_*; user variables are the caller's to add after these):
 //   rank, from the RankSource:
@@ -38,7 +39,10 @@ struct WorkerCommandInput {
   std::string model_dir;
   std::string host;
   int32_t port = 8000;
+  std::string metrics_host;   // with metrics_port >= 0: /metrics on its own listener
+  int32_t metrics_port = -1;  // -1: not passed (/metrics on --port)
   std::string served_model_name;
+  std::string api_key_file;  // "": not passed (no authentication)
   // Absent: not passed, so the worker takes the checkpoint's precision (local mode,
   // where --model may stand in for the spec's source).
   std::optional<Precision> precision;

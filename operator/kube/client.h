@@ -47,6 +47,7 @@ inline const ResourceRef kConfigMaps{"", "v1", "configmaps", true};
 inline const ResourceRef kEvents{"", "v1", "events", true};
 inline const ResourceRef kStatefulSets{"apps", "v1", "statefulsets", true};
 inline const ResourceRef kPodDisruptionBudgets{"policy", "v1", "poddisruptionbudgets", true};
+inline const ResourceRef kNetworkPolicies{"networking.k8s.io", "v1", "networkpolicies", true};
 inline const ResourceRef kLeases{"coordination.k8s.io", "v1", "leases", true};
 inline const ResourceRef kCustomResourceDefinitions{"apiextensions.k8s.io", "v1",
                                                     "customresourcedefinitions", false};

@@ -81,6 +81,8 @@ std::vector<ResourceType> builtin_types() {
               true),
       builtin("policy", "v1", "poddisruptionbudgets", "poddisruptionbudget", "PodDisruptionBudget",
               true, {"pdb"}, true),
+      builtin("networking.k8s.io", "v1", "networkpolicies", "networkpolicy", "NetworkPolicy", true,
+              {"netpol"}),
       builtin("coordination.k8s.io", "v1", "leases", "lease", "Lease", true, {}),
       builtin("apiextensions.k8s.io", "v1", "customresourcedefinitions", "customresourcedefinition",
               "CustomResourceDefinition", false, {"crd", "crds"}, true),

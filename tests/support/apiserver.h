@@ -4,6 +4,7 @@
 // for kubectl, and CRUD + list + watch for the built-in kinds the operator touches
 // (namespaces, pods, services, configmaps, secrets, events (core and events.k8s.io),
 // apps/v1 statefulsets and deployments, policy/v1 poddisruptionbudgets,
+// networking.k8s.io/v1 networkpolicies,
 // coordination.k8s.io/v1 leases, apiextensions.k8s.io/v1 customresourcedefinitions)
 // and for every custom resource whose CRD has been created.
 //

@@ -33,7 +33,7 @@ class OperatorIntegrationTest : public ::testing::Test {
     controller_ = std::make_unique<Controller>(
         *client_, res::kModelDeployments,
         std::vector<kube::ResourceRef>{res::kStatefulSets, res::kServices, res::kConfigMaps,
-                                       res::kPodDisruptionBudgets},
+                                       res::kPodDisruptionBudgets, res::kNetworkPolicies},
         TestCluster::fast_options(), std::make_shared<prometheus::Registry>());
     events_ = std::make_unique<EventRecorder>(*client_, "moeserve-operator");
     reconciler_ =
