@@ -34,6 +34,7 @@ std::vector<GroupProcesses> local_processes(const deployment::ModelDeployment& m
       in.world_size = world;
       in.leader = leader;
       in.threads = options.threads_per_rank;
+      in.api_key_file = options.api_key_file;
       in.deployment = md.metadata.name;
       in.group = g;
       in.rank_source = deployment::RankSource::kLiteral;

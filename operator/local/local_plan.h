@@ -10,7 +10,8 @@
 // with the rank given literally, --threads threads_per_rank, and neither --precision
 // (options.model_dir may stand in for the spec's checkpoint) nor --placement (local
 // mode writes no placement file). spec.worker.env is not applied: the processes
-// inherit this environment.
+// inherit this environment. With api_key_file every rank gets --api-key-file (rank 0
+// enforces it on the API; the front door forwards the Authorization header).
 #pragma once
 
 #include <cstdint>
@@ -27,6 +28,7 @@ struct LocalOptions {
   std::string host = "127.0.0.1";
   uint16_t base_port = 8100;
   int64_t threads_per_rank = 1;
+  std::string api_key_file;  // "": no authentication (stands in for spec.auth's Secret)
 };
 
 struct RankProcess {

@@ -26,6 +26,7 @@ int run_local(const std::vector<std::string>& args) {
   int64_t threads = 1;
   std::string worker = executable_dir() + "/moeserve-worker";
   std::string logs_dir;
+  std::string api_key_file;
   double grace_s = 10;
   FlagSet flags("moeserve-operator local -f FILE [--model DIR] [flags]",
                 "Runs a ModelDeployment on this machine: each group's ranks as local\n"
@@ -41,6 +42,9 @@ int run_local(const std::vector<std::string>& args) {
   flags.add_int("threads-per-rank", &threads, "compute threads per worker");
   flags.add_string("worker", &worker, "moeserve-worker binary");
   flags.add_string("logs-dir", &logs_dir, "worker logs folder (default: inherit stderr)");
+  flags.add_string("api-key-file", &api_key_file,
+                   "API keys (one per line) rank 0 of every group requires, re-read when the "
+                   "file changes; the local stand-in for spec.auth's Secret");
   flags.add_double("grace-seconds", &grace_s, "time workers get to finish on shutdown");
   std::vector<std::string> normalized = args;
   for (auto& a : normalized) {
@@ -81,6 +85,16 @@ int run_local(const std::vector<std::string>& args) {
     std::cerr << "moeserve-operator local: --model " << model << ": no config.json there\n";
     return 2;
   }
+  if (md.spec.auth.enabled() && api_key_file.empty()) {
+    std::cerr << "moeserve-operator local: spec.auth.secretName names Secret \""
+              << md.spec.auth.secret_name
+              << "\", which local mode cannot read: pass --api-key-file FILE (one key per line)\n";
+    return 2;
+  }
+  if (!api_key_file.empty() && !std::filesystem::is_regular_file(api_key_file)) {
+    std::cerr << "moeserve-operator local: --api-key-file " << api_key_file << ": no such file\n";
+    return 2;
+  }
   int32_t groups = replicas >= 0 ? static_cast<int32_t>(replicas)
                                  : deployment::desired_replicas(md.spec, std::nullopt);
   LocalOptions options;
@@ -89,6 +103,7 @@ int run_local(const std::vector<std::string>& args) {
   options.host = host;
   options.base_port = static_cast<uint16_t>(base_port);
   options.threads_per_rank = threads;
+  if (!api_key_file.empty()) options.api_key_file = std::filesystem::absolute(api_key_file);
 
   std::mutex mutex;
   std::condition_variable cv;

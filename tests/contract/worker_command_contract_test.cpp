@@ -225,6 +225,28 @@ TEST(PodContract, TwoRanksPerPodStartAtPodIndexTimesTwoAndExtraArgsReachTheWorke
   EXPECT_EQ(second.env.at("MOESERVE_RANK"), "2") << "exported by the pod's shell";
 }
 
+TEST(PodContract, ApiKeyFileIsTheMountedSecretKeyAndMetricsHaveTheirOwnPort) {
+  const deployment::ModelDeployment md = make_deployment(json::parse(R"({
+    "model": {"source": "/m"}, "auth": {"secretName": "llm-keys", "key": "keys.txt"},
+    "worker": {"image": "w", "metricsPort": 9191}})"));
+  const deployment::Plan plan = deployment::plan(md, deployment::Observed{});
+  const json pod = deployment::render_statefulset(md, plan, 0)["spec"]["template"]["spec"];
+  std::string mount_path;
+  for (const json& volume : pod["volumes"]) {
+    if (!volume.contains("secret")) continue;
+    EXPECT_EQ(volume["secret"]["secretName"], "llm-keys");
+    for (const json& mount : pod["containers"][0]["volumeMounts"]) {
+      if (mount["name"] == volume["name"]) mount_path = mount["mountPath"];
+    }
+  }
+  ASSERT_FALSE(mount_path.empty()) << "the Secret is mounted";
+  const std::vector<cli::ServeFlags> pods = pods_as_worker(md, 0);
+  ASSERT_EQ(pods.size(), 1u);
+  EXPECT_EQ(pods[0].api_key_file, mount_path + "/keys.txt");
+  EXPECT_EQ(pods[0].metrics_host, "0.0.0.0");
+  EXPECT_EQ(pods[0].metrics_port, 9191);
+}
+
 // Two MoE layers (decoder layers 1 and 2) of 8 experts, 4 redundant slots, 4 ranks.
 json placement_spec() {
   return json::parse(R"({

@@ -9,7 +9,6 @@
 #include <memory>
 #include <optional>
 
-#include "common/file.h"
 #include "common/http_server.h"
 #include "common/log.h"
 #include "common/metrics.h"
@@ -29,13 +28,10 @@ using server::ControlServer;
 using server::WorkerInfo;
 using server::WorkerMetrics;
 
-StatusOr<std::string> read_api_key(const std::string& path) {
-  if (path.empty()) return std::string();
-  MOESERVE_ASSIGN_OR_RETURN(std::string key, read_file(path));
-  while (!key.empty() && std::isspace(static_cast<unsigned char>(key.back()))) key.pop_back();
-  while (!key.empty() && std::isspace(static_cast<unsigned char>(key.front()))) key.erase(0, 1);
-  if (key.empty()) return invalid_argument_error("--api-key-file " + path + " is empty");
-  return key;
+StatusOr<std::shared_ptr<server::ApiKeys>> load_api_keys(const std::string& path) {
+  if (path.empty()) return std::shared_ptr<server::ApiKeys>();
+  MOESERVE_ASSIGN_OR_RETURN(std::unique_ptr<server::ApiKeys> keys, server::ApiKeys::load(path));
+  return std::shared_ptr<server::ApiKeys>(std::move(keys));
 }
 
 std::string default_model_name(const std::string& dir) {
@@ -87,6 +83,25 @@ void add_metrics_route(http::Server& server, std::function<void()> refresh,
                }));
 }
 
+// /metrics on its own listener (returned, started) with --metrics-port, else on `main`
+// (null returned).
+StatusOr<std::unique_ptr<http::Server>> serve_metrics(
+    const ServeFlags& f, http::Server& main, std::function<void()> refresh,
+    std::shared_ptr<prometheus::Registry> registry) {
+  if (f.metrics_port < 0) {
+    add_metrics_route(main, std::move(refresh), std::move(registry));
+    return std::unique_ptr<http::Server>();
+  }
+  http::ServerOptions mo;
+  mo.host = f.metrics_host;
+  mo.port = static_cast<uint16_t>(f.metrics_port);
+  mo.handler_threads = 2;
+  auto server = std::make_unique<http::Server>(mo);
+  add_metrics_route(*server, std::move(refresh), std::move(registry));
+  MOESERVE_RETURN_IF_ERROR(server->start());
+  return server;
+}
+
 // Ranks > 0: lend this rank's experts to rank 0's steps until rank 0 stops the group
 // (ok) or a collective fails (the error names the lost rank). Serves /healthz, /readyz
 // and /metrics meanwhile. SIGTERM stays pending on purpose: rank 0 decides when the
@@ -100,7 +115,8 @@ Status follow(const ServeFlags& f, parallel::Group& group,
   http::add_health_routes(server, [&]() -> Status {
     return failed.load() ? unavailable_error("the expert-parallel group failed") : ok_status();
   });
-  add_metrics_route(server, nullptr, registry);
+  MOESERVE_ASSIGN_OR_RETURN(std::unique_ptr<http::Server> metrics_server,
+                            serve_metrics(f, server, nullptr, registry));
   MOESERVE_RETURN_IF_ERROR(server.start());
   log::info("following rank 0", {{"rank", group.rank()},
                                  {"world_size", group.size()},
@@ -115,12 +131,14 @@ Status follow(const ServeFlags& f, parallel::Group& group,
     log::info("rank 0 stopped the group", {{"rank", group.rank()}});
   }
   server.shutdown(0);
+  if (metrics_server) metrics_server->shutdown(0);
   return status;
 }
 
 Status serve(const ServeFlags& f) {
   const sigset_t signals = block_stop_signals();
-  MOESERVE_ASSIGN_OR_RETURN(std::string api_key, read_api_key(f.api_key_file));
+  MOESERVE_ASSIGN_OR_RETURN(std::shared_ptr<server::ApiKeys> api_keys,
+                            load_api_keys(f.api_key_file));
   MOESERVE_ASSIGN_OR_RETURN(RankStart start, join_and_load(f.group, f.model));
   std::unique_ptr<parallel::Group>& group = start.group;
   const model::ModelConfig& config = start.model->config;
@@ -157,7 +175,7 @@ Status serve(const ServeFlags& f) {
 
   server::ApiOptions api;
   api.served_model_name = info.model;
-  api.api_key = api_key;
+  api.api_keys = api_keys;
   api.max_model_len = std::min(config.max_position_embeddings, scheduler.kv_capacity_tokens());
   if (f.max_model_len > 0) api.max_model_len = std::min(api.max_model_len, f.max_model_len);
 
@@ -178,8 +196,9 @@ Status serve(const ServeFlags& f) {
   http::Server server(health_server_options(f, f.max_num_seqs + f.max_queue + 16));
   openai.add_routes(server);
   http::add_health_routes(server, ready);
-  add_metrics_route(
-      server, [&metrics] { metrics.refresh(); }, metrics.registry());
+  MOESERVE_ASSIGN_OR_RETURN(std::unique_ptr<http::Server> metrics_server,
+                            serve_metrics(
+                                f, server, [&metrics] { metrics.refresh(); }, metrics.registry()));
   scheduler.start();
   MOESERVE_RETURN_IF_ERROR(server.start());
 
@@ -189,14 +208,16 @@ Status serve(const ServeFlags& f) {
     MOESERVE_ASSIGN_OR_RETURN(control,
                               ControlServer::start(cc, f.grpc_host, static_cast<int>(f.grpc_port)));
   }
-  log::info("serving", {{"model", api.served_model_name},
-                        {"host", f.host},
-                        {"port", static_cast<int64_t>(server.port())},
-                        {"grpc_port", static_cast<int64_t>(control ? control->port() : -1)},
-                        {"max_model_len", api.max_model_len},
-                        {"kv_cache_blocks", f.kv_cache_blocks},
-                        {"max_num_seqs", f.max_num_seqs},
-                        {"deployment", f.deployment}});
+  log::info("serving",
+            {{"model", api.served_model_name},
+             {"host", f.host},
+             {"port", static_cast<int64_t>(server.port())},
+             {"grpc_port", static_cast<int64_t>(control ? control->port() : -1)},
+             {"metrics_port", static_cast<int64_t>(metrics_server ? metrics_server->port() : -1)},
+             {"max_model_len", api.max_model_len},
+             {"kv_cache_blocks", f.kv_cache_blocks},
+             {"max_num_seqs", f.max_num_seqs},
+             {"deployment", f.deployment}});
 
   const int signal_number = wait_for_stop(signals, scheduler);
   if (signal_number == 0) {
@@ -206,6 +227,7 @@ Status serve(const ServeFlags& f) {
     server.shutdown(0);
     scheduler.stop();
     if (control) control->shutdown();
+    if (metrics_server) metrics_server->shutdown(0);
     return failed;
   }
   log::info("shutting down: finishing requests in flight", {{"signal", signal_number},
@@ -220,6 +242,7 @@ Status serve(const ServeFlags& f) {
     }
   }
   if (control) control->shutdown();
+  if (metrics_server) metrics_server->shutdown(0);
   log::info("stopped", {});
   return ok_status();
 }

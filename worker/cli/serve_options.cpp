@@ -1,5 +1,7 @@
 #include "worker/cli/serve_options.h"
 
+#include <arpa/inet.h>
+
 #include "common/flags.h"
 
 namespace moeserve::cli {
@@ -8,7 +10,7 @@ namespace {
 void add_flags(FlagSet& flags, ServeFlags& f, int64_t* pod_index, int64_t* ranks_per_pod) {
   flags.add_string("model", &f.model, "model folder (config.json, safetensors, tokenizer.json)",
                    "MOESERVE_MODEL");
-  flags.add_string("host", &f.host, "HTTP listen address", "MOESERVE_HOST");
+  flags.add_string("host", &f.host, "HTTP listen address (an IP)", "MOESERVE_HOST");
   flags.add_int("port", &f.port, "HTTP port (0: an ephemeral port)", "MOESERVE_PORT");
   flags.add_string("served-model-name", &f.served_model_name,
                    "model name in the API (default: the folder's name)");
@@ -24,7 +26,10 @@ void add_flags(FlagSet& flags, ServeFlags& f, int64_t* pod_index, int64_t* ranks
   flags.add_int("threads", &f.threads, "compute threads; 0 is one per hardware thread",
                 "MOESERVE_THREADS");
   flags.add_int("grpc-port", &f.grpc_port, "WorkerControl gRPC port (-1: off, 0: ephemeral)");
-  flags.add_string("grpc-host", &f.grpc_host, "WorkerControl gRPC listen address");
+  flags.add_string("grpc-host", &f.grpc_host, "WorkerControl gRPC listen address (an IP)");
+  flags.add_int("metrics-port", &f.metrics_port,
+                "port of /metrics on its own listener (-1: on --port, 0: ephemeral)");
+  flags.add_string("metrics-host", &f.metrics_host, "listen address of --metrics-port (an IP)");
   flags.add_string("deployment", &f.deployment, "deployment label on every metric",
                    "MOESERVE_DEPLOYMENT");
   flags.add_double("shutdown-grace-seconds", &f.shutdown_grace_seconds,
@@ -48,6 +53,16 @@ Status check_flags(const ServeFlags& f) {
   if (f.grpc_port < -1 || f.grpc_port > 65535) {
     return invalid_argument_error("--grpc-port must be in [0, 65535] (or -1: off)");
   }
+  if (f.metrics_port < -1 || f.metrics_port > 65535) {
+    return invalid_argument_error("--metrics-port must be in [0, 65535] (or -1: on --port)");
+  }
+  if (f.metrics_port > 0 && f.metrics_port == f.port) {
+    return invalid_argument_error("--metrics-port must differ from --port (" +
+                                  std::to_string(f.port) + ")");
+  }
+  MOESERVE_RETURN_IF_ERROR(check_listen_address("--host", f.host));
+  MOESERVE_RETURN_IF_ERROR(check_listen_address("--grpc-host", f.grpc_host));
+  MOESERVE_RETURN_IF_ERROR(check_listen_address("--metrics-host", f.metrics_host));
   if (f.max_num_seqs < 1) return invalid_argument_error("--max-num-seqs must be >= 1");
   if (f.kv_cache_blocks < 1) return invalid_argument_error("--kv-cache-blocks must be >= 1");
   if (f.max_num_batched_tokens < 1) {
@@ -102,6 +117,18 @@ StatusOr<ParsedServeFlags> parse_serve_flags(const std::vector<std::string>& arg
   }
   MOESERVE_RETURN_IF_ERROR(check_flags(f));
   return out;
+}
+
+Status check_listen_address(const std::string& flag, const std::string& host) {
+  unsigned char address[sizeof(in6_addr)];
+  if (inet_pton(AF_INET, host.c_str(), address) == 1 ||
+      inet_pton(AF_INET6, host.c_str(), address) == 1) {
+    return ok_status();
+  }
+  return invalid_argument_error(flag +
+                                " must be an IPv4 or IPv6 address such as 0.0.0.0, "
+                                "127.0.0.1 or ::, not '" +
+                                host + "'");
 }
 
 bool in_group(const ServeFlags& f) { return in_group(f.group); }

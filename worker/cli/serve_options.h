@@ -4,7 +4,8 @@
 //   serve --model DIR [--port 8000] [--host 127.0.0.1] [--served-model-name NAME]
 //         [--api-key-file F] [--max-num-seqs 32] [--max-model-len N] [--kv-cache-blocks N]
 //         [--max-num-batched-tokens 1024] [--max-queue 128] [--threads N]
-//         [--grpc-port P] [--grpc-host 127.0.0.1] [--deployment NAME]
+//         [--grpc-port P] [--grpc-host 127.0.0.1] [--metrics-port P]
+//         [--metrics-host 127.0.0.1] [--deployment NAME]
 //         [--shutdown-grace-seconds 30] [--max-body-bytes N]
 //         [--precision fp8|bf16] [--speculative none] [--draft-tokens 0]
 //         [--rank R --world-size N --leader HOST:PORT [--placement FILE]
@@ -13,6 +14,8 @@
 // Environment: MOESERVE_RANK, MOESERVE_WORLD_SIZE, MOESERVE_LEADER_ADDR,
 // MOESERVE_DEPLOYMENT (and the others named in --help). Without MOESERVE_RANK/--rank the
 // rank is MOESERVE_POD_INDEX x MOESERVE_RANKS_PER_POD (the operator's pod layout).
+// --host, --grpc-host and --metrics-host are IP literals (IPv4 or IPv6); anything else is
+// refused. Without --metrics-port, /metrics is served on --port beside the API.
 // A world size of 1 is a single process: --leader is then ignored. Speculative
 // decoding does not exist yet: --speculative mtp and --draft-tokens other than 0 are
 // refused (invalid_argument) rather than served without drafts.
@@ -42,6 +45,8 @@ struct ServeFlags {
   int64_t threads = 0;
   int64_t grpc_port = -1;
   std::string grpc_host = "127.0.0.1";
+  int64_t metrics_port = -1;  // -1: /metrics on --port
+  std::string metrics_host = "127.0.0.1";
   std::string deployment = "default";
   double shutdown_grace_seconds = 30;
   int64_t max_body_bytes = 8 << 20;
@@ -60,6 +65,9 @@ struct ParsedServeFlags {
 // Parses and checks the command line (plus environment). invalid_argument names the
 // flag at fault.
 StatusOr<ParsedServeFlags> parse_serve_flags(const std::vector<std::string>& args);
+
+// ok when `host` is an IPv4 or IPv6 literal; invalid_argument naming `flag` otherwise.
+Status check_listen_address(const std::string& flag, const std::string& host);
 
 // True when the flags describe an expert-parallel group (world size > 1).
 bool in_group(const ServeFlags& f);

@@ -73,7 +73,9 @@ StatusOr<std::unique_ptr<ControlServer>> ControlServer::start(ControlContext con
   control->impl_->service = std::make_unique<WorkerControlService>(std::move(context));
   grpc::ServerBuilder builder;
   int bound = 0;
-  builder.AddListeningPort(host + ":" + std::to_string(port), grpc::InsecureServerCredentials(),
+  // gRPC addresses are HOST:PORT, so an IPv6 literal needs brackets.
+  const std::string address = host.find(':') == std::string::npos ? host : "[" + host + "]";
+  builder.AddListeningPort(address + ":" + std::to_string(port), grpc::InsecureServerCredentials(),
                            &bound);
   builder.RegisterService(control->impl_->service.get());
   control->impl_->server = builder.BuildAndStart();

@@ -54,13 +54,6 @@ std::string random_id(const char* prefix) {
 
 double seconds(Clock::Duration d) { return std::chrono::duration<double>(d).count(); }
 
-bool constant_time_equal(std::string_view a, std::string_view b) {
-  if (a.size() != b.size()) return false;
-  unsigned char diff = 0;
-  for (size_t i = 0; i < a.size(); ++i) diff |= static_cast<unsigned char>(a[i] ^ b[i]);
-  return diff == 0;
-}
-
 // One generation request from submit to its last event: feeds the choices' text,
 // writes stream chunks, tracks timing, and ends with the outputs or an error.
 class Generation {
@@ -280,11 +273,11 @@ void OpenAiApi::add_routes(http::Server& server) {
 }
 
 std::optional<ApiError> OpenAiApi::check_api_key(const http::Request& request) const {
-  if (options_.api_key.empty()) return std::nullopt;
+  if (!options_.api_keys) return std::nullopt;
   const std::string header = request.header("authorization");
   constexpr std::string_view kBearer = "Bearer ";
   if (header.size() > kBearer.size() && header.compare(0, kBearer.size(), kBearer) == 0 &&
-      constant_time_equal(std::string_view(header).substr(kBearer.size()), options_.api_key)) {
+      options_.api_keys->accepts(std::string_view(header).substr(kBearer.size()))) {
     return std::nullopt;
   }
   return api_error(401,

@@ -18,6 +18,7 @@
 #pragma once
 
 #include <cstdint>
+#include <memory>
 #include <optional>
 #include <string>
 #include <vector>
@@ -26,6 +27,7 @@
 #include "common/http_server.h"
 #include "worker/engine/scheduler.h"
 #include "worker/model/prompt_encoder.h"
+#include "worker/server/api_keys.h"
 #include "worker/server/openai_protocol.h"
 #include "worker/server/worker_metrics.h"
 
@@ -33,7 +35,7 @@ namespace moeserve::server {
 
 struct ApiOptions {
   std::string served_model_name;
-  std::string api_key;  // empty: no authentication
+  std::shared_ptr<ApiKeys> api_keys;  // null: no authentication
   int64_t max_model_len = 4096;
 };
 

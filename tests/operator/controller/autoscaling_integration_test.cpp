@@ -85,7 +85,7 @@ class AutoscalingIntegrationTest : public ::testing::Test {
  protected:
   void SetUp() override {
     ASSERT_NO_FATAL_FAILURE(cluster_.start(kNs));
-    // Group i's worker listens on 127.0.0.<i+1>, all on one port (spec.worker.port).
+    // Group i's worker listens on 127.0.0.<i+1>, all on one port (spec.worker.metricsPort).
     workers_.push_back(std::make_unique<FakeWorker>("127.0.0.1", 0));
     ASSERT_TRUE(workers_[0]->start().ok());
     for (int i = 1; i < 3; ++i) {
@@ -127,7 +127,7 @@ class AutoscalingIntegrationTest : public ::testing::Test {
     nlohmann::json md = (*docs)[0];
     md["metadata"] = {{"name", "x"}, {"namespace", kNs}};
     md["spec"]["replicas"] = 1;
-    md["spec"]["worker"]["port"] = workers_[0]->port();
+    md["spec"]["worker"]["metricsPort"] = workers_[0]->port();
     md["spec"]["autoscaling"] = {{"enabled", true},
                                  {"minReplicas", 1},
                                  {"maxReplicas", 3},

@@ -3,6 +3,7 @@
 // group; scaling; injected 409/500/410/dropped watches; invalid specs; cascade delete.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <set>
 #include <thread>
 
@@ -103,6 +104,31 @@ class OperatorIntegrationTest : public ::testing::Test {
       }
     }
     return "";
+  }
+
+  // Names of the NetworkPolicies of deployment `name`.
+  std::set<std::string> network_policies(const std::string& name) {
+    std::set<std::string> out;
+    kube::ListOptions options;
+    options.label_selector = std::string(deployment::kLabelDeployment) + "=" + name;
+    auto list = client_->list(res::kNetworkPolicies, kNs, options);
+    if (!list.ok()) return out;
+    for (auto& item : list->items) out.insert(item["metadata"]["name"].get<std::string>());
+    return out;
+  }
+
+  std::set<std::string> group_names(const std::string& name) {
+    std::set<std::string> out;
+    for (const auto& [group, _] : groups(name)) out.insert(group);
+    return out;
+  }
+
+  std::set<std::string> event_reasons() {
+    std::set<std::string> reasons;
+    auto events = client_->list(res::kEvents, kNs);
+    if (!events.ok()) return reasons;
+    for (const auto& e : events->items) reasons.insert(e.value("reason", ""));
+    return reasons;
   }
 
   TestCluster cluster_;
@@ -239,6 +265,113 @@ TEST_F(OperatorIntegrationTest, DeleteCascadesToOwnedObjects) {
   ASSERT_TRUE(wait_until([&] { return groups("x").empty(); }, 20s));
   EXPECT_FALSE(client_->get(res::kServices, kNs, "x").ok());
   EXPECT_FALSE(client_->get(res::kPodDisruptionBudgets, kNs, "x").ok());
+}
+
+TEST_F(OperatorIntegrationTest, NetworkPoliciesAreOwnedFollowTheGroupsAndTheSwitch) {
+  auto created = client_->create(res::kModelDeployments, kNs, tiny("x", 2));
+  ASSERT_TRUE(created.ok()) << created.status().to_string();
+  auto expected = [&] {
+    std::set<std::string> names = group_names("x");
+    names.insert("x");
+    return names;
+  };
+  ASSERT_TRUE(wait_until([&] { return groups("x").size() == 2; }, 20s));
+  ASSERT_TRUE(wait_until([&] { return network_policies("x") == expected(); }, 20s));
+  auto policy = client_->get(res::kNetworkPolicies, kNs, "x");
+  ASSERT_TRUE(policy.ok());
+  EXPECT_EQ((*policy)["metadata"]["ownerReferences"][0]["uid"], (*created)["metadata"]["uid"]);
+
+  // Scaling in deletes the removed group's policy once its StatefulSet is gone.
+  ASSERT_TRUE(client_
+                  ->patch(res::kModelDeployments, kNs, "x", kube::PatchType::kMerge,
+                          {{"spec", {{"replicas", 1}}}})
+                  .ok());
+  ASSERT_TRUE(wait_until([&] { return groups("x").size() == 1; }, 20s));
+  ASSERT_TRUE(wait_until([&] { return network_policies("x") == expected(); }, 20s))
+      << network_policies("x").size();
+
+  ASSERT_TRUE(client_
+                  ->patch(res::kModelDeployments, kNs, "x", kube::PatchType::kMerge,
+                          {{"spec", {{"networkPolicy", {{"enabled", false}}}}}})
+                  .ok());
+  ASSERT_TRUE(wait_until([&] { return network_policies("x").empty(); }, 20s));
+
+  ASSERT_TRUE(client_
+                  ->patch(res::kModelDeployments, kNs, "x", kube::PatchType::kMerge,
+                          {{"spec", {{"networkPolicy", {{"enabled", true}}}}}})
+                  .ok());
+  ASSERT_TRUE(wait_until([&] { return network_policies("x") == expected(); }, 20s));
+  ASSERT_TRUE(client_->remove(res::kModelDeployments, kNs, "x").ok());
+  ASSERT_TRUE(wait_until([&] { return network_policies("x").empty(); }, 20s));
+}
+
+TEST_F(OperatorIntegrationTest, AuthSecretIsMountedAndRotatingItRollsNothing) {
+  nlohmann::json secret = {{"apiVersion", "v1"},
+                           {"kind", "Secret"},
+                           {"metadata", {{"name", "llm-keys"}, {"namespace", kNs}}},
+                           {"stringData", {{"api-keys", "sk-old\n"}}}};
+  ASSERT_TRUE(client_->create(kube::ResourceRef{"", "v1", "secrets", true}, kNs, secret).ok());
+  nlohmann::json md = tiny("x", 1);
+  md["spec"]["auth"] = {{"secretName", "llm-keys"}};
+  ASSERT_TRUE(client_->create(res::kModelDeployments, kNs, md).ok());
+  ASSERT_TRUE(wait_until([&] { return groups("x").size() == 1; }, 20s));
+  const nlohmann::json sts = groups("x").begin()->second;
+  const nlohmann::json& pod = sts["spec"]["template"]["spec"];
+  bool mounted = false;
+  for (const auto& volume : pod["volumes"]) {
+    mounted = mounted || (volume.contains("secret") &&
+                          volume["secret"].value("secretName", "") == "llm-keys");
+  }
+  EXPECT_TRUE(mounted);
+  const nlohmann::json args = pod["containers"][0]["args"];
+  EXPECT_NE(std::find(args.begin(), args.end(), "/etc/moeserve/auth/api-keys"), args.end());
+  EXPECT_EQ(pod["automountServiceAccountToken"], false);
+
+  secret["stringData"]["api-keys"] = "sk-new\n";
+  auto current = client_->get(kube::ResourceRef{"", "v1", "secrets", true}, kNs, "llm-keys");
+  ASSERT_TRUE(current.ok());
+  secret["metadata"]["resourceVersion"] = (*current)["metadata"]["resourceVersion"];
+  ASSERT_TRUE(client_->update(kube::ResourceRef{"", "v1", "secrets", true}, kNs, secret).ok());
+  mark_groups_ready("x");
+  ASSERT_TRUE(wait_until([&] { return condition("x", "Ready") == "True"; }, 20s));
+  std::this_thread::sleep_for(300ms);
+  const auto after = groups("x");
+  ASSERT_EQ(after.size(), 1u);
+  EXPECT_EQ(after.begin()->first, sts["metadata"]["name"]);
+  EXPECT_EQ(after.begin()->second["metadata"]["uid"], sts["metadata"]["uid"]);
+  EXPECT_EQ(after.begin()->second["metadata"]["annotations"]["moeserve.io/template-hash"],
+            sts["metadata"]["annotations"]["moeserve.io/template-hash"]);
+}
+
+TEST_F(OperatorIntegrationTest, ScaleWhileTheAutoscalerOwnsTheCountIsAnEventAndACondition) {
+  nlohmann::json md = tiny("x", 1);
+  md["spec"]["autoscaling"] = {{"enabled", true},
+                               {"minReplicas", 1},
+                               {"maxReplicas", 2},
+                               {"targetTokensPerSecondPerGroup", 50}};
+  ASSERT_TRUE(client_->create(res::kModelDeployments, kNs, md).ok());
+  std::string reason;
+  ASSERT_TRUE(wait_until(
+      [&] { return condition("x", "AutoscalerDecides", &reason) == "True"; }, 20s));
+  EXPECT_EQ(reason, "Autoscaling");
+  EXPECT_FALSE(event_reasons().count("ScaleIgnored"));
+
+  // What `kubectl scale --replicas 5` writes through the scale subresource.
+  ASSERT_TRUE(client_
+                  ->patch(res::kModelDeployments, kNs, "x", kube::PatchType::kMerge,
+                          {{"spec", {{"replicas", 5}}}})
+                  .ok());
+  std::string message;
+  ASSERT_TRUE(wait_until(
+      [&] {
+        condition("x", "AutoscalerDecides", &reason, &message);
+        return reason == "SpecReplicasIgnored";
+      },
+      20s));
+  EXPECT_NE(message.find("spec.replicas is 5"), std::string::npos) << message;
+  ASSERT_TRUE(wait_until([&] { return event_reasons().count("ScaleIgnored") == 1; }, 20s));
+  ASSERT_TRUE(wait_until([&] { return groups("x").size() == 2; }, 20s))
+      << "the autoscaler's bounds hold";
 }
 
 }  // namespace

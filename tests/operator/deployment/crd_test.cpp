@@ -61,9 +61,16 @@ json valid_spec() {
                "resources": {"limits": {"nvidia.com/gpu": "2"}},
                "tolerations": [{"key": "k", "operator": "Equal", "value": "v",
                                 "effect": "NoSchedule"}],
-               "env": [{"name": "A", "value": "b"}]},
+               "env": [{"name": "A", "value": "b"}],
+               "imagePullSecrets": [{"name": "regcred"}],
+               "volumes": [{"name": "cache", "emptyDir": {}}],
+               "volumeMounts": [{"name": "cache", "mountPath": "/cache"}],
+               "topologySpreadConstraints": [{"maxSkew": 1, "topologyKey": "zone",
+                                              "whenUnsatisfiable": "ScheduleAnyway"}]},
     "autoscaling": {"enabled": true, "minReplicas": 1, "maxReplicas": 3,
-                    "targetTokensPerSecondPerGroup": 100}
+                    "targetTokensPerSecondPerGroup": 100},
+    "auth": {"secretName": "keys", "key": "api-keys"},
+    "networkPolicy": {"apiFrom": [{"podSelector": {}}], "metricsFrom": [{"podSelector": {}}]}
   })");
 }
 
@@ -275,6 +282,9 @@ std::map<std::string, CelCase> cel_cases() {
       "self.port != self.rendezvousPort",
       [](json* o) { (*o)["spec"]["worker"]["rendezvousPort"] = 8000; },
       "spec.worker.rendezvousPort");
+  rule(
+      "self.metricsPort != self.port",
+      [](json* o) { (*o)["spec"]["worker"]["metricsPort"] = 8000; }, "spec.worker.metricsPort");
   rule(
       "self.operator != 'Exists'",
       [](json* o) { (*o)["spec"]["worker"]["tolerations"][0]["operator"] = "Exists"; },

@@ -1,5 +1,6 @@
 #include "operator/deployment/render.h"
 
+#include <algorithm>
 #include <string>
 #include <vector>
 
@@ -52,7 +53,9 @@ TEST(Render, ObjectNamesKindsAndApplyOrder) {
   for (const json& o : r.objects()) {
     got.push_back(o["kind"].get<std::string>() + "/" + o["metadata"]["name"].get<std::string>());
   }
-  EXPECT_EQ(got, (std::vector<std::string>{"ConfigMap/ds-placement", "Service/ds-ranks",
+  EXPECT_EQ(got, (std::vector<std::string>{"ConfigMap/ds-placement", "NetworkPolicy/ds",
+                                           "NetworkPolicy/ds-g0", "NetworkPolicy/ds-g1",
+                                           "Service/ds-ranks",
                                            "Service/ds", "PodDisruptionBudget/ds",
                                            "StatefulSet/ds-g0", "StatefulSet/ds-g1"}));
 }
@@ -111,7 +114,8 @@ TEST(Render, WorkerArgsEnvAndCommandWithEightRanksPerPod) {
   EXPECT_EQ(c["image"], "w:1");
   EXPECT_EQ(c["args"],
             json::array({"serve", "--model", "/model/ds/v3", "--host", "0.0.0.0", "--port", "8000",
-                         "--served-model-name", "deepseek-v3", "--precision", "fp8", "--world-size",
+                         "--served-model-name", "deepseek-v3", "--metrics-host", "0.0.0.0",
+                         "--metrics-port", "9090", "--precision", "fp8", "--world-size",
                          "16", "--leader", "ds-g3-0.ds-ranks.ml.svc:29500", "--placement",
                          "/etc/moeserve/placement/placement.json", "--max-num-seqs", "256"}));
   EXPECT_EQ(c["command"],
@@ -264,6 +268,179 @@ TEST(Render, NoPlacementWithoutTheModelShape) {
   EXPECT_FALSE(r.placement_configmap.has_value());
   const json args = worker_container(r.statefulsets[0])["args"];
   EXPECT_EQ(std::find(args.begin(), args.end(), "--placement"), args.end());
+}
+
+// The volume named `name` of a pod spec (null when absent).
+json volume_named(const json& pod, const std::string& name) {
+  for (const json& v : pod["volumes"]) {
+    if (v["name"] == name) return v;
+  }
+  return nullptr;
+}
+
+TEST(Render, AuthMountsTheSecretReadOnlyAndPassesTheKeyFile) {
+  json spec = v3_spec();
+  spec["auth"] = {{"secretName", "llm-keys"}};
+  const ModelDeployment md = deployment(spec);
+  const json pod = render_statefulset(md, plan(md, Observed{}), 0)["spec"]["template"]["spec"];
+  const json volume = volume_named(pod, "api-keys");
+  ASSERT_TRUE(volume.is_object());
+  EXPECT_EQ(volume["secret"]["secretName"], "llm-keys");
+  EXPECT_EQ(volume["secret"]["items"],
+            json::parse(R"([{"key": "api-keys", "path": "api-keys"}])"));
+  EXPECT_EQ(volume["secret"]["defaultMode"], 0440);
+  bool mounted = false;
+  for (const json& m : pod["containers"][0]["volumeMounts"]) {
+    if (m["name"] != "api-keys") continue;
+    mounted = true;
+    EXPECT_EQ(m["mountPath"], "/etc/moeserve/auth");
+    EXPECT_EQ(m["readOnly"], true);
+    EXPECT_FALSE(m.contains("subPath")) << "a subPath mount never sees Secret updates";
+  }
+  EXPECT_TRUE(mounted);
+  const json args = pod["containers"][0]["args"];
+  const auto flag = std::find(args.begin(), args.end(), "--api-key-file");
+  ASSERT_NE(flag, args.end());
+  EXPECT_EQ(*(flag + 1), "/etc/moeserve/auth/api-keys");
+
+  // Keys rotate inside the Secret: the template names only the Secret, so only another
+  // Secret name or key rolls the groups.
+  const std::string hash = plan(md, Observed{}).template_hash;
+  EXPECT_EQ(plan(deployment(spec), Observed{}).template_hash, hash);
+  spec["auth"]["key"] = "other";
+  EXPECT_NE(plan(deployment(spec), Observed{}).template_hash, hash);
+  EXPECT_EQ(volume_named(render_fresh(deployment(v3_spec())).statefulsets[0]["spec"]["template"]
+                                                                           ["spec"],
+                         "api-keys"),
+            nullptr);
+}
+
+TEST(Render, WorkerPodsCarryNoApiTokenAndPassTheirIdentityThrough) {
+  json spec = v3_spec();
+  spec["worker"]["serviceAccountName"] = "llm-worker";
+  spec["worker"]["imagePullSecrets"] = json::parse(R"([{"name": "regcred"}])");
+  spec["worker"]["priorityClassName"] = "inference-high";
+  spec["worker"]["volumes"] = json::parse(R"([{"name": "cache", "emptyDir": {}}])");
+  spec["worker"]["volumeMounts"] = json::parse(R"([{"name": "cache", "mountPath": "/cache"}])");
+  spec["worker"]["nodeAffinity"] = json::parse(R"({"requiredDuringSchedulingIgnoredDuringExecution":
+      {"nodeSelectorTerms": [{"matchExpressions": [{"key": "gpu", "operator": "In",
+                                                    "values": ["h200"]}]}]}})");
+  spec["worker"]["topologySpreadConstraints"] = json::parse(R"([{"maxSkew": 1,
+      "topologyKey": "topology.kubernetes.io/zone", "whenUnsatisfiable": "ScheduleAnyway"}])");
+  const ModelDeployment md = deployment(spec);
+  const json pod = render_statefulset(md, plan(md, Observed{}), 2)["spec"]["template"]["spec"];
+  EXPECT_EQ(pod["automountServiceAccountToken"], false);
+  EXPECT_EQ(pod["serviceAccountName"], "llm-worker");
+  EXPECT_EQ(pod["imagePullSecrets"], spec["worker"]["imagePullSecrets"]);
+  EXPECT_EQ(pod["priorityClassName"], "inference-high");
+  EXPECT_EQ(pod["topologySpreadConstraints"], spec["worker"]["topologySpreadConstraints"]);
+  EXPECT_EQ(pod["affinity"]["nodeAffinity"], spec["worker"]["nodeAffinity"]);
+  EXPECT_TRUE(pod["affinity"].contains("podAntiAffinity")) << "spreadAcrossNodes is kept";
+  EXPECT_EQ(volume_named(pod, "cache"), spec["worker"]["volumes"][0]);
+  EXPECT_EQ(pod["containers"][0]["volumeMounts"].back(), spec["worker"]["volumeMounts"][0]);
+
+  const json plain = render_fresh(deployment(testing::v3_spec())).statefulsets[0];
+  const json& plain_pod = plain["spec"]["template"]["spec"];
+  EXPECT_EQ(plain_pod["automountServiceAccountToken"], false);
+  for (const char* key : {"serviceAccountName", "imagePullSecrets", "priorityClassName",
+                          "topologySpreadConstraints", "affinity"}) {
+    EXPECT_FALSE(plain_pod.contains(key)) << key;
+  }
+}
+
+TEST(Render, MetricsHaveTheirOwnPort) {
+  json spec = v3_spec();
+  spec["worker"]["metricsPort"] = 9400;
+  const ModelDeployment md = deployment(spec);
+  const json& c = worker_container(render_fresh(md).statefulsets[0]);
+  EXPECT_EQ(c["ports"][2],
+            (json{{"name", "metrics"}, {"containerPort", 9400}, {"protocol", "TCP"}}));
+  const json args = c["args"];
+  const auto flag = std::find(args.begin(), args.end(), "--metrics-port");
+  ASSERT_NE(flag, args.end());
+  EXPECT_EQ(*(flag + 1), "9400");
+}
+
+TEST(Render, NetworkPolicyAdmitsTheApiFromItsPeersAndMetricsFromMonitoringAndTheOperator) {
+  json spec = v3_spec();
+  spec["networkPolicy"]["apiFrom"] = json::parse(
+      R"([{"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "gateway"}}}])");
+  spec["networkPolicy"]["metricsFrom"] = json::parse(
+      R"([{"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "monitoring"}}}])");
+  const ModelDeployment md = deployment(spec);
+  const Rendered r = render(md, plan(md, Observed{}), {"moeserve-system"});
+  ASSERT_TRUE(r.network_policy.has_value());
+  const json& np = *r.network_policy;
+  EXPECT_EQ(np["apiVersion"], "networking.k8s.io/v1");
+  EXPECT_EQ(np["spec"]["podSelector"]["matchLabels"], worker_selector("ds"));
+  EXPECT_EQ(np["spec"]["policyTypes"], json::array({"Ingress"}));
+  const json& ingress = np["spec"]["ingress"];
+  ASSERT_EQ(ingress.size(), 2u) << "the API and metrics ports, nothing else";
+  EXPECT_EQ(ingress[0]["ports"], json::parse(R"([{"port": 8000, "protocol": "TCP"}])"));
+  EXPECT_EQ(ingress[0]["from"], spec["networkPolicy"]["apiFrom"]);
+  EXPECT_EQ(ingress[1]["ports"], json::parse(R"([{"port": 9090, "protocol": "TCP"}])"));
+  EXPECT_EQ(ingress[1]["from"], json::parse(R"([
+      {"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "monitoring"}}},
+      {"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "moeserve-system"}},
+       "podSelector": {"matchLabels": {"app.kubernetes.io/component": "operator"}}}])"));
+
+  // Defaults: the API from the deployment's own namespace; without an operator
+  // namespace and metricsFrom nobody reaches the metrics port.
+  const Rendered plain = render_fresh(deployment(testing::v3_spec()));
+  const json& plain_ingress = (*plain.network_policy)["spec"]["ingress"];
+  ASSERT_EQ(plain_ingress.size(), 1u);
+  EXPECT_EQ(plain_ingress[0]["from"], json::parse(R"([{"podSelector": {}}])"));
+}
+
+TEST(Render, GroupNetworkPolicyAdmitsOnlyTheGroupsOwnPodsOnEveryPort) {
+  const ModelDeployment md = deployment(v3_spec());
+  const json np = render_group_network_policy(md, 1);
+  EXPECT_EQ(np["metadata"]["name"], "ds-g1");
+  EXPECT_EQ(np["spec"]["podSelector"]["matchLabels"], group_selector("ds", 1));
+  ASSERT_EQ(np["spec"]["ingress"].size(), 1u);
+  const json& rule = np["spec"]["ingress"][0];
+  EXPECT_FALSE(rule.contains("ports")) << "gloo and NCCL listen on ephemeral ports";
+  EXPECT_EQ(rule["from"],
+            json::array({{{"podSelector", {{"matchLabels", group_selector("ds", 1)}}}}}));
+}
+
+TEST(Render, NetworkPoliciesOffRendersNone) {
+  json spec = v3_spec();
+  spec["networkPolicy"]["enabled"] = false;
+  const Rendered r = render_fresh(deployment(spec));
+  EXPECT_FALSE(r.network_policy.has_value());
+  EXPECT_TRUE(r.group_network_policies.empty());
+}
+
+ObservedGroup group(int32_t index, const std::string& hash, bool terminating = false) {
+  ObservedGroup g;
+  g.index = index;
+  g.template_hash = hash;
+  g.desired_pods = 2;
+  g.ready_pods = 2;
+  g.terminating = terminating;
+  return g;
+}
+
+TEST(StaleNetworkPolicies, OnlyPoliciesOfGroupsThatAreGoneOrAllWhenOff) {
+  const ModelDeployment md = deployment(v3_spec());
+  const std::string hash = plan(md, Observed{}).template_hash;
+  Observed observed;
+  observed.groups = {group(0, hash), group(1, hash), group(2, hash, true)};
+  observed.network_policies = {"ds", "ds-g0", "ds-g1", "ds-g2", "ds-g3"};
+  const Plan p = plan(md, observed);
+  // ds-g2 is terminating: its pods still drain through their collectives.
+  EXPECT_EQ(stale_network_policies(md, p, observed), std::vector<std::string>{"ds-g3"});
+  const Rendered r = render(md, p);
+  std::vector<std::string> rendered;
+  for (const json& np : r.group_network_policies) rendered.push_back(np["metadata"]["name"]);
+  EXPECT_EQ(rendered, (std::vector<std::string>{"ds-g0", "ds-g1"}));
+
+  json off = v3_spec();
+  off["networkPolicy"]["enabled"] = false;
+  const ModelDeployment md_off = deployment(off);
+  EXPECT_EQ(stale_network_policies(md_off, plan(md_off, observed), observed),
+            observed.network_policies);
 }
 
 }  // namespace

@@ -156,6 +156,32 @@ TEST(ComputeStatus, ScaledToZero) {
   EXPECT_EQ(brief(s, "Progressing"), "False/Complete");
 }
 
+TEST(ComputeStatus, AutoscalerDecidesSaysWhenSpecReplicasIsIgnored) {
+  json spec = v3_spec();
+  const ModelDeploymentStatus manual = status_of(deployment(spec), Observed{}, kNow);
+  for (const Condition& c : manual.conditions) EXPECT_NE(c.type, "AutoscalerDecides");
+
+  spec["autoscaling"] = {{"enabled", true},
+                         {"minReplicas", 1},
+                         {"maxReplicas", 4},
+                         {"targetTokensPerSecondPerGroup", 100}};
+  spec["replicas"] = 2;
+  EXPECT_EQ(brief(status_of(deployment(spec), Observed{}, kNow), "AutoscalerDecides"),
+            "True/Autoscaling");
+  Observed measured;
+  measured.recommended_replicas = 3;  // the autoscaler wants 3; `kubectl scale` wrote 2
+  const ModelDeploymentStatus ignored = status_of(deployment(spec), measured, kNow);
+  EXPECT_EQ(ignored.desired_replicas, 3);
+  EXPECT_EQ(brief(ignored, "AutoscalerDecides"), "True/SpecReplicasIgnored");
+  EXPECT_EQ(condition(ignored, "AutoscalerDecides").message,
+            "spec.replicas is 2 but spec.autoscaling is enabled: the autoscaler decides the "
+            "groups (minReplicas..maxReplicas = 1..4); spec.replicas only seeds the count until "
+            "the first measurement");
+  spec["replicas"] = 9;  // beyond the bounds, before any measurement
+  EXPECT_EQ(brief(status_of(deployment(spec), Observed{}, kNow), "AutoscalerDecides"),
+            "True/SpecReplicasIgnored");
+}
+
 TEST(ComputeStatus, InvalidSpecNamesTheFieldAndKeepsWhatItCannotCompute) {
   json spec = v3_spec();
   spec["parallelism"]["ranksPerPod"] = 3;

@@ -35,7 +35,10 @@ TEST(ParseSpec, AbsentFieldsTakeTheDefaults) {
   EXPECT_EQ(s.worker.image_pull_policy, "IfNotPresent");
   EXPECT_EQ(s.worker.port, 8000);
   EXPECT_EQ(s.worker.rendezvous_port, 29500);
+  EXPECT_EQ(s.worker.metrics_port, 9090);
   EXPECT_FALSE(s.worker.spread_across_nodes);
+  EXPECT_FALSE(s.auth.enabled());
+  EXPECT_TRUE(s.network_policy.enabled);
   EXPECT_EQ(s.speculative.method, SpeculativeMethod::kNone);
   EXPECT_FALSE(s.autoscaling.enabled);
   EXPECT_EQ(s.autoscaling.scale_down_stabilization_seconds, 300);
@@ -60,12 +63,25 @@ TEST(ParseSpec, EveryFieldRoundTripsThroughJson) {
                        {"name": "T", "valueFrom": {"secretKeyRef": {"name": "s", "key": "k"}}}],
                "extraArgs": ["--max-num-seqs", "64"],
                "spreadAcrossNodes": true, "port": 9000, "rendezvousPort": 9001,
-               "sharedMemorySize": "64Gi"},
+               "metricsPort": 9002, "sharedMemorySize": "64Gi",
+               "serviceAccountName": "llm", "imagePullSecrets": [{"name": "regcred"}],
+               "volumes": [{"name": "cache", "emptyDir": {"medium": "Memory"}}],
+               "volumeMounts": [{"name": "cache", "mountPath": "/cache", "readOnly": true}],
+               "nodeAffinity": {"requiredDuringSchedulingIgnoredDuringExecution":
+                   {"nodeSelectorTerms": [{"matchExpressions":
+                       [{"key": "gpu", "operator": "In", "values": ["h200"]}]}]}},
+               "priorityClassName": "inference",
+               "topologySpreadConstraints": [{"maxSkew": 1, "topologyKey": "zone",
+                                              "whenUnsatisfiable": "DoNotSchedule"}]},
     "speculative": {"method": "none", "draftTokens": 2},
     "autoscaling": {"enabled": true, "minReplicas": 2, "maxReplicas": 9,
                     "targetTokensPerSecondPerGroup": 30000.5, "maxCostPerMillionTokens": 0.5,
                     "ttftP95SloSeconds": 2.5, "scaleDownStabilizationSeconds": 60},
     "cost": {"gpuHourUsd": 2.75, "podHourUsd": 0.25},
+    "auth": {"secretName": "llm-keys", "key": "keys"},
+    "networkPolicy": {"enabled": false,
+                      "apiFrom": [{"namespaceSelector": {"matchLabels": {"team": "gw"}}}],
+                      "metricsFrom": [{"ipBlock": {"cidr": "10.0.0.0/8"}}]},
     "progressDeadlineSeconds": 600
   })");
   const ModelDeploymentSpec s = parse_ok(full);
@@ -241,6 +257,62 @@ TEST(Validate, Table) {
       {"negative price",
        [](auto& s) { s.cost.gpu_hour_usd = -1; },
        {"spec.cost.gpuHourUsd: must be >= 0"}},
+      {"metrics port clashes",
+       [](auto& s) { s.worker.metrics_port = 8000; },
+       {"spec.worker.metricsPort: must differ from spec.worker.port and "
+        "spec.worker.rendezvousPort (8000)"}},
+      {"service account and priority class are object names",
+       [](auto& s) {
+         s.worker.service_account_name = "Bad_Name";
+         s.worker.priority_class_name = "high.prio";
+       },
+       {"spec.worker.serviceAccountName: must be a DNS subdomain: lowercase letters, digits, "
+        "'-' and '.', at most 253 characters (got \"Bad_Name\")"}},
+      {"pull secret without a name",
+       [](auto& s) { s.worker.image_pull_secrets = {""}; },
+       {"spec.worker.imagePullSecrets[0].name: required"}},
+      {"volume reusing the operator's name, mount of an unknown volume",
+       [](auto& s) {
+         s.worker.volumes = {json::parse(R"({"name": "model", "emptyDir": {}})"),
+                             json::parse(R"({"name": "a", "emptyDir": {}, "secret": {}})")};
+         s.worker.volume_mounts = {json::parse(R"({"name": "b", "mountPath": "/model/"})"),
+                                   json::parse(R"({"name": "a", "mountPath": "rel"})")};
+       },
+       {"spec.worker.volumes[0].name: is a volume the operator renders (got \"model\")",
+        "spec.worker.volumes[1]: must set exactly one volume source besides name",
+        "spec.worker.volumeMounts[0].name: must name one of spec.worker.volumes (got \"b\")",
+        "spec.worker.volumeMounts[0].mountPath: is a path the operator mounts (got \"/model/\")",
+        "spec.worker.volumeMounts[1].mountPath: must be an absolute path (got \"rel\")"}},
+      {"topology spread constraint as the API server checks it",
+       [](auto& s) {
+         s.worker.topology_spread_constraints = {
+             json::parse(R"({"maxSkew": 0, "whenUnsatisfiable": "Maybe"})")};
+       },
+       {"spec.worker.topologySpreadConstraints[0].maxSkew: must be an integer >= 1",
+        "spec.worker.topologySpreadConstraints[0].topologyKey: required",
+        "spec.worker.topologySpreadConstraints[0].whenUnsatisfiable: must be DoNotSchedule or "
+        "ScheduleAnyway (got \"Maybe\")"}},
+      {"node affinity with a typo",
+       [](auto& s) { s.worker.node_affinity = json::parse(R"({"required": {}})"); },
+       {"spec.worker.nodeAffinity.required: unknown field: NodeAffinity has "
+        "requiredDuringSchedulingIgnoredDuringExecution and "
+        "preferredDuringSchedulingIgnoredDuringExecution"}},
+      {"auth secret and key names",
+       [](auto& s) { s.auth = {"Keys!", "a/b"}; },
+       {"spec.auth.secretName: must be a DNS subdomain: lowercase letters, digits, '-' and '.', "
+        "at most 253 characters (got \"Keys!\")",
+        "spec.auth.key: must be a Secret key: letters, digits, '-', '_' and '.' (got \"a/b\")"}},
+      {"network policy peers",
+       [](auto& s) {
+         s.network_policy.api_from = {json::object(),
+                                      json::parse(R"({"ipBlock": {}, "podSelector": {}})")};
+         s.network_policy.metrics_from = {json::parse(R"({"namespace": {}})")};
+       },
+       {"spec.networkPolicy.apiFrom[0]: must set podSelector, namespaceSelector or ipBlock",
+        "spec.networkPolicy.apiFrom[1].ipBlock: must not be combined with selectors",
+        "spec.networkPolicy.apiFrom[1].ipBlock.cidr: required",
+        "spec.networkPolicy.metricsFrom[0].namespace: unknown field: a NetworkPolicyPeer has "
+        "podSelector, namespaceSelector and ipBlock"}},
       {"several at once, in field order",
        [](auto& s) {
          s.replicas = -1;

@@ -62,6 +62,25 @@ TEST_F(ServeOptionsTest, RefusesInconsistentFlagsNamingTheFlag) {
       {"--model", "/m", "--world-size", "2", "--leader", "h:1", "--collective-timeout-ms", "0"},
       "--collective-timeout-ms");
   expect_refused({"--model", "/m", "--no-such-flag"}, "no-such-flag");
+  expect_refused({"--model", "/m", "--host", "0.0.0.0:8000"}, "--host");
+  expect_refused({"--model", "/m", "--grpc-host", "localhost"}, "--grpc-host");
+  expect_refused({"--model", "/m", "--metrics-host", "10.0.0"}, "--metrics-host");
+  expect_refused({"--model", "/m", "--metrics-port", "70000"}, "--metrics-port");
+  expect_refused({"--model", "/m", "--port", "8000", "--metrics-port", "8000"}, "--metrics-port");
+}
+
+TEST_F(ServeOptionsTest, BindAddressesAreIpLiteralsAndMetricsMayHaveTheirOwnPort) {
+  auto parsed = parse_serve_flags({"--model", "/m"});
+  ASSERT_TRUE(parsed.ok()) << parsed.status().to_string();
+  EXPECT_EQ(parsed->flags.metrics_port, -1) << "/metrics stays on --port by default";
+  EXPECT_EQ(parsed->flags.grpc_host, "127.0.0.1");
+  parsed = parse_serve_flags({"--model", "/m", "--host", "::", "--grpc-host", "10.1.2.3",
+                              "--metrics-host", "0.0.0.0", "--metrics-port", "9090"});
+  ASSERT_TRUE(parsed.ok()) << parsed.status().to_string();
+  EXPECT_EQ(parsed->flags.host, "::");
+  EXPECT_EQ(parsed->flags.grpc_host, "10.1.2.3");
+  EXPECT_EQ(parsed->flags.metrics_host, "0.0.0.0");
+  EXPECT_EQ(parsed->flags.metrics_port, 9090);
 }
 
 TEST_F(ServeOptionsTest, SpeculativeMtpIsRefusedUntilItIsImplemented) {
