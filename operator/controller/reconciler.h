@@ -56,11 +56,6 @@ struct AutoscalingHooks {
   std::string operator_namespace;
 };
 
-// Every resource the reconciler reads from the informer caches: what render()
-// produces, and pods (not owned by the ModelDeployment; read for scrape addresses and
-// restart counts).
-std::vector<kube::ResourceRef> watched_resources();
-
 class ModelDeploymentReconciler : public Reconciler {
  public:
   ModelDeploymentReconciler(const kube::Client& client, const Informers& informers,

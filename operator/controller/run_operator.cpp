@@ -155,8 +155,13 @@ int run_operator(const std::vector<std::string>& args) {
   options.ns = f.ns;
   options.workers = static_cast<int>(std::max<int64_t>(1, f.workers));
   options.resync_period = std::chrono::seconds(std::max<int64_t>(1, f.resync_seconds));
-  Controller controller(**client, kube::resources::kModelDeployments, watched_resources(), options,
-                        registry);
+  // Pods: not owned by the ModelDeployment (their events requeue nothing); read for the
+  // rank-0 addresses the autoscaler scrapes and for restart counts.
+  Controller controller(**client, kube::resources::kModelDeployments,
+                        {kube::resources::kStatefulSets, kube::resources::kServices,
+                         kube::resources::kConfigMaps, kube::resources::kPodDisruptionBudgets,
+                         kube::resources::kNetworkPolicies, kube::resources::kPods},
+                        options, registry);
   EventRecorder events(**client, "moeserve-operator");
   auto http_client = std::make_shared<http::Client>();
   std::unique_ptr<autoscaler::MetricSource> source;

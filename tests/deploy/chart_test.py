@@ -138,7 +138,7 @@ class ChartTest(unittest.TestCase):
         self.assertIn('kComponentWorker = "worker"', names)
         self.assertEqual(monitor["spec"]["selector"]["matchLabels"], {
             "app.kubernetes.io/name": "moeserve-worker", "app.kubernetes.io/component": "worker"})
-        self.assertEqual(monitor["spec"]["podMetricsEndpoints"][0]["port"], "http")
+        self.assertEqual(monitor["spec"]["podMetricsEndpoints"][0]["port"], "metrics")
         self.assertEqual(monitor["spec"]["namespaceSelector"], {"any": True})
 
     def test_prometheus_rule_embeds_the_plain_rules_file(self):

@@ -158,5 +158,56 @@ class RbacTest(unittest.TestCase):
         self.assertEqual(unused, [], "grants no code requests (least privilege)")
 
 
+class NamespacedRbacTest(unittest.TestCase):
+    """operator.watchNamespace: the operator's rules become a Role in that namespace, and
+    nothing is granted cluster-wide."""
+
+    @classmethod
+    def setUpClass(cls):
+        cls.cluster_docs = ds.render()
+        cls.docs = ds.render(["operator.watchNamespace=team-a"])
+        cls.requests, _ = rbac_scan.scan_operator(ds.SOURCE_DIR)
+
+    def named(self, docs, kind, suffix="-operator"):
+        found = [d for d in docs if d["kind"] == kind and d["metadata"]["name"].endswith(suffix)]
+        self.assertEqual(len(found), 1, f"one {kind} *{suffix}")
+        return found[0]
+
+    def test_nothing_is_granted_cluster_wide(self):
+        kinds = {d["kind"] for d in self.docs}
+        self.assertNotIn("ClusterRole", kinds)
+        self.assertNotIn("ClusterRoleBinding", kinds)
+
+    def test_the_role_in_the_watched_namespace_has_the_cluster_roles_rules(self):
+        role = self.named(self.docs, "Role")
+        self.assertEqual(role["metadata"]["namespace"], "team-a")
+        self.assertEqual(role["rules"], self.named(self.cluster_docs, "ClusterRole")["rules"])
+        resources = {r for rule in role["rules"] for r in rule["resources"]}
+        for owned in ("configmaps", "services", "statefulsets", "networkpolicies", "events"):
+            self.assertIn(owned, resources)
+
+    def test_the_binding_grants_the_role_to_the_operators_account(self):
+        binding = self.named(self.docs, "RoleBinding")
+        self.assertEqual(binding["metadata"]["namespace"], "team-a")
+        self.assertEqual(binding["roleRef"], {"apiGroup": "rbac.authorization.k8s.io",
+                                              "kind": "Role",
+                                              "name": binding["metadata"]["name"]})
+        account = [d for d in self.docs if d["kind"] == "ServiceAccount"][0]
+        self.assertEqual(binding["subjects"], [{"kind": "ServiceAccount",
+                                                "name": account["metadata"]["name"],
+                                                "namespace": "moeserve-system"}])
+
+    def test_the_operator_watches_only_that_namespace(self):
+        deployment = [d for d in self.docs if d["kind"] == "Deployment"][0]
+        args = deployment["spec"]["template"]["spec"]["containers"][0]["args"]
+        self.assertIn("--namespace=team-a", args)
+
+    def test_every_request_is_granted_by_the_roles(self):
+        found = grants(self.docs)
+        missing = sorted({f"{r.group or 'core'} {r.resource} {r.verb}" for r in self.requests
+                          if (r.group, r.resource, r.verb) not in found})
+        self.assertEqual(missing, [])
+
+
 if __name__ == "__main__":
     unittest.main()

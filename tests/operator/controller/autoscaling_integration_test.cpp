@@ -96,7 +96,8 @@ class AutoscalingIntegrationTest : public ::testing::Test {
     controller_ = std::make_unique<Controller>(
         *client_, res::kModelDeployments,
         std::vector<kube::ResourceRef>{res::kStatefulSets, res::kServices, res::kConfigMaps,
-                                       res::kPodDisruptionBudgets, res::kNetworkPolicies, res::kPods},
+                                       res::kPodDisruptionBudgets, res::kNetworkPolicies,
+                                       res::kPods},
         TestCluster::fast_options(), registry_);
     events_ = std::make_unique<EventRecorder>(*client_, "moeserve-operator");
     autoscaler::ScrapeOptions scrape;

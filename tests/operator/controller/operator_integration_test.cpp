@@ -319,8 +319,8 @@ TEST_F(OperatorIntegrationTest, AuthSecretIsMountedAndRotatingItRollsNothing) {
   const nlohmann::json& pod = sts["spec"]["template"]["spec"];
   bool mounted = false;
   for (const auto& volume : pod["volumes"]) {
-    mounted = mounted || (volume.contains("secret") &&
-                          volume["secret"].value("secretName", "") == "llm-keys");
+    mounted = mounted ||
+              (volume.contains("secret") && volume["secret"].value("secretName", "") == "llm-keys");
   }
   EXPECT_TRUE(mounted);
   const nlohmann::json args = pod["containers"][0]["args"];
@@ -351,8 +351,8 @@ TEST_F(OperatorIntegrationTest, ScaleWhileTheAutoscalerOwnsTheCountIsAnEventAndA
                                {"targetTokensPerSecondPerGroup", 50}};
   ASSERT_TRUE(client_->create(res::kModelDeployments, kNs, md).ok());
   std::string reason;
-  ASSERT_TRUE(wait_until(
-      [&] { return condition("x", "AutoscalerDecides", &reason) == "True"; }, 20s));
+  ASSERT_TRUE(
+      wait_until([&] { return condition("x", "AutoscalerDecides", &reason) == "True"; }, 20s));
   EXPECT_EQ(reason, "Autoscaling");
   EXPECT_FALSE(event_reasons().count("ScaleIgnored"));
 

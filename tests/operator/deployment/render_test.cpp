@@ -53,11 +53,10 @@ TEST(Render, ObjectNamesKindsAndApplyOrder) {
   for (const json& o : r.objects()) {
     got.push_back(o["kind"].get<std::string>() + "/" + o["metadata"]["name"].get<std::string>());
   }
-  EXPECT_EQ(got, (std::vector<std::string>{"ConfigMap/ds-placement", "NetworkPolicy/ds",
-                                           "NetworkPolicy/ds-g0", "NetworkPolicy/ds-g1",
-                                           "Service/ds-ranks",
-                                           "Service/ds", "PodDisruptionBudget/ds",
-                                           "StatefulSet/ds-g0", "StatefulSet/ds-g1"}));
+  EXPECT_EQ(got, (std::vector<std::string>{
+                     "ConfigMap/ds-placement", "NetworkPolicy/ds", "NetworkPolicy/ds-g0",
+                     "NetworkPolicy/ds-g1", "Service/ds-ranks", "Service/ds",
+                     "PodDisruptionBudget/ds", "StatefulSet/ds-g0", "StatefulSet/ds-g1"}));
 }
 
 TEST(Render, EveryObjectIsOwnedLabelledAndHashed) {
@@ -112,12 +111,29 @@ TEST(Render, WorkerArgsEnvAndCommandWithEightRanksPerPod) {
   const json sts = render_statefulset(md, plan(md, Observed{}), 3);
   const json& c = worker_container(sts);
   EXPECT_EQ(c["image"], "w:1");
-  EXPECT_EQ(c["args"],
-            json::array({"serve", "--model", "/model/ds/v3", "--host", "0.0.0.0", "--port", "8000",
-                         "--served-model-name", "deepseek-v3", "--metrics-host", "0.0.0.0",
-                         "--metrics-port", "9090", "--precision", "fp8", "--world-size",
-                         "16", "--leader", "ds-g3-0.ds-ranks.ml.svc:29500", "--placement",
-                         "/etc/moeserve/placement/placement.json", "--max-num-seqs", "256"}));
+  EXPECT_EQ(c["args"], json::array({"serve",
+                                    "--model",
+                                    "/model/ds/v3",
+                                    "--host",
+                                    "0.0.0.0",
+                                    "--port",
+                                    "8000",
+                                    "--served-model-name",
+                                    "deepseek-v3",
+                                    "--metrics-host",
+                                    "0.0.0.0",
+                                    "--metrics-port",
+                                    "9090",
+                                    "--precision",
+                                    "fp8",
+                                    "--world-size",
+                                    "16",
+                                    "--leader",
+                                    "ds-g3-0.ds-ranks.ml.svc:29500",
+                                    "--placement",
+                                    "/etc/moeserve/placement/placement.json",
+                                    "--max-num-seqs",
+                                    "256"}));
   EXPECT_EQ(c["command"],
             json::array({"/bin/sh", "-c",
                          "export MOESERVE_RANK=$((MOESERVE_POD_INDEX * 8)); exec \"$0\" \"$@\"",
@@ -286,8 +302,7 @@ TEST(Render, AuthMountsTheSecretReadOnlyAndPassesTheKeyFile) {
   const json volume = volume_named(pod, "api-keys");
   ASSERT_TRUE(volume.is_object());
   EXPECT_EQ(volume["secret"]["secretName"], "llm-keys");
-  EXPECT_EQ(volume["secret"]["items"],
-            json::parse(R"([{"key": "api-keys", "path": "api-keys"}])"));
+  EXPECT_EQ(volume["secret"]["items"], json::parse(R"([{"key": "api-keys", "path": "api-keys"}])"));
   EXPECT_EQ(volume["secret"]["defaultMode"], 0440);
   bool mounted = false;
   for (const json& m : pod["containers"][0]["volumeMounts"]) {
@@ -309,10 +324,10 @@ TEST(Render, AuthMountsTheSecretReadOnlyAndPassesTheKeyFile) {
   EXPECT_EQ(plan(deployment(spec), Observed{}).template_hash, hash);
   spec["auth"]["key"] = "other";
   EXPECT_NE(plan(deployment(spec), Observed{}).template_hash, hash);
-  EXPECT_EQ(volume_named(render_fresh(deployment(v3_spec())).statefulsets[0]["spec"]["template"]
-                                                                           ["spec"],
-                         "api-keys"),
-            nullptr);
+  EXPECT_EQ(
+      volume_named(render_fresh(deployment(v3_spec())).statefulsets[0]["spec"]["template"]["spec"],
+                   "api-keys"),
+      nullptr);
 }
 
 TEST(Render, WorkerPodsCarryNoApiTokenAndPassTheirIdentityThrough) {

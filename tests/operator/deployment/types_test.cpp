@@ -298,7 +298,9 @@ TEST(Validate, Table) {
         "requiredDuringSchedulingIgnoredDuringExecution and "
         "preferredDuringSchedulingIgnoredDuringExecution"}},
       {"auth secret and key names",
-       [](auto& s) { s.auth = {"Keys!", "a/b"}; },
+       [](auto& s) {
+         s.auth = {"Keys!", "a/b"};
+       },
        {"spec.auth.secretName: must be a DNS subdomain: lowercase letters, digits, '-' and '.', "
         "at most 253 characters (got \"Keys!\")",
         "spec.auth.key: must be a Secret key: letters, digits, '-', '_' and '.' (got \"a/b\")"}},

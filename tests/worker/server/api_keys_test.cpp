@@ -23,8 +23,8 @@ using namespace std::chrono_literals;
 class SecretVolume {
  public:
   SecretVolume() {
-    dir_ = fs::temp_directory_path() / ("api_keys_test_" + std::to_string(::getpid()) + "_" +
-                                        std::to_string(counter_++));
+    dir_ = fs::temp_directory_path() /
+           ("api_keys_test_" + std::to_string(::getpid()) + "_" + std::to_string(counter_++));
     fs::remove_all(dir_);
     fs::create_directories(dir_);
   }
