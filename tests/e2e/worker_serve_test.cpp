@@ -6,6 +6,7 @@
 #include <signal.h>
 
 #include <atomic>
+#include <filesystem>
 #include <map>
 #include <nlohmann/json.hpp>
 #include <thread>
@@ -399,6 +400,38 @@ TEST_F(WorkerServeTest, ModelsAndApiKey) {
   // Probes and metrics need no key.
   EXPECT_EQ(client.send({"GET", worker_->url("/healthz"), {}, ""})->status, 200);
   EXPECT_EQ(client.send({"GET", worker_->url("/metrics"), {}, ""})->status, 200);
+}
+
+TEST_F(WorkerServeTest, RotatedKeyFileIsReloadedAndMetricsListenApart) {
+  // As a Secret volume rotates: a new file renamed over the old one.
+  const std::string keys = dir_->file("rotating-keys");
+  moeserve::testing::write_file(keys, "# team a\nsk-old\n");
+  const uint16_t metrics_port = free_port();
+  Worker w = start_worker(*dir_, model_dir_, "rotation",
+                          {"--api-key-file", keys, "--metrics-host", "127.0.0.1", "--metrics-port",
+                           std::to_string(metrics_port)});
+  http::Client client;
+  auto models = [&](const std::string& key) {
+    auto r = client.send({"GET", w.url("/v1/models"), {{"Authorization", "Bearer " + key}}, ""});
+    return r.ok() ? r->status : -1;
+  };
+  EXPECT_EQ(models("sk-old"), 200);
+  EXPECT_EQ(models("sk-new"), 401);
+
+  moeserve::testing::write_file(keys + ".next", "sk-new\n");
+  std::filesystem::rename(keys + ".next", keys);
+  EXPECT_TRUE(wait_until([&] { return models("sk-new") == 200; }, 5s))
+      << moeserve::testing::read_file(w.log);
+  EXPECT_EQ(models("sk-old"), 401);
+
+  auto scrape =
+      client.send({"GET", "http://127.0.0.1:" + std::to_string(metrics_port) + "/metrics", {}, ""});
+  ASSERT_TRUE(scrape.ok());
+  EXPECT_EQ(scrape->status, 200);
+  EXPECT_NE(scrape->body.find("moeserve_"), std::string::npos);
+  auto on_api_port = client.send({"GET", w.url("/metrics"), {}, ""});
+  ASSERT_TRUE(on_api_port.ok());
+  EXPECT_EQ(on_api_port->status, 404) << "/metrics is not served beside the API";
 }
 
 TEST_F(WorkerServeTest, BadRequestsGetOpenAiErrors) {
