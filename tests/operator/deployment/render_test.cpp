@@ -366,8 +366,8 @@ TEST(Render, WorkerPodsCarryNoApiTokenAndPassTheirIdentityThrough) {
 TEST(Render, MetricsHaveTheirOwnPort) {
   json spec = v3_spec();
   spec["worker"]["metricsPort"] = 9400;
-  const ModelDeployment md = deployment(spec);
-  const json& c = worker_container(render_fresh(md).statefulsets[0]);
+  const Rendered r = render_fresh(deployment(spec));
+  const json& c = worker_container(r.statefulsets[0]);
   EXPECT_EQ(c["ports"][2],
             (json{{"name", "metrics"}, {"containerPort", 9400}, {"protocol", "TCP"}}));
   const json args = c["args"];
