@@ -78,5 +78,21 @@ TEST(LocalPlan, ModelOverrideAndExtraArgs) {
   EXPECT_EQ(*(name + 1), "tiny");
 }
 
+TEST(LocalPlan, ApiKeyFileReachesEveryRankAndIsOmittedWithout) {
+  LocalOptions options;
+  options.api_key_file = "/etc/keys.txt";
+  const auto groups = local_processes(deployment(2, 1), 1, options);
+  for (const auto& r : groups[0].ranks) {
+    auto flag = std::find(r.argv.begin(), r.argv.end(), "--api-key-file");
+    ASSERT_NE(flag, r.argv.end());
+    EXPECT_EQ(*(flag + 1), "/etc/keys.txt");
+  }
+  const auto plain_groups = local_processes(deployment(1, 1), 1, {});
+  const auto& plain = plain_groups[0].ranks[0].argv;
+  EXPECT_EQ(std::find(plain.begin(), plain.end(), "--api-key-file"), plain.end());
+  EXPECT_EQ(std::find(plain.begin(), plain.end(), "--metrics-port"), plain.end())
+      << "local workers keep /metrics on their HTTP port";
+}
+
 }  // namespace
 }  // namespace moeserve::local
