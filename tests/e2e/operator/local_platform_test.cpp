@@ -1,6 +1,7 @@
 // `moeserve-operator local` with real workers on a generated tiny model: two groups
 // behind one endpoint, round-robin; a killed rank restarts its group while the other
-// group keeps serving; SIGTERM stops everything and exits 0.
+// group keeps serving; SIGTERM stops everything and exits 0. spec.auth needs
+// --api-key-file, whose keys the front door's workers then require.
 #include <gtest/gtest.h>
 #include <signal.h>
 
@@ -94,6 +95,45 @@ TEST(LocalPlatform, ServesRestartsLostGroupsAndStopsCleanly) {
 
   local.signal(SIGTERM);
   EXPECT_EQ(local.wait(30s), 0);
+}
+
+TEST(LocalPlatform, AuthNeedsAKeyFileWhoseKeysTheEndpointThenRequires) {
+  TempDir dir;
+  ASSERT_EQ(run_command(bin_dir() + "/moeserve-make-tiny-model --out " + dir.file("model") +
+                        " --arch deepseek_v3 --precision bf16 --seed 3 2>/dev/null"),
+            0);
+  std::string spec = kDeployment;
+  spec = std::regex_replace(spec, std::regex("replicas: 2"), "replicas: 1");
+  spec += "  auth:\n    secretName: llm-keys\n";
+  moeserve::testing::write_file(dir.file("md.yaml"), spec);
+  const std::string local = bin_dir() + "/moeserve-operator local -f " + dir.file("md.yaml") +
+                            " --model " + dir.file("model");
+  EXPECT_EQ(run_command(local + " 2>" + dir.file("refused.log")), 2)
+      << "a Secret cannot be read locally";
+  EXPECT_NE(read_file(dir.file("refused.log")).find("pass --api-key-file"), std::string::npos)
+      << read_file(dir.file("refused.log"));
+
+  moeserve::testing::write_file(dir.file("keys.txt"), "sk-local\n");
+  uint16_t port = free_port();
+  uint16_t base = free_port();
+  Process running(
+      {bin_dir() + "/moeserve-operator", "local", "-f", dir.file("md.yaml"), "--model",
+       dir.file("model"), "--port", std::to_string(port), "--base-port", std::to_string(base),
+       "--api-key-file", dir.file("keys.txt"), "--logs-dir", dir.path()},
+      dir.file("local.log"));
+  http::Client client;
+  auto models = [&](const http::Headers& headers) {
+    auto r = client.send(
+        {"GET", "http://127.0.0.1:" + std::to_string(port) + "/v1/models", headers, ""});
+    return r.ok() ? r->status : -1;
+  };
+  const http::Headers key = {{"Authorization", "Bearer sk-local"}};
+  ASSERT_TRUE(wait_until([&] { return models(key) == 200; }, 60s))
+      << read_file(dir.file("local.log"));
+  EXPECT_EQ(models({}), 401);
+  EXPECT_EQ(models({{"Authorization", "Bearer sk-other"}}), 401);
+  running.signal(SIGTERM);
+  EXPECT_EQ(running.wait(30s), 0);
 }
 
 }  // namespace
