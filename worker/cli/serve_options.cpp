@@ -15,7 +15,8 @@ void add_flags(FlagSet& flags, ServeFlags& f, int64_t* pod_index, int64_t* ranks
   flags.add_string("served-model-name", &f.served_model_name,
                    "model name in the API (default: the folder's name)");
   flags.add_string("api-key-file", &f.api_key_file,
-                   "file holding the API key clients must send as Authorization: Bearer");
+                   "file of API keys, one per line, clients send as Authorization: Bearer; "
+                   "re-read when it changes");
   flags.add_int("max-num-seqs", &f.max_num_seqs, "sequences generated at once");
   flags.add_int("max-model-len", &f.max_model_len,
                 "context length: prompt + max_tokens (0: the model's, capped by the KV cache)");
