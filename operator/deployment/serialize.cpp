@@ -51,6 +51,9 @@ json to_json(const ModelDeploymentSpec& s) {
     autoscaling["maxCostPerMillionTokens"] = *a.max_cost_per_million_tokens;
   }
   if (a.ttft_p95_slo_seconds) autoscaling["ttftP95SloSeconds"] = *a.ttft_p95_slo_seconds;
+  if (a.scale_to_zero_after_idle_seconds) {
+    autoscaling["scaleToZeroAfterIdleSeconds"] = *a.scale_to_zero_after_idle_seconds;
+  }
 
   return {{"model", model},
           {"replicas", s.replicas},
