@@ -462,8 +462,31 @@ PolicyResult simulate(const std::vector<Request>& trace, const Capacity& capacit
       return run.go(&r, initial, name);
     }
     case PolicyKind::kOracle: {
-      OracleRecommender r(needed, options);
-      return run.go(&r, r.at(0), name);
+      // The cheapest such schedule that holds the SLO: the share of the SLO capacity
+      // it sizes groups at is bisected down from 1 until attainment reaches the goal.
+      auto at_share = [&](double share) {
+        SimOptions sized = options;
+        sized.slo_capacity_tokens_per_s *= share;
+        OracleRecommender r(groups_needed(trace, sized), sized);
+        Run fresh(trace, capacity, options);
+        return fresh.go(&r, r.at(0), name);
+      };
+      PolicyResult best = at_share(1);
+      if (best.slo_attainment >= options.oracle_attainment) return best;
+      double lo = 0.3, hi = 1;
+      best = at_share(lo);
+      if (best.slo_attainment < options.oracle_attainment) return best;
+      for (int i = 0; i < 5; ++i) {
+        const double mid = (lo + hi) / 2;
+        PolicyResult r = at_share(mid);
+        if (r.slo_attainment >= options.oracle_attainment) {
+          lo = mid;
+          best = std::move(r);
+        } else {
+          hi = mid;
+        }
+      }
+      return best;
     }
   }
   return {};

@@ -23,8 +23,10 @@
 //                AverageValue, same tolerance and stabilization);
 //   oracle       knows the trace: at each decision the most groups any 60 s window
 //                starting within the next start-up (plus one interval) needs at the
-//                SLO capacity, so groups are ready when demand comes; the cost lower
-//                bound at the SLO within this model.
+//                SLO capacity, so groups are ready when demand comes; where that
+//                misses `oracle_attainment` (queues left by bursts), the share of the
+//                SLO capacity it sizes at is bisected down until it holds. The cost
+//                lower bound at the SLO within this model.
 #pragma once
 
 #include <cstdint>
@@ -64,6 +66,7 @@ struct SimOptions {
   int32_t stabilization_s = 300;
   double max_waiting_per_group = 16;
   double queue_waiting_per_group = 4;
+  double oracle_attainment = 0.99;
   std::optional<int32_t> scale_to_zero_after_s;  // moeserve only
   double max_overrun_s = 86400;  // after the last arrival, stop and count the rest as missed
 };
