@@ -76,7 +76,7 @@ int main(int argc, char** argv) {
                 "moeserve: scale to zero after this idle time (0: off)");
   flags.add_bool("json", &json, "one JSON object per policy");
   flags.add_string("plot", &plot_path, "draw demand, capacity and groups to this PNG (gnuplot)");
-  flags.add_bool("reasons", &reasons, "print moeserve's reason for each scale event");
+  flags.add_bool("reasons", &reasons, "print the reason of each scale event");
   std::vector<std::string> args(argv + 1, argv + argc);
   if (auto s = flags.parse(args); !s.ok()) return fail(s.to_string());
   if (flags.help_requested()) {

@@ -10,7 +10,6 @@
 
 #include "bench/sim/group.h"
 #include "operator/autoscaler/metric_source.h"
-#include "operator/autoscaler/policy.h"
 
 namespace moeserve::sim {
 namespace {
@@ -92,7 +91,10 @@ class HpaRecommender : public Recommender {
         std::clamp(want, 1, std::min(options_.max_groups, std::max(2 * v.current, v.current + 4)));
     return autoscaler::stabilize(&recommendations_, time_point(v.now_s),
                                  std::chrono::seconds(options_.stabilization_s), v.current,
-                                 {want, "hpa: " + std::to_string(want)});
+                                 {want, (on_queue_ ? "requests waiting " : "tokens/s ") +
+                                            autoscaler::format_number(value.value_or(0)) + " at " +
+                                            autoscaler::format_number(target_) +
+                                            " per group: " + std::to_string(want) + " groups"});
   }
 
  private:
@@ -297,6 +299,9 @@ PolicyResult Run::go(Recommender* policy, int32_t initial, std::string name) {
     autoscaler::fold_windows(windows, &v.measurement);
     if (!windows.empty() || waiting > 0) v.measurement.requests_waiting = waiting;
     const Decision d = policy->decide(v);
+    out.decisions.push_back({now, v.current, v.ready, v.measurement.tokens_per_second,
+                             v.measurement.ttft_p95_seconds, v.measurement.requests_waiting,
+                             d.replicas, d.reason});
     if (d.replicas != desired) {
       ++out.scale_events;
       out.reasons.push_back(std::to_string(static_cast<int64_t>(now)) + "s " + d.reason);
@@ -429,6 +434,19 @@ double slo_capacity_tokens_per_s(const std::vector<Request>& shapes, const Capac
   return lo * tokens_per_request;
 }
 
+autoscaler::PolicySpec moeserve_policy(const Capacity& capacity, const SimOptions& options) {
+  autoscaler::PolicySpec spec;
+  spec.min_replicas = 1;
+  spec.max_replicas = options.max_groups;
+  spec.target_tokens_per_second_per_group = options.slo_capacity_tokens_per_s;
+  spec.ttft_p95_slo_seconds = options.slo_ttft_s;
+  spec.scale_down_stabilization_seconds = options.stabilization_s;
+  spec.scale_to_zero_after_idle_seconds = options.scale_to_zero_after_s;
+  spec.usd_per_group_hour = capacity.usd_per_group_hour;
+  spec.max_waiting_per_group = options.max_waiting_per_group;
+  return spec;
+}
+
 PolicyResult simulate(const std::vector<Request>& trace, const Capacity& capacity,
                       const SimOptions& options, PolicyKind kind) {
   const std::vector<int32_t> needed = groups_needed(trace, options);
@@ -439,16 +457,7 @@ PolicyResult simulate(const std::vector<Request>& trace, const Capacity& capacit
   const std::string name(policy_name(kind));
   switch (kind) {
     case PolicyKind::kMoeserve: {
-      autoscaler::PolicySpec spec;
-      spec.min_replicas = 1;
-      spec.max_replicas = options.max_groups;
-      spec.target_tokens_per_second_per_group = options.slo_capacity_tokens_per_s;
-      spec.ttft_p95_slo_seconds = options.slo_ttft_s;
-      spec.scale_down_stabilization_seconds = options.stabilization_s;
-      spec.scale_to_zero_after_idle_seconds = options.scale_to_zero_after_s;
-      spec.usd_per_group_hour = capacity.usd_per_group_hour;
-      spec.max_waiting_per_group = options.max_waiting_per_group;
-      MoeserveRecommender r(spec);
+      MoeserveRecommender r(moeserve_policy(capacity, options));
       return run.go(&r, initial, name);
     }
     case PolicyKind::kStaticPeak: {

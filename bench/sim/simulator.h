@@ -39,6 +39,7 @@
 #include "bench/sim/group.h"
 #include "bench/sim/trace.h"
 #include "common/status.h"
+#include "operator/autoscaler/policy.h"
 
 namespace moeserve::sim {
 
@@ -79,6 +80,18 @@ struct TimelinePoint {
   int32_t ready = 0;
 };
 
+// One decision as the policy saw and made it.
+struct DecisionRecord {
+  double t_s = 0;
+  int32_t current = 0;
+  int32_t ready = 0;
+  std::optional<double> tokens_per_second;
+  std::optional<double> ttft_p95_seconds;
+  std::optional<double> requests_waiting;
+  int32_t replicas = 0;
+  std::string reason;
+};
+
 struct PolicyResult {
   std::string policy;
   double cost_usd = 0;
@@ -94,7 +107,8 @@ struct PolicyResult {
   int64_t unserved = 0;  // larger than a group's KV cache, or cut off by max_overrun_s
   std::vector<RequestTimes> times;
   std::vector<TimelinePoint> timeline;
-  std::vector<std::string> reasons;  // moeserve: the reason of each scale event
+  std::vector<std::string> reasons;  // the reason of each scale event
+  std::vector<DecisionRecord> decisions;
 };
 
 // Demand of arrivals in [from_s, to_s), tokens (prompt + output) per second.
@@ -112,6 +126,10 @@ int32_t static_peak_groups(const std::vector<Request>& trace, const SimOptions& 
 double slo_capacity_tokens_per_s(const std::vector<Request>& shapes, const Capacity& capacity,
                                  const SimOptions& options, double attainment = 0.99,
                                  double duration_s = 600);
+
+// What the moeserve policy is configured with (as a ModelDeployment's spec.autoscaling
+// would be): target = the SLO capacity, the TTFT SLO as ttftP95SloSeconds.
+autoscaler::PolicySpec moeserve_policy(const Capacity& capacity, const SimOptions& options);
 
 PolicyResult simulate(const std::vector<Request>& trace, const Capacity& capacity,
                       const SimOptions& options, PolicyKind policy);
