@@ -24,6 +24,12 @@ void Group::enqueue(int64_t id, const Request& r, double now) {
   queued_tokens_ += static_cast<double>(r.prompt_tokens + r.output_tokens);
 }
 
+void Group::take_waiting(std::vector<int64_t>* out) {
+  for (const Queued& q : queue_) out->push_back(q.id);
+  queue_.clear();
+  queued_tokens_ = 0;
+}
+
 double Group::outstanding_tokens() const {
   double batch = 0;
   for (const Queued& q : batch_) batch += static_cast<double>(q.prompt + q.output);

@@ -13,7 +13,8 @@
 //   decoding pauses, and a prefill starts whenever an admissible request waits.
 // - Decode: b sequences decoding advance together at decode_tokens_per_s(b) / b
 //   tokens/s each; a request finishes after its output tokens (the first from prefill).
-// - A draining group takes no new requests and ends when its last request finishes.
+// - A draining group takes no new requests and ends when its last request finishes;
+//   its requests not yet started can be taken back (take_waiting) and sent elsewhere.
 // Its worker metrics (sample()) are the cumulative counters a real worker exports:
 // prompt and generated tokens, the TTFT histogram (measured from arrival at the group,
 // with the worker's buckets) and the requests waiting.
@@ -58,6 +59,9 @@ class Group {
   bool empty() const { return queue_.empty() && batch_.empty() && running_.empty(); }
   // When the last request finished (creation before any).
   double last_finish_s() const { return last_finish_s_; }
+
+  // Moves the ids of the requests waiting for admission (not started) to `out`.
+  void take_waiting(std::vector<int64_t>* out);
 
   void start_draining() { draining_ = true; }
   bool draining() const { return draining_; }

@@ -182,15 +182,20 @@ class Run {
     times_[id].dispatched_s = now;
     g->enqueue(id, trace_[id], now);
   }
-  void release_held(double now) {
-    while (!held_.empty()) {
-      Group* g = pick(now);
-      if (!g) return;
-      const int64_t id = held_.front();
-      held_.pop_front();
-      times_[id].dispatched_s = now;
-      g->enqueue(id, trace_[id], now);
+  // When the ready groups change, requests not yet started (held, or waiting in a
+  // group's queue, a draining group's included) are sent again, oldest first, each to
+  // the ready group with the fewest outstanding tokens, as a gateway that holds
+  // requests until they start would place them.
+  void rebalance(double now) {
+    std::vector<int64_t> waiting(held_.begin(), held_.end());
+    held_.clear();
+    for (Slot& s : slots_) {
+      if (!s.group->ready(now)) continue;
+      s.group->advance(now);
+      s.group->take_waiting(&waiting);
     }
+    std::sort(waiting.begin(), waiting.end());  // ids are in arrival order
+    for (int64_t id : waiting) dispatch(id, now);
   }
   double next_ready_s(double after) const {
     double t = kInf;
@@ -236,6 +241,7 @@ void Run::resize(int32_t from, int32_t to, double now) {
     victim->group->start_draining();
     --remove;
   }
+  if (from > to) rebalance(now);
 }
 
 PolicyResult Run::go(Recommender* policy, int32_t initial, std::string name) {
@@ -251,7 +257,7 @@ PolicyResult Run::go(Recommender* policy, int32_t initial, std::string name) {
   std::vector<bool> unservable(trace_.size(), false);
   while (true) {
     const double arrival = next < trace_.size() ? trace_[next].arrival_s : kInf;
-    const double ready = held_.empty() ? kInf : next_ready_s(now);
+    const double ready = next_ready_s(now);
     if (arrival <= next_tick && arrival <= ready) {
       now = arrival;
       const Request& r = trace_[next];
@@ -265,7 +271,7 @@ PolicyResult Run::go(Recommender* policy, int32_t initial, std::string name) {
     }
     if (ready <= next_tick) {
       now = ready;
-      release_held(now);
+      rebalance(now);
       continue;
     }
     now = next_tick;

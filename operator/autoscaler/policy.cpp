@@ -251,9 +251,18 @@ Evaluation evaluate(const PolicySpec& spec, const PolicyInput& in, PolicyState s
                          std::chrono::seconds(spec.scale_down_stabilization_seconds), current,
                          {kept, "no token throughput measured yet: " + move_text(current, kept)});
   } else {
+    const Decision raw = recommend(spec, in, state);
+    // Served tokens/s saturate at capacity: when the queue or latency rule decided, the
+    // groups it asks for are the demand seen, and the history keeps that, so the
+    // headroom learns the burst's real height.
+    if (spec.target_tokens_per_second_per_group &&
+        (raw.reason.rfind("requests waiting", 0) == 0 || raw.reason.rfind("TTFT p95", 0) == 0)) {
+      state.demand.back().tokens_per_second =
+          std::max(state.demand.back().tokens_per_second,
+                   raw.replicas * *spec.target_tokens_per_second_per_group);
+    }
     decision = stabilize(&state.recommendations, in.now,
-                         std::chrono::seconds(spec.scale_down_stabilization_seconds), current,
-                         recommend(spec, in, state));
+                         std::chrono::seconds(spec.scale_down_stabilization_seconds), current, raw);
   }
 
   // 8. Scale to zero.

@@ -19,7 +19,9 @@
 //      history spans H/2) and the headroom the largest rise within any H seen in the
 //      last `history_seconds` and held for a minute, beyond the trend's part and
 //      `tolerance` of the level it rose from (the observed burstiness; once the
-//      history spans H).
+//      history spans H). Served tokens/s saturate under overload, so when rule 3 or 5
+//      decides, the history records the groups it asks for x target instead: the
+//      height of a burst is learned even while it is not served.
 //      The cheapest fleet that holds the SLO is ceil(demand / target) groups; it is
 //      taken at once when demand exceeds current x target, and on the way down only
 //      when demand is below current x target x (1 - tolerance), so noise does not
