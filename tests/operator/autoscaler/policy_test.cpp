@@ -325,6 +325,20 @@ TEST(PolicyReplayTest, FlappingInputDoesNotFlap) {
   EXPECT_LE(replay.changes(), 2);
 }
 
+TEST(PolicyReplayTest, AQueueDecisionRecordsTheDemandItImplies) {
+  // Saturated at 10000 tokens/s with 40 requests waiting per group: the queue rule asks
+  // for 4 groups (twice the ready ones at most), and the history keeps 4 x 5000 as the
+  // demand seen, not 10000.
+  Replay replay(proactive_spec(), 2, 240s);
+  const Decision d = replay.step(10000, 80.0);
+  EXPECT_EQ(d.replicas, 4) << d.reason;
+  EXPECT_EQ(d.reason, "requests waiting per group 40 > 16: 2 -> 4 groups");
+  EXPECT_EQ(replay.state().demand.back().tokens_per_second, 20000);
+  // A throughput decision records what was measured.
+  replay.step(12000, 0.0);
+  EXPECT_EQ(replay.state().demand.back().tokens_per_second, 12000);
+}
+
 TEST(PolicyReplayTest, MissingMetricsHold) {
   Replay replay(proactive_spec(), 3);
   replay.step(14000);
