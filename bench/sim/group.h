@@ -13,8 +13,8 @@
 //   decoding pauses, and a prefill starts whenever an admissible request waits.
 // - Decode: b sequences decoding advance together at decode_tokens_per_s(b) / b
 //   tokens/s each; a request finishes after its output tokens (the first from prefill).
-// - A draining group takes no new requests and ends when its last request finishes;
-//   its requests not yet started can be taken back (take_waiting) and sent elsewhere.
+// - Requests not yet started can be taken back (take_waiting) to be sent elsewhere (a
+//   draining group's, by the simulator, which sends a draining group nothing new).
 // Its worker metrics (sample()) are the cumulative counters a real worker exports:
 // prompt and generated tokens, the TTFT histogram (measured from arrival at the group,
 // with the worker's buckets) and the requests waiting.
@@ -63,9 +63,6 @@ class Group {
   // Moves the ids of the requests waiting for admission (not started) to `out`.
   void take_waiting(std::vector<int64_t>* out);
 
-  void start_draining() { draining_ = true; }
-  bool draining() const { return draining_; }
-
   autoscaler::WorkerSample sample() const;
 
  private:
@@ -85,7 +82,6 @@ class Group {
   double ready_s_;
   double now_s_;
   double last_finish_s_;
-  bool draining_ = false;
 
   std::deque<Queued> queue_;
   std::vector<Queued> batch_;  // prefilling

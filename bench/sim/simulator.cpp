@@ -238,7 +238,6 @@ void Run::resize(int32_t from, int32_t to, double now) {
     }
     if (!victim) break;
     victim->drain_start_s = now;
-    victim->group->start_draining();
     --remove;
   }
   if (from > to) rebalance(now);
@@ -247,7 +246,6 @@ void Run::resize(int32_t from, int32_t to, double now) {
 PolicyResult Run::go(Recommender* policy, int32_t initial, std::string name) {
   PolicyResult out;
   out.policy = std::move(name);
-  out.requests = static_cast<int64_t>(trace_.size());
   for (int32_t g = 0; g < initial; ++g) add_group(0, 0);
   int32_t desired = initial;
   const double last_arrival = trace_.empty() ? 0 : trace_.back().arrival_s;
@@ -315,7 +313,6 @@ PolicyResult Run::go(Recommender* policy, int32_t initial, std::string name) {
       desired = d.replicas;
     }
     out.timeline.push_back({now, demand_tokens_per_s(trace_, last_tick, now),
-                            v.measurement.tokens_per_second.value_or(0),
                             static_cast<int32_t>(slots_.size()), v.ready});
     last_tick = now;
     next_tick += options_.interval_s;

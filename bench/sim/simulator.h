@@ -10,8 +10,11 @@
 // creation; a new group serves after `startup_s`; a group removed by scale-down first
 // stops taking requests and is paid until its last request finishes (drain); a starting
 // group removed is cancelled at once. Requests go to the ready group with the fewest
-// outstanding tokens; with no ready group they are held (scale from zero) and sent when
-// one is ready. The run ends at the first decision after the last request finished.
+// outstanding tokens; with no ready group they are held (scale from zero). Whenever the
+// ready groups change (one becomes ready, one starts draining), the requests not yet
+// started (held, or queued at a group) are sent again the same way, oldest first, as a
+// gateway that holds requests until they start would place them. The run ends at the first decision
+// after the last request finished.
 //
 // Policies:
 //   moeserve     operator/autoscaler evaluate(), its PolicyState carried across ticks;
@@ -75,7 +78,6 @@ struct SimOptions {
 struct TimelinePoint {
   double t_s = 0;
   double demand_tokens_per_s = 0;  // arrivals in the last interval
-  double served_tokens_per_s = 0;  // what the operator measured
   int32_t groups = 0;              // paid for (starting, ready, draining)
   int32_t ready = 0;
 };
@@ -103,7 +105,6 @@ struct PolicyResult {
   double ttft_p99_s = 0;
   double group_hours = 0;
   int64_t scale_events = 0;
-  int64_t requests = 0;
   int64_t unserved = 0;  // larger than a group's KV cache, or cut off by max_overrun_s
   std::vector<RequestTimes> times;
   std::vector<TimelinePoint> timeline;
