@@ -45,13 +45,20 @@ void remember(const PolicySpec& spec, Clock::TimePoint now, double tokens_per_se
   while (seconds_between(demand->front().at, now) > spec.history_seconds) demand->pop_front();
 }
 
-// Rules 2 to 6: the groups the measurement asks for before stabilization.
-Decision recommend(const PolicySpec& spec, const PolicyInput& in, const PolicyState& state) {
+// Rules 2 to 6: the groups the measurement asks for before stabilization, and whether
+// the queue or latency rule decided (the groups are then overloaded).
+struct Recommendation {
+  Decision decision;
+  bool overloaded = false;
+};
+
+Recommendation recommend(const PolicySpec& spec, const PolicyInput& in, const PolicyState& state) {
   const int32_t current = in.current_replicas;
   const int32_t ready = in.ready_replicas;
   const double tps = std::max(0.0, *in.tokens_per_second);
   int32_t want = current;
   std::string why;
+  bool overloaded = false;
 
   // 2. Throughput, proactive.
   if (spec.target_tokens_per_second_per_group) {
@@ -88,6 +95,7 @@ Decision recommend(const PolicySpec& spec, const PolicyInput& in, const PolicySt
     const int32_t queue_want = std::max(current, grow(ready, waiting / spec.max_waiting_per_group));
     if (waiting > spec.max_waiting_per_group && queue_want > want) {
       want = queue_want;
+      overloaded = true;
       why = "requests waiting per group " + format_number(waiting) + " > " +
             format_number(spec.max_waiting_per_group);
     }
@@ -104,6 +112,7 @@ Decision recommend(const PolicySpec& spec, const PolicyInput& in, const PolicySt
       why += "; cost budget " + usd(budget) + "/Mtok allows " + groups_text(affordable) +
              (cost ? " (" + groups_text(want) + " would cost " + usd(*cost) + "/Mtok)" : "");
       want = affordable;
+      overloaded = false;
     }
   }
 
@@ -122,6 +131,7 @@ Decision recommend(const PolicySpec& spec, const PolicyInput& in, const PolicySt
                usd(*spec.max_cost_per_million_tokens) + ")";
       }
       want = slo_want;
+      overloaded = true;
     }
   }
 
@@ -133,7 +143,7 @@ Decision recommend(const PolicySpec& spec, const PolicyInput& in, const PolicySt
     why += "; raised to minReplicas " + std::to_string(spec.min_replicas);
     want = spec.min_replicas;
   }
-  return {want, why + ": " + move_text(current, want)};
+  return {{want, why + ": " + move_text(current, want)}, overloaded};
 }
 
 // Rule 0, for a deployment scaled to zero.
@@ -251,18 +261,18 @@ Evaluation evaluate(const PolicySpec& spec, const PolicyInput& in, PolicyState s
                          std::chrono::seconds(spec.scale_down_stabilization_seconds), current,
                          {kept, "no token throughput measured yet: " + move_text(current, kept)});
   } else {
-    const Decision raw = recommend(spec, in, state);
+    const Recommendation r = recommend(spec, in, state);
     // Served tokens/s saturate at capacity: when the queue or latency rule decided, the
     // groups it asks for are the demand seen, and the history keeps that, so the
     // headroom learns the burst's real height.
-    if (spec.target_tokens_per_second_per_group &&
-        (raw.reason.rfind("requests waiting", 0) == 0 || raw.reason.rfind("TTFT p95", 0) == 0)) {
+    if (r.overloaded && spec.target_tokens_per_second_per_group) {
       state.demand.back().tokens_per_second =
           std::max(state.demand.back().tokens_per_second,
-                   raw.replicas * *spec.target_tokens_per_second_per_group);
+                   r.decision.replicas * *spec.target_tokens_per_second_per_group);
     }
-    decision = stabilize(&state.recommendations, in.now,
-                         std::chrono::seconds(spec.scale_down_stabilization_seconds), current, raw);
+    decision =
+        stabilize(&state.recommendations, in.now,
+                  std::chrono::seconds(spec.scale_down_stabilization_seconds), current, r.decision);
   }
 
   // 8. Scale to zero.
