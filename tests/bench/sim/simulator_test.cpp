@@ -206,6 +206,21 @@ TEST(ReportTest, JsonHasExactlyTheIssuesKeys) {
   EXPECT_EQ(j["scale_events"], 3);
 }
 
+TEST(ReportTest, PlotDataHasAColumnTripletPerPolicy) {
+  PolicyResult a, b;
+  a.policy = "moeserve";
+  b.policy = "oracle";
+  a.timeline = {{15, 100, 2, 1}, {30, 200, 3, 2}};
+  b.timeline = {{15, 100, 1, 1}};
+  EXPECT_EQ(plot_data({a, b}, 50),
+            "0.0042 100.0 50.0 2 100.0 50.0 1\n"
+            "0.0083 200.0 100.0 3 100.0 50.0 1\n");
+  const std::string script = plot_script({a, b}, "d.dat", "out.png");
+  EXPECT_NE(script.find("set output 'out.png'"), std::string::npos);
+  EXPECT_NE(script.find("using 1:6 with steps title 'oracle capacity'"), std::string::npos);
+  EXPECT_NE(script.find("using 1:7 with steps title 'oracle'"), std::string::npos);
+}
+
 TEST(SimulatorTest, PolicyNames) {
   for (PolicyKind k : kAllPolicies) EXPECT_EQ(*parse_policy(policy_name(k)), k);
   EXPECT_FALSE(parse_policy("hpa").ok());
