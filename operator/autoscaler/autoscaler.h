@@ -6,7 +6,8 @@
 // policy and current/ready groups (a new deployment is evaluated at once), reads
 // snapshot() while gathering, and calls forget() when the deployment is gone. Each
 // deployment is evaluated every `interval` (real time) by one of `threads` threads,
-// never by two at once; rates and stabilization windows use the injected Clock. After an
+// never by two at once, and its PolicyState is carried from one evaluation to the next; rates,
+// forecasts and stabilization windows use the injected Clock. After an
 // evaluation whose decision or (3-digit) tokens/s differs from the previous snapshot,
 // on_change(key) runs (the controller enqueues the key). Thread-safe.
 #pragma once
@@ -73,7 +74,7 @@ class Autoscaler {
     std::chrono::steady_clock::time_point next_due;
     bool busy = false;
     bool forgotten = false;
-    Stabilizer stabilizer;
+    PolicyState state;  // carried from one decision to the next
     std::optional<Snapshot> snapshot;
   };
   void loop();

@@ -43,6 +43,12 @@ struct Measurement {
   std::vector<std::string> errors;          // "x-g1-0: connection refused", ...
 };
 
+// Folds the groups' windows into `m` as every source reports them: tokens/s summed over
+// the groups with a rate, TTFT p95 from the merged bucket increases (quantile of the
+// sum, not sum of quantiles), expert loads summed. Waiting requests and errors are the
+// caller's: they come from this round's samples, not the windows.
+void fold_windows(const std::vector<const GroupWindow*>& windows, Measurement* m);
+
 class MetricSource {
  public:
   virtual ~MetricSource() = default;

@@ -50,17 +50,9 @@ Measurement ScrapeSource::measure(const ScrapeTarget& target, Clock::TimePoint n
   }
   *windows = std::move(kept);
 
-  std::map<double, double> ttft;
-  std::map<ExpertKey, double> experts;
-  for (const auto& [_, window] : *windows) {
-    if (auto tps = window->tokens_per_second()) {
-      m.tokens_per_second = m.tokens_per_second.value_or(0) + *tps;
-    }
-    for (const auto& [le, count] : window->ttft_increase()) ttft[le] += count;
-    for (const auto& [key, load] : window->expert_load()) experts[key] += load;
-  }
-  m.ttft_p95_seconds = histogram_quantile(0.95, {ttft.begin(), ttft.end()});
-  m.expert_load = expert_load_from(experts);
+  std::vector<const GroupWindow*> folded;
+  for (const auto& [_, window] : *windows) folded.push_back(window.get());
+  fold_windows(folded, &m);
   return m;
 }
 

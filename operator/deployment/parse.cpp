@@ -153,6 +153,7 @@ ModelDeploymentSpec parse_spec(const json& spec, std::vector<FieldError>* errors
   as.read("maxCostPerMillionTokens", &s.autoscaling.max_cost_per_million_tokens);
   as.read("ttftP95SloSeconds", &s.autoscaling.ttft_p95_slo_seconds);
   as.read("scaleDownStabilizationSeconds", &s.autoscaling.scale_down_stabilization_seconds);
+  as.read("scaleToZeroAfterIdleSeconds", &s.autoscaling.scale_to_zero_after_idle_seconds);
 
   JsonReader cost = r.child("cost");
   cost.read("gpuHourUsd", &s.cost.gpu_hour_usd);

@@ -67,6 +67,9 @@ json to_json(const ModelDeploymentSpec& s) {
     autoscaling["maxCostPerMillionTokens"] = *a.max_cost_per_million_tokens;
   }
   if (a.ttft_p95_slo_seconds) autoscaling["ttftP95SloSeconds"] = *a.ttft_p95_slo_seconds;
+  if (a.scale_to_zero_after_idle_seconds) {
+    autoscaling["scaleToZeroAfterIdleSeconds"] = *a.scale_to_zero_after_idle_seconds;
+  }
 
   json network_policy = {{"enabled", s.network_policy.enabled}};
   if (!s.network_policy.api_from.empty()) network_policy["apiFrom"] = s.network_policy.api_from;

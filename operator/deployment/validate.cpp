@@ -380,6 +380,10 @@ void validate_autoscaling(const AutoscalingSpec& a, std::vector<FieldError>* err
   check_positive(errors, "spec.autoscaling.ttftP95SloSeconds", a.ttft_p95_slo_seconds);
   check_min(errors, "spec.autoscaling.scaleDownStabilizationSeconds",
             a.scale_down_stabilization_seconds, 0);
+  if (a.scale_to_zero_after_idle_seconds) {
+    errors->push_back(
+        {"spec.autoscaling.scaleToZeroAfterIdleSeconds", std::string(kScaleToZeroNeedsGateway)});
+  }
   if (a.enabled && !a.target_tokens_per_second_per_group && !a.max_cost_per_million_tokens &&
       !a.ttft_p95_slo_seconds) {
     errors->push_back({"spec.autoscaling",

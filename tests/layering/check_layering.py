@@ -48,6 +48,7 @@ LIBRARIES = {
     "operator/local": "moeserve_operator_local",
     "tools/fixtures": "moeserve_fixtures",
     "tests/support": "moeserve_test_support",
+    "bench/sim": "moeserve_bench_sim",
 }
 
 # Headers generated at build time, by include name: they belong to the folder whose

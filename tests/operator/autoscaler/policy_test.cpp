@@ -4,6 +4,8 @@
 
 #include <gtest/gtest.h>
 
+#include "operator/autoscaler/metric_source.h"
+
 namespace moeserve::autoscaler {
 namespace {
 
@@ -18,13 +20,31 @@ PolicySpec throughput_spec() {
   return s;
 }
 
+// A measurement without its time: each row is a fresh deployment's first decision.
+struct Seen {
+  int32_t current_replicas;
+  int32_t ready_replicas;
+  std::optional<double> tokens_per_second;
+  std::optional<double> ttft_p95_seconds;
+  std::optional<double> requests_waiting;
+};
+
 struct Row {
   const char* name;
   PolicySpec spec;
-  PolicyInput input;
+  Seen input;
   int32_t replicas;
   const char* reason;
 };
+
+PolicyInput at(Clock::TimePoint now, const Seen& s) {
+  return {now,
+          s.current_replicas,
+          s.ready_replicas,
+          s.tokens_per_second,
+          s.ttft_p95_seconds,
+          s.requests_waiting};
+}
 
 TEST(PolicyTest, Table) {
   PolicySpec budget = throughput_spec();
@@ -55,11 +75,16 @@ TEST(PolicyTest, Table) {
        {3, 3, 6000, {}, {}},
        2,
        "tokens/s per group 2000 < target 5000: 3 -> 2 groups"},
-      {"within tolerance keeps",
+      {"just above target scales up at once",
        throughput_spec(),
        {2, 2, 10800, {}, {}},
-       2,
-       "tokens/s per group 5400 > target 5000 (within 10%): keeping 2 groups"},
+       3,
+       "tokens/s per group 5400 > target 5000: 2 -> 3 groups"},
+      {"within tolerance below the target keeps",
+       throughput_spec(),
+       {3, 3, 14000, {}, {}},
+       3,
+       "tokens/s per group 4667 < target 5000 (within 10%): keeping 3 groups"},
       {"idle goes to minReplicas",
        throughput_spec(),
        {3, 3, 0, {}, {}},
@@ -132,7 +157,7 @@ TEST(PolicyTest, Table) {
        "tokens/s per group 5000 = target 5000: keeping 2 groups"},
   };
   for (const Row& row : rows) {
-    const Decision d = recommend(row.spec, row.input);
+    const Decision d = evaluate(row.spec, at(Clock::TimePoint(), row.input), {}).decision;
     EXPECT_EQ(d.replicas, row.replicas) << row.name << ": " << d.reason;
     EXPECT_EQ(d.reason, row.reason) << row.name;
   }
@@ -145,28 +170,233 @@ TEST(PolicyTest, CostPerMillionTokens) {
   EXPECT_FALSE(cost_per_million_tokens(0, 2, 100));
 }
 
-TEST(StabilizerTest, ScaleUpAtOnceScaleDownToTheWindowMaximum) {
-  Stabilizer s;
+TEST(StabilizeTest, ScaleUpAtOnceScaleDownToTheWindowMaximum) {
+  std::deque<std::pair<Clock::TimePoint, int32_t>> seen;
   Clock::TimePoint t0;
   const auto window = 300s;
-  EXPECT_EQ(s.apply(t0, window, 2, {4, "up: 2 -> 4 groups"}).replicas, 4);
-  const Decision held = s.apply(t0 + 60s, window, 4, {2, "down: 4 -> 2 groups"});
+  EXPECT_EQ(stabilize(&seen, t0, window, 2, {4, "up: 2 -> 4 groups"}).replicas, 4);
+  const Decision held = stabilize(&seen, t0 + 60s, window, 4, {2, "down: 4 -> 2 groups"});
   EXPECT_EQ(held.replicas, 4);
   EXPECT_EQ(held.reason,
             "down; scale-down to 2 held: the highest recommendation within 300s is 4: keeping 4 "
             "groups");
-  EXPECT_EQ(s.apply(t0 + 200s, window, 4, {3, "down: 4 -> 3 groups"}).replicas, 4);
+  EXPECT_EQ(stabilize(&seen, t0 + 200s, window, 4, {3, "down: 4 -> 3 groups"}).replicas, 4);
   // At 301 s the recommendation of 4 left the window; 3 (at 200 s) is the highest left.
-  const Decision partly = s.apply(t0 + 301s, window, 4, {2, "down: 4 -> 2 groups"});
+  const Decision partly = stabilize(&seen, t0 + 301s, window, 4, {2, "down: 4 -> 2 groups"});
   EXPECT_EQ(partly.replicas, 3);
-  EXPECT_EQ(s.apply(t0 + 501s, window, 3, {2, "down: 3 -> 2 groups"}).replicas, 2);
+  EXPECT_EQ(stabilize(&seen, t0 + 501s, window, 3, {2, "down: 3 -> 2 groups"}).replicas, 2);
 }
 
-TEST(StabilizerTest, ZeroWindowScalesDownAtOnce) {
-  Stabilizer s;
+TEST(StabilizeTest, ZeroWindowScalesDownAtOnce) {
+  std::deque<std::pair<Clock::TimePoint, int32_t>> seen;
   Clock::TimePoint t0;
-  EXPECT_EQ(s.apply(t0, 0s, 2, {4, "up"}).replicas, 4);
-  EXPECT_EQ(s.apply(t0 + 1s, 0s, 4, {1, "down"}).replicas, 1);
+  EXPECT_EQ(stabilize(&seen, t0, 0s, 2, {4, "up"}).replicas, 4);
+  EXPECT_EQ(stabilize(&seen, t0 + 1s, 0s, 4, {1, "down"}).replicas, 1);
+}
+
+// A deployment followed decision by decision, its groups doing what was decided (new
+// groups ready after `startup`), the state carried as the Autoscaler carries it.
+class Replay {
+ public:
+  Replay(PolicySpec spec, int32_t groups, std::chrono::seconds startup = 0s)
+      : spec_(std::move(spec)), current_(groups), ready_(groups), startup_(startup) {}
+
+  // One decision `dt` after the previous one, at `tokens_per_second`.
+  Decision step(std::optional<double> tokens_per_second, std::optional<double> waiting = 0.0,
+                std::chrono::seconds dt = 15s) {
+    now_ += dt;
+    while (!starting_.empty() && starting_.front() <= now_) {
+      starting_.pop_front();
+      ++ready_;
+    }
+    Evaluation e = evaluate(spec_, {now_, current_, ready_, tokens_per_second, {}, waiting},
+                            std::move(state_));
+    state_ = std::move(e.state);
+    for (int32_t g = current_; g < e.decision.replicas; ++g) starting_.push_back(now_ + startup_);
+    if (e.decision.replicas < current_) {
+      int32_t remove = current_ - e.decision.replicas;
+      while (remove > 0 && !starting_.empty()) {
+        starting_.pop_back();
+        --remove;
+      }
+      ready_ -= remove;
+    }
+    if (e.decision.replicas != current_) ++changes_;
+    current_ = e.decision.replicas;
+    return e.decision;
+  }
+  int32_t current() const { return current_; }
+  int32_t changes() const { return changes_; }
+  const PolicyState& state() const { return state_; }
+
+ private:
+  PolicySpec spec_;
+  int32_t current_;
+  int32_t ready_;
+  std::chrono::seconds startup_;
+  Clock::TimePoint now_;
+  std::deque<Clock::TimePoint> starting_;
+  PolicyState state_;
+  int32_t changes_ = 0;
+};
+
+PolicySpec proactive_spec() {
+  PolicySpec s = throughput_spec();
+  s.max_replicas = 40;
+  s.startup_seconds = 240;
+  return s;
+}
+
+TEST(PolicyForecastTest, ARampIsMetBeforeItArrives) {
+  // +10 tokens/s every second: in 240 s demand is 2400 tokens/s higher than measured.
+  std::deque<DemandPoint> ramp;
+  Clock::TimePoint t0;
+  for (int i = 0; i <= 16; ++i) ramp.push_back({t0 + i * 15s, 10000.0 + 150.0 * i});
+  const Forecast f = forecast(ramp, 240, 0.1);
+  EXPECT_NEAR(f.measured, 12400, 1e-6);
+  EXPECT_NEAR(f.trend_per_s, 10, 1e-6);
+  EXPECT_NEAR(f.trend_per_s * f.horizon_s, 2400, 1e-6);
+  EXPECT_EQ(f.headroom, 0) << "a steady ramp's rise is the trend's, not a burst";
+
+  // The policy on the same ramp asks for the groups of 14800 tokens/s while it
+  // measures 12400, so they are ready when the demand is.
+  Replay replay(proactive_spec(), 3, 240s);
+  Decision d;
+  for (int i = 0; i <= 16; ++i) d = replay.step(10000.0 + 150.0 * i);
+  EXPECT_EQ(d.replicas, 3) << d.reason;  // 14800 / 5000 -> 3 groups: holds
+  for (int i = 17; i <= 24; ++i) d = replay.step(10000.0 + 150.0 * i);
+  // Measured 13600 (3 groups hold 15000) but forecast 16000: a fourth group now.
+  EXPECT_EQ(replay.current(), 4) << d.reason;
+}
+
+TEST(PolicyForecastTest, NoTrendBeforeHalfAHorizonOfHistory) {
+  std::deque<DemandPoint> short_history = {{Clock::TimePoint(), 1000},
+                                           {Clock::TimePoint() + 15s, 9000}};
+  const Forecast f = forecast(short_history, 240, 0.1);
+  EXPECT_EQ(f.trend_per_s, 0);
+  EXPECT_EQ(f.headroom, 0);
+  EXPECT_EQ(f.tokens_per_second(), 9000);
+}
+
+TEST(PolicyForecastTest, ABurstSeenKeepsItsHeightInReserve) {
+  // 10000 tokens/s, a burst to 25000 for two minutes, back to 10000.
+  std::deque<DemandPoint> h;
+  Clock::TimePoint t0;
+  for (int i = 0; i < 40; ++i) {
+    const bool burst = i >= 20 && i < 28;
+    h.push_back({t0 + i * 15s, burst ? 25000.0 : 10000.0});
+  }
+  const Forecast f = forecast(h, 240, 0.1);
+  EXPECT_EQ(f.trend_per_s, 0);
+  // The rise of 15000, less the 10 % of 10000 the band absorbs.
+  EXPECT_NEAR(f.headroom, 14000, 1e-6);
+  // A single noisy rate is not a burst: it must hold for a minute.
+  std::deque<DemandPoint> noisy;
+  for (int i = 0; i < 40; ++i) noisy.push_back({t0 + i * 15s, i == 20 ? 25000.0 : 10000.0});
+  EXPECT_EQ(forecast(noisy, 240, 0.1).headroom, 0);
+}
+
+TEST(PolicyReplayTest, SurgeScalesUpAtOnceAndSlowDecayScalesDownAfterTheWindow) {
+  Replay replay(proactive_spec(), 2, 240s);
+  for (int i = 0; i < 20; ++i) replay.step(9500);
+  EXPECT_EQ(replay.current(), 2);
+  // A two-minute surge to 30000: at least the 6 groups it needs at once, not one more.
+  const Decision up = replay.step(30000);
+  EXPECT_GE(up.replicas, 6) << up.reason;
+  for (int i = 0; i < 7; ++i) replay.step(30000);
+  const int32_t surge = replay.current();
+  // The decay back to 9500 removes no group within the 300 s window.
+  for (int i = 1; i * 15 < 300; ++i) {
+    replay.step(9500);
+    EXPECT_EQ(replay.current(), surge) << "at " << i * 15 << " s";
+  }
+  // Afterwards it shrinks, keeping the burst it saw in reserve: 9500 + (20500 - 950)
+  // tokens/s -> 6 groups.
+  Decision d;
+  for (int i = 0; i < 40; ++i) d = replay.step(9500);
+  EXPECT_EQ(replay.current(), 6) << d.reason;
+  EXPECT_NE(d.reason.find("headroom 19550"), std::string::npos) << d.reason;
+}
+
+TEST(PolicyReplayTest, FlappingInputDoesNotFlap) {
+  Replay replay(proactive_spec(), 3);
+  for (int i = 0; i < 200; ++i) replay.step(i % 2 ? 11000 : 15000);
+  // Up to what 15000 needs (and the alternation's reserve), then never down.
+  EXPECT_LE(replay.changes(), 2);
+}
+
+TEST(PolicyReplayTest, AQueueDecisionRecordsTheDemandItImplies) {
+  // Saturated at 10000 tokens/s with 40 requests waiting per group: the queue rule asks
+  // for 4 groups (twice the ready ones at most), and the history keeps 4 x 5000 as the
+  // demand seen, not 10000.
+  Replay replay(proactive_spec(), 2, 240s);
+  const Decision d = replay.step(10000, 80.0);
+  EXPECT_EQ(d.replicas, 4) << d.reason;
+  EXPECT_EQ(d.reason, "requests waiting per group 40 > 16: 2 -> 4 groups");
+  EXPECT_EQ(replay.state().demand.back().tokens_per_second, 20000);
+  // A throughput decision records what was measured.
+  replay.step(12000, 0.0);
+  EXPECT_EQ(replay.state().demand.back().tokens_per_second, 12000);
+}
+
+TEST(PolicyReplayTest, MissingMetricsHold) {
+  Replay replay(proactive_spec(), 3);
+  replay.step(14000);
+  const Decision d = replay.step(std::nullopt, std::nullopt);
+  EXPECT_EQ(d.replicas, 3);
+  EXPECT_EQ(d.reason, "no token throughput measured yet: keeping 3 groups");
+}
+
+TEST(PolicyReplayTest, CounterResetThroughTheWindowKeepsTheRate) {
+  // A worker restart: the counter drops from 1e6 to 3000; the window reads it as 3000
+  // more tokens (Prometheus' rule), so the policy sees 200 tokens/s, not a negative rate.
+  GroupWindow window(60s, 600s);
+  Clock::TimePoint t0;
+  WorkerSample sample;
+  sample.prompt_tokens = 1e6;
+  window.add(t0, sample);
+  sample.prompt_tokens = 3000;
+  window.add(t0 + 15s, sample);
+  Measurement m;
+  fold_windows({&window}, &m);
+  ASSERT_TRUE(m.tokens_per_second);
+  EXPECT_DOUBLE_EQ(*m.tokens_per_second, 200);
+  const Decision d =
+      evaluate(throughput_spec(), {t0 + 15s, 2, 2, m.tokens_per_second, {}, 0.0}, {}).decision;
+  EXPECT_EQ(d.replicas, 1) << d.reason;
+}
+
+TEST(PolicyReplayTest, StartUpIsLearnedFromAScaleUp) {
+  Replay replay(proactive_spec(), 1, 120s);
+  replay.step(4000);
+  replay.step(9000);  // asks for 2 with 1 ready: the clock starts
+  for (int i = 0; i < 10; ++i) replay.step(9000);
+  ASSERT_TRUE(replay.state().observed_startup_seconds);
+  EXPECT_EQ(*replay.state().observed_startup_seconds, 120);
+}
+
+TEST(PolicyReplayTest, ScaleToZeroAfterIdleAndWakeOnWaiting) {
+  PolicySpec spec = proactive_spec();
+  spec.scale_to_zero_after_idle_seconds = 600;
+  Replay replay(spec, 2, 60s);
+  replay.step(9500);
+  Decision d;
+  for (int i = 0; i < 60 && replay.current() > 0; ++i) d = replay.step(0.0);
+  EXPECT_EQ(replay.current(), 0);
+  EXPECT_EQ(d.reason,
+            "no tokens and no request waiting for 600s (scaleToZeroAfterIdleSeconds 600): 1 -> "
+            "0 groups");
+  // At zero nothing is measured: it stays until a request waits (held by a gateway).
+  EXPECT_EQ(replay.step(std::nullopt, std::nullopt).replicas, 0);
+  d = replay.step(std::nullopt, 3.0);
+  EXPECT_EQ(d.replicas, 1);
+  EXPECT_EQ(d.reason, "3 requests waiting while scaled to zero: 0 -> 1 group");
+}
+
+TEST(PolicyReplayTest, WithoutScaleToZeroIdleStaysAtMinReplicas) {
+  Replay replay(proactive_spec(), 2);
+  for (int i = 0; i < 100; ++i) replay.step(0.0);
+  EXPECT_EQ(replay.current(), 1);
 }
 
 }  // namespace
