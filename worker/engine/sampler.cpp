@@ -117,6 +117,20 @@ int32_t argmax(const float* logits, int32_t vocab_size) {
   return best;
 }
 
+DraftVerdict accept_draft(std::span<const float> p, int32_t draft, std::span<const float> q,
+                          Rng& rng) {
+  const double q_draft = q.empty() ? 1.0 : static_cast<double>(q[draft]);
+  if (rng.uniform() * q_draft < static_cast<double>(p[draft])) return {true, draft};
+  std::vector<float> residual(p.begin(), p.end());
+  if (q.empty()) {
+    residual[draft] = std::max(0.0f, residual[draft] - 1.0f);
+  } else {
+    for (size_t i = 0; i < residual.size(); ++i) residual[i] = std::max(0.0f, p[i] - q[i]);
+  }
+  const int32_t token = sample_from(residual, rng);
+  return {false, token >= 0 ? token : sample_from(p, rng)};
+}
+
 float token_logprob(const float* logits, int32_t vocab_size, int32_t token) {
   return static_cast<float>(static_cast<double>(logits[token]) - log_sum_exp(logits, vocab_size));
 }

@@ -98,6 +98,19 @@ void sampling_distribution(const float* logits, int32_t vocab_size, const Sampli
 // exactly; zeros are never drawn); -1 when every entry is zero.
 int32_t sample_from(std::span<const float> probs, Rng& rng);
 
+// Speculative sampling's acceptance rule: `draft` was drawn from q (empty: a point mass
+// on `draft`) and p is the target distribution, both vocabulary-sized as
+// sampling_distribution() writes them. Accepts the draft with probability
+// min(1, p[draft] / q[draft]); on rejection draws the token from
+// normalise(max(0, p - q)) (from p should rounding leave nothing). Either way the token
+// is distributed exactly as p; under greedy p (one-hot) it is the argmax.
+struct DraftVerdict {
+  bool accepted = false;
+  int32_t token = 0;  // the draft when accepted
+};
+DraftVerdict accept_draft(std::span<const float> p, int32_t draft, std::span<const float> q,
+                          Rng& rng);
+
 // log_softmax(logits)[token] computed stably in double.
 float token_logprob(const float* logits, int32_t vocab_size, int32_t token);
 // Index of the largest logit; ties go to the lower index.
