@@ -471,6 +471,11 @@ void Scheduler::plan_running(std::vector<Planned>& plan, int64_t& budget) {
         drafts = std::min({static_cast<int64_t>(c.draft.tokens.size()), budget - 1,
                            a->max_tokens - c.generated - 1});
         drafts = std::max<int64_t>(drafts, 0);
+        // Drafts are an optimisation: never preempt anyone to make room for them.
+        const int64_t missing =
+            blocks_for(c.kv.length + count + drafts) - static_cast<int64_t>(c.kv.blocks.size());
+        const int64_t free = engine_->kv_cache().num_free_blocks();
+        if (missing > free && missing > free + prefix_cache_.num_evictable()) drafts = 0;
         count += drafts;
       }
       if (!ensure_capacity(c.kv, c.kv.length + count, a)) {
