@@ -13,12 +13,20 @@
 //      (from the off run) and proposes drafts that are right with probability a, for a
 //      in {0, 0.5, 0.9, 1.0} and every B, with the per-step switch disabled (what
 //      verification costs and gains by itself) and at the default switch.
-//      Speculation pays where on / off > 1; the largest such B at the acceptance the
-//      n-gram drafter reaches sets SchedulerOptions::spec_max_batch (docs/serving.md).
+//      Speculation pays where on / off > 1.
+//   3. Step cost, the measurement behind SchedulerOptions::spec_max_batch
+//      (docs/serving.md): Engine::forward alone over B sequences (context --context
+//      tokens) with 1 token each (a decode step) and with 1 + k tokens each (a verify
+//      step, logits for every position), interleaved, best of --steps; the KV cache is
+//      truncated back after each. A verify step costs r(B) decode steps and yields
+//      1 + a + ... + a^k tokens per sequence at per-draft acceptance a, so speculation
+//      pays while that sum exceeds r(B); the best of minimums is robust to a loaded
+//      machine, unlike the end-to-end ratios above.
 //
 // Usage: bench-speculative [--model DIR | --preset tiny|bench-1b] [--precision fp8|bf16]
 //                          [--threads N] [--tokens N] [--k N] [--batches 1,8,32]
-//                          [--repeats N] [--layers N]
+//                          [--repeats N] [--layers N] [--steps N] [--context N]
+//                          [--sections 1,2,3]
 #include <unistd.h>
 
 #include <algorithm>
@@ -52,6 +60,9 @@ struct BenchFlags {
   std::string batches = "1,8,32";
   int64_t repeats = 2;
   int64_t layers = 0;
+  int64_t steps = 10;
+  int64_t context = 64;
+  std::string sections = "1,2,3";
 };
 
 // Proposes each request's known greedy continuation, each draft right with probability
@@ -169,6 +180,60 @@ RunResult run(const std::shared_ptr<const model::LoadedModel>& model, const Benc
   return best;
 }
 
+struct StepCost {
+  double decode_s = 0;  // one token per sequence
+  double verify_s = 0;  // 1 + k tokens per sequence
+};
+
+StepCost step_cost(const std::shared_ptr<const model::LoadedModel>& model, const BenchFlags& f,
+                   int64_t batch) {
+  engine::EngineOptions eo;
+  eo.threads = static_cast<int>(f.threads);
+  eo.kv_cache_tokens = batch * (f.context + f.k + 1 + engine::kBlockSize);
+  auto created = engine::Engine::create(model, eo);
+  if (!created.ok()) {
+    std::fprintf(stderr, "engine: %s\n", created.status().to_string().c_str());
+    std::exit(1);
+  }
+  engine::Engine& e = **created;
+  const int64_t vocab = model->config.vocab_size;
+  std::vector<engine::SequenceKv> seqs(batch);
+  std::vector<std::vector<int32_t>> tokens(batch);
+  engine::ForwardOutput out;
+  for (int64_t b = 0; b < batch; ++b) {
+    std::vector<int32_t> prompt;
+    for (int64_t t = 0; t < f.context; ++t) {
+      prompt.push_back(static_cast<int32_t>((b * 131 + t * 17 + 5) % vocab));
+    }
+    for (int64_t t = 0; t <= f.k; ++t)
+      tokens[b].push_back(static_cast<int32_t>((b + t * 7) % vocab));
+    if (Status s = e.forward({engine::SequenceInput{&seqs[b], prompt}}, &out); !s.ok()) {
+      std::fprintf(stderr, "prefill: %s\n", s.to_string().c_str());
+      std::exit(1);
+    }
+  }
+  auto time_step = [&](int64_t per_seq) {
+    std::vector<engine::SequenceInput> in;
+    for (int64_t b = 0; b < batch; ++b) {
+      in.push_back({&seqs[b], std::span<const int32_t>(tokens[b].data(), per_seq), per_seq > 1});
+    }
+    const auto start = SteadyClock::now();
+    if (Status s = e.forward(in, &out); !s.ok()) {
+      std::fprintf(stderr, "forward: %s\n", s.to_string().c_str());
+      std::exit(1);
+    }
+    const double seconds = std::chrono::duration<double>(SteadyClock::now() - start).count();
+    for (auto& seq : seqs) e.kv_cache().truncate(seq, f.context);
+    return seconds;
+  };
+  StepCost best{1e30, 1e30};
+  for (int64_t i = 0; i < f.steps; ++i) {
+    best.decode_s = std::min(best.decode_s, time_step(1));
+    best.verify_s = std::min(best.verify_s, time_step(1 + f.k));
+  }
+  return best;
+}
+
 // Prompts that repeat a phrase (each its own), the workload prompt lookup is for.
 std::vector<std::vector<int32_t>> repetitive_prompts(int64_t count, int64_t vocab) {
   std::vector<std::vector<int32_t>> prompts;
@@ -220,6 +285,9 @@ int main(int argc, char** argv) {
   flags.add_string("batches", &f.batches, "concurrent requests, comma-separated");
   flags.add_int("repeats", &f.repeats, "runs per measurement (the best is reported)");
   flags.add_int("layers", &f.layers, "generated preset layers (0: the preset's)");
+  flags.add_int("steps", &f.steps, "timed forwards per step kind (section 3)");
+  flags.add_int("context", &f.context, "tokens of context per sequence (section 3)");
+  flags.add_string("sections", &f.sections, "which sections to run, comma-separated");
   if (Status s = flags.parse(std::vector<std::string>(argv + 1, argv + argc)); !s.ok()) {
     std::fprintf(stderr, "%s\n%s", s.message().c_str(), flags.help().c_str());
     return 2;
@@ -229,10 +297,17 @@ int main(int argc, char** argv) {
     return 0;
   }
   auto batches = parse_int_list(f.batches);
-  if (!batches.ok() || f.k < 1 || f.tokens < 2 || f.repeats < 1) {
-    std::fprintf(stderr, "--batches must be integers, --k >= 1, --tokens >= 2, --repeats >= 1\n");
+  auto sections = parse_int_list(f.sections);
+  if (!batches.ok() || !sections.ok() || f.k < 1 || f.tokens < 2 || f.repeats < 1 || f.steps < 1 ||
+      f.context < 1) {
+    std::fprintf(stderr,
+                 "--batches and --sections must be integers, --k >= 1, --tokens >= 2, "
+                 "--repeats, --steps and --context >= 1\n");
     return 2;
   }
+  auto section = [&](int64_t n) {
+    return std::find(sections->begin(), sections->end(), n) != sections->end();
+  };
   log::configure(log::Level::kWarn, log::Format::kJson);
   const std::string tmp =
       (std::filesystem::temp_directory_path() / ("bench-speculative-" + std::to_string(::getpid())))
@@ -257,10 +332,13 @@ int main(int argc, char** argv) {
   const int64_t no_switch = 1 << 20;
   const int64_t default_switch = engine::SchedulerOptions{}.spec_max_batch;
 
-  std::printf("\n1. ngram on a repetitive workload (switch disabled)\n");
-  std::printf("%6s %12s %12s %8s %11s %9s\n", "batch", "off tok/s", "ngram tok/s", "ratio",
-              "acceptance", "same out");
+  if (section(1)) {
+    std::printf("\n1. ngram on a repetitive workload (switch disabled)\n");
+    std::printf("%6s %12s %12s %8s %11s %9s\n", "batch", "off tok/s", "ngram tok/s", "ratio",
+                "acceptance", "same out");
+  }
   for (int64_t b : *batches) {
+    if (!section(1)) break;
     const auto prompts = repetitive_prompts(b, vocab);
     const RunResult base = run(model, f, prompts, off);
     const RunResult spec =
@@ -270,11 +348,14 @@ int main(int argc, char** argv) {
                 spec.acceptance, spec.outputs == base.outputs ? "yes" : "NO");
   }
 
-  std::printf("\n2. oracle drafts right with probability a: on/off tokens/s ratio\n");
-  std::printf("%6s %12s", "batch", "off tok/s");
-  for (double a : {0.0, 0.5, 0.9, 1.0}) std::printf("   a=%.1f  a=%.1f,sw", a, a);
-  std::printf("\n");
+  if (section(2)) {
+    std::printf("\n2. oracle drafts right with probability a: on/off tokens/s ratio\n");
+    std::printf("%6s %12s", "batch", "off tok/s");
+    for (double a : {0.0, 0.5, 0.9, 1.0}) std::printf("   a=%.1f  a=%.1f,sw", a, a);
+    std::printf("\n");
+  }
   for (int64_t b : *batches) {
+    if (!section(2)) break;
     const auto prompts = repetitive_prompts(b, vocab);
     const RunResult base = run(model, f, prompts, off);
     std::map<std::vector<int32_t>, std::vector<int32_t>> outputs;
@@ -288,6 +369,23 @@ int main(int argc, char** argv) {
                   sw.tokens_per_s / base.tokens_per_s);
     }
     std::printf("\n");
+  }
+  if (section(3)) {
+    std::printf("\n3. step cost: verify (1 + k tokens per sequence) / decode (1 token)\n");
+    std::printf("%6s %11s %11s %7s   predicted speedup (1 + a + .. + a^k) / r\n", "batch",
+                "decode ms", "verify ms", "r");
+    for (int64_t b : *batches) {
+      const StepCost cost = step_cost(model, f, b);
+      const double r = cost.verify_s / cost.decode_s;
+      std::printf("%6lld %11.2f %11.2f %7.2f  ", static_cast<long long>(b), cost.decode_s * 1e3,
+                  cost.verify_s * 1e3, r);
+      for (double a : {0.0, 0.3, 0.5, 0.7, 0.9}) {
+        double tokens = 0, power = 1;
+        for (int64_t i = 0; i <= f.k; ++i, power *= a) tokens += power;
+        std::printf("  a=%.1f %.2f", a, tokens / r);
+      }
+      std::printf("\n");
+    }
   }
   std::filesystem::remove_all(tmp);
   return 0;
