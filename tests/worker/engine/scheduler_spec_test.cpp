@@ -362,6 +362,34 @@ TEST_P(SchedulerSpecTest, LowAcceptanceTurnsDraftingDownToProbes) {
   EXPECT_LE(stats.spec_draft_tokens_total, 5 + 59 / kSpecProbeInterval + 1);
 }
 
+TEST_P(SchedulerSpecTest, CancellingASpeculatingRequestFreesItsBlocksAndReleasesItsDrafts) {
+  const std::vector<int32_t> prompt = test_prompt(20, vocab(), 16);
+  auto drafter = std::make_shared<ScriptedDrafter>(
+      std::map<std::vector<int32_t>, std::vector<int32_t>>{{prompt, alone(prompt, 500).tokens}},
+      vocab(), mixed);
+  auto scheduler = make_scheduler(spec_options(drafter, 3));
+  GenerationRequest r;
+  r.prompt = prompt;
+  r.max_tokens = 500;
+  auto stream = scheduler->submit(r);
+  ASSERT_TRUE(stream.ok());
+  // Wait for a few tokens, then cancel mid-generation.
+  int64_t seen = 0;
+  FinishReason finish = FinishReason::kNone;
+  const auto deadline = std::chrono::steady_clock::now() + 60s;
+  while (!(*stream)->done() && std::chrono::steady_clock::now() < deadline) {
+    for (const GenerationEvent& e : (*stream)->next(50ms)) {
+      seen += e.has_token ? 1 : 0;
+      if (e.finish != FinishReason::kNone) finish = e.finish;
+    }
+    if (seen >= 8) (*stream)->cancel();
+  }
+  EXPECT_EQ(finish, FinishReason::kCancelled);
+  EXPECT_LT(seen, 500);
+  EXPECT_EQ(scheduler->stats().kv_cache_usage, 0.0);
+  EXPECT_EQ(drafter->released().size(), 1u);
+}
+
 class BadDrafter final : public Drafter {
  public:
   std::string_view name() const override { return "bad"; }
