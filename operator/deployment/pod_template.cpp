@@ -92,6 +92,7 @@ WorkerCommand pod_worker_command(const ModelDeployment& md, const GroupLayout& l
   if (s.auth.enabled()) in.api_key_file = std::string(kAuthMountDir) + "/" + s.auth.key;
   in.served_model_name = served_model_name(s.model);
   in.precision = s.model.precision;
+  in.speculative = s.speculative;
   in.world_size = layout.ranks_per_group;
   in.leader =
       leader_address(md.metadata.name, md.metadata.namespace_, group, s.worker.rendezvous_port);

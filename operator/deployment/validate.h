@@ -13,11 +13,6 @@
 
 namespace moeserve::deployment {
 
-// What spec.speculative.method: mtp is refused with, in the CRD and here: the worker
-// has no MTP drafting yet.
-inline constexpr std::string_view kMtpNotImplemented =
-    "mtp is not implemented yet: MTP speculative decoding is planned, use none";
-
 // What spec.autoscaling.scaleToZeroAfterIdleSeconds is refused with, in the CRD and
 // here: a deployment at zero groups has no worker to measure, so only a gateway that
 // holds its requests and reports them could wake it, and there is none yet.

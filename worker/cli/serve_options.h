@@ -7,7 +7,8 @@
 //         [--grpc-port P] [--grpc-host 127.0.0.1] [--metrics-port P]
 //         [--metrics-host 127.0.0.1] [--deployment NAME]
 //         [--shutdown-grace-seconds 30] [--max-body-bytes N]
-//         [--precision fp8|bf16] [--speculative none] [--draft-tokens 0]
+//         [--precision fp8|bf16] [--speculative mtp|ngram|none] [--num-draft-tokens K]
+//         [--speculative-max-batch N]
 //         [--rank R --world-size N --leader HOST:PORT [--placement FILE]
 //          [--collective-timeout-ms T] [--rendezvous-timeout-ms T]]
 //
@@ -16,9 +17,8 @@
 // rank is MOESERVE_POD_INDEX x MOESERVE_RANKS_PER_POD (the operator's pod layout).
 // --host, --grpc-host and --metrics-host are IP literals (IPv4 or IPv6); anything else is
 // refused. Without --metrics-port, /metrics is served on --port beside the API.
-// A world size of 1 is a single process: --leader is then ignored. Speculative
-// decoding does not exist yet: --speculative mtp and --draft-tokens other than 0 are
-// refused (invalid_argument) rather than served without drafts.
+// A world size of 1 is a single process: --leader is then ignored. The speculative
+// flags are speculative_flags.h's.
 #pragma once
 
 #include <cstdint>
@@ -27,6 +27,7 @@
 
 #include "common/status.h"
 #include "worker/cli/group_flags.h"
+#include "worker/cli/speculative_flags.h"
 #include "worker/model/config.h"
 
 namespace moeserve::cli {
@@ -50,10 +51,9 @@ struct ServeFlags {
   std::string deployment = "default";
   double shutdown_grace_seconds = 30;
   int64_t max_body_bytes = 8 << 20;
-  std::string precision;             // "", "fp8" or "bf16": checked against config.json
-  std::string speculative = "none";  // only "none": MTP is refused until it exists
-  int64_t draft_tokens = 0;          // only 0
-  GroupFlags group;                  // rank, world size, leader, placement, timeouts
+  std::string precision;         // "", "fp8" or "bf16": checked against config.json
+  SpeculativeFlags speculative;  // drafter, drafts per step, per-step switch
+  GroupFlags group;              // rank, world size, leader, placement, timeouts
 };
 
 struct ParsedServeFlags {
