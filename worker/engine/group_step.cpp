@@ -27,6 +27,7 @@ Status follow_leader(parallel::Communicator& comm, ExpertParallelDispatcher& dis
     MOESERVE_RETURN_IF_ERROR(comm.broadcast(&value, sizeof(value), 0));
     switch (static_cast<StepKind>(value)) {
       case StepKind::kForward: MOESERVE_RETURN_IF_ERROR(dispatcher.idle_step()); break;
+      case StepKind::kMtpForward: MOESERVE_RETURN_IF_ERROR(dispatcher.idle_mtp_step()); break;
       case StepKind::kHeartbeat: break;
       case StepKind::kStop: return ok_status();
       default: return internal_error("expert parallel: unknown step kind " + std::to_string(value));
@@ -37,7 +38,7 @@ Status follow_leader(parallel::Communicator& comm, ExpertParallelDispatcher& dis
 StatusOr<ExpertParallelDispatcher*> attach_group_experts(Engine& engine,
                                                          parallel::Communicator& comm,
                                                          const std::string& placement_path) {
-  const std::vector<int64_t> layers = engine.config().moe_layers();
+  const std::vector<int64_t> layers = engine.model().weights.moe_layers();
   StatusOr<parallel::ExpertPlacement> placement =
       placement_path.empty()
           ? parallel::ExpertPlacement::contiguous(comm.size(), engine.config().n_routed_experts,

@@ -3,14 +3,17 @@
 //
 // Before each engine forward rank 0 broadcasts kForward and each follower answers with
 // ExpertParallelDispatcher::idle_step(), so every rank joins that forward's MoE
-// collectives. While idle, rank 0 sends kHeartbeat at least every collective timeout / 3
-// so that the followers' wait never times out; kStop ends follow_leader() with ok. A
-// lost leader fails the follower's wait (and a lost follower fails rank 0's next step)
-// within the collective timeout, naming the rank.
+// collectives; before each Engine::mtp_forward (the MTP drafter's) it broadcasts
+// kMtpForward and the followers answer with idle_mtp_step(). While idle, rank 0 sends kHeartbeat at
+// least every collective timeout / 3 so that the followers' wait never times out; kStop ends
+// follow_leader() with ok. A lost leader fails the follower's wait (and a lost follower fails rank
+// 0's next step) within the collective timeout, naming the rank.
 //
 // attach_group_experts() is the engine side of joining: it swaps an
 // ExpertParallelDispatcher over the group into the engine, with the placement read
-// from a file or contiguous blocks. Both `generate` and `serve` run exactly this.
+// from a file or contiguous blocks. Both `generate` and `serve` run exactly this. With
+// the MTP module loaded its MoE layer is one of the placement's layers (a placement
+// file then has one entry per main MoE layer plus one for it, last, or one for all).
 #pragma once
 
 #include <cstdint>
@@ -24,7 +27,7 @@
 
 namespace moeserve::engine {
 
-enum class StepKind : int64_t { kForward = 1, kHeartbeat = 2, kStop = 3 };
+enum class StepKind : int64_t { kForward = 1, kHeartbeat = 2, kStop = 3, kMtpForward = 4 };
 
 // Rank 0 side. Not thread-safe: the scheduler thread calls it, before each
 // engine.forward() and when idle; stop() once, after the scheduler stopped.
@@ -32,6 +35,7 @@ class LeaderStepper {
  public:
   explicit LeaderStepper(parallel::Communicator& comm) : comm_(comm) {}
   Status begin_forward() { return send(StepKind::kForward); }
+  Status begin_mtp_forward() { return send(StepKind::kMtpForward); }
   Status heartbeat() { return send(StepKind::kHeartbeat); }
   Status stop() { return send(StepKind::kStop); }
 

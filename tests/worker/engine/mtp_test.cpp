@@ -1,0 +1,322 @@
+// The MTP module and MtpDrafter on generated tiny models: drafts of a module built to
+// agree with the main model (fixtures' mtp_agreement) equal the main model's next tokens,
+// a random module's almost never do; the controlled acceptance lands near the asked
+// fraction; chained drafts and batching do not change the first draft; the MTP KV
+// truncation then re-run equals a run that never went past; the refusals.
+#include "worker/engine/mtp_drafter.h"
+
+#include <gtest/gtest.h>
+
+#include <cstdint>
+#include <span>
+#include <string>
+#include <vector>
+
+#include "tests/support/test_util.h"
+#include "tests/worker/engine/tiny_engine.h"
+#include "worker/engine/sampler.h"
+
+namespace moeserve::engine {
+namespace {
+
+// One sequence's greedy decode and the drafts the drafter made after every forward.
+struct Trace {
+  std::vector<int32_t> tokens;  // the prompt, then the main model's greedy tokens
+  size_t prompt_size = 0;
+  std::vector<std::vector<int32_t>> drafts;  // per decode step, to follow tokens[prompt + s]
+};
+
+// Decodes every prompt greedily with the main model alone, all in one batch, and feeds
+// the drafter after each forward as the scheduler does (hidden states of the positions
+// just committed, max_draft drafts after the newest token).
+std::vector<Trace> decode_with_drafter(Engine& engine, Drafter& drafter,
+                                       const std::vector<std::vector<int32_t>>& prompts, int steps,
+                                       int32_t max_draft) {
+  const int32_t vocab = static_cast<int32_t>(engine.config().vocab_size);
+  const SamplingParams greedy;
+  std::vector<Trace> traces(prompts.size());
+  std::vector<SequenceKv> kv(prompts.size());
+  std::vector<std::vector<int32_t>> step_tokens = prompts;
+  for (size_t p = 0; p < prompts.size(); ++p) {
+    traces[p].tokens = prompts[p];
+    traces[p].prompt_size = prompts[p].size();
+  }
+  ForwardOutput out;
+  for (int s = 0; s < steps; ++s) {
+    std::vector<SequenceInput> batch;
+    for (size_t p = 0; p < prompts.size(); ++p) {
+      batch.push_back({.kv = &kv[p], .tokens = step_tokens[p], .hidden_states = true});
+    }
+    const Status forward = engine.forward(batch, &out);
+    EXPECT_TRUE(forward.ok()) << forward.to_string();
+    if (!forward.ok()) break;
+    std::vector<DraftInput> inputs;
+    for (size_t p = 0; p < prompts.size(); ++p) {
+      traces[p].tokens.push_back(argmax(out.row(p), vocab));
+      inputs.push_back(
+          DraftInput{.sequence = 100 + p,
+                     .tokens = traces[p].tokens,
+                     .committed = kv[p].length,
+                     .hidden_from = kv[p].length - static_cast<int64_t>(batch[p].tokens.size()),
+                     .hidden = out.hidden_row(p, 0),
+                     .max_draft = max_draft,
+                     .sampling = &greedy});
+      step_tokens[p] = {traces[p].tokens.back()};
+    }
+    std::vector<Draft> drafts;
+    const Status drafted = drafter.step(inputs, &drafts);
+    EXPECT_TRUE(drafted.ok()) << drafted.to_string();
+    if (!drafted.ok()) break;
+    for (size_t p = 0; p < prompts.size(); ++p) {
+      EXPECT_LE(drafts[p].tokens.size(), static_cast<size_t>(max_draft));
+      EXPECT_TRUE(drafts[p].probs.empty());
+      traces[p].drafts.push_back(drafts[p].tokens);
+    }
+  }
+  for (size_t p = 0; p < prompts.size(); ++p) {
+    drafter.release(100 + p);
+    engine.kv_cache().release(kv[p]);
+  }
+  return traces;
+}
+
+struct Acceptance {
+  int64_t drafted = 0;
+  int64_t accepted = 0;  // drafts in the agreeing prefix of each step's drafts
+  double rate() const { return drafted == 0 ? 0.0 : static_cast<double>(accepted) / drafted; }
+};
+
+// Scores each step's drafts against the tokens the main model went on to produce.
+Acceptance acceptance(const std::vector<Trace>& traces) {
+  Acceptance a;
+  for (const Trace& t : traces) {
+    for (size_t s = 0; s < t.drafts.size(); ++s) {
+      const size_t first = t.prompt_size + s + 1;  // the position draft 0 proposes
+      bool agreeing = true;
+      for (size_t d = 0; d < t.drafts[s].size() && first + d < t.tokens.size(); ++d) {
+        ++a.drafted;
+        agreeing = agreeing && t.drafts[s][d] == t.tokens[first + d];
+        if (agreeing) ++a.accepted;
+      }
+    }
+  }
+  return a;
+}
+
+std::vector<std::vector<int32_t>> prompts(int n, int32_t vocab) {
+  std::vector<std::vector<int32_t>> out;
+  for (int i = 0; i < n; ++i) out.push_back(testing::test_prompt(7 + 3 * i, vocab, 20 + i));
+  return out;
+}
+
+struct Built {
+  moeserve::testing::TempDir dir;
+  std::shared_ptr<const model::LoadedModel> model;
+  std::unique_ptr<Engine> engine;
+  std::unique_ptr<MtpDrafter> drafter;
+};
+
+std::unique_ptr<Built> build(const fixtures::TinyModelOptions& options) {
+  auto b = std::make_unique<Built>();
+  b->model = testing::make_tiny_model(b->dir.path(), options, /*load_mtp=*/true);
+  if (b->model == nullptr) return nullptr;
+  b->engine = testing::make_engine(b->model);
+  auto drafter = MtpDrafter::create(b->engine.get());
+  EXPECT_TRUE(drafter.ok()) << drafter.status().to_string();
+  if (!drafter.ok()) return nullptr;
+  b->drafter = std::move(drafter).value();
+  return b;
+}
+
+class MtpAgreement : public ::testing::TestWithParam<model::WeightPrecision> {};
+
+TEST_P(MtpAgreement, AgreeingModuleDraftsTheMainModelsNextTokens) {
+  auto b = build({.precision = GetParam(), .seed = 3, .mtp_agreement = 1.0});
+  ASSERT_NE(b, nullptr);
+  const auto traces = decode_with_drafter(*b->engine, *b->drafter, prompts(4, 512), 40, 1);
+  const Acceptance a = acceptance(traces);
+  EXPECT_GE(a.drafted, 150);
+  EXPECT_GE(a.rate(), 0.95) << a.accepted << " of " << a.drafted;
+  RecordProperty("acceptance", std::to_string(a.rate()));
+  EXPECT_EQ(b->drafter->num_sequences(), 0u);
+  EXPECT_EQ(b->engine->mtp_kv_cache().num_free_blocks(), b->engine->mtp_kv_cache().num_blocks());
+}
+
+TEST_P(MtpAgreement, ChainedDraftsOfTheAgreeingModuleAgreeToo) {
+  auto b = build({.precision = GetParam(), .seed = 3, .mtp_agreement = 1.0});
+  ASSERT_NE(b, nullptr);
+  const Acceptance a =
+      acceptance(decode_with_drafter(*b->engine, *b->drafter, prompts(3, 512), 30, 3));
+  EXPECT_GE(a.drafted, 200);
+  EXPECT_GE(a.rate(), 0.9) << a.accepted << " of " << a.drafted;
+}
+
+TEST_P(MtpAgreement, RandomModuleAlmostNeverAgrees) {
+  auto b = build({.precision = GetParam(), .seed = 3});
+  ASSERT_NE(b, nullptr);
+  const Acceptance a =
+      acceptance(decode_with_drafter(*b->engine, *b->drafter, prompts(4, 512), 40, 1));
+  EXPECT_GE(a.drafted, 150);
+  EXPECT_LE(a.rate(), 0.05) << a.accepted << " of " << a.drafted;
+}
+
+TEST_P(MtpAgreement, ZeroAgreementNeverAgrees) {
+  auto b = build({.precision = GetParam(), .seed = 3, .mtp_agreement = 0.0});
+  ASSERT_NE(b, nullptr);
+  const Acceptance a =
+      acceptance(decode_with_drafter(*b->engine, *b->drafter, prompts(4, 512), 40, 1));
+  EXPECT_LE(a.rate(), 0.05) << a.accepted << " of " << a.drafted;
+}
+
+INSTANTIATE_TEST_SUITE_P(Precisions, MtpAgreement,
+                         ::testing::Values(model::WeightPrecision::kBf16,
+                                           model::WeightPrecision::kFp8),
+                         [](const auto& info) {
+                           return info.param == model::WeightPrecision::kBf16 ? "Bf16" : "Fp8";
+                         });
+
+// Over many prompts the acceptance of a half-agreeing module is near one half (the
+// tokens a greedy generation visits are few, so the band is wide).
+TEST(MtpDrafter, HalfAgreementAcceptsAboutHalf) {
+  auto b = build({.seed = 3, .mtp_agreement = 0.5});
+  ASSERT_NE(b, nullptr);
+  const Acceptance a =
+      acceptance(decode_with_drafter(*b->engine, *b->drafter, prompts(12, 512), 24, 1));
+  EXPECT_GE(a.rate(), 0.3) << a.accepted << " of " << a.drafted;
+  EXPECT_LE(a.rate(), 0.7) << a.accepted << " of " << a.drafted;
+}
+
+// Chaining writes speculative MTP positions that the next step truncates; batching
+// runs every sequence in one MTP forward. Neither may change draft 1.
+TEST(MtpDrafter, FirstDraftIsTheSameWithChainingAndBatching) {
+  auto b = build({.precision = model::WeightPrecision::kFp8, .seed = 5});
+  ASSERT_NE(b, nullptr);
+  const auto ps = prompts(3, 512);
+  const auto single = decode_with_drafter(*b->engine, *b->drafter, {ps[1]}, 20, 1);
+  const auto chained = decode_with_drafter(*b->engine, *b->drafter, ps, 20, 3);
+  ASSERT_EQ(single[0].drafts.size(), chained[1].drafts.size());
+  for (size_t s = 0; s < single[0].drafts.size(); ++s) {
+    ASSERT_EQ(single[0].drafts[s].size(), 1u);
+    ASSERT_EQ(chained[1].drafts[s].size(), 3u) << "step " << s;
+    EXPECT_EQ(chained[1].drafts[s][0], single[0].drafts[s][0]) << "step " << s;
+  }
+}
+
+// Engine level: write MTP positions [0, n) and two speculative ones, truncate back to n,
+// run position n: its logits equal those of a sequence that never went past n.
+TEST(MtpForward, TruncatedThenRerunEqualsARunThatNeverWentPast) {
+  auto b = build({.seed = 6});
+  ASSERT_NE(b, nullptr);
+  Engine& engine = *b->engine;
+  const int64_t hidden = engine.config().hidden_size;
+  const auto prompt = testing::test_prompt(70, 512, 3);  // crosses a 64-token block
+  SequenceKv main_kv;
+  ForwardOutput main_out;
+  ASSERT_TRUE(engine
+                  .forward({SequenceInput{.kv = &main_kv, .tokens = prompt, .hidden_states = true}},
+                           &main_out)
+                  .ok());
+  const std::vector<float> h = main_out.hidden;
+  const std::vector<int32_t> next(prompt.begin() + 1, prompt.end());
+  const int64_t n = 62;  // positions [0, n) committed; n, n + 1 speculative, then n again
+
+  auto run = [&](SequenceKv& kv, int64_t from, std::span<const int32_t> tokens,
+                 const float* hidden_rows) {
+    ForwardOutput out;
+    const Status status = engine.mtp_forward(
+        {MtpInput{.kv = &kv, .tokens = tokens, .hidden = hidden_rows, .all_logits = true}}, &out);
+    EXPECT_TRUE(status.ok()) << status.to_string();
+    EXPECT_EQ(kv.length, from + static_cast<int64_t>(tokens.size()));
+    return out.logits;
+  };
+  const std::span<const int32_t> all(next);
+  SequenceKv straight;
+  run(straight, 0, all.first(n), h.data());
+  const std::vector<float> want = run(straight, n, all.subspan(n, 1), h.data() + n * hidden);
+
+  SequenceKv rolled;
+  run(rolled, 0, all.first(n), h.data());
+  const std::vector<int32_t> wrong = {5, 9};
+  const std::vector<float> junk(2 * hidden, 0.25f);
+  run(rolled, n, wrong, junk.data());
+  rolled.length = n;
+  const std::vector<float> got = run(rolled, n, all.subspan(n, 1), h.data() + n * hidden);
+  EXPECT_EQ(got, want);
+  engine.mtp_kv_cache().release(straight);
+  engine.mtp_kv_cache().release(rolled);
+  engine.kv_cache().release(main_kv);
+}
+
+TEST(MtpForward, AModelWithoutMtpIsRefusedClearly) {
+  moeserve::testing::TempDir v2_dir, unloaded_dir;
+  auto v2 =
+      testing::make_tiny_model(v2_dir.path(), {.architecture = model::Architecture::kDeepseekV2},
+                               /*load_mtp=*/true);
+  auto unloaded = testing::make_tiny_model(unloaded_dir.path(), {}, /*load_mtp=*/false);
+  ASSERT_NE(v2, nullptr);
+  ASSERT_NE(unloaded, nullptr);
+  auto v2_engine = testing::make_engine(v2);
+  auto unloaded_engine = testing::make_engine(unloaded);
+  EXPECT_FALSE(v2_engine->has_mtp());
+  auto refused = MtpDrafter::create(v2_engine.get());
+  ASSERT_EQ(refused.status().code(), StatusCode::kFailedPrecondition);
+  EXPECT_NE(refused.status().message().find("num_nextn_predict_layers is 0"), std::string::npos)
+      << refused.status().to_string();
+  auto not_loaded = MtpDrafter::create(unloaded_engine.get());
+  ASSERT_EQ(not_loaded.status().code(), StatusCode::kFailedPrecondition);
+  EXPECT_NE(not_loaded.status().message().find("loaded without its MTP layers"), std::string::npos);
+  SequenceKv kv;
+  const std::vector<int32_t> tokens = {1};
+  const std::vector<float> h(v2->config.hidden_size, 0.0f);
+  ForwardOutput out;
+  EXPECT_EQ(
+      v2_engine->mtp_forward({MtpInput{.kv = &kv, .tokens = tokens, .hidden = h.data()}}, &out)
+          .code(),
+      StatusCode::kFailedPrecondition);
+}
+
+TEST(MtpDrafter, RefusesHiddenStatesThatSkipPositions) {
+  auto b = build({.seed = 2});
+  ASSERT_NE(b, nullptr);
+  const int64_t hidden = b->engine->config().hidden_size;
+  const std::vector<int32_t> tokens = {3, 4, 5, 6, 7};
+  const std::vector<float> h(4 * hidden, 0.5f);
+  std::vector<Draft> drafts;
+  const DraftInput first{.sequence = 1, .tokens = tokens, .committed = 2, .hidden = h.data()};
+  ASSERT_TRUE(b->drafter->step({&first, 1}, &drafts).ok());
+  // Positions [2, 4) were never given: hidden states from 3 do not follow on.
+  const DraftInput gap{
+      .sequence = 1, .tokens = tokens, .committed = 4, .hidden_from = 3, .hidden = h.data()};
+  const Status status = b->drafter->step({&gap, 1}, &drafts);
+  EXPECT_EQ(status.code(), StatusCode::kInvalidArgument);
+  EXPECT_NE(status.message().find("start at position 3"), std::string::npos) << status.to_string();
+}
+
+// A sequence first seen past position 0 (a prefix-cache hit) has no MTP KV for its
+// prefix: it gets no drafts, and its neighbours in the step still do.
+TEST(MtpDrafter, ASequenceJoiningMidwayGetsNoDrafts) {
+  auto b = build({.seed = 2});
+  ASSERT_NE(b, nullptr);
+  const int64_t hidden = b->engine->config().hidden_size;
+  const std::vector<int32_t> tokens = {3, 4, 5, 6, 7};
+  const std::vector<float> h(4 * hidden, 0.5f);
+  const DraftInput inputs[] = {
+      {.sequence = 1,
+       .tokens = tokens,
+       .committed = 4,
+       .hidden_from = 2,
+       .hidden = h.data(),
+       .max_draft = 2},
+      {.sequence = 2, .tokens = tokens, .committed = 4, .hidden = h.data(), .max_draft = 2}};
+  std::vector<Draft> drafts;
+  ASSERT_TRUE(b->drafter->step(inputs, &drafts).ok());
+  ASSERT_EQ(drafts.size(), 2u);
+  EXPECT_TRUE(drafts[0].tokens.empty());
+  EXPECT_EQ(drafts[1].tokens.size(), 2u);
+  b->drafter->release(1);
+  b->drafter->release(2);
+  EXPECT_EQ(b->engine->mtp_kv_cache().num_free_blocks(), b->engine->mtp_kv_cache().num_blocks());
+}
+
+}  // namespace
+}  // namespace moeserve::engine
