@@ -13,95 +13,12 @@
 #include <vector>
 
 #include "tests/support/test_util.h"
+#include "tests/worker/engine/drafter_trace.h"
 #include "tests/worker/engine/tiny_engine.h"
 #include "worker/engine/sampler.h"
 
 namespace moeserve::engine {
 namespace {
-
-// One sequence's greedy decode and the drafts the drafter made after every forward.
-struct Trace {
-  std::vector<int32_t> tokens;  // the prompt, then the main model's greedy tokens
-  size_t prompt_size = 0;
-  std::vector<std::vector<int32_t>> drafts;  // per decode step, to follow tokens[prompt + s]
-};
-
-// Decodes every prompt greedily with the main model alone, all in one batch, and feeds
-// the drafter after each forward as the scheduler does (hidden states of the positions
-// just committed, max_draft drafts after the newest token).
-std::vector<Trace> decode_with_drafter(Engine& engine, Drafter& drafter,
-                                       const std::vector<std::vector<int32_t>>& prompts, int steps,
-                                       int32_t max_draft) {
-  const int32_t vocab = static_cast<int32_t>(engine.config().vocab_size);
-  const SamplingParams greedy;
-  std::vector<Trace> traces(prompts.size());
-  std::vector<SequenceKv> kv(prompts.size());
-  std::vector<std::vector<int32_t>> step_tokens = prompts;
-  for (size_t p = 0; p < prompts.size(); ++p) {
-    traces[p].tokens = prompts[p];
-    traces[p].prompt_size = prompts[p].size();
-  }
-  ForwardOutput out;
-  for (int s = 0; s < steps; ++s) {
-    std::vector<SequenceInput> batch;
-    for (size_t p = 0; p < prompts.size(); ++p) {
-      batch.push_back({.kv = &kv[p], .tokens = step_tokens[p], .hidden_states = true});
-    }
-    const Status forward = engine.forward(batch, &out);
-    EXPECT_TRUE(forward.ok()) << forward.to_string();
-    if (!forward.ok()) break;
-    std::vector<DraftInput> inputs;
-    for (size_t p = 0; p < prompts.size(); ++p) {
-      traces[p].tokens.push_back(argmax(out.row(p), vocab));
-      inputs.push_back(
-          DraftInput{.sequence = 100 + p,
-                     .tokens = traces[p].tokens,
-                     .committed = kv[p].length,
-                     .hidden_from = kv[p].length - static_cast<int64_t>(batch[p].tokens.size()),
-                     .hidden = out.hidden_row(p, 0),
-                     .max_draft = max_draft,
-                     .sampling = &greedy});
-      step_tokens[p] = {traces[p].tokens.back()};
-    }
-    std::vector<Draft> drafts;
-    const Status drafted = drafter.step(inputs, &drafts);
-    EXPECT_TRUE(drafted.ok()) << drafted.to_string();
-    if (!drafted.ok()) break;
-    for (size_t p = 0; p < prompts.size(); ++p) {
-      EXPECT_LE(drafts[p].tokens.size(), static_cast<size_t>(max_draft));
-      EXPECT_TRUE(drafts[p].probs.empty());
-      traces[p].drafts.push_back(drafts[p].tokens);
-    }
-  }
-  for (size_t p = 0; p < prompts.size(); ++p) {
-    drafter.release(100 + p);
-    engine.kv_cache().release(kv[p]);
-  }
-  return traces;
-}
-
-struct Acceptance {
-  int64_t drafted = 0;
-  int64_t accepted = 0;  // drafts in the agreeing prefix of each step's drafts
-  double rate() const { return drafted == 0 ? 0.0 : static_cast<double>(accepted) / drafted; }
-};
-
-// Scores each step's drafts against the tokens the main model went on to produce.
-Acceptance acceptance(const std::vector<Trace>& traces) {
-  Acceptance a;
-  for (const Trace& t : traces) {
-    for (size_t s = 0; s < t.drafts.size(); ++s) {
-      const size_t first = t.prompt_size + s + 1;  // the position draft 0 proposes
-      bool agreeing = true;
-      for (size_t d = 0; d < t.drafts[s].size() && first + d < t.tokens.size(); ++d) {
-        ++a.drafted;
-        agreeing = agreeing && t.drafts[s][d] == t.tokens[first + d];
-        if (agreeing) ++a.accepted;
-      }
-    }
-  }
-  return a;
-}
 
 std::vector<std::vector<int32_t>> prompts(int n, int32_t vocab) {
   std::vector<std::vector<int32_t>> out;
@@ -133,8 +50,8 @@ class MtpAgreement : public ::testing::TestWithParam<model::WeightPrecision> {};
 TEST_P(MtpAgreement, AgreeingModuleDraftsTheMainModelsNextTokens) {
   auto b = build({.precision = GetParam(), .seed = 3, .mtp_agreement = 1.0});
   ASSERT_NE(b, nullptr);
-  const auto traces = decode_with_drafter(*b->engine, *b->drafter, prompts(4, 512), 40, 1);
-  const Acceptance a = acceptance(traces);
+  const auto traces = testing::decode_with_drafter(*b->engine, *b->drafter, prompts(4, 512), 40, 1);
+  const testing::Acceptance a = testing::acceptance(traces);
   EXPECT_GE(a.drafted, 150);
   EXPECT_GE(a.rate(), 0.95) << a.accepted << " of " << a.drafted;
   RecordProperty("acceptance", std::to_string(a.rate()));
@@ -145,8 +62,8 @@ TEST_P(MtpAgreement, AgreeingModuleDraftsTheMainModelsNextTokens) {
 TEST_P(MtpAgreement, ChainedDraftsOfTheAgreeingModuleAgreeToo) {
   auto b = build({.precision = GetParam(), .seed = 3, .mtp_agreement = 1.0});
   ASSERT_NE(b, nullptr);
-  const Acceptance a =
-      acceptance(decode_with_drafter(*b->engine, *b->drafter, prompts(3, 512), 30, 3));
+  const testing::Acceptance a = testing::acceptance(
+      testing::decode_with_drafter(*b->engine, *b->drafter, prompts(3, 512), 30, 3));
   EXPECT_GE(a.drafted, 200);
   EXPECT_GE(a.rate(), 0.9) << a.accepted << " of " << a.drafted;
 }
@@ -154,8 +71,8 @@ TEST_P(MtpAgreement, ChainedDraftsOfTheAgreeingModuleAgreeToo) {
 TEST_P(MtpAgreement, RandomModuleAlmostNeverAgrees) {
   auto b = build({.precision = GetParam(), .seed = 3});
   ASSERT_NE(b, nullptr);
-  const Acceptance a =
-      acceptance(decode_with_drafter(*b->engine, *b->drafter, prompts(4, 512), 40, 1));
+  const testing::Acceptance a = testing::acceptance(
+      testing::decode_with_drafter(*b->engine, *b->drafter, prompts(4, 512), 40, 1));
   EXPECT_GE(a.drafted, 150);
   EXPECT_LE(a.rate(), 0.05) << a.accepted << " of " << a.drafted;
 }
@@ -163,8 +80,8 @@ TEST_P(MtpAgreement, RandomModuleAlmostNeverAgrees) {
 TEST_P(MtpAgreement, ZeroAgreementNeverAgrees) {
   auto b = build({.precision = GetParam(), .seed = 3, .mtp_agreement = 0.0});
   ASSERT_NE(b, nullptr);
-  const Acceptance a =
-      acceptance(decode_with_drafter(*b->engine, *b->drafter, prompts(4, 512), 40, 1));
+  const testing::Acceptance a = testing::acceptance(
+      testing::decode_with_drafter(*b->engine, *b->drafter, prompts(4, 512), 40, 1));
   EXPECT_LE(a.rate(), 0.05) << a.accepted << " of " << a.drafted;
 }
 
@@ -180,8 +97,8 @@ INSTANTIATE_TEST_SUITE_P(Precisions, MtpAgreement,
 TEST(MtpDrafter, HalfAgreementAcceptsAboutHalf) {
   auto b = build({.seed = 3, .mtp_agreement = 0.5});
   ASSERT_NE(b, nullptr);
-  const Acceptance a =
-      acceptance(decode_with_drafter(*b->engine, *b->drafter, prompts(12, 512), 24, 1));
+  const testing::Acceptance a = testing::acceptance(
+      testing::decode_with_drafter(*b->engine, *b->drafter, prompts(12, 512), 24, 1));
   EXPECT_GE(a.rate(), 0.3) << a.accepted << " of " << a.drafted;
   EXPECT_LE(a.rate(), 0.7) << a.accepted << " of " << a.drafted;
 }
@@ -192,8 +109,8 @@ TEST(MtpDrafter, FirstDraftIsTheSameWithChainingAndBatching) {
   auto b = build({.precision = model::WeightPrecision::kFp8, .seed = 5});
   ASSERT_NE(b, nullptr);
   const auto ps = prompts(3, 512);
-  const auto single = decode_with_drafter(*b->engine, *b->drafter, {ps[1]}, 20, 1);
-  const auto chained = decode_with_drafter(*b->engine, *b->drafter, ps, 20, 3);
+  const auto single = testing::decode_with_drafter(*b->engine, *b->drafter, {ps[1]}, 20, 1);
+  const auto chained = testing::decode_with_drafter(*b->engine, *b->drafter, ps, 20, 3);
   ASSERT_EQ(single[0].drafts.size(), chained[1].drafts.size());
   for (size_t s = 0; s < single[0].drafts.size(); ++s) {
     ASSERT_EQ(single[0].drafts[s].size(), 1u);
