@@ -14,6 +14,12 @@
 // own position j, which is why it lags the main model by one token and why the hidden
 // states of every committed position reach it exactly once.
 //
+// A sequence's first input (or its first after release()) may start past position 0:
+// prefix-cache hits and the choices of n > 1 forked from choice 0's prompt come with
+// KV the main model computed without this sequence, so no hidden states exist for
+// [0, hidden_from); the drafter drafts without them (drafts stay a proposal: a poor one
+// costs acceptance, never correctness).
+//
 // Draft distributions: a drafted token carries the distribution q it was drawn from
 // (the drafter's logits processed by the request's SamplingParams the way the Sampler
 // processes the main model's), so that the scheduler's acceptance rule (accept with
@@ -64,7 +70,7 @@ class Drafter {
   // `drafts` gets one Draft per input, in order. An error is fatal to the step.
   virtual Status step(std::span<const DraftInput> inputs, std::vector<Draft>* drafts) = 0;
   // The sequence ended or was preempted; a later input with the same id starts again
-  // with hidden_from 0.
+  // (hidden_from 0, or past a prefix-cache hit). A sequence it never saw is a no-op.
   virtual void release(uint64_t sequence) = 0;
 };
 

@@ -70,6 +70,13 @@ void KvCache::release(SequenceKv& seq) {
   seq.length = 0;
 }
 
+void KvCache::truncate(SequenceKv& seq, int64_t tokens) {
+  const size_t keep = static_cast<size_t>((tokens + kBlockSize - 1) / kBlockSize);
+  for (size_t i = keep; i < seq.blocks.size(); ++i) allocator_.release(seq.blocks[i]);
+  if (seq.blocks.size() > keep) seq.blocks.resize(keep);
+  seq.length = std::min(seq.length, tokens);
+}
+
 Status KvCache::fork(const SequenceKv& src, int64_t tokens, SequenceKv& dst) {
   if (!dst.blocks.empty())
     return invalid_argument_error("KV cache: fork into a non-empty sequence");

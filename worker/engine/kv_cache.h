@@ -14,6 +14,10 @@
 // block is read-only by convention, and fork copies a partially filled tail block so
 // that the new sequence never writes into a block someone else reads.
 //
+// Speculative decoding writes draft positions past a sequence's accepted length and
+// truncate()s them away when they are rejected; those positions only ever land in the
+// sequence's own tail blocks (shared blocks are full, hence all before its length).
+//
 // Running out of blocks is a resource_exhausted Status, never a crash; a failed reserve
 // leaves the sequence as it was. Not thread-safe: one scheduler thread owns the cache.
 #pragma once
@@ -76,6 +80,10 @@ class KvCache {
   Status reserve(SequenceKv& seq, int64_t tokens);
   // Gives back every block of `seq` and empties it.
   void release(SequenceKv& seq);
+  // Keeps positions [0, tokens) of `seq` (tokens <= seq.length) and gives back the blocks
+  // past them: speculative decoding's rollback of rejected drafts. The entries past
+  // `tokens` in the kept tail block are garbage the next forward overwrites.
+  void truncate(SequenceKv& seq, int64_t tokens);
   // One more / one fewer owner of an allocated block, for holders other than a
   // sequence (the prefix cache keeps computed blocks alive after their sequence ends).
   void retain_block(int32_t block) { allocator_.retain(block); }

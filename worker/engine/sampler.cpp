@@ -25,6 +25,44 @@ struct ByLogit {
   }
 };
 
+// The tokens a temperature > 0 draw chooses from: order[0, count) with unnormalised
+// probabilities weights[0, count) summing to total, most likely first when truncated.
+struct Candidates {
+  int32_t count = 0;
+  double total = 0.0;
+};
+
+Candidates candidates(const float* logits, int32_t vocab_size, const SamplingParams& params,
+                      std::vector<int32_t>& order, std::vector<double>& weights) {
+  const double inv_temperature = 1.0 / params.temperature;
+  const float max = *std::max_element(logits, logits + vocab_size);
+  const bool truncate = params.top_k > 0 || params.top_p < 1.0;
+
+  order.resize(vocab_size);
+  for (int32_t i = 0; i < vocab_size; ++i) order[i] = i;
+  Candidates kept{vocab_size, 0.0};
+  if (params.top_k > 0 && params.top_k < vocab_size) {
+    kept.count = params.top_k;
+    std::partial_sort(order.begin(), order.begin() + kept.count, order.end(), ByLogit{logits});
+  } else if (truncate) {
+    std::sort(order.begin(), order.end(), ByLogit{logits});
+  }
+
+  weights.resize(kept.count);
+  for (int32_t i = 0; i < kept.count; ++i) {
+    weights[i] = std::exp((static_cast<double>(logits[order[i]]) - max) * inv_temperature);
+    kept.total += weights[i];
+  }
+  if (params.top_p < 1.0) {
+    // Keep the most likely prefix whose mass reaches top_p (order is sorted here).
+    double mass = 0.0;
+    int32_t n = 0;
+    while (n < kept.count && (n == 0 || mass < params.top_p * kept.total)) mass += weights[n++];
+    kept = {n, mass};
+  }
+  return kept;
+}
+
 double log_sum_exp(const float* logits, int32_t vocab_size) {
   const float max = *std::max_element(logits, logits + vocab_size);
   double sum = 0.0;
@@ -79,8 +117,55 @@ int32_t argmax(const float* logits, int32_t vocab_size) {
   return best;
 }
 
+DraftVerdict accept_draft(std::span<const float> p, int32_t draft, std::span<const float> q,
+                          Rng& rng) {
+  const double q_draft = q.empty() ? 1.0 : static_cast<double>(q[draft]);
+  if (rng.uniform() * q_draft < static_cast<double>(p[draft])) return {true, draft};
+  std::vector<float> residual(p.begin(), p.end());
+  if (q.empty()) {
+    residual[draft] = std::max(0.0f, residual[draft] - 1.0f);
+  } else {
+    for (size_t i = 0; i < residual.size(); ++i) residual[i] = std::max(0.0f, p[i] - q[i]);
+  }
+  const int32_t token = sample_from(residual, rng);
+  return {false, token >= 0 ? token : sample_from(p, rng)};
+}
+
 float token_logprob(const float* logits, int32_t vocab_size, int32_t token) {
   return static_cast<float>(static_cast<double>(logits[token]) - log_sum_exp(logits, vocab_size));
+}
+
+void sampling_distribution(const float* logits, int32_t vocab_size, const SamplingParams& params,
+                           std::vector<float>* probs) {
+  probs->assign(vocab_size, 0.0f);
+  if (params.temperature <= 0.0) {
+    (*probs)[argmax(logits, vocab_size)] = 1.0f;
+    return;
+  }
+  std::vector<int32_t> order;
+  std::vector<double> weights;
+  const Candidates kept = candidates(logits, vocab_size, params, order, weights);
+  for (int32_t i = 0; i < kept.count; ++i) {
+    (*probs)[order[i]] = static_cast<float>(weights[i] / kept.total);
+  }
+}
+
+int32_t sample_from(std::span<const float> probs, Rng& rng) {
+  double total = 0.0;
+  int32_t last = -1;
+  for (size_t i = 0; i < probs.size(); ++i) {
+    if (probs[i] <= 0.0f) continue;
+    total += probs[i];
+    last = static_cast<int32_t>(i);
+  }
+  if (last < 0) return -1;
+  double u = rng.uniform() * total;
+  for (int32_t i = 0; i < last; ++i) {
+    if (probs[i] <= 0.0f) continue;
+    u -= probs[i];
+    if (u < 0.0) return i;
+  }
+  return last;
 }
 
 Sampler::Sampler(SamplingParams params) : params_(std::move(params)), rng_(params_.seed) {}
@@ -92,45 +177,22 @@ bool Sampler::is_stop(int32_t token) const {
 
 int32_t Sampler::draw(const float* logits, int32_t vocab_size) {
   if (params_.temperature <= 0.0) return argmax(logits, vocab_size);
-  const double inv_temperature = 1.0 / params_.temperature;
-  const float max = *std::max_element(logits, logits + vocab_size);
-  const bool truncate = params_.top_k > 0 || params_.top_p < 1.0;
-
-  order_.resize(vocab_size);
-  for (int32_t i = 0; i < vocab_size; ++i) order_[i] = i;
-  int32_t candidates = vocab_size;
-  if (params_.top_k > 0 && params_.top_k < vocab_size) {
-    candidates = params_.top_k;
-    std::partial_sort(order_.begin(), order_.begin() + candidates, order_.end(), ByLogit{logits});
-  } else if (truncate) {
-    std::sort(order_.begin(), order_.end(), ByLogit{logits});
-  }
-
-  weights_.resize(candidates);
-  double total = 0.0;
-  for (int32_t i = 0; i < candidates; ++i) {
-    weights_[i] = std::exp((static_cast<double>(logits[order_[i]]) - max) * inv_temperature);
-    total += weights_[i];
-  }
-  if (params_.top_p < 1.0) {
-    // Keep the most likely prefix whose mass reaches top_p (order_ is sorted here).
-    double kept = 0.0;
-    int32_t n = 0;
-    while (n < candidates && (n == 0 || kept < params_.top_p * total)) kept += weights_[n++];
-    candidates = n;
-    total = kept;
-  }
-  double u = rng_.uniform() * total;
-  for (int32_t i = 0; i < candidates; ++i) {
+  const Candidates kept = candidates(logits, vocab_size, params_, order_, weights_);
+  double u = rng_.uniform() * kept.total;
+  for (int32_t i = 0; i < kept.count; ++i) {
     u -= weights_[i];
     if (u < 0.0) return order_[i];
   }
-  return order_[candidates - 1];
+  return order_[kept.count - 1];
 }
 
 SampleResult Sampler::sample(const float* logits, int32_t vocab_size) {
+  return result_for(logits, vocab_size, draw(logits, vocab_size));
+}
+
+SampleResult Sampler::result_for(const float* logits, int32_t vocab_size, int32_t token) {
   SampleResult result;
-  result.token = draw(logits, vocab_size);
+  result.token = token;
   const double lse = log_sum_exp(logits, vocab_size);
   result.logprob = static_cast<float>(static_cast<double>(logits[result.token]) - lse);
   if (params_.top_logprobs > 0) {

@@ -11,12 +11,17 @@
 // logits (before temperature and truncation), for the chosen token and for the
 // `top_logprobs` most likely tokens.
 //
+// sampling_distribution() is that same distribution written out over the whole
+// vocabulary (what speculative decoding compares a draft's q with), and sample_from()
+// draws from such a distribution.
+//
 // Determinism: the same seed and the same logits give the same tokens on every
 // machine (splitmix64-seeded xoshiro256**, no std:: distributions). A Sampler belongs
 // to one request and is not thread-safe.
 #pragma once
 
 #include <cstdint>
+#include <span>
 #include <vector>
 
 #include "common/status.h"
@@ -67,8 +72,13 @@ class Sampler {
   explicit Sampler(SamplingParams params);
 
   SampleResult sample(const float* logits, int32_t vocab_size);
+  // The result of choosing `token` from `logits` by other means (speculative decoding's
+  // acceptance rule): its log-probabilities and stop flag as sample() reports them.
+  SampleResult result_for(const float* logits, int32_t vocab_size, int32_t token);
   bool is_stop(int32_t token) const;
   const SamplingParams& params() const { return params_; }
+  // The request's seeded stream, which sample() draws from.
+  Rng& rng() { return rng_; }
 
  private:
   int32_t draw(const float* logits, int32_t vocab_size);
@@ -78,6 +88,28 @@ class Sampler {
   std::vector<int32_t> order_;   // scratch: candidate ids
   std::vector<double> weights_;  // scratch: candidate probabilities
 };
+
+// The vocabulary-sized distribution (probabilities summing to 1) that a Sampler with
+// `params` draws from for `logits`: temperature, top-k and top-p applied, zero outside
+// the kept tokens; greedy is one-hot on the argmax. Precondition: validate(params).ok().
+void sampling_distribution(const float* logits, int32_t vocab_size, const SamplingParams& params,
+                           std::vector<float>* probs);
+// Draws a token with probability proportional to probs[token] (they need not sum to 1
+// exactly; zeros are never drawn); -1 when every entry is zero.
+int32_t sample_from(std::span<const float> probs, Rng& rng);
+
+// Speculative sampling's acceptance rule: `draft` was drawn from q (empty: a point mass
+// on `draft`) and p is the target distribution, both vocabulary-sized as
+// sampling_distribution() writes them. Accepts the draft with probability
+// min(1, p[draft] / q[draft]); on rejection draws the token from
+// normalise(max(0, p - q)) (from p should rounding leave nothing). Either way the token
+// is distributed exactly as p; under greedy p (one-hot) it is the argmax.
+struct DraftVerdict {
+  bool accepted = false;
+  int32_t token = 0;  // the draft when accepted
+};
+DraftVerdict accept_draft(std::span<const float> p, int32_t draft, std::span<const float> q,
+                          Rng& rng);
 
 // log_softmax(logits)[token] computed stably in double.
 float token_logprob(const float* logits, int32_t vocab_size, int32_t token);

@@ -11,6 +11,11 @@ namespace {
 
 int64_t blocks_for(int64_t tokens) { return (tokens + kBlockSize - 1) / kBlockSize; }
 
+// Keeps a choice's draft stream apart from its sampling stream (Sampler::rng()).
+constexpr uint64_t kDraftSeedSalt = 0x6472616674737472ull;
+// Weight of the latest step in a choice's acceptance EWMA.
+constexpr double kAcceptanceEwmaWeight = 0.25;
+
 }  // namespace
 
 std::string_view finish_reason_name(FinishReason reason) {
@@ -77,10 +82,65 @@ struct Choice {
   Sampler sampler;
   bool finished = false;
   bool wait_for_fork = false;  // choices > 0 start from choice 0's prompt KV
+  // Speculative decoding.
+  uint64_t id = 0;              // DraftInput::sequence
+  Rng draft_rng;                // the drafter's draws
+  Draft draft;                  // proposed to follow tokens.back(), for the next step
+  std::vector<int32_t> verify;  // this step's input when it speculates: pending, drafts
+  double acceptance = 1.0;      // EWMA of the accepted fraction of its drafts
+  int32_t steps_since_probe = 0;
 
-  Choice(std::vector<int32_t> prompt, SamplingParams params)
-      : tokens(std::move(prompt)), sampler(std::move(params)) {}
+  Choice(std::vector<int32_t> prompt, const SamplingParams& params, uint64_t sequence)
+      : tokens(std::move(prompt)),
+        sampler(params),
+        id(sequence),
+        draft_rng(params.seed ^ kDraftSeedSalt) {}
 };
+
+namespace {
+
+// The per-choice half of the per-step switch: a choice whose drafts were mostly
+// rejected drafts again only every kSpecProbeInterval-th step, so that its acceptance
+// is measured again without paying for verification every step.
+bool wants_drafts(Choice& c, double min_acceptance) {
+  if (c.acceptance >= min_acceptance) return true;
+  if (++c.steps_since_probe < kSpecProbeInterval) return false;
+  c.steps_since_probe = 0;
+  return true;
+}
+
+// A drafter's answer to one input: at most max_draft tokens inside the vocabulary and,
+// when it gives any q, one vocabulary-sized q per token.
+Status check_draft(const Drafter& drafter, const DraftInput& in, const Draft* draft,
+                   int64_t vocab) {
+  const std::string who = "drafter " + std::string(drafter.name()) + ": ";
+  if (draft == nullptr) return internal_error(who + "returned fewer drafts than inputs");
+  if (static_cast<int64_t>(draft->tokens.size()) > in.max_draft) {
+    return internal_error(who + "proposed " + std::to_string(draft->tokens.size()) +
+                          " tokens where at most " + std::to_string(in.max_draft) +
+                          " were asked for");
+  }
+  for (int32_t t : draft->tokens) {
+    if (t < 0 || t >= vocab) {
+      return internal_error(who + "proposed token " + std::to_string(t) +
+                            " outside the vocabulary");
+    }
+  }
+  if (draft->probs.empty()) return ok_status();
+  if (draft->probs.size() != draft->tokens.size()) {
+    return internal_error(who + "gave " + std::to_string(draft->probs.size()) +
+                          " distributions for " + std::to_string(draft->tokens.size()) + " tokens");
+  }
+  for (const std::vector<float>& q : draft->probs) {
+    if (static_cast<int64_t>(q.size()) != vocab) {
+      return internal_error(who + "gave a distribution of " + std::to_string(q.size()) +
+                            " entries for a vocabulary of " + std::to_string(vocab));
+    }
+  }
+  return ok_status();
+}
+
+}  // namespace
 
 struct Scheduler::Active {
   std::shared_ptr<RequestStream> stream;
@@ -110,6 +170,10 @@ Scheduler::Scheduler(std::unique_ptr<Engine> engine, SchedulerOptions options)
       prefix_cache_(engine_->kv_cache()),
       expert_load_(engine_->config()) {
   stats_.kv_blocks_total = engine_->kv_cache().num_blocks();
+  if (options_.drafter != nullptr) {
+    stats_.spec_draft_tokens_by_position.assign(options_.num_draft_tokens, 0);
+    stats_.spec_accepted_tokens_by_position.assign(options_.num_draft_tokens, 0);
+  }
 }
 
 Scheduler::~Scheduler() { stop(); }
@@ -160,7 +224,7 @@ StatusOr<std::shared_ptr<RequestStream>> Scheduler::submit(GenerationRequest req
   for (int32_t i = 0; i < request.n; ++i) {
     SamplingParams params = request.sampling;
     params.seed += static_cast<uint64_t>(i);
-    active->choices.emplace_back(request.prompt, std::move(params));
+    active->choices.emplace_back(request.prompt, params, next_sequence_id_.fetch_add(1) + 1);
     active->choices.back().wait_for_fork = i > 0;
   }
   std::shared_ptr<RequestStream> stream = active->stream;
@@ -292,6 +356,8 @@ void Scheduler::finish_choice(Active& request, int32_t choice, FinishReason reas
   if (c.finished) return;
   c.finished = true;
   engine_->kv_cache().release(c.kv);
+  if (options_.drafter != nullptr) options_.drafter->release(c.id);
+  c.draft = {};
   GenerationEvent e;
   e.choice = choice;
   e.finish = reason;
@@ -366,6 +432,8 @@ bool Scheduler::ensure_capacity(SequenceKv& seq, int64_t tokens, Active* request
 void Scheduler::preempt(Active* request) {
   for (Choice& c : request->choices) {
     engine_->kv_cache().release(c.kv);
+    if (options_.drafter != nullptr) options_.drafter->release(c.id);
+    c.draft = {};
     if (!request->choices[0].finished && &c != &request->choices[0] && c.generated == 0) {
       c.wait_for_fork = true;
     }
@@ -382,7 +450,12 @@ void Scheduler::preempt(Active* request) {
              {{"running", static_cast<int64_t>(running_.size())}});
 }
 
+bool Scheduler::speculating_step() const {
+  return options_.drafter != nullptr && running_sequences() <= options_.spec_max_batch;
+}
+
 void Scheduler::plan_running(std::vector<Planned>& plan, int64_t& budget) {
+  const bool speculate = speculating_step();
   for (size_t r = 0; r < running_.size() && budget > 0; ++r) {
     Active* a = running_[r].get();
     const size_t plan_start = plan.size();
@@ -391,13 +464,20 @@ void Scheduler::plan_running(std::vector<Planned>& plan, int64_t& budget) {
       Choice& c = a->choices[i];
       if (c.finished || c.wait_for_fork) continue;
       const int64_t remaining = static_cast<int64_t>(c.tokens.size()) - c.kv.length;
-      const int64_t count = std::min(remaining, budget);
+      int64_t count = std::min(remaining, budget);
       if (count <= 0) continue;
+      int64_t drafts = 0;
+      if (speculate && remaining == 1 && c.generated > 0) {
+        drafts = std::min({static_cast<int64_t>(c.draft.tokens.size()), budget - 1,
+                           a->max_tokens - c.generated - 1});
+        drafts = std::max<int64_t>(drafts, 0);
+        count += drafts;
+      }
       if (!ensure_capacity(c.kv, c.kv.length + count, a)) {
         preempted = true;
         break;
       }
-      plan.push_back({a, i, count});
+      plan.push_back({a, i, count, drafts});
       budget -= count;
     }
     if (preempted) {  // `a` was the newest and is back in the queue
@@ -467,12 +547,21 @@ void Scheduler::admit_waiting(std::vector<Planned>& plan, int64_t& budget) {
 bool Scheduler::run_step(const std::vector<Planned>& plan) {
   std::vector<SequenceInput> batch;
   batch.reserve(plan.size());
+  std::vector<int64_t> starts;  // each sequence's KV length before the forward
+  starts.reserve(plan.size());
   int64_t prefill_tokens = 0;
+  const bool hidden = options_.drafter != nullptr && options_.drafter->needs_hidden();
   for (const Planned& p : plan) {
     Choice& c = p.request->choices[p.choice];
-    batch.push_back(SequenceInput{
-        &c.kv, std::span<const int32_t>(c.tokens.data() + c.kv.length, p.count), false});
-    if (c.generated == 0 || p.count > 1) prefill_tokens += p.count;
+    std::span<const int32_t> input(c.tokens.data() + c.kv.length, p.count);
+    if (p.drafts > 0) {
+      c.verify.assign(1, c.tokens.back());
+      c.verify.insert(c.verify.end(), c.draft.tokens.begin(), c.draft.tokens.begin() + p.drafts);
+      input = c.verify;
+    }
+    batch.push_back(SequenceInput{&c.kv, input, p.drafts > 0, hidden});
+    starts.push_back(c.kv.length);
+    if (c.generated == 0 || (p.count > 1 && p.drafts == 0)) prefill_tokens += p.count;
   }
   if (options_.before_forward) {
     last_group_call_ = clock_->now();
@@ -500,33 +589,25 @@ bool Scheduler::run_step(const std::vector<Planned>& plan) {
   expert_load_.record(stats().sequence + 1, out_.routing);
 
   const int32_t vocab = static_cast<int32_t>(out_.vocab_size);
-  int64_t sampled = 0;
+  step_sampled_ = 0;
   for (size_t s = 0; s < plan.size(); ++s) {
     Active& a = *plan[s].request;
     Choice& c = a.choices[plan[s].choice];
+    if (plan[s].drafts > 0) {
+      verify(plan[s], s);
+      continue;
+    }
     if (options_.prefix_caching) prefix_cache_.insert(c.tokens, c.kv);
     if (c.kv.length < static_cast<int64_t>(c.tokens.size())) continue;  // prefill goes on
 
     auto sample_into = [&](int32_t index) {
       Choice& target = a.choices[index];
       SampleResult r = target.sampler.sample(out_.row(s), vocab);
-      target.tokens.push_back(r.token);
-      ++target.generated;
-      ++sampled;
-      const bool stop = r.stop;
-      GenerationEvent e;
-      e.choice = index;
-      e.has_token = true;
-      e.sample = std::move(r);
-      if (index == 0 && target.generated == 1 && a.return_prompt_logits) {
-        e.prompt_logits.assign(out_.row(s), out_.row(s) + out_.vocab_size);
+      std::vector<float> prompt_logits;
+      if (index == 0 && target.generated == 0 && a.return_prompt_logits) {
+        prompt_logits.assign(out_.row(s), out_.row(s) + out_.vocab_size);
       }
-      a.pending.push_back(std::move(e));
-      if (stop) {
-        finish_choice(a, index, FinishReason::kStop, {}, a.pending);
-      } else if (target.generated >= a.max_tokens) {
-        finish_choice(a, index, FinishReason::kLength, {}, a.pending);
-      }
+      emit_token(a, index, std::move(r), std::move(prompt_logits));
     };
     if (plan[s].choice == 0 && c.generated == 0) {
       // The prompt is complete: the other choices start from its blocks and logits.
@@ -540,11 +621,117 @@ bool Scheduler::run_step(const std::vector<Planned>& plan) {
     }
     sample_into(plan[s].choice);
   }
+  draft_after(plan, starts);
   std::lock_guard<std::mutex> lock(stats_mutex_);
   ++stats_.sequence;
   stats_.prompt_tokens_computed_total += prefill_tokens;
-  stats_.generated_tokens_total += sampled;
+  stats_.generated_tokens_total += step_sampled_;
   return true;
+}
+
+bool Scheduler::emit_token(Active& a, int32_t index, SampleResult r,
+                           std::vector<float> prompt_logits) {
+  Choice& c = a.choices[index];
+  c.tokens.push_back(r.token);
+  ++c.generated;
+  ++step_sampled_;
+  const bool stop = r.stop;
+  GenerationEvent e;
+  e.choice = index;
+  e.has_token = true;
+  e.sample = std::move(r);
+  e.prompt_logits = std::move(prompt_logits);
+  a.pending.push_back(std::move(e));
+  if (stop) {
+    finish_choice(a, index, FinishReason::kStop, {}, a.pending);
+  } else if (c.generated >= a.max_tokens) {
+    finish_choice(a, index, FinishReason::kLength, {}, a.pending);
+  }
+  return !c.finished;
+}
+
+void Scheduler::verify(const Planned& p, size_t s) {
+  Active& a = *p.request;
+  Choice& c = a.choices[p.choice];
+  const int32_t vocab = static_cast<int32_t>(out_.vocab_size);
+  int64_t accepted = 0;
+  bool live = true;
+  for (int64_t i = 0; i < p.drafts; ++i) {
+    const float* row = out_.row(s, i);
+    sampling_distribution(row, vocab, c.sampler.params(), &target_);
+    const int32_t draft = c.draft.tokens[i];
+    std::span<const float> q;
+    if (!c.draft.probs.empty()) q = c.draft.probs[i];
+    const DraftVerdict verdict = accept_draft(target_, draft, q, c.sampler.rng());
+    live = emit_token(a, p.choice, c.sampler.result_for(row, vocab, verdict.token), {});
+    if (!verdict.accepted || !live) break;
+    ++accepted;
+  }
+  if (live && accepted == p.drafts) {
+    live = emit_token(a, p.choice, c.sampler.sample(out_.row(s, p.drafts), vocab), {});
+  }
+  {
+    std::lock_guard<std::mutex> lock(stats_mutex_);
+    stats_.spec_draft_tokens_total += p.drafts;
+    stats_.spec_accepted_tokens_total += accepted;
+    for (int64_t i = 0; i < p.drafts; ++i) {
+      ++stats_.spec_draft_tokens_by_position[i];
+      if (i < accepted) ++stats_.spec_accepted_tokens_by_position[i];
+    }
+  }
+  if (!live) return;  // finished: its blocks are back already
+  c.acceptance = (1.0 - kAcceptanceEwmaWeight) * c.acceptance + kAcceptanceEwmaWeight *
+                                                                    static_cast<double>(accepted) /
+                                                                    static_cast<double>(p.drafts);
+  // The rejected drafts' positions leave the KV cache before any block is listed.
+  engine_->kv_cache().truncate(c.kv, static_cast<int64_t>(c.tokens.size()) - 1);
+  if (options_.prefix_caching) prefix_cache_.insert(c.tokens, c.kv);
+}
+
+void Scheduler::draft_after(const std::vector<Planned>& plan, const std::vector<int64_t>& starts) {
+  Drafter* drafter = options_.drafter.get();
+  if (drafter == nullptr) return;
+  const bool speculate_next = speculating_step();
+  std::vector<DraftInput> inputs;
+  std::vector<Planned> owners;
+  for (size_t s = 0; s < plan.size(); ++s) {
+    Choice& c = plan[s].request->choices[plan[s].choice];
+    if (c.finished) continue;
+    DraftInput in;
+    in.sequence = c.id;
+    in.tokens = c.tokens;
+    in.committed = c.kv.length;
+    in.hidden_from = starts[s];
+    if (drafter->needs_hidden()) in.hidden = out_.hidden_row(s, 0);
+    const bool decoding = static_cast<int64_t>(c.tokens.size()) == c.kv.length + 1;
+    if (decoding && speculate_next && wants_drafts(c, options_.spec_min_acceptance)) {
+      in.max_draft = static_cast<int32_t>(std::min<int64_t>(
+          options_.num_draft_tokens, plan[s].request->max_tokens - c.generated - 1));
+    }
+    in.sampling = &c.sampler.params();
+    in.rng = &c.draft_rng;
+    inputs.push_back(in);
+    owners.push_back(plan[s]);
+  }
+  std::vector<Draft> drafts;
+  Status status = drafter->step(inputs, &drafts);
+  for (size_t i = 0; i < inputs.size() && status.ok(); ++i) {
+    status = check_draft(*drafter, inputs[i], i < drafts.size() ? &drafts[i] : nullptr,
+                         engine_->config().vocab_size);
+  }
+  if (!status.ok()) {
+    log::error("scheduler: the drafter failed; ending the requests of this step",
+               {{"drafter", std::string(drafter->name())}, {"error", status.to_string()}});
+    for (const Planned& p : owners) {
+      for (int32_t i = 0; i < static_cast<int32_t>(p.request->choices.size()); ++i) {
+        finish_choice(*p.request, i, FinishReason::kError, status, p.request->pending);
+      }
+    }
+    return;
+  }
+  for (size_t i = 0; i < owners.size(); ++i) {
+    owners[i].request->choices[owners[i].choice].draft = std::move(drafts[i]);
+  }
 }
 
 void Scheduler::publish_stats() {

@@ -24,6 +24,24 @@
 // seed + i. Prefix caching (PrefixCache): prompts start from the longest cached
 // block-aligned prefix; every full block a sequence computes is listed in the cache.
 //
+// Speculative decoding (SchedulerOptions::drafter, drafter.h): after every forward the
+// drafter sees each sequence that forward advanced and proposes up to
+// num_draft_tokens drafts for each decoding one. The next step runs a speculating
+// sequence as [pending token, drafts...] with logits for every position (its token
+// budget counts 1 + drafts) and accepts the longest prefix the main model agrees with,
+// then the main model's own next token: greedy by argmax equality, temperature > 0 by
+// the speculative-sampling rule (accept_draft() in sampler.h), so the output is
+// distributed exactly as without drafts, top-k/top-p/seed included; each choice of
+// n > 1 drafts on its own. Rejected positions are truncated off the KV cache before
+// the prefix cache lists any block, so a listed block never holds an unaccepted
+// position. Drafts never reach past max_tokens; a stop token among accepted tokens
+// ends the choice there and drops the rest; tokens stream in order as they are
+// accepted and carry the main model's logprobs. Per-step switch: no sequence
+// speculates in a step that decodes more than spec_max_batch sequences (the step is
+// compute-bound and verification costs more than it saves), and a choice whose
+// acceptance EWMA fell below spec_min_acceptance drafts only every
+// kSpecProbeInterval-th step, to measure it again.
+//
 // Draining: drain() makes submit() refuse new requests; queued and running ones finish.
 // stop() cancels whatever is left and joins the thread.
 //
@@ -51,6 +69,7 @@
 
 #include "common/clock.h"
 #include "common/status.h"
+#include "worker/engine/drafter.h"
 #include "worker/engine/engine.h"
 #include "worker/engine/expert_load.h"
 #include "worker/engine/prefix_cache.h"
@@ -134,7 +153,17 @@ struct SchedulerOptions {
   std::function<Status()> before_forward;
   std::function<Status()> idle;
   std::chrono::milliseconds idle_interval{1000};
+  // Speculative decoding (see the top of this file); null: none. The scheduler thread
+  // alone calls it.
+  std::shared_ptr<Drafter> drafter;
+  int32_t num_draft_tokens = 1;      // k >= 1: drafts per sequence and step, at most
+  int64_t spec_max_batch = 8;        // decoding sequences above which a step does not draft
+  double spec_min_acceptance = 0.3;  // acceptance EWMA below which a choice stops drafting
 };
+
+// Steps between two drafting attempts of a choice whose acceptance fell below
+// spec_min_acceptance.
+inline constexpr int32_t kSpecProbeInterval = 8;
 
 struct SchedulerStats {
   uint64_t sequence = 0;  // forward steps run so far
@@ -150,6 +179,12 @@ struct SchedulerStats {
   int64_t generated_tokens_total = 0;        // tokens sampled
   int64_t preemptions_total = 0;
   int64_t requests_finished_total = 0;
+  // Speculative decoding: drafts verified, and of those accepted; by draft position
+  // (index 0 = the first draft after the pending token), num_draft_tokens entries.
+  int64_t spec_draft_tokens_total = 0;
+  int64_t spec_accepted_tokens_total = 0;
+  std::vector<int64_t> spec_draft_tokens_by_position;
+  std::vector<int64_t> spec_accepted_tokens_by_position;
 };
 
 class Scheduler {
@@ -189,6 +224,7 @@ class Scheduler {
     Active* request;
     int32_t choice;
     int64_t count;
+    int64_t drafts = 0;  // of count, the draft tokens verified after the pending one
   };
 
   void loop();
@@ -200,6 +236,16 @@ class Scheduler {
   void preempt(Active* request);
   // False when a group hook failed (the scheduler then fails everything: fail()).
   bool run_step(const std::vector<Planned>& plan);
+  // Accepts the longest agreeing prefix of a speculating sequence's drafts (row `s` of
+  // out_) and the main model's next token; streams them and rolls the KV cache back.
+  void verify(const Planned& p, size_t s);
+  // Appends a token to a choice, queues its event and finishes the choice on a stop
+  // token or max_tokens; false when the choice finished.
+  bool emit_token(Active& a, int32_t index, SampleResult r, std::vector<float> prompt_logits);
+  // Gives the drafter every sequence the last forward advanced (`starts`: their KV
+  // lengths before it) and keeps its drafts; its error ends the requests of the step.
+  void draft_after(const std::vector<Planned>& plan, const std::vector<int64_t>& starts);
+  bool speculating_step() const;
   bool tick_idle();
   void fail(Status status);
   // Ends every request left (inbox, waiting, running) with `reason`.
@@ -224,6 +270,7 @@ class Scheduler {
   std::vector<std::unique_ptr<Active>> inbox_;
   std::atomic<int64_t> waiting_count_{0};
   std::atomic<bool> draining_{false};
+  std::atomic<uint64_t> next_sequence_id_{0};  // DraftInput::sequence of each choice
   std::atomic<bool> stopping_{false};
   std::thread thread_;
   bool started_ = false;
@@ -233,6 +280,8 @@ class Scheduler {
   std::vector<std::unique_ptr<Active>> running_;  // oldest admission first
   uint64_t admissions_ = 0;
   ForwardOutput out_;
+  std::vector<float> target_;  // scratch: the main model's distribution at a draft
+  int64_t step_sampled_ = 0;   // tokens emitted by the step being run
   Clock::TimePoint last_group_call_{};
 
   // Published after each step.

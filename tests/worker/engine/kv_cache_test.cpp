@@ -134,6 +134,34 @@ TEST(KvCacheTest, ForkSharesWholeBlocksAndCopiesThePartialTail) {
   EXPECT_EQ(cache->num_free_blocks(), 6);
 }
 
+TEST(KvCacheTest, TruncateKeepsTheFirstPositionsAndFreesTheBlocksPastThem) {
+  auto cache = *KvCache::create(small_config(6));
+  SequenceKv seq;
+  ASSERT_TRUE(cache.reserve(seq, 3 * kBlockSize).ok());
+  seq.length = 2 * kBlockSize + 5;
+  fill(cache, seq, 4, 0, seq.length);
+  cache.truncate(seq, kBlockSize + 1);
+  EXPECT_EQ(seq.length, kBlockSize + 1);
+  EXPECT_EQ(seq.blocks.size(), 2u);
+  EXPECT_EQ(cache.num_free_blocks(), 4);
+  expect_filled(cache, seq, 4, 0, kBlockSize + 1);
+
+  // A block shared with another holder stays allocated for it.
+  cache.retain_block(seq.blocks[1]);
+  const int32_t shared = seq.blocks[1];
+  cache.truncate(seq, kBlockSize);
+  EXPECT_EQ(seq.blocks.size(), 1u);
+  EXPECT_EQ(cache.allocator().ref_count(shared), 1);
+  EXPECT_EQ(cache.num_free_blocks(), 4);
+  cache.release_block(shared);
+  EXPECT_EQ(cache.num_free_blocks(), 5);
+
+  cache.truncate(seq, 0);
+  EXPECT_TRUE(seq.blocks.empty());
+  EXPECT_EQ(seq.length, 0);
+  EXPECT_EQ(cache.num_free_blocks(), 6);
+}
+
 TEST(KvCacheTest, ForkBeyondTheWrittenLengthIsRejected) {
   auto cache = KvCache::create(small_config(4));
   ASSERT_TRUE(cache.ok());

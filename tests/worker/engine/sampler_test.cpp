@@ -177,5 +177,65 @@ TEST(SamplerTest, StopTokensAreFlagged) {
   EXPECT_FALSE(sampler.is_stop(1));
 }
 
+TEST(SamplingDistributionTest, GreedyIsOneHotOnTheArgmax) {
+  const std::vector<float> logits = {0.5f, 2.0f, -1.0f, 2.0f};
+  std::vector<float> probs;
+  sampling_distribution(logits.data(), 4, SamplingParams{}, &probs);
+  EXPECT_EQ(probs, (std::vector<float>{0.0f, 1.0f, 0.0f, 0.0f}));
+}
+
+TEST(SamplingDistributionTest, AppliesTemperatureTopKAndTopPAsTheSamplerDoes) {
+  const std::vector<double> probs = {0.1, 0.35, 0.05, 0.3, 0.2};
+  SamplingParams params;
+  params.temperature = 0.5;  // squares: 0.01 0.1225 0.0025 0.09 0.04
+  params.top_k = 3;          // keeps 1, 3, 4
+  params.top_p = 0.8;        // of 0.2525: 1 (0.485) then 3 (0.842) reaches 0.8
+  std::vector<float> dist;
+  sampling_distribution(logits_of(probs).data(), 5, params, &dist);
+  const double z = 0.1225 + 0.09;
+  EXPECT_EQ(dist[0] + dist[2] + dist[4], 0.0f);
+  EXPECT_NEAR(dist[1], 0.1225 / z, 1e-6);
+  EXPECT_NEAR(dist[3], 0.09 / z, 1e-6);
+
+  // The Sampler draws from exactly this distribution.
+  params.seed = 8;
+  Sampler sampler(params);
+  const auto freq = frequencies(sampler, logits_of(probs), 20000);
+  for (size_t i = 0; i < probs.size(); ++i) EXPECT_NEAR(freq[i], dist[i], 0.015);
+}
+
+TEST(SamplingDistributionTest, SampleFromFollowsTheProbabilitiesAndNeverDrawsAZero) {
+  const std::vector<float> probs = {0.0f, 0.25f, 0.0f, 0.75f, 0.0f};
+  Rng rng(4);
+  std::vector<int> counts(probs.size(), 0);
+  for (int i = 0; i < 20000; ++i) ++counts[sample_from(probs, rng)];
+  EXPECT_EQ(counts[0] + counts[2] + counts[4], 0);
+  EXPECT_NEAR(counts[1] / 20000.0, 0.25, 0.015);
+  EXPECT_NEAR(counts[3] / 20000.0, 0.75, 0.015);
+  // Unnormalised weights are fine; no weight at all draws nothing.
+  const std::vector<float> scaled = {0.0f, 3.0f};
+  EXPECT_EQ(sample_from(scaled, rng), 1);
+  const std::vector<float> zeros = {0.0f, 0.0f};
+  EXPECT_EQ(sample_from(zeros, rng), -1);
+}
+
+TEST(SamplerTest, ResultForReportsTheChosenTokensLogprobsAndStop) {
+  const auto logits = random_logits(200, 21);
+  SamplingParams params;
+  params.temperature = 1.0;
+  params.top_logprobs = 3;
+  params.stop_token_ids = {7};
+  Sampler sampler(params);
+  const SampleResult drawn = sampler.sample(logits.data(), 200);
+  const SampleResult chosen = sampler.result_for(logits.data(), 200, drawn.token);
+  EXPECT_EQ(chosen.token, drawn.token);
+  EXPECT_EQ(chosen.logprob, drawn.logprob);
+  ASSERT_EQ(chosen.top.size(), 3u);
+  for (size_t i = 0; i < 3; ++i) EXPECT_EQ(chosen.top[i].token, drawn.top[i].token);
+  EXPECT_TRUE(sampler.result_for(logits.data(), 200, 7).stop);
+  EXPECT_NEAR(sampler.result_for(logits.data(), 200, 7).logprob,
+              token_logprob(logits.data(), 200, 7), 1e-6);
+}
+
 }  // namespace
 }  // namespace moeserve::engine
