@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <string>
 #include <utility>
+#include <vector>
 
 namespace moeserve::engine {
 
@@ -45,10 +46,23 @@ Status MtpDrafter::run(const std::vector<MtpInput>& batch, ForwardOutput* output
 
 Status MtpDrafter::draft_from(const float* logits, const DraftInput& input, Draft* draft) {
   const int32_t vocab = static_cast<int32_t>(engine_->config().vocab_size);
-  if (input.sampling != nullptr && input.sampling->temperature > 0.0) {
-    return invalid_argument_error("MTP drafter: sampled drafts (temperature > 0) are not built");
+  if (input.sampling == nullptr || input.sampling->temperature <= 0.0) {
+    draft->tokens.push_back(argmax(logits, vocab));
+    return ok_status();
   }
-  draft->tokens.push_back(argmax(logits, vocab));
+  if (input.rng == nullptr) {
+    return invalid_argument_error("MTP drafter: sequence " + std::to_string(input.sequence) +
+                                  ": temperature > 0 without an Rng");
+  }
+  std::vector<float> q;
+  sampling_distribution(logits, vocab, *input.sampling, &q);
+  const int32_t token = sample_from(q, *input.rng);
+  if (token < 0) {
+    return internal_error("MTP drafter: sequence " + std::to_string(input.sequence) +
+                          ": the draft distribution is empty");
+  }
+  draft->tokens.push_back(token);
+  draft->probs.push_back(std::move(q));
   return ok_status();
 }
 
@@ -64,9 +78,12 @@ Status MtpDrafter::step(std::span<const DraftInput> inputs, std::vector<Draft>* 
     const DraftInput& in = inputs[i];
     auto [it, inserted] = states_.try_emplace(in.sequence);
     State& s = it->second;
-    if (inserted && in.hidden_from > 0) s.off = true;
+    // A prefix the main model computed without this sequence: its MTP positions run on
+    // their tokens alone (zero hidden states, which hnorm keeps zero).
+    if (inserted) s.waiting.assign(in.hidden_from * hidden, 0.0f);
     if (s.off) continue;
-    s.kv.length = s.done;  // drop the chained, speculative positions of the last step
+    // The chained positions of the last step were speculative.
+    if (s.kv.length > s.done) engine_->mtp_kv_cache().truncate(s.kv, s.done);
     const int64_t known = s.done + static_cast<int64_t>(s.waiting.size()) / hidden;
     const int64_t fresh = in.committed - in.hidden_from;
     if (fresh > 0) {

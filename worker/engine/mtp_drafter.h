@@ -16,11 +16,13 @@
 // from q = sampling_distribution(logits, the request's SamplingParams) with the
 // request's Rng, and q is returned with the draft.
 //
-// What it cannot follow it does not draft for: a sequence whose first input starts past
-// position 0 (hidden_from > 0, e.g. after a prefix-cache hit: the MTP KV of the cached
-// prefix was never computed), and the sequences of a step whose catch-up did not fit in
-// the MTP KV cache (their MTP KV is given back). Such a sequence gets empty drafts until
-// release(). A chained draft that does not fit ends that step's chain.
+// A sequence whose first input starts past position 0 (a prefix-cache hit, a forked
+// choice of n > 1) has no main hidden states for [0, hidden_from): those MTP positions
+// run with zero hidden states, on their tokens alone (hnorm(0) = 0, so only the
+// embedding half of eh_proj contributes), in the same catch-up forward. The sequences of
+// a step whose catch-up does not fit in the MTP KV cache are given up (their MTP KV is
+// given back) and get empty drafts until release(); a chained draft that does not fit
+// ends that step's chain.
 //
 // Expert-parallel groups: `before_forward`, when set, runs before every mtp_forward (rank
 // 0 broadcasts kMtpForward there, group_step.h) so that the followers join its MoE.
@@ -64,7 +66,7 @@ class MtpDrafter : public Drafter {
     SequenceKv kv;               // MTP positions [0, done) committed, more when chained
     int64_t done = 0;            // MTP positions run with the main model's hidden states
     std::vector<float> waiting;  // hidden states of positions [done, done + rows) not run yet
-    bool off = false;            // cannot follow this sequence (see above)
+    bool off = false;            // given up: the MTP KV cache was full (see above)
   };
 
   MtpDrafter(Engine* engine, std::function<Status()> before_forward);

@@ -2,7 +2,8 @@
 // agree with the main model (fixtures' mtp_agreement) equal the main model's next tokens,
 // a random module's almost never do; the controlled acceptance lands near the asked
 // fraction; chained drafts and batching do not change the first draft; the MTP KV
-// truncation then re-run equals a run that never went past; the refusals.
+// truncation then re-run equals a run that never went past; joining past position 0;
+// sampled drafts; the refusals.
 #include "worker/engine/mtp_drafter.h"
 
 #include <gtest/gtest.h>
@@ -209,30 +210,93 @@ TEST(MtpDrafter, RefusesHiddenStatesThatSkipPositions) {
   EXPECT_NE(status.message().find("start at position 3"), std::string::npos) << status.to_string();
 }
 
-// A sequence first seen past position 0 (a prefix-cache hit) has no MTP KV for its
-// prefix: it gets no drafts, and its neighbours in the step still do.
-TEST(MtpDrafter, ASequenceJoiningMidwayGetsNoDrafts) {
-  auto b = build({.seed = 2});
+// A sequence first seen past position 0 (a prefix-cache hit) has no hidden states for
+// its prefix: the agreeing module, which reads only the embedding half, drafts as well as
+// for a sequence seen from the start.
+TEST(MtpDrafter, ASequenceJoiningMidwayStillDrafts) {
+  auto b = build({.seed = 2, .mtp_agreement = 1.0});
+  ASSERT_NE(b, nullptr);
+  Engine& engine = *b->engine;
+  const int32_t vocab = static_cast<int32_t>(engine.config().vocab_size);
+  const SamplingParams greedy;
+  std::vector<int32_t> tokens = testing::test_prompt(20, vocab, 9);
+  SequenceKv kv;
+  ForwardOutput out;
+  const std::span<const int32_t> prefix(tokens.data(), 12);
+  ASSERT_TRUE(engine.forward({SequenceInput{.kv = &kv, .tokens = prefix}}, &out).ok());
+  int64_t from = kv.length;
+  std::vector<int32_t> step(tokens.begin() + 12, tokens.end());
+  int64_t agreed = 0, drafted = 0;
+  int32_t last_draft = -1;
+  for (int s = 0; s < 30; ++s) {
+    ASSERT_TRUE(
+        engine.forward({SequenceInput{.kv = &kv, .tokens = step, .hidden_states = true}}, &out)
+            .ok());
+    tokens.push_back(argmax(out.row(0), vocab));
+    if (last_draft >= 0) agreed += last_draft == tokens.back();
+    const DraftInput in{.sequence = 7,
+                        .tokens = tokens,
+                        .committed = kv.length,
+                        .hidden_from = from,
+                        .hidden = out.hidden_row(0, 0),
+                        .max_draft = 1,
+                        .sampling = &greedy};
+    std::vector<Draft> drafts;
+    ASSERT_TRUE(b->drafter->step({&in, 1}, &drafts).ok());
+    ASSERT_EQ(drafts[0].tokens.size(), 1u) << "step " << s;
+    last_draft = drafts[0].tokens[0];
+    drafted += s > 0;
+    from = kv.length;
+    step = {tokens.back()};
+  }
+  EXPECT_GE(agreed, drafted * 95 / 100) << agreed << " of " << drafted;
+  b->drafter->release(7);
+  engine.kv_cache().release(kv);
+  EXPECT_EQ(engine.mtp_kv_cache().num_free_blocks(), engine.mtp_kv_cache().num_blocks());
+}
+
+// Temperature > 0: each draft carries its q, the MTP logits through the request's
+// sampling (here top-k 3: q has at most 3 tokens, the draft among them), drawn with the
+// request's Rng (the same seed gives the same drafts).
+TEST(MtpDrafter, SampledDraftsCarryTheirDistribution) {
+  auto b = build({.seed = 4});
   ASSERT_NE(b, nullptr);
   const int64_t hidden = b->engine->config().hidden_size;
   const std::vector<int32_t> tokens = {3, 4, 5, 6, 7};
   const std::vector<float> h(4 * hidden, 0.5f);
-  const DraftInput inputs[] = {
-      {.sequence = 1,
-       .tokens = tokens,
-       .committed = 4,
-       .hidden_from = 2,
-       .hidden = h.data(),
-       .max_draft = 2},
-      {.sequence = 2, .tokens = tokens, .committed = 4, .hidden = h.data(), .max_draft = 2}};
-  std::vector<Draft> drafts;
-  ASSERT_TRUE(b->drafter->step(inputs, &drafts).ok());
-  ASSERT_EQ(drafts.size(), 2u);
-  EXPECT_TRUE(drafts[0].tokens.empty());
-  EXPECT_EQ(drafts[1].tokens.size(), 2u);
-  b->drafter->release(1);
-  b->drafter->release(2);
-  EXPECT_EQ(b->engine->mtp_kv_cache().num_free_blocks(), b->engine->mtp_kv_cache().num_blocks());
+  const SamplingParams sampling{.temperature = 0.8, .top_k = 3, .seed = 1};
+  auto draw = [&](uint64_t id) {
+    Rng rng(11);
+    const DraftInput in{.sequence = id,
+                        .tokens = tokens,
+                        .committed = 4,
+                        .hidden = h.data(),
+                        .max_draft = 3,
+                        .sampling = &sampling,
+                        .rng = &rng};
+    std::vector<Draft> drafts;
+    EXPECT_TRUE(b->drafter->step({&in, 1}, &drafts).ok());
+    b->drafter->release(id);
+    return drafts.at(0);
+  };
+  const Draft first = draw(1);
+  ASSERT_EQ(first.tokens.size(), 3u);
+  ASSERT_EQ(first.probs.size(), 3u);
+  for (size_t d = 0; d < 3; ++d) {
+    ASSERT_EQ(first.probs[d].size(), 512u);
+    int nonzero = 0;
+    double sum = 0;
+    for (float p : first.probs[d]) {
+      nonzero += p > 0.0f;
+      sum += p;
+    }
+    EXPECT_LE(nonzero, 3);
+    EXPECT_NEAR(sum, 1.0, 1e-5);
+    EXPECT_GT(first.probs[d][first.tokens[d]], 0.0f);
+  }
+  const Draft again = draw(2);
+  EXPECT_EQ(again.tokens, first.tokens);
+  EXPECT_EQ(again.probs, first.probs);
 }
 
 }  // namespace
