@@ -8,7 +8,9 @@
 // single-stream greedy decode of the main model alone, each step one main forward (with
 // its final hidden states) then one MtpDrafter step drafting k tokens (catch-up row and
 // draft 1 in one MTP forward, k - 1 chained ones), both timed. Prints, for k = 1..3, the
-// mean main step and draft step times, their ratio c, the drafts' acceptance against the
+// weight bytes a main decode step and an MTP position read (their ratio is the
+// bandwidth-bound draft cost per draft), the mean main step and draft step times, their
+// ratio c, the drafts' acceptance against the
 // tokens the main model went on to produce (each step's agreeing prefix, per step), and
 // the prediction (1 + accepted) / (1 + c), which takes verifying k drafts to cost one
 // decode step (bandwidth-bound).
@@ -29,6 +31,7 @@
 #include "worker/engine/engine.h"
 #include "worker/engine/mtp_drafter.h"
 #include "worker/engine/sampler.h"
+#include "worker/model/active_bytes.h"
 #include "worker/model/weights.h"
 
 namespace {
@@ -101,6 +104,25 @@ StatusOr<DraftRun> run_decode(engine::Engine& engine, int32_t k, int64_t steps) 
   return run;
 }
 
+// Weight bytes one MTP position reads: eh_proj, the block (attention, router, shared
+// experts, num_experts_per_tok routed experts) and shared_head.head; norms are noise.
+int64_t mtp_position_bytes(const model::MtpLayer& m, int64_t experts_per_token) {
+  auto mlp = [](const model::Mlp& x) {
+    return x.gate_proj.bytes() + x.up_proj.bytes() + x.down_proj.bytes();
+  };
+  const model::Attention& a = m.block.self_attn;
+  size_t bytes = m.eh_proj.bytes() + m.shared_head_head.bytes() + a.q_a_proj.bytes() +
+                 a.q_b_proj.bytes() + a.q_proj.bytes() + a.kv_a_proj_with_mqa.bytes() +
+                 a.kv_b_proj.bytes() + a.o_proj.bytes();
+  if (m.block.is_moe) {
+    bytes += m.block.moe.gate.bytes() + mlp(m.block.moe.shared_experts) +
+             static_cast<size_t>(experts_per_token) * mlp(m.block.moe.experts.front());
+  } else {
+    bytes += mlp(m.block.mlp);
+  }
+  return static_cast<int64_t>(bytes);
+}
+
 Status bench_model(const std::string& dir, int threads, int64_t steps) {
   std::fprintf(stderr, "loading %s\n", dir.c_str());
   MOESERVE_ASSIGN_OR_RETURN(model::LoadedModel loaded,
@@ -113,6 +135,16 @@ Status bench_model(const std::string& dir, int threads, int64_t steps) {
                             engine::Engine::create(shared, options));
   std::printf("%s, %d threads, %lld timed steps\n", dir.c_str(), threads,
               static_cast<long long>(steps));
+  const model::ModelConfig& config = shared->config;
+  const int64_t main_bytes =
+      model::active_weight_bytes(config, model::weight_precision(config)).total();
+  const int64_t mtp_bytes =
+      mtp_position_bytes(shared->weights.mtp.front(), config.num_experts_per_tok);
+  std::printf(
+      "weights read per position: main decode step %.2f MiB, MTP position %.2f MiB; "
+      "bandwidth-bound draft cost per draft %.3f\n",
+      main_bytes / 1048576.0, mtp_bytes / 1048576.0,
+      static_cast<double>(mtp_bytes) / static_cast<double>(main_bytes));
   for (int32_t k = 1; k <= 3; ++k) {
     MOESERVE_ASSIGN_OR_RETURN(const DraftRun run, run_decode(*engine, k, steps));
     const double c = run.draft_step_s / run.main_step_s;
