@@ -12,8 +12,10 @@
 // attach_group_experts() is the engine side of joining: it swaps an
 // ExpertParallelDispatcher over the group into the engine, with the placement read
 // from a file or contiguous blocks. Both `generate` and `serve` run exactly this. With
-// the MTP module loaded its MoE layer is one of the placement's layers (a placement
-// file then has one entry per main MoE layer plus one for it, last, or one for all).
+// the MTP module loaded its MoE layer is one of the placement's layers: a placement file
+// has one entry per main MoE layer plus one for it (last), or one entry for all, or one
+// per main MoE layer only (the operator's, written from the expert-load account, which
+// does not count MTP routing): the MTP layer then takes the last main layer's entry.
 #pragma once
 
 #include <cstdint>

@@ -1,8 +1,8 @@
 // MTP drafting in an expert-parallel group (threads of this process on real gloo
 // groups): rank 0 decodes and drafts, rank 1 follows the group protocol and lends its
 // experts, the MTP block's among them (kMtpForward). The drafts equal one process's, with
-// contiguous blocks and with a placement file that replicates experts (one entry for
-// every MoE layer, the MTP layer's included).
+// contiguous blocks, with a placement file that replicates experts (one entry for every
+// MoE layer, the MTP layer's included), and with a file for the main MoE layers only.
 #include <gtest/gtest.h>
 
 #include <fstream>
@@ -61,7 +61,10 @@ TEST_P(MtpGroup, DraftsOnTwoRanksEqualOneRank) {
     auto engine = testing::make_engine(model);
     auto dispatcher = attach_group_experts(*engine, (*group)->comm(), placement_path);
     ASSERT_TRUE(dispatcher.ok()) << dispatcher.status().to_string();
-    ASSERT_TRUE((*dispatcher)->placement().has_layer(model->config.num_hidden_layers));
+    const parallel::ExpertPlacement& placement = (*dispatcher)->placement();
+    ASSERT_TRUE(placement.has_layer(model->config.num_hidden_layers));
+    EXPECT_EQ(placement.phy2log(model->config.num_hidden_layers),
+              placement.phy2log(model->config.num_hidden_layers - 1));
     if (rank == 1) {
       const Status followed = follow_leader((*group)->comm(), **dispatcher);
       EXPECT_TRUE(followed.ok()) << followed.to_string();
@@ -95,8 +98,15 @@ INSTANTIATE_TEST_SUITE_P(
     Placements, MtpGroup,
     ::testing::Values(
         "",
-        R"({"version":1,"layers":[{"phy2log":[0,1,2,3,4,5,6,7,8,9,10,11,12,13,14,15,0,1,2,3]}]})"),
-    [](const auto& info) { return info.param.empty() ? "Contiguous" : "ReplicatedFromFile"; });
+        R"({"version":1,"layers":[{"phy2log":[0,1,2,3,4,5,6,7,8,9,10,11,12,13,14,15,0,1,2,3]}]})",
+        // One entry per main MoE layer (1 and 2) only: the MTP layer takes layer 2's.
+        R"({"version":1,"layers":[{"phy2log":[0,1,2,3,4,5,6,7,8,9,10,11,12,13,14,15,0,1,2,3]},)"
+        R"({"phy2log":[15,14,13,12,11,10,9,8,7,6,5,4,3,2,1,0,4,5,6,7]}]})"),
+    [](const auto& info) {
+      if (info.param.empty()) return "Contiguous";
+      return info.param.find("15,14") == std::string::npos ? "ReplicatedFromFile"
+                                                           : "MainLayersOnlyFile";
+    });
 
 }  // namespace
 }  // namespace moeserve::engine
