@@ -14,6 +14,7 @@
 #include "common/flags.h"
 #include "common/log.h"
 #include "worker/cli/group_flags.h"
+#include "worker/cli/speculative_flags.h"
 #include "worker/engine/engine.h"
 #include "worker/engine/group_step.h"
 #include "worker/engine/scheduler.h"
@@ -37,6 +38,7 @@ struct GenerateFlags {
   bool json = false;
   bool logits = false;
   bool ignore_eos = false;
+  SpeculativeFlags speculative;
   GroupFlags group;
 };
 
@@ -51,6 +53,7 @@ Status check_flags(const GenerateFlags& f, const FlagSet& flags) {
     return invalid_argument_error("give exactly one of --prompt, --prompt-ids and --batch-file");
   }
   if (f.max_tokens < 0) return invalid_argument_error("--max-tokens must be >= 0");
+  MOESERVE_RETURN_IF_ERROR(check_speculative_flags(f.speculative));
   return check_group_flags(f.group);
 }
 
@@ -193,11 +196,14 @@ Status run_generate(const GenerateFlags& f, const FlagSet& flags) {
 
   // Every prompt runs at once and prefills in the first step, with nothing cached
   // between prompts: the batch is the one the prompts form, whatever the rank count.
+  // A decode step has room for every sequence's drafts.
   engine::SchedulerOptions so;
-  so.max_num_seqs = static_cast<int64_t>(prompts.size());
-  so.max_queue = static_cast<int64_t>(prompts.size());
-  so.max_num_batched_tokens = prompt_tokens;
+  const int64_t batch = static_cast<int64_t>(prompts.size());
+  so.max_num_seqs = batch;
+  so.max_queue = batch;
+  so.max_num_batched_tokens = std::max(prompt_tokens, batch * (1 + f.speculative.num_draft_tokens));
   so.prefix_caching = false;
+  MOESERVE_RETURN_IF_ERROR(configure_speculation(f.speculative, *engine, &so));
   std::optional<engine::LeaderStepper> leader;
   if (group != nullptr) {
     MOESERVE_ASSIGN_OR_RETURN(
@@ -248,6 +254,7 @@ int run_generate_command(const std::vector<std::string>& args) {
   flags.add_bool("logits", &f.logits, "with --json: add the logits at the last prompt position");
   flags.add_bool("ignore-eos", &f.ignore_eos,
                  "do not stop at the model's EOS tokens (always generate --max-tokens)");
+  add_speculative_flags(flags, &f.speculative);
   add_group_flags(flags, &f.group);
   if (Status s = flags.parse(args); !s.ok()) {
     std::cerr << "generate: " << s.message() << "\n" << flags.help();

@@ -4,7 +4,7 @@
 //   generate --model DIR (--prompt TEXT | --prompt-ids 1,2,3 | --batch-file FILE)
 //            [--max-tokens N] [--temperature T] [--top-p P] [--top-k K] [--seed S]
 //            [--threads N] [--kv-cache-tokens N] [--json] [--logits] [--ignore-eos]
-//            [group flags: group_flags.h]
+//            [speculative flags: speculative_flags.h] [group flags: group_flags.h]
 //
 // --prompt-ids are fed exactly as given (no BOS) and need no tokenizer; --prompt is
 // encoded with model::PromptEncoder (BOS first when tokenizer_config.json says

@@ -142,6 +142,7 @@ Status serve(const ServeFlags& f) {
   so.max_num_seqs = f.max_num_seqs;
   so.max_num_batched_tokens = f.max_num_batched_tokens;
   so.max_queue = f.max_queue;
+  MOESERVE_RETURN_IF_ERROR(configure_speculation(f.speculative, *engine, &so));
   std::optional<engine::LeaderStepper> leader;
   if (group) {
     MOESERVE_ASSIGN_OR_RETURN(

@@ -32,10 +32,7 @@ void add_flags(FlagSet& flags, ServeFlags& f, int64_t* pod_index, int64_t* ranks
   flags.add_int("max-body-bytes", &f.max_body_bytes, "largest request body (413 beyond)");
   flags.add_string("precision", &f.precision,
                    "fp8 or bf16: must match the checkpoint (config.json's quantization_config)");
-  flags.add_string("speculative", &f.speculative,
-                   "speculative decoding: none (mtp is refused: it is not implemented yet)");
-  flags.add_int("draft-tokens", &f.draft_tokens,
-                "draft tokens per step: 0 (no speculative decoding exists yet)");
+  add_speculative_flags(flags, &f.speculative);
   add_group_flags(flags, &f.group);
   flags.add_int("pod-index", pod_index, "pod index in the group (rank = index x ranks per pod)",
                 "MOESERVE_POD_INDEX");
@@ -61,17 +58,7 @@ Status check_flags(const ServeFlags& f) {
   if (!f.precision.empty() && f.precision != "fp8" && f.precision != "bf16") {
     return invalid_argument_error("--precision must be fp8 or bf16, not '" + f.precision + "'");
   }
-  if (f.speculative == "mtp") {
-    return invalid_argument_error(
-        "--speculative mtp: MTP speculative decoding is not implemented yet; use none");
-  }
-  if (f.speculative != "none") {
-    return invalid_argument_error("--speculative must be none, not '" + f.speculative + "'");
-  }
-  if (f.draft_tokens != 0) {
-    return invalid_argument_error("--draft-tokens " + std::to_string(f.draft_tokens) +
-                                  ": speculative decoding is not implemented yet; use 0");
-  }
+  MOESERVE_RETURN_IF_ERROR(check_speculative_flags(f.speculative));
   return check_group_flags(f.group);
 }
 

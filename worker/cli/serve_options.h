@@ -6,16 +6,16 @@
 //         [--max-num-batched-tokens 1024] [--max-queue 128] [--threads N]
 //         [--grpc-port P] [--grpc-host 127.0.0.1] [--deployment NAME]
 //         [--shutdown-grace-seconds 30] [--max-body-bytes N]
-//         [--precision fp8|bf16] [--speculative none] [--draft-tokens 0]
+//         [--precision fp8|bf16] [--speculative mtp|ngram|none] [--num-draft-tokens K]
+//         [--speculative-max-batch N]
 //         [--rank R --world-size N --leader HOST:PORT [--placement FILE]
 //          [--collective-timeout-ms T] [--rendezvous-timeout-ms T]]
 //
 // Environment: MOESERVE_RANK, MOESERVE_WORLD_SIZE, MOESERVE_LEADER_ADDR,
 // MOESERVE_DEPLOYMENT (and the others named in --help). Without MOESERVE_RANK/--rank the
 // rank is MOESERVE_POD_INDEX x MOESERVE_RANKS_PER_POD (the operator's pod layout).
-// A world size of 1 is a single process: --leader is then ignored. Speculative
-// decoding does not exist yet: --speculative mtp and --draft-tokens other than 0 are
-// refused (invalid_argument) rather than served without drafts.
+// A world size of 1 is a single process: --leader is then ignored. The speculative
+// flags are speculative_flags.h's.
 #pragma once
 
 #include <cstdint>
@@ -24,6 +24,7 @@
 
 #include "common/status.h"
 #include "worker/cli/group_flags.h"
+#include "worker/cli/speculative_flags.h"
 #include "worker/model/config.h"
 
 namespace moeserve::cli {
@@ -45,10 +46,9 @@ struct ServeFlags {
   std::string deployment = "default";
   double shutdown_grace_seconds = 30;
   int64_t max_body_bytes = 8 << 20;
-  std::string precision;             // "", "fp8" or "bf16": checked against config.json
-  std::string speculative = "none";  // only "none": MTP is refused until it exists
-  int64_t draft_tokens = 0;          // only 0
-  GroupFlags group;                  // rank, world size, leader, placement, timeouts
+  std::string precision;         // "", "fp8" or "bf16": checked against config.json
+  SpeculativeFlags speculative;  // drafter, drafts per step, per-step switch
+  GroupFlags group;              // rank, world size, leader, placement, timeouts
 };
 
 struct ParsedServeFlags {

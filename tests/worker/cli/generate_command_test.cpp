@@ -134,12 +134,40 @@ TEST_F(GenerateCommandTest, PromptIdsWorkWithoutATokenizerAndOmitText) {
   EXPECT_EQ(run_command({"--model", copy.path(), "--prompt", "hi"}).code, 1);
 }
 
+TEST_F(GenerateCommandTest, NgramSpeculationGivesTheSameBatchAsPlainDecoding) {
+  ASSERT_NE(model_, nullptr);
+  moeserve::testing::TempDir dir;
+  moeserve::testing::write_file(dir.file("batch.txt"), "5,6,7,5,6\n9,9,9\n1,2,3,4\n");
+  const std::vector<std::string> base = {
+      "--model",      dir_->path(), "--batch-file", dir.file("batch.txt"),
+      "--max-tokens", "24",         "--ignore-eos", "--json"};
+  const CommandResult plain = run_command(base);
+  ASSERT_EQ(plain.code, 0) << plain.out;
+  for (const std::string k : {"1", "3"}) {
+    std::vector<std::string> args = base;
+    args.insert(args.end(), {"--speculative", "ngram", "--num-draft-tokens", k});
+    const CommandResult spec = run_command(args);
+    ASSERT_EQ(spec.code, 0) << spec.out;
+    EXPECT_EQ(spec.out, plain.out) << "k " << k;
+  }
+  // mtp is refused by the drafter factory, with its reason.
+  std::vector<std::string> mtp = base;
+  mtp.insert(mtp.end(), {"--speculative", "mtp"});
+  EXPECT_EQ(run_command(mtp).code, 1);
+}
+
 TEST_F(GenerateCommandTest, BadFlagsFailWithoutGenerating) {
   EXPECT_EQ(run_command({"--prompt-ids", "1"}).code, 1);  // no --model
   EXPECT_EQ(run_command({"--model", dir_->path(), "--prompt", "a", "--prompt-ids", "1"}).code, 1);
   EXPECT_EQ(run_command({"--model", dir_->path(), "--prompt-ids", "1", "--top-p", "0"}).code, 1);
   EXPECT_EQ(run_command({"--model", dir_->path(), "--prompt-ids", "1,x"}).code, 1);
   EXPECT_EQ(run_command({"--model", dir_->path(), "--prompt-ids", "100000"}).code, 1);
+  EXPECT_EQ(
+      run_command({"--model", dir_->path(), "--prompt-ids", "1", "--speculative", "eagle"}).code,
+      1);
+  EXPECT_EQ(
+      run_command({"--model", dir_->path(), "--prompt-ids", "1", "--num-draft-tokens", "0"}).code,
+      1);
   EXPECT_EQ(run_command({"--bogus"}).code, 2);
 }
 

@@ -41,7 +41,7 @@ TEST_F(ServeOptionsTest, OneRankIsASingleProcessEvenWithALeader) {
   auto parsed = parse_serve_flags({"--model", "/m", "--world-size", "1", "--leader", "h:1"});
   ASSERT_TRUE(parsed.ok());
   EXPECT_FALSE(in_group(parsed->flags));
-  EXPECT_EQ(parsed->flags.speculative, "none");
+  EXPECT_EQ(parsed->flags.speculative.method, "none");
 }
 
 TEST_F(ServeOptionsTest, RefusesInconsistentFlagsNamingTheFlag) {
@@ -56,7 +56,10 @@ TEST_F(ServeOptionsTest, RefusesInconsistentFlagsNamingTheFlag) {
                  "--rank");
   expect_refused({"--model", "/m", "--precision", "int4"}, "--precision");
   expect_refused({"--model", "/m", "--speculative", "eagle"}, "--speculative");
-  expect_refused({"--model", "/m", "--draft-tokens", "2"}, "--draft-tokens");
+  expect_refused({"--model", "/m", "--draft-tokens", "2"}, "draft-tokens");  // renamed
+  expect_refused({"--model", "/m", "--num-draft-tokens", "0"}, "--num-draft-tokens");
+  expect_refused({"--model", "/m", "--num-draft-tokens", "9"}, "--num-draft-tokens");
+  expect_refused({"--model", "/m", "--speculative-max-batch", "-1"}, "--speculative-max-batch");
   expect_refused({"--model", "/m", "--placement", "p.json"}, "--placement");
   expect_refused(
       {"--model", "/m", "--world-size", "2", "--leader", "h:1", "--collective-timeout-ms", "0"},
@@ -64,20 +67,19 @@ TEST_F(ServeOptionsTest, RefusesInconsistentFlagsNamingTheFlag) {
   expect_refused({"--model", "/m", "--no-such-flag"}, "no-such-flag");
 }
 
-TEST_F(ServeOptionsTest, SpeculativeMtpIsRefusedUntilItIsImplemented) {
-  for (const std::vector<std::string>& args :
-       {std::vector<std::string>{"--model", "/m", "--speculative", "mtp"},
-        std::vector<std::string>{"--model", "/m", "--speculative", "mtp", "--draft-tokens", "1"}}) {
-    auto parsed = parse_serve_flags(args);
-    ASSERT_FALSE(parsed.ok());
-    EXPECT_EQ(parsed.status().code(), StatusCode::kInvalidArgument);
-    EXPECT_EQ(parsed.status().message(),
-              "--speculative mtp: MTP speculative decoding is not implemented yet; use none");
+TEST_F(ServeOptionsTest, SpeculativeFlagsNameTheDrafterAndItsDraftsPerStep) {
+  for (const std::string method : {"none", "ngram", "mtp"}) {
+    auto parsed = parse_serve_flags({"--model", "/m", "--speculative", method, "--num-draft-tokens",
+                                     "3", "--speculative-max-batch", "4"});
+    ASSERT_TRUE(parsed.ok()) << parsed.status().to_string();
+    EXPECT_EQ(parsed->flags.speculative.method, method);
+    EXPECT_EQ(parsed->flags.speculative.num_draft_tokens, 3);
+    EXPECT_EQ(parsed->flags.speculative.max_batch, 4);
   }
-  auto parsed =
-      parse_serve_flags({"--model", "/m", "--speculative", "none", "--draft-tokens", "0"});
-  ASSERT_TRUE(parsed.ok()) << parsed.status().to_string();
-  EXPECT_NE(parsed->help_text.find("not implemented yet"), std::string::npos);
+  auto defaults = parse_serve_flags({"--model", "/m"});
+  ASSERT_TRUE(defaults.ok());
+  EXPECT_EQ(defaults->flags.speculative.num_draft_tokens, 1);
+  EXPECT_EQ(defaults->flags.speculative.max_batch, engine::SchedulerOptions{}.spec_max_batch);
 }
 
 TEST_F(ServeOptionsTest, PrecisionMustMatchTheCheckpoint) {

@@ -52,6 +52,11 @@ inline std::vector<float> forward_all(Engine& engine, SequenceKv& seq,
   return out.logits;
 }
 
+// Names the instances of a test suite parameterised by weight precision.
+inline std::string precision_name(const ::testing::TestParamInfo<model::WeightPrecision>& info) {
+  return info.param == model::WeightPrecision::kBf16 ? "Bf16" : "Fp8";
+}
+
 inline std::vector<int32_t> test_prompt(int n, int32_t vocab, int32_t salt = 0) {
   std::vector<int32_t> ids;
   for (int i = 0; i < n; ++i) ids.push_back((i * 37 + 11 + salt * 101) % vocab);
