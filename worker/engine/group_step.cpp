@@ -21,6 +21,11 @@ void install_leader_hooks(LeaderStepper& leader, int64_t collective_timeout_ms,
       std::chrono::milliseconds(std::max<int64_t>(1, collective_timeout_ms / 3));
 }
 
+std::function<Status()> leader_draft_hook(std::optional<LeaderStepper>& leader) {
+  if (!leader.has_value()) return {};
+  return [&leader] { return leader->begin_mtp_forward(); };
+}
+
 Status follow_leader(parallel::Communicator& comm, ExpertParallelDispatcher& dispatcher) {
   for (;;) {
     int64_t value = 0;

@@ -19,6 +19,8 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
+#include <optional>
 #include <string>
 
 #include "common/status.h"
@@ -51,6 +53,11 @@ class LeaderStepper {
 // scheduler.
 void install_leader_hooks(LeaderStepper& leader, int64_t collective_timeout_ms,
                           SchedulerOptions& options);
+
+// The hook a drafter runs before each of its own forwards (make_drafter's
+// before_draft_forward): `leader`'s kMtpForward broadcast, or none outside a group.
+// `leader` must outlive the drafter.
+std::function<Status()> leader_draft_hook(std::optional<LeaderStepper>& leader);
 
 // Ranks > 0: runs until rank 0 sends kStop (ok) or a collective fails.
 Status follow_leader(parallel::Communicator& comm, ExpertParallelDispatcher& dispatcher);

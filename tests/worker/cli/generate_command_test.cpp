@@ -150,10 +150,23 @@ TEST_F(GenerateCommandTest, NgramSpeculationGivesTheSameBatchAsPlainDecoding) {
     ASSERT_EQ(spec.code, 0) << spec.out;
     EXPECT_EQ(spec.out, plain.out) << "k " << k;
   }
-  // mtp is refused by the drafter factory, with its reason.
-  std::vector<std::string> mtp = base;
-  mtp.insert(mtp.end(), {"--speculative", "mtp"});
-  EXPECT_EQ(run_command(mtp).code, 1);
+  // mtp loads the checkpoint's (random) MTP module: drafts mostly rejected, same output.
+  for (const std::string k : {"1", "2"}) {
+    std::vector<std::string> mtp = base;
+    mtp.insert(mtp.end(), {"--speculative", "mtp", "--num-draft-tokens", k});
+    const CommandResult spec = run_command(mtp);
+    ASSERT_EQ(spec.code, 0) << spec.out;
+    EXPECT_EQ(spec.out, plain.out) << "mtp k " << k;
+  }
+}
+
+TEST(GenerateCommandMtpTest, MtpOnAModelWithoutAnMtpModuleIsRefused) {
+  moeserve::testing::TempDir dir;
+  ASSERT_NE(
+      testing::make_tiny_model(dir.path(), {.architecture = model::Architecture::kDeepseekV2}),
+      nullptr);
+  EXPECT_EQ(
+      run_command({"--model", dir.path(), "--prompt-ids", "1,2", "--speculative", "mtp"}).code, 1);
 }
 
 TEST_F(GenerateCommandTest, BadFlagsFailWithoutGenerating) {
