@@ -651,5 +651,53 @@ TEST_F(WorkerServeTest, PrometheusScrapeMatchesTheUsageSent) {
   EXPECT_EQ(w.process->wait(30s), 0);
 }
 
+// --speculative mtp on a tiny model whose MTP module agrees with the main model
+// (fixtures' mtp_agreement 1): greedy completions, streamed and not, equal those of a
+// worker without speculation.
+TEST(WorkerServeMtp, GreedyOutputWithMtpDraftsEqualsPlainDecoding) {
+  TempDir dir;
+  const std::string model_dir = dir.file("agreeing");
+  ASSERT_TRUE(fixtures::write_tiny_model(model_dir, {.seed = 2, .mtp_agreement = 1.0}).ok());
+  moeserve::testing::write_file(dir.file("api-key"), std::string(kApiKey) + "\n");
+  const std::vector<std::string> key = {"--api-key-file", dir.file("api-key")};
+  Worker plain = start_worker(dir, model_dir, "plain", key);
+  std::vector<std::string> mtp_flags = key;
+  mtp_flags.insert(mtp_flags.end(), {"--speculative", "mtp", "--num-draft-tokens", "2"});
+  Worker mtp = start_worker(dir, model_dir, "mtp", mtp_flags);
+  for (int i = 0; i < 4; ++i) {
+    std::vector<int32_t> prompt;
+    for (int t = 0; t < 5 + 7 * i; ++t) prompt.push_back((t * 31 + 17 * i + 3) % 512);
+    json body = {{"model", "tiny"},
+                 {"prompt", prompt},
+                 {"max_tokens", 20},
+                 {"temperature", 0},
+                 {"ignore_eos", true}};
+    const json want = post_json(plain, "/v1/completions", body);
+    const json got = post_json(mtp, "/v1/completions", body);
+    EXPECT_EQ(got["choices"][0]["text"], want["choices"][0]["text"]) << "prompt " << i;
+    body["stream"] = true;
+    const http::ClientResponse streamed = post(mtp, "/v1/completions", body);
+    EXPECT_EQ(streamed_text(stream_chunks(streamed.body))[0], want["choices"][0]["text"])
+        << "prompt " << i << " streamed";
+  }
+}
+
+// A checkpoint without an MTP module is refused at start, with the reason.
+TEST(WorkerServeMtp, ACheckpointWithoutMtpIsRefusedAtStart) {
+  TempDir dir;
+  const std::string model_dir = dir.file("v2");
+  ASSERT_TRUE(
+      fixtures::write_tiny_model(model_dir, {.architecture = model::Architecture::kDeepseekV2})
+          .ok());
+  const std::string log = dir.file("refused.log");
+  const int rc = moeserve::testing::run_command(worker_binary() + " serve --model " + model_dir +
+                                                " --port " + std::to_string(free_port()) +
+                                                " --speculative mtp > " + log + " 2>&1");
+  EXPECT_NE(rc, 0);
+  EXPECT_NE(moeserve::testing::read_file(log).find("num_nextn_predict_layers is 0"),
+            std::string::npos)
+      << moeserve::testing::read_file(log);
+}
+
 }  // namespace
 }  // namespace moeserve
