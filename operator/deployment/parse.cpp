@@ -111,8 +111,10 @@ ModelDeploymentSpec parse_spec(const json& spec, std::vector<FieldError>* errors
 
   JsonReader spec_r = r.child("speculative");
   std::string method(speculative_name(s.speculative.method));
-  read_choice(spec_r, "method", {"none", "mtp"}, &method);
-  s.speculative.method = method == "mtp" ? SpeculativeMethod::kMtp : SpeculativeMethod::kNone;
+  read_choice(spec_r, "method", {"none", "mtp", "ngram"}, &method);
+  s.speculative.method = method == "mtp"     ? SpeculativeMethod::kMtp
+                         : method == "ngram" ? SpeculativeMethod::kNgram
+                                             : SpeculativeMethod::kNone;
   spec_r.read("draftTokens", &s.speculative.draft_tokens);
 
   JsonReader as = r.child("autoscaling");

@@ -69,6 +69,7 @@ WorkerCommand pod_worker_command(const ModelDeployment& md, const GroupLayout& l
   in.port = s.worker.port;
   in.served_model_name = served_model_name(s.model);
   in.precision = s.model.precision;
+  in.speculative = s.speculative;
   in.world_size = layout.ranks_per_group;
   in.leader =
       leader_address(md.metadata.name, md.metadata.namespace_, group, s.worker.rendezvous_port);

@@ -23,7 +23,12 @@ std::string_view precision_name(Precision precision) {
 }
 
 std::string_view speculative_name(SpeculativeMethod method) {
-  return method == SpeculativeMethod::kMtp ? "mtp" : "none";
+  switch (method) {
+    case SpeculativeMethod::kNone: return "none";
+    case SpeculativeMethod::kMtp: return "mtp";
+    case SpeculativeMethod::kNgram: return "ngram";
+  }
+  return "none";
 }
 
 std::optional<ModelSource> parse_model_source(std::string_view source) {

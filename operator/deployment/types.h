@@ -28,12 +28,12 @@ inline constexpr std::string_view kGpuResource = "nvidia.com/gpu";
 inline constexpr size_t kMaxNameLength = 40;
 
 enum class Precision { kFp8, kBf16 };
-// kMtp names the multi-token-prediction drafting the worker does not implement yet:
-// validate() refuses it.
-enum class SpeculativeMethod { kNone, kMtp };
+// The worker's --speculative drafters: the checkpoint's multi-token-prediction module,
+// or prompt lookup over each request's own tokens.
+enum class SpeculativeMethod { kNone, kMtp, kNgram };
 
 std::string_view precision_name(Precision precision);         // "fp8" | "bf16"
-std::string_view speculative_name(SpeculativeMethod method);  // "none" | "mtp"
+std::string_view speculative_name(SpeculativeMethod method);  // "none" | "mtp" | "ngram"
 
 // Where the checkpoint comes from, decoded from spec.model.source.
 struct ModelSource {
@@ -100,7 +100,7 @@ struct WorkerSpec {
 
 struct SpeculativeSpec {
   SpeculativeMethod method = SpeculativeMethod::kNone;
-  int32_t draft_tokens = 1;
+  int32_t draft_tokens = 1;  // the worker's --num-draft-tokens
 };
 
 struct AutoscalingSpec {

@@ -191,9 +191,6 @@ void validate_worker(const ModelDeploymentSpec& s, std::vector<FieldError>* erro
 }
 
 void validate_speculative(const SpeculativeSpec& s, std::vector<FieldError>* errors) {
-  if (s.method == SpeculativeMethod::kMtp) {
-    errors->push_back({"spec.speculative.method", std::string(kMtpNotImplemented)});
-  }
   check_range(errors, "spec.speculative.draftTokens", s.draft_tokens, 1, 8);
 }
 

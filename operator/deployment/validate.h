@@ -13,11 +13,6 @@
 
 namespace moeserve::deployment {
 
-// What spec.speculative.method: mtp is refused with, in the CRD and here: the worker
-// has no MTP drafting yet.
-inline constexpr std::string_view kMtpNotImplemented =
-    "mtp is not implemented yet: MTP speculative decoding is planned, use none";
-
 std::vector<FieldError> validate(const ModelDeploymentSpec& spec);
 std::vector<FieldError> validate_name(std::string_view name);
 

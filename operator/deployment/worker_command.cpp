@@ -33,6 +33,11 @@ WorkerCommand worker_command(const WorkerCommandInput& in) {
               in.served_model_name};
   if (in.precision)
     out.args.insert(out.args.end(), {"--precision", std::string(precision_name(*in.precision))});
+  if (in.speculative.method != SpeculativeMethod::kNone) {
+    out.args.insert(out.args.end(),
+                    {"--speculative", std::string(speculative_name(in.speculative.method)),
+                     "--num-draft-tokens", std::to_string(in.speculative.draft_tokens)});
+  }
   out.args.insert(out.args.end(),
                   {"--world-size", std::to_string(in.world_size), "--leader", in.leader});
   if (!in.placement_path.empty())

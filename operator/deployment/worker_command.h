@@ -4,7 +4,10 @@
 // worker's own flag parser. Pure.
 //
 //   serve --model DIR --host H --port P --served-model-name NAME [--precision fp8|bf16]
+//         [--speculative mtp|ngram --num-draft-tokens K]
 //         --world-size W --leader HOST:PORT [--placement FILE] [--threads T] [extra...]
+// (the speculative flags only when spec.speculative.method is not none, so that specs
+// without speculation render the command line they always did).
 // Environment (MOESERVE_*; user variables are the caller's to add after these):
 //   rank, from the RankSource:
 //     kPodIndex  MOESERVE_POD_INDEX (downward API fieldRef on the pod-index label),
@@ -42,6 +45,7 @@ struct WorkerCommandInput {
   // Absent: not passed, so the worker takes the checkpoint's precision (local mode,
   // where --model may stand in for the spec's source).
   std::optional<Precision> precision;
+  SpeculativeSpec speculative;  // spec.speculative
   int32_t world_size = 1;
   std::string leader;          // rank 0's rendezvous HOST:PORT
   std::string placement_path;  // "": the worker's default placement

@@ -31,6 +31,7 @@ std::vector<GroupProcesses> local_processes(const deployment::ModelDeployment& m
       in.host = options.host;
       in.port = p.http_port;
       in.served_model_name = deployment::served_model_name(md.spec.model);
+      in.speculative = md.spec.speculative;
       in.world_size = world;
       in.leader = leader;
       in.threads = options.threads_per_rank;

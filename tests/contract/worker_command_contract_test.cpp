@@ -185,6 +185,22 @@ TEST(PodContract, SingleRankIsOneProcessWithTheSpecsModelPortAndPrecision) {
   EXPECT_EQ(f.grpc_port, -1);
 }
 
+TEST(PodContract, SpeculativeSpecBecomesTheWorkersDrafterAndDraftsPerStep) {
+  for (const std::string method : {"mtp", "ngram"}) {
+    const deployment::ModelDeployment md = make_deployment(json::parse(
+        R"({"model": {"source": "/opt/models/tiny"}, "worker": {"image": "w"},
+            "speculative": {"method": ")" +
+        method + R"(", "draftTokens": 3}})"));
+    const std::vector<cli::ServeFlags> pods = pods_as_worker(md, 0);
+    ASSERT_EQ(pods.size(), 1u);
+    EXPECT_EQ(pods[0].speculative.method, method);
+    EXPECT_EQ(pods[0].speculative.num_draft_tokens, 3);
+  }
+  const deployment::ModelDeployment plain = make_deployment(
+      json::parse(R"({"model": {"source": "/opt/models/tiny"}, "worker": {"image": "w"}})"));
+  EXPECT_EQ(pods_as_worker(plain, 0)[0].speculative.method, "none");
+}
+
 TEST(PodContract, TwoRankGroupTakesRanksFromThePodIndexAndMeetsAtRankZeroOfItsGroup) {
   const deployment::ModelDeployment md = make_deployment(json::parse(R"({
     "model": {"source": "pvc://models/ds/v3"}, "replicas": 2,
@@ -338,6 +354,22 @@ TEST(LocalContract, EveryRankParsesToItsRankGroupPortAndLeader) {
       EXPECT_EQ(f.precision, "") << "the worker takes the checkpoint's precision";
       EXPECT_EQ(f.grpc_port, -1);
     }
+  }
+}
+
+TEST(LocalContract, SpeculativeSpecReachesEveryRank) {
+  const deployment::ModelDeployment md = make_deployment(json::parse(R"({
+    "model": {"source": "/models/tiny"}, "parallelism": {"expertParallel": 2},
+    "worker": {"image": "w"}, "speculative": {"method": "ngram", "draftTokens": 2}})"));
+  local::LocalOptions options;
+  options.model_dir = "/tmp/model";
+  const std::vector<local::GroupProcesses> groups = local::local_processes(md, 1, options);
+  ASSERT_EQ(groups.size(), 1u);
+  ASSERT_EQ(groups[0].ranks.size(), 2u);
+  for (const local::RankProcess& p : groups[0].ranks) {
+    const cli::ServeFlags f = local_rank_as_worker(p);
+    EXPECT_EQ(f.speculative.method, "ngram");
+    EXPECT_EQ(f.speculative.num_draft_tokens, 2);
   }
 }
 

@@ -196,7 +196,9 @@ def scrape_worker(work_dir):
     ds.run([binary("moeserve-make-tiny-model"), "--out", model], timeout=300)
     port = free_port()
     worker = Process([binary("moeserve-worker"), "serve", "--model", model, "--host", "127.0.0.1",
-                      "--port", str(port), "--served-model-name", "tiny"],
+                      "--port", str(port), "--served-model-name", "tiny",
+                      # drafts, so the speculative-decoding series exist
+                      "--speculative", "ngram", "--num-draft-tokens", "2"],
                      os.path.join(work_dir, "worker.log"))
     base = f"http://127.0.0.1:{port}"
     try:

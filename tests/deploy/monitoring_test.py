@@ -155,7 +155,7 @@ class MonitoringTest(unittest.TestCase):
                          "Inter-token latency (p50 / p95 / p99)",
                          "Queue: running and waiting requests", "KV-cache usage",
                          "Prefix cache hit rate", "Expert load, layer $layer",
-                         "Placement balancedness"]:
+                         "Placement balancedness", "Speculative decoding acceptance"]:
             self.assertIn(required, titles)
         heatmap = [p for p in all_panels(dashboard()) if p["type"] == "heatmap"][0]
         self.assertEqual(heatmap["repeat"], "layer")

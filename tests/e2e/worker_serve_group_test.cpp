@@ -33,26 +33,27 @@ struct Rank {
 };
 
 Rank start_rank(const TempDir& dir, const std::string& model_dir, const std::string& name,
-                std::vector<std::string> env) {
+                std::vector<std::string> env, const std::vector<std::string>& extra_args = {}) {
   Rank r;
   r.port = free_port();
   r.log = dir.file(name + ".log");
-  const std::vector<std::string> argv = {moeserve::testing::bin_dir() + "/moeserve-worker",
-                                         "serve",
-                                         "--model",
-                                         model_dir,
-                                         "--port",
-                                         std::to_string(r.port),
-                                         "--threads",
-                                         "1",
-                                         "--served-model-name",
-                                         "tiny",
-                                         "--precision",
-                                         "bf16",
-                                         "--collective-timeout-ms",
-                                         std::to_string(kCollectiveTimeoutMs),
-                                         "--rendezvous-timeout-ms",
-                                         "30000"};
+  std::vector<std::string> argv = {moeserve::testing::bin_dir() + "/moeserve-worker",
+                                   "serve",
+                                   "--model",
+                                   model_dir,
+                                   "--port",
+                                   std::to_string(r.port),
+                                   "--threads",
+                                   "1",
+                                   "--served-model-name",
+                                   "tiny",
+                                   "--precision",
+                                   "bf16",
+                                   "--collective-timeout-ms",
+                                   std::to_string(kCollectiveTimeoutMs),
+                                   "--rendezvous-timeout-ms",
+                                   "30000"};
+  argv.insert(argv.end(), extra_args.begin(), extra_args.end());
   r.process = std::make_unique<Process>(argv, r.log, env);
   return r;
 }
@@ -74,13 +75,13 @@ std::vector<std::string> group_env(int rank, uint16_t leader_port) {
           "MOESERVE_LEADER_ADDR=127.0.0.1:" + std::to_string(leader_port)};
 }
 
-json greedy_completion(const Rank& r, const std::string& prompt) {
+json greedy_completion(const Rank& r, const std::string& prompt, int max_tokens = 12) {
   http::Client client;
   auto response = client.send(
       {"POST",
        r.url("/v1/completions"),
        {{"Content-Type", "application/json"}},
-       json({{"model", "tiny"}, {"prompt", prompt}, {"max_tokens", 12}, {"temperature", 0}})
+       json({{"model", "tiny"}, {"prompt", prompt}, {"max_tokens", max_tokens}, {"temperature", 0}})
            .dump()});
   EXPECT_TRUE(response.ok() && response->status == 200)
       << (response.ok() ? response->body : response.status().to_string());
@@ -134,6 +135,35 @@ TEST_F(WorkerServeGroupTest, TwoRanksAnswerLikeOneProcessAndStopTogether) {
   single.process->signal(SIGTERM);
   EXPECT_EQ(rank0_.process->wait(30s), 0) << moeserve::testing::read_file(rank0_.log);
   EXPECT_EQ(rank1_.process->wait(30s), 0) << moeserve::testing::read_file(rank1_.log);
+  EXPECT_EQ(single.process->wait(30s), 0);
+}
+
+TEST_F(WorkerServeGroupTest, TwoRanksSpeculatingAnswerLikeOneProcessWithout) {
+  const std::vector<std::string> spec = {"--speculative", "ngram", "--num-draft-tokens", "3"};
+  const uint16_t leader = free_port();
+  Rank spec1 = start_rank(dir_, model_dir_, "spec1", group_env(1, leader), spec);
+  Rank spec0 = start_rank(dir_, model_dir_, "spec0", group_env(0, leader), spec);
+  ASSERT_TRUE(wait_ready(spec0));
+  ASSERT_TRUE(wait_ready(spec1));
+  Rank single = start_rank(dir_, model_dir_, "single", {});
+  ASSERT_TRUE(wait_ready(single));
+  for (const std::string prompt : {"Once upon a time", "the the the the the", "a b a b a b"}) {
+    const json plain = greedy_completion(single, prompt, 40);
+    const json drafted = greedy_completion(spec0, prompt, 40);
+    ASSERT_TRUE(plain.contains("choices") && drafted.contains("choices"));
+    EXPECT_EQ(drafted["choices"][0]["text"], plain["choices"][0]["text"]) << prompt;
+    EXPECT_EQ(drafted["usage"], plain["usage"]);
+  }
+  http::Client client;
+  auto metrics = client.send({"GET", spec0.url("/metrics"), {}, ""});
+  ASSERT_TRUE(metrics.ok());
+  EXPECT_NE(metrics->body.find("moeserve_spec_decode_draft_tokens_total{"), std::string::npos);
+  EXPECT_NE(metrics->body.find("moeserve_spec_decode_accepted_tokens_total{"), std::string::npos);
+  EXPECT_NE(metrics->body.find("position=\"2\""), std::string::npos);
+  spec0.process->signal(SIGTERM);
+  EXPECT_EQ(spec0.process->wait(30s), 0) << moeserve::testing::read_file(spec0.log);
+  EXPECT_EQ(spec1.process->wait(30s), 0) << moeserve::testing::read_file(spec1.log);
+  single.process->signal(SIGTERM);
   EXPECT_EQ(single.process->wait(30s), 0);
 }
 

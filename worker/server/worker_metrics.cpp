@@ -17,6 +17,12 @@ Histogram::BucketBoundaries inter_token_buckets() {
           0.075, 0.1,    0.15,  0.2,  0.3,   0.4,  0.5,   0.75, 1.0,  2.5};
 }
 
+// Adds to `counter` what a scheduler total gained since the last refresh.
+void advance(prometheus::Counter* counter, int64_t now, int64_t& seen) {
+  counter->Increment(static_cast<double>(now - seen));
+  seen = now;
+}
+
 }  // namespace
 
 void add_worker_info(prometheus::Registry& registry, const WorkerInfo& info) {
@@ -116,6 +122,24 @@ WorkerMetrics::WorkerMetrics(const WorkerInfo& info, const engine::Scheduler& sc
     experts_seen_.emplace_back(layer.tokens_per_expert.size(), 0);
   }
 
+  const engine::SchedulerStats stats = scheduler.stats();
+  auto& drafts = prometheus::BuildCounter()
+                     .Name("moeserve_spec_decode_draft_tokens_total")
+                     .Help("Draft tokens verified by speculative decoding, by draft position")
+                     .Labels(base)
+                     .Register(r);
+  auto& accepted = prometheus::BuildCounter()
+                       .Name("moeserve_spec_decode_accepted_tokens_total")
+                       .Help("Draft tokens the main model accepted, by draft position")
+                       .Labels(base)
+                       .Register(r);
+  for (size_t i = 0; i < stats.spec_draft_tokens_by_position.size(); ++i) {
+    spec_draft_counters_.push_back(&drafts.Add({{"position", std::to_string(i)}}));
+    spec_accepted_counters_.push_back(&accepted.Add({{"position", std::to_string(i)}}));
+  }
+  spec_draft_seen_.assign(spec_draft_counters_.size(), 0);
+  spec_accepted_seen_.assign(spec_accepted_counters_.size(), 0);
+
   add_worker_info(r, info);
 }
 
@@ -144,9 +168,12 @@ void WorkerMetrics::refresh() {
   running_->Set(static_cast<double>(stats.running_requests));
   waiting_->Set(static_cast<double>(stats.waiting_requests));
   kv_usage_->Set(stats.kv_cache_usage);
-  prefix_hits_counter_->Increment(
-      static_cast<double>(stats.prefix_cache_hit_tokens_total - prefix_hits_seen_));
-  prefix_hits_seen_ = stats.prefix_cache_hit_tokens_total;
+  advance(prefix_hits_counter_, stats.prefix_cache_hit_tokens_total, prefix_hits_seen_);
+  for (size_t i = 0; i < spec_draft_counters_.size(); ++i) {
+    advance(spec_draft_counters_[i], stats.spec_draft_tokens_by_position[i], spec_draft_seen_[i]);
+    advance(spec_accepted_counters_[i], stats.spec_accepted_tokens_by_position[i],
+            spec_accepted_seen_[i]);
+  }
   for (size_t slot = 0; slot < load.layers.size() && slot < expert_counters_.size(); ++slot) {
     const std::vector<uint64_t>& now = load.layers[slot].tokens_per_expert;
     for (size_t e = 0; e < now.size(); ++e) {

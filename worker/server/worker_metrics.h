@@ -3,9 +3,11 @@
 //
 // Request-level counters and histograms are recorded by the API handlers as requests
 // end; the token counters therefore equal the sum of the `usage` the clients received.
-// Gauges (running, waiting, KV usage), the prefix-cache hit counter and the per-expert
-// token counters (from the scheduler's ExpertLoadRecorder) are refreshed from the
-// scheduler when /metrics is scraped (refresh()). Thread-safe.
+// Gauges (running, waiting, KV usage), the prefix-cache hit counter, the speculative-
+// decoding counters (drafts verified and accepted, labelled by draft position; series
+// only when the scheduler has a drafter) and the per-expert token counters (from the
+// scheduler's ExpertLoadRecorder) are refreshed from the scheduler when /metrics is
+// scraped (refresh()). Thread-safe.
 #pragma once
 
 #include <atomic>
@@ -75,10 +77,14 @@ class WorkerMetrics {
   prometheus::Histogram* e2e_;
   prometheus::Histogram* queue_;
   std::vector<std::vector<prometheus::Counter*>> expert_counters_;  // per MoE layer slot
+  std::vector<prometheus::Counter*> spec_draft_counters_;           // per draft position
+  std::vector<prometheus::Counter*> spec_accepted_counters_;
 
   std::mutex refresh_mutex_;
   int64_t prefix_hits_seen_ = 0;
   std::vector<std::vector<uint64_t>> experts_seen_;
+  std::vector<int64_t> spec_draft_seen_;
+  std::vector<int64_t> spec_accepted_seen_;
   std::atomic<int64_t> prompt_tokens_{0};
   std::atomic<int64_t> generation_tokens_{0};
 };

@@ -288,9 +288,6 @@ std::map<std::string, CelCase> cel_cases() {
       [](json* o) { (*o)["spec"]["worker"]["env"][0]["valueFrom"] = json::object(); },
       "spec.worker.env[0]");
   rule(
-      "self.method != 'mtp'", [](json* o) { (*o)["spec"]["speculative"]["method"] = "mtp"; },
-      "spec.speculative.method");
-  rule(
       "self.minReplicas <= self.maxReplicas",
       [](json* o) { (*o)["spec"]["autoscaling"]["minReplicas"] = 4; },
       "spec.autoscaling.maxReplicas");
@@ -336,17 +333,20 @@ TEST(Crd, EveryCelRuleIsEnforcedByValidate) {
   }
 }
 
-TEST(Crd, RefusesMtpWithTheOperatorsMessage) {
+TEST(Crd, AcceptsEverySpeculativeMethodTheWorkerHas) {
   const json crd = load_crd();
   const json& speculative = spec_schema(crd)["properties"]["speculative"];
-  ASSERT_EQ(speculative["x-kubernetes-validations"].size(), 1u);
-  EXPECT_EQ(speculative["x-kubernetes-validations"][0]["message"],
-            "spec.speculative.method: " + std::string(kMtpNotImplemented));
+  EXPECT_FALSE(speculative.contains("x-kubernetes-validations"));
+  EXPECT_EQ(speculative["properties"]["method"]["enum"],
+            json::parse(R"(["none", "mtp", "ngram"])"));
+  for (const std::string method : {"none", "mtp", "ngram"}) {
+    json object = object_with(valid_spec());
+    object["spec"]["speculative"] = {{"method", method}, {"draftTokens", 3}};
+    EXPECT_TRUE(errors_of(object).empty()) << method << ": " << join_errors(errors_of(object));
+  }
   json object = object_with(valid_spec());
-  object["spec"]["speculative"] = {{"method", "mtp"}};
-  const std::vector<FieldError> errors = errors_of(object);
-  ASSERT_EQ(errors.size(), 1u) << join_errors(errors);
-  EXPECT_EQ(errors[0].to_string(), speculative["x-kubernetes-validations"][0]["message"]);
+  object["spec"]["speculative"] = {{"method", "eagle"}};
+  EXPECT_FALSE(errors_of(object).empty());
 }
 
 std::vector<std::filesystem::path> examples() {

@@ -234,10 +234,6 @@ TEST(Validate, Table) {
       {"same ports",
        [](auto& s) { s.worker.rendezvous_port = 8000; },
        {"spec.worker.rendezvousPort: must differ from spec.worker.port (8000)"}},
-      {"mtp, which the worker does not implement",
-       [](auto& s) { s.speculative.method = SpeculativeMethod::kMtp; },
-       {"spec.speculative.method: mtp is not implemented yet: MTP speculative decoding is "
-        "planned, use none"}},
       {"negative price",
        [](auto& s) { s.cost.gpu_hour_usd = -1; },
        {"spec.cost.gpuHourUsd: must be >= 0"}},
