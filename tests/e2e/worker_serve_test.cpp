@@ -136,6 +136,17 @@ double metric_value(const std::string& body, const std::string& series) {
   return -1;
 }
 
+// Sum of the samples of every series that starts with `prefix` in a /metrics body.
+double metric_sum(const std::string& body, const std::string& prefix) {
+  double sum = 0;
+  for (size_t pos = body.find(prefix); pos != std::string::npos; pos = body.find(prefix, pos + 1)) {
+    if (pos != 0 && body[pos - 1] != '\n') continue;
+    const size_t value = body.find(' ', pos);
+    sum += std::stod(body.substr(value + 1));
+  }
+  return sum;
+}
+
 std::string scrape(const Worker& w) {
   http::Client client;
   auto r = client.send({"GET", w.url("/metrics"), {}, ""});
@@ -680,6 +691,12 @@ TEST(WorkerServeMtp, GreedyOutputWithMtpDraftsEqualsPlainDecoding) {
     EXPECT_EQ(streamed_text(stream_chunks(streamed.body))[0], want["choices"][0]["text"])
         << "prompt " << i << " streamed";
   }
+  // Nearly every draft was accepted (/metrics, summed over draft positions).
+  const std::string metrics = scrape(mtp);
+  const double drafted = metric_sum(metrics, "moeserve_spec_decode_draft_tokens_total{");
+  const double accepted = metric_sum(metrics, "moeserve_spec_decode_accepted_tokens_total{");
+  EXPECT_GT(drafted, 50.0) << metrics;
+  EXPECT_GE(accepted, 0.95 * drafted) << accepted << " of " << drafted;
 }
 
 // A checkpoint without an MTP module is refused at start, with the reason.
