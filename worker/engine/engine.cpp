@@ -202,7 +202,7 @@ Status Engine::run_layer(const Layer& layer, int64_t layer_index, KvCache& cache
 
 void Engine::finish_batch(const std::vector<SequenceInput>& batch, const float* norm,
                           const kernels::WeightView& head, const float* hidden_norm,
-                          ForwardOutput* output) {
+                          const std::vector<bool>& no_logits, ForwardOutput* output) {
   for (size_t s = 0; s < batch.size(); ++s) batch[s].kv->length += spans_[s].count;
   if (output == nullptr) return;
   const model::ModelConfig& c = model_->config;
@@ -215,7 +215,8 @@ void Engine::finish_batch(const std::vector<SequenceInput>& batch, const float* 
   output->num_rows.clear();
   int64_t rows = 0;
   for (size_t s = 0; s < batch.size(); ++s) {
-    const int64_t n = batch[s].all_logits ? spans_[s].count : 1;
+    const bool none = !no_logits.empty() && no_logits[s];
+    const int64_t n = none ? 0 : batch[s].all_logits ? spans_[s].count : 1;
     const int64_t first_token = spans_[s].first + spans_[s].count - n;
     for (int64_t i = 0; i < n; ++i) {
       kernels::rms_norm(x_.data() + (first_token + i) * hidden, norm, hidden, eps,
@@ -226,7 +227,7 @@ void Engine::finish_batch(const std::vector<SequenceInput>& batch, const float* 
     rows += n;
   }
   output->logits.resize(rows * c.vocab_size);
-  kernels::matmul(head, normed_.data(), rows, output->logits.data(), pool_.get());
+  if (rows > 0) kernels::matmul(head, normed_.data(), rows, output->logits.data(), pool_.get());
 
   output->hidden_size = hidden;
   output->hidden_first_row.assign(batch.size(), -1);
@@ -266,7 +267,7 @@ Status Engine::forward(const std::vector<SequenceInput>& batch, ForwardOutput* o
     MOESERVE_RETURN_IF_ERROR(run_layer(layers_[layer], layer, kv_cache_, layer, tokens, output));
   }
   const float* norm = model_->weights.norm.data();
-  finish_batch(batch, norm, lm_head_, norm, output);
+  finish_batch(batch, norm, lm_head_, norm, {}, output);
   return ok_status();
 }
 
@@ -278,7 +279,9 @@ Status Engine::mtp_forward(const std::vector<MtpInput>& batch, ForwardOutput* ou
             : "MTP: the model was loaded without its MTP layers");
   }
   std::vector<SequenceInput> sequences;
+  std::vector<bool> no_logits;
   for (size_t s = 0; s < batch.size(); ++s) {
+    no_logits.push_back(!batch[s].logits);
     if (batch[s].hidden == nullptr) {
       return invalid_argument_error("MTP batch sequence " + std::to_string(s) +
                                     ": no hidden states");
@@ -308,7 +311,7 @@ Status Engine::mtp_forward(const std::vector<MtpInput>& batch, ForwardOutput* ou
 
   if (output != nullptr) output->routing.clear();
   MOESERVE_RETURN_IF_ERROR(run_layer(m.block, m.layer_index, m.kv_cache, 0, tokens, output));
-  finish_batch(sequences, m.shared_head_norm, m.head, nullptr, output);
+  finish_batch(sequences, m.shared_head_norm, m.head, nullptr, no_logits, output);
   return ok_status();
 }
 

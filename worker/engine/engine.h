@@ -68,6 +68,7 @@ struct MtpInput {
   std::span<const int32_t> tokens;  // at least one
   const float* hidden = nullptr;    // [tokens.size(), hidden_size]
   bool all_logits = false;          // logits for every new position, else the last only
+  bool logits = true;               // false: no logits rows at all (num_rows 0)
   bool hidden_states = false;       // also h'_j, the block's output, of every new position
 };
 
@@ -167,10 +168,12 @@ class Engine {
   Status run_layer(const Layer& layer, int64_t layer_index, KvCache& cache, int64_t kv_layer,
                    int64_t tokens, ForwardOutput* output);
   // Advances every sequence's KV length, then fills `output` from x_: logits of the wanted
-  // rows through `norm` and `head`; hidden states through `hidden_norm` (raw x_ when null).
+  // rows through `norm` and `head` (none for a sequence whose `no_logits` entry is set;
+  // empty: every sequence has some); hidden states through `hidden_norm` (raw x_ when
+  // null).
   void finish_batch(const std::vector<SequenceInput>& batch, const float* norm,
                     const kernels::WeightView& head, const float* hidden_norm,
-                    ForwardOutput* output);
+                    const std::vector<bool>& no_logits, ForwardOutput* output);
 
   std::shared_ptr<const model::LoadedModel> model_;
   EngineOptions options_;

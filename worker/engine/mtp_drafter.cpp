@@ -70,8 +70,9 @@ Status MtpDrafter::step(std::span<const DraftInput> inputs, std::vector<Draft>* 
   const int64_t hidden = engine_->config().hidden_size;
   drafts->assign(inputs.size(), Draft{});
 
-  // Catch-up rows of every input, one batch.
+  // Catch-up rows of every input, one batch, run when someone drafts or waits too long.
   std::vector<MtpInput> batch;
+  bool run_now = false;
   std::vector<size_t> batch_input;  // the input of each batch entry
   std::vector<State*> batch_state;
   for (size_t i = 0; i < inputs.size(); ++i) {
@@ -104,14 +105,17 @@ Status MtpDrafter::step(std::span<const DraftInput> inputs, std::vector<Draft>* 
     const int64_t runnable =
         std::clamp<int64_t>(static_cast<int64_t>(in.tokens.size()) - 1 - s.done, 0, rows);
     if (runnable == 0) continue;
+    const bool drafting = in.max_draft > 0 && s.done + runnable == in.committed;
+    run_now = run_now || drafting || runnable >= kMaxWaitingRows;
     batch.push_back(MtpInput{.kv = &s.kv,
                              .tokens = in.tokens.subspan(s.done + 1, runnable),
                              .hidden = s.waiting.data(),
-                             .hidden_states = in.max_draft > 1});
+                             .logits = drafting,
+                             .hidden_states = drafting && in.max_draft > 1});
     batch_input.push_back(i);
     batch_state.push_back(&s);
   }
-  if (batch.empty()) return ok_status();
+  if (!run_now) return ok_status();
 
   const Status ran = run(batch, &output_);
   if (ran.code() == StatusCode::kResourceExhausted) {

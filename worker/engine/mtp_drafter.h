@@ -7,10 +7,14 @@
 // waits until the token after it is known. step() runs ONE batched mtp_forward over every
 // input's runnable rows (positions [done, committed) whose next token is known); the last
 // row of a sequence with max_draft > 0 is position committed - 1, whose logits give
-// draft 1. Drafts 2..max_draft chain the module on its own output: the block's output h'
-// (before shared_head.norm) and the previous draft are the next position's input, one
-// batched mtp_forward per draft depth, as vLLM's MTP proposer does. Chained positions
-// are speculative: the next step truncates the MTP KV back to `done` and overwrites them.
+// draft 1 (the other sequences' rows compute no logits). Catching up is lazy: a step in
+// which no input drafts and none has kMaxWaitingRows runnable rows runs nothing, so
+// steps that do not speculate (the scheduler's per-step switch) cost the drafter
+// nothing, and the rows waiting are caught up, batched, with the next draft. Drafts 2..max_draft
+// chain the module on its own output: the block's output h' (before shared_head.norm) and the
+// previous draft are the next position's input, one batched mtp_forward per draft depth, as vLLM's
+// MTP proposer does. Chained positions are speculative: the next step truncates the MTP KV back to
+// `done` and overwrites them.
 //
 // Drafts are the argmax of the MTP logits under greedy sampling (empty q), else drawn
 // from q = sampling_distribution(logits, the request's SamplingParams) with the
@@ -57,6 +61,9 @@ class MtpDrafter : public Drafter {
   bool needs_hidden() const override { return true; }
   Status step(std::span<const DraftInput> inputs, std::vector<Draft>* drafts) override;
   void release(uint64_t sequence) override;
+
+  // Runnable rows a sequence may keep waiting before a step catches it up anyway.
+  static constexpr int64_t kMaxWaitingRows = 64;
 
   // Sequences it holds state for (tests).
   size_t num_sequences() const { return states_.size(); }

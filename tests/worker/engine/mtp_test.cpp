@@ -255,6 +255,60 @@ TEST(MtpDrafter, ASequenceJoiningMidwayStillDrafts) {
   EXPECT_EQ(engine.mtp_kv_cache().num_free_blocks(), engine.mtp_kv_cache().num_blocks());
 }
 
+// Steps that draft nothing run nothing; the rows they leave waiting are caught up, in
+// one batched forward, with the next draft, which equals a drafter that caught up every
+// step.
+TEST(MtpDrafter, CatchUpWaitsForTheNextDraft) {
+  auto b = build({.seed = 5});
+  ASSERT_NE(b, nullptr);
+  Engine& engine = *b->engine;
+  int forwards = 0;
+  auto lazy = MtpDrafter::create(&engine, [&forwards] {
+    ++forwards;
+    return ok_status();
+  });
+  ASSERT_TRUE(lazy.ok());
+  const int32_t vocab = static_cast<int32_t>(engine.config().vocab_size);
+  const SamplingParams greedy;
+  std::vector<int32_t> tokens = testing::test_prompt(9, vocab, 6);
+  SequenceKv kv;
+  ForwardOutput out;
+  std::vector<int32_t> step = tokens;
+  for (int s = 0; s < 12; ++s) {
+    const int64_t from = kv.length;
+    ASSERT_TRUE(
+        engine.forward({SequenceInput{.kv = &kv, .tokens = step, .hidden_states = true}}, &out)
+            .ok());
+    tokens.push_back(argmax(out.row(0), vocab));
+    const bool draft_now = s % 4 == 3;
+    const DraftInput lazy_in{.sequence = 1,
+                             .tokens = tokens,
+                             .committed = kv.length,
+                             .hidden_from = from,
+                             .hidden = out.hidden_row(0, 0),
+                             .max_draft = draft_now ? 2 : 0,
+                             .sampling = &greedy};
+    DraftInput eager_in = lazy_in;
+    eager_in.sequence = 2;
+    eager_in.max_draft = 2;
+    std::vector<Draft> lazy_drafts, eager_drafts;
+    const int before = forwards;
+    ASSERT_TRUE((*lazy)->step({&lazy_in, 1}, &lazy_drafts).ok());
+    ASSERT_TRUE(b->drafter->step({&eager_in, 1}, &eager_drafts).ok());
+    if (draft_now) {
+      EXPECT_EQ(forwards - before, 2) << "step " << s;  // catch-up + draft 1, then draft 2
+      EXPECT_EQ(lazy_drafts[0].tokens, eager_drafts[0].tokens) << "step " << s;
+    } else {
+      EXPECT_EQ(forwards, before) << "step " << s;
+      EXPECT_TRUE(lazy_drafts[0].tokens.empty());
+    }
+    step = {tokens.back()};
+  }
+  (*lazy)->release(1);
+  b->drafter->release(2);
+  engine.kv_cache().release(kv);
+}
+
 // Temperature > 0: each draft carries its q, the MTP logits through the request's
 // sampling (here top-k 3: q has at most 3 tokens, the draft among them), drawn with the
 // request's Rng (the same seed gives the same drafts).
