@@ -71,7 +71,7 @@ int main(int argc, char** argv) {
   moeserve::FlagSet flags(
       "moeserve-make-tiny-model --out DIR [--arch deepseek_v3|deepseek_v2] "
       "[--precision bf16|fp8] [--seed N] [--preset tiny|bench-1b] [--num-hidden-layers N] "
-      "[--moe-layer-freq N]",
+      "[--moe-layer-freq N] [--mtp-agreement A]",
       "Writes a random model in the Hugging Face layout of DeepSeek-V3/V2 checkpoints "
       "(config.json, sharded safetensors + index, tokenizer.json, tokenizer_config.json, "
       "generation_config.json). Deterministic for a given seed.\n\n" +
@@ -86,6 +86,11 @@ int main(int argc, char** argv) {
   flags.add_int("moe-layer-freq", &options.moe_layer_freq,
                 "config.json moe_layer_freq: layer i >= first_k_dense_replace is MoE when "
                 "i % N == 0, dense otherwise");
+  double mtp_agreement = 1.0;
+  flags.add_double("mtp-agreement", &mtp_agreement,
+                   "in [0, 1]: build the MTP module to agree with the main model on this "
+                   "fraction of tokens (speculative acceptance about A; the main layers' "
+                   "output projections are scaled down for it); omitted: random MTP weights");
   const moeserve::Status parsed = flags.parse(std::vector<std::string>(argv + 1, argv + argc));
   if (flags.help_requested()) {
     std::cout << flags.help();
@@ -112,6 +117,7 @@ int main(int argc, char** argv) {
   options.precision = *p;
   options.preset = *s;
   options.seed = static_cast<uint64_t>(seed);
+  if (flags.is_set("mtp-agreement")) options.mtp_agreement = mtp_agreement;
   const moeserve::Status written = moeserve::fixtures::write_tiny_model(out_dir, options);
   if (!written.ok()) {
     std::cerr << written.to_string() << "\n";
@@ -122,6 +128,9 @@ int main(int argc, char** argv) {
                                         {"precision", precision},
                                         {"preset", preset},
                                         {"seed", seed},
-                                        {"moe_layer_freq", options.moe_layer_freq}});
+                                        {"moe_layer_freq", options.moe_layer_freq},
+                                        {"mtp_agreement", options.mtp_agreement.has_value()
+                                                              ? std::to_string(mtp_agreement)
+                                                              : "random"}});
   return 0;
 }

@@ -138,31 +138,35 @@ TEST_F(WorkerServeGroupTest, TwoRanksAnswerLikeOneProcessAndStopTogether) {
   EXPECT_EQ(single.process->wait(30s), 0);
 }
 
+// ngram, and mtp (the MTP layer's experts sharded over both ranks, rank 1 joining each
+// MTP forward through kMtpForward).
 TEST_F(WorkerServeGroupTest, TwoRanksSpeculatingAnswerLikeOneProcessWithout) {
-  const std::vector<std::string> spec = {"--speculative", "ngram", "--num-draft-tokens", "3"};
-  const uint16_t leader = free_port();
-  Rank spec1 = start_rank(dir_, model_dir_, "spec1", group_env(1, leader), spec);
-  Rank spec0 = start_rank(dir_, model_dir_, "spec0", group_env(0, leader), spec);
-  ASSERT_TRUE(wait_ready(spec0));
-  ASSERT_TRUE(wait_ready(spec1));
   Rank single = start_rank(dir_, model_dir_, "single", {});
   ASSERT_TRUE(wait_ready(single));
-  for (const std::string prompt : {"Once upon a time", "the the the the the", "a b a b a b"}) {
-    const json plain = greedy_completion(single, prompt, 40);
-    const json drafted = greedy_completion(spec0, prompt, 40);
-    ASSERT_TRUE(plain.contains("choices") && drafted.contains("choices"));
-    EXPECT_EQ(drafted["choices"][0]["text"], plain["choices"][0]["text"]) << prompt;
-    EXPECT_EQ(drafted["usage"], plain["usage"]);
+  for (const std::string method : {"ngram", "mtp"}) {
+    const std::vector<std::string> spec = {"--speculative", method, "--num-draft-tokens", "3"};
+    const uint16_t leader = free_port();
+    Rank spec1 = start_rank(dir_, model_dir_, method + "1", group_env(1, leader), spec);
+    Rank spec0 = start_rank(dir_, model_dir_, method + "0", group_env(0, leader), spec);
+    ASSERT_TRUE(wait_ready(spec0)) << method;
+    ASSERT_TRUE(wait_ready(spec1)) << method;
+    for (const std::string prompt : {"Once upon a time", "the the the the the", "a b a b a b"}) {
+      const json plain = greedy_completion(single, prompt, 40);
+      const json drafted = greedy_completion(spec0, prompt, 40);
+      ASSERT_TRUE(plain.contains("choices") && drafted.contains("choices"));
+      EXPECT_EQ(drafted["choices"][0]["text"], plain["choices"][0]["text"]) << method << prompt;
+      EXPECT_EQ(drafted["usage"], plain["usage"]);
+    }
+    http::Client client;
+    auto metrics = client.send({"GET", spec0.url("/metrics"), {}, ""});
+    ASSERT_TRUE(metrics.ok());
+    EXPECT_NE(metrics->body.find("moeserve_spec_decode_draft_tokens_total{"), std::string::npos);
+    EXPECT_NE(metrics->body.find("moeserve_spec_decode_accepted_tokens_total{"), std::string::npos);
+    EXPECT_NE(metrics->body.find("position=\"2\""), std::string::npos);
+    spec0.process->signal(SIGTERM);
+    EXPECT_EQ(spec0.process->wait(30s), 0) << moeserve::testing::read_file(spec0.log);
+    EXPECT_EQ(spec1.process->wait(30s), 0) << moeserve::testing::read_file(spec1.log);
   }
-  http::Client client;
-  auto metrics = client.send({"GET", spec0.url("/metrics"), {}, ""});
-  ASSERT_TRUE(metrics.ok());
-  EXPECT_NE(metrics->body.find("moeserve_spec_decode_draft_tokens_total{"), std::string::npos);
-  EXPECT_NE(metrics->body.find("moeserve_spec_decode_accepted_tokens_total{"), std::string::npos);
-  EXPECT_NE(metrics->body.find("position=\"2\""), std::string::npos);
-  spec0.process->signal(SIGTERM);
-  EXPECT_EQ(spec0.process->wait(30s), 0) << moeserve::testing::read_file(spec0.log);
-  EXPECT_EQ(spec1.process->wait(30s), 0) << moeserve::testing::read_file(spec1.log);
   single.process->signal(SIGTERM);
   EXPECT_EQ(single.process->wait(30s), 0);
 }

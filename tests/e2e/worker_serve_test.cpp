@@ -137,6 +137,17 @@ double metric_value(const std::string& body, const std::string& series) {
   return -1;
 }
 
+// Sum of the samples of every series that starts with `prefix` in a /metrics body.
+double metric_sum(const std::string& body, const std::string& prefix) {
+  double sum = 0;
+  for (size_t pos = body.find(prefix); pos != std::string::npos; pos = body.find(prefix, pos + 1)) {
+    if (pos != 0 && body[pos - 1] != '\n') continue;
+    const size_t value = body.find(' ', pos);
+    sum += std::stod(body.substr(value + 1));
+  }
+  return sum;
+}
+
 std::string scrape(const Worker& w) {
   http::Client client;
   auto r = client.send({"GET", w.url("/metrics"), {}, ""});
@@ -682,6 +693,60 @@ TEST_F(WorkerServeTest, PrometheusScrapeMatchesTheUsageSent) {
   EXPECT_EQ(prometheus.wait(30s), 0);
   w.process->signal(SIGTERM);
   EXPECT_EQ(w.process->wait(30s), 0);
+}
+
+// --speculative mtp on a tiny model whose MTP module agrees with the main model
+// (fixtures' mtp_agreement 1): greedy completions, streamed and not, equal those of a
+// worker without speculation.
+TEST(WorkerServeMtp, GreedyOutputWithMtpDraftsEqualsPlainDecoding) {
+  TempDir dir;
+  const std::string model_dir = dir.file("agreeing");
+  ASSERT_TRUE(fixtures::write_tiny_model(model_dir, {.seed = 2, .mtp_agreement = 1.0}).ok());
+  moeserve::testing::write_file(dir.file("api-key"), std::string(kApiKey) + "\n");
+  const std::vector<std::string> key = {"--api-key-file", dir.file("api-key")};
+  Worker plain = start_worker(dir, model_dir, "plain", key);
+  std::vector<std::string> mtp_flags = key;
+  mtp_flags.insert(mtp_flags.end(), {"--speculative", "mtp", "--num-draft-tokens", "2"});
+  Worker mtp = start_worker(dir, model_dir, "mtp", mtp_flags);
+  for (int i = 0; i < 4; ++i) {
+    std::vector<int32_t> prompt;
+    for (int t = 0; t < 5 + 7 * i; ++t) prompt.push_back((t * 31 + 17 * i + 3) % 512);
+    json body = {{"model", "tiny"},
+                 {"prompt", prompt},
+                 {"max_tokens", 20},
+                 {"temperature", 0},
+                 {"ignore_eos", true}};
+    const json want = post_json(plain, "/v1/completions", body);
+    const json got = post_json(mtp, "/v1/completions", body);
+    EXPECT_EQ(got["choices"][0]["text"], want["choices"][0]["text"]) << "prompt " << i;
+    body["stream"] = true;
+    const http::ClientResponse streamed = post(mtp, "/v1/completions", body);
+    EXPECT_EQ(streamed_text(stream_chunks(streamed.body))[0], want["choices"][0]["text"])
+        << "prompt " << i << " streamed";
+  }
+  // Nearly every draft was accepted (/metrics, summed over draft positions).
+  const std::string metrics = scrape(mtp);
+  const double drafted = metric_sum(metrics, "moeserve_spec_decode_draft_tokens_total{");
+  const double accepted = metric_sum(metrics, "moeserve_spec_decode_accepted_tokens_total{");
+  EXPECT_GT(drafted, 50.0) << metrics;
+  EXPECT_GE(accepted, 0.95 * drafted) << accepted << " of " << drafted;
+}
+
+// A checkpoint without an MTP module is refused at start, with the reason.
+TEST(WorkerServeMtp, ACheckpointWithoutMtpIsRefusedAtStart) {
+  TempDir dir;
+  const std::string model_dir = dir.file("v2");
+  ASSERT_TRUE(
+      fixtures::write_tiny_model(model_dir, {.architecture = model::Architecture::kDeepseekV2})
+          .ok());
+  const std::string log = dir.file("refused.log");
+  const int rc = moeserve::testing::run_command(worker_binary() + " serve --model " + model_dir +
+                                                " --port " + std::to_string(free_port()) +
+                                                " --speculative mtp > " + log + " 2>&1");
+  EXPECT_NE(rc, 0);
+  EXPECT_NE(moeserve::testing::read_file(log).find("num_nextn_predict_layers is 0"),
+            std::string::npos)
+      << moeserve::testing::read_file(log);
 }
 
 }  // namespace

@@ -19,6 +19,8 @@ prints one JSON object:
                   one entry per MoE layer (is_moe_layer)
   route_margins   {"<layer>": [per prompt position: the smallest selection gap]}, the
                   distance of the routing decision from a tie (see route())
+  mtp_logits      with --mtp: [len(prompt) - 1][vocab] logits of the MTP module at
+                  positions 0 .. len(prompt) - 2 (row j: hidden state j, token j + 1)
 """
 
 import argparse
@@ -333,19 +335,41 @@ class Model:
         record[str(layer)] = {"experts": chosen, "margins": margins}
         return out
 
+    def block(self, x, layer, positions, record):
+        """One decoder layer (attention, then MoE or dense MLP, each with its residual)."""
+        p = f"model.layers.{layer}."
+        x = x + self.attention(rms_norm(x, self.w(p + "input_layernorm.weight"), self.eps), layer, positions)
+        h = rms_norm(x, self.w(p + "post_attention_layernorm.weight"), self.eps)
+        return x + (self.moe(h, layer, record) if self.is_moe_layer(layer) else self.mlp(h, p + "mlp."))
+
     def forward(self, ids):
-        """Logits [len(ids), vocab] and the routing record of every MoE layer."""
+        """Logits [len(ids), vocab], the final (normed) hidden states and the routing
+        record of every MoE layer."""
         c = self.config
         x = self.w("model.embed_tokens.weight")[np.asarray(ids)]
         positions = np.arange(len(ids), dtype=np.float64)
         record = {}
         for layer in range(c["num_hidden_layers"]):
-            p = f"model.layers.{layer}."
-            x = x + self.attention(rms_norm(x, self.w(p + "input_layernorm.weight"), self.eps), layer, positions)
-            h = rms_norm(x, self.w(p + "post_attention_layernorm.weight"), self.eps)
-            x = x + (self.moe(h, layer, record) if self.is_moe_layer(layer) else self.mlp(h, p + "mlp."))
+            x = self.block(x, layer, positions, record)
         x = rms_norm(x, self.w("model.norm.weight"), self.eps)
-        return x @ self.w("lm_head.weight").T, record
+        return x @ self.w("lm_head.weight").T, x, record
+
+    def mtp(self, hidden, next_ids):
+        """The first MTP module (DeepSeek-V3 report, section 2.2): its position j combines
+        the main model's final hidden state h_j with the embedding of token j + 1,
+        h'_j = block(eh_proj([enorm(embed(t_{j+1})) ; hnorm(h_j)])), and predicts token
+        j + 2 with shared_head. The module's own embed/head copies when stored, else the
+        main model's."""
+        layer = self.config["num_hidden_layers"]
+        p = f"model.layers.{layer}."
+        embed = p + "embed_tokens.weight" if self.ckpt.has(p + "embed_tokens.weight") else "model.embed_tokens.weight"
+        head = p + "shared_head.head.weight" if self.ckpt.has(p + "shared_head.head.weight") else "lm_head.weight"
+        e = rms_norm(self.w(embed)[np.asarray(next_ids)], self.w(p + "enorm.weight"), self.eps)
+        h = rms_norm(hidden, self.w(p + "hnorm.weight"), self.eps)
+        x = np.concatenate([e, h], axis=-1) @ self.w(p + "eh_proj.weight").T
+        x = self.block(x, layer, np.arange(len(next_ids), dtype=np.float64), {})
+        x = rms_norm(x, self.w(p + "shared_head.norm.weight"), self.eps)
+        return x @ self.w(head).T
 
 
 def main():
@@ -353,11 +377,12 @@ def main():
     parser.add_argument("--model", required=True)
     parser.add_argument("--prompt-ids", required=True)
     parser.add_argument("--max-tokens", type=int, default=16)
+    parser.add_argument("--mtp", action="store_true", help="also mtp_logits")
     args = parser.parse_args()
     prompt = [int(v) for v in args.prompt_ids.split(",")]
     model = Model(args.model)
 
-    logits, record = model.forward(prompt)
+    logits, hidden, record = model.forward(prompt)
     sequence = list(prompt)
     tokens, margins = [], []
     last = logits[-1]
@@ -369,8 +394,12 @@ def main():
         if step + 1 < args.max_tokens:
             last = model.forward(sequence)[0][-1]
 
+    extra = {}
+    if args.mtp:
+        extra["mtp_logits"] = model.mtp(hidden[:-1], prompt[1:]).tolist()
     json.dump(
         {
+            **extra,
             "prompt_ids": prompt,
             "logits": logits.tolist(),
             "tokens": tokens,

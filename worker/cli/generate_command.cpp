@@ -157,7 +157,8 @@ Status run_requests(const GenerateFlags& f, const std::vector<std::vector<int32_
 
 Status run_generate(const GenerateFlags& f, const FlagSet& flags) {
   MOESERVE_RETURN_IF_ERROR(check_flags(f, flags));
-  MOESERVE_ASSIGN_OR_RETURN(RankStart start, join_and_load(f.group, f.model));
+  MOESERVE_ASSIGN_OR_RETURN(RankStart start,
+                            join_and_load(f.group, f.model, needs_mtp_layers(f.speculative)));
   std::unique_ptr<parallel::Group>& group = start.group;
   const model::ModelConfig& config = start.model->config;
 
@@ -203,7 +204,6 @@ Status run_generate(const GenerateFlags& f, const FlagSet& flags) {
   so.max_queue = batch;
   so.max_num_batched_tokens = std::max(prompt_tokens, batch * (1 + f.speculative.num_draft_tokens));
   so.prefix_caching = false;
-  MOESERVE_RETURN_IF_ERROR(configure_speculation(f.speculative, *engine, &so));
   std::optional<engine::LeaderStepper> leader;
   if (group != nullptr) {
     MOESERVE_ASSIGN_OR_RETURN(
@@ -213,6 +213,8 @@ Status run_generate(const GenerateFlags& f, const FlagSet& flags) {
     leader.emplace(group->comm());
     engine::install_leader_hooks(*leader, f.group.collective_timeout_ms, so);
   }
+  MOESERVE_RETURN_IF_ERROR(
+      configure_speculation(f.speculative, *engine, &so, engine::leader_draft_hook(leader)));
   engine::Scheduler scheduler(std::move(engine), so);
   scheduler.start();
   const Status status = run_requests(f, prompts, sampling, encoder, scheduler);

@@ -57,7 +57,8 @@ StatusOr<std::unique_ptr<parallel::Group>> join_group(const GroupFlags& f) {
   return parallel::Group::join(options);
 }
 
-StatusOr<RankStart> join_and_load(const GroupFlags& f, const std::string& model_dir) {
+StatusOr<RankStart> join_and_load(const GroupFlags& f, const std::string& model_dir,
+                                  bool load_mtp) {
   RankStart start;
   if (in_group(f)) {
     log::info("joining the expert-parallel group",
@@ -66,7 +67,7 @@ StatusOr<RankStart> join_and_load(const GroupFlags& f, const std::string& model_
   }
   MOESERVE_ASSIGN_OR_RETURN(
       model::LoadedModel loaded,
-      model::load_model(model_dir, model::BindOptions{.load_mtp = false, .prefault = true}));
+      model::load_model(model_dir, model::BindOptions{.load_mtp = load_mtp, .prefault = true}));
   start.model = std::make_shared<const model::LoadedModel>(std::move(loaded));
   return start;
 }

@@ -41,13 +41,15 @@ bool in_group(const GroupFlags& f);
 StatusOr<std::unique_ptr<parallel::Group>> join_group(const GroupFlags& f);
 
 // A rank's start-up, the same for `generate` and `serve`: joins the group when the
-// flags describe one (group stays null otherwise), then loads the model folder. The
-// group forms first, so the rendezvous timeout covers start-up skew only.
+// flags describe one (group stays null otherwise), then loads the model folder, with
+// its MTP layers when `load_mtp` (every rank of a group alike: the MTP layer's experts
+// are sharded like the others). The group forms first, so the rendezvous timeout covers
+// start-up skew only.
 struct RankStart {
   std::unique_ptr<parallel::Group> group;
   std::shared_ptr<const model::LoadedModel> model;
 };
-StatusOr<RankStart> join_and_load(const GroupFlags& f, const std::string& model_dir);
+StatusOr<RankStart> join_and_load(const GroupFlags& f, const std::string& model_dir, bool load_mtp);
 
 // Prompts of a batch file: one line per prompt, comma-separated token ids; blank lines
 // are ignored. invalid_argument names the file and line.

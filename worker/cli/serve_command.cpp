@@ -139,7 +139,8 @@ Status serve(const ServeFlags& f) {
   const sigset_t signals = block_stop_signals();
   MOESERVE_ASSIGN_OR_RETURN(std::shared_ptr<server::ApiKeys> api_keys,
                             load_api_keys(f.api_key_file));
-  MOESERVE_ASSIGN_OR_RETURN(RankStart start, join_and_load(f.group, f.model));
+  MOESERVE_ASSIGN_OR_RETURN(RankStart start,
+                            join_and_load(f.group, f.model, needs_mtp_layers(f.speculative)));
   std::unique_ptr<parallel::Group>& group = start.group;
   const model::ModelConfig& config = start.model->config;
   MOESERVE_RETURN_IF_ERROR(check_precision(f.precision, config));
@@ -160,7 +161,6 @@ Status serve(const ServeFlags& f) {
   so.max_num_seqs = f.max_num_seqs;
   so.max_num_batched_tokens = f.max_num_batched_tokens;
   so.max_queue = f.max_queue;
-  MOESERVE_RETURN_IF_ERROR(configure_speculation(f.speculative, *engine, &so));
   std::optional<engine::LeaderStepper> leader;
   if (group) {
     MOESERVE_ASSIGN_OR_RETURN(
@@ -170,6 +170,8 @@ Status serve(const ServeFlags& f) {
     leader.emplace(group->comm());
     engine::install_leader_hooks(*leader, f.group.collective_timeout_ms, so);
   }
+  MOESERVE_RETURN_IF_ERROR(
+      configure_speculation(f.speculative, *engine, &so, engine::leader_draft_hook(leader)));
   MOESERVE_ASSIGN_OR_RETURN(server::PromptContext prompt,
                             server::load_prompt_context(f.model, config));
   engine::Scheduler scheduler(std::move(engine), so);

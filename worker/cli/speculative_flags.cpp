@@ -1,6 +1,7 @@
 #include "worker/cli/speculative_flags.h"
 
 #include <string>
+#include <utility>
 
 #include "worker/engine/drafter_factory.h"
 
@@ -31,11 +32,18 @@ Status check_speculative_flags(const SpeculativeFlags& f) {
   return ok_status();
 }
 
+bool needs_mtp_layers(const SpeculativeFlags& f) {
+  StatusOr<engine::SpeculativeMethod> method = engine::parse_speculative_method(f.method);
+  return method.ok() && *method == engine::SpeculativeMethod::kMtp;
+}
+
 Status configure_speculation(const SpeculativeFlags& f, engine::Engine& engine,
-                             engine::SchedulerOptions* options) {
+                             engine::SchedulerOptions* options,
+                             std::function<Status()> before_draft_forward) {
   MOESERVE_ASSIGN_OR_RETURN(engine::SpeculativeMethod method,
                             engine::parse_speculative_method(f.method));
-  MOESERVE_ASSIGN_OR_RETURN(options->drafter, engine::make_drafter(method, engine));
+  MOESERVE_ASSIGN_OR_RETURN(options->drafter,
+                            engine::make_drafter(method, engine, std::move(before_draft_forward)));
   options->num_draft_tokens = static_cast<int32_t>(f.num_draft_tokens);
   options->spec_max_batch = f.max_batch;
   return ok_status();

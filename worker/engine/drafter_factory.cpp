@@ -1,7 +1,9 @@
 #include "worker/engine/drafter_factory.h"
 
 #include <string>
+#include <utility>
 
+#include "worker/engine/mtp_drafter.h"
 #include "worker/engine/ngram_drafter.h"
 
 namespace moeserve::engine {
@@ -23,14 +25,17 @@ std::string_view speculative_method_name(SpeculativeMethod method) {
   return "none";
 }
 
-StatusOr<std::shared_ptr<Drafter>> make_drafter(SpeculativeMethod method, Engine&) {
+StatusOr<std::shared_ptr<Drafter>> make_drafter(SpeculativeMethod method, Engine& engine,
+                                                std::function<Status()> before_draft_forward) {
   switch (method) {
     case SpeculativeMethod::kNone: return std::shared_ptr<Drafter>();
     case SpeculativeMethod::kNgram:
       return std::shared_ptr<Drafter>(std::make_shared<NgramDrafter>());
-    case SpeculativeMethod::kMtp:
-      return failed_precondition_error(
-          "speculative decoding with mtp: the MTP drafter is not built yet; use ngram or none");
+    case SpeculativeMethod::kMtp: {
+      MOESERVE_ASSIGN_OR_RETURN(std::unique_ptr<MtpDrafter> mtp,
+                                MtpDrafter::create(&engine, std::move(before_draft_forward)));
+      return std::shared_ptr<Drafter>(std::move(mtp));
+    }
   }
   return invalid_argument_error("unknown speculative decoding method");
 }

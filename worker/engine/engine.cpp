@@ -40,17 +40,26 @@ StatusOr<std::unique_ptr<Engine>> Engine::create(std::shared_ptr<const model::Lo
   if (options.kv_cache_tokens <= 0) {
     return invalid_argument_error("engine: kv_cache_tokens must be positive");
   }
-  MOESERVE_ASSIGN_OR_RETURN(
-      KvCache cache, KvCache::create(KvCacheConfig{
-                         .num_layers = c.num_hidden_layers,
-                         .latent_dim = c.kv_lora_rank,
-                         .rope_dim = c.qk_rope_head_dim,
-                         .num_blocks = (options.kv_cache_tokens + kBlockSize - 1) / kBlockSize}));
-  return std::unique_ptr<Engine>(new Engine(std::move(model), options, std::move(cache)));
+  const int64_t num_blocks = (options.kv_cache_tokens + kBlockSize - 1) / kBlockSize;
+  MOESERVE_ASSIGN_OR_RETURN(KvCache cache,
+                            KvCache::create(KvCacheConfig{.num_layers = c.num_hidden_layers,
+                                                          .latent_dim = c.kv_lora_rank,
+                                                          .rope_dim = c.qk_rope_head_dim,
+                                                          .num_blocks = num_blocks}));
+  std::optional<KvCache> mtp_cache;
+  if (!model->weights.mtp.empty()) {
+    MOESERVE_ASSIGN_OR_RETURN(mtp_cache,
+                              KvCache::create(KvCacheConfig{.num_layers = 1,
+                                                            .latent_dim = c.kv_lora_rank,
+                                                            .rope_dim = c.qk_rope_head_dim,
+                                                            .num_blocks = num_blocks}));
+  }
+  return std::unique_ptr<Engine>(
+      new Engine(std::move(model), options, std::move(cache), std::move(mtp_cache)));
 }
 
 Engine::Engine(std::shared_ptr<const model::LoadedModel> model, const EngineOptions& options,
-               KvCache kv_cache)
+               KvCache kv_cache, std::optional<KvCache> mtp_kv_cache)
     : model_(std::move(model)),
       options_(options),
       pool_(std::make_unique<kernels::ThreadPool>(options.threads)),
@@ -60,38 +69,55 @@ Engine::Engine(std::shared_ptr<const model::LoadedModel> model, const EngineOpti
       kv_cache_(std::move(kv_cache)),
       attention_(mla_shape_, &rope_, pool_.get()) {
   const model::ModelWeights& w = model_->weights;
-  std::vector<std::vector<MlpWeights>> experts(w.layers.size());
-  for (const model::DecoderLayer& src : w.layers) {
-    Layer layer;
-    layer.input_norm = src.input_layernorm.data();
-    layer.post_attention_norm = src.post_attention_layernorm.data();
-    layer.attention = bind_mla(src.self_attn, mla_shape_);
-    layer.is_moe = src.is_moe;
-    if (src.is_moe) {
-      layer.router = to_view(src.moe.gate);
-      if (!src.moe.e_score_correction_bias.empty()) {
-        layer.router_bias = src.moe.e_score_correction_bias.data();
-      }
-      layer.has_mlp = src.moe.has_shared_experts();
-      if (layer.has_mlp) layer.mlp = mlp_views(src.moe.shared_experts);
-      for (const model::Mlp& e : src.moe.experts) experts[src.index].push_back(mlp_views(e));
-    } else {
-      layer.has_mlp = true;
-      layer.mlp = mlp_views(src.mlp);
-    }
-    layers_.push_back(std::move(layer));
+  // Indexed like the checkpoint: main layers, then the MTP blocks.
+  std::vector<std::vector<MlpWeights>> experts(w.layers.size() + w.mtp.size());
+  for (int64_t index : w.moe_layers()) {
+    for (const model::Mlp& e : w.layer(index).moe.experts) experts[index].push_back(mlp_views(e));
   }
+  for (const model::DecoderLayer& src : w.layers) layers_.push_back(bind_layer(src));
   embed_ = to_view(w.embed_tokens);
   lm_head_ = to_view(w.lm_head);
+  if (mtp_kv_cache.has_value()) {
+    const model::MtpLayer& m = w.mtp.front();
+    mtp_.emplace(Mtp{.embed = to_view(m.embed_tokens),
+                     .enorm = m.enorm.data(),
+                     .hnorm = m.hnorm.data(),
+                     .eh_proj = to_view(m.eh_proj),
+                     .shared_head_norm = m.shared_head_norm.data(),
+                     .head = to_view(m.shared_head_head),
+                     .block = bind_layer(m.block),
+                     .layer_index = m.block.index,
+                     .kv_cache = std::move(*mtp_kv_cache)});
+  }
   dispatcher_ = std::make_unique<LocalExpertDispatcher>(std::move(experts),
                                                         model_->config.hidden_size, pool_.get());
+}
+
+Engine::Layer Engine::bind_layer(const model::DecoderLayer& src) const {
+  Layer layer;
+  layer.input_norm = src.input_layernorm.data();
+  layer.post_attention_norm = src.post_attention_layernorm.data();
+  layer.attention = bind_mla(src.self_attn, mla_shape_);
+  layer.is_moe = src.is_moe;
+  if (src.is_moe) {
+    layer.router = to_view(src.moe.gate);
+    if (!src.moe.e_score_correction_bias.empty()) {
+      layer.router_bias = src.moe.e_score_correction_bias.data();
+    }
+    layer.has_mlp = src.moe.has_shared_experts();
+    if (layer.has_mlp) layer.mlp = mlp_views(src.moe.shared_experts);
+  } else {
+    layer.has_mlp = true;
+    layer.mlp = mlp_views(src.mlp);
+  }
+  return layer;
 }
 
 void Engine::set_dispatcher(std::unique_ptr<ExpertDispatcher> dispatcher) {
   dispatcher_ = std::move(dispatcher);
 }
 
-Status Engine::check_batch(const std::vector<SequenceInput>& batch) const {
+Status Engine::check_batch(const std::vector<SequenceInput>& batch, const KvCache& cache) const {
   std::set<const SequenceKv*> seen;
   int64_t blocks_needed = 0;
   for (size_t s = 0; s < batch.size(); ++s) {
@@ -111,19 +137,35 @@ Status Engine::check_batch(const std::vector<SequenceInput>& batch) const {
     blocks_needed += std::max<int64_t>(
         0, (tokens + kBlockSize - 1) / kBlockSize - static_cast<int64_t>(in.kv->blocks.size()));
   }
-  if (blocks_needed > kv_cache_.num_free_blocks()) {
-    return resource_exhausted_error("KV cache: the batch needs " + std::to_string(blocks_needed) +
-                                    " more blocks of " + std::to_string(kBlockSize) +
-                                    " tokens but only " +
-                                    std::to_string(kv_cache_.num_free_blocks()) + " of " +
-                                    std::to_string(kv_cache_.num_blocks()) + " are free");
+  if (blocks_needed > cache.num_free_blocks()) {
+    return resource_exhausted_error(
+        std::string(&cache == &kv_cache_ ? "KV cache" : "MTP KV cache") + ": the batch needs " +
+        std::to_string(blocks_needed) + " more blocks of " + std::to_string(kBlockSize) +
+        " tokens but only " + std::to_string(cache.num_free_blocks()) + " of " +
+        std::to_string(cache.num_blocks()) + " are free");
   }
   return ok_status();
 }
 
-Status Engine::run_layer(int64_t index, const std::vector<AttentionSpan>& spans, int64_t tokens,
-                         ForwardOutput* output) {
-  const Layer& layer = layers_[index];
+StatusOr<int64_t> Engine::begin_batch(const std::vector<SequenceInput>& batch, KvCache& cache) {
+  MOESERVE_RETURN_IF_ERROR(check_batch(batch, cache));
+  spans_.clear();
+  int64_t tokens = 0;
+  for (const SequenceInput& in : batch) {
+    const int64_t count = static_cast<int64_t>(in.tokens.size());
+    MOESERVE_RETURN_IF_ERROR(cache.reserve(*in.kv, in.kv->length + count));
+    spans_.push_back(AttentionSpan{in.kv, tokens, count, in.kv->length});
+    tokens += count;
+  }
+  const int64_t hidden = model_->config.hidden_size;
+  x_.resize(tokens * hidden);
+  normed_.resize(tokens * hidden);
+  delta_.resize(tokens * hidden);
+  return tokens;
+}
+
+Status Engine::run_layer(const Layer& layer, int64_t layer_index, KvCache& cache, int64_t kv_layer,
+                         int64_t tokens, ForwardOutput* output) {
   const model::ModelConfig& c = model_->config;
   const int64_t hidden = c.hidden_size;
   const float eps = static_cast<float>(c.rms_norm_eps);
@@ -132,7 +174,7 @@ Status Engine::run_layer(int64_t index, const std::vector<AttentionSpan>& spans,
     kernels::rms_norm(x_.data() + t * hidden, layer.input_norm, hidden, eps,
                       normed_.data() + t * hidden);
   }
-  attention_.forward(layer.attention, index, normed_.data(), tokens, spans, kv_cache_,
+  attention_.forward(layer.attention, kv_layer, normed_.data(), tokens, spans_, cache,
                      options_.attention_path, delta_.data());
   kernels::add(x_.data(), delta_.data(), tokens * hidden);
 
@@ -144,10 +186,11 @@ Status Engine::run_layer(int64_t index, const std::vector<AttentionSpan>& spans,
     router_logits_.resize(tokens * c.n_routed_experts);
     kernels::matmul(layer.router, normed_.data(), tokens, router_logits_.data(), pool_.get());
     Routing routing = route(routing_config_, router_logits_.data(), layer.router_bias, tokens);
-    MOESERVE_RETURN_IF_ERROR(dispatcher_->dispatch(index, normed_.data(), routing, delta_.data()));
+    MOESERVE_RETURN_IF_ERROR(
+        dispatcher_->dispatch(layer_index, normed_.data(), routing, delta_.data()));
     kernels::add(x_.data(), delta_.data(), tokens * hidden);
     if (output != nullptr && options_.record_routing) {
-      output->routing.push_back(LayerRouting{index, std::move(routing)});
+      output->routing.push_back(LayerRouting{layer_index, std::move(routing)});
     }
   }
   if (layer.has_mlp) {
@@ -157,55 +200,34 @@ Status Engine::run_layer(int64_t index, const std::vector<AttentionSpan>& spans,
   return ok_status();
 }
 
-Status Engine::forward(const std::vector<SequenceInput>& batch, ForwardOutput* output) {
-  MOESERVE_RETURN_IF_ERROR(check_batch(batch));
+void Engine::finish_batch(const std::vector<SequenceInput>& batch, const float* norm,
+                          const kernels::WeightView& head, const float* hidden_norm,
+                          const std::vector<bool>& no_logits, ForwardOutput* output) {
+  for (size_t s = 0; s < batch.size(); ++s) batch[s].kv->length += spans_[s].count;
+  if (output == nullptr) return;
   const model::ModelConfig& c = model_->config;
   const int64_t hidden = c.hidden_size;
+  const float eps = static_cast<float>(c.rms_norm_eps);
 
-  std::vector<AttentionSpan> spans;
-  int64_t tokens = 0;
-  for (const SequenceInput& in : batch) {
-    const int64_t count = static_cast<int64_t>(in.tokens.size());
-    MOESERVE_RETURN_IF_ERROR(kv_cache_.reserve(*in.kv, in.kv->length + count));
-    spans.push_back(AttentionSpan{in.kv, tokens, count, in.kv->length});
-    tokens += count;
-  }
-
-  x_.resize(tokens * hidden);
-  normed_.resize(tokens * hidden);
-  delta_.resize(tokens * hidden);
-  for (size_t s = 0; s < batch.size(); ++s) {
-    for (int64_t i = 0; i < spans[s].count; ++i) {
-      kernels::dequantize_row(embed_, batch[s].tokens[i],
-                              x_.data() + (spans[s].first + i) * hidden);
-    }
-  }
-
-  if (output != nullptr) output->routing.clear();
-  for (int64_t layer = 0; layer < static_cast<int64_t>(layers_.size()); ++layer) {
-    MOESERVE_RETURN_IF_ERROR(run_layer(layer, spans, tokens, output));
-  }
-  for (size_t s = 0; s < batch.size(); ++s) batch[s].kv->length += spans[s].count;
-  if (output == nullptr) return ok_status();
-
-  // Final norm and lm_head over the rows whose logits are wanted.
+  // Norm and head over the rows whose logits are wanted.
   output->vocab_size = c.vocab_size;
   output->first_row.clear();
   output->num_rows.clear();
   int64_t rows = 0;
   for (size_t s = 0; s < batch.size(); ++s) {
-    const int64_t n = batch[s].all_logits ? spans[s].count : 1;
-    const int64_t first_token = spans[s].first + spans[s].count - n;
+    const bool none = !no_logits.empty() && no_logits[s];
+    const int64_t n = none ? 0 : batch[s].all_logits ? spans_[s].count : 1;
+    const int64_t first_token = spans_[s].first + spans_[s].count - n;
     for (int64_t i = 0; i < n; ++i) {
-      kernels::rms_norm(x_.data() + (first_token + i) * hidden, model_->weights.norm.data(), hidden,
-                        static_cast<float>(c.rms_norm_eps), normed_.data() + (rows + i) * hidden);
+      kernels::rms_norm(x_.data() + (first_token + i) * hidden, norm, hidden, eps,
+                        normed_.data() + (rows + i) * hidden);
     }
     output->first_row.push_back(rows);
     output->num_rows.push_back(n);
     rows += n;
   }
   output->logits.resize(rows * c.vocab_size);
-  kernels::matmul(lm_head_, normed_.data(), rows, output->logits.data(), pool_.get());
+  if (rows > 0) kernels::matmul(head, normed_.data(), rows, output->logits.data(), pool_.get());
 
   output->hidden_size = hidden;
   output->hidden_first_row.assign(batch.size(), -1);
@@ -213,17 +235,83 @@ Status Engine::forward(const std::vector<SequenceInput>& batch, ForwardOutput* o
   for (size_t s = 0; s < batch.size(); ++s) {
     if (!batch[s].hidden_states) continue;
     output->hidden_first_row[s] = hidden_rows;
-    hidden_rows += spans[s].count;
+    hidden_rows += spans_[s].count;
   }
   output->hidden.resize(hidden_rows * hidden);
   for (size_t s = 0; s < batch.size(); ++s) {
     if (output->hidden_first_row[s] < 0) continue;
-    for (int64_t i = 0; i < spans[s].count; ++i) {
-      kernels::rms_norm(x_.data() + (spans[s].first + i) * hidden, model_->weights.norm.data(),
-                        hidden, static_cast<float>(c.rms_norm_eps),
-                        output->hidden.data() + (output->hidden_first_row[s] + i) * hidden);
+    const float* src = x_.data() + spans_[s].first * hidden;
+    float* dst = output->hidden.data() + output->hidden_first_row[s] * hidden;
+    if (hidden_norm == nullptr) {
+      std::copy_n(src, spans_[s].count * hidden, dst);
+      continue;
+    }
+    for (int64_t i = 0; i < spans_[s].count; ++i) {
+      kernels::rms_norm(src + i * hidden, hidden_norm, hidden, eps, dst + i * hidden);
     }
   }
+}
+
+Status Engine::forward(const std::vector<SequenceInput>& batch, ForwardOutput* output) {
+  MOESERVE_ASSIGN_OR_RETURN(const int64_t tokens, begin_batch(batch, kv_cache_));
+  const int64_t hidden = model_->config.hidden_size;
+  for (size_t s = 0; s < batch.size(); ++s) {
+    for (int64_t i = 0; i < spans_[s].count; ++i) {
+      kernels::dequantize_row(embed_, batch[s].tokens[i],
+                              x_.data() + (spans_[s].first + i) * hidden);
+    }
+  }
+
+  if (output != nullptr) output->routing.clear();
+  for (int64_t layer = 0; layer < static_cast<int64_t>(layers_.size()); ++layer) {
+    MOESERVE_RETURN_IF_ERROR(run_layer(layers_[layer], layer, kv_cache_, layer, tokens, output));
+  }
+  const float* norm = model_->weights.norm.data();
+  finish_batch(batch, norm, lm_head_, norm, {}, output);
+  return ok_status();
+}
+
+Status Engine::mtp_forward(const std::vector<MtpInput>& batch, ForwardOutput* output) {
+  if (!mtp_.has_value()) {
+    return failed_precondition_error(
+        model_->config.num_nextn_predict_layers == 0
+            ? "MTP: the checkpoint has no MTP module (num_nextn_predict_layers is 0)"
+            : "MTP: the model was loaded without its MTP layers");
+  }
+  std::vector<SequenceInput> sequences;
+  std::vector<bool> no_logits;
+  for (size_t s = 0; s < batch.size(); ++s) {
+    no_logits.push_back(!batch[s].logits);
+    if (batch[s].hidden == nullptr) {
+      return invalid_argument_error("MTP batch sequence " + std::to_string(s) +
+                                    ": no hidden states");
+    }
+    sequences.push_back(SequenceInput{.kv = batch[s].kv,
+                                      .tokens = batch[s].tokens,
+                                      .all_logits = batch[s].all_logits,
+                                      .hidden_states = batch[s].hidden_states});
+  }
+  Mtp& m = *mtp_;
+  MOESERVE_ASSIGN_OR_RETURN(const int64_t tokens, begin_batch(sequences, m.kv_cache));
+  const model::ModelConfig& c = model_->config;
+  const int64_t hidden = c.hidden_size;
+  const float eps = static_cast<float>(c.rms_norm_eps);
+
+  // eh_proj's input per row: [enorm(embed(t_{j+1})) ; hnorm(h_j)].
+  mtp_in_.resize(tokens * 2 * hidden);
+  for (size_t s = 0; s < batch.size(); ++s) {
+    for (int64_t i = 0; i < spans_[s].count; ++i) {
+      float* row = mtp_in_.data() + (spans_[s].first + i) * 2 * hidden;
+      kernels::dequantize_row(m.embed, batch[s].tokens[i], delta_.data());
+      kernels::rms_norm(delta_.data(), m.enorm, hidden, eps, row);
+      kernels::rms_norm(batch[s].hidden + i * hidden, m.hnorm, hidden, eps, row + hidden);
+    }
+  }
+  kernels::matmul(m.eh_proj, mtp_in_.data(), tokens, x_.data(), pool_.get());
+
+  if (output != nullptr) output->routing.clear();
+  MOESERVE_RETURN_IF_ERROR(run_layer(m.block, m.layer_index, m.kv_cache, 0, tokens, output));
+  finish_batch(sequences, m.shared_head_norm, m.head, nullptr, no_logits, output);
   return ok_status();
 }
 

@@ -28,33 +28,35 @@ StatusOr<std::unique_ptr<ExpertParallelDispatcher>> ExpertParallelDispatcher::cr
                                   " ranks but the group has " + std::to_string(comm->size()));
   }
   if (placement.num_experts() != config.n_routed_experts ||
-      placement.moe_layers() != config.moe_layers()) {
+      placement.moe_layers() != weights.moe_layers()) {
     return invalid_argument_error("expert parallel: the placement does not match the model's " +
                                   std::to_string(config.n_routed_experts) +
-                                  " routed experts and MoE layers");
+                                  " routed experts and MoE layers (MTP layers included when "
+                                  "loaded)");
   }
-  std::vector<std::vector<MlpWeights>> local(weights.layers.size());
+  std::vector<std::vector<MlpWeights>> local(weights.layers.size() + weights.mtp.size());
   const int64_t first = placement.first_slot(comm->rank());
   for (int64_t layer : placement.moe_layers()) {
     const std::vector<int32_t>& phy2log = placement.phy2log(layer);
     for (int64_t s = first; s < first + placement.slots_per_rank(); ++s) {
-      const model::Mlp& e = weights.layers[layer].moe.experts[phy2log[s]];
+      const model::Mlp& e = weights.layer(layer).moe.experts[phy2log[s]];
       local[layer].push_back(
           MlpWeights{to_view(e.gate_proj), to_view(e.up_proj), to_view(e.down_proj)});
     }
   }
-  return std::unique_ptr<ExpertParallelDispatcher>(
-      new ExpertParallelDispatcher(comm, std::move(placement), std::move(local), config.hidden_size,
-                                   config.num_experts_per_tok, pool));
+  return std::unique_ptr<ExpertParallelDispatcher>(new ExpertParallelDispatcher(
+      comm, std::move(placement), std::move(local), config.num_hidden_layers, config.hidden_size,
+      config.num_experts_per_tok, pool));
 }
 
 ExpertParallelDispatcher::ExpertParallelDispatcher(
     parallel::Communicator* comm, parallel::ExpertPlacement placement,
-    std::vector<std::vector<MlpWeights>> local_experts, int64_t hidden, int64_t top_k,
-    kernels::ThreadPool* pool)
+    std::vector<std::vector<MlpWeights>> local_experts, int64_t num_main_layers, int64_t hidden,
+    int64_t top_k, kernels::ThreadPool* pool)
     : comm_(comm),
       placement_(std::move(placement)),
       local_(std::move(local_experts), hidden, pool),
+      num_main_layers_(num_main_layers),
       hidden_(hidden),
       top_k_(top_k) {}
 
@@ -155,10 +157,11 @@ Status ExpertParallelDispatcher::dispatch(int64_t layer, const float* x, const R
   return ok_status();
 }
 
-Status ExpertParallelDispatcher::idle_step() {
+Status ExpertParallelDispatcher::idle_layers(bool mtp) {
   Routing none;
   none.top_k = top_k_;
   for (int64_t layer : placement_.moe_layers()) {
+    if ((layer >= num_main_layers_) != mtp) continue;
     MOESERVE_RETURN_IF_ERROR(dispatch(layer, nullptr, none, nullptr));
   }
   return ok_status();

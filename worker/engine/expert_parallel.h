@@ -2,6 +2,10 @@
 // ranks of a parallel::Group by an ExpertPlacement, while attention, dense layers and
 // shared experts run data-parallel (each rank forwards its own sequences).
 //
+// The sharded layers are the model's bound MoE layers (ModelWeights::moe_layers()): the
+// MTP module's MoE block too when it is loaded, under its checkpoint layer index, so a
+// placement covers it like any other layer.
+//
 // ExpertParallelDispatcher replaces the engine's local dispatch. At each MoE layer:
 //   1. dispatch: each (token, expert) assignment goes to the slot choose_slot() picks
 //      (replicas split tokens round-robin); the token's hidden state (f32) with the
@@ -40,26 +44,32 @@ namespace moeserve::engine {
 class ExpertParallelDispatcher : public ExpertDispatcher {
  public:
   // `comm` and `pool` must outlive the dispatcher; `weights` too (views into them).
-  // invalid_argument when the placement's layers are not config.moe_layers().
+  // invalid_argument when the placement's layers are not weights.moe_layers().
   static StatusOr<std::unique_ptr<ExpertParallelDispatcher>> create(
       parallel::Communicator* comm, parallel::ExpertPlacement placement,
       const model::ModelConfig& config, const model::ModelWeights& weights,
       kernels::ThreadPool* pool);
 
   Status dispatch(int64_t layer, const float* x, const Routing& routing, float* out) override;
-  // Joins every MoE layer's collectives with no tokens of its own.
-  Status idle_step();
+  // Joins every main MoE layer's collectives with no tokens of its own (an engine
+  // forward on another rank).
+  Status idle_step() { return idle_layers(/*mtp=*/false); }
+  // The same for the MTP layers' MoE (an Engine::mtp_forward on another rank).
+  Status idle_mtp_step() { return idle_layers(/*mtp=*/true); }
 
   const parallel::ExpertPlacement& placement() const { return placement_; }
 
  private:
   ExpertParallelDispatcher(parallel::Communicator* comm, parallel::ExpertPlacement placement,
-                           std::vector<std::vector<MlpWeights>> local_experts, int64_t hidden,
-                           int64_t top_k, kernels::ThreadPool* pool);
+                           std::vector<std::vector<MlpWeights>> local_experts,
+                           int64_t num_main_layers, int64_t hidden, int64_t top_k,
+                           kernels::ThreadPool* pool);
+  Status idle_layers(bool mtp);
 
   parallel::Communicator* comm_;
   parallel::ExpertPlacement placement_;
   LocalExpertDispatcher local_;  // this rank's slots, by local slot index
+  int64_t num_main_layers_;      // layers at or past this index are MTP layers
   int64_t hidden_;
   int64_t top_k_;
   // Scratch.

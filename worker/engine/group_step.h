@@ -3,17 +3,24 @@
 //
 // Before each engine forward rank 0 broadcasts kForward and each follower answers with
 // ExpertParallelDispatcher::idle_step(), so every rank joins that forward's MoE
-// collectives. While idle, rank 0 sends kHeartbeat at least every collective timeout / 3
-// so that the followers' wait never times out; kStop ends follow_leader() with ok. A
-// lost leader fails the follower's wait (and a lost follower fails rank 0's next step)
-// within the collective timeout, naming the rank.
+// collectives; before each Engine::mtp_forward (the MTP drafter's) it broadcasts
+// kMtpForward and the followers answer with idle_mtp_step(). While idle, rank 0 sends kHeartbeat at
+// least every collective timeout / 3 so that the followers' wait never times out; kStop ends
+// follow_leader() with ok. A lost leader fails the follower's wait (and a lost follower fails rank
+// 0's next step) within the collective timeout, naming the rank.
 //
 // attach_group_experts() is the engine side of joining: it swaps an
 // ExpertParallelDispatcher over the group into the engine, with the placement read
-// from a file or contiguous blocks. Both `generate` and `serve` run exactly this.
+// from a file or contiguous blocks. Both `generate` and `serve` run exactly this. With
+// the MTP module loaded its MoE layer is one of the placement's layers: a placement file
+// has one entry per main MoE layer plus one for it (last), or one entry for all, or one
+// per main MoE layer only (the operator's, written from the expert-load account, which
+// does not count MTP routing): the MTP layer then takes the last main layer's entry.
 #pragma once
 
 #include <cstdint>
+#include <functional>
+#include <optional>
 #include <string>
 
 #include "common/status.h"
@@ -24,7 +31,7 @@
 
 namespace moeserve::engine {
 
-enum class StepKind : int64_t { kForward = 1, kHeartbeat = 2, kStop = 3 };
+enum class StepKind : int64_t { kForward = 1, kHeartbeat = 2, kStop = 3, kMtpForward = 4 };
 
 // Rank 0 side. Not thread-safe: the scheduler thread calls it, before each
 // engine.forward() and when idle; stop() once, after the scheduler stopped.
@@ -32,6 +39,7 @@ class LeaderStepper {
  public:
   explicit LeaderStepper(parallel::Communicator& comm) : comm_(comm) {}
   Status begin_forward() { return send(StepKind::kForward); }
+  Status begin_mtp_forward() { return send(StepKind::kMtpForward); }
   Status heartbeat() { return send(StepKind::kHeartbeat); }
   Status stop() { return send(StepKind::kStop); }
 
@@ -45,6 +53,11 @@ class LeaderStepper {
 // scheduler.
 void install_leader_hooks(LeaderStepper& leader, int64_t collective_timeout_ms,
                           SchedulerOptions& options);
+
+// The hook a drafter runs before each of its own forwards (make_drafter's
+// before_draft_forward): `leader`'s kMtpForward broadcast, or none outside a group.
+// `leader` must outlive the drafter.
+std::function<Status()> leader_draft_hook(std::optional<LeaderStepper>& leader);
 
 // Ranks > 0: runs until rank 0 sends kStop (ok) or a collective fails.
 Status follow_leader(parallel::Communicator& comm, ExpertParallelDispatcher& dispatcher);

@@ -309,6 +309,22 @@ size_t Linear::bytes() const {
   return n;
 }
 
+const DecoderLayer& ModelWeights::layer(int64_t index) const {
+  const int64_t main = static_cast<int64_t>(layers.size());
+  return index < main ? layers[index] : mtp[index - main].block;
+}
+
+std::vector<int64_t> ModelWeights::moe_layers() const {
+  std::vector<int64_t> out;
+  for (const DecoderLayer& l : layers) {
+    if (l.is_moe) out.push_back(l.index);
+  }
+  for (const MtpLayer& m : mtp) {
+    if (m.block.is_moe) out.push_back(m.block.index);
+  }
+  return out;
+}
+
 StatusOr<ModelWeights> bind_weights(const ModelConfig& config,
                                     const SafetensorsCheckpoint& checkpoint,
                                     const BindOptions& options) {

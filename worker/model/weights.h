@@ -105,6 +105,13 @@ struct ModelWeights {
   std::vector<MtpLayer> mtp;
   size_t bound_bytes = 0;  // bytes of all bound tensors (shared ones once)
   int64_t bound_tensors = 0;
+
+  // Decoder layer `index` in the checkpoint's numbering: a main layer, or the block of
+  // MTP module index - layers.size(). Precondition: index < layers.size() + mtp.size().
+  const DecoderLayer& layer(int64_t index) const;
+  // The bound layers with a DeepSeekMoE block, ascending: ModelConfig::moe_layers(), then
+  // the MoE blocks of the loaded MTP modules (what expert parallelism shards).
+  std::vector<int64_t> moe_layers() const;
 };
 
 struct BindOptions {

@@ -8,7 +8,9 @@
 #include <cmath>
 #include <cstdlib>
 #include <ostream>
+#include <span>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include <nlohmann/json.hpp>
@@ -40,7 +42,7 @@ std::string python_with_numpy() {
 }
 
 nlohmann::json run_reference(const std::string& model_dir, const std::vector<int32_t>& prompt,
-                             int max_tokens) {
+                             int max_tokens, const std::string& extra_args = "") {
   const std::string python = python_with_numpy();
   EXPECT_FALSE(python.empty()) << "python3 with numpy is needed (Debian python3-numpy)";
   std::string ids;
@@ -52,7 +54,7 @@ nlohmann::json run_reference(const std::string& model_dir, const std::vector<int
   const std::string command = python + " " + moeserve::testing::source_dir() +
                               "/tests/reference/deepseek_ref.py --model " + model_dir +
                               " --prompt-ids " + ids + " --max-tokens " +
-                              std::to_string(max_tokens) + " > " + out;
+                              std::to_string(max_tokens) + " " + extra_args + " > " + out;
   EXPECT_EQ(std::system(command.c_str()), 0) << command;
   return nlohmann::json::parse(moeserve::testing::read_file(out), nullptr, false);
 }
@@ -149,6 +151,68 @@ INSTANTIATE_TEST_SUITE_P(
         Case{model::Architecture::kDeepseekV3, model::WeightPrecision::kBf16, "V3Bf16Freq2", 5, 2},
         Case{model::Architecture::kDeepseekV3, model::WeightPrecision::kFp8, "V3Fp8Freq2", 5, 2}),
     [](const auto& info) { return std::string(info.param.name); });
+
+// The MTP module (Engine::mtp_forward over the engine's own final hidden states) against
+// the reference's, at every position of a prompt, BF16 and FP8; same tolerances as the
+// main model's logits (one more layer and eh_proj).
+class MtpReferenceTest : public ::testing::TestWithParam<Case> {};
+
+TEST_P(MtpReferenceTest, MtpLogitsMatchTheNumpyReference) {
+  moeserve::testing::TempDir dir;
+  auto model = testing::make_tiny_model(
+      dir.path(), {.architecture = GetParam().arch, .precision = GetParam().precision, .seed = 12},
+      /*load_mtp=*/true);
+  ASSERT_NE(model, nullptr);
+  const model::ModelConfig& c = model->config;
+  const auto prompt = testing::test_prompt(29, static_cast<int32_t>(c.vocab_size), 4);
+  const nlohmann::json ref = run_reference(dir.path(), prompt, 1, "--mtp");
+  ASSERT_TRUE(ref.is_object()) << "reference output is not JSON";
+  const auto& ref_logits = ref["mtp_logits"];
+  ASSERT_EQ(ref_logits.size(), prompt.size() - 1);
+
+  auto engine = testing::make_engine(model);
+  SequenceKv seq;
+  ForwardOutput main_out;
+  ASSERT_TRUE(
+      engine
+          ->forward({SequenceInput{.kv = &seq, .tokens = prompt, .hidden_states = true}}, &main_out)
+          .ok());
+  SequenceKv mtp_seq;
+  ForwardOutput out;
+  const std::vector<int32_t> next(prompt.begin() + 1, prompt.end());
+  // Two chunks, so the second attends to MTP KV the first wrote.
+  const size_t split = next.size() / 2;
+  std::vector<float> logits;
+  for (auto [from, to] : {std::pair<size_t, size_t>{0, split}, {split, next.size()}}) {
+    const Status status = engine->mtp_forward(
+        {MtpInput{.kv = &mtp_seq,
+                  .tokens = std::span<const int32_t>(next).subspan(from, to - from),
+                  .hidden = main_out.hidden_row(0, static_cast<int64_t>(from)),
+                  .all_logits = true}},
+        &out);
+    ASSERT_TRUE(status.ok()) << status.to_string();
+    logits.insert(logits.end(), out.logits.begin(), out.logits.end());
+  }
+  ASSERT_EQ(mtp_seq.length, static_cast<int64_t>(next.size()));
+  double worst = 0.0;
+  for (size_t t = 0; t < next.size(); ++t) {
+    for (int64_t v = 0; v < c.vocab_size; ++v) {
+      const double expected = ref_logits[t][v].get<double>();
+      const double error = std::fabs(logits[t * c.vocab_size + v] - expected);
+      worst = std::max(worst, error);
+      ASSERT_LE(error, kLogitAbsTolerance + kLogitRelTolerance * std::fabs(expected))
+          << "MTP position " << t << " token " << v;
+    }
+  }
+  RecordProperty("worst_mtp_logit_error", std::to_string(worst));
+}
+
+INSTANTIATE_TEST_SUITE_P(Models, MtpReferenceTest,
+                         ::testing::Values(Case{model::Architecture::kDeepseekV3,
+                                                model::WeightPrecision::kBf16, "V3Bf16"},
+                                           Case{model::Architecture::kDeepseekV3,
+                                                model::WeightPrecision::kFp8, "V3Fp8"}),
+                         [](const auto& info) { return std::string(info.param.name); });
 
 }  // namespace
 }  // namespace moeserve::engine

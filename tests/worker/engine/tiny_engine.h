@@ -17,10 +17,10 @@
 namespace moeserve::engine::testing {
 
 inline std::shared_ptr<const model::LoadedModel> make_tiny_model(
-    const std::string& dir, const fixtures::TinyModelOptions& options) {
+    const std::string& dir, const fixtures::TinyModelOptions& options, bool load_mtp = false) {
   const Status written = fixtures::write_tiny_model(dir, options);
   EXPECT_TRUE(written.ok()) << written.to_string();
-  auto loaded = model::load_model(dir, model::BindOptions{.load_mtp = false, .prefault = false});
+  auto loaded = model::load_model(dir, model::BindOptions{.load_mtp = load_mtp, .prefault = false});
   EXPECT_TRUE(loaded.ok()) << loaded.status().to_string();
   if (!loaded.ok()) return nullptr;
   return std::make_shared<const model::LoadedModel>(std::move(loaded).value());
