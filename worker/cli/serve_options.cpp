@@ -1,6 +1,7 @@
 #include "worker/cli/serve_options.h"
 
 #include "common/flags.h"
+#include "worker/server/openai_server.h"
 
 namespace moeserve::cli {
 namespace {
@@ -36,6 +37,9 @@ void add_flags(FlagSet& flags, ServeFlags& f, int64_t* pod_index, int64_t* ranks
                    "speculative decoding: none (mtp is refused: it is not implemented yet)");
   flags.add_int("draft-tokens", &f.draft_tokens,
                 "draft tokens per step: 0 (no speculative decoding exists yet)");
+  flags.add_string("reasoning-parser", &f.reasoning_parser,
+                   "chat output split into reasoning_content at </think>: auto (DeepSeek-R1-style "
+                   "templates), none, or think (always)");
   add_group_flags(flags, &f.group);
   flags.add_int("pod-index", pod_index, "pod index in the group (rank = index x ranks per pod)",
                 "MOESERVE_POD_INDEX");
@@ -71,6 +75,10 @@ Status check_flags(const ServeFlags& f) {
   if (f.draft_tokens != 0) {
     return invalid_argument_error("--draft-tokens " + std::to_string(f.draft_tokens) +
                                   ": speculative decoding is not implemented yet; use 0");
+  }
+  if (Status reasoning = server::parse_reasoning_mode(f.reasoning_parser).status();
+      !reasoning.ok()) {
+    return invalid_argument_error("--reasoning-parser: " + reasoning.message());
   }
   return check_group_flags(f.group);
 }

@@ -45,10 +45,11 @@ struct ServeFlags {
   std::string deployment = "default";
   double shutdown_grace_seconds = 30;
   int64_t max_body_bytes = 8 << 20;
-  std::string precision;             // "", "fp8" or "bf16": checked against config.json
-  std::string speculative = "none";  // only "none": MTP is refused until it exists
-  int64_t draft_tokens = 0;          // only 0
-  GroupFlags group;                  // rank, world size, leader, placement, timeouts
+  std::string precision;                  // "", "fp8" or "bf16": checked against config.json
+  std::string speculative = "none";       // only "none": MTP is refused until it exists
+  int64_t draft_tokens = 0;               // only 0
+  std::string reasoning_parser = "auto";  // auto, none or think (chat reasoning_content)
+  GroupFlags group;                       // rank, world size, leader, placement, timeouts
 };
 
 struct ParsedServeFlags {
