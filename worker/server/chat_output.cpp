@@ -226,7 +226,10 @@ bool ChatOutputParser::step_deepseek(bool final, ChoiceOutput* out) {
     case State::kCallArguments: {
       const size_t end = held_.find(kCallEnd);
       if (end == std::string::npos && !final) {
-        const size_t keep = std::max(partial_suffix(held_, kCallEnd), trailing_fence(held_));
+        // A possible start of the end marker, and the fence or blanks before it.
+        const size_t marker = partial_suffix(held_, kCallEnd);
+        const size_t keep =
+            marker + trailing_fence(std::string_view(held_).substr(0, held_.size() - marker));
         add_arguments(std::string_view(held_).substr(0, held_.size() - keep), out);
         held_.erase(0, held_.size() - keep);
         return false;
