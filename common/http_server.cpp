@@ -396,8 +396,8 @@ void Session::dispatch_request() {
   const Handler* handler = server_->find_route(request->method, request->path, &status, &allow);
   if (!handler) {
     const auto& custom = server_->options.error_response;
-    Response r = custom ? custom(status, reason_body(status))
-                        : text_response(status, reason_body(status));
+    Response r =
+        custom ? custom(status, reason_body(status)) : text_response(status, reason_body(status));
     if (!allow.empty()) r.headers.emplace_back("Allow", allow);
     handling_ = true;
     response_done_ = false;
