@@ -382,20 +382,24 @@ std::optional<ApiError> OpenAiApi::check_api_key(const http::Request& request) c
                    "invalid_request_error", "invalid_api_key");
 }
 
-void OpenAiApi::send_error(http::Responder& responder, const ApiError& error) const {
+http::Response OpenAiApi::error_response(const ApiError& error) const {
   http::Response r = http::json_response(error.status, error_body(error));
   if (error.status == 429) r.headers.emplace_back("Retry-After", "1");
   if (error.status == 401) r.headers.emplace_back("WWW-Authenticate", "Bearer");
-  responder.send(std::move(r));
+  return r;
+}
+
+http::Response OpenAiApi::refuse(const ApiError& error) {
+  metrics_.record_error(error.status);
+  return error_response(error);
+}
+
+void OpenAiApi::send_error(http::Responder& responder, const ApiError& error) const {
+  responder.send(error_response(error));
 }
 
 http::Response OpenAiApi::handle_models(const http::Request& request) {
-  if (auto e = check_api_key(request)) {
-    metrics_.record_error(e->status);
-    http::Response r = http::json_response(e->status, error_body(*e));
-    r.headers.emplace_back("WWW-Authenticate", "Bearer");
-    return r;
-  }
+  if (auto e = check_api_key(request)) return refuse(*e);
   json model = {{"id", options_.served_model_name},
                 {"object", "model"},
                 {"created", created_},
@@ -480,12 +484,7 @@ std::optional<ApiError> OpenAiApi::build_prompt(const ParsedRequest& parsed,
 }
 
 http::Response OpenAiApi::handle_tokenize(const http::Request& request) {
-  const auto fail = [&](const ApiError& e) {
-    metrics_.record_error(e.status);
-    http::Response r = http::json_response(e.status, error_body(e));
-    if (e.status == 401) r.headers.emplace_back("WWW-Authenticate", "Bearer");
-    return r;
-  };
+  const auto fail = [this](const ApiError& e) { return refuse(e); };
   if (auto e = check_api_key(request)) return fail(*e);
   ParsedRequest parsed;
   bool token_strs = false;
@@ -508,12 +507,7 @@ http::Response OpenAiApi::handle_tokenize(const http::Request& request) {
 }
 
 http::Response OpenAiApi::handle_detokenize(const http::Request& request) {
-  const auto fail = [&](const ApiError& e) {
-    metrics_.record_error(e.status);
-    http::Response r = http::json_response(e.status, error_body(e));
-    if (e.status == 401) r.headers.emplace_back("WWW-Authenticate", "Bearer");
-    return r;
-  };
+  const auto fail = [this](const ApiError& e) { return refuse(e); };
   if (auto e = check_api_key(request)) return fail(*e);
   std::string model;
   std::vector<int32_t> tokens;

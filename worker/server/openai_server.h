@@ -93,6 +93,10 @@ class OpenAiApi {
   // The prompt ids of a parsed request, or a 400; `family` gets the chat template's.
   std::optional<ApiError> build_prompt(const ParsedRequest& parsed, std::vector<int32_t>* ids,
                                        model::ChatTemplateFamily* family) const;
+  // The error as an HTTP response (Retry-After on 429, WWW-Authenticate on 401).
+  http::Response error_response(const ApiError& error) const;
+  // error_response(), counted in the error metrics.
+  http::Response refuse(const ApiError& error);
   void send_error(http::Responder& responder, const ApiError& error) const;
 
   ApiOptions options_;
