@@ -582,6 +582,44 @@ TEST_F(WorkerServeTest, ToolsAndToolMessagesAreRenderedByTheTemplate) {
   EXPECT_EQ(post(*worker_, "/v1/chat/completions", generic).status, 200);
 }
 
+// An R1-style template (its generation prompt opens <think>) turns on the reasoning
+// split (--reasoning-parser auto): the tiny model never closes its reasoning, so all of
+// its text is reasoning_content, streamed as its own deltas.
+TEST_F(WorkerServeTest, R1StyleTemplatesReturnReasoningContent) {
+  const std::string r1 = moeserve::testing::read_file(moeserve::testing::source_dir() +
+                                                      "/tests/worker/model/chat_templates/"
+                                                      "deepseek_r1.jinja");
+  ASSERT_FALSE(r1.empty());
+  const json body = {{"messages", {{{"role", "user"}, {"content", "Think about experts."}}}},
+                     {"chat_template", r1},
+                     {"max_tokens", 8},
+                     {"ignore_eos", true},
+                     {"temperature", 0}};
+  const json whole = post_json(*worker_, "/v1/chat/completions", body);
+  const json& message = whole["choices"][0]["message"];
+  ASSERT_TRUE(message.contains("reasoning_content")) << whole.dump();
+  EXPECT_FALSE(message["reasoning_content"].get<std::string>().empty());
+  EXPECT_EQ(message["content"], "");
+
+  json streamed = body;
+  streamed["stream"] = true;
+  std::string reasoning;
+  std::string content;
+  for (const json& c : stream_chunks(post(*worker_, "/v1/chat/completions", streamed).body)) {
+    const json& delta = c["choices"][0]["delta"];
+    if (delta.contains("reasoning_content"))
+      reasoning += delta["reasoning_content"].get<std::string>();
+    if (delta.contains("content")) content += delta["content"].get<std::string>();
+  }
+  EXPECT_EQ(reasoning, message["reasoning_content"]);
+  EXPECT_EQ(content, "");
+  // The same request with a V3-style template keeps the text in content.
+  json plain = body;
+  plain.erase("chat_template");
+  EXPECT_FALSE(post_json(*worker_, "/v1/chat/completions", plain)["choices"][0]["message"].contains(
+      "reasoning_content"));
+}
+
 // The official OpenAI Node SDK as a client: tools and tool messages (rendered by
 // DeepSeek-V3's real template), streaming and not,
 // max_completion_tokens on completions, and a refusal surfacing as its BadRequestError.
