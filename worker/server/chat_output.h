@@ -19,8 +19,8 @@
 // Text that could still be the start of a marker is held back until it is decided;
 // finish() releases what is left: a DeepSeek call cut off in its arguments keeps the
 // arguments it has, an unfinished call header or hermes call is content. With
-// parallel_tool_calls false only the first call is kept. Call ids are "call_" + 24 hex
-// digits from the injected generator.
+// parallel_tool_calls false only the first call is kept. Call ids come from the injected
+// generator (the server's: "call_" + 16 hex digits).
 //
 // Single-threaded: one per choice of one request.
 #pragma once

@@ -314,6 +314,11 @@ StatusOr<PromptContext> load_prompt_context(const std::string& model_dir,
   if (const auto& chat = ctx.encoder.chat_template(); !chat.ok()) {
     log::warn("no usable chat template: /v1/chat/completions will answer 400",
               {{"error", chat.status().to_string()}});
+  } else {
+    log::info("chat template",
+              {{"family", chat->family_name()},
+               {"source", chat->is_jinja() ? "checkpoint" : "built-in"},
+               {"tool_call_parser", tool_call_format_name(tool_call_format(chat->family()))}});
   }
   for (int64_t id : config.eos_token_ids) ctx.stop_token_ids.push_back(static_cast<int32_t>(id));
   ctx.vocab_size = config.vocab_size;

@@ -97,7 +97,6 @@ class Value {
   const Dict& as_dict() const { return *dict_; }
   // A namespace's attributes, shared by every copy of the value.
   Dict& mutable_namespace() const { return *dict_; }
-  const std::string& callable_name() const { return callable_->first; }
   StatusOr<Value> call(const CallArgs& args) const { return callable_->second(args); }
 
   // Python's truthiness.
