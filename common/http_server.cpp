@@ -395,7 +395,9 @@ void Session::dispatch_request() {
   std::string allow;
   const Handler* handler = server_->find_route(request->method, request->path, &status, &allow);
   if (!handler) {
-    Response r = text_response(status, reason_body(status));
+    const auto& custom = server_->options.error_response;
+    Response r =
+        custom ? custom(status, reason_body(status)) : text_response(status, reason_body(status));
     if (!allow.empty()) r.headers.emplace_back("Allow", allow);
     handling_ = true;
     response_done_ = false;

@@ -85,7 +85,8 @@ struct ServerOptions {
   int io_threads = 1;
   int handler_threads = 16;
   // Optional: the response for errors the server answers itself before any handler
-  // runs (400 malformed, 408, 413, 431), e.g. to give them an API's JSON error shape.
+  // runs (400 malformed, 404, 405, 408, 413, 431), e.g. to give them an API's JSON error
+  // shape.
   // Default: a short plain-text reason.
   std::function<Response(int status, std::string_view reason)> error_response;
 };

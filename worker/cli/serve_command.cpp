@@ -181,6 +181,7 @@ Status serve(const ServeFlags& f) {
   api.api_keys = api_keys;
   api.max_model_len = std::min(config.max_position_embeddings, scheduler.kv_capacity_tokens());
   if (f.max_model_len > 0) api.max_model_len = std::min(api.max_model_len, f.max_model_len);
+  MOESERVE_ASSIGN_OR_RETURN(api.reasoning, server::parse_reasoning_mode(f.reasoning_parser));
 
   WorkerMetrics metrics(info, scheduler);
   server::OpenAiApi openai(api, std::move(prompt), scheduler, metrics);

@@ -3,6 +3,7 @@
 #include <arpa/inet.h>
 
 #include "common/flags.h"
+#include "worker/server/openai_server.h"
 
 namespace moeserve::cli {
 namespace {
@@ -39,6 +40,9 @@ void add_flags(FlagSet& flags, ServeFlags& f, int64_t* pod_index, int64_t* ranks
   flags.add_string("precision", &f.precision,
                    "fp8 or bf16: must match the checkpoint (config.json's quantization_config)");
   add_speculative_flags(flags, &f.speculative);
+  flags.add_string("reasoning-parser", &f.reasoning_parser,
+                   "chat output split into reasoning_content at </think>: auto (DeepSeek-R1-style "
+                   "templates), none, or think (always)");
   add_group_flags(flags, &f.group);
   flags.add_int("pod-index", pod_index, "pod index in the group (rank = index x ranks per pod)",
                 "MOESERVE_POD_INDEX");
@@ -75,6 +79,10 @@ Status check_flags(const ServeFlags& f) {
     return invalid_argument_error("--precision must be fp8 or bf16, not '" + f.precision + "'");
   }
   MOESERVE_RETURN_IF_ERROR(check_speculative_flags(f.speculative));
+  if (Status reasoning = server::parse_reasoning_mode(f.reasoning_parser).status();
+      !reasoning.ok()) {
+    return invalid_argument_error("--reasoning-parser: " + reasoning.message());
+  }
   return check_group_flags(f.group);
 }
 

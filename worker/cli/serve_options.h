@@ -51,9 +51,10 @@ struct ServeFlags {
   std::string deployment = "default";
   double shutdown_grace_seconds = 30;
   int64_t max_body_bytes = 8 << 20;
-  std::string precision;         // "", "fp8" or "bf16": checked against config.json
-  SpeculativeFlags speculative;  // drafter, drafts per step, per-step switch
-  GroupFlags group;              // rank, world size, leader, placement, timeouts
+  std::string precision;                  // "", "fp8" or "bf16": checked against config.json
+  SpeculativeFlags speculative;           // drafter, drafts per step, per-step switch
+  std::string reasoning_parser = "auto";  // auto, none or think (chat reasoning_content)
+  GroupFlags group;                       // rank, world size, leader, placement, timeouts
 };
 
 struct ParsedServeFlags {

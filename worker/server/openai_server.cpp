@@ -6,6 +6,7 @@
 #include <set>
 
 #include "common/log.h"
+#include "worker/server/chat_output.h"
 #include "worker/server/text_output.h"
 
 namespace moeserve::server {
@@ -54,22 +55,48 @@ std::string random_id(const char* prefix) {
 
 double seconds(Clock::Duration d) { return std::chrono::duration<double>(d).count(); }
 
+// Appends a piece of a choice's output to what is pending for it: text and reasoning
+// concatenate, a tool-call piece extends the call it continues.
+void append_output(ChoiceOutput* into, ChoiceOutput piece) {
+  into->text += piece.text;
+  into->reasoning += piece.reasoning;
+  for (ToolCallOutput& call : piece.tool_calls) {
+    if (!into->tool_calls.empty() && into->tool_calls.back().index == call.index) {
+      into->tool_calls.back().arguments += call.arguments;
+    } else {
+      into->tool_calls.push_back(std::move(call));
+    }
+  }
+  for (TokenLogprobs& lp : piece.logprobs) into->logprobs.push_back(std::move(lp));
+}
+
+// How a request's chat output is split (chat_output.h); pass-through for completions.
+struct OutputSplit {
+  bool reasoning = false;
+  ToolCallFormat tools = ToolCallFormat::kNone;
+};
+
 // One generation request from submit to its last event: feeds the choices' text,
 // writes stream chunks, tracks timing, and ends with the outputs or an error.
 class Generation {
  public:
   Generation(Endpoint endpoint, const ParsedRequest& parsed, ResponseMeta meta,
              std::shared_ptr<engine::RequestStream> stream, const model::Tokenizer& tokenizer,
-             Clock* clock, Clock::TimePoint received)
+             OutputSplit split, Clock* clock, Clock::TimePoint received)
       : endpoint_(endpoint),
         parsed_(parsed),
         meta_(std::move(meta)),
         stream_(std::move(stream)),
         clock_(clock),
         received_(received),
-        finish_(parsed.n) {
-    for (int32_t i = 0; i < parsed.n; ++i)
-      texts_.emplace_back(tokenizer, parsed.stop, parsed.logprobs);
+        finish_(parsed.n),
+        pending_(parsed.n) {
+    const DecodeOptions decode{parsed.skip_special_tokens, parsed.include_stop_str_in_output};
+    for (int32_t i = 0; i < parsed.n; ++i) {
+      texts_.emplace_back(tokenizer, parsed.stop, parsed.logprobs, decode);
+      parsers_.emplace_back(split.reasoning, split.tools, parsed.parallel_tool_calls,
+                            [] { return random_id("call_"); });
+    }
   }
 
   // Runs to the end. Returns false when the client went away (the request is cancelled).
@@ -84,6 +111,9 @@ class Generation {
         touched[e.choice] = true;
         tokens = consume(e) || tokens;
       }
+      for (int32_t i = 0; i < parsed_.n; ++i) {
+        if (touched[i]) collect(i);
+      }
       if (tokens) observe_tokens(metrics);
       if (parsed_.stream && !write_chunks(responder, touched)) return cancel();
     }
@@ -95,6 +125,7 @@ class Generation {
   Usage usage() const {
     Usage u;
     u.prompt_tokens = stream_->prompt_tokens();
+    u.cached_tokens = stream_->cached_prompt_tokens();
     for (const ChoiceText& t : texts_) u.completion_tokens += t.tokens();
     return u;
   }
@@ -110,8 +141,10 @@ class Generation {
     for (int32_t i = 0; i < parsed_.n; ++i) {
       ChoiceOutput c;
       c.index = i;
-      c.text = texts_[i].text();
-      c.finish_reason = finish_[i];
+      c.text = parsers_[i].content();
+      c.reasoning = parsers_[i].reasoning();
+      c.tool_calls = parsers_[i].tool_calls();
+      c.finish_reason = reported_finish_reason(i);
       c.logprobs = texts_[i].logprobs();
       out.push_back(std::move(c));
     }
@@ -135,6 +168,13 @@ class Generation {
   bool cancel() {
     stream_->cancel();
     return false;
+  }
+
+  // The finish_reason a client sees: "tool_calls" for a choice that stopped after
+  // calling a tool.
+  std::string reported_finish_reason(int32_t i) const {
+    if (finish_[i] == "stop" && !parsers_[i].tool_calls().empty()) return "tool_calls";
+    return finish_[i];
   }
 
   bool begin_stream(http::Responder& responder) {
@@ -180,6 +220,19 @@ class Generation {
     return counted;
   }
 
+  // Moves choice i's new text through its output parser into pending_[i].
+  void collect(int32_t i) {
+    if (finished_parsers_.count(i) > 0) return;
+    ChoiceOutput delta = texts_[i].take_delta();
+    ChoiceOutput parsed = parsers_[i].push(delta.text);
+    if (!finish_[i].empty()) {
+      append_output(&parsed, parsers_[i].finish());
+      finished_parsers_.insert(i);
+    }
+    parsed.logprobs = std::move(delta.logprobs);
+    append_output(&pending_[i], std::move(parsed));
+  }
+
   void observe_tokens(WorkerMetrics& metrics) {
     const Clock::TimePoint now = clock_->now();
     if (!ttft_.has_value()) {
@@ -195,12 +248,14 @@ class Generation {
   bool write_chunks(http::Responder& responder, const std::vector<bool>& touched) {
     for (int32_t i = 0; i < parsed_.n; ++i) {
       if (!touched[i] || reported_finish_.count(i) > 0) continue;
-      ChoiceOutput delta = texts_[i].take_delta();
+      ChoiceOutput delta = std::move(pending_[i]);
+      pending_[i] = ChoiceOutput{};
       delta.index = i;
-      delta.finish_reason = finish_[i];
+      delta.finish_reason = finish_[i].empty() ? "" : reported_finish_reason(i);
       if (!delta.finish_reason.empty()) reported_finish_.insert(i);
       // One chunk per token group, even when its text is still held back (a partial
-      // UTF-8 character or a possible stop string), so clients see progress.
+      // UTF-8 character, a possible stop string or tool-call marker), so clients see
+      // progress.
       const bool new_tokens = texts_[i].tokens() > streamed_tokens_[i];
       streamed_tokens_[i] = texts_[i].tokens();
       if (!new_tokens && delta.finish_reason.empty()) continue;
@@ -219,13 +274,28 @@ class Generation {
   Clock* clock_;
   Clock::TimePoint received_;
   std::vector<ChoiceText> texts_;
-  std::vector<std::string> finish_;  // "" until the choice ended
+  std::vector<ChatOutputParser> parsers_;
+  std::vector<std::string> finish_;    // "" until the choice ended
+  std::vector<ChoiceOutput> pending_;  // parsed output not streamed yet
+  std::set<int32_t> finished_parsers_;
   std::set<int32_t> reported_finish_;
   std::vector<int64_t> streamed_tokens_ = std::vector<int64_t>(parsed_.n, 0);
   Status error_;
   std::optional<double> ttft_;
   Clock::TimePoint last_token_;
 };
+
+// Case-insensitive ASCII prefix test (HTTP auth schemes are case-insensitive).
+bool starts_with_ignoring_case(std::string_view text, std::string_view prefix) {
+  if (text.size() < prefix.size()) return false;
+  for (size_t i = 0; i < prefix.size(); ++i) {
+    if (std::tolower(static_cast<unsigned char>(text[i])) !=
+        std::tolower(static_cast<unsigned char>(prefix[i]))) {
+      return false;
+    }
+  }
+  return true;
+}
 
 }  // namespace
 
@@ -237,17 +307,33 @@ StatusOr<PromptContext> load_prompt_context(const std::string& model_dir,
   if (const auto& chat = ctx.encoder.chat_template(); !chat.ok()) {
     log::warn("no usable chat template: /v1/chat/completions will answer 400",
               {{"error", chat.status().to_string()}});
+  } else {
+    log::info("chat template",
+              {{"family", chat->family_name()},
+               {"source", chat->is_jinja() ? "checkpoint" : "built-in"},
+               {"tool_call_parser", tool_call_format_name(tool_call_format(chat->family()))}});
   }
   for (int64_t id : config.eos_token_ids) ctx.stop_token_ids.push_back(static_cast<int32_t>(id));
   ctx.vocab_size = config.vocab_size;
   return ctx;
 }
 
+StatusOr<ReasoningMode> parse_reasoning_mode(std::string_view name) {
+  if (name == "auto") return ReasoningMode::kAuto;
+  if (name == "none") return ReasoningMode::kNone;
+  if (name == "think") return ReasoningMode::kThink;
+  return invalid_argument_error("reasoning parser must be auto, none or think, not '" +
+                                std::string(name) + "'");
+}
+
 http::Response server_error_response(int status, std::string_view reason) {
   std::string message(reason);
   while (!message.empty() && message.back() == '\n') message.pop_back();
-  ApiError e =
-      api_error(status, message, "invalid_request_error", status == 413 ? "request_too_large" : "");
+  const char* code = status == 413   ? "request_too_large"
+                     : status == 404 ? "not_found"
+                     : status == 405 ? "method_not_allowed"
+                                     : "";
+  ApiError e = api_error(status, message, "invalid_request_error", code);
   return http::json_response(status, error_body(e));
 }
 
@@ -270,13 +356,21 @@ void OpenAiApi::add_routes(http::Server& server) {
                });
   server.route("GET", "/v1/models",
                http::SimpleHandler([this](const http::Request& r) { return handle_models(r); }));
+  server.route("POST", "/tokenize",
+               http::SimpleHandler([this](const http::Request& r) { return handle_tokenize(r); }));
+  server.route("POST", "/detokenize", http::SimpleHandler([this](const http::Request& r) {
+                 return handle_detokenize(r);
+               }));
+  server.route("GET", "/version", http::SimpleHandler([](const http::Request&) {
+                 return http::json_response(200, dump_json({{"version", MOESERVE_VERSION}}));
+               }));
 }
 
 std::optional<ApiError> OpenAiApi::check_api_key(const http::Request& request) const {
   if (!options_.api_keys) return std::nullopt;
   const std::string header = request.header("authorization");
   constexpr std::string_view kBearer = "Bearer ";
-  if (header.size() > kBearer.size() && header.compare(0, kBearer.size(), kBearer) == 0 &&
+  if (header.size() > kBearer.size() && starts_with_ignoring_case(header, kBearer) &&
       options_.api_keys->accepts(std::string_view(header).substr(kBearer.size()))) {
     return std::nullopt;
   }
@@ -286,20 +380,24 @@ std::optional<ApiError> OpenAiApi::check_api_key(const http::Request& request) c
                    "invalid_request_error", "invalid_api_key");
 }
 
-void OpenAiApi::send_error(http::Responder& responder, const ApiError& error) const {
+http::Response OpenAiApi::error_response(const ApiError& error) const {
   http::Response r = http::json_response(error.status, error_body(error));
   if (error.status == 429) r.headers.emplace_back("Retry-After", "1");
   if (error.status == 401) r.headers.emplace_back("WWW-Authenticate", "Bearer");
-  responder.send(std::move(r));
+  return r;
+}
+
+http::Response OpenAiApi::refuse(const ApiError& error) {
+  metrics_.record_error(error.status);
+  return error_response(error);
+}
+
+void OpenAiApi::send_error(http::Responder& responder, const ApiError& error) const {
+  responder.send(error_response(error));
 }
 
 http::Response OpenAiApi::handle_models(const http::Request& request) {
-  if (auto e = check_api_key(request)) {
-    metrics_.record_error(e->status);
-    http::Response r = http::json_response(e->status, error_body(*e));
-    r.headers.emplace_back("WWW-Authenticate", "Bearer");
-    return r;
-  }
+  if (auto e = check_api_key(request)) return refuse(*e);
   json model = {{"id", options_.served_model_name},
                 {"object", "model"},
                 {"created", created_},
@@ -308,19 +406,61 @@ http::Response OpenAiApi::handle_models(const http::Request& request) {
   return http::json_response(200, dump_json({{"object", "list"}, {"data", json::array({model})}}));
 }
 
-std::optional<ApiError> OpenAiApi::build_prompt(const ParsedRequest& parsed,
-                                                std::vector<int32_t>* ids) const {
-  if (parsed.endpoint == Endpoint::kChat) {
-    const StatusOr<model::ChatTemplate>& chat = prompt_.encoder.chat_template();
-    if (!chat.ok()) {
-      return api_error(400, "this model has no supported chat template: " + chat.status().message(),
-                       "invalid_request_error", "", "messages");
+std::optional<ApiError> OpenAiApi::check_model(const std::string& model) const {
+  if (model.empty() || model == options_.served_model_name) return std::nullopt;
+  return api_error(404,
+                   "the model '" + model + "' does not exist; this worker serves '" +
+                       options_.served_model_name + "'",
+                   "invalid_request_error", "model_not_found", "model");
+}
+
+std::optional<ApiError> OpenAiApi::chat_template_for(const ParsedRequest& parsed,
+                                                     std::optional<model::ChatTemplate>* own,
+                                                     const model::ChatTemplate** chosen) const {
+  const StatusOr<model::ChatTemplate>& chat = prompt_.encoder.chat_template();
+  if (parsed.chat_template.has_value()) {
+    StatusOr<model::ChatTemplate> t = model::ChatTemplate::from_template(
+        *parsed.chat_template, chat.ok() ? chat->bos_token() : "",
+        chat.ok() ? chat->eos_token() : "");
+    if (!t.ok()) {
+      return api_error(400, t.status().message(), "invalid_request_error", "", "chat_template");
     }
-    StatusOr<std::string> text = chat->render(parsed.messages, true);
+    own->emplace(std::move(t).value());
+    *chosen = &**own;
+    return std::nullopt;
+  }
+  if (!chat.ok()) {
+    return api_error(400, "this model has no supported chat template: " + chat.status().message(),
+                     "invalid_request_error", "", "messages");
+  }
+  *chosen = &*chat;
+  return std::nullopt;
+}
+
+std::optional<ApiError> OpenAiApi::build_prompt(const ParsedRequest& parsed,
+                                                std::vector<int32_t>* ids,
+                                                model::ChatTemplateFamily* family) const {
+  if (parsed.endpoint == Endpoint::kChat) {
+    std::optional<model::ChatTemplate> own;
+    const model::ChatTemplate* chat = nullptr;
+    if (auto e = chat_template_for(parsed, &own, &chat)) return e;
+    *family = chat->family();
+    if (parsed.tool_choice == "auto" && tool_call_format(chat->family()) == ToolCallFormat::kNone) {
+      return api_error(400,
+                       "tool calling needs a tool-call parser, and this model's chat template (" +
+                           chat->family_name() +
+                           " family) has none: parsers exist for the deepseek-v3, deepseek-r1 and "
+                           "chatml families; send tool_choice 'none' to only render the tools",
+                       "invalid_request_error", "", "tools");
+    }
+    StatusOr<std::string> text = chat->render(parsed.messages, parsed.chat);
     if (!text.ok()) {
       return api_error(400, text.status().message(), "invalid_request_error", "", "messages");
     }
-    *ids = prompt_.encoder.tokenizer().encode(*text, /*add_special_tokens_parsing=*/true);
+    *ids = parsed.add_special_tokens ? prompt_.encoder.bos_prefix() : std::vector<int32_t>();
+    const std::vector<int32_t> body =
+        prompt_.encoder.tokenizer().encode(*text, /*add_special_tokens_parsing=*/true);
+    ids->insert(ids->end(), body.begin(), body.end());
     return std::nullopt;
   }
   if (!parsed.prompt_is_text) {
@@ -336,8 +476,51 @@ std::optional<ApiError> OpenAiApi::build_prompt(const ParsedRequest& parsed,
     *ids = parsed.prompt_ids;
     return std::nullopt;
   }
-  *ids = prompt_.encoder.encode(parsed.prompt_text);
+  *ids = parsed.add_special_tokens ? prompt_.encoder.encode(parsed.prompt_text)
+                                   : prompt_.encoder.tokenizer().encode(parsed.prompt_text);
   return std::nullopt;
+}
+
+http::Response OpenAiApi::handle_tokenize(const http::Request& request) {
+  const auto fail = [this](const ApiError& e) { return refuse(e); };
+  if (auto e = check_api_key(request)) return fail(*e);
+  ParsedRequest parsed;
+  bool token_strs = false;
+  if (auto e = parse_tokenize_request(request.body, &parsed, &token_strs)) return fail(*e);
+  if (auto e = check_model(parsed.model)) return fail(*e);
+  std::vector<int32_t> ids;
+  model::ChatTemplateFamily family = model::ChatTemplateFamily::kGeneric;
+  parsed.tool_choice = "none";  // nothing is generated: no parser needed
+  if (auto e = build_prompt(parsed, &ids, &family)) return fail(*e);
+  json body = {{"count", ids.size()},
+               {"max_model_len", options_.max_model_len},
+               {"tokens", ids},
+               {"token_strs", nullptr}};
+  if (token_strs) {
+    json strs = json::array();
+    for (int32_t id : ids) strs.push_back(prompt_.encoder.tokenizer().id_to_token(id));
+    body["token_strs"] = std::move(strs);
+  }
+  return http::json_response(200, dump_json(body));
+}
+
+http::Response OpenAiApi::handle_detokenize(const http::Request& request) {
+  const auto fail = [this](const ApiError& e) { return refuse(e); };
+  if (auto e = check_api_key(request)) return fail(*e);
+  std::string model;
+  std::vector<int32_t> tokens;
+  if (auto e = parse_detokenize_request(request.body, &model, &tokens)) return fail(*e);
+  if (auto e = check_model(model)) return fail(*e);
+  for (int32_t id : tokens) {
+    if (id >= prompt_.vocab_size) {
+      return fail(api_error(400,
+                            "token id " + std::to_string(id) + " is outside the vocabulary (size " +
+                                std::to_string(prompt_.vocab_size) + ")",
+                            "invalid_request_error", "", "tokens"));
+    }
+  }
+  return http::json_response(200,
+                             dump_json({{"prompt", prompt_.encoder.tokenizer().decode(tokens)}}));
 }
 
 void OpenAiApi::handle_generate(Endpoint endpoint, const http::Request& request,
@@ -355,14 +538,19 @@ void OpenAiApi::handle_generate(Endpoint endpoint, const http::Request& request,
   if (auto e = check_api_key(request)) return fail(*e);
   ParsedRequest parsed;
   if (auto e = parse_request(endpoint, request.body, &parsed)) return fail(*e);
-  if (!parsed.model.empty() && parsed.model != options_.served_model_name) {
-    return fail(api_error(404,
-                          "the model '" + parsed.model + "' does not exist; this worker serves '" +
-                              options_.served_model_name + "'",
-                          "invalid_request_error", "model_not_found", "model"));
+  if (auto e = check_model(parsed.model)) return fail(*e);
+  for (int32_t id : parsed.stop_token_ids) {
+    if (id >= prompt_.vocab_size) {
+      return fail(api_error(400,
+                            "stop_token_ids: " + std::to_string(id) +
+                                " is outside the vocabulary (size " +
+                                std::to_string(prompt_.vocab_size) + ")",
+                            "invalid_request_error", "", "stop_token_ids"));
+    }
   }
   std::vector<int32_t> prompt;
-  if (auto e = build_prompt(parsed, &prompt)) return fail(*e);
+  model::ChatTemplateFamily family = model::ChatTemplateFamily::kGeneric;
+  if (auto e = build_prompt(parsed, &prompt, &family)) return fail(*e);
   const int64_t prompt_tokens = static_cast<int64_t>(prompt.size());
   const char* prompt_param = endpoint == Endpoint::kChat ? "messages" : "prompt";
   if (prompt_tokens >= options_.max_model_len) {
@@ -394,12 +582,22 @@ void OpenAiApi::handle_generate(Endpoint endpoint, const http::Request& request,
   g.sampling.seed = parsed.seed.value_or(std::random_device{}());
   g.sampling.top_logprobs = parsed.top_logprobs;
   if (!parsed.ignore_eos) g.sampling.stop_token_ids = prompt_.stop_token_ids;
+  // stop_token_ids end a choice even with ignore_eos, as in vLLM.
+  g.sampling.stop_token_ids.insert(g.sampling.stop_token_ids.end(), parsed.stop_token_ids.begin(),
+                                   parsed.stop_token_ids.end());
   StatusOr<std::shared_ptr<engine::RequestStream>> stream = scheduler_.submit(std::move(g));
   if (!stream.ok()) return fail(submit_error(stream.status()));
 
   ResponseMeta meta{random_id(endpoint == Endpoint::kChat ? "chatcmpl-" : "cmpl-"),
                     clock_->unix_seconds(), options_.served_model_name};
-  Generation generation(endpoint, parsed, meta, *stream, prompt_.encoder.tokenizer(), clock_,
+  OutputSplit split;
+  if (endpoint == Endpoint::kChat) {
+    split.reasoning = options_.reasoning == ReasoningMode::kThink ||
+                      (options_.reasoning == ReasoningMode::kAuto &&
+                       family == model::ChatTemplateFamily::kDeepSeekR1);
+    if (parsed.tool_choice == "auto") split.tools = tool_call_format(family);
+  }
+  Generation generation(endpoint, parsed, meta, *stream, prompt_.encoder.tokenizer(), split, clock_,
                         received);
   const bool client_stayed = generation.run(responder, metrics_);
   const double e2e = seconds(clock_->now() - received);

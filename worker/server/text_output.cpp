@@ -4,7 +4,8 @@
 
 namespace moeserve::server {
 
-StopMatcher::StopMatcher(std::vector<std::string> stops) : stops_(std::move(stops)) {
+StopMatcher::StopMatcher(std::vector<std::string> stops, bool include_stop)
+    : stops_(std::move(stops)), include_stop_(include_stop) {
   std::erase_if(stops_, [](const std::string& s) { return s.empty(); });
 }
 
@@ -13,10 +14,17 @@ std::string StopMatcher::push(std::string_view piece) {
   held_.append(piece);
   // The earliest complete stop string wins.
   size_t first = std::string::npos;
-  for (const std::string& s : stops_) first = std::min(first, held_.find(s));
+  size_t first_length = 0;
+  for (const std::string& s : stops_) {
+    const size_t at = held_.find(s);
+    if (at < first || (at == first && at != std::string::npos && s.size() > first_length)) {
+      first = at;
+      first_length = s.size();
+    }
+  }
   if (first != std::string::npos) {
     stopped_ = true;
-    std::string out = held_.substr(0, first);
+    std::string out = held_.substr(0, first + (include_stop_ ? first_length : 0));
     held_.clear();
     return out;
   }
@@ -43,11 +51,12 @@ std::string StopMatcher::flush() {
 }
 
 ChoiceText::ChoiceText(const model::Tokenizer& tokenizer, std::vector<std::string> stops,
-                       bool logprobs)
+                       bool logprobs, DecodeOptions options)
     : tokenizer_(tokenizer),
-      decoder_(tokenizer, /*skip_special=*/true),
-      matcher_(std::move(stops)),
-      want_logprobs_(logprobs) {}
+      decoder_(tokenizer, options.skip_special_tokens),
+      matcher_(std::move(stops), options.include_stop_str),
+      want_logprobs_(logprobs),
+      include_stop_token_(options.include_stop_str) {}
 
 void ChoiceText::push(const engine::SampleResult& sample) {
   if (matcher_.stopped()) return;
@@ -55,13 +64,16 @@ void ChoiceText::push(const engine::SampleResult& sample) {
   if (want_logprobs_) {
     TokenLogprobs entry;
     entry.token = tokenizer_.decode({sample.token});
+    entry.bytes = tokenizer_.token_bytes(sample.token);
     entry.logprob = sample.logprob;
     for (const engine::TokenLogprob& alt : sample.top) {
-      entry.top.emplace_back(tokenizer_.decode({alt.token}), alt.logprob);
+      entry.top.push_back(
+          {tokenizer_.decode({alt.token}), tokenizer_.token_bytes(alt.token), alt.logprob});
     }
     entry.text_offset = decoded_chars_;
     logprobs_.push_back(std::move(entry));
   }
+  if (sample.stop && !include_stop_token_) return;
   const std::string piece = decoder_.push(sample.token);
   decoded_chars_ += utf8_length(piece);
   text_ += matcher_.push(piece);

@@ -7,8 +7,11 @@
 // released). flush() releases what is held when generation ends without a stop string.
 //
 // ChoiceText runs a choice's tokens through the tokenizer's IncrementalDecoder (whole
-// UTF-8 characters, special tokens skipped) and a StopMatcher, and records per-token
-// log-probabilities. Tokens after a stop string are ignored and not counted.
+// UTF-8 characters; special tokens skipped unless DecodeOptions say otherwise) and a
+// StopMatcher, and records per-token log-probabilities with each token's own bytes. A
+// token that ended the choice as a stop token (SampleResult::stop) is counted but its
+// text is left out, as vLLM does, unless include_stop_str. Tokens after a stop string
+// are ignored and not counted.
 // Single-threaded: one per choice of one request.
 #pragma once
 
@@ -25,7 +28,7 @@ namespace moeserve::server {
 
 class StopMatcher {
  public:
-  explicit StopMatcher(std::vector<std::string> stops);
+  explicit StopMatcher(std::vector<std::string> stops, bool include_stop = false);
 
   // Text that can be released after appending `piece`; "" once stopped.
   std::string push(std::string_view piece);
@@ -35,14 +38,21 @@ class StopMatcher {
 
  private:
   std::vector<std::string> stops_;
+  bool include_stop_;
   std::string held_;
   bool stopped_ = false;
+};
+
+struct DecodeOptions {
+  bool skip_special_tokens = true;
+  bool include_stop_str = false;  // keep a matched stop string or stop token's text
 };
 
 class ChoiceText {
  public:
   // `top_logprobs` alternatives are recorded per token when `logprobs`.
-  ChoiceText(const model::Tokenizer& tokenizer, std::vector<std::string> stops, bool logprobs);
+  ChoiceText(const model::Tokenizer& tokenizer, std::vector<std::string> stops, bool logprobs,
+             DecodeOptions options = {});
 
   // Consumes one generated token (ignored once a stop string was found).
   void push(const engine::SampleResult& sample);
@@ -63,6 +73,7 @@ class ChoiceText {
   model::IncrementalDecoder decoder_;
   StopMatcher matcher_;
   bool want_logprobs_;
+  bool include_stop_token_;
   int64_t tokens_ = 0;
   int64_t decoded_chars_ = 0;  // characters decoded so far (before stop filtering)
   std::string text_;           // released text

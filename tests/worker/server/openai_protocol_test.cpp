@@ -96,6 +96,8 @@ TEST(ParseRequest, ChatMessagesAndItsLogprobs) {
   EXPECT_EQ(p.top_logprobs, 3);
   EXPECT_EQ(parse_error(Endpoint::kChat, R"({"messages":[]})").param, "messages");
   EXPECT_EQ(parse_error(Endpoint::kChat, R"({"messages":[{"role":"tool","content":"x"}]})").param,
+            "messages[0].tool_call_id");
+  EXPECT_EQ(parse_error(Endpoint::kChat, R"({"messages":[{"role":"robot","content":"x"}]})").param,
             "messages[0].role");
   EXPECT_EQ(parse_error(Endpoint::kChat, R"({"messages":[{"role":"user","content":3}]})").param,
             "messages[0].content");
@@ -147,6 +149,217 @@ TEST(ParseRequest, WrongTypesAndRangesNameTheField) {
   }
 }
 
+// Every parameter that would change the output and is not implemented is refused with
+// a 400 naming it, on both endpoints, unless it has the value that changes nothing.
+TEST(ParseRequest, UnimplementedParametersAreRefusedUnlessNeutral) {
+  const std::vector<std::pair<std::string, std::string>> refused = {
+      {"response_format", R"({"type":"json_object"})"},
+      {"response_format", R"({"type":"json_schema","json_schema":{"schema":{}}})"},
+      {"repetition_penalty", "1.2"},
+      {"presence_penalty", "0.5"},
+      {"frequency_penalty", "-1"},
+      {"logit_bias", R"({"5":10})"},
+      {"min_p", "0.1"},
+      {"min_tokens", "3"},
+      {"guided_json", R"({"type":"object"})"},
+      {"guided_regex", R"("a+")"},
+      {"guided_choice", R"(["a","b"])"},
+      {"guided_grammar", R"("root ::= x")"},
+      {"structured_outputs", R"({"json":{}})"},
+      {"use_beam_search", "true"},
+      {"length_penalty", "0.5"},
+      {"prompt_logprobs", "1"},
+      {"truncate_prompt_tokens", "5"},
+      {"allowed_token_ids", "[1,2]"},
+      {"bad_words", R"(["x"])"},
+      {"return_tokens_as_token_ids", "true"},
+      {"spaces_between_special_tokens", "false"},
+      {"continue_final_message", "true"},
+      {"priority", "1"},
+      {"echo", "true"},
+      {"suffix", R"("x")"},
+      {"function_call", R"("auto")"},
+      {"functions", R"([{"name":"f"}])"},
+      {"modalities", R"(["text","audio"])"},
+      {"audio", R"({"voice":"x"})"},
+      {"prediction", R"({"type":"content","content":"x"})"},
+      {"reasoning_effort", R"("high")"},
+      {"web_search_options", "{}"},
+  };
+  for (const auto& [key, value] : refused) {
+    for (const Endpoint endpoint : {Endpoint::kCompletions, Endpoint::kChat}) {
+      const std::string head = endpoint == Endpoint::kChat
+                                   ? R"({"messages":[{"role":"user","content":"x"}],)"
+                                   : R"({"prompt":"x",)";
+      const ApiError e = parse_error(endpoint, head + "\"" + key + "\":" + value + "}");
+      EXPECT_EQ(e.status, 400) << key;
+      EXPECT_EQ(e.param, key) << key << "=" << value;
+      EXPECT_NE(e.message.find(key), std::string::npos) << e.message;
+    }
+  }
+  const std::vector<std::pair<std::string, std::string>> neutral = {
+      {"response_format", R"({"type":"text"})"},
+      {"repetition_penalty", "1"},
+      {"presence_penalty", "0"},
+      {"frequency_penalty", "0.0"},
+      {"logit_bias", "{}"},
+      {"min_p", "0"},
+      {"min_tokens", "0"},
+      {"use_beam_search", "false"},
+      {"spaces_between_special_tokens", "true"},
+      {"modalities", R"(["text"])"},
+      {"echo", "false"},
+      {"priority", "0"},
+      {"user", R"("u-1")"},
+      {"metadata", R"({"k":"v"})"},
+      {"store", "false"},
+      {"service_tier", R"("auto")"},
+  };
+  for (const auto& [key, value] : neutral) {
+    parse_ok(Endpoint::kChat,
+             R"({"messages":[{"role":"user","content":"x"}],")" + key + "\":" + value + "}");
+  }
+}
+
+TEST(ParseRequest, ImplementedExtensions) {
+  ParsedRequest p = parse_ok(Endpoint::kCompletions,
+                             R"({"prompt":"x","max_completion_tokens":5,"stop_token_ids":[3,4],
+                                 "skip_special_tokens":false,"include_stop_str_in_output":true,
+                                 "add_special_tokens":false})");
+  EXPECT_EQ(p.max_tokens, 5);  // max_completion_tokens works on /v1/completions too
+  EXPECT_EQ(p.stop_token_ids, (std::vector<int32_t>{3, 4}));
+  EXPECT_FALSE(p.skip_special_tokens);
+  EXPECT_TRUE(p.include_stop_str_in_output);
+  EXPECT_FALSE(p.add_special_tokens);
+  EXPECT_TRUE(parse_ok(Endpoint::kCompletions, R"({"prompt":"x"})").add_special_tokens);
+  EXPECT_FALSE(parse_ok(Endpoint::kChat, R"({"messages":[{"role":"user","content":"x"}]})")
+                   .add_special_tokens);
+  EXPECT_EQ(parse_error(Endpoint::kCompletions, R"({"prompt":"x","stop_token_ids":[-1]})").param,
+            "stop_token_ids");
+
+  p = parse_ok(Endpoint::kChat,
+               R"({"messages":[{"role":"user","content":"x"}],"add_generation_prompt":false,
+                   "chat_template":"{{ messages[0].content }}",
+                   "chat_template_kwargs":{"enable_thinking":false}})");
+  EXPECT_FALSE(p.chat.add_generation_prompt);
+  EXPECT_EQ(p.chat_template, "{{ messages[0].content }}");
+  EXPECT_EQ(p.chat.template_kwargs["enable_thinking"], false);
+  EXPECT_TRUE(parse_ok(Endpoint::kChat, R"({"messages":[{"role":"user","content":"x"}]})")
+                  .chat.add_generation_prompt);
+  for (const char* chat_only : {R"("add_generation_prompt":false)", R"("chat_template":"x")",
+                                R"("tools":[])", R"("tool_choice":"none")"}) {
+    EXPECT_EQ(
+        parse_error(Endpoint::kCompletions, std::string(R"({"prompt":"x",)") + chat_only + "}")
+            .status,
+        400)
+        << chat_only;
+  }
+  // stream_options only with stream: true.
+  EXPECT_EQ(parse_error(Endpoint::kCompletions,
+                        R"({"prompt":"x","stream_options":{"include_usage":true}})")
+                .param,
+            "stream_options");
+}
+
+const char* kTools =
+    R"("tools":[{"type":"function","function":{"name":"get_weather","description":"d",
+        "parameters":{"type":"object","properties":{"city":{"type":"string"}}}}}])";
+
+std::string chat_with(const std::string& fields) {
+  return std::string(R"({"messages":[{"role":"user","content":"x"}],)") + fields + "}";
+}
+
+TEST(ParseRequest, ToolsToolChoiceAndToolMessages) {
+  ParsedRequest p = parse_ok(Endpoint::kChat, chat_with(kTools));
+  EXPECT_EQ(p.tool_choice, "auto");
+  ASSERT_TRUE(p.chat.tools.is_array());
+  // Key order is the client's (the template renders the schema as sent).
+  EXPECT_EQ(p.chat.tools.dump(),
+            R"([{"type":"function","function":{"name":"get_weather","description":"d",)"
+            R"("parameters":{"type":"object","properties":{"city":{"type":"string"}}}}}])");
+  p = parse_ok(Endpoint::kChat, chat_with(std::string(kTools) +
+                                          R"(,"tool_choice":"none","parallel_tool_calls":false)"));
+  EXPECT_EQ(p.tool_choice, "none");
+  EXPECT_FALSE(p.parallel_tool_calls);
+
+  EXPECT_EQ(parse_error(Endpoint::kChat, chat_with(R"("tool_choice":"auto")")).param,
+            "tool_choice");  // tool_choice without tools
+  const ApiError required =
+      parse_error(Endpoint::kChat, chat_with(std::string(kTools) + R"(,"tool_choice":"required")"));
+  EXPECT_EQ(required.param, "tool_choice");
+  EXPECT_NE(required.message.find("required"), std::string::npos);
+  const ApiError missing =
+      parse_error(Endpoint::kChat,
+                  chat_with(std::string(kTools) +
+                            R"(,"tool_choice":{"type":"function","function":{"name":"nope"}})"));
+  EXPECT_EQ(missing.param, "tool_choice");
+  EXPECT_NE(missing.message.find("'nope', which is not in tools"), std::string::npos);
+  EXPECT_EQ(
+      parse_error(
+          Endpoint::kChat,
+          chat_with(std::string(kTools) +
+                    R"(,"tool_choice":{"type":"function","function":{"name":"get_weather"}})"))
+          .param,
+      "tool_choice");
+  EXPECT_EQ(
+      parse_error(Endpoint::kChat, chat_with(R"("tools":[{"type":"function","function":{}}])"))
+          .param,
+      "tools[0].function.name");
+  EXPECT_EQ(parse_error(Endpoint::kChat,
+                        chat_with(R"("tools":[{"type":"function","function":{"name":"a b"}}])"))
+                .param,
+            "tools[0].function.name");
+  EXPECT_EQ(parse_error(Endpoint::kChat, chat_with(R"("tools":[{"type":"retrieval"}])")).param,
+            "tools[0].type");
+
+  p = parse_ok(Endpoint::kChat, R"({"messages":[{"role":"user","content":"w?"},
+      {"role":"assistant","content":null,"tool_calls":[{"id":"call_1","type":"function",
+        "function":{"name":"get_weather","arguments":"{\"city\":\"Paris\"}"}}]},
+      {"role":"tool","tool_call_id":"call_1","content":"21C"},
+      {"role":"assistant","content":"<think>r</think>ok","reasoning_content":"r"}]})");
+  ASSERT_EQ(p.messages.size(), 4u);
+  EXPECT_FALSE(p.messages[1].content.has_value());
+  ASSERT_EQ(p.messages[1].tool_calls.size(), 1u);
+  EXPECT_EQ(p.messages[1].tool_calls[0].id, "call_1");
+  EXPECT_EQ(p.messages[1].tool_calls[0].name, "get_weather");
+  EXPECT_EQ(p.messages[1].tool_calls[0].arguments, R"({"city":"Paris"})");
+  EXPECT_EQ(p.messages[2].role, "tool");
+  EXPECT_EQ(p.messages[2].tool_call_id, "call_1");
+  EXPECT_EQ(p.messages[2].content, "21C");
+  EXPECT_EQ(p.messages[3].reasoning_content, "r");
+  EXPECT_EQ(parse_error(Endpoint::kChat, R"({"messages":[{"role":"assistant","content":null,
+      "tool_calls":[{"id":"c","type":"function","function":{"name":"f"}}]}]})")
+                .param,
+            "messages[0].tool_calls[0].function.arguments");
+  EXPECT_EQ(parse_error(Endpoint::kChat, R"({"messages":[{"role":"user","content":"x",
+      "tool_calls":[]}]})")
+                .param,
+            "messages[0].tool_calls");
+}
+
+TEST(ParseRequest, TokenizeAndDetokenize) {
+  ParsedRequest p;
+  bool strs = false;
+  EXPECT_FALSE(parse_tokenize_request(R"({"prompt":"hi","return_token_strs":true})", &p, &strs));
+  EXPECT_EQ(p.endpoint, Endpoint::kCompletions);
+  EXPECT_EQ(p.prompt_text, "hi");
+  EXPECT_TRUE(p.add_special_tokens);
+  EXPECT_TRUE(strs);
+  EXPECT_FALSE(parse_tokenize_request(
+      R"({"messages":[{"role":"user","content":"x"}],"add_generation_prompt":false})", &p, &strs));
+  EXPECT_EQ(p.endpoint, Endpoint::kChat);
+  EXPECT_FALSE(p.chat.add_generation_prompt);
+  EXPECT_FALSE(p.add_special_tokens);
+  EXPECT_EQ(parse_tokenize_request(R"({"prompt":3})", &p, &strs)->param, "prompt");
+
+  std::string model;
+  std::vector<int32_t> tokens;
+  EXPECT_FALSE(parse_detokenize_request(R"({"model":"m","tokens":[1,2]})", &model, &tokens));
+  EXPECT_EQ(model, "m");
+  EXPECT_EQ(tokens, (std::vector<int32_t>{1, 2}));
+  EXPECT_EQ(parse_detokenize_request(R"({"tokens":["a"]})", &model, &tokens)->param, "tokens");
+}
+
 TEST(ParseRequest, MalformedBodies) {
   const std::string deep =
       "{\"prompt\":" + std::string(100000, '[') + std::string(100000, ']') + "}";
@@ -180,11 +393,13 @@ ChoiceOutput sample_choice() {
   c.finish_reason = "length";
   TokenLogprobs t;
   t.token = "a";
+  t.bytes = "a";
   t.logprob = -0.5f;
-  t.top = {{"a", -0.5f}, {"b", -1.5f}};
+  t.top = {{"a", "a", -0.5f}, {"b", "b", -1.5f}};
   t.text_offset = 0;
   c.logprobs.push_back(t);
   t.token = "b";
+  t.bytes = "b";
   t.text_offset = 1;
   c.logprobs.push_back(t);
   return c;
@@ -192,7 +407,7 @@ ChoiceOutput sample_choice() {
 
 TEST(Responses, CompletionShape) {
   const ResponseMeta meta{"cmpl-1", 123, "tiny"};
-  const json r = completion_response(meta, {sample_choice()}, {5, 2}, true);
+  const json r = completion_response(meta, {sample_choice()}, {5, 2, 3}, true);
   EXPECT_EQ(r["object"], "text_completion");
   EXPECT_EQ(r["id"], "cmpl-1");
   EXPECT_EQ(r["created"], 123);
@@ -205,8 +420,10 @@ TEST(Responses, CompletionShape) {
   EXPECT_EQ(lp["token_logprobs"], json({-0.5, -0.5}));
   EXPECT_EQ(lp["text_offset"], json({0, 1}));
   EXPECT_EQ(lp["top_logprobs"][0]["b"], -1.5);
-  EXPECT_EQ(r["usage"],
-            json({{"prompt_tokens", 5}, {"completion_tokens", 2}, {"total_tokens", 7}}));
+  EXPECT_EQ(r["usage"], json({{"prompt_tokens", 5},
+                              {"completion_tokens", 2},
+                              {"total_tokens", 7},
+                              {"prompt_tokens_details", {{"cached_tokens", 3}}}}));
   EXPECT_TRUE(completion_response(meta, {sample_choice()}, {5, 2}, false)["choices"][0]["logprobs"]
                   .is_null());
 }
@@ -221,6 +438,46 @@ TEST(Responses, ChatShape) {
   EXPECT_EQ(content[0]["bytes"], json({97}));
   EXPECT_EQ(content[0]["top_logprobs"][1]["token"], "b");
   EXPECT_EQ(r["usage"]["total_tokens"], 5);
+}
+
+TEST(Responses, LogprobBytesAreTheTokensOwnBytes) {
+  ChoiceOutput c;
+  TokenLogprobs t;
+  t.token = "\xEF\xBF\xBD";  // the text of half a character is U+FFFD...
+  t.bytes = "\xC3";          // ...but its bytes are its own
+  t.top = {{t.token, t.bytes, -0.1f}};
+  c.logprobs.push_back(t);
+  const json r = chat_response({"chatcmpl-1", 1, "tiny"}, {c}, {}, true);
+  EXPECT_EQ(r["choices"][0]["logprobs"]["content"][0]["bytes"], json({0xC3}));
+  EXPECT_EQ(r["choices"][0]["logprobs"]["content"][0]["top_logprobs"][0]["bytes"], json({0xC3}));
+}
+
+TEST(Responses, ToolCallsInMessagesAndDeltas) {
+  ChoiceOutput c;
+  c.reasoning = "think";
+  c.tool_calls = {{0, "call_1", "get_weather", R"({"city":"Paris"})"}};
+  c.finish_reason = "tool_calls";
+  const json r = chat_response({"chatcmpl-1", 1, "tiny"}, {c}, {}, false);
+  const json& message = r["choices"][0]["message"];
+  EXPECT_TRUE(message["content"].is_null());
+  EXPECT_EQ(message["reasoning_content"], "think");
+  EXPECT_EQ(message["tool_calls"],
+            json::parse(R"([{"id":"call_1","type":"function","function":{"name":"get_weather",
+                        "arguments":"{\"city\":\"Paris\"}"}}])"));
+  EXPECT_EQ(r["choices"][0]["finish_reason"], "tool_calls");
+
+  ChoiceOutput first_piece;
+  first_piece.tool_calls = {{0, "call_1", "get_weather", ""}};
+  json d = stream_chunk(Endpoint::kChat, {"c", 1, "tiny"}, first_piece, false, false, false);
+  EXPECT_EQ(d["choices"][0]["delta"]["tool_calls"],
+            json::parse(R"([{"index":0,"id":"call_1","type":"function",
+                        "function":{"name":"get_weather","arguments":""}}])"));
+  ChoiceOutput later;
+  later.tool_calls = {{0, "", "", "{\"ci"}};
+  later.reasoning = "r";
+  d = stream_chunk(Endpoint::kChat, {"c", 1, "tiny"}, later, false, false, false);
+  EXPECT_EQ(d["choices"][0]["delta"], json::parse(R"({"reasoning_content":"r",
+                        "tool_calls":[{"index":0,"function":{"arguments":"{\"ci"}}]})"));
 }
 
 TEST(Responses, StreamChunksAndUsageChunk) {

@@ -129,5 +129,49 @@ TEST_F(ChoiceTextTest, DeltasPartitionTheText) {
   EXPECT_TRUE(text.take_delta().text.empty());
 }
 
+TEST(StopMatcher, IncludeStopKeepsTheStopString) {
+  StopMatcher m({"END", "EN"}, /*include_stop=*/true);
+  EXPECT_EQ(feed(m, {"abc E", "ND tail"}), "abc END");
+  EXPECT_TRUE(m.stopped());
+}
+
+TEST_F(ChoiceTextTest, LogprobBytesAreTheTokensOwnBytes) {
+  // "é" is two bytes; a byte-level token of just its first byte decodes to U+FFFD.
+  const std::optional<int32_t> first_byte = tokenizer_->token_to_id("Ã");
+  ASSERT_TRUE(first_byte.has_value());
+  ChoiceText text(*tokenizer_, {}, /*logprobs=*/true);
+  text.push(sample(*first_byte));
+  ASSERT_EQ(text.logprobs().size(), 1u);
+  EXPECT_EQ(text.logprobs()[0].token, "\xEF\xBF\xBD");
+  EXPECT_EQ(text.logprobs()[0].bytes, "\xC3");
+  EXPECT_EQ(text.logprobs()[0].top[0].bytes, "\xC3");
+}
+
+TEST_F(ChoiceTextTest, StopTokensCountButAreNotText) {
+  const std::vector<int32_t> ids = tokenizer_->encode("hi");
+  const int32_t eos = *tokenizer_->token_to_id("<｜end▁of▁sentence｜>");
+  const int32_t user = *tokenizer_->token_to_id("<｜User｜>");  // not special
+  for (const bool include : {false, true}) {
+    ChoiceText text(*tokenizer_, {}, false, {/*skip_special_tokens=*/false, include});
+    for (int32_t id : ids) text.push(sample(id));
+    engine::SampleResult stop = sample(user);
+    stop.stop = true;  // a stop_token_ids token
+    text.push(stop);
+    text.finish();
+    EXPECT_EQ(text.text(), include ? "hi<｜User｜>" : "hi");
+    EXPECT_EQ(text.tokens(), static_cast<int64_t>(ids.size()) + 1);
+  }
+  // skip_special_tokens false keeps special tokens that did not stop the choice.
+  ChoiceText raw(*tokenizer_, {}, false, {/*skip_special_tokens=*/false, false});
+  raw.push(sample(eos));
+  raw.push(sample(ids[0]));
+  raw.finish();
+  EXPECT_EQ(raw.text(), "<｜end▁of▁sentence｜>" + tokenizer_->decode({ids[0]}));
+  ChoiceText skipped(*tokenizer_, {}, false);
+  skipped.push(sample(eos));
+  skipped.finish();
+  EXPECT_EQ(skipped.text(), "");
+}
+
 }  // namespace
 }  // namespace moeserve::server
