@@ -128,6 +128,8 @@ int64_t mtp_position_bytes(const model::MtpLayer& m, int64_t experts_per_token) 
 struct ServedRun {
   double tokens_per_s = 0;  // decode tokens/s after the first token
   double acceptance = 0;    // accepted / drafted
+  int64_t drafts = 0;       // draft tokens verified (the per-step switch cuts them)
+  int64_t tokens = 0;       // tokens generated
 };
 
 // One greedy request of `steps` tokens through the Scheduler (the loop `serve` runs),
@@ -163,6 +165,8 @@ StatusOr<ServedRun> run_served(const std::shared_ptr<const model::LoadedModel>& 
   scheduler.stop();
   ServedRun run;
   run.tokens_per_s = static_cast<double>(tokens - 1) / seconds;
+  run.drafts = stats.spec_draft_tokens_total;
+  run.tokens = tokens;
   if (stats.spec_draft_tokens_total > 0) {
     run.acceptance = static_cast<double>(stats.spec_accepted_tokens_total) /
                      static_cast<double>(stats.spec_draft_tokens_total);
@@ -208,8 +212,10 @@ Status bench_model(const std::string& dir, int threads, int64_t steps) {
   MOESERVE_ASSIGN_OR_RETURN(const ServedRun on, run_served(shared, options, 1, steps));
   std::printf(
       "through the Scheduler, k=1: off %.2f tokens/s, mtp %.2f tokens/s (%.2fx), acceptance "
-      "%.2f; prediction (1 + acceptance) / (1 + c) = %.2fx\n",
+      "%.2f (%lld drafts verified over %lld tokens); prediction (1 + acceptance) / (1 + c) = "
+      "%.2fx\n",
       off.tokens_per_s, on.tokens_per_s, on.tokens_per_s / off.tokens_per_s, on.acceptance,
+      static_cast<long long>(on.drafts), static_cast<long long>(on.tokens),
       (1.0 + on.acceptance) / (1.0 + draft_cost_k1));
   std::fflush(stdout);
   return ok_status();

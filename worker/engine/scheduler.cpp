@@ -14,7 +14,7 @@ int64_t blocks_for(int64_t tokens) { return (tokens + kBlockSize - 1) / kBlockSi
 // Keeps a choice's draft stream apart from its sampling stream (Sampler::rng()).
 constexpr uint64_t kDraftSeedSalt = 0x6472616674737472ull;
 // Weight of the latest step in a choice's acceptance EWMA.
-constexpr double kAcceptanceEwmaWeight = 0.25;
+constexpr double kAcceptanceEwmaWeight = 0.5;
 
 }  // namespace
 
@@ -89,6 +89,7 @@ struct Choice {
   std::vector<int32_t> verify;  // this step's input when it speculates: pending, drafts
   double acceptance = 1.0;      // EWMA of the accepted fraction of its drafts
   int32_t steps_since_probe = 0;
+  int32_t probe_interval = kSpecProbeInterval;  // doubles with every probe that stays low
 
   Choice(std::vector<int32_t> prompt, const SamplingParams& params, uint64_t sequence)
       : tokens(std::move(prompt)),
@@ -100,12 +101,17 @@ struct Choice {
 namespace {
 
 // The per-choice half of the per-step switch: a choice whose drafts were mostly
-// rejected drafts again only every kSpecProbeInterval-th step, so that its acceptance
-// is measured again without paying for verification every step.
+// rejected drafts again only after kSpecProbeInterval steps, then after twice as many
+// after each probe that stays low (up to kSpecMaxProbeInterval), so that its acceptance
+// is measured again while verification costs a vanishing share of the steps.
 bool wants_drafts(Choice& c, double min_acceptance) {
-  if (c.acceptance >= min_acceptance) return true;
-  if (++c.steps_since_probe < kSpecProbeInterval) return false;
+  if (c.acceptance >= min_acceptance) {
+    c.probe_interval = kSpecProbeInterval;
+    return true;
+  }
+  if (++c.steps_since_probe < c.probe_interval) return false;
   c.steps_since_probe = 0;
+  c.probe_interval = std::min(2 * c.probe_interval, kSpecMaxProbeInterval);
   return true;
 }
 

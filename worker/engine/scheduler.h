@@ -39,8 +39,9 @@
 // accepted and carry the main model's logprobs. Per-step switch: no sequence
 // speculates in a step that decodes more than spec_max_batch sequences (the step is
 // compute-bound and verification costs more than it saves), and a choice whose
-// acceptance EWMA fell below spec_min_acceptance drafts only every
-// kSpecProbeInterval-th step, to measure it again.
+// acceptance EWMA (weight 0.5 per step) fell below spec_min_acceptance drafts again
+// only to probe: after kSpecProbeInterval steps, the interval doubling with every probe
+// that stays low up to kSpecMaxProbeInterval.
 //
 // Draining: drain() makes submit() refuse new requests; queued and running ones finish.
 // stop() cancels whatever is left and joins the thread.
@@ -161,9 +162,10 @@ struct SchedulerOptions {
   double spec_min_acceptance = 0.3;  // acceptance EWMA below which a choice stops drafting
 };
 
-// Steps between two drafting attempts of a choice whose acceptance fell below
-// spec_min_acceptance.
+// Steps before the first probe of a choice whose acceptance fell below
+// spec_min_acceptance, and the most between two probes.
 inline constexpr int32_t kSpecProbeInterval = 8;
+inline constexpr int32_t kSpecMaxProbeInterval = 64;
 
 struct SchedulerStats {
   uint64_t sequence = 0;  // forward steps run so far

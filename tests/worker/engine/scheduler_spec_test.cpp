@@ -214,8 +214,12 @@ TEST_P(SchedulerSpecTest, NgramGreedyOutputIsTheOutputWithoutDraftsForBatchesAnd
   int64_t drafted = 0, accepted = 0;
   for (int32_t k = 1; k <= 3; ++k) {
     for (int batch : {1, 3, 8}) {
-      const SchedulerStats stats = expect_same_as_alone(
-          spec_options(std::make_shared<NgramDrafter>(), k), prompts_for(batch, vocab(), k), 24);
+      // Always drafting (no low-acceptance switch): this is about the output, and a random
+      // model repeats itself too rarely to keep the n-gram drafts above the floor.
+      SchedulerOptions options = spec_options(std::make_shared<NgramDrafter>(), k);
+      options.spec_min_acceptance = 0.0;
+      const SchedulerStats stats =
+          expect_same_as_alone(options, prompts_for(batch, vocab(), k), 24);
       drafted += stats.spec_draft_tokens_total;
       accepted += stats.spec_accepted_tokens_total;
     }
@@ -356,10 +360,9 @@ TEST_P(SchedulerSpecTest, LowAcceptanceTurnsDraftingDownToProbes) {
   const SchedulerStats stats = expect_same_as_alone(spec_options(drafter, 1), prompts, 60);
   EXPECT_EQ(stats.spec_accepted_tokens_total, 0);
   // Without the switch every one of the 59 steps after the first token would verify a
-  // draft; the EWMA (weight 0.25) falls below 0.3 after 5 of them, then one per
-  // kSpecProbeInterval steps.
-  EXPECT_GT(stats.spec_draft_tokens_total, 5);
-  EXPECT_LE(stats.spec_draft_tokens_total, 5 + 59 / kSpecProbeInterval + 1);
+  // draft; the EWMA (weight 0.5) falls below 0.3 after 2 of them, then probes come after
+  // 8, 16 and 32 more steps (the interval doubles): 2 + 3 drafts in all.
+  EXPECT_EQ(stats.spec_draft_tokens_total, 5);
 }
 
 TEST_P(SchedulerSpecTest, CancellingASpeculatingRequestFreesItsBlocksAndReleasesItsDrafts) {
