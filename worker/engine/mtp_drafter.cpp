@@ -55,7 +55,7 @@ Status MtpDrafter::draft_from(const float* logits, const DraftInput& input, Draf
                                   ": temperature > 0 without an Rng");
   }
   std::vector<float> q;
-  sampling_distribution(logits, vocab, *input.sampling, &q);
+  sampling_distribution(logits, vocab, *input.sampling, TokenHistory{}, &q);
   const int32_t token = sample_from(q, *input.rng);
   if (token < 0) {
     return internal_error("MTP drafter: sequence " + std::to_string(input.sequence) +

@@ -18,7 +18,9 @@
 //
 // Drafts are the argmax of the MTP logits under greedy sampling (empty q), else drawn
 // from q = sampling_distribution(logits, the request's SamplingParams) with the
-// request's Rng, and q is returned with the draft.
+// request's Rng, and q is returned with the draft. q sees an empty TokenHistory (no
+// penalties): the scheduler verifies against the target's p with the real history, so
+// the output stays exact and only the acceptance rate depends on q.
 //
 // A sequence whose first input starts past position 0 (a prefix-cache hit, a forked
 // choice of n > 1) has no main hidden states for [0, hidden_from): those MTP positions

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <limits>
 #include <string>
 #include <utility>
 
@@ -38,10 +39,19 @@ Candidates candidates(const float* logits, int32_t vocab_size, const SamplingPar
   const float max = *std::max_element(logits, logits + vocab_size);
   const bool truncate = params.top_k > 0 || params.top_p < 1.0;
 
-  order.resize(vocab_size);
-  for (int32_t i = 0; i < vocab_size; ++i) order[i] = i;
-  Candidates kept{vocab_size, 0.0};
-  if (params.top_k > 0 && params.top_k < vocab_size) {
+  // Masked tokens (-inf) and, with min_p, those less likely than min_p times the top
+  // token (whose weight below is 1) are never candidates.
+  order.clear();
+  for (int32_t i = 0; i < vocab_size; ++i) {
+    if (logits[i] == -std::numeric_limits<float>::infinity()) continue;
+    if (params.min_p > 0.0 &&
+        std::exp((static_cast<double>(logits[i]) - max) * inv_temperature) < params.min_p) {
+      continue;
+    }
+    order.push_back(i);
+  }
+  Candidates kept{static_cast<int32_t>(order.size()), 0.0};
+  if (params.top_k > 0 && params.top_k < kept.count) {
     kept.count = params.top_k;
     std::partial_sort(order.begin(), order.begin() + kept.count, order.end(), ByLogit{logits});
   } else if (truncate) {
@@ -61,6 +71,52 @@ Candidates candidates(const float* logits, int32_t vocab_size, const SamplingPar
     kept = {n, mass};
   }
   return kept;
+}
+
+bool has_penalties(const SamplingParams& params) {
+  return params.presence_penalty != 0.0 || params.frequency_penalty != 0.0 ||
+         params.repetition_penalty != 1.0;
+}
+
+// The logits the draw uses (the header's first paragraph): `logits` itself when no
+// parameter changes them, else `processed` filled. `counts` is scratch.
+const float* process_logits(const float* logits, int32_t vocab_size, const SamplingParams& params,
+                            TokenHistory history, std::vector<float>& processed,
+                            std::vector<int32_t>& counts) {
+  const bool mask_stops = history.generated < params.min_tokens && !params.stop_token_ids.empty();
+  if (!mask_stops && params.logit_bias.empty() && !has_penalties(params)) return logits;
+  processed.assign(logits, logits + vocab_size);
+  if (mask_stops) {
+    for (int32_t t : params.stop_token_ids) {
+      if (t >= 0 && t < vocab_size) processed[t] = -std::numeric_limits<float>::infinity();
+    }
+  }
+  for (const auto& [token, bias] : params.logit_bias) processed[token] += bias;
+  if (!has_penalties(params)) return processed.data();
+
+  // counts[t]: occurrences of t among the generated tokens, -1 for a token seen only in
+  // the prompt (repetition_penalty covers both, the others only the generated ones).
+  counts.assign(vocab_size, 0);
+  const size_t prompt = history.tokens.size() - static_cast<size_t>(history.generated);
+  for (size_t i = 0; i < history.tokens.size(); ++i) {
+    int32_t& c = counts[history.tokens[i]];
+    if (i >= prompt) {
+      c = std::max(c, 0) + 1;
+    } else if (c == 0) {
+      c = -1;
+    }
+  }
+  const float repetition = static_cast<float>(params.repetition_penalty);
+  const float frequency = static_cast<float>(params.frequency_penalty);
+  const float presence = static_cast<float>(params.presence_penalty);
+  for (int32_t t = 0; t < vocab_size; ++t) {
+    const int32_t c = counts[t];
+    if (c == 0) continue;
+    float& l = processed[t];
+    if (repetition != 1.0f) l = l > 0.0f ? l / repetition : l * repetition;
+    if (c > 0) l -= frequency * static_cast<float>(c) + presence;
+  }
+  return processed.data();
 }
 
 double log_sum_exp(const float* logits, int32_t vocab_size) {
@@ -87,6 +143,34 @@ Status validate(const SamplingParams& params) {
   if (params.top_logprobs < 0 || params.top_logprobs > kMaxTopLogprobs) {
     return invalid_argument_error("top_logprobs must be in [0, " + std::to_string(kMaxTopLogprobs) +
                                   "], got " + std::to_string(params.top_logprobs));
+  }
+  if (!(params.min_p >= 0.0 && params.min_p <= 1.0)) {
+    return invalid_argument_error("min_p must be in [0, 1], got " + std::to_string(params.min_p));
+  }
+  for (const auto& [name, value] : {std::pair{"presence_penalty", params.presence_penalty},
+                                    std::pair{"frequency_penalty", params.frequency_penalty}}) {
+    if (!(value >= -kMaxPenalty && value <= kMaxPenalty)) {
+      return invalid_argument_error(std::string(name) + " must be in [-2, 2], got " +
+                                    std::to_string(value));
+    }
+  }
+  if (!(params.repetition_penalty > 0.0) || !std::isfinite(params.repetition_penalty)) {
+    return invalid_argument_error("repetition_penalty must be a finite number > 0, got " +
+                                  std::to_string(params.repetition_penalty));
+  }
+  if (params.min_tokens < 0) {
+    return invalid_argument_error("min_tokens must be >= 0, got " +
+                                  std::to_string(params.min_tokens));
+  }
+  for (const auto& [token, bias] : params.logit_bias) {
+    if (token < 0) {
+      return invalid_argument_error("logit_bias: token id " + std::to_string(token) +
+                                    " must be >= 0");
+    }
+    if (!(bias >= -kMaxLogitBias && bias <= kMaxLogitBias)) {
+      return invalid_argument_error("logit_bias: the bias of token " + std::to_string(token) +
+                                    " must be in [-100, 100], got " + std::to_string(bias));
+    }
   }
   return ok_status();
 }
@@ -135,8 +219,12 @@ float token_logprob(const float* logits, int32_t vocab_size, int32_t token) {
   return static_cast<float>(static_cast<double>(logits[token]) - log_sum_exp(logits, vocab_size));
 }
 
-void sampling_distribution(const float* logits, int32_t vocab_size, const SamplingParams& params,
+void sampling_distribution(const float* raw_logits, int32_t vocab_size,
+                           const SamplingParams& params, TokenHistory history,
                            std::vector<float>* probs) {
+  std::vector<float> processed;
+  std::vector<int32_t> counts;
+  const float* logits = process_logits(raw_logits, vocab_size, params, history, processed, counts);
   probs->assign(vocab_size, 0.0f);
   if (params.temperature <= 0.0) {
     (*probs)[argmax(logits, vocab_size)] = 1.0f;
@@ -186,8 +274,10 @@ int32_t Sampler::draw(const float* logits, int32_t vocab_size) {
   return order_[kept.count - 1];
 }
 
-SampleResult Sampler::sample(const float* logits, int32_t vocab_size) {
-  return result_for(logits, vocab_size, draw(logits, vocab_size));
+SampleResult Sampler::sample(const float* logits, int32_t vocab_size, TokenHistory history) {
+  const float* processed =
+      process_logits(logits, vocab_size, params_, history, processed_, counts_);
+  return result_for(logits, vocab_size, draw(processed, vocab_size));
 }
 
 SampleResult Sampler::result_for(const float* logits, int32_t vocab_size, int32_t token) {

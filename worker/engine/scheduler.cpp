@@ -100,6 +100,8 @@ struct Choice {
 
 namespace {
 
+TokenHistory history(const Choice& c) { return {c.tokens, c.generated}; }
+
 // The per-choice half of the per-step switch: a choice whose drafts were mostly
 // rejected drafts again only after kSpecProbeInterval steps, then after twice as many
 // after each probe that stays low (up to kSpecMaxProbeInterval), so that its acceptance
@@ -208,6 +210,18 @@ StatusOr<std::shared_ptr<RequestStream>> Scheduler::submit(GenerationRequest req
                                   std::to_string(options_.max_num_seqs));
   }
   MOESERVE_RETURN_IF_ERROR(validate(request.sampling));
+  for (const auto& bias : request.sampling.logit_bias) {
+    if (bias.first >= vocab) {
+      return invalid_argument_error("logit_bias: token id " + std::to_string(bias.first) +
+                                    " is outside the vocabulary [0, " + std::to_string(vocab) +
+                                    ")");
+    }
+  }
+  if (request.sampling.min_tokens > request.max_tokens) {
+    return invalid_argument_error("min_tokens (" + std::to_string(request.sampling.min_tokens) +
+                                  ") must not exceed max_tokens (" +
+                                  std::to_string(request.max_tokens) + ")");
+  }
   const int64_t prompt_size = static_cast<int64_t>(request.prompt.size());
   const int64_t needed = request.n * blocks_for(prompt_size + request.max_tokens);
   if (needed > engine_->kv_cache().num_blocks()) {
@@ -613,7 +627,7 @@ bool Scheduler::run_step(const std::vector<Planned>& plan) {
 
     auto sample_into = [&](int32_t index) {
       Choice& target = a.choices[index];
-      SampleResult r = target.sampler.sample(out_.row(s), vocab);
+      SampleResult r = target.sampler.sample(out_.row(s), vocab, history(target));
       std::vector<float> prompt_logits;
       if (index == 0 && target.generated == 0 && a.return_prompt_logits) {
         prompt_logits.assign(out_.row(s), out_.row(s) + out_.vocab_size);
@@ -669,7 +683,8 @@ void Scheduler::verify(const Planned& p, size_t s) {
   bool live = true;
   for (int64_t i = 0; i < p.drafts; ++i) {
     const float* row = out_.row(s, i);
-    sampling_distribution(row, vocab, c.sampler.params(), &target_);
+    // c.tokens holds the drafts accepted so far: this position's history.
+    sampling_distribution(row, vocab, c.sampler.params(), history(c), &target_);
     const int32_t draft = c.draft.tokens[i];
     std::span<const float> q;
     if (!c.draft.probs.empty()) q = c.draft.probs[i];
@@ -679,7 +694,7 @@ void Scheduler::verify(const Planned& p, size_t s) {
     ++accepted;
   }
   if (live && accepted == p.drafts) {
-    live = emit_token(a, p.choice, c.sampler.sample(out_.row(s, p.drafts), vocab), {});
+    live = emit_token(a, p.choice, c.sampler.sample(out_.row(s, p.drafts), vocab, history(c)), {});
   }
   {
     std::lock_guard<std::mutex> lock(stats_mutex_);

@@ -1,6 +1,7 @@
 #include "worker/server/openai_protocol.h"
 
 #include <algorithm>
+#include <charconv>
 #include <cmath>
 #include <limits>
 
@@ -341,6 +342,41 @@ std::optional<ApiError> read_stop(const Body& body, ParsedRequest* out) {
   return std::nullopt;
 }
 
+// logit_bias: {"token id": bias}, ids as decimal strings (OpenAI's shape), biases in
+// [-100, 100]; the vocabulary bound is checked by the server, which knows it.
+std::optional<ApiError> read_logit_bias(const Body& body, ParsedRequest* out) {
+  if (!present(body, "logit_bias")) return std::nullopt;
+  const Body& map = body["logit_bias"];
+  if (!map.is_object()) {
+    return bad("logit_bias", "logit_bias must be an object mapping token ids to biases");
+  }
+  for (const auto& [key, value] : map.items()) {
+    int64_t id = -1;
+    const auto [end, ec] = std::from_chars(key.data(), key.data() + key.size(), id);
+    if (ec != std::errc() || end != key.data() + key.size() || id < 0 ||
+        id > std::numeric_limits<int32_t>::max()) {
+      return bad("logit_bias", "logit_bias: key '" + key + "' is not a token id");
+    }
+    if (!value.is_number() || !(value.get<double>() >= -100.0 && value.get<double>() <= 100.0)) {
+      return bad("logit_bias",
+                 "logit_bias: the bias of token " + key + " must be a number in [-100, 100]");
+    }
+    out->logit_bias.emplace_back(static_cast<int32_t>(id), value.get<float>());
+  }
+  return std::nullopt;
+}
+
+// repetition_penalty: any finite number > 0 (vLLM's range).
+std::optional<ApiError> read_repetition_penalty(const Body& body, double* out) {
+  if (!present(body, "repetition_penalty")) return std::nullopt;
+  const Body& v = body["repetition_penalty"];
+  if (!v.is_number() || !std::isfinite(v.get<double>()) || !(v.get<double>() > 0.0)) {
+    return bad("repetition_penalty", "repetition_penalty must be a finite number > 0");
+  }
+  *out = v.get<double>();
+  return std::nullopt;
+}
+
 // A parameter that would change the output if honoured, accepted only at the value that
 // changes nothing. Refusing beats ignoring.
 struct Unsupported {
@@ -364,14 +400,8 @@ bool is_text_modality(const Body& v) { return v == Body::array({"text"}); }
 constexpr Unsupported kUnsupported[] = {
     {"echo", is_false, "this server does not echo the prompt"},
     {"suffix", nullptr, "this server does not insert text"},
-    {"logit_bias", is_empty, kNoSampler},
-    {"presence_penalty", is_zero, kNoSampler},
-    {"frequency_penalty", is_zero, kNoSampler},
-    {"repetition_penalty", is_one, kNoSampler},
     {"length_penalty", is_one, "there is no beam search"},
     {"use_beam_search", is_false, "there is no beam search"},
-    {"min_p", is_zero, kNoSampler},
-    {"min_tokens", is_zero, kNoSampler},
     {"bad_words", is_empty, kNoSampler},
     {"allowed_token_ids", nullptr, kNoSampler},
     {"logits_processors", nullptr, kNoSampler},
@@ -573,6 +603,18 @@ std::optional<ApiError> parse_request(Endpoint endpoint, std::string_view text,
   if (v.has_value()) out->seed = static_cast<uint64_t>(*v);
   if (auto e = read_number(body, "temperature", 0.0, 2.0, false, &out->temperature)) return e;
   if (auto e = read_number(body, "top_p", 0.0, 1.0, true, &out->top_p)) return e;
+  if (auto e = read_number(body, "min_p", 0.0, 1.0, false, &out->min_p)) return e;
+  if (auto e = read_number(body, "presence_penalty", -2.0, 2.0, false, &out->presence_penalty)) {
+    return e;
+  }
+  if (auto e = read_number(body, "frequency_penalty", -2.0, 2.0, false, &out->frequency_penalty)) {
+    return e;
+  }
+  if (auto e = read_repetition_penalty(body, &out->repetition_penalty)) return e;
+  v.reset();
+  if (auto e = read_int(body, "min_tokens", 0, INT32_MAX, &v)) return e;
+  out->min_tokens = static_cast<int32_t>(v.value_or(0));
+  if (auto e = read_logit_bias(body, out)) return e;
   if (auto e = read_stop(body, out)) return e;
   if (auto e = read_bool(body, "stream", &out->stream)) return e;
   if (auto e = read_bool(body, "ignore_eos", &out->ignore_eos)) return e;

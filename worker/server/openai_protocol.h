@@ -4,13 +4,16 @@
 //
 // Requests: fields of the wrong type or out of range are a 400 invalid_request_error
 // whose `param` names the field. Every parameter that would change the output and is
-// not implemented (echo, suffix, best_of != n, logit_bias, presence/frequency/
-// repetition/length penalties, min_p, min_tokens, response_format other than text,
+// not implemented (echo, suffix, best_of != n, length_penalty, bad_words,
+// allowed_token_ids, response_format other than text,
 // guided_*, structured_outputs, tool_choice required or a named function, beam search,
 // prompt_logprobs, ...: kUnsupported in the .cpp) is refused the same way unless it has
 // the value that changes nothing; it is never ignored. Fields this file does not know
 // are ignored (clients send many), and so are user, metadata, store and service_tier,
 // which do not change the output.
+// Sampling parameters beyond OpenAI's (vLLM's, engine::SamplingParams has their
+// semantics): repetition_penalty, min_p, min_tokens; presence_penalty, frequency_penalty
+// and logit_bias ({"token id": bias in [-100, 100]}) are OpenAI's own.
 // Implemented extensions (vLLM's): ignore_eos, stop_token_ids, skip_special_tokens,
 // include_stop_str_in_output, add_special_tokens; on chat, add_generation_prompt,
 // chat_template (Jinja source for this request), chat_template_kwargs.
@@ -28,6 +31,7 @@
 #include <optional>
 #include <string>
 #include <string_view>
+#include <utility>
 #include <vector>
 
 #include <nlohmann/json.hpp>
@@ -70,6 +74,12 @@ struct ParsedRequest {
   double temperature = 1.0;
   double top_p = 1.0;
   int32_t top_k = 0;  // 0 (or -1 on the wire): no limit
+  double min_p = 0.0;
+  double presence_penalty = 0.0;
+  double frequency_penalty = 0.0;
+  double repetition_penalty = 1.0;
+  int32_t min_tokens = 0;
+  std::vector<std::pair<int32_t, float>> logit_bias;  // {token id, bias}
   std::optional<uint64_t> seed;
   std::vector<std::string> stop;
   int32_t n = 1;

@@ -539,14 +539,18 @@ void OpenAiApi::handle_generate(Endpoint endpoint, const http::Request& request,
   ParsedRequest parsed;
   if (auto e = parse_request(endpoint, request.body, &parsed)) return fail(*e);
   if (auto e = check_model(parsed.model)) return fail(*e);
+  auto outside_vocab = [&](int32_t id, const char* param) {
+    return api_error(400,
+                     std::string(param) + ": " + std::to_string(id) +
+                         " is outside the vocabulary (size " + std::to_string(prompt_.vocab_size) +
+                         ")",
+                     "invalid_request_error", "", param);
+  };
   for (int32_t id : parsed.stop_token_ids) {
-    if (id >= prompt_.vocab_size) {
-      return fail(api_error(400,
-                            "stop_token_ids: " + std::to_string(id) +
-                                " is outside the vocabulary (size " +
-                                std::to_string(prompt_.vocab_size) + ")",
-                            "invalid_request_error", "", "stop_token_ids"));
-    }
+    if (id >= prompt_.vocab_size) return fail(outside_vocab(id, "stop_token_ids"));
+  }
+  for (const auto& bias : parsed.logit_bias) {
+    if (bias.first >= prompt_.vocab_size) return fail(outside_vocab(bias.first, "logit_bias"));
   }
   std::vector<int32_t> prompt;
   model::ChatTemplateFamily family = model::ChatTemplateFamily::kGeneric;
@@ -562,6 +566,12 @@ void OpenAiApi::handle_generate(Endpoint endpoint, const http::Request& request,
   }
   const int64_t max_tokens = parsed.max_tokens.value_or(
       endpoint == Endpoint::kChat ? options_.max_model_len - prompt_tokens : 16);
+  if (parsed.min_tokens > max_tokens) {
+    return fail(api_error(400,
+                          "min_tokens (" + std::to_string(parsed.min_tokens) +
+                              ") must not exceed max_tokens (" + std::to_string(max_tokens) + ")",
+                          "invalid_request_error", "", "min_tokens"));
+  }
   if (prompt_tokens + max_tokens > options_.max_model_len) {
     return fail(api_error(
         400,
@@ -581,6 +591,12 @@ void OpenAiApi::handle_generate(Endpoint endpoint, const http::Request& request,
   g.sampling.top_k = parsed.top_k;
   g.sampling.seed = parsed.seed.value_or(std::random_device{}());
   g.sampling.top_logprobs = parsed.top_logprobs;
+  g.sampling.min_p = parsed.min_p;
+  g.sampling.presence_penalty = parsed.presence_penalty;
+  g.sampling.frequency_penalty = parsed.frequency_penalty;
+  g.sampling.repetition_penalty = parsed.repetition_penalty;
+  g.sampling.min_tokens = parsed.min_tokens;
+  g.sampling.logit_bias = parsed.logit_bias;
   if (!parsed.ignore_eos) g.sampling.stop_token_ids = prompt_.stop_token_ids;
   // stop_token_ids end a choice even with ignore_eos, as in vLLM.
   g.sampling.stop_token_ids.insert(g.sampling.stop_token_ids.end(), parsed.stop_token_ids.begin(),

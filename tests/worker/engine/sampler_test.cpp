@@ -4,12 +4,18 @@
 
 #include <algorithm>
 #include <cmath>
+#include <functional>
 #include <random>
 #include <set>
+#include <string>
 #include <vector>
+
+#include "tests/worker/engine/reference_generate.h"
 
 namespace moeserve::engine {
 namespace {
+
+using testing::reference_processed;
 
 std::vector<float> random_logits(int32_t n, uint32_t seed) {
   std::mt19937 gen(seed);
@@ -29,7 +35,7 @@ std::vector<float> logits_of(const std::vector<double>& probs) {
 std::vector<double> frequencies(Sampler& sampler, const std::vector<float>& logits, int draws) {
   std::vector<double> counts(logits.size(), 0.0);
   for (int i = 0; i < draws; ++i) {
-    counts[sampler.sample(logits.data(), static_cast<int32_t>(logits.size())).token] += 1.0;
+    counts[sampler.sample(logits.data(), static_cast<int32_t>(logits.size()), {}).token] += 1.0;
   }
   for (double& c : counts) c /= draws;
   return counts;
@@ -72,11 +78,11 @@ TEST(RngTest, SameSeedSameStreamDifferentSeedDifferentStream) {
 TEST(SamplerTest, GreedyPicksTheArgmaxAndTiesGoToTheLowerId) {
   const std::vector<float> logits = {0.5f, 2.0f, -1.0f, 2.0f, 1.0f};
   Sampler sampler(SamplingParams{});
-  EXPECT_EQ(sampler.sample(logits.data(), 5).token, 1);
+  EXPECT_EQ(sampler.sample(logits.data(), 5, {}).token, 1);
   auto random = random_logits(1000, 3);
   int32_t best = 0;
   for (int32_t i = 0; i < 1000; ++i) best = random[i] > random[best] ? i : best;
-  EXPECT_EQ(sampler.sample(random.data(), 1000).token, best);
+  EXPECT_EQ(sampler.sample(random.data(), 1000, {}).token, best);
 }
 
 TEST(SamplerTest, LogprobsAreLogSoftmaxOfTheRawLogits) {
@@ -86,7 +92,7 @@ TEST(SamplerTest, LogprobsAreLogSoftmaxOfTheRawLogits) {
   params.top_logprobs = 5;
   params.seed = 9;
   Sampler sampler(params);
-  const SampleResult r = sampler.sample(logits.data(), 500);
+  const SampleResult r = sampler.sample(logits.data(), 500, {});
 
   double max = logits[0];
   for (float v : logits) max = std::max<double>(max, v);
@@ -159,9 +165,9 @@ TEST(SamplerTest, SameSeedGivesTheSameTokens) {
   Sampler c(params);
   int differences = 0;
   for (int i = 0; i < 50; ++i) {
-    const int32_t t = a.sample(logits.data(), 300).token;
-    EXPECT_EQ(t, b.sample(logits.data(), 300).token);
-    differences += t != c.sample(logits.data(), 300).token;
+    const int32_t t = a.sample(logits.data(), 300, {}).token;
+    EXPECT_EQ(t, b.sample(logits.data(), 300, {}).token);
+    differences += t != c.sample(logits.data(), 300, {}).token;
   }
   EXPECT_GT(differences, 0);
 }
@@ -171,7 +177,7 @@ TEST(SamplerTest, StopTokensAreFlagged) {
   SamplingParams params;
   params.stop_token_ids = {2};
   Sampler sampler(params);
-  const SampleResult r = sampler.sample(logits.data(), 3);
+  const SampleResult r = sampler.sample(logits.data(), 3, {});
   EXPECT_EQ(r.token, 2);
   EXPECT_TRUE(r.stop);
   EXPECT_FALSE(sampler.is_stop(1));
@@ -180,7 +186,7 @@ TEST(SamplerTest, StopTokensAreFlagged) {
 TEST(SamplingDistributionTest, GreedyIsOneHotOnTheArgmax) {
   const std::vector<float> logits = {0.5f, 2.0f, -1.0f, 2.0f};
   std::vector<float> probs;
-  sampling_distribution(logits.data(), 4, SamplingParams{}, &probs);
+  sampling_distribution(logits.data(), 4, SamplingParams{}, {}, &probs);
   EXPECT_EQ(probs, (std::vector<float>{0.0f, 1.0f, 0.0f, 0.0f}));
 }
 
@@ -191,7 +197,7 @@ TEST(SamplingDistributionTest, AppliesTemperatureTopKAndTopPAsTheSamplerDoes) {
   params.top_k = 3;          // keeps 1, 3, 4
   params.top_p = 0.8;        // of 0.2525: 1 (0.485) then 3 (0.842) reaches 0.8
   std::vector<float> dist;
-  sampling_distribution(logits_of(probs).data(), 5, params, &dist);
+  sampling_distribution(logits_of(probs).data(), 5, params, {}, &dist);
   const double z = 0.1225 + 0.09;
   EXPECT_EQ(dist[0] + dist[2] + dist[4], 0.0f);
   EXPECT_NEAR(dist[1], 0.1225 / z, 1e-6);
@@ -226,7 +232,7 @@ TEST(SamplerTest, ResultForReportsTheChosenTokensLogprobsAndStop) {
   params.top_logprobs = 3;
   params.stop_token_ids = {7};
   Sampler sampler(params);
-  const SampleResult drawn = sampler.sample(logits.data(), 200);
+  const SampleResult drawn = sampler.sample(logits.data(), 200, {});
   const SampleResult chosen = sampler.result_for(logits.data(), 200, drawn.token);
   EXPECT_EQ(chosen.token, drawn.token);
   EXPECT_EQ(chosen.logprob, drawn.logprob);
@@ -235,6 +241,143 @@ TEST(SamplerTest, ResultForReportsTheChosenTokensLogprobsAndStop) {
   EXPECT_TRUE(sampler.result_for(logits.data(), 200, 7).stop);
   EXPECT_NEAR(sampler.result_for(logits.data(), 200, 7).logprob,
               token_logprob(logits.data(), 200, 7), 1e-6);
+}
+
+std::vector<int32_t> concat(const std::vector<int32_t>& a, const std::vector<int32_t>& b) {
+  std::vector<int32_t> out = a;
+  out.insert(out.end(), b.begin(), b.end());
+  return out;
+}
+
+TEST(SamplerTest, ValidateNamesTheBadProcessingParameter) {
+  const auto message = [](auto set) {
+    SamplingParams p;
+    set(p);
+    return validate(p).message();
+  };
+  EXPECT_NE(message([](SamplingParams& p) { p.presence_penalty = 2.5; }).find("presence_penalty"),
+            std::string::npos);
+  EXPECT_NE(message([](SamplingParams& p) { p.frequency_penalty = -3; }).find("frequency_penalty"),
+            std::string::npos);
+  EXPECT_NE(message([](SamplingParams& p) { p.repetition_penalty = 0; }).find("repetition_penalty"),
+            std::string::npos);
+  EXPECT_NE(message([](SamplingParams& p) { p.min_p = 1.5; }).find("min_p"), std::string::npos);
+  EXPECT_NE(message([](SamplingParams& p) { p.min_tokens = -1; }).find("min_tokens"),
+            std::string::npos);
+  EXPECT_NE(message([](SamplingParams& p) {
+              p.logit_bias = {{3, 101.0f}};
+            }).find("logit_bias"),
+            std::string::npos);
+  EXPECT_NE(message([](SamplingParams& p) {
+              p.logit_bias = {{-1, 1.0f}};
+            }).find("logit_bias"),
+            std::string::npos);
+  SamplingParams edges;
+  edges.presence_penalty = -2;
+  edges.frequency_penalty = 2;
+  edges.repetition_penalty = 0.5;
+  edges.min_p = 1;
+  edges.logit_bias = {{0, -100.0f}, {1, 100.0f}};
+  EXPECT_TRUE(validate(edges).ok());
+}
+
+// Each parameter alone, then all together, against the reference: the greedy token is
+// the reference argmax and the distribution is the reference softmax.
+TEST(SamplerTest, ProcessingParametersMatchTheReferenceComputation) {
+  const int32_t v = 64;
+  const std::vector<int32_t> prompt = {3, 5, 5, 9, 40};
+  const std::vector<int32_t> generated = {9, 12, 12, 12, 40, 7};
+  const std::vector<int32_t> history = concat(prompt, generated);
+  const TokenHistory h{history, static_cast<int64_t>(generated.size())};
+  std::vector<std::function<void(SamplingParams&)>> cases = {
+      [](SamplingParams& p) { p.presence_penalty = 1.5; },
+      [](SamplingParams& p) { p.presence_penalty = -0.7; },
+      [](SamplingParams& p) { p.frequency_penalty = 0.9; },
+      [](SamplingParams& p) { p.repetition_penalty = 1.8; },
+      [](SamplingParams& p) { p.repetition_penalty = 0.6; },
+      [](SamplingParams& p) {
+        p.logit_bias = {{2, 8.0f}, {12, -3.0f}};
+      },
+      [](SamplingParams& p) {
+        p.min_tokens = 7;
+        p.stop_token_ids = {7, 20};
+      },
+      [](SamplingParams& p) {
+        p.presence_penalty = 0.4;
+        p.frequency_penalty = 0.3;
+        p.repetition_penalty = 1.3;
+        p.logit_bias = {{9, 2.0f}};
+        p.min_tokens = 10;
+        p.stop_token_ids = {12};
+      },
+  };
+  for (uint32_t seed = 0; seed < 20; ++seed) {
+    const auto logits = random_logits(v, 100 + seed);
+    for (size_t i = 0; i < cases.size(); ++i) {
+      SamplingParams params;
+      cases[i](params);
+      ASSERT_TRUE(validate(params).ok()) << i;
+      const std::vector<float> ref = reference_processed(logits, params, prompt, generated);
+      Sampler greedy(params);
+      const SampleResult r = greedy.sample(logits.data(), v, h);
+      EXPECT_EQ(r.token, argmax(ref.data(), v)) << "case " << i << " seed " << seed;
+      // Log-probabilities stay the model's raw ones.
+      EXPECT_EQ(r.logprob, token_logprob(logits.data(), v, r.token));
+
+      params.temperature = 0.7;
+      std::vector<float> dist;
+      sampling_distribution(logits.data(), v, params, h, &dist);
+      const float max = *std::max_element(ref.begin(), ref.end());
+      double z = 0.0;
+      for (float l : ref) z += std::exp((l - max) / 0.7);
+      for (int32_t t = 0; t < v; ++t) {
+        EXPECT_NEAR(dist[t], std::exp((ref[t] - max) / 0.7) / z, 1e-6) << i << " token " << t;
+      }
+    }
+  }
+}
+
+TEST(SamplerTest, MinTokensMasksStopTokensOnlyUntilReached) {
+  std::vector<float> logits(8, 0.0f);
+  logits[2] = 5.0f;  // the stop token is the argmax
+  SamplingParams params;
+  params.stop_token_ids = {2};
+  params.min_tokens = 3;
+  Sampler sampler(params);
+  const std::vector<int32_t> history = {1, 4, 4, 4};  // one prompt token, then generated
+  EXPECT_NE(sampler.sample(logits.data(), 8, {history, 2}).token, 2);
+  const SampleResult r = sampler.sample(logits.data(), 8, {history, 3});
+  EXPECT_EQ(r.token, 2);
+  EXPECT_TRUE(r.stop);
+}
+
+TEST(SamplerTest, MinPKeepsTokensAtLeastMinPTimesTheTopProbabilityAfterTemperature) {
+  const std::vector<double> probs = {0.4, 0.3, 0.2, 0.1};
+  SamplingParams params;
+  params.temperature = 1.0;
+  params.min_p = 0.45;  // keeps p >= 0.18: tokens 0, 1, 2
+  std::vector<float> dist;
+  sampling_distribution(logits_of(probs).data(), 4, params, {}, &dist);
+  EXPECT_NEAR(dist[0], 0.4 / 0.9, 1e-6);
+  EXPECT_NEAR(dist[1], 0.3 / 0.9, 1e-6);
+  EXPECT_NEAR(dist[2], 0.2 / 0.9, 1e-6);
+  EXPECT_EQ(dist[3], 0.0f);
+  // After temperature 0.5 the probabilities are 16:9:4:1, so 0.45 keeps only 0 and 1.
+  params.temperature = 0.5;
+  sampling_distribution(logits_of(probs).data(), 4, params, {}, &dist);
+  EXPECT_NEAR(dist[0], 16.0 / 25.0, 1e-6);
+  EXPECT_NEAR(dist[1], 9.0 / 25.0, 1e-6);
+  EXPECT_EQ(dist[2] + dist[3], 0.0f);
+  // min_p, then top_k, as vLLM orders them; the Sampler draws from the same.
+  params.top_k = 1;
+  sampling_distribution(logits_of(probs).data(), 4, params, {}, &dist);
+  EXPECT_EQ(dist, (std::vector<float>{1.0f, 0.0f, 0.0f, 0.0f}));
+  params.top_k = 0;
+  params.seed = 5;
+  Sampler sampler(params);
+  const auto freq = frequencies(sampler, logits_of(probs), 20000);
+  EXPECT_NEAR(freq[0], 16.0 / 25.0, 0.015);
+  EXPECT_EQ(freq[2] + freq[3], 0.0);
 }
 
 }  // namespace

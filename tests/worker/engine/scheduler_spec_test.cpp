@@ -132,13 +132,15 @@ class SchedulerSpecTest : public ::testing::TestWithParam<model::WeightPrecision
   // drafts. Returns the speculating scheduler's stats.
   SchedulerStats expect_same_as_alone(SchedulerOptions options,
                                       const std::vector<std::vector<int32_t>>& prompts,
-                                      int64_t max_tokens, int64_t kv_tokens = 4096, int32_t n = 1) {
+                                      int64_t max_tokens, int64_t kv_tokens = 4096, int32_t n = 1,
+                                      const SamplingParams& sampling = {}) {
     SchedulerOptions plain = options;
     plain.drafter = nullptr;
-    const auto [got, stats] = run_all(std::move(options), prompts, max_tokens, kv_tokens, n);
-    const auto [base, base_stats] = run_all(plain, prompts, max_tokens, kv_tokens, n);
+    const auto [got, stats] =
+        run_all(std::move(options), prompts, max_tokens, kv_tokens, n, sampling);
+    const auto [base, base_stats] = run_all(plain, prompts, max_tokens, kv_tokens, n, sampling);
     for (size_t i = 0; i < prompts.size(); ++i) {
-      const std::vector<int32_t> want = alone(prompts[i], max_tokens).tokens;
+      const std::vector<int32_t> want = alone(prompts[i], max_tokens, sampling).tokens;
       for (int32_t c = 0; c < n; ++c) {
         const ChoiceResult& spec = got[i][c];
         EXPECT_EQ(spec.tokens, want) << "prompt " << i << " choice " << c;
@@ -156,7 +158,7 @@ class SchedulerSpecTest : public ::testing::TestWithParam<model::WeightPrecision
 
   std::pair<std::vector<std::vector<ChoiceResult>>, SchedulerStats> run_all(
       SchedulerOptions options, const std::vector<std::vector<int32_t>>& prompts,
-      int64_t max_tokens, int64_t kv_tokens, int32_t n) {
+      int64_t max_tokens, int64_t kv_tokens, int32_t n, const SamplingParams& sampling) {
     auto scheduler = make_scheduler(std::move(options), kv_tokens);
     std::vector<std::shared_ptr<RequestStream>> streams;
     for (const auto& prompt : prompts) {
@@ -164,6 +166,7 @@ class SchedulerSpecTest : public ::testing::TestWithParam<model::WeightPrecision
       r.prompt = prompt;
       r.max_tokens = max_tokens;
       r.n = n;
+      r.sampling = sampling;
       auto stream = scheduler->submit(r);
       EXPECT_TRUE(stream.ok()) << stream.status().to_string();
       if (stream.ok()) streams.push_back(*stream);
@@ -249,6 +252,31 @@ TEST_P(SchedulerSpecTest, RightAndWrongDraftsGiveTheOutputWithoutDrafts) {
       EXPECT_GE(drafter->released().size(), static_cast<size_t>(batch));
     }
   }
+}
+
+// The penalties read the history, which for a drafted position includes the earlier
+// drafts: with them (and min_tokens masking the stop tokens) the output stays the output
+// without drafts, right and wrong drafts alike.
+TEST_P(SchedulerSpecTest, PenalisedOutputIsTheOutputWithoutDrafts) {
+  SamplingParams sampling;
+  sampling.repetition_penalty = 1.4;
+  sampling.frequency_penalty = 0.6;
+  sampling.presence_penalty = 0.3;
+  sampling.logit_bias = {{1, 2.0f}, {2, -2.0f}};
+  sampling.stop_token_ids = {3};
+  sampling.min_tokens = 20;
+  for (int32_t k = 1; k <= 3; ++k) {
+    const auto prompts = prompts_for(3, vocab(), 20 * k);
+    // The drafter proposes the unpenalised continuations: some right, some wrong.
+    auto drafter = std::make_shared<ScriptedDrafter>(continuations(prompts, 20), vocab(), mixed);
+    SchedulerOptions options = spec_options(drafter, k);
+    options.spec_min_acceptance = 0.0;
+    const SchedulerStats stats = expect_same_as_alone(options, prompts, 20, 4096, 1, sampling);
+    EXPECT_GT(stats.spec_draft_tokens_total, 0) << "k " << k;
+  }
+  auto ngram = spec_options(std::make_shared<NgramDrafter>(), 2);
+  ngram.spec_min_acceptance = 0.0;
+  expect_same_as_alone(ngram, prompts_for(4, vocab(), 5), 20, 4096, 2, sampling);
 }
 
 TEST_P(SchedulerSpecTest, MaxTokensIsExactWhenDraftsWouldCrossIt) {
@@ -519,14 +547,14 @@ TEST_P(SchedulerSpecTest, SampledTokensFollowTheMainModelsExactDistribution) {
   ASSERT_TRUE(reference_->forward({SequenceInput{&seq, prompt}}, &out).ok());
   reference_->kv_cache().release(seq);
   std::vector<float> p1, p2;
-  sampling_distribution(out.row(0), v, sampling, &p1);
+  sampling_distribution(out.row(0), v, sampling, {prompt, 0}, &p1);
   for (int32_t t1 = 0; t1 < v; ++t1) {
     if (p1[t1] == 0.0f) continue;
     std::vector<int32_t> extended = prompt;
     extended.push_back(t1);
     ASSERT_TRUE(reference_->forward({SequenceInput{&seq, extended}}, &out).ok());
     reference_->kv_cache().release(seq);
-    sampling_distribution(out.row(0), v, sampling, &p2);
+    sampling_distribution(out.row(0), v, sampling, {extended, 1}, &p2);
     for (int32_t t = 0; t < v; ++t) exact[t] += static_cast<double>(p1[t1]) * p2[t];
   }
 

@@ -243,6 +243,56 @@ TEST_F(SchedulerTest, StopTokenFinishesWithStop) {
   EXPECT_EQ(got[0].finish, FinishReason::kStop);
 }
 
+// Penalties, logit bias and min_tokens change greedy decoding as computed: each token
+// is the argmax of the reference processing of the logits of everything before it, in a
+// batch beside an unpenalised request, and the output is not the plain greedy one.
+TEST_F(SchedulerTest, PenaltiesChangeGreedyOutputAsComputed) {
+  SchedulerOptions options;
+  options.max_num_batched_tokens = 32;  // the 40-token prompts prefill in chunks
+  auto scheduler = make_scheduler(options);
+  scheduler->start();
+  const std::vector<int32_t> prompt = test_prompt(40, vocab(), 9);
+  const std::vector<int32_t> plain = alone(prompt, 12);
+  SamplingParams penalised;
+  penalised.repetition_penalty = 1.5;
+  penalised.frequency_penalty = 1.0;
+  penalised.presence_penalty = 0.5;
+  penalised.logit_bias = {{plain[0], -5.0f}};
+  penalised.stop_token_ids = {plain[2]};
+  penalised.min_tokens = 12;
+  std::vector<std::shared_ptr<RequestStream>> streams;
+  for (const SamplingParams& sampling : {penalised, SamplingParams{}}) {
+    GenerationRequest r;
+    r.prompt = prompt;
+    r.max_tokens = 12;
+    r.sampling = sampling;
+    auto stream = scheduler->submit(r);
+    ASSERT_TRUE(stream.ok()) << stream.status().to_string();
+    streams.push_back(*stream);
+  }
+  const std::vector<ChoiceResult> got = collect(*streams[0]);
+  EXPECT_EQ(collect(*streams[1])[0].tokens, plain);
+  ASSERT_EQ(got[0].tokens.size(), 12u);  // min_tokens kept the stop token out
+  EXPECT_EQ(got[0].finish, FinishReason::kLength);
+  EXPECT_NE(got[0].tokens, plain);
+
+  auto engine = make_engine(model_);
+  std::vector<int32_t> history = prompt;
+  std::vector<int32_t> generated;
+  for (int32_t token : got[0].tokens) {
+    SequenceKv seq;
+    ForwardOutput out;
+    ASSERT_TRUE(engine->forward({SequenceInput{&seq, history}}, &out).ok());
+    engine->kv_cache().release(seq);
+    const std::vector<float> logits(out.row(0), out.row(0) + out.vocab_size);
+    const std::vector<float> processed =
+        testing::reference_processed(logits, penalised, prompt, generated);
+    EXPECT_EQ(token, argmax(processed.data(), vocab())) << "token " << generated.size();
+    history.push_back(token);
+    generated.push_back(token);
+  }
+}
+
 TEST_F(SchedulerTest, PromptLogitsComeOnceWithChoiceZerosFirstTokenOnlyWhenAsked) {
   SchedulerOptions options;
   options.max_num_batched_tokens = 16;  // the 40-token prompt prefills in chunks
@@ -285,6 +335,12 @@ TEST_F(SchedulerTest, SubmitRefusesWhatCannotRun) {
   r.prompt = {vocab()};
   EXPECT_EQ(scheduler->submit(r).status().code(), StatusCode::kInvalidArgument);
   r.prompt = {1, 2, 3};
+  r.sampling.logit_bias = {{vocab(), 1.0f}};
+  EXPECT_EQ(scheduler->submit(r).status().code(), StatusCode::kInvalidArgument);
+  r.sampling.logit_bias.clear();
+  r.sampling.min_tokens = 29;  // above max_tokens
+  EXPECT_EQ(scheduler->submit(r).status().code(), StatusCode::kInvalidArgument);
+  r.sampling.min_tokens = 0;
   ASSERT_TRUE(scheduler->submit(r).ok());  // not started: it waits
   EXPECT_EQ(scheduler->submit(r).status().code(), StatusCode::kResourceExhausted);
   EXPECT_EQ(scheduler->stats().waiting_requests, 1);

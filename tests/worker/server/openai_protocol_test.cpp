@@ -134,8 +134,18 @@ TEST(ParseRequest, WrongTypesAndRangesNameTheField) {
       {R"("stream_options":{"include_usage":1})", "stream_options.include_usage"},
       {R"("model":7)", "model"},
       {R"("echo":true)", "echo"},
-      {R"("presence_penalty":0.5)", "presence_penalty"},
-      {R"("logit_bias":{"1":5})", "logit_bias"},
+      {R"("presence_penalty":2.5)", "presence_penalty"},
+      {R"("frequency_penalty":-3)", "frequency_penalty"},
+      {R"("repetition_penalty":0)", "repetition_penalty"},
+      {R"("repetition_penalty":"x")", "repetition_penalty"},
+      {R"("min_p":1.5)", "min_p"},
+      {R"("min_tokens":-1)", "min_tokens"},
+      {R"("min_tokens":1.5)", "min_tokens"},
+      {R"("logit_bias":[1])", "logit_bias"},
+      {R"("logit_bias":{"x":5})", "logit_bias"},
+      {R"("logit_bias":{"-1":5})", "logit_bias"},
+      {R"("logit_bias":{"1":101})", "logit_bias"},
+      {R"("logit_bias":{"1":"5"})", "logit_bias"},
       {R"("best_of":2)", "best_of"},
       {R"("suffix":"x")", "suffix"},
       {R"("ignore_eos":1)", "ignore_eos"},
@@ -155,12 +165,6 @@ TEST(ParseRequest, UnimplementedParametersAreRefusedUnlessNeutral) {
   const std::vector<std::pair<std::string, std::string>> refused = {
       {"response_format", R"({"type":"json_object"})"},
       {"response_format", R"({"type":"json_schema","json_schema":{"schema":{}}})"},
-      {"repetition_penalty", "1.2"},
-      {"presence_penalty", "0.5"},
-      {"frequency_penalty", "-1"},
-      {"logit_bias", R"({"5":10})"},
-      {"min_p", "0.1"},
-      {"min_tokens", "3"},
       {"guided_json", R"({"type":"object"})"},
       {"guided_regex", R"("a+")"},
       {"guided_choice", R"(["a","b"])"},
@@ -199,12 +203,6 @@ TEST(ParseRequest, UnimplementedParametersAreRefusedUnlessNeutral) {
   }
   const std::vector<std::pair<std::string, std::string>> neutral = {
       {"response_format", R"({"type":"text"})"},
-      {"repetition_penalty", "1"},
-      {"presence_penalty", "0"},
-      {"frequency_penalty", "0.0"},
-      {"logit_bias", "{}"},
-      {"min_p", "0"},
-      {"min_tokens", "0"},
       {"use_beam_search", "false"},
       {"spaces_between_special_tokens", "true"},
       {"modalities", R"(["text"])"},
@@ -219,6 +217,30 @@ TEST(ParseRequest, UnimplementedParametersAreRefusedUnlessNeutral) {
     parse_ok(Endpoint::kChat,
              R"({"messages":[{"role":"user","content":"x"}],")" + key + "\":" + value + "}");
   }
+}
+
+TEST(ParseRequest, SamplingParametersAreReadOnBothEndpoints) {
+  for (const Endpoint endpoint : {Endpoint::kCompletions, Endpoint::kChat}) {
+    const std::string head = endpoint == Endpoint::kChat
+                                 ? R"({"messages":[{"role":"user","content":"x"}],)"
+                                 : R"({"prompt":"x",)";
+    const ParsedRequest p = parse_ok(
+        endpoint, head + R"("presence_penalty":0.5,"frequency_penalty":-1,"repetition_penalty":1.2,
+                            "min_p":0.1,"min_tokens":3,"logit_bias":{"5":10,"7":-100}})");
+    EXPECT_EQ(p.presence_penalty, 0.5);
+    EXPECT_EQ(p.frequency_penalty, -1.0);
+    EXPECT_EQ(p.repetition_penalty, 1.2);
+    EXPECT_EQ(p.min_p, 0.1);
+    EXPECT_EQ(p.min_tokens, 3);
+    EXPECT_EQ(p.logit_bias, (std::vector<std::pair<int32_t, float>>{{5, 10.0f}, {7, -100.0f}}));
+  }
+  const ParsedRequest defaults = parse_ok(Endpoint::kCompletions, R"({"prompt":"x"})");
+  EXPECT_EQ(defaults.presence_penalty, 0.0);
+  EXPECT_EQ(defaults.frequency_penalty, 0.0);
+  EXPECT_EQ(defaults.repetition_penalty, 1.0);
+  EXPECT_EQ(defaults.min_p, 0.0);
+  EXPECT_EQ(defaults.min_tokens, 0);
+  EXPECT_TRUE(defaults.logit_bias.empty());
 }
 
 TEST(ParseRequest, ImplementedExtensions) {
