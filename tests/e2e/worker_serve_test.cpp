@@ -765,16 +765,61 @@ TEST_F(WorkerServeTest, EveryParameterChangesTheOutputOrIsRefused) {
   EXPECT_EQ(post_json(*worker_, "/v1/chat/completions", body)["usage"]["prompt_tokens"],
             tokenizer_->encode(prompt + " and the experts route").size());
 
+  // min_p 1 keeps only the most likely token: greedy at any temperature and seed.
+  for (int seed = 0; seed < 3; ++seed) {
+    EXPECT_EQ(completion(prompt, 8,
+                         {{"ignore_eos", true},
+                          {"temperature", 2},
+                          {"min_p", 1.0},
+                          {"seed", seed}})["choices"][0]["text"],
+              greedy_text);
+  }
+  // logit_bias: +100 makes a token every token; -100 keeps the greedy first one out.
+  EXPECT_EQ(completion(prompt, 3,
+                       {{"ignore_eos", true},
+                        {"logit_bias", {{std::to_string(ids[k]), 100}}}})["choices"][0]["text"],
+            tokenizer_->decode({ids[k], ids[k], ids[k]}));
+  EXPECT_NE(completion(prompt, 1,
+                       {{"ignore_eos", true},
+                        {"logit_bias", {{std::to_string(ids[0]), -100}}}})["choices"][0]["text"],
+            tokenizer_->decode({ids[0]}));
+  // min_tokens keeps the stop token out until max_tokens.
+  const json at_least = completion(
+      prompt, 8, {{"ignore_eos", true}, {"stop_token_ids", {ids[k]}}, {"min_tokens", 8}});
+  EXPECT_EQ(at_least["choices"][0]["finish_reason"], "length");
+  EXPECT_EQ(at_least["usage"]["completion_tokens"], 8);
+  // The penalties: greedy output that repeats a token (of the prompt or its own) changes
+  // under a strong repetition penalty; presence and frequency penalties are accepted.
+  std::vector<int32_t> seen = tokenizer_->encode(prompt);
+  bool repeats = false;
+  for (int32_t id : ids) {
+    repeats = repeats || std::find(seen.begin(), seen.end(), id) != seen.end();
+    seen.push_back(id);
+  }
+  const json penalised = completion(prompt, 8,
+                                    {{"ignore_eos", true},
+                                     {"repetition_penalty", 1000},
+                                     {"presence_penalty", 2},
+                                     {"frequency_penalty", 2}});
+  EXPECT_EQ(penalised["usage"]["completion_tokens"], 8);
+  if (repeats) EXPECT_NE(penalised["choices"][0]["text"], greedy_text);
+  // Bad values are a 400 naming the parameter.
+  for (const auto& [key, value] :
+       std::vector<std::pair<std::string, json>>{{"repetition_penalty", 0},
+                                                 {"presence_penalty", 2.5},
+                                                 {"frequency_penalty", -3},
+                                                 {"min_p", 1.5},
+                                                 {"min_tokens", 17},  // above max_tokens 16
+                                                 {"logit_bias", {{"5", 101}}},
+                                                 {"logit_bias", {{"99999999", 1}}}}) {
+    expect_error(post(*worker_, "/v1/completions", {{"prompt", prompt}, {key, value}}), 400, key);
+  }
+
   // Refused rather than ignored (the full list is in openai_protocol_test.cpp).
   for (const auto& [key, value] :
        std::vector<std::pair<std::string, json>>{{"response_format", {{"type", "json_object"}}},
-                                                 {"repetition_penalty", 1.3},
-                                                 {"presence_penalty", 0.5},
-                                                 {"frequency_penalty", 0.5},
-                                                 {"logit_bias", {{"5", 10}}},
-                                                 {"min_p", 0.2},
-                                                 {"min_tokens", 4},
                                                  {"guided_json", {{"type", "object"}}},
+                                                 {"bad_words", {"x"}},
                                                  {"echo", true},
                                                  {"best_of", 3}}) {
     expect_error(post(*worker_, "/v1/completions", {{"prompt", prompt}, {key, value}}), 400, key);
