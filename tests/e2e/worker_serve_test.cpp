@@ -802,7 +802,9 @@ TEST_F(WorkerServeTest, EveryParameterChangesTheOutputOrIsRefused) {
                                      {"presence_penalty", 2},
                                      {"frequency_penalty", 2}});
   EXPECT_EQ(penalised["usage"]["completion_tokens"], 8);
-  if (repeats) EXPECT_NE(penalised["choices"][0]["text"], greedy_text);
+  if (repeats) {
+    EXPECT_NE(penalised["choices"][0]["text"], greedy_text);
+  }
   // Bad values are a 400 naming the parameter.
   for (const auto& [key, value] :
        std::vector<std::pair<std::string, json>>{{"repetition_penalty", 0},
