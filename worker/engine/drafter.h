@@ -22,7 +22,8 @@
 //
 // Draft distributions: a drafted token carries the distribution q it was drawn from
 // (the drafter's logits processed by the request's SamplingParams the way the Sampler
-// processes the main model's), so that the scheduler's acceptance rule (accept with
+// processes the main model's, or more loosely: q only has to be what it was drawn from),
+// so that the scheduler's acceptance rule (accept with
 // min(1, p/q), else resample from max(0, p - q)) keeps the output distribution exactly
 // the main model's. An empty q is a point mass on the drafted token (deterministic
 // drafters, and every drafter under greedy sampling).
