@@ -96,7 +96,9 @@ const float* process_logits(const float* logits, int32_t vocab_size, const Sampl
 
   // counts[t]: occurrences of t among the generated tokens, -1 for a token seen only in
   // the prompt (repetition_penalty covers both, the others only the generated ones).
-  counts.assign(vocab_size, 0);
+  // All zero between calls, so that a step costs the history's length, not the
+  // vocabulary's: each token is penalised once, at its first occurrence, and zeroed.
+  if (counts.size() != static_cast<size_t>(vocab_size)) counts.assign(vocab_size, 0);
   const size_t prompt = history.tokens.size() - static_cast<size_t>(history.generated);
   for (size_t i = 0; i < history.tokens.size(); ++i) {
     int32_t& c = counts[history.tokens[i]];
@@ -109,8 +111,8 @@ const float* process_logits(const float* logits, int32_t vocab_size, const Sampl
   const float repetition = static_cast<float>(params.repetition_penalty);
   const float frequency = static_cast<float>(params.frequency_penalty);
   const float presence = static_cast<float>(params.presence_penalty);
-  for (int32_t t = 0; t < vocab_size; ++t) {
-    const int32_t c = counts[t];
+  for (int32_t t : history.tokens) {
+    const int32_t c = std::exchange(counts[t], 0);
     if (c == 0) continue;
     float& l = processed[t];
     if (repetition != 1.0f) l = l > 0.0f ? l / repetition : l * repetition;

@@ -114,7 +114,7 @@ class Sampler {
   std::vector<int32_t> order_;    // scratch: candidate ids
   std::vector<double> weights_;   // scratch: candidate probabilities
   std::vector<float> processed_;  // scratch: the processed logits
-  std::vector<int32_t> counts_;   // scratch: occurrences per token id
+  std::vector<int32_t> counts_;   // scratch: occurrences per token id, zero between calls
 };
 
 // The vocabulary-sized distribution (probabilities summing to 1) that a Sampler with
