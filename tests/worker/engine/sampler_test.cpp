@@ -210,6 +210,53 @@ TEST(SamplingDistributionTest, AppliesTemperatureTopKAndTopPAsTheSamplerDoes) {
   for (size_t i = 0; i < probs.size(); ++i) EXPECT_NEAR(freq[i], dist[i], 0.015);
 }
 
+TEST(SamplingDistributionTest, TopPOnALargeVocabularyKeepsTheFullSortsPrefix) {
+  // The sampler sorts only as far as the top-p prefix reaches; the reference sorts the
+  // whole vocabulary (descending logit, ties by id) and keeps the smallest prefix whose
+  // mass reaches p. Quantised logits make ties common; a flat and a peaked row both.
+  std::mt19937 gen(11);
+  for (const double spread : {0.5, 8.0}) {
+    for (const double top_p : {0.05, 0.5, 0.9, 0.999}) {
+      const int32_t vocab = 20000;
+      std::vector<float> logits(vocab);
+      std::normal_distribution<float> normal(0.0f, static_cast<float>(spread));
+      for (float& l : logits) l = std::round(normal(gen) * 8.0f) / 8.0f;
+      SamplingParams params;
+      params.temperature = 0.9;
+      params.top_p = top_p;
+      std::vector<float> probs;
+      sampling_distribution(logits.data(), vocab, params, TokenHistory{}, &probs);
+
+      std::vector<int32_t> order(vocab);
+      for (int32_t i = 0; i < vocab; ++i) order[i] = i;
+      std::sort(order.begin(), order.end(), [&](int32_t a, int32_t b) {
+        return logits[a] > logits[b] || (logits[a] == logits[b] && a < b);
+      });
+      const float max = logits[order[0]];
+      std::vector<double> weight(vocab);
+      double total = 0.0;
+      for (int32_t i = 0; i < vocab; ++i) {
+        weight[i] = std::exp((static_cast<double>(logits[i]) - max) / params.temperature);
+        total += weight[i];
+      }
+      double mass = 0.0;
+      std::set<int32_t> kept;
+      for (int32_t id : order) {
+        if (!kept.empty() && mass >= top_p * total) break;
+        kept.insert(id);
+        mass += weight[id];
+      }
+      for (int32_t i = 0; i < vocab; ++i) {
+        if (kept.count(i) == 0) {
+          ASSERT_EQ(probs[i], 0.0f) << "token " << i << " top_p " << top_p;
+        } else {
+          ASSERT_NEAR(probs[i], weight[i] / mass, 1e-6) << "token " << i << " top_p " << top_p;
+        }
+      }
+    }
+  }
+}
+
 TEST(SamplingDistributionTest, SampleFromFollowsTheProbabilitiesAndNeverDrawsAZero) {
   const std::vector<float> probs = {0.0f, 0.25f, 0.0f, 0.75f, 0.0f};
   Rng rng(4);
