@@ -23,6 +23,7 @@
 #include <cstring>
 #include <filesystem>
 #include <memory>
+#include <optional>
 #include <set>
 #include <string>
 #include <utility>
@@ -209,14 +210,7 @@ int run(int argc, char** argv) {
   flags.add_string("precision", &precision, "generated models: fp8, bf16 or both");
   flags.add_int("threads", &threads, "compute threads");
   flags.add_int("steps", &steps, "timed decode steps per measurement");
-  if (Status s = flags.parse(std::vector<std::string>(argv + 1, argv + argc)); !s.ok()) {
-    std::fprintf(stderr, "%s\n%s", s.message().c_str(), flags.help().c_str());
-    return 2;
-  }
-  if (flags.help_requested()) {
-    std::printf("%s", flags.help().c_str());
-    return 0;
-  }
+  if (std::optional<int> exit_code = flags.parse_main(argc, argv)) return *exit_code;
 
   kernels::ThreadPool pool(static_cast<int>(threads));
   std::fprintf(stderr, "measuring memory bandwidth on %d threads\n", pool.size());

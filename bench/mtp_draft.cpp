@@ -22,6 +22,7 @@
 #include <cstdlib>
 #include <filesystem>
 #include <memory>
+#include <optional>
 #include <string>
 #include <utility>
 #include <vector>
@@ -236,14 +237,7 @@ int run(int argc, char** argv) {
   flags.add_int("threads", &threads, "compute threads");
   flags.add_int("steps", &steps, "timed decode steps per k");
   flags.add_double("agreement", &agreement, "generated model's mtp_agreement, in [0, 1]");
-  if (Status s = flags.parse(std::vector<std::string>(argv + 1, argv + argc)); !s.ok()) {
-    std::fprintf(stderr, "%s\n%s", s.message().c_str(), flags.help().c_str());
-    return 2;
-  }
-  if (flags.help_requested()) {
-    std::printf("%s", flags.help().c_str());
-    return 0;
-  }
+  if (std::optional<int> exit_code = flags.parse_main(argc, argv)) return *exit_code;
   if (!model_dir.empty()) {
     const Status s = bench_model(model_dir, static_cast<int>(threads), steps);
     if (!s.ok()) std::fprintf(stderr, "bench-mtp-draft: %s\n", s.to_string().c_str());

@@ -35,6 +35,7 @@
 #include <filesystem>
 #include <map>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -288,14 +289,7 @@ int main(int argc, char** argv) {
   flags.add_int("steps", &f.steps, "timed forwards per step kind (section 3)");
   flags.add_int("context", &f.context, "tokens of context per sequence (section 3)");
   flags.add_string("sections", &f.sections, "which sections to run, comma-separated");
-  if (Status s = flags.parse(std::vector<std::string>(argv + 1, argv + argc)); !s.ok()) {
-    std::fprintf(stderr, "%s\n%s", s.message().c_str(), flags.help().c_str());
-    return 2;
-  }
-  if (flags.help_requested()) {
-    std::printf("%s", flags.help().c_str());
-    return 0;
-  }
+  if (std::optional<int> exit_code = flags.parse_main(argc, argv)) return *exit_code;
   auto batches = parse_int_list(f.batches);
   auto sections = parse_int_list(f.sections);
   if (!batches.ok() || !sections.ok() || f.k < 1 || f.tokens < 2 || f.repeats < 1 || f.steps < 1 ||

@@ -1,6 +1,7 @@
 #include "common/flags.h"
 
 #include <cerrno>
+#include <cstdio>
 #include <cstdlib>
 #include <sstream>
 
@@ -180,6 +181,18 @@ StatusOr<std::vector<int64_t>> parse_int_list(const std::string& text) {
     start = comma + 1;
   }
   return out;
+}
+
+std::optional<int> FlagSet::parse_main(int argc, char** argv) {
+  if (Status s = parse(std::vector<std::string>(argv + 1, argv + argc)); !s.ok()) {
+    std::fprintf(stderr, "%s\n%s", s.message().c_str(), help().c_str());
+    return 2;
+  }
+  if (help_requested()) {
+    std::printf("%s", help().c_str());
+    return 0;
+  }
+  return std::nullopt;
 }
 
 }  // namespace moeserve

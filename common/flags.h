@@ -11,6 +11,7 @@
 
 #include <cstdint>
 #include <functional>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -40,6 +41,11 @@ class FlagSet {
   bool is_set(const std::string& name) const;
   const std::vector<std::string>& positional() const { return positional_; }
   std::string help() const;
+
+  // A program's whole command line (argv[1..]): nullopt when it should go on; else the
+  // exit code after --help was printed to stdout (0) or a parse error and the help to
+  // stderr (2).
+  std::optional<int> parse_main(int argc, char** argv);
 
  private:
   struct Flag {

@@ -3,6 +3,9 @@
 #include <gtest/gtest.h>
 #include <stdlib.h>
 
+#include <optional>
+#include <string>
+
 namespace moeserve {
 namespace {
 
@@ -20,6 +23,20 @@ FlagSet make_flags(Parsed& p) {
   flags.add_double("temperature", &p.temperature, "sampling temperature");
   flags.add_bool("json", &p.json, "print JSON");
   return flags;
+}
+
+TEST(FlagsTest, ParseMainSaysWhetherAndHowTheProgramEnds) {
+  int64_t n = 0;
+  FlagSet flags("prog [--n N]", "test");
+  flags.add_int("n", &n, "a number");
+  std::string prog = "prog", ok = "--n=3", bad = "--n=x", help = "--help";
+  char* good_argv[] = {prog.data(), ok.data()};
+  EXPECT_EQ(flags.parse_main(2, good_argv), std::nullopt);
+  EXPECT_EQ(n, 3);
+  char* bad_argv[] = {prog.data(), bad.data()};
+  EXPECT_EQ(FlagSet("prog", "test").parse_main(2, bad_argv), 2);
+  char* help_argv[] = {prog.data(), help.data()};
+  EXPECT_EQ(FlagSet("prog", "test").parse_main(2, help_argv), 0);
 }
 
 TEST(Flags, ParsesBothFormsAndBooleans) {
