@@ -168,6 +168,10 @@ ModelDeploymentSpec parse_spec(const json& spec, std::vector<FieldError>* errors
     auth.fail(auth.path("secretName"), "required");
   }
 
+  JsonReader gateway = r.child("gateway");
+  gateway.read("queueSize", &s.gateway.queue_size);
+  gateway.read("queueTimeoutSeconds", &s.gateway.queue_timeout_seconds);
+
   JsonReader np = r.child("networkPolicy");
   np.read("enabled", &s.network_policy.enabled);
   read_objects(np, "apiFrom", &s.network_policy.api_from);

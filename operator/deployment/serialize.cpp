@@ -90,6 +90,9 @@ json to_json(const ModelDeploymentSpec& s) {
               {"autoscaling", autoscaling},
               {"cost", {{"gpuHourUsd", s.cost.gpu_hour_usd}, {"podHourUsd", s.cost.pod_hour_usd}}},
               {"networkPolicy", network_policy},
+              {"gateway",
+               {{"queueSize", s.gateway.queue_size},
+                {"queueTimeoutSeconds", s.gateway.queue_timeout_seconds}}},
               {"progressDeadlineSeconds", s.progress_deadline_seconds}};
   if (s.auth.enabled()) out["auth"] = {{"secretName", s.auth.secret_name}, {"key", s.auth.key}};
   return out;

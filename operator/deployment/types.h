@@ -125,6 +125,14 @@ struct NetworkPolicySpec {
   std::vector<nlohmann::json> metrics_from;
 };
 
+// How the gateway (moeserve-gateway) treats requests for this deployment while it has
+// no ready group (scaled to zero, or waking): it holds up to queue_size of them for at
+// most queue_timeout_seconds each, then answers 503 with Retry-After.
+struct GatewaySpec {
+  int32_t queue_size = 64;
+  int32_t queue_timeout_seconds = 300;
+};
+
 struct SpeculativeSpec {
   SpeculativeMethod method = SpeculativeMethod::kNone;
   int32_t draft_tokens = 1;  // the worker's --num-draft-tokens
@@ -156,6 +164,7 @@ struct ModelDeploymentSpec {
   CostSpec cost;
   AuthSpec auth;
   NetworkPolicySpec network_policy;
+  GatewaySpec gateway;
   int32_t progress_deadline_seconds = 1800;  // a group not ready this long -> Degraded
 };
 

@@ -403,6 +403,9 @@ std::vector<FieldError> validate(const ModelDeploymentSpec& s) {
   validate_auth(s.auth, &errors);
   validate_peers(s.network_policy.api_from, "spec.networkPolicy.apiFrom", &errors);
   validate_peers(s.network_policy.metrics_from, "spec.networkPolicy.metricsFrom", &errors);
+  check_range(&errors, "spec.gateway.queueSize", s.gateway.queue_size, 0, 100000);
+  check_range(&errors, "spec.gateway.queueTimeoutSeconds", s.gateway.queue_timeout_seconds, 1,
+              3600);
   if (!(s.cost.gpu_hour_usd >= 0)) errors.push_back({"spec.cost.gpuHourUsd", "must be >= 0"});
   if (!(s.cost.pod_hour_usd >= 0)) errors.push_back({"spec.cost.podHourUsd", "must be >= 0"});
   check_min(&errors, "spec.progressDeadlineSeconds", s.progress_deadline_seconds, 1);
