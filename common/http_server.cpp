@@ -74,7 +74,7 @@ const char* reason_body(int status) {
     case 413: return "request body too large\n";
     case 431: return "request header fields too large\n";
     case 500: return "internal server error: handler sent no response\n";
-    case 503: return "server is shutting down\n";
+    case 503: return "draining: the server is shutting down\n";
     default: return "\n";
   }
 }
@@ -140,6 +140,7 @@ struct Server::Impl : std::enable_shared_from_this<Server::Impl> {
   const Handler* find_route(const std::string& method, const std::string& path, int* status,
                             std::string* allow) const;
   void do_accept();
+  bool accept_failed(const beast::error_code& ec);
   void register_session(const std::shared_ptr<Session>& s);
   void unregister_session(Session* s);
 
@@ -147,6 +148,11 @@ struct Server::Impl : std::enable_shared_from_this<Server::Impl> {
   asio::io_context ioc;
   std::optional<asio::executor_work_guard<asio::io_context::executor_type>> work;
   tcp::acceptor acceptor;
+  asio::steady_timer accept_timer{acceptor.get_executor()};
+  // Accept failures (acceptor strand only).
+  int64_t accept_backoff_ms = 0;
+  int64_t accept_failures_unlogged = 0;
+  std::chrono::steady_clock::time_point next_accept_log{};
   asio::thread_pool handler_pool;
   std::vector<std::thread> io_threads;
 
@@ -391,14 +397,20 @@ void Session::dispatch_request() {
   request->remote_address = remote_;
   keep_alive_ = msg.keep_alive();
 
-  int status = 0;
+  int status = 503;
   std::string allow;
-  const Handler* handler = server_->find_route(request->method, request->path, &status, &allow);
+  // While draining, requests that arrive get 503 from the server itself (and the
+  // connection closes), so clients learn to go elsewhere instead of being refused at
+  // the TCP level; requests already running finish.
+  const Handler* handler =
+      server_->draining ? nullptr
+                        : server_->find_route(request->method, request->path, &status, &allow);
   if (!handler) {
     const auto& custom = server_->options.error_response;
     Response r =
         custom ? custom(status, reason_body(status)) : text_response(status, reason_body(status));
     if (!allow.empty()) r.headers.emplace_back("Allow", allow);
+    if (status == 503) r.headers.emplace_back("Retry-After", "1");
     handling_ = true;
     response_done_ = false;
     write_response(std::move(r), nullptr);
@@ -615,17 +627,42 @@ void Server::Impl::unregister_session(Session* s) {
   idle_cv.notify_all();
 }
 
+// Out of file descriptors (EMFILE, ENFILE), accept fails at once and would fail again
+// at once: spinning on it burns a core and floods the log. Wait (5 ms doubling to 1 s)
+// and log at most once per 10 s, with how many failures that line stands for. Keep-alive
+// connections (a kubelet's probes among them) keep being served meanwhile. Returns true
+// when the next accept is scheduled here.
+bool Server::Impl::accept_failed(const beast::error_code& ec) {
+  const bool out_of_descriptors =
+      ec == asio::error::no_descriptors ||
+      ec == beast::errc::make_error_code(beast::errc::too_many_files_open_in_system) ||
+      ec == beast::errc::make_error_code(beast::errc::too_many_files_open);
+  const auto now = std::chrono::steady_clock::now();
+  ++accept_failures_unlogged;
+  if (now >= next_accept_log) {
+    log::warn("http accept failed",
+              {{"error", ec.message()}, {"failures", accept_failures_unlogged}});
+    accept_failures_unlogged = 0;
+    next_accept_log = now + std::chrono::seconds(10);
+  }
+  if (!out_of_descriptors) return false;
+  accept_backoff_ms = std::clamp<int64_t>(accept_backoff_ms * 2, 5, 1000);
+  accept_timer.expires_after(std::chrono::milliseconds(accept_backoff_ms));
+  accept_timer.async_wait([self = shared_from_this()](beast::error_code timer_ec) {
+    if (!timer_ec && self->acceptor.is_open()) self->do_accept();
+  });
+  return true;
+}
+
 void Server::Impl::do_accept() {
   acceptor.async_accept(asio::make_strand(ioc),
                         [self = shared_from_this()](beast::error_code ec, tcp::socket socket) {
                           if (ec) {
                             if (ec == asio::error::operation_aborted || !self->acceptor.is_open())
                               return;
-                            log::warn("http accept failed", {{"error", ec.message()}});
-                          } else if (self->draining) {
-                            beast::error_code ignored;
-                            socket.close(ignored);
+                            if (self->accept_failed(ec)) return;  // retried after a backoff
                           } else {
+                            self->accept_backoff_ms = 0;
                             // Streams send many small chunks: no Nagle delay between them.
                             beast::error_code ignored;
                             socket.set_option(tcp::no_delay(true), ignored);
@@ -700,10 +737,6 @@ void Server::shutdown(int64_t grace_ms) {
   Impl& s = *impl_;
   if (!s.started || s.stopped) return;
   s.draining = true;
-  asio::post(s.acceptor.get_executor(), [impl = impl_] {
-    beast::error_code ec;
-    impl->acceptor.close(ec);
-  });
   auto snapshot = [&s] {
     std::vector<std::shared_ptr<Session>> out;
     std::lock_guard<std::mutex> lock(s.mutex);
@@ -722,6 +755,11 @@ void Server::shutdown(int64_t grace_ms) {
     log::warn("http shutdown grace period over; closing in-flight requests",
               {{"in_flight", s.in_flight.load()}, {"grace_ms", grace_ms}});
   }
+  asio::post(s.acceptor.get_executor(), [impl = impl_] {
+    beast::error_code ec;
+    impl->acceptor.close(ec);
+    impl->accept_timer.cancel();
+  });
   for (auto& session : snapshot()) session->force_close();
   // Let the closes and their completions run, then stop the I/O threads.
   std::this_thread::sleep_for(std::chrono::milliseconds(20));

@@ -12,8 +12,14 @@
 // handed to the socket and returns false once the client has gone, which is how a
 // streaming handler learns to cancel. A handler that returns without answering gets 500.
 //
-// shutdown(grace_ms): stop accepting, close idle keep-alive connections, let in-flight
-// handlers finish within the grace period, then close everything and join the threads.
+// shutdown(grace_ms): drain, then stop. While draining, idle keep-alive connections
+// close, in-flight handlers get up to the grace period to finish, and every request
+// that arrives meanwhile (on a new connection or a kept-alive one) is answered 503 with
+// Retry-After by the server itself, through error_response, and its connection closed:
+// clients are told to go elsewhere rather than refused at the TCP level. Then the
+// listening socket closes, everything else is closed and the threads are joined.
+// Accepting backs off when the process is out of file descriptors (EMFILE/ENFILE)
+// instead of spinning, and logs that at most once per 10 s.
 // Thread-safety: route() before start(); everything else may be called from any thread.
 #pragma once
 

@@ -2,6 +2,7 @@
 
 #include <fcntl.h>
 #include <signal.h>
+#include <sys/prctl.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -75,6 +76,7 @@ StatusOr<std::unique_ptr<ChildProcess>> PosixLauncher::start(const std::vector<s
                                std::strerror(errno));
     }
   }
+  const pid_t parent = getpid();
   pid_t pid = fork();
   if (pid < 0) {
     if (log_fd >= 0) close(log_fd);
@@ -84,6 +86,10 @@ StatusOr<std::unique_ptr<ChildProcess>> PosixLauncher::start(const std::vector<s
     sigset_t none;
     sigemptyset(&none);
     pthread_sigmask(SIG_SETMASK, &none, nullptr);  // undo the parent's blocked signals
+    // Die with the supervisor, however it dies (SIGKILL included), so no orphan keeps
+    // its ports; SIGTERM lets a worker drain. If the parent is already gone, exit now.
+    prctl(PR_SET_PDEATHSIG, SIGTERM);
+    if (getppid() != parent) _exit(128 + SIGTERM);
     if (log_fd >= 0) {
       dup2(log_fd, 1);
       dup2(log_fd, 2);

@@ -35,6 +35,9 @@ class ProcessLauncher {
 };
 
 // fork + execvp. A child still running when its ChildProcess is destroyed is killed.
+// Children get SIGTERM when the thread that started them exits (PR_SET_PDEATHSIG), so
+// a supervisor killed with SIGKILL leaves no orphans; start children from a thread that
+// lives as long as they should.
 class PosixLauncher : public ProcessLauncher {
  public:
   StatusOr<std::unique_ptr<ChildProcess>> start(const std::vector<std::string>& argv,

@@ -320,6 +320,32 @@ TEST_F(HttpServerTest, GracefulShutdownFinishesInFlightRequest) {
   EXPECT_EQ(refused.status().code(), StatusCode::kUnavailable);
 }
 
+TEST_F(HttpServerTest, RequestsArrivingWhileDrainingGet503NotARefusal) {
+  std::promise<void> entered;
+  std::promise<void> release;
+  std::shared_future<void> released = release.get_future().share();
+  server_ = std::make_unique<Server>(ServerOptions{});
+  server_->route("GET", "/slow", SimpleHandler([&](const Request&) {
+                   entered.set_value();
+                   released.wait();
+                   return text_response(200, "finished");
+                 }));
+  ASSERT_TRUE(server_->start().ok());
+  auto reply = std::async(std::launch::async, [&] { return get(*server_, "/slow"); });
+  entered.get_future().wait();
+  auto shutdown = std::async(std::launch::async, [&] { server_->shutdown(10000); });
+  while (!server_->draining()) std::this_thread::sleep_for(1ms);
+  // A new connection during the grace period: answered, 503 with Retry-After, and the
+  // handler never runs (it would block on `released`).
+  ClientResponse drained = get(*server_, "/slow");
+  EXPECT_EQ(drained.status, 503);
+  EXPECT_EQ(drained.header("retry-after"), "1");
+  EXPECT_NE(drained.body.find("draining"), std::string::npos);
+  release.set_value();
+  EXPECT_EQ(reply.get().status, 200);
+  shutdown.get();
+}
+
 TEST_F(HttpServerTest, ShutdownGraceIsBounded) {
   std::promise<void> entered;
   server_ = std::make_unique<Server>(ServerOptions{});

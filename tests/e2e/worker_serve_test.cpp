@@ -460,6 +460,15 @@ TEST_F(WorkerServeTest, BadRequestsGetOpenAiErrors) {
   expect_error(post(*worker_, "/v1/completions", {{"prompt", "x"}, {"max_tokens", 600}}), 400,
                "max_tokens", "context_length_exceeded");
   expect_error(post(*worker_, "/v1/completions", {{"prompt", {1, 100000}}}), 400, "prompt");
+  // Over the context (512 tokens) by bytes alone, refused before tokenizing; and over it
+  // by tokens, refused by an encoding that stops at the limit.
+  expect_error(post(*worker_, "/v1/chat/completions",
+                    {{"messages", {{{"role", "user"}, {"content", std::string(1 << 20, 'x')}}}}}),
+               400, "messages", "context_length_exceeded");
+  std::string words;
+  for (int i = 0; i < 700; ++i) words += "w" + std::to_string(i) + " ";
+  expect_error(post(*worker_, "/v1/completions", {{"prompt", words}}), 400, "prompt",
+               "context_length_exceeded");
   expect_error(post(*worker_, "/v1/completions", {{"model", "gpt-4"}, {"prompt", "x"}}), 404,
                "model", "model_not_found");
   // The worker still serves.

@@ -22,6 +22,9 @@ void add_group_flags(FlagSet& flags, GroupFlags* f) {
                 "a collective not finished in this time fails the run (lost rank)");
   flags.add_int("rendezvous-timeout-ms", &f->rendezvous_timeout_ms,
                 "time for every rank to join rank 0");
+  flags.add_string("check-weights", &f->check_weights,
+                   "scan the weights for NaN/Inf at load, failing with the tensor's name: "
+                   "sampled (256 windows per large tensor, FP8 scales whole), all, none");
 }
 
 Status check_group_flags(const GroupFlags& f) {
@@ -38,6 +41,10 @@ Status check_group_flags(const GroupFlags& f) {
   }
   if (f.collective_timeout_ms < 1) {
     return invalid_argument_error("--collective-timeout-ms must be >= 1");
+  }
+  if (!model::parse_weight_check(f.check_weights)) {
+    return invalid_argument_error("--check-weights must be sampled, all or none (got \"" +
+                                  f.check_weights + "\")");
   }
   if (f.rendezvous_timeout_ms < 1) {
     return invalid_argument_error("--rendezvous-timeout-ms must be >= 1");
@@ -57,8 +64,8 @@ StatusOr<std::unique_ptr<parallel::Group>> join_group(const GroupFlags& f) {
   return parallel::Group::join(options);
 }
 
-StatusOr<RankStart> join_and_load(const GroupFlags& f, const std::string& model_dir,
-                                  bool load_mtp) {
+StatusOr<RankStart> join_and_load(const GroupFlags& f, const std::string& model_dir, bool load_mtp,
+                                  std::function<void(double)> on_progress) {
   RankStart start;
   if (in_group(f)) {
     log::info("joining the expert-parallel group",
@@ -67,7 +74,11 @@ StatusOr<RankStart> join_and_load(const GroupFlags& f, const std::string& model_
   }
   MOESERVE_ASSIGN_OR_RETURN(
       model::LoadedModel loaded,
-      model::load_model(model_dir, model::BindOptions{.load_mtp = load_mtp, .prefault = true}));
+      model::load_model(model_dir,
+                        model::BindOptions{.load_mtp = load_mtp,
+                                           .prefault = true,
+                                           .check = *model::parse_weight_check(f.check_weights),
+                                           .on_progress = std::move(on_progress)}));
   start.model = std::make_shared<const model::LoadedModel>(std::move(loaded));
   return start;
 }

@@ -9,6 +9,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <string>
 #include <vector>
@@ -27,12 +28,15 @@ struct GroupFlags {
   std::string placement;
   int64_t collective_timeout_ms = 30000;
   int64_t rendezvous_timeout_ms = 60000;
+  std::string check_weights = "sampled";  // model::parse_weight_check
 };
 
-// --rank, --world-size, --leader, --placement and the timeouts.
+// --rank, --world-size, --leader, --placement, the timeouts, and --check-weights (the
+// NaN/Inf scan of the weights at load).
 void add_group_flags(FlagSet& flags, GroupFlags* f);
 // invalid_argument naming the flag at fault: a rank outside [0, world size), a group
-// without --leader, --placement without a group, a timeout below 1 ms.
+// without --leader, --placement without a group, a timeout below 1 ms, an unknown
+// --check-weights.
 Status check_group_flags(const GroupFlags& f);
 // True when the flags describe an expert-parallel group (world size > 1).
 bool in_group(const GroupFlags& f);
@@ -49,7 +53,9 @@ struct RankStart {
   std::unique_ptr<parallel::Group> group;
   std::shared_ptr<const model::LoadedModel> model;
 };
-StatusOr<RankStart> join_and_load(const GroupFlags& f, const std::string& model_dir, bool load_mtp);
+// `on_progress` (optional) gets the share of the weights read, in [0, 1], as loading goes.
+StatusOr<RankStart> join_and_load(const GroupFlags& f, const std::string& model_dir, bool load_mtp,
+                                  std::function<void(double)> on_progress = nullptr);
 
 // Prompts of a batch file: one line per prompt, comma-separated token ids; blank lines
 // are ignored. invalid_argument names the file and line.

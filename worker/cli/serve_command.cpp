@@ -72,6 +72,48 @@ http::ServerOptions health_server_options(const ServeFlags& f, int64_t handler_t
   return ho;
 }
 
+// The API port while the model loads: bound before anything slow, so a port clash
+// fails the start at once, and answering, so probes and clients learn why the worker
+// is not ready. /healthz is 200; /readyz and every other path are 503 "loading" with the
+// share of the weights read so far (and Retry-After). Shut it down just before the
+// serving listener binds the same port.
+StatusOr<std::unique_ptr<http::Server>> start_loading_server(
+    const ServeFlags& f, std::shared_ptr<const std::atomic<double>> progress) {
+  auto server = std::make_unique<http::Server>(health_server_options(f, 2));
+  auto loading = [progress] {
+    return "loading the model: " + std::to_string(static_cast<int>(progress->load() * 100)) +
+           "% of the weights read";
+  };
+  server->route("GET", "/healthz", http::SimpleHandler([](const http::Request&) {
+                  return http::text_response(200, "ok\n");
+                }));
+  server->route("GET", "/readyz", http::SimpleHandler([loading](const http::Request&) {
+                  return http::text_response(503, loading() + "\n");
+                }));
+  server->route_prefix("*", "/", [loading](const http::Request&, http::Responder& out) {
+    http::Response r = server::server_error_response(503, loading());
+    r.headers.emplace_back("Retry-After", "5");
+    out.send(std::move(r));
+  });
+  MOESERVE_RETURN_IF_ERROR(server->start());
+  log::info("loading; the API port answers 503 until the model is ready",
+            {{"port", static_cast<int64_t>(server->port())}});
+  return server;
+}
+
+// The serving listener's options: the loading server's port (the same one, also when
+// --port 0 picked it), which is released first.
+http::ServerOptions take_over_port(const ServeFlags& f, std::unique_ptr<http::Server>& loading,
+                                   int64_t handler_threads) {
+  http::ServerOptions o = health_server_options(f, handler_threads);
+  if (loading) {
+    o.port = loading->port();
+    loading->shutdown(0);
+    loading.reset();
+  }
+  return o;
+}
+
 // GET /metrics: refresh() (when set), then the registry in Prometheus' text format.
 void add_metrics_route(http::Server& server, std::function<void()> refresh,
                        std::shared_ptr<prometheus::Registry> registry) {
@@ -107,11 +149,12 @@ StatusOr<std::unique_ptr<http::Server>> serve_metrics(
 // and /metrics meanwhile. SIGTERM stays pending on purpose: rank 0 decides when the
 // group ends, after finishing its requests in flight.
 Status follow(const ServeFlags& f, parallel::Group& group,
-              engine::ExpertParallelDispatcher& dispatcher, const WorkerInfo& info) {
+              engine::ExpertParallelDispatcher& dispatcher, const WorkerInfo& info,
+              std::unique_ptr<http::Server> loading) {
   auto registry = std::make_shared<prometheus::Registry>();
   server::add_worker_info(*registry, info);
   std::atomic<bool> failed{false};
-  http::Server server(health_server_options(f, 4));
+  http::Server server(take_over_port(f, loading, 4));
   http::add_health_routes(server, [&]() -> Status {
     return failed.load() ? unavailable_error("the expert-parallel group failed") : ok_status();
   });
@@ -139,8 +182,12 @@ Status serve(const ServeFlags& f) {
   const sigset_t signals = block_stop_signals();
   MOESERVE_ASSIGN_OR_RETURN(std::shared_ptr<server::ApiKeys> api_keys,
                             load_api_keys(f.api_key_file));
-  MOESERVE_ASSIGN_OR_RETURN(RankStart start,
-                            join_and_load(f.group, f.model, needs_mtp_layers(f.speculative)));
+  auto progress = std::make_shared<std::atomic<double>>(0.0);
+  MOESERVE_ASSIGN_OR_RETURN(std::unique_ptr<http::Server> loading,
+                            start_loading_server(f, progress));
+  MOESERVE_ASSIGN_OR_RETURN(
+      RankStart start, join_and_load(f.group, f.model, needs_mtp_layers(f.speculative),
+                                     [progress](double fraction) { progress->store(fraction); }));
   std::unique_ptr<parallel::Group>& group = start.group;
   const model::ModelConfig& config = start.model->config;
   MOESERVE_RETURN_IF_ERROR(check_precision(f.precision, config));
@@ -166,7 +213,7 @@ Status serve(const ServeFlags& f) {
     MOESERVE_ASSIGN_OR_RETURN(
         engine::ExpertParallelDispatcher * dispatcher,
         engine::attach_group_experts(*engine, group->comm(), f.group.placement));
-    if (group->rank() != 0) return follow(f, *group, *dispatcher, info);
+    if (group->rank() != 0) return follow(f, *group, *dispatcher, info, std::move(loading));
     leader.emplace(group->comm());
     engine::install_leader_hooks(*leader, f.group.collective_timeout_ms, so);
   }
@@ -197,7 +244,7 @@ Status serve(const ServeFlags& f) {
   };
 
   // Every running or queued request holds a handler thread while it streams.
-  http::Server server(health_server_options(f, f.max_num_seqs + f.max_queue + 16));
+  http::Server server(take_over_port(f, loading, f.max_num_seqs + f.max_queue + 16));
   openai.add_routes(server);
   http::add_health_routes(server, ready);
   MOESERVE_ASSIGN_OR_RETURN(std::unique_ptr<http::Server> metrics_server,

@@ -1,5 +1,6 @@
 #include "worker/model/tokenizer.h"
 
+#include <algorithm>
 #include <array>
 #include <mutex>
 #include <queue>
@@ -119,6 +120,10 @@ struct Tokenizer::Data {
   std::array<std::vector<uint32_t>, 256> added_by_first_byte;
 
   PreTokenizer pre_tokenizer;
+  // Every byte has a token (nothing is dropped), and the longest token's byte length:
+  // then a text of n bytes has at least n / longest_token_bytes tokens.
+  bool byte_complete = false;
+  size_t longest_token_bytes = 0;
 
   mutable std::mutex cache_mu;
   mutable std::unordered_map<std::string, std::vector<int32_t>> cache;
@@ -158,7 +163,8 @@ struct Tokenizer::Data {
 
   std::vector<int32_t> bpe(std::string_view piece) const;
   void encode_piece(std::string_view piece, std::vector<int32_t>& out) const;
-  void encode_plain(std::string_view segment, std::vector<int32_t>& out) const;
+  // Appends the tokens of `segment`; stops early once `out` holds more than `limit`.
+  void encode_plain(std::string_view segment, std::vector<int32_t>& out, size_t limit) const;
 };
 
 // Merges the bytes of one piece by merge rank: always the lowest-ranked adjacent
@@ -247,7 +253,8 @@ void Tokenizer::Data::encode_piece(std::string_view piece, std::vector<int32_t>&
   }
 }
 
-void Tokenizer::Data::encode_plain(std::string_view segment, std::vector<int32_t>& out) const {
+void Tokenizer::Data::encode_plain(std::string_view segment, std::vector<int32_t>& out,
+                                   size_t limit) const {
   if (segment.empty()) return;
   std::string prefixed;
   if (pre_tokenizer.add_prefix_space() && segment.front() != ' ') {
@@ -256,6 +263,7 @@ void Tokenizer::Data::encode_plain(std::string_view segment, std::vector<int32_t
     segment = prefixed;
   }
   for (const Piece& piece : pre_tokenizer.split(segment)) {
+    if (out.size() > limit) return;
     encode_piece(segment.substr(piece.begin, piece.end - piece.begin), out);
   }
 }
@@ -471,6 +479,13 @@ StatusOr<Tokenizer> Tokenizer::parse(std::string_view text) {
     status = invalid_argument_error(std::string("unexpected value type: ") + e.what());
   }
   if (!status.ok()) return status.with_context("tokenizer.json");
+  data->byte_complete = std::ranges::all_of(data->byte_ids, [](int32_t id) { return id >= 0; });
+  for (const std::string& bytes : data->id_to_bytes) {
+    data->longest_token_bytes = std::max(data->longest_token_bytes, bytes.size());
+  }
+  for (const AddedToken& token : data->added) {
+    data->longest_token_bytes = std::max(data->longest_token_bytes, token.content.size());
+  }
   return Tokenizer(std::move(data));
 }
 
@@ -481,14 +496,14 @@ StatusOr<Tokenizer> Tokenizer::load(const std::string& path) {
   return tokenizer;
 }
 
-std::vector<int32_t> Tokenizer::encode(std::string_view text,
-                                       bool add_special_tokens_parsing) const {
+std::vector<int32_t> Tokenizer::encode(std::string_view text, bool add_special_tokens_parsing,
+                                       size_t max_tokens) const {
   const Data& d = *data_;
   std::vector<int32_t> ids;
-  ids.reserve(text.size() / 3 + 1);
+  ids.reserve(std::min(text.size() / 3, max_tokens) + 1);
   size_t segment_begin = 0;
   size_t pos = 0;
-  while (pos < text.size()) {
+  while (pos < text.size() && ids.size() <= max_tokens) {
     const AddedToken* token = d.added_at(text, pos, add_special_tokens_parsing);
     if (token == nullptr) {
       ++pos;
@@ -500,15 +515,21 @@ std::vector<int32_t> Tokenizer::encode(std::string_view text,
       if (c.status != Utf8Status::kValid || !is_whitespace(c.cp)) break;
       segment_end -= c.length;
     }
-    d.encode_plain(text.substr(segment_begin, segment_end - segment_begin), ids);
+    d.encode_plain(text.substr(segment_begin, segment_end - segment_begin), ids, max_tokens);
     ids.push_back(token->id);
     pos += token->content.size();
     uint32_t length = 0;
     while (token->rstrip && pos < text.size() && is_whitespace_at(text, pos, length)) pos += length;
     segment_begin = pos;
   }
-  d.encode_plain(text.substr(segment_begin), ids);
+  if (ids.size() <= max_tokens) d.encode_plain(text.substr(segment_begin), ids, max_tokens);
   return ids;
+}
+
+size_t Tokenizer::min_tokens_of(size_t text_bytes) const {
+  const Data& d = *data_;
+  if (!d.byte_complete || d.longest_token_bytes == 0) return 0;
+  return (text_bytes + d.longest_token_bytes - 1) / d.longest_token_bytes;
 }
 
 const std::string& Tokenizer::token_bytes(int32_t id) const {

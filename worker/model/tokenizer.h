@@ -28,6 +28,7 @@
 // a mutex. IncrementalDecoder is single-threaded (one per stream).
 #pragma once
 
+#include <cstddef>
 #include <cstdint>
 #include <memory>
 #include <optional>
@@ -50,7 +51,14 @@ class Tokenizer {
   // occur in the text are emitted as their ids; without it, only non-special added
   // tokens are matched and special-token text is tokenized as ordinary text (use
   // this for untrusted content). Invalid UTF-8 in `text` is tokenized byte-wise.
-  std::vector<int32_t> encode(std::string_view text, bool add_special_tokens_parsing = true) const;
+  // With max_tokens, encoding may stop once more than max_tokens ids are produced: the
+  // result is then longer than max_tokens but not the whole encoding (for refusing a
+  // prompt over a context limit without tokenizing all of it).
+  std::vector<int32_t> encode(std::string_view text, bool add_special_tokens_parsing = true,
+                              size_t max_tokens = SIZE_MAX) const;
+  // A lower bound on the tokens of any text of `text_bytes` bytes: bytes / the longest
+  // token's length, rounded up, when every byte has a token (byte-level BPE); else 0.
+  size_t min_tokens_of(size_t text_bytes) const;
 
   // Text of `ids`; special tokens are dropped when skip_special. Unknown ids are skipped.
   std::string decode(const std::vector<int32_t>& ids, bool skip_special = false) const;

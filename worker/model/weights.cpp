@@ -270,7 +270,7 @@ Status check_unexpected(const ModelConfig& c, const BindOptions& options,
 // Asks the kernel to read ahead, then touches every page so the first forward pass does
 // not stall on page faults; reports progress on stderr about every 10 %.
 void prefault(const SafetensorsCheckpoint& checkpoint, const std::set<std::string>& used,
-              size_t total_bytes) {
+              size_t total_bytes, const std::function<void(double)>& on_progress) {
   const size_t page = static_cast<size_t>(sysconf(_SC_PAGESIZE));
   size_t done_bytes = 0;
   int64_t done_tensors = 0;
@@ -289,6 +289,7 @@ void prefault(const SafetensorsCheckpoint& checkpoint, const std::set<std::strin
     }
     done_bytes += view->bytes;
     ++done_tensors;
+    if (on_progress && total_bytes > 0) on_progress(static_cast<double>(done_bytes) / total_bytes);
     const int percent = total_bytes == 0 ? 100 : static_cast<int>(100.0 * done_bytes / total_bytes);
     if (percent >= next_percent) {
       log::info("loading weights", {{"tensors", done_tensors},
@@ -301,7 +302,78 @@ void prefault(const SafetensorsCheckpoint& checkpoint, const std::set<std::strin
   }
 }
 
+// Index of the first element of `bytes` (elements of `width` bytes) that `bad` flags,
+// or -1.
+template <typename Word, typename Bad>
+int64_t first_bad(const uint8_t* data, size_t begin, size_t end, Bad bad) {
+  for (size_t at = begin; at + sizeof(Word) <= end; at += sizeof(Word)) {
+    Word w;
+    std::memcpy(&w, data + at, sizeof w);  // views may be unaligned
+    if (bad(w)) return static_cast<int64_t>(at / sizeof(Word));
+  }
+  return -1;
+}
+
+// First non-finite element in bytes [begin, end) of the tensor, and whether it is a NaN
+// (else Inf); {-1, false} when all are finite or the dtype has no such values.
+std::pair<int64_t, bool> scan_finite(const TensorView& t, size_t begin, size_t end) {
+  int64_t at = -1;
+  bool nan = true;
+  auto check = [&](auto word, uint64_t exponent_mask, uint64_t mantissa_mask) {
+    using Word = decltype(word);
+    at = first_bad<Word>(t.data, begin, end, [&](Word w) {
+      if ((w & exponent_mask) != exponent_mask) return false;
+      nan = (w & mantissa_mask) != 0;
+      return true;
+    });
+  };
+  switch (t.dtype) {
+    case DType::kF32: check(uint32_t{}, 0x7f800000u, 0x007fffffu); break;
+    case DType::kBF16: check(uint16_t{}, 0x7f80u, 0x007fu); break;
+    case DType::kF16: check(uint16_t{}, 0x7c00u, 0x03ffu); break;
+    case DType::kF8E5M2: check(uint8_t{}, 0x7cu, 0x03u); break;
+    case DType::kF8E4M3:  // FN: S.1111.111 is NaN, there is no Inf
+      at = first_bad<uint8_t>(t.data, begin, end, [](uint8_t w) { return (w & 0x7f) == 0x7f; });
+      break;
+    default: break;
+  }
+  return {at, nan};
+}
+
 }  // namespace
+
+std::optional<WeightCheck> parse_weight_check(std::string_view text) {
+  if (text == "none") return WeightCheck::kNone;
+  if (text == "sampled") return WeightCheck::kSampled;
+  if (text == "all") return WeightCheck::kAll;
+  return std::nullopt;
+}
+
+Status check_finite(const TensorView& tensor, WeightCheck check) {
+  if (check == WeightCheck::kNone || tensor.bytes == 0) return ok_status();
+  constexpr size_t kWindow = 4096;
+  constexpr size_t kWindows = 256;
+  const size_t width = dtype_size(tensor.dtype);
+  std::vector<std::pair<size_t, size_t>> ranges;
+  if (check == WeightCheck::kAll || tensor.bytes <= kWindow * kWindows) {
+    ranges.emplace_back(0, tensor.bytes);
+  } else {
+    const size_t stride = tensor.bytes / kWindows;
+    for (size_t i = 0; i < kWindows; ++i) {
+      const size_t begin = i * stride / width * width;
+      ranges.emplace_back(begin, std::min(tensor.bytes, begin + kWindow));
+    }
+  }
+  for (const auto& [begin, end] : ranges) {
+    const auto [element, nan] = scan_finite(tensor, begin, end);
+    if (element < 0) continue;
+    return invalid_argument_error(tensor.file + ": tensor " + tensor.name + " " +
+                                  tensor.shape_string() + " holds " + (nan ? "NaN" : "Inf") +
+                                  " at element " + std::to_string(element) +
+                                  " (the checkpoint is corrupt)");
+  }
+  return ok_status();
+}
 
 size_t Linear::bytes() const {
   size_t n = static_cast<size_t>(rows * cols) * dtype_size(dtype);
@@ -349,9 +421,18 @@ StatusOr<ModelWeights> bind_weights(const ModelConfig& config,
   MOESERVE_RETURN_IF_ERROR(b.status());
   MOESERVE_RETURN_IF_ERROR(check_unexpected(config, options, checkpoint, b.used()));
 
-  for (const std::string& name : b.used()) w.bound_bytes += checkpoint.find(name)->bytes;
+  for (const std::string& name : b.used()) {
+    const TensorView* tensor = checkpoint.find(name);
+    // FP8 block scales are small and multiply whole blocks: always checked whole.
+    const bool is_scale = name.ends_with("_scale_inv");
+    MOESERVE_RETURN_IF_ERROR(check_finite(*tensor, is_scale && options.check != WeightCheck::kNone
+                                                       ? WeightCheck::kAll
+                                                       : options.check));
+    w.bound_bytes += tensor->bytes;
+  }
   w.bound_tensors = static_cast<int64_t>(b.used().size());
-  if (options.prefault) prefault(checkpoint, b.used(), w.bound_bytes);
+  if (options.prefault) prefault(checkpoint, b.used(), w.bound_bytes, options.on_progress);
+  if (options.on_progress) options.on_progress(1.0);
   return w;
 }
 

@@ -15,7 +15,10 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
+#include <optional>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "common/status.h"
@@ -114,9 +117,25 @@ struct ModelWeights {
   std::vector<int64_t> moe_layers() const;
 };
 
+// How much of the bound floating-point tensors is checked for NaN and Inf at load:
+// none; sampled (every tensor under 1 MiB whole, larger ones in 256 evenly spaced
+// 4 KiB windows, plus their FP8 block scales whole); or every value.
+enum class WeightCheck { kNone, kSampled, kAll };
+// "none" | "sampled" | "all"; nullopt for anything else.
+std::optional<WeightCheck> parse_weight_check(std::string_view text);
+
+// ok, or invalid_argument naming the tensor, its file, the first bad element found and
+// its value class ("NaN", "Inf"), when a checked value of `tensor` is not finite.
+// Integer and bool tensors always pass. E4M3 (FN) has NaN but no Inf.
+Status check_finite(const TensorView& tensor, WeightCheck check);
+
 struct BindOptions {
   bool load_mtp = true;  // bind model.layers.<L..L+k-1>; when false they are ignored
   bool prefault = true;  // touch every page of the bound weights, with progress on stderr
+  WeightCheck check = WeightCheck::kSampled;  // NaN/Inf in a bound tensor fails the load
+  // Called with the share of the bound bytes prefaulted, in [0, 1], as it grows (and 1
+  // at the end, also without prefault).
+  std::function<void(double)> on_progress;
 };
 
 StatusOr<ModelWeights> bind_weights(const ModelConfig& config,

@@ -457,11 +457,7 @@ std::optional<ApiError> OpenAiApi::build_prompt(const ParsedRequest& parsed,
     if (!text.ok()) {
       return api_error(400, text.status().message(), "invalid_request_error", "", "messages");
     }
-    *ids = parsed.add_special_tokens ? prompt_.encoder.bos_prefix() : std::vector<int32_t>();
-    const std::vector<int32_t> body =
-        prompt_.encoder.tokenizer().encode(*text, /*add_special_tokens_parsing=*/true);
-    ids->insert(ids->end(), body.begin(), body.end());
-    return std::nullopt;
+    return encode_within_context(*text, parsed.add_special_tokens, "messages", ids);
   }
   if (!parsed.prompt_is_text) {
     for (int32_t id : parsed.prompt_ids) {
@@ -476,8 +472,30 @@ std::optional<ApiError> OpenAiApi::build_prompt(const ParsedRequest& parsed,
     *ids = parsed.prompt_ids;
     return std::nullopt;
   }
-  *ids = parsed.add_special_tokens ? prompt_.encoder.encode(parsed.prompt_text)
-                                   : prompt_.encoder.tokenizer().encode(parsed.prompt_text);
+  return encode_within_context(parsed.prompt_text, parsed.add_special_tokens, "prompt", ids);
+}
+
+std::optional<ApiError> OpenAiApi::encode_within_context(std::string_view text, bool bos,
+                                                         const char* param,
+                                                         std::vector<int32_t>* ids) const {
+  const model::Tokenizer& tokenizer = prompt_.encoder.tokenizer();
+  *ids = bos ? prompt_.encoder.bos_prefix() : std::vector<int32_t>();
+  const size_t limit = static_cast<size_t>(std::max<int64_t>(options_.max_model_len, 0));
+  auto too_long = [&](size_t at_least) {
+    return api_error(400,
+                     "the prompt has at least " + std::to_string(at_least) +
+                         " tokens; this model's maximum context length is " +
+                         std::to_string(options_.max_model_len) + " tokens",
+                     "invalid_request_error", "context_length_exceeded", param);
+  };
+  // Refused by its size alone when it cannot fit, and never tokenized past the limit:
+  // a huge prompt costs neither the memory nor the time of its whole encoding.
+  const size_t at_least = ids->size() + tokenizer.min_tokens_of(text.size());
+  if (at_least >= limit) return too_long(at_least);
+  const std::vector<int32_t> body =
+      tokenizer.encode(text, /*add_special_tokens_parsing=*/true, limit - ids->size());
+  ids->insert(ids->end(), body.begin(), body.end());
+  if (ids->size() > limit) return too_long(ids->size());
   return std::nullopt;
 }
 

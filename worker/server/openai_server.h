@@ -95,6 +95,11 @@ class OpenAiApi {
   // The prompt ids of a parsed request, or a 400; `family` gets the chat template's.
   std::optional<ApiError> build_prompt(const ParsedRequest& parsed, std::vector<int32_t>* ids,
                                        model::ChatTemplateFamily* family) const;
+  // `text`'s ids (after the BOS prefix when `bos`), or context_length_exceeded on
+  // `param` when they cannot be fewer than max_model_len: decided from the byte length
+  // first, then by an encoding that stops at the limit.
+  std::optional<ApiError> encode_within_context(std::string_view text, bool bos, const char* param,
+                                                std::vector<int32_t>* ids) const;
   // The error as an HTTP response (Retry-After on 429, WWW-Authenticate on 401).
   http::Response error_response(const ApiError& error) const;
   // error_response(), counted in the error metrics.

@@ -2,6 +2,7 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <fstream>
 #include <random>
 
@@ -337,6 +338,23 @@ TEST(TokenizerTest, EncodeIsFastOnLongPrompts) {
   std::string text;
   for (int i = 0; i < 5000; ++i) text += (i % 3 ? "hello world " : "abcaaa 12345 ");
   EXPECT_EQ(tok.decode(tok.encode(text)), text);
+}
+
+TEST(TokenizerTest, EncodingStopsPastALimitAndTheByteBoundHolds) {
+  const Tokenizer tok = tiny_tokenizer();
+  std::string text;
+  for (int i = 0; i < 2000; ++i) text += (i % 3 ? "hello world " : "abcaaa 12345 ");
+  const std::vector<int32_t> all = tok.encode(text);
+  ASSERT_GT(all.size(), 100u);
+  const std::vector<int32_t> limited = tok.encode(text, true, 100);
+  EXPECT_GT(limited.size(), 100u) << "past the limit, so the caller can tell";
+  EXPECT_LT(limited.size(), all.size() / 2) << "but not the whole encoding";
+  EXPECT_TRUE(std::equal(limited.begin(), limited.end(), all.begin()));
+  EXPECT_EQ(tok.encode(text, true, all.size()), all);
+  // Every byte has a token here, so bytes / longest token is a lower bound.
+  EXPECT_GT(tok.min_tokens_of(text.size()), 0u);
+  EXPECT_LE(tok.min_tokens_of(text.size()), all.size());
+  EXPECT_EQ(tok.min_tokens_of(0), 0u);
 }
 
 TEST(TokenizerTest, LoadsTheTinyModelTokenizerAndChatTemplate) {

@@ -5,6 +5,7 @@
 #include <filesystem>
 #include <fstream>
 #include <functional>
+#include <limits>
 #include <memory>
 #include <sstream>
 #include <string>
@@ -24,7 +25,7 @@ namespace {
 
 using ::testing::HasSubstr;
 
-constexpr BindOptions kNoPrefault = {.load_mtp = true, .prefault = false};
+const BindOptions kNoPrefault = {.load_mtp = true, .prefault = false};
 
 // Generated models shared by all tests of this file (written once, a few MB each).
 struct Models {
@@ -237,6 +238,65 @@ TEST(WeightsTest, MissingTensorOfAShardedCheckpointNamesTheIndex) {
 
 TEST_F(CorruptCheckpointTest, UnmodifiedCopyBinds) {
   EXPECT_TRUE(bind_edited(models().v3_fp8.path(), [](auto&) {}).ok());
+}
+
+// Replaces element `index` of tensor `name` by `value`'s bytes.
+template <typename Word>
+void poke(std::vector<TensorWrite>& tensors, std::vector<uint8_t>& storage, const std::string& name,
+          size_t index, Word value) {
+  for (TensorWrite& t : tensors) {
+    if (t.name != name) continue;
+    storage.assign(t.data.begin(), t.data.end());
+    std::memcpy(storage.data() + index * sizeof(Word), &value, sizeof(Word));
+    t.data = storage;
+    return;
+  }
+  ADD_FAILURE() << "no tensor " << name;
+}
+
+TEST_F(CorruptCheckpointTest, NanInABf16TensorFailsTheLoadWithItsName) {
+  const std::string name = "model.layers.1.self_attn.o_proj.weight";
+  std::vector<uint8_t> storage;
+  Status status = bind_edited(models().v3_bf16.path(),
+                              [&](auto& t) { poke<uint16_t>(t, storage, name, 5, 0x7fc0); });
+  EXPECT_EQ(status.code(), StatusCode::kInvalidArgument);
+  EXPECT_THAT(status.message(), HasSubstr("tensor " + name + " [160, 128] holds NaN at element 5"));
+}
+
+TEST_F(CorruptCheckpointTest, NanInAnFp8WeightAndInfInItsScaleAreFound) {
+  const std::string weight = "model.layers.1.mlp.experts.2.down_proj.weight";
+  std::vector<uint8_t> storage;
+  Status nan = bind_edited(models().v3_fp8.path(),
+                           [&](auto& t) { poke<uint8_t>(t, storage, weight, 7, 0xff); });
+  EXPECT_THAT(nan.message(), HasSubstr("tensor " + weight + " "));
+  EXPECT_THAT(nan.message(), HasSubstr("holds NaN at element 7"));
+  const std::string scale = weight + "_scale_inv";
+  Status inf = bind_edited(models().v3_fp8.path(), [&](auto& t) {
+    poke<float>(t, storage, scale, 0, std::numeric_limits<float>::infinity());
+  });
+  EXPECT_THAT(inf.message(), HasSubstr("tensor " + scale + " "));
+  EXPECT_THAT(inf.message(), HasSubstr("holds Inf at element 0"));
+}
+
+TEST(CheckFiniteTest, SampledLooksAtWindowsAndAllAtEveryValue) {
+  // 4 MiB of F32 zeros: sampled reads 256 windows of 4 KiB, one every 16 KiB.
+  std::vector<float> values(1 << 20, 0.0f);
+  TensorView t;
+  t.name = "w";
+  t.dtype = DType::kF32;
+  t.shape = {static_cast<int64_t>(values.size())};
+  t.bytes = values.size() * sizeof(float);
+  t.data = reinterpret_cast<const uint8_t*>(values.data());
+  EXPECT_TRUE(check_finite(t, WeightCheck::kSampled).ok());
+  values[4096 + 10] = std::nanf("");  // byte 16424: inside the second window
+  EXPECT_THAT(check_finite(t, WeightCheck::kSampled).message(), HasSubstr("NaN at element 4106"));
+  values[4096 + 10] = 0;
+  values[2048] = -std::numeric_limits<float>::infinity();  // byte 8192: between windows
+  EXPECT_TRUE(check_finite(t, WeightCheck::kSampled).ok());
+  EXPECT_THAT(check_finite(t, WeightCheck::kAll).message(), HasSubstr("Inf at element 2048"));
+  EXPECT_TRUE(check_finite(t, WeightCheck::kNone).ok());
+  EXPECT_EQ(parse_weight_check("all"), WeightCheck::kAll);
+  EXPECT_EQ(parse_weight_check("everything"), std::nullopt);
 }
 
 TEST_F(CorruptCheckpointTest, MissingTensorIsNamed) {
