@@ -221,7 +221,7 @@ TEST(JsonSchema, RandomSentencesValidateUnderPythonJsonschema) {
     const Schema schema = Schema::parse(text);
     const Grammar g = compile(text);
     std::vector<std::string> sentences;
-    for (int i = 0; i < 40; ++i) {
+    for (int i = 0; i < 15; ++i) {
       std::string s = random_sentence(g, rng);
       ASSERT_TRUE(g.matches(s)) << s;
       sentences.push_back(std::move(s));
