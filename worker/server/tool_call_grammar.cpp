@@ -7,6 +7,7 @@ namespace {
 
 using structured::GrammarBuilder;
 using structured::Sequence;
+using structured::concat;
 
 // The literal pieces around NAME and ARGS, and between calls, per format.
 struct CallShape {
@@ -52,7 +53,8 @@ StatusOr<structured::Grammar> tool_call_grammar(ToolCallFormat format,
             ? f["parameters"]
             : nlohmann::ordered_json{{"type", "object"}, {"additionalProperties", false}};
     structured::JsonGrammarOptions tool_options = options;
-    tool_options.strict = f.contains("strict") && f["strict"].is_boolean() && f["strict"].get<bool>();
+    tool_options.strict =
+        f.contains("strict") && f["strict"].is_boolean() && f["strict"].get<bool>();
     structured::JsonSchemaCompiler compiler(b, tool_options);
     StatusOr<uint32_t> args = compiler.add(parameters);
     if (!args.ok()) {
@@ -60,8 +62,11 @@ StatusOr<structured::Grammar> tool_call_grammar(ToolCallFormat format,
     }
     // In the JSON formats the name is a JSON string's content: function names need no
     // escapes (a-z, A-Z, 0-9, _ and -).
-    calls.push_back(concat({b.literal(s.before_name), b.literal(name), b.literal(s.after_name),
-                            {GrammarBuilder::ref(*args)}, b.literal(s.after_args)}));
+    calls.push_back(concat({b.literal(s.before_name),
+                            b.literal(name),
+                            b.literal(s.after_name),
+                            {GrammarBuilder::ref(*args)},
+                            b.literal(s.after_args)}));
   }
   if (calls.empty()) return invalid_argument_error("no tool named '" + function + "'");
   const uint32_t call = b.add_rule(std::move(calls));

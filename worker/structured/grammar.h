@@ -96,8 +96,8 @@ class Grammar {
   void expand(std::vector<uint32_t>& stack, StackSet& out) const;
   GrammarState canonical(StackSet& set) const;
 
-  std::vector<Element> elements_;              // every sequence, each ended by kEnd
-  std::vector<std::vector<uint32_t>> rules_;   // rule -> start of each alternative
+  std::vector<Element> elements_;             // every sequence, each ended by kEnd
+  std::vector<std::vector<uint32_t>> rules_;  // rule -> start of each alternative
   std::vector<ByteSet> sets_;
   uint32_t root_ = 0;
 };

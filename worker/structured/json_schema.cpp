@@ -24,8 +24,9 @@ const std::set<std::string>& annotations() {
 // Keywords this compiler implements.
 const std::set<std::string>& implemented() {
   static const std::set<std::string> kImplemented = {
-      "type",  "properties", "required", "additionalProperties", "items", "enum",
-      "const", "anyOf",      "nullable", "allOf",                "$ref"};
+      "type",     "properties", "required", "additionalProperties",
+      "items",    "enum",       "const",    "anyOf",
+      "nullable", "allOf",      "$ref"};
   return kImplemented;
 }
 
@@ -111,13 +112,11 @@ uint32_t JsonSchemaCompiler::string_rule() {
 
 uint32_t JsonSchemaCompiler::integer_rule() {
   if (auto it = named_.find("integer"); it != named_.end()) return it->second;
-  const uint32_t natural =
-      b_.add_rule({b_.literal("0"),
-                   {b_.bytes(ByteSet::range('1', '9')),
-                    GrammarBuilder::ref(digits_up_to(kIntegerDigits - 1))}});
-  return named_["integer"] = b_.add_rule(
-             {concat({b_.literal("-"), {GrammarBuilder::ref(natural)}}),
-              {GrammarBuilder::ref(natural)}});
+  const uint32_t natural = b_.add_rule({b_.literal("0"),
+                                        {b_.bytes(ByteSet::range('1', '9')),
+                                         GrammarBuilder::ref(digits_up_to(kIntegerDigits - 1))}});
+  return named_["integer"] = b_.add_rule({concat({b_.literal("-"), {GrammarBuilder::ref(natural)}}),
+                                          {GrammarBuilder::ref(natural)}});
 }
 
 uint32_t JsonSchemaCompiler::number_rule() {
@@ -145,11 +144,11 @@ uint32_t JsonSchemaCompiler::list_rule(const std::string& open, uint32_t item,
                            {GrammarBuilder::ref(ws), GrammarBuilder::ref(item),
                             GrammarBuilder::ref(ws), GrammarBuilder::ref(rest)}}),
                    {}});
-  const uint32_t items = b_.add_rule({{GrammarBuilder::ref(item), GrammarBuilder::ref(ws),
-                                       GrammarBuilder::ref(rest)},
-                                      {}});
-  return b_.add_rule({concat(
-      {b_.literal(open), {GrammarBuilder::ref(ws), GrammarBuilder::ref(items)}, b_.literal(close)})});
+  const uint32_t items = b_.add_rule(
+      {{GrammarBuilder::ref(item), GrammarBuilder::ref(ws), GrammarBuilder::ref(rest)}, {}});
+  return b_.add_rule({concat({b_.literal(open),
+                              {GrammarBuilder::ref(ws), GrammarBuilder::ref(items)},
+                              b_.literal(close)})});
 }
 
 uint32_t JsonSchemaCompiler::any_value() {
@@ -157,9 +156,10 @@ uint32_t JsonSchemaCompiler::any_value() {
   const uint32_t value = b_.declare();
   named_["any"] = value;
   const uint32_t ws = whitespace();
-  const uint32_t member = b_.add_rule(
-      {concat({{GrammarBuilder::ref(string_rule()), GrammarBuilder::ref(ws)}, b_.literal(":"),
-               {GrammarBuilder::ref(ws), GrammarBuilder::ref(value)}})});
+  const uint32_t member =
+      b_.add_rule({concat({{GrammarBuilder::ref(string_rule()), GrammarBuilder::ref(ws)},
+                           b_.literal(":"),
+                           {GrammarBuilder::ref(ws), GrammarBuilder::ref(value)}})});
   const uint32_t object = list_rule("{", member, "}");
   named_["any_object"] = object;
   const uint32_t array = list_rule("[", value, "]");
@@ -188,8 +188,9 @@ StatusOr<uint32_t> JsonSchemaCompiler::compile_ref(const std::string& ref,
                                                    const std::string& where) {
   if (auto it = refs_.find(ref); it != refs_.end()) return it->second;
   if (ref.empty() || ref[0] != '#') {
-    return refuse(where, "$ref '" + ref + "' is not a local reference (only '#...' pointers are "
-                                          "supported)");
+    return refuse(where, "$ref '" + ref +
+                             "' is not a local reference (only '#...' pointers are "
+                             "supported)");
   }
   const Schema* target = document_;
   std::string pointer = ref.substr(1);
@@ -369,13 +370,15 @@ StatusOr<uint32_t> JsonSchemaCompiler::compile_object(const Schema& schema,
   }
   const uint32_t ws = whitespace();
   if (properties.empty()) {
-    if (closed) return b_.add_rule({concat({b_.literal("{"), {GrammarBuilder::ref(ws)}, b_.literal("}")})});
+    if (closed)
+      return b_.add_rule({concat({b_.literal("{"), {GrammarBuilder::ref(ws)}, b_.literal("}")})});
     if (additional.is_boolean()) return any_object();
     StatusOr<uint32_t> value = compile(additional, child(where, "additionalProperties"));
     if (!value.ok()) return value.status();
-    const uint32_t member = b_.add_rule(
-        {concat({{GrammarBuilder::ref(string_rule()), GrammarBuilder::ref(ws)}, b_.literal(":"),
-                 {GrammarBuilder::ref(ws), GrammarBuilder::ref(*value)}})});
+    const uint32_t member =
+        b_.add_rule({concat({{GrammarBuilder::ref(string_rule()), GrammarBuilder::ref(ws)},
+                             b_.literal(":"),
+                             {GrammarBuilder::ref(ws), GrammarBuilder::ref(*value)}})});
     return list_rule("{", member, "}");
   }
   if (!additional.is_boolean()) {
@@ -391,7 +394,9 @@ StatusOr<uint32_t> JsonSchemaCompiler::compile_object(const Schema& schema,
     StatusOr<uint32_t> value = compile(property, child(child(where, "properties"), name));
     if (!value.ok()) return value.status();
     members.push_back(b_.add_rule({concat(
-        {b_.literal(Schema(name).dump()), {GrammarBuilder::ref(ws)}, b_.literal(":"),
+        {b_.literal(Schema(name).dump()),
+         {GrammarBuilder::ref(ws)},
+         b_.literal(":"),
          {GrammarBuilder::ref(ws), GrammarBuilder::ref(*value), GrammarBuilder::ref(ws)}})}));
     optional.push_back(required.count(name) == 0);
   }

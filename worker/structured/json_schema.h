@@ -74,8 +74,7 @@ class JsonSchemaCompiler {
   StatusOr<uint32_t> compile(const nlohmann::ordered_json& schema, const std::string& where);
   StatusOr<uint32_t> compile_typed(const nlohmann::ordered_json& schema, const std::string& type,
                                    const std::string& where);
-  StatusOr<uint32_t> compile_object(const nlohmann::ordered_json& schema,
-                                    const std::string& where);
+  StatusOr<uint32_t> compile_object(const nlohmann::ordered_json& schema, const std::string& where);
   StatusOr<uint32_t> compile_array(const nlohmann::ordered_json& schema, const std::string& where);
   StatusOr<uint32_t> compile_ref(const std::string& ref, const std::string& where);
   uint32_t literal_rule(const std::string& text);
@@ -89,8 +88,8 @@ class JsonSchemaCompiler {
   GrammarBuilder& b_;
   JsonGrammarOptions options_;
   const nlohmann::ordered_json* document_ = nullptr;  // the schema add() compiles
-  std::map<std::string, uint32_t> refs_;               // JSON pointer -> rule
-  std::map<std::string, uint32_t> named_;              // shared primitive rules
+  std::map<std::string, uint32_t> refs_;              // JSON pointer -> rule
+  std::map<std::string, uint32_t> named_;             // shared primitive rules
   std::map<int32_t, uint32_t> digits_;
 };
 

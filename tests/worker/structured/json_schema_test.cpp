@@ -37,7 +37,8 @@ std::string random_sentence(const Grammar& g, std::mt19937& rng, double end = 0.
     if (state.accepting() && (!state.can_continue() || coin(rng) < end)) return out;
     std::vector<uint8_t> allowed;
     for (int b = 0; b < 256; ++b) {
-      if (!g.advance(state, static_cast<uint8_t>(b)).dead()) allowed.push_back(static_cast<uint8_t>(b));
+      if (!g.advance(state, static_cast<uint8_t>(b)).dead())
+        allowed.push_back(static_cast<uint8_t>(b));
     }
     if (allowed.empty()) return out;
     // A third of the time a byte that closes a string, object or array when one may
@@ -62,12 +63,13 @@ TEST(JsonSchema, ObjectWithRequiredAndOptionalProperties) {
   EXPECT_TRUE(g.matches(R"({"name": "Ada", "age": 36, "tall": true})"));
   EXPECT_TRUE(g.matches(R"({"name":"Ada","tall":false})"));
   EXPECT_TRUE(g.matches(" {\"name\":\"\\u00e9\\n\"} "));
-  EXPECT_FALSE(g.matches(R"({"age":36})"));                  // name is required
-  EXPECT_FALSE(g.matches(R"({"age":36,"name":"Ada"})"));     // listed order
-  EXPECT_FALSE(g.matches(R"({"name":"Ada","age":3.5})"));    // integer
-  EXPECT_FALSE(g.matches(R"({"name":"Ada","extra":1})"));    // closed
+  EXPECT_FALSE(g.matches(R"({"age":36})"));                // name is required
+  EXPECT_FALSE(g.matches(R"({"age":36,"name":"Ada"})"));   // listed order
+  EXPECT_FALSE(g.matches(R"({"name":"Ada","age":3.5})"));  // integer
+  EXPECT_FALSE(g.matches(R"({"name":"Ada","extra":1})"));  // closed
   EXPECT_FALSE(g.matches(R"({"name":"Ada",})"));
-  EXPECT_FALSE(g.matches(R"({"name":"Ada"})" "x"));
+  EXPECT_FALSE(g.matches(R"({"name":"Ada"})"
+                         "x"));
   EXPECT_TRUE(g.is_prefix(R"({"name":"Ad)"));
   EXPECT_FALSE(g.matches(R"({"name":"Ad)"));
 }
@@ -76,10 +78,10 @@ TEST(JsonSchema, StringsAreValidUtf8WithJsonEscapes) {
   const Grammar g = compile(R"({"type":"string"})");
   EXPECT_TRUE(g.matches("\"caf\xc3\xa9 \xe2\x82\xac \xf0\x9f\x98\x80\""));
   EXPECT_TRUE(g.matches(R"("a\"b\\c\/d\b\f\n\r\t\u12aF")"));
-  EXPECT_FALSE(g.matches("\"\xc3\""));           // a cut character
-  EXPECT_FALSE(g.matches("\"\xc0\xaf\""));       // overlong
-  EXPECT_FALSE(g.matches("\"\xed\xa0\x80\""));   // a UTF-16 surrogate
-  EXPECT_FALSE(g.matches("\"a\nb\""));           // control characters must be escaped
+  EXPECT_FALSE(g.matches("\"\xc3\""));          // a cut character
+  EXPECT_FALSE(g.matches("\"\xc0\xaf\""));      // overlong
+  EXPECT_FALSE(g.matches("\"\xed\xa0\x80\""));  // a UTF-16 surrogate
+  EXPECT_FALSE(g.matches("\"a\nb\""));          // control characters must be escaped
   EXPECT_FALSE(g.matches(R"("\x")"));
   EXPECT_FALSE(g.matches(R"("\u12G4")"));
 }
@@ -142,7 +144,8 @@ TEST(JsonSchema, LocalRefsAndRecursion) {
       "$ref":"#/$defs/node"})");
   EXPECT_TRUE(g.matches(R"({"value":1,"children":[{"value":2,"children":[]}]})"));
   EXPECT_FALSE(g.matches(R"({"value":1,"children":[{"value":2}]})"));
-  const Grammar root = compile(R"({"type":"array","items":{"anyOf":[{"type":"integer"},{"$ref":"#"}]}})");
+  const Grammar root =
+      compile(R"({"type":"array","items":{"anyOf":[{"type":"integer"},{"$ref":"#"}]}})");
   EXPECT_TRUE(root.matches("[1,[2,[]],3]"));
   const Grammar defs = compile(R"({"definitions":{"a":{"type":"string"}},"type":"object",
       "properties":{"x":{"allOf":[{"$ref":"#/definitions/a"}],"description":"d"}},"required":["x"]})");
@@ -150,10 +153,12 @@ TEST(JsonSchema, LocalRefsAndRecursion) {
 }
 
 TEST(JsonSchema, WhitespaceIsBounded) {
-  const Grammar g = compile(R"({"type":"array","items":{"type":"integer"}})", {.max_whitespace = 2});
+  const Grammar g =
+      compile(R"({"type":"array","items":{"type":"integer"}})", {.max_whitespace = 2});
   EXPECT_TRUE(g.matches("[  1 ,\n2]"));
   EXPECT_FALSE(g.matches("[   1]"));
-  const Grammar none = compile(R"({"type":"array","items":{"type":"integer"}})", {.max_whitespace = 0});
+  const Grammar none =
+      compile(R"({"type":"array","items":{"type":"integer"}})", {.max_whitespace = 0});
   EXPECT_TRUE(none.matches("[1,2]"));
   EXPECT_FALSE(none.matches("[1, 2]"));
 }
@@ -180,10 +185,10 @@ TEST(JsonSchema, UnsupportedKeywordsAreRefusedByNameAndPlace) {
 
 TEST(JsonSchema, StrictModeNeedsClosedObjectsWithEveryPropertyRequired) {
   const JsonGrammarOptions strict{.strict = true};
-  EXPECT_NE(refusal(R"({"type":"object","properties":{"a":{"type":"string"}},"required":["a"]})",
-                    strict)
-                .find("additionalProperties: false"),
-            std::string::npos);
+  EXPECT_NE(
+      refusal(R"({"type":"object","properties":{"a":{"type":"string"}},"required":["a"]})", strict)
+          .find("additionalProperties: false"),
+      std::string::npos);
   EXPECT_NE(refusal(R"({"type":"object","properties":{"a":{"type":"string"},"b":{"type":"string"}},
       "required":["a"],"additionalProperties":false})",
                     strict)
@@ -226,7 +231,8 @@ TEST(JsonSchema, RandomSentencesValidateUnderPythonJsonschema) {
       ASSERT_TRUE(g.matches(s)) << s;
       sentences.push_back(std::move(s));
     }
-    const std::vector<std::string> verdicts = moeserve::testing::validate_with_jsonschema(schema, sentences);
+    const std::vector<std::string> verdicts =
+        moeserve::testing::validate_with_jsonschema(schema, sentences);
     for (size_t i = 0; i < sentences.size(); ++i) {
       EXPECT_EQ(verdicts[i], "") << text << "\n" << sentences[i];
     }

@@ -51,8 +51,8 @@ TEST(TokenVocabulary, TrieListsEveryIncludedTokenOnceInDepthFirstOrder) {
 }
 
 TEST(TokenConstraint, MasksOnASmallVocabularyEqualTheBruteForceOnes) {
-  std::vector<std::string> bytes = {"{", "}", "\"", "\"name\"", ":", " ", "\"a", "bc\"", "1",
-                                    "12", "-", ",", "true", "x", "{\"", "\"}", "}}", "é"};
+  std::vector<std::string> bytes = {"{",  "}", "\"", "\"name\"", ":", " ",   "\"a", "bc\"", "1",
+                                    "12", "-", ",",  "true",     "x", "{\"", "\"}", "}}",   "é"};
   for (char c : std::string("abcnmez0123456789{}[]\":,-. ")) bytes.push_back(std::string(1, c));
   std::vector<bool> excluded(bytes.size(), false);
   bytes.push_back("<|eos|>");
