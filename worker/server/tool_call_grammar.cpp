@@ -5,9 +5,9 @@
 namespace moeserve::server {
 namespace {
 
+using structured::concat;
 using structured::GrammarBuilder;
 using structured::Sequence;
-using structured::concat;
 
 // The literal pieces around NAME and ARGS, and between calls, per format.
 struct CallShape {
