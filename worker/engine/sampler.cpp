@@ -112,14 +112,40 @@ bool has_penalties(const SamplingParams& params) {
          params.repetition_penalty != 1.0;
 }
 
+// -inf for every token the constraint does not allow (word by word: most words are all
+// allowed or all refused); the stop tokens keep their raw logits exactly when allowed.
+void apply_constraint(const float* logits, int32_t vocab_size, const SamplingParams& params,
+                      const TokenAllowance& constraint, std::vector<float>& processed) {
+  constexpr float kMasked = -std::numeric_limits<float>::infinity();
+  const std::span<const uint64_t> words = constraint.allowed;
+  for (int32_t base = 0; base < vocab_size; base += 64) {
+    const size_t w = static_cast<size_t>(base) / 64;
+    const uint64_t bits = w < words.size() ? words[w] : 0;
+    if (bits == ~uint64_t{0}) continue;
+    const int32_t end = std::min(base + 64, vocab_size);
+    for (int32_t t = base; t < end; ++t) {
+      if (((bits >> (t - base)) & 1) == 0) processed[t] = kMasked;
+    }
+  }
+  for (int32_t t : params.stop_token_ids) {
+    if (t >= 0 && t < vocab_size) processed[t] = constraint.stop_allowed ? logits[t] : kMasked;
+  }
+}
+
 // The logits the draw uses (the header's first paragraph): `logits` itself when no
 // parameter changes them, else `processed` filled. `counts` is scratch.
 const float* process_logits(const float* logits, int32_t vocab_size, const SamplingParams& params,
                             TokenHistory history, std::vector<float>& processed,
                             std::vector<int32_t>& counts) {
   const bool mask_stops = history.generated < params.min_tokens && !params.stop_token_ids.empty();
-  if (!mask_stops && params.logit_bias.empty() && !has_penalties(params)) return logits;
+  if (!mask_stops && history.constraint == nullptr && params.logit_bias.empty() &&
+      !has_penalties(params)) {
+    return logits;
+  }
   processed.assign(logits, logits + vocab_size);
+  if (history.constraint != nullptr) {
+    apply_constraint(logits, vocab_size, params, *history.constraint, processed);
+  }
   if (mask_stops) {
     for (int32_t t : params.stop_token_ids) {
       if (t >= 0 && t < vocab_size) processed[t] = -std::numeric_limits<float>::infinity();

@@ -3,7 +3,9 @@
 // and log-probabilities.
 //
 // Order of operations (as in vLLM's sampler). First the logits are processed, for
-// greedy and random sampling alike, using the choice's TokenHistory: while fewer than
+// greedy and random sampling alike, using the choice's TokenHistory: a constraint
+// (TokenAllowance: constrained decoding) sets every token it does not allow to -inf, the
+// stop tokens included unless it allows them (their raw logits then stay); while fewer than
 // min_tokens tokens were generated the stop tokens (EOS among them) get -inf;
 // logit_bias is added by token id; repetition_penalty r (1 = off) rewrites the logit l of
 // every token in the prompt or the generated tokens to l / r when l > 0 else l * r;
@@ -61,11 +63,22 @@ struct SamplingParams {
 // invalid_argument naming the parameter when out of range.
 Status validate(const SamplingParams& params);
 
+// What a constraint allows as the next token (constrained decoding, worker/structured):
+// bit t of `allowed` (allowed[t / 64] >> (t % 64)) set when token t may come next, ids
+// past its end may not; the stop tokens may come exactly when `stop_allowed`, whatever
+// their bits.
+struct TokenAllowance {
+  std::span<const uint64_t> allowed;
+  bool stop_allowed = false;
+};
+
 // What the next token of a choice follows: the prompt then the generated tokens, the
-// last `generated` of `tokens`. The penalties and min_tokens read it.
+// last `generated` of `tokens`, and the constraint on it (null: none). The penalties and
+// min_tokens read it.
 struct TokenHistory {
   std::span<const int32_t> tokens;
   int64_t generated = 0;
+  const TokenAllowance* constraint = nullptr;
 };
 
 // xoshiro256** seeded through splitmix64.

@@ -1,6 +1,7 @@
 #include "worker/engine/scheduler.h"
 
 #include <algorithm>
+#include <optional>
 #include <string>
 #include <utility>
 
@@ -90,17 +91,28 @@ struct Choice {
   double acceptance = 1.0;      // EWMA of the accepted fraction of its drafts
   int32_t steps_since_probe = 0;
   int32_t probe_interval = kSpecProbeInterval;  // doubles with every probe that stays low
+  // Constrained decoding: the choice's place in the grammar and its current allowance.
+  std::optional<structured::TokenMatcher> matcher;
+  std::shared_ptr<const structured::TokenMask> mask;
+  TokenAllowance allowance;
 
-  Choice(std::vector<int32_t> prompt, const SamplingParams& params, uint64_t sequence)
+  Choice(std::vector<int32_t> prompt, const SamplingParams& params, uint64_t sequence,
+         const std::shared_ptr<structured::TokenConstraint>& constraint)
       : tokens(std::move(prompt)),
         sampler(params),
         id(sequence),
-        draft_rng(params.seed ^ kDraftSeedSalt) {}
+        draft_rng(params.seed ^ kDraftSeedSalt) {
+    if (constraint != nullptr) matcher.emplace(constraint);
+  }
 };
 
 namespace {
 
-TokenHistory history(const Choice& c) { return {c.tokens, c.generated}; }
+// The choice's history, with its constraint's allowance when it has one (filled by
+// Scheduler::constrain()).
+TokenHistory history(const Choice& c) {
+  return {c.tokens, c.generated, c.matcher.has_value() ? &c.allowance : nullptr};
+}
 
 // The per-choice half of the per-step switch: a choice whose drafts were mostly
 // rejected drafts again only after kSpecProbeInterval steps, then after twice as many
@@ -222,6 +234,14 @@ StatusOr<std::shared_ptr<RequestStream>> Scheduler::submit(GenerationRequest req
                                   ") must not exceed max_tokens (" +
                                   std::to_string(request.max_tokens) + ")");
   }
+  if (request.constraint != nullptr && request.sampling.stop_token_ids.empty()) {
+    return invalid_argument_error(
+        "a constrained request needs stop tokens: they are how its output ends");
+  }
+  if (request.constraint != nullptr && request.sampling.min_tokens > 0) {
+    return invalid_argument_error(
+        "min_tokens cannot be combined with a constraint: the output may be complete before");
+  }
   const int64_t prompt_size = static_cast<int64_t>(request.prompt.size());
   const int64_t needed = request.n * blocks_for(prompt_size + request.max_tokens);
   if (needed > engine_->kv_cache().num_blocks()) {
@@ -244,7 +264,8 @@ StatusOr<std::shared_ptr<RequestStream>> Scheduler::submit(GenerationRequest req
   for (int32_t i = 0; i < request.n; ++i) {
     SamplingParams params = request.sampling;
     params.seed += static_cast<uint64_t>(i);
-    active->choices.emplace_back(request.prompt, params, next_sequence_id_.fetch_add(1) + 1);
+    active->choices.emplace_back(request.prompt, params, next_sequence_id_.fetch_add(1) + 1,
+                                 request.constraint);
     active->choices.back().wait_for_fork = i > 0;
   }
   std::shared_ptr<RequestStream> stream = active->stream;
@@ -627,6 +648,7 @@ bool Scheduler::run_step(const std::vector<Planned>& plan) {
 
     auto sample_into = [&](int32_t index) {
       Choice& target = a.choices[index];
+      if (!constrain(a, index)) return;
       SampleResult r = target.sampler.sample(out_.row(s), vocab, history(target));
       std::vector<float> prompt_logits;
       if (index == 0 && target.generated == 0 && a.return_prompt_logits) {
@@ -654,6 +676,22 @@ bool Scheduler::run_step(const std::vector<Planned>& plan) {
   return true;
 }
 
+bool Scheduler::constrain(Active& a, int32_t index) {
+  Choice& c = a.choices[index];
+  if (!c.matcher.has_value()) return true;
+  c.mask = c.matcher->allowed();
+  c.allowance.allowed = *c.mask;
+  c.allowance.stop_allowed = c.matcher->accepting();
+  if (c.allowance.stop_allowed ||
+      std::any_of(c.mask->begin(), c.mask->end(), [](uint64_t w) { return w != 0; })) {
+    return true;
+  }
+  finish_choice(a, index, FinishReason::kError,
+                internal_error("the output's grammar allows no token of this vocabulary"),
+                a.pending);
+  return false;
+}
+
 bool Scheduler::emit_token(Active& a, int32_t index, SampleResult r,
                            std::vector<float> prompt_logits) {
   Choice& c = a.choices[index];
@@ -661,13 +699,18 @@ bool Scheduler::emit_token(Active& a, int32_t index, SampleResult r,
   ++c.generated;
   ++step_sampled_;
   const bool stop = r.stop;
+  const int32_t token = r.token;
   GenerationEvent e;
   e.choice = index;
   e.has_token = true;
   e.sample = std::move(r);
   e.prompt_logits = std::move(prompt_logits);
   a.pending.push_back(std::move(e));
-  if (stop) {
+  Status constrained = ok_status();
+  if (!stop && c.matcher.has_value()) constrained = c.matcher->accept(token);
+  if (!constrained.ok()) {
+    finish_choice(a, index, FinishReason::kError, std::move(constrained), a.pending);
+  } else if (stop) {
     finish_choice(a, index, FinishReason::kStop, {}, a.pending);
   } else if (c.generated >= a.max_tokens) {
     finish_choice(a, index, FinishReason::kLength, {}, a.pending);
@@ -683,6 +726,10 @@ void Scheduler::verify(const Planned& p, size_t s) {
   bool live = true;
   for (int64_t i = 0; i < p.drafts; ++i) {
     const float* row = out_.row(s, i);
+    if (!constrain(a, p.choice)) {
+      live = false;
+      break;
+    }
     // c.tokens holds the drafts accepted so far: this position's history.
     sampling_distribution(row, vocab, c.sampler.params(), history(c), &target_);
     const int32_t draft = c.draft.tokens[i];
@@ -693,6 +740,7 @@ void Scheduler::verify(const Planned& p, size_t s) {
     if (!verdict.accepted || !live) break;
     ++accepted;
   }
+  if (live && accepted == p.drafts && !constrain(a, p.choice)) live = false;
   if (live && accepted == p.drafts) {
     live = emit_token(a, p.choice, c.sampler.sample(out_.row(s, p.drafts), vocab, history(c)), {});
   }

@@ -43,6 +43,16 @@
 // only to probe: after kSpecProbeInterval steps, the interval doubling with every probe
 // that stays low up to kSpecMaxProbeInterval.
 //
+// Constrained decoding (GenerationRequest::constraint): each choice keeps its own
+// structured::TokenMatcher. Every token it samples, plainly or when verifying drafts, is
+// drawn from logits masked to the tokens the grammar allows after the choice's tokens so
+// far (the drafts accepted before it included), with the stop tokens allowed exactly when
+// the output is a whole sentence; the matcher then advances by the token. So the output
+// of a choice that stops is a sentence of the grammar, and one cut by max_tokens is a
+// prefix of one (finish kLength). Drafts themselves are proposed unconstrained: a draft
+// the mask refuses has target probability 0 and is rejected. A grammar that allows no
+// token of the vocabulary ends the choice with kError.
+//
 // Draining: drain() makes submit() refuse new requests; queued and running ones finish.
 // stop() cancels whatever is left and joins the thread.
 //
@@ -75,6 +85,7 @@
 #include "worker/engine/expert_load.h"
 #include "worker/engine/prefix_cache.h"
 #include "worker/engine/sampler.h"
+#include "worker/structured/token_constraint.h"
 
 namespace moeserve::engine {
 
@@ -90,6 +101,9 @@ struct GenerationRequest {
   // Opt-in: the first token event of choice 0 carries the full-vocabulary logits at the
   // last prompt position (a vocab-sized copy, so only when asked).
   bool return_prompt_logits = false;
+  // Constrained decoding (see the top of this file); null: none. Needs stop tokens (the
+  // only way a constrained choice ends before max_tokens) and min_tokens 0.
+  std::shared_ptr<structured::TokenConstraint> constraint;
 };
 
 struct GenerationEvent {
@@ -238,6 +252,9 @@ class Scheduler {
   void preempt(Active* request);
   // False when a group hook failed (the scheduler then fails everything: fail()).
   bool run_step(const std::vector<Planned>& plan);
+  // The constraint's allowance for a choice's next token into its TokenHistory; false
+  // when it allows nothing (the choice is then finished with kError).
+  bool constrain(Active& a, int32_t index);
   // Accepts the longest agreeing prefix of a speculating sequence's drafts (row `s` of
   // out_) and the main model's next token; streams them and rolls the KV cache back.
   void verify(const Planned& p, size_t s);

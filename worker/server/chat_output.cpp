@@ -17,6 +17,7 @@ constexpr std::string_view kToolSep = "<｜tool▁sep｜>";
 constexpr std::string_view kJsonFence = "```json\n";
 constexpr std::string_view kHermesOpen = "<tool_call>";
 constexpr std::string_view kHermesClose = "</tool_call>";
+constexpr std::string_view kPythonTag = "<|python_tag|>";
 
 // Length of the longest proper suffix of `text` that is a prefix of `marker`.
 size_t partial_suffix(std::string_view text, std::string_view marker) {
@@ -44,6 +45,29 @@ std::string_view trim_blank(std::string_view s) {
   return s;
 }
 
+// The end (one past the closing brace) of the JSON object that starts text, or npos.
+size_t object_end(std::string_view text) {
+  int64_t depth = 0;
+  bool in_string = false;
+  for (size_t i = 0; i < text.size(); ++i) {
+    const char c = text[i];
+    if (in_string) {
+      if (c == '\\') {
+        ++i;
+      } else if (c == '"') {
+        in_string = false;
+      }
+    } else if (c == '"') {
+      in_string = true;
+    } else if (c == '{' || c == '[') {
+      ++depth;
+    } else if (c == '}' || c == ']') {
+      if (--depth == 0) return i + 1;
+    }
+  }
+  return std::string_view::npos;
+}
+
 }  // namespace
 
 ToolCallFormat tool_call_format(model::ChatTemplateFamily family) {
@@ -51,6 +75,8 @@ ToolCallFormat tool_call_format(model::ChatTemplateFamily family) {
     case model::ChatTemplateFamily::kDeepSeekV3:
     case model::ChatTemplateFamily::kDeepSeekR1: return ToolCallFormat::kDeepSeek;
     case model::ChatTemplateFamily::kChatMl: return ToolCallFormat::kHermes;
+    case model::ChatTemplateFamily::kLlama3:
+    case model::ChatTemplateFamily::kLlama31: return ToolCallFormat::kLlama3Json;
     default: return ToolCallFormat::kNone;
   }
 }
@@ -59,6 +85,7 @@ std::string tool_call_format_name(ToolCallFormat format) {
   switch (format) {
     case ToolCallFormat::kDeepSeek: return "deepseek";
     case ToolCallFormat::kHermes: return "hermes";
+    case ToolCallFormat::kLlama3Json: return "llama3_json";
     case ToolCallFormat::kNone: return "";
   }
   return "";
@@ -146,8 +173,9 @@ void ChatOutputParser::run(bool final, ChoiceOutput* out) {
       held_.clear();
       return;
     }
-    const bool progressed =
-        format_ == ToolCallFormat::kDeepSeek ? step_deepseek(final, out) : step_hermes(final, out);
+    const bool progressed = format_ == ToolCallFormat::kDeepSeek ? step_deepseek(final, out)
+                            : format_ == ToolCallFormat::kHermes ? step_hermes(final, out)
+                                                                 : step_llama3(final, out);
     if (!progressed) return;
   }
 }
@@ -278,6 +306,51 @@ bool ChatOutputParser::step_hermes(bool final, ChoiceOutput* out) {
   }
   held_.erase(0, end);
   state_ = State::kContent;
+  return true;
+}
+
+bool ChatOutputParser::step_llama3(bool final, ChoiceOutput* out) {
+  if (state_ == State::kContent) {
+    std::string_view rest = std::string_view(held_);
+    while (!rest.empty() && is_blank(rest.front())) rest.remove_prefix(1);
+    if (rest.starts_with(kPythonTag)) rest.remove_prefix(kPythonTag.size());
+    while (!rest.empty() && is_blank(rest.front())) rest.remove_prefix(1);
+    if (rest.empty() || (!final && kPythonTag.starts_with(rest))) {
+      if (!final) return false;
+      state_ = State::kDone;
+      return true;
+    }
+    state_ = rest.front() == '{' ? State::kCalls : State::kDone;
+    return true;
+  }
+  if (!final) return false;  // the calls are read whole at the end
+  std::string_view rest = trim_blank(held_);
+  if (rest.starts_with(kPythonTag)) rest = trim_blank(rest.substr(kPythonTag.size()));
+  std::vector<std::pair<std::string, std::string>> calls;  // name, arguments
+  bool all_calls = true;
+  while (!rest.empty() && all_calls) {
+    const size_t end = rest.front() == '{' ? object_end(rest) : std::string_view::npos;
+    const nlohmann::json call =
+        end == std::string_view::npos
+            ? nlohmann::json()
+            : nlohmann::json::parse(rest.substr(0, end), nullptr, /*allow_exceptions=*/false);
+    const char* key = call.is_object() && call.contains("parameters") ? "parameters" : "arguments";
+    if (!call.is_object() || !call.contains("name") || !call["name"].is_string() ||
+        !call.contains(key) || !call[key].is_object()) {
+      all_calls = false;
+      break;
+    }
+    calls.emplace_back(call["name"].get<std::string>(), call[key].dump());
+    rest = trim_blank(rest.substr(end));
+    if (rest.starts_with(";")) rest = trim_blank(rest.substr(1));
+  }
+  state_ = State::kDone;
+  if (!all_calls || calls.empty()) return true;  // content, as it is
+  for (auto& [name, arguments] : calls) {
+    start_call(std::move(name), out);
+    add_arguments(arguments, out);
+  }
+  held_.clear();
   return true;
 }
 

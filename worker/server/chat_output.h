@@ -16,6 +16,11 @@
 //             complete and the arguments piece by piece.
 //   hermes    <tool_call>\n{"name": NAME, "arguments": {...}}\n</tool_call> (ChatML
 //             templates: Qwen2.5, Qwen3), each call sent whole once it closes.
+//   llama3    {"name": NAME, "parameters": {...}} (Llama 3.x, as vLLM's llama3_json
+//             parser): an output that starts (after blanks, and an optional
+//             <|python_tag|>) with "{" is held to the end, then read as one or more such
+//             objects separated by ";" ("arguments" is accepted for "parameters"); if any
+//             of them is not a call, the whole output is content.
 // Text that could still be the start of a marker is held back until it is decided;
 // finish() releases what is left: a DeepSeek call cut off in its arguments keeps the
 // arguments it has, an unfinished call header or hermes call is content. With
@@ -36,12 +41,12 @@
 
 namespace moeserve::server {
 
-enum class ToolCallFormat { kNone, kDeepSeek, kHermes };
+enum class ToolCallFormat { kNone, kDeepSeek, kHermes, kLlama3Json };
 
 // The format a chat template family's models call tools in; kNone when there is no
 // parser for it.
 ToolCallFormat tool_call_format(model::ChatTemplateFamily family);
-// "deepseek" or "hermes"; "" for kNone.
+// "deepseek", "hermes" or "llama3_json"; "" for kNone.
 std::string tool_call_format_name(ToolCallFormat format);
 
 class ChatOutputParser {
@@ -69,6 +74,7 @@ class ChatOutputParser {
   // DeepSeek: one step of the state machine on held_; false when it needs more text.
   bool step_deepseek(bool final, ChoiceOutput* out);
   bool step_hermes(bool final, ChoiceOutput* out);
+  bool step_llama3(bool final, ChoiceOutput* out);
   void start_call(std::string name, ChoiceOutput* out);
   void add_arguments(std::string_view text, ChoiceOutput* out);
 

@@ -264,9 +264,8 @@ std::optional<ApiError> read_tools(const Body& body, ParsedRequest* out) {
     return std::nullopt;
   }
   if (choice == "required") {
-    return bad("tool_choice",
-               "tool_choice 'required' needs constrained decoding, which this server does not "
-               "implement; use 'auto' or 'none'");
+    out->tool_choice = "required";
+    return std::nullopt;
   }
   if (choice.is_object() && choice.value("type", "") == "function" && choice.contains("function") &&
       choice["function"].is_object() && choice["function"].contains("name") &&
@@ -276,9 +275,9 @@ std::optional<ApiError> read_tools(const Body& body, ParsedRequest* out) {
       return bad("tool_choice",
                  "tool_choice names the function '" + name + "', which is not in tools");
     }
-    return bad("tool_choice", "tool_choice naming a function ('" + name +
-                                  "') needs constrained decoding, which this server does not "
-                                  "implement; use 'auto' or 'none'");
+    out->tool_choice = "function";
+    out->tool_choice_function = name;
+    return std::nullopt;
   }
   return bad("tool_choice",
              "tool_choice must be 'none', 'auto', 'required' or "
@@ -366,6 +365,63 @@ std::optional<ApiError> read_logit_bias(const Body& body, ParsedRequest* out) {
   return std::nullopt;
 }
 
+// response_format (OpenAI's) and guided_json (vLLM's), at most one of them.
+std::optional<ApiError> read_output_format(const Body& body, ParsedRequest* out) {
+  OutputFormat& f = out->format;
+  if (present(body, "response_format")) {
+    const Body& rf = body["response_format"];
+    f.param = "response_format";
+    if (!rf.is_object() || !rf.contains("type") || !rf["type"].is_string()) {
+      return bad("response_format", "response_format must be an object with a type");
+    }
+    const std::string type = rf["type"].get<std::string>();
+    if (type == "json_object") {
+      f.kind = OutputFormat::Kind::kJsonObject;
+    } else if (type == "json_schema") {
+      const char* param = "response_format.json_schema";
+      if (!rf.contains("json_schema") || !rf["json_schema"].is_object()) {
+        return bad(param, "response_format.json_schema must be an object with a schema");
+      }
+      const Body& js = rf["json_schema"];
+      if (js.contains("name") && !js["name"].is_null() &&
+          !(js["name"].is_string() && valid_function_name(js["name"].get<std::string>()))) {
+        return bad("response_format.json_schema.name",
+                   "response_format.json_schema.name must be 1 to 64 of a-z, A-Z, 0-9, _ and -");
+      }
+      if (!js.contains("schema") || !(js["schema"].is_object() || js["schema"].is_boolean())) {
+        return bad("response_format.json_schema.schema",
+                   "response_format.json_schema.schema must be a JSON schema (an object)");
+      }
+      if (js.contains("strict") && !js["strict"].is_null() && !js["strict"].is_boolean()) {
+        return bad("response_format.json_schema.strict",
+                   "response_format.json_schema.strict must be a boolean");
+      }
+      f.kind = OutputFormat::Kind::kJsonSchema;
+      f.schema = js["schema"];
+      f.strict = js.contains("strict") && js["strict"].is_boolean() && js["strict"].get<bool>();
+      f.param = "response_format.json_schema.schema";
+    } else if (type != "text") {
+      return bad("response_format.type",
+                 "response_format.type must be 'text', 'json_object' or 'json_schema', got '" +
+                     type + "'");
+    }
+  }
+  if (present(body, "guided_json")) {
+    if (f.kind != OutputFormat::Kind::kText) {
+      return bad("guided_json", "guided_json and response_format cannot both constrain the output");
+    }
+    Body schema = body["guided_json"];
+    if (schema.is_string()) schema = Body::parse(schema.get<std::string>(), nullptr, false);
+    if (!schema.is_object()) {
+      return bad("guided_json", "guided_json must be a JSON schema (an object, or its JSON text)");
+    }
+    f.kind = OutputFormat::Kind::kJsonSchema;
+    f.schema = std::move(schema);
+    f.param = "guided_json";
+  }
+  return std::nullopt;
+}
+
 // repetition_penalty: any finite number > 0 (vLLM's range).
 std::optional<ApiError> read_repetition_penalty(const Body& body, double* out) {
   if (!present(body, "repetition_penalty")) return std::nullopt;
@@ -387,14 +443,13 @@ struct Unsupported {
 
 constexpr const char* kNoSampler = "the sampler does not implement it";
 constexpr const char* kNoConstraints =
-    "structured outputs need constrained decoding, which this server does not implement";
+    "only JSON constraints are implemented (response_format, guided_json)";
 
 bool is_false(const Body& v) { return v.is_boolean() && !v.get<bool>(); }
 bool is_true(const Body& v) { return v.is_boolean() && v.get<bool>(); }
 bool is_zero(const Body& v) { return v.is_number() && v.get<double>() == 0.0; }
 bool is_one(const Body& v) { return v.is_number() && v.get<double>() == 1.0; }
 bool is_empty(const Body& v) { return (v.is_array() || v.is_object()) && v.empty(); }
-bool is_text_format(const Body& v) { return v.is_object() && v.value("type", "") == "text"; }
 bool is_text_modality(const Body& v) { return v == Body::array({"text"}); }
 
 constexpr Unsupported kUnsupported[] = {
@@ -412,8 +467,6 @@ constexpr Unsupported kUnsupported[] = {
     {"continue_final_message", is_false, "the final message is not continued"},
     {"documents", nullptr, "the chat template gets no documents"},
     {"priority", is_zero, "the scheduler has no priorities"},
-    {"response_format", is_text_format, kNoConstraints},
-    {"guided_json", nullptr, kNoConstraints},
     {"guided_regex", nullptr, kNoConstraints},
     {"guided_choice", nullptr, kNoConstraints},
     {"guided_grammar", nullptr, kNoConstraints},
@@ -615,6 +668,14 @@ std::optional<ApiError> parse_request(Endpoint endpoint, std::string_view text,
   if (auto e = read_int(body, "min_tokens", 0, INT32_MAX, &v)) return e;
   out->min_tokens = static_cast<int32_t>(v.value_or(0));
   if (auto e = read_logit_bias(body, out)) return e;
+  if (auto e = read_output_format(body, out)) return e;
+  if (out->format.kind != OutputFormat::Kind::kText && out->tool_choice != "none" &&
+      out->tool_choice != "auto") {
+    return bad(out->format.param.starts_with("guided") ? "guided_json" : "response_format",
+               "tool_choice '" + out->tool_choice +
+                   "' already constrains the output; it cannot be combined with a response "
+                   "format");
+  }
   if (auto e = read_stop(body, out)) return e;
   if (auto e = read_bool(body, "stream", &out->stream)) return e;
   if (auto e = read_bool(body, "ignore_eos", &out->ignore_eos)) return e;

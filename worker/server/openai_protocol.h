@@ -5,8 +5,7 @@
 // Requests: fields of the wrong type or out of range are a 400 invalid_request_error
 // whose `param` names the field. Every parameter that would change the output and is
 // not implemented (echo, suffix, best_of != n, length_penalty, bad_words,
-// allowed_token_ids, response_format other than text,
-// guided_*, structured_outputs, tool_choice required or a named function, beam search,
+// allowed_token_ids, guided_* other than guided_json, structured_outputs, beam search,
 // prompt_logprobs, ...: kUnsupported in the .cpp) is refused the same way unless it has
 // the value that changes nothing; it is never ignored. Fields this file does not know
 // are ignored (clients send many), and so are user, metadata, store and service_tier,
@@ -17,6 +16,12 @@
 // Implemented extensions (vLLM's): ignore_eos, stop_token_ids, skip_special_tokens,
 // include_stop_str_in_output, add_special_tokens; on chat, add_generation_prompt,
 // chat_template (Jinja source for this request), chat_template_kwargs.
+// Structured outputs (both endpoints): response_format {"type": "text"},
+// {"type": "json_object"} or {"type": "json_schema", "json_schema": {"name", "schema",
+// "strict", "description"}}, and vLLM's guided_json (a schema, or its JSON text); the
+// schema is compiled by the server (a schema it cannot compile is its 400). tool_choice:
+// "none", "auto", "required" or {"type": "function", "function": {"name"}} naming one of
+// the tools.
 // `prompt` is one prompt: a string, a list of token ids, or a list holding exactly one
 // of those. Chat messages: system, developer (as system), user, assistant (content may
 // be null; tool_calls; reasoning_content) and tool (tool_call_id). Errors:
@@ -57,6 +62,15 @@ inline constexpr int32_t kMaxChoices = 16;
 inline constexpr int32_t kMaxStopStrings = 16;
 inline constexpr int32_t kMaxLogprobs = 20;
 
+// What the output must be: any text, any JSON object, or JSON valid under a schema.
+struct OutputFormat {
+  enum class Kind { kText, kJsonObject, kJsonSchema };
+  Kind kind = Kind::kText;
+  nlohmann::ordered_json schema;  // kJsonSchema
+  bool strict = false;            // json_schema.strict: OpenAI's strict mode
+  std::string param;              // the field it came from: response_format or guided_json
+};
+
 struct ParsedRequest {
   Endpoint endpoint = Endpoint::kCompletions;
   std::string model;  // "" when absent
@@ -68,7 +82,11 @@ struct ParsedRequest {
   std::vector<model::ChatMessage> messages;
   model::ChatRenderOptions chat;             // add_generation_prompt, tools, chat_template_kwargs
   std::optional<std::string> chat_template;  // this request's own template
-  std::string tool_choice = "none";          // "auto" or "none"; "auto" needs tools
+  // "none", "auto", "required" or "function" (tool_choice_function); all but "none" need
+  // tools.
+  std::string tool_choice = "none";
+  std::string tool_choice_function;
+  OutputFormat format;
   bool parallel_tool_calls = true;
   std::optional<int64_t> max_tokens;  // max_completion_tokens, else max_tokens
   double temperature = 1.0;

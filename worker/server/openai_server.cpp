@@ -91,7 +91,8 @@ class Generation {
         received_(received),
         finish_(parsed.n),
         pending_(parsed.n) {
-    const DecodeOptions decode{parsed.skip_special_tokens, parsed.include_stop_str_in_output};
+    const DecodeOptions decode{parsed.skip_special_tokens, parsed.include_stop_str_in_output,
+                               parsed.min_tokens};
     for (int32_t i = 0; i < parsed.n; ++i) {
       texts_.emplace_back(tokenizer, parsed.stop, parsed.logprobs, decode);
       parsers_.emplace_back(split.reasoning, split.tools, parsed.parallel_tool_calls,
@@ -315,6 +316,7 @@ StatusOr<PromptContext> load_prompt_context(const std::string& model_dir,
   }
   for (int64_t id : config.eos_token_ids) ctx.stop_token_ids.push_back(static_cast<int32_t>(id));
   ctx.vocab_size = config.vocab_size;
+  ctx.vocabulary = constraint_vocabulary(ctx.encoder.tokenizer());
   return ctx;
 }
 
@@ -344,7 +346,8 @@ OpenAiApi::OpenAiApi(ApiOptions options, PromptContext prompt, engine::Scheduler
       scheduler_(scheduler),
       metrics_(metrics),
       clock_(clock != nullptr ? clock : RealClock::instance()),
-      created_(clock_->unix_seconds()) {}
+      created_(clock_->unix_seconds()),
+      constraints_(prompt_.vocabulary) {}
 
 void OpenAiApi::add_routes(http::Server& server) {
   server.route("POST", "/v1/completions", [this](const http::Request& r, http::Responder& out) {
@@ -445,12 +448,13 @@ std::optional<ApiError> OpenAiApi::build_prompt(const ParsedRequest& parsed,
     const model::ChatTemplate* chat = nullptr;
     if (auto e = chat_template_for(parsed, &own, &chat)) return e;
     *family = chat->family();
-    if (parsed.tool_choice == "auto" && tool_call_format(chat->family()) == ToolCallFormat::kNone) {
+    if (parsed.tool_choice != "none" && tool_call_format(chat->family()) == ToolCallFormat::kNone) {
       return api_error(400,
                        "tool calling needs a tool-call parser, and this model's chat template (" +
                            chat->family_name() +
-                           " family) has none: parsers exist for the deepseek-v3, deepseek-r1 and "
-                           "chatml families; send tool_choice 'none' to only render the tools",
+                           " family) has none: parsers exist for the deepseek-v3, deepseek-r1, "
+                           "chatml and llama-3 families; send tool_choice 'none' to only render "
+                           "the tools",
                        "invalid_request_error", "", "tools");
     }
     StatusOr<std::string> text = chat->render(parsed.messages, parsed.chat);
@@ -600,8 +604,21 @@ void OpenAiApi::handle_generate(Endpoint endpoint, const http::Request& request,
         "invalid_request_error", "context_length_exceeded", "max_tokens"));
   }
 
+  OutputSplit split;
+  if (endpoint == Endpoint::kChat) {
+    split.reasoning = options_.reasoning == ReasoningMode::kThink ||
+                      (options_.reasoning == ReasoningMode::kAuto &&
+                       family == model::ChatTemplateFamily::kDeepSeekR1);
+    if (parsed.tool_choice != "none") split.tools = tool_call_format(family);
+  }
+  std::shared_ptr<structured::TokenConstraint> constraint;
+  if (auto e = constraints_.build(parsed, tool_call_format(family), split.reasoning, &constraint)) {
+    return fail(*e);
+  }
+
   engine::GenerationRequest g;
   g.prompt = std::move(prompt);
+  g.constraint = std::move(constraint);
   g.max_tokens = max_tokens;
   g.n = parsed.n;
   g.sampling.temperature = parsed.temperature;
@@ -624,13 +641,6 @@ void OpenAiApi::handle_generate(Endpoint endpoint, const http::Request& request,
 
   ResponseMeta meta{random_id(endpoint == Endpoint::kChat ? "chatcmpl-" : "cmpl-"),
                     clock_->unix_seconds(), options_.served_model_name};
-  OutputSplit split;
-  if (endpoint == Endpoint::kChat) {
-    split.reasoning = options_.reasoning == ReasoningMode::kThink ||
-                      (options_.reasoning == ReasoningMode::kAuto &&
-                       family == model::ChatTemplateFamily::kDeepSeekR1);
-    if (parsed.tool_choice == "auto") split.tools = tool_call_format(family);
-  }
   Generation generation(endpoint, parsed, meta, *stream, prompt_.encoder.tokenizer(), split, clock_,
                         received);
   const bool client_stayed = generation.run(responder, metrics_);

@@ -11,7 +11,11 @@
 // max_model_len, submits it to the Scheduler and reads the request's events: as one JSON
 // response, or as Server-Sent Events, one chunk per choice per scheduler step. Stop
 // strings are matched on the text (text_output.h); a choice that hits one is stopped in
-// the scheduler. Chat text is split into reasoning_content, content and tool calls by a
+// the scheduler. Structured outputs (response_format, guided_json) and forced tool calls
+// (tool_choice required or a named function) run under a token constraint
+// (output_constraint.h), so their output always follows the schema or the call format,
+// unless max_tokens cuts it (finish_reason "length"). Chat text is split into
+// reasoning_content, content and tool calls by a
 // ChatOutputParser (chat_output.h): the tool-call format is the template family's
 // (tools with tool_choice auto on a family without one are a 400 naming tools); reasoning
 // is split per ApiOptions::reasoning. A choice that called a tool finishes with
@@ -38,6 +42,7 @@
 #include "worker/model/prompt_encoder.h"
 #include "worker/server/api_keys.h"
 #include "worker/server/openai_protocol.h"
+#include "worker/server/output_constraint.h"
 #include "worker/server/worker_metrics.h"
 
 namespace moeserve::server {
@@ -64,6 +69,8 @@ struct PromptContext {
   model::PromptEncoder encoder;         // text prompts, the chat template
   std::vector<int32_t> stop_token_ids;  // the model's EOS ids
   int64_t vocab_size = 0;
+  // The tokenizer's vocabulary as bytes, for constrained decoding (output_constraint.h).
+  std::shared_ptr<const structured::TokenVocabulary> vocabulary;
 };
 
 // Loads the prompt encoder (tokenizer.json, tokenizer_config.json: chat template, BOS)
@@ -112,6 +119,7 @@ class OpenAiApi {
   WorkerMetrics& metrics_;
   Clock* clock_;
   int64_t created_;
+  OutputConstraints constraints_;
 };
 
 }  // namespace moeserve::server

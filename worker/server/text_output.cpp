@@ -9,13 +9,14 @@ StopMatcher::StopMatcher(std::vector<std::string> stops, bool include_stop)
   std::erase_if(stops_, [](const std::string& s) { return s.empty(); });
 }
 
-std::string StopMatcher::push(std::string_view piece) {
+std::string StopMatcher::push(std::string_view piece, bool may_stop) {
   if (stopped_) return "";
   held_.append(piece);
   // The earliest complete stop string wins.
   size_t first = std::string::npos;
   size_t first_length = 0;
   for (const std::string& s : stops_) {
+    if (!may_stop) break;
     const size_t at = held_.find(s);
     if (at < first || (at == first && at != std::string::npos && s.size() > first_length)) {
       first = at;
@@ -55,6 +56,7 @@ ChoiceText::ChoiceText(const model::Tokenizer& tokenizer, std::vector<std::strin
     : tokenizer_(tokenizer),
       decoder_(tokenizer, options.skip_special_tokens),
       matcher_(std::move(stops), options.include_stop_str),
+      min_tokens_(options.min_tokens),
       want_logprobs_(logprobs),
       include_stop_token_(options.include_stop_str) {}
 
@@ -76,12 +78,12 @@ void ChoiceText::push(const engine::SampleResult& sample) {
   if (sample.stop && !include_stop_token_) return;
   const std::string piece = decoder_.push(sample.token);
   decoded_chars_ += utf8_length(piece);
-  text_ += matcher_.push(piece);
+  text_ += matcher_.push(piece, tokens_ >= min_tokens_);
 }
 
 void ChoiceText::finish() {
   if (matcher_.stopped()) return;
-  text_ += matcher_.push(decoder_.flush());
+  text_ += matcher_.push(decoder_.flush(), tokens_ >= min_tokens_);
   text_ += matcher_.flush();
 }
 

@@ -11,7 +11,8 @@
 // StopMatcher, and records per-token log-probabilities with each token's own bytes. A
 // token that ended the choice as a stop token (SampleResult::stop) is counted but its
 // text is left out, as vLLM does, unless include_stop_str. Tokens after a stop string
-// are ignored and not counted.
+// are ignored and not counted. Before DecodeOptions::min_tokens tokens no stop string
+// ends the text (the engine masks EOS and stop tokens up to then).
 // Single-threaded: one per choice of one request.
 #pragma once
 
@@ -30,8 +31,10 @@ class StopMatcher {
  public:
   explicit StopMatcher(std::vector<std::string> stops, bool include_stop = false);
 
-  // Text that can be released after appending `piece`; "" once stopped.
-  std::string push(std::string_view piece);
+  // Text that can be released after appending `piece`; "" once stopped. With may_stop
+  // false no stop string ends the text yet: everything is released but a tail that may
+  // still begin one (min_tokens: stop strings end a choice only from that token on).
+  std::string push(std::string_view piece, bool may_stop = true);
   // Releases the held-back text (no stop string completed); "" once stopped.
   std::string flush();
   bool stopped() const { return stopped_; }
@@ -46,6 +49,8 @@ class StopMatcher {
 struct DecodeOptions {
   bool skip_special_tokens = true;
   bool include_stop_str = false;  // keep a matched stop string or stop token's text
+  // Stop strings end the text only in or after this token (1-based), as in vLLM.
+  int64_t min_tokens = 0;
 };
 
 class ChoiceText {
@@ -72,6 +77,7 @@ class ChoiceText {
   const model::Tokenizer& tokenizer_;
   model::IncrementalDecoder decoder_;
   StopMatcher matcher_;
+  int64_t min_tokens_;
   bool want_logprobs_;
   bool include_stop_token_;
   int64_t tokens_ = 0;

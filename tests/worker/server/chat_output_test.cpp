@@ -144,11 +144,49 @@ TEST(ChatOutputParser, ReasoningUntilThinkCloses) {
   EXPECT_EQ(parse("a</think>b", 1, false, ToolCallFormat::kNone).content, "a</think>b");
 }
 
+// vLLM's llama3_json parser's cases: JSON calls with "parameters" (or "arguments"), with
+// or without <|python_tag|>, several separated by ";"; anything else is content.
+TEST(ChatOutputParser, Llama3JsonToolCalls) {
+  for (size_t step : {0, 1, 5}) {
+    const Parsed one = parse(R"({"name": "get_weather", "parameters": {"city": "Paris"}})", step,
+                             false, ToolCallFormat::kLlama3Json);
+    ASSERT_EQ(one.calls.size(), 1u) << step;
+    EXPECT_EQ(one.calls[0].name, "get_weather");
+    EXPECT_EQ(one.calls[0].arguments, R"({"city":"Paris"})");
+    EXPECT_EQ(one.content, "");
+    const Parsed tagged = parse(
+        "<|python_tag|>{\"name\": \"a\", \"parameters\": {}}; {\"name\": \"b\", "
+        "\"arguments\": {\"x\": [1, \"}\"]}}",
+        step, false, ToolCallFormat::kLlama3Json);
+    ASSERT_EQ(tagged.calls.size(), 2u) << step;
+    EXPECT_EQ(tagged.calls[0].name, "a");
+    EXPECT_EQ(tagged.calls[0].arguments, "{}");
+    EXPECT_EQ(tagged.calls[1].name, "b");
+    EXPECT_EQ(tagged.calls[1].arguments, R"({"x":[1,"}"]})");
+    EXPECT_EQ(tagged.calls[0].id, "call_0");
+    EXPECT_EQ(parse("The weather is fine.", step, false, ToolCallFormat::kLlama3Json).content,
+              "The weather is fine.");
+    const std::string not_a_call = R"({"answer": 42})";
+    const Parsed plain = parse(not_a_call, step, false, ToolCallFormat::kLlama3Json);
+    EXPECT_TRUE(plain.calls.empty());
+    EXPECT_EQ(plain.content, not_a_call);
+    const std::string cut = R"({"name": "a", "parameters": {"x": 1)";
+    EXPECT_EQ(parse(cut, step, false, ToolCallFormat::kLlama3Json).content, cut);
+  }
+  const Parsed first_only =
+      parse(R"({"name": "a", "parameters": {}}; {"name": "b", "parameters": {}})", 0, false,
+            ToolCallFormat::kLlama3Json, /*parallel=*/false);
+  ASSERT_EQ(first_only.calls.size(), 1u);
+  EXPECT_EQ(first_only.calls[0].name, "a");
+}
+
 TEST(ChatOutputParser, FormatsByFamily) {
   EXPECT_EQ(tool_call_format(model::ChatTemplateFamily::kDeepSeekV3), ToolCallFormat::kDeepSeek);
   EXPECT_EQ(tool_call_format(model::ChatTemplateFamily::kDeepSeekR1), ToolCallFormat::kDeepSeek);
   EXPECT_EQ(tool_call_format(model::ChatTemplateFamily::kChatMl), ToolCallFormat::kHermes);
-  EXPECT_EQ(tool_call_format(model::ChatTemplateFamily::kLlama31), ToolCallFormat::kNone);
+  EXPECT_EQ(tool_call_format(model::ChatTemplateFamily::kLlama31), ToolCallFormat::kLlama3Json);
+  EXPECT_EQ(tool_call_format(model::ChatTemplateFamily::kLlama3), ToolCallFormat::kLlama3Json);
+  EXPECT_EQ(tool_call_format(model::ChatTemplateFamily::kGeneric), ToolCallFormat::kNone);
   EXPECT_EQ(tool_call_format_name(ToolCallFormat::kDeepSeek), "deepseek");
 }
 

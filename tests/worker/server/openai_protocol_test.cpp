@@ -159,13 +159,48 @@ TEST(ParseRequest, WrongTypesAndRangesNameTheField) {
   }
 }
 
+TEST(ParseRequest, ResponseFormatsAndGuidedJson) {
+  for (const Endpoint endpoint : {Endpoint::kCompletions, Endpoint::kChat}) {
+    const std::string head = endpoint == Endpoint::kChat
+                                 ? R"({"messages":[{"role":"user","content":"x"}],)"
+                                 : R"({"prompt":"x",)";
+    ParsedRequest p = parse_ok(endpoint, head + R"("response_format":{"type":"json_object"}})");
+    EXPECT_EQ(p.format.kind, OutputFormat::Kind::kJsonObject);
+    p = parse_ok(endpoint, head +
+                               R"("response_format":{"type":"json_schema","json_schema":)"
+                               R"({"name":"person","strict":true,"schema":{"type":"string"}}}})");
+    EXPECT_EQ(p.format.kind, OutputFormat::Kind::kJsonSchema);
+    EXPECT_TRUE(p.format.strict);
+    EXPECT_EQ(p.format.schema, nlohmann::ordered_json::parse(R"({"type":"string"})"));
+    EXPECT_EQ(p.format.param, "response_format.json_schema.schema");
+    p = parse_ok(endpoint, head + R"("guided_json":"{\"type\":\"integer\"}"})");
+    EXPECT_EQ(p.format.schema, nlohmann::ordered_json::parse(R"({"type":"integer"})"));
+    EXPECT_EQ(p.format.param, "guided_json");
+    EXPECT_EQ(parse_ok(endpoint, head + R"("response_format":{"type":"text"}})").format.kind,
+              OutputFormat::Kind::kText);
+    const std::vector<std::pair<std::string, std::string>> bad = {
+        {R"("response_format":{"type":"yaml"})", "response_format.type"},
+        {R"("response_format":"json")", "response_format"},
+        {R"("response_format":{"type":"json_schema"})", "response_format.json_schema"},
+        {R"("response_format":{"type":"json_schema","json_schema":{"name":"a b","schema":{}}})",
+         "response_format.json_schema.name"},
+        {R"("response_format":{"type":"json_schema","json_schema":{"schema":3}})",
+         "response_format.json_schema.schema"},
+        {R"("response_format":{"type":"json_schema","json_schema":{"schema":{},"strict":1}})",
+         "response_format.json_schema.strict"},
+        {R"("guided_json":5)", "guided_json"},
+        {R"("guided_json":{},"response_format":{"type":"json_object"})", "guided_json"},
+    };
+    for (const auto& [field, param] : bad) {
+      EXPECT_EQ(parse_error(endpoint, head + field + "}").param, param) << field;
+    }
+  }
+}
+
 // Every parameter that would change the output and is not implemented is refused with
 // a 400 naming it, on both endpoints, unless it has the value that changes nothing.
 TEST(ParseRequest, UnimplementedParametersAreRefusedUnlessNeutral) {
   const std::vector<std::pair<std::string, std::string>> refused = {
-      {"response_format", R"({"type":"json_object"})"},
-      {"response_format", R"({"type":"json_schema","json_schema":{"schema":{}}})"},
-      {"guided_json", R"({"type":"object"})"},
       {"guided_regex", R"("a+")"},
       {"guided_choice", R"(["a","b"])"},
       {"guided_grammar", R"("root ::= x")"},
@@ -306,23 +341,26 @@ TEST(ParseRequest, ToolsToolChoiceAndToolMessages) {
 
   EXPECT_EQ(parse_error(Endpoint::kChat, chat_with(R"("tool_choice":"auto")")).param,
             "tool_choice");  // tool_choice without tools
-  const ApiError required =
-      parse_error(Endpoint::kChat, chat_with(std::string(kTools) + R"(,"tool_choice":"required")"));
-  EXPECT_EQ(required.param, "tool_choice");
-  EXPECT_NE(required.message.find("required"), std::string::npos);
+  p = parse_ok(Endpoint::kChat, chat_with(std::string(kTools) + R"(,"tool_choice":"required")"));
+  EXPECT_EQ(p.tool_choice, "required");
   const ApiError missing =
       parse_error(Endpoint::kChat,
                   chat_with(std::string(kTools) +
                             R"(,"tool_choice":{"type":"function","function":{"name":"nope"}})"));
   EXPECT_EQ(missing.param, "tool_choice");
   EXPECT_NE(missing.message.find("'nope', which is not in tools"), std::string::npos);
-  EXPECT_EQ(
-      parse_error(
-          Endpoint::kChat,
-          chat_with(std::string(kTools) +
-                    R"(,"tool_choice":{"type":"function","function":{"name":"get_weather"}})"))
-          .param,
-      "tool_choice");
+  p = parse_ok(
+      Endpoint::kChat,
+      chat_with(std::string(kTools) +
+                R"(,"tool_choice":{"type":"function","function":{"name":"get_weather"}})"));
+  EXPECT_EQ(p.tool_choice, "function");
+  EXPECT_EQ(p.tool_choice_function, "get_weather");
+  EXPECT_EQ(parse_error(
+                Endpoint::kChat,
+                chat_with(std::string(kTools) +
+                          R"(,"tool_choice":"required","response_format":{"type":"json_object"})"))
+                .param,
+            "response_format");
   EXPECT_EQ(
       parse_error(Endpoint::kChat, chat_with(R"("tools":[{"type":"function","function":{}}])"))
           .param,

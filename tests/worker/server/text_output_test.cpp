@@ -111,6 +111,44 @@ TEST_F(ChoiceTextTest, StopStringEndsTheChoiceAndLaterTokensDoNotCount) {
   EXPECT_TRUE(text.logprobs().empty());
 }
 
+// vLLM's rule: before min_tokens tokens no stop string ends the choice; one that ends in
+// or after the min_tokens-th token does (also when it began before).
+TEST_F(ChoiceTextTest, StopStringsWaitForMinTokens) {
+  const std::string prompt = "ab ab ab ab ab ab";
+  const std::vector<int32_t> ids = tokenizer_->encode(prompt);
+  auto run = [&](int64_t min_tokens) {
+    ChoiceText text(*tokenizer_, {"ab"}, false, DecodeOptions{true, false, min_tokens});
+    int64_t pushed = 0;
+    for (int32_t id : ids) {
+      text.push(sample(id));
+      ++pushed;
+      if (text.stopped_by_string()) break;
+    }
+    text.finish();
+    return std::pair{text.text(), pushed};
+  };
+  const auto [immediate, immediate_tokens] = run(0);
+  EXPECT_EQ(immediate, "");
+  const int64_t half = static_cast<int64_t>(ids.size()) / 2;
+  const auto [later, later_tokens] = run(half);
+  EXPECT_GE(later_tokens, half);  // nothing stopped before min_tokens
+  EXPECT_LT(later_tokens, static_cast<int64_t>(ids.size()) + 1);
+  EXPECT_FALSE(later.empty());
+  EXPECT_TRUE(prompt.starts_with(later)) << later;
+  // Past the end of the text: no stop string may end it, all text comes out.
+  const auto [all, all_tokens] = run(static_cast<int64_t>(ids.size()) + 1);
+  EXPECT_EQ(all, prompt);
+  EXPECT_EQ(all_tokens, static_cast<int64_t>(ids.size()));
+}
+
+TEST(StopMatcher, NotYetMayStopReleasesAllButAPossibleStart) {
+  StopMatcher m({"STOP"});
+  EXPECT_EQ(m.push("a STOP b ST", /*may_stop=*/false), "a STOP b ");
+  EXPECT_FALSE(m.stopped());
+  EXPECT_EQ(m.push("OP c", /*may_stop=*/true), "");
+  EXPECT_TRUE(m.stopped());
+}
+
 TEST_F(ChoiceTextTest, DeltasPartitionTheText) {
   const std::vector<int32_t> ids = tokenizer_->encode("abc def ghi");
   ChoiceText text(*tokenizer_, {"zzz"}, true);
