@@ -133,7 +133,8 @@ float fma_peak_avx2(int64_t iterations, float seed) {
 
 int64_t lanes_of(Isa isa) {
   switch (isa) {
-    case Isa::kAvx512: return 16;
+    case Isa::kAvx512:
+    case Isa::kAvx512Vbmi: return 16;
     case Isa::kAvx2: return 8;
     case Isa::kScalar: return 1;
   }
@@ -146,7 +147,7 @@ uint64_t read_sum(const void* data, int64_t bytes) {
   const auto* p = static_cast<const uint8_t*>(data);
   if (bytes <= 0) return 0;
 #if defined(__x86_64__)
-  if (active_isa() == Isa::kAvx512) return read_sum_avx512(p, bytes);
+  if (active_isa() >= Isa::kAvx512) return read_sum_avx512(p, bytes);
   if (active_isa() == Isa::kAvx2) return read_sum_avx2(p, bytes);
 #endif
   return read_sum_scalar(p, bytes);
@@ -154,7 +155,7 @@ uint64_t read_sum(const void* data, int64_t bytes) {
 
 float fma_peak_loop(int64_t iterations, float seed) {
 #if defined(__x86_64__)
-  if (active_isa() == Isa::kAvx512) return fma_peak_avx512(iterations, seed);
+  if (active_isa() >= Isa::kAvx512) return fma_peak_avx512(iterations, seed);
   if (active_isa() == Isa::kAvx2) return fma_peak_avx2(iterations, seed);
 #endif
   return fma_peak_scalar(iterations, seed);
