@@ -3,18 +3,22 @@
 //
 // For each model (the generated DeepSeek-V3-shaped bench-1b preset in FP8 and BF16,
 // written to a temporary folder, or --model DIR):
-//   1. memory bandwidth on the same threads: read (vectorised dot over 256 MiB) and copy
-//      (memcpy; read + written bytes);
+//   1. the floors on a pool of the engine's thread count (bench/floor.h): read bandwidth
+//      (integer-add probe over 512 MiB with huge pages, median and best of 11 passes, next
+//      to ../shared/tools/membw.c when its binary is found) and the FMA peak of the ISA;
 //   2. active weight bytes per decode token (worker/model/active_bytes.h, at the
 //      precision config.json declares): every attention projection, dense MLPs, router,
 //      shared experts, num_experts_per_tok routed experts per MoE layer, norms, one
 //      embedding row and lm_head;
-//   3. single-stream decode tokens/s after a short prefill; the floor is
-//      read bandwidth / active bytes, and achieved / floor is printed;
-//   4. batched decode: aggregate tokens/s with 1, 4 and 16 sequences decoding together,
+//   3. prefill of --prompt-tokens tokens: tokens/s and the weight-matmul GFLOP/s it
+//      implies (2 per weight per token) against the FMA peak;
+//   4. single-stream decode tokens/s after that prompt; the floor is
+//      read bandwidth (median) / active bytes, and achieved / floor is printed;
+//   5. batched decode: aggregate tokens/s with 1, 4 and 16 sequences decoding together,
 //      each against its own floor: the fixed weights plus the distinct routed experts
 //      the batch actually chose (read once per step whatever the batch).
-// Usage: bench-decode [--model DIR] [--threads N] [--steps N] [--precision fp8|bf16|both]
+// Usage: bench-decode [--model DIR] [--threads N] [--steps N] [--prompt-tokens N]
+//                     [--precision fp8|bf16|both]
 #include <algorithm>
 #include <chrono>
 #include <cstdint>
@@ -29,8 +33,9 @@
 #include <utility>
 #include <vector>
 
+#include "bench/floor.h"
 #include "common/flags.h"
-#include "kernels/cpu/ops.h"
+#include "kernels/cpu/isa.h"
 #include "kernels/cpu/thread_pool.h"
 #include "tools/fixtures/tiny_model.h"
 #include "worker/engine/engine.h"
@@ -43,47 +48,10 @@ namespace {
 using namespace moeserve;
 using Clock = std::chrono::steady_clock;
 
-constexpr int64_t kBandwidthBytes = int64_t{256} << 20;
-constexpr int64_t kPromptTokens = 16;
 constexpr int64_t kBatchPromptTokens = 8;
 
 double seconds_since(Clock::time_point start) {
   return std::chrono::duration<double>(Clock::now() - start).count();
-}
-
-struct Bandwidth {
-  double read_gbs = 0;
-  double copy_gbs = 0;
-};
-
-// Best of a few passes, each over the whole buffer split across the pool.
-Bandwidth measure_bandwidth(kernels::ThreadPool& pool) {
-  const int64_t floats = kBandwidthBytes / 4;
-  std::vector<float> src(floats, 1.0f), dst(floats, 0.0f);
-  for (int64_t i = 0; i < floats; ++i) src[i] = static_cast<float>(i % 1000) * 1e-3f;
-  const int parts = pool.size();
-  std::vector<float> sinks(parts * 16, 0.0f);
-  Bandwidth best;
-  for (int pass = 0; pass < 5; ++pass) {
-    auto start = Clock::now();
-    pool.parallel_for(parts, [&](int64_t begin, int64_t end) {
-      for (int64_t p = begin; p < end; ++p) {
-        const int64_t lo = floats * p / parts, hi = floats * (p + 1) / parts;
-        sinks[p * 16] += kernels::dot(src.data() + lo, src.data() + lo, hi - lo);
-      }
-    });
-    best.read_gbs = std::max(best.read_gbs, kBandwidthBytes / seconds_since(start) / 1e9);
-    start = Clock::now();
-    pool.parallel_for(parts, [&](int64_t begin, int64_t end) {
-      for (int64_t p = begin; p < end; ++p) {
-        const int64_t lo = floats * p / parts, hi = floats * (p + 1) / parts;
-        std::memcpy(dst.data() + lo, src.data() + lo, (hi - lo) * sizeof(float));
-      }
-    });
-    best.copy_gbs = std::max(best.copy_gbs, 2.0 * kBandwidthBytes / seconds_since(start) / 1e9);
-  }
-  if (sinks[0] == -1.0f || dst[floats / 2] == -1.0f) std::fprintf(stderr, "unreachable\n");
-  return best;
 }
 
 std::vector<int32_t> prompt_of(int64_t n, int64_t vocab, int64_t salt) {
@@ -134,8 +102,31 @@ StatusOr<DecodeRun> run_decode(engine::Engine& engine, int64_t batch, int64_t pr
                    static_cast<double>(distinct) / static_cast<double>(steps)};
 }
 
-Status bench_model(const std::string& dir, const std::string& label, int threads, int64_t steps,
-                   const Bandwidth& bw) {
+// Median tokens/s of a `prompt_tokens`-token prefill of a fresh sequence, over `rounds` runs.
+StatusOr<double> run_prefill(engine::Engine& engine, int64_t prompt_tokens, int rounds) {
+  const std::vector<int32_t> prompt = prompt_of(prompt_tokens, engine.config().vocab_size, 99);
+  std::vector<double> rates;
+  for (int round = 0; round <= rounds; ++round) {
+    engine::SequenceKv seq;
+    engine::ForwardOutput out;
+    const auto start = Clock::now();
+    const Status status = engine.forward({{&seq, prompt, false}}, &out);
+    const double s = seconds_since(start);
+    engine.kv_cache().release(seq);
+    if (!status.ok()) return status;
+    if (round > 0) rates.push_back(static_cast<double>(prompt_tokens) / s);  // 0: warm-up
+  }
+  return bench::median_of(rates);
+}
+
+struct BenchSettings {
+  int threads = 2;
+  int64_t steps = 32;
+  int64_t prompt_tokens = 64;
+  int prefill_rounds = 3;
+};
+
+Status bench_model(const std::string& dir, const std::string& label, const BenchSettings& run) {
   std::fprintf(stderr, "[%s] loading %s\n", label.c_str(), dir.c_str());
   MOESERVE_ASSIGN_OR_RETURN(model::LoadedModel loaded,
                             model::load_model(dir, model::BindOptions{.load_mtp = false}));
@@ -154,24 +145,58 @@ Status bench_model(const std::string& dir, const std::string& label, int threads
       active.embedding_row / mib, active.lm_head / mib);
 
   engine::EngineOptions options;
-  options.threads = threads;
+  options.threads = run.threads;
   options.record_routing = true;
   const auto blocks = [](int64_t tokens) {
     return (tokens + engine::kBlockSize - 1) / engine::kBlockSize * engine::kBlockSize;
   };
-  options.kv_cache_tokens =
-      16 * blocks(kBatchPromptTokens + steps + 2) + blocks(kPromptTokens + steps + 2);
+  options.kv_cache_tokens = 16 * blocks(kBatchPromptTokens + run.steps + 2) +
+                            2 * blocks(run.prompt_tokens + run.steps + 2);
   MOESERVE_ASSIGN_OR_RETURN(std::unique_ptr<engine::Engine> engine,
                             engine::Engine::create(shared, options));
 
+  // The floors, on a pool of the engine's size, just before the runs they judge.
+  kernels::ThreadPool pool(run.threads);
+  std::fprintf(stderr, "[%s] read bandwidth and FMA peak on %d threads\n", label.c_str(),
+               pool.size());
+  const bench::ReadBandwidth bw = bench::measure_read_bandwidth(pool);
+  const bench::ReadBandwidth membw = bench::run_membw(pool.size());
+  bench::print_bandwidth("", pool.size(), bw, membw);
+  const double peak_gflops = bench::measure_fma_peak_gflops(pool);
+  std::printf("FMA peak (%s, %d threads, registers only): %.1f GFLOP/s\n",
+              kernels::isa_name(kernels::active_isa()), pool.size(), peak_gflops);
+
+  // Prefill: weight matmul flops (2 per weight the token multiplies; lm_head once per
+  // prompt) against the FMA peak. Attention scores and softmax are not counted.
+  const model::ActiveWeightBytes elements2 =
+      model::active_weight_bytes(c, model::WeightPrecision::kBf16);
+  const double matmul_weights_per_token =
+      static_cast<double>(elements2.attention + elements2.dense_mlp + elements2.shared_experts +
+                          elements2.routed_experts + elements2.router) /
+      2.0;
+  const double prompt_flops =
+      2.0 * (matmul_weights_per_token * static_cast<double>(run.prompt_tokens) +
+             static_cast<double>(elements2.lm_head) / 2.0);
+  std::fprintf(stderr, "[%s] prefill, %lld tokens\n", label.c_str(),
+               static_cast<long long>(run.prompt_tokens));
+  MOESERVE_ASSIGN_OR_RETURN(const double prefill_tps,
+                            run_prefill(*engine, run.prompt_tokens, run.prefill_rounds));
+  const double prefill_gflops =
+      prompt_flops / (static_cast<double>(run.prompt_tokens) / prefill_tps) / 1e9;
+  std::printf(
+      "prefill %lld tokens (%d threads): %.1f tokens/s, %.1f GFLOP/s of matmul; "
+      "achieved/peak %.1f %%\n",
+      static_cast<long long>(run.prompt_tokens), run.threads, prefill_tps, prefill_gflops,
+      100.0 * prefill_gflops / peak_gflops);
+
   std::fprintf(stderr, "[%s] single-stream decode, %lld steps\n", label.c_str(),
-               static_cast<long long>(steps));
-  MOESERVE_ASSIGN_OR_RETURN(DecodeRun single, run_decode(*engine, 1, kPromptTokens, steps));
-  const double floor = bw.read_gbs * 1e9 / static_cast<double>(active.total());
+               static_cast<long long>(run.steps));
+  MOESERVE_ASSIGN_OR_RETURN(DecodeRun single, run_decode(*engine, 1, run.prompt_tokens, run.steps));
+  const double floor = bw.median_gbs * 1e9 / static_cast<double>(active.total());
   std::printf(
       "single-stream decode (%d threads): %.2f tokens/s; floor %.2f tokens/s "
-      "(read %.2f GB/s / %.2f MiB); achieved/floor %.1f %%\n",
-      threads, single.tokens_per_s, floor, bw.read_gbs, active.total() / mib,
+      "(read median %.2f GB/s / %.2f MiB); achieved/floor %.1f %%\n",
+      run.threads, single.tokens_per_s, floor, bw.median_gbs, active.total() / mib,
       100.0 * single.tokens_per_s / floor);
   // Batched: the routed experts read per step are the distinct experts the batch chose.
   const int64_t moe_layers = static_cast<int64_t>(
@@ -184,16 +209,17 @@ Status bench_model(const std::string& dir, const std::string& label, int threads
   for (int64_t batch : {1, 4, 16}) {
     std::fprintf(stderr, "[%s] batched decode, batch %lld\n", label.c_str(),
                  static_cast<long long>(batch));
-    MOESERVE_ASSIGN_OR_RETURN(DecodeRun run, run_decode(*engine, batch, kBatchPromptTokens, steps));
-    if (batch == 1) batch1 = run.tokens_per_s;
-    const double step_bytes = fixed_bytes + run.distinct_experts_per_step * expert_bytes;
-    const double batch_floor = batch * bw.read_gbs * 1e9 / step_bytes;
+    MOESERVE_ASSIGN_OR_RETURN(DecodeRun result,
+                              run_decode(*engine, batch, kBatchPromptTokens, run.steps));
+    if (batch == 1) batch1 = result.tokens_per_s;
+    const double step_bytes = fixed_bytes + result.distinct_experts_per_step * expert_bytes;
+    const double batch_floor = batch * bw.median_gbs * 1e9 / step_bytes;
     std::printf(
         "batched decode: batch %2lld  %8.2f tokens/s aggregate (%.2fx batch 1); %.1f distinct "
         "experts/step -> %.1f MiB/step, floor %.2f tokens/s, achieved/floor %.1f %%\n",
-        static_cast<long long>(batch), run.tokens_per_s, run.tokens_per_s / batch1,
-        run.distinct_experts_per_step, step_bytes / mib, batch_floor,
-        100.0 * run.tokens_per_s / batch_floor);
+        static_cast<long long>(batch), result.tokens_per_s, result.tokens_per_s / batch1,
+        result.distinct_experts_per_step, step_bytes / mib, batch_floor,
+        100.0 * result.tokens_per_s / batch_floor);
   }
   std::fflush(stdout);
   return ok_status();
@@ -204,22 +230,27 @@ int run(int argc, char** argv) {
   std::string precision = "both";
   int64_t threads = 2;
   int64_t steps = 32;
-  FlagSet flags("bench-decode [--model DIR] [--threads N] [--steps N] [--precision fp8|bf16|both]",
-                "Decode tokens/s against the memory-bandwidth floor, single-stream and batched.");
+  int64_t prompt_tokens = 64;
+  FlagSet flags(
+      "bench-decode [--model DIR] [--threads N] [--steps N] [--prompt-tokens N] "
+      "[--precision fp8|bf16|both]",
+      "Decode tokens/s against the memory-bandwidth floor, single-stream and batched.");
   flags.add_string("model", &model_dir, "model folder; default: generate bench-1b models");
   flags.add_string("precision", &precision, "generated models: fp8, bf16 or both");
   flags.add_int("threads", &threads, "compute threads");
   flags.add_int("steps", &steps, "timed decode steps per measurement");
+  flags.add_int("prompt-tokens", &prompt_tokens,
+                "prompt length of the timed prefill and of single-stream decode");
   if (std::optional<int> exit_code = flags.parse_main(argc, argv)) return *exit_code;
 
-  kernels::ThreadPool pool(static_cast<int>(threads));
-  std::fprintf(stderr, "measuring memory bandwidth on %d threads\n", pool.size());
-  const Bandwidth bw = measure_bandwidth(pool);
-  std::printf("memory bandwidth (%d threads): read %.2f GB/s, copy %.2f GB/s (read + write)\n",
-              pool.size(), bw.read_gbs, bw.copy_gbs);
-
+  if (threads < 1 || steps < 1 || prompt_tokens < 1) {
+    std::fprintf(stderr, "bench-decode: --threads, --steps and --prompt-tokens must be >= 1\n");
+    return 2;
+  }
+  const BenchSettings settings{
+      .threads = static_cast<int>(threads), .steps = steps, .prompt_tokens = prompt_tokens};
   if (!model_dir.empty()) {
-    const Status s = bench_model(model_dir, "model", static_cast<int>(threads), steps, bw);
+    const Status s = bench_model(model_dir, "model", settings);
     if (!s.ok()) std::fprintf(stderr, "bench-decode: %s\n", s.to_string().c_str());
     return s.ok() ? 0 : 1;
   }
@@ -248,7 +279,7 @@ int run(int argc, char** argv) {
                                        .seed = 1,
                                        .preset = fixtures::TinyPreset::kBench1b};
     Status s = fixtures::write_tiny_model(dir, options);
-    if (s.ok()) s = bench_model(dir, label, static_cast<int>(threads), steps, bw);
+    if (s.ok()) s = bench_model(dir, label, settings);
     if (!s.ok()) {
       std::fprintf(stderr, "bench-decode: %s\n", s.to_string().c_str());
       code = 1;

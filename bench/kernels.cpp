@@ -1,8 +1,10 @@
 // bench-kernels: memory bandwidth and matmul throughput of the CPU kernels, measured side
 // by side in one run (DESIGN.md, Performance method).
 //
-// 1. Read and copy bandwidth over 256 MiB buffers with 1 and 2 threads. Single-token decode
-//    is bound by reading weights, so the read bandwidth is the floor matmul is held to.
+// 1. Read bandwidth (bench/floor.h: integer-add probe over 512 MiB with huge pages, median
+//    and best, membw.c beside it when found) and the FMA peak with 1 and 2 threads.
+//    Single-token decode is bound by reading weights, so the read median is the floor
+//    matmul is held to.
 // 2. matmul on DeepSeek-V3 MoE expert shapes (2048x7168 gate/up, 7168x2048 down) for F32,
 //    BF16 and FP8 weights at 1, 4 and 16 tokens on 1 and 2 threads. Each call uses the next
 //    of a ring of distinct weight matrices totalling 512 MiB, more than the last-level cache
@@ -17,9 +19,11 @@
 #include <cstdint>
 #include <cstdio>
 #include <cstring>
+#include <ctime>
 #include <string>
 #include <vector>
 
+#include "bench/floor.h"
 #include "kernels/cpu/kernels.h"
 
 namespace {
@@ -30,10 +34,11 @@ using moeserve::kernels::WeightType;
 using moeserve::kernels::WeightView;
 using Clock = std::chrono::steady_clock;
 
-constexpr int64_t kBandwidthBytes = int64_t{256} << 20;
 constexpr int64_t kWeightRingBytes = int64_t{512} << 20;
 constexpr int64_t kExpertRows = 2048;
 constexpr int64_t kHidden = 7168;
+constexpr int64_t kResidentRows = 256;
+constexpr int64_t kResidentCols = 1024;
 
 double seconds_since(Clock::time_point start) {
   return std::chrono::duration<double>(Clock::now() - start).count();
@@ -52,55 +57,31 @@ double time_per_call(Fn&& fn, double window_s, int min_calls) {
   return seconds_since(start) / calls;
 }
 
+// Seconds of CPU time of the calling thread per call of fn() (at least `calls` calls and
+// `window_s` of CPU time): time the thread spent descheduled on a shared machine does not
+// count, so single-thread instruction costs compare fairly under load.
+template <class Fn>
+double cpu_time_per_call(Fn&& fn, double window_s, int calls) {
+  const auto now = [] {
+    timespec ts{};
+    clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
+    return static_cast<double>(ts.tv_sec) + static_cast<double>(ts.tv_nsec) * 1e-9;
+  };
+  fn();
+  const double start = now();
+  int done = 0;
+  while (done < calls || now() - start < window_s) {
+    fn();
+    ++done;
+  }
+  return (now() - start) / done;
+}
+
 uint64_t xorshift(uint64_t& state) {
   state ^= state << 13;
   state ^= state >> 7;
   state ^= state << 17;
   return state;
-}
-
-struct Bandwidth {
-  double read_gbs;
-  double copy_gbs;  // bytes read + bytes written, per second
-};
-
-Bandwidth measure_bandwidth(ThreadPool& pool, double window_s) {
-  const int64_t floats = kBandwidthBytes / 4;
-  std::vector<float> src(static_cast<size_t>(floats));
-  std::vector<float> dst(static_cast<size_t>(floats));
-  uint64_t state = 88172645463325252ull;
-  for (auto& v : src) v = static_cast<float>(xorshift(state) % 1024) / 1024;
-  std::fill(dst.begin(), dst.end(), 1.0f);
-  const int parts = pool.size();
-  std::vector<float> sinks(static_cast<size_t>(parts) * 16);
-  // Read: the vectorised dot of each part with itself streams it once (one load per lane).
-  const double read_s = time_per_call(
-      [&] {
-        pool.parallel_for(parts, [&](int64_t begin, int64_t end) {
-          for (int64_t part = begin; part < end; ++part) {
-            const int64_t lo = floats * part / parts;
-            const int64_t hi = floats * (part + 1) / parts;
-            sinks[static_cast<size_t>(part) * 16] =
-                moeserve::kernels::dot(src.data() + lo, src.data() + lo, hi - lo);
-          }
-        });
-      },
-      window_s, 3);
-  const double copy_s = time_per_call(
-      [&] {
-        pool.parallel_for(parts, [&](int64_t begin, int64_t end) {
-          for (int64_t part = begin; part < end; ++part) {
-            const int64_t lo = floats * part / parts;
-            const int64_t hi = floats * (part + 1) / parts;
-            std::memcpy(dst.data() + lo, src.data() + lo, static_cast<size_t>(hi - lo) * 4);
-          }
-        });
-      },
-      window_s, 3);
-  float sink = 0;
-  for (float s : sinks) sink += s;
-  if (sink < 0) std::fprintf(stderr, " ");  // keeps the read loop observable
-  return {kBandwidthBytes / read_s / 1e9, 2.0 * kBandwidthBytes / copy_s / 1e9};
 }
 
 // A ring of identical-content weight matrices (content does not matter for bandwidth; it is
@@ -110,10 +91,12 @@ struct WeightRing {
   std::vector<std::vector<uint8_t>> data;
   std::vector<float> scales;  // shared by all; same block count for both orientations
 
-  WeightRing(WeightType t, int64_t elements) : type(t) {
+  // `copies` 0: enough copies to total kWeightRingBytes (at least 2).
+  WeightRing(WeightType t, int64_t elements, int64_t copies = 0) : type(t) {
     const int64_t element_bytes = t == WeightType::kF32 ? 4 : t == WeightType::kBF16 ? 2 : 1;
     const int64_t bytes = elements * element_bytes;
-    const int64_t count = std::max<int64_t>(2, (kWeightRingBytes + bytes - 1) / bytes);
+    const int64_t count =
+        copies > 0 ? copies : std::max<int64_t>(2, (kWeightRingBytes + bytes - 1) / bytes);
     std::vector<uint8_t> first(static_cast<size_t>(bytes));
     uint64_t state = 0x9e3779b97f4a7c15ull;
     for (int64_t i = 0; i < elements; ++i) {
@@ -128,13 +111,25 @@ struct WeightRing {
         first[static_cast<size_t>(i)] = moeserve::kernels::f32_to_fp8_e4m3(v * 448);
       }
     }
-    for (int64_t i = 0; i < count; ++i) data.push_back(first);
+    // Each copy starts on a 64-byte boundary, as the loader places tensors (weights.h).
+    for (int64_t i = 0; i < count; ++i) {
+      data.emplace_back(first.size() + 64);
+      std::memcpy(aligned(data.back()), first.data(), first.size());
+    }
     scales.assign(static_cast<size_t>(((kExpertRows + 127) / 128) * ((kHidden + 127) / 128)),
                   1.0f / 448);
   }
 
+  static uint8_t* aligned(std::vector<uint8_t>& v) {
+    const auto address = reinterpret_cast<uintptr_t>(v.data());
+    return v.data() + ((64 - address % 64) % 64);
+  }
+  static const uint8_t* aligned(const std::vector<uint8_t>& v) {
+    return aligned(const_cast<std::vector<uint8_t>&>(v));
+  }
+
   WeightView view(int64_t index, int64_t rows, int64_t cols) const {
-    return {type, data[static_cast<size_t>(index % static_cast<int64_t>(data.size()))].data(),
+    return {type, aligned(data[static_cast<size_t>(index % static_cast<int64_t>(data.size()))]),
             scales.data(), rows, cols};
   }
 };
@@ -155,13 +150,19 @@ int main(int argc, char** argv) {
               moeserve::kernels::isa_name(moeserve::kernels::active_isa()),
               std::thread::hardware_concurrency());
   std::vector<double> read_gbs(thread_counts.size());
-  std::printf("\n%-8s %12s %18s\n", "threads", "read GB/s", "copy GB/s (r+w)");
+  std::printf("\n");
   for (size_t i = 0; i < thread_counts.size(); ++i) {
     std::fprintf(stderr, "[bench-kernels] bandwidth, %d thread(s)...\n", thread_counts[i]);
     ThreadPool pool(thread_counts[i]);
-    const Bandwidth bw = measure_bandwidth(pool, window_s);
-    read_gbs[i] = bw.read_gbs;
-    std::printf("%-8d %12.1f %18.1f\n", thread_counts[i], bw.read_gbs, bw.copy_gbs);
+    const moeserve::bench::ReadBandwidth bw = moeserve::bench::measure_read_bandwidth(
+        pool, moeserve::bench::kReadBufferBytes, quick ? 3 : moeserve::bench::kReadPasses);
+    read_gbs[i] = bw.median_gbs;
+    moeserve::bench::print_bandwidth(
+        "", thread_counts[i], bw,
+        quick ? moeserve::bench::ReadBandwidth{} : moeserve::bench::run_membw(thread_counts[i]));
+    std::printf("FMA peak (%s, %d thread(s)): %.1f GFLOP/s\n",
+                moeserve::kernels::isa_name(moeserve::kernels::active_isa()), thread_counts[i],
+                moeserve::bench::measure_fma_peak_gflops(pool));
   }
 
   std::printf("\n%-5s %-10s %6s %7s %10s %12s %12s %14s\n", "type", "shape", "tokens", "threads",
@@ -209,7 +210,7 @@ int main(int argc, char** argv) {
   {
     const WeightRing ring(WeightType::kFP8E4M3, elements);
     ThreadPool single(1);
-    for (Isa isa : {Isa::kScalar, Isa::kAvx2, Isa::kAvx512}) {
+    for (Isa isa : {Isa::kScalar, Isa::kAvx2, Isa::kAvx512, Isa::kAvx512Vbmi}) {
       if (moeserve::kernels::set_isa_for_testing(isa) != isa) continue;
       for (int64_t tokens : {1, 16}) {
         if (isa == Isa::kScalar && tokens > 1) continue;  // seconds per call; adds nothing
@@ -232,6 +233,47 @@ int main(int argc, char** argv) {
     }
     moeserve::kernels::set_isa_for_testing(moeserve::kernels::detected_isa());
   }
+
+  // Cache-resident: one small matrix (fits L2) multiplied over and over on one thread, so
+  // memory is not the limit and the rate shows the kernel's instruction cost (timed in thread
+  // CPU time). ISAs are
+  // interleaved round by round and each reports its median; the ratio is against avx512.
+  std::printf("\ncache-resident matmul, 1 thread, %dx%d, median of interleaved rounds\n",
+              static_cast<int>(kResidentRows), static_cast<int>(kResidentCols));
+  std::printf("%-5s %6s %-11s %12s %12s\n", "type", "tokens", "isa", "weight GB/s", "vs avx512");
+  for (WeightType type : {WeightType::kFP8E4M3, WeightType::kBF16}) {
+    const WeightRing ring(type, kResidentRows * kResidentCols, 1);
+    for (int64_t tokens : {1, 4, 16}) {
+      std::vector<float> x(static_cast<size_t>(tokens * kResidentCols), 0.25f);
+      std::vector<float> y(static_cast<size_t>(tokens * kResidentRows));
+      std::vector<Isa> isas;
+      for (Isa isa : {Isa::kAvx2, Isa::kAvx512, Isa::kAvx512Vbmi}) {
+        if (moeserve::kernels::set_isa_for_testing(isa) == isa) isas.push_back(isa);
+      }
+      std::vector<std::vector<double>> rates(isas.size());
+      const WeightView view = ring.view(0, kResidentRows, kResidentCols);
+      for (int round = 0; round < (quick ? 3 : 11); ++round) {
+        for (size_t i = 0; i < isas.size(); ++i) {
+          moeserve::kernels::set_isa_for_testing(isas[i]);
+          const double s = cpu_time_per_call(
+              [&] { moeserve::kernels::matmul(view, x.data(), tokens, y.data(), nullptr); },
+              window_s / 5, 20);
+          rates[i].push_back(static_cast<double>(moeserve::kernels::weight_bytes(view)) / s / 1e9);
+        }
+      }
+      double base = 0;
+      for (size_t i = 0; i < isas.size(); ++i) {
+        if (isas[i] == Isa::kAvx512) base = moeserve::bench::median_of(rates[i]);
+      }
+      for (size_t i = 0; i < isas.size(); ++i) {
+        const double median = moeserve::bench::median_of(rates[i]);
+        std::printf("%-5s %6ld %-11s %12.1f %11.2fx\n", type_name(type), static_cast<long>(tokens),
+                    moeserve::kernels::isa_name(isas[i]), median, base > 0 ? median / base : 0);
+      }
+      std::fflush(stdout);
+    }
+  }
+  moeserve::kernels::set_isa_for_testing(moeserve::kernels::detected_isa());
 
   ThreadPool pair(2);
   const double dispatch_s =

@@ -1,12 +1,14 @@
 // Which instruction set the CPU kernels use. The best one the CPU supports is chosen once at
-// run time (AVX-512 F+BW, else AVX2+FMA+F16C, else portable scalar code); nothing is
+// run time (AVX-512 F+BW+VBMI, else AVX-512 F+BW, else AVX2+FMA+F16C, else portable scalar
+// code); nothing is
 // compiled with global -mavx2/-mavx512f, so the binaries run on any x86-64 (and non-x86)
 // machine. Tests force each path in turn to check all of them against the same references.
 #pragma once
 
 namespace moeserve::kernels {
 
-enum class Isa { kScalar, kAvx2, kAvx512 };
+// In capability order: each level includes everything below it.
+enum class Isa { kScalar, kAvx2, kAvx512, kAvx512Vbmi };
 
 // The best instruction set this CPU supports (computed once).
 Isa detected_isa();

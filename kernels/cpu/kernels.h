@@ -7,5 +7,6 @@
 #include "kernels/cpu/isa.h"
 #include "kernels/cpu/matmul.h"
 #include "kernels/cpu/ops.h"
+#include "kernels/cpu/probe.h"
 #include "kernels/cpu/rope.h"
 #include "kernels/cpu/thread_pool.h"

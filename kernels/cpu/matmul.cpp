@@ -36,6 +36,7 @@ using RowsFn = void (*)(const WeightView&, const float*, int64_t, float*, int64_
 
 RowsFn rows_fn(Isa isa) {
 #if defined(__x86_64__)
+  if (isa == Isa::kAvx512Vbmi) return internal::matmul_rows_avx512_vbmi;
   if (isa == Isa::kAvx512) return internal::matmul_rows_avx512;
   if (isa == Isa::kAvx2) return internal::matmul_rows_avx2;
 #endif

@@ -21,6 +21,12 @@ float dot_avx2(const float* a, const float* b, int64_t n);
 void matmul_rows_avx512(const WeightView& w, const float* x, int64_t tokens, float* y,
                         int64_t row_begin, int64_t row_end);
 float dot_avx512(const float* a, const float* b, int64_t n);
+// Up to this many tokens the VBMI kernel (matmul_avx512_vbmi.cpp) handles 64-byte aligned
+// BF16 and FP8 weights itself (at 4 tokens it measured no faster than the generic kernel);
+// other calls it passes to matmul_rows_avx512.
+inline constexpr int kDirectTokensVbmi = 2;
+void matmul_rows_avx512_vbmi(const WeightView& w, const float* x, int64_t tokens, float* y,
+                             int64_t row_begin, int64_t row_end);
 #endif
 
 // A per-thread, 64-byte aligned float buffer of at least `floats` elements (kept between

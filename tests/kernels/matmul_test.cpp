@@ -3,6 +3,7 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <cstring>
 #include <random>
 #include <string>
 #include <vector>
@@ -17,15 +18,18 @@ namespace {
 
 using testing::random_floats;
 
-// Owns the bytes and scales behind a WeightView with random, non-zero content.
+// Owns the bytes and scales behind a WeightView with random, non-zero content. The data
+// starts `misalign` bytes past a 64-byte boundary (kernels may take other paths for
+// line-aligned rows).
 struct RandomWeight {
+  std::vector<uint8_t> storage;
   std::vector<float> f32;
   std::vector<uint16_t> bf16;
   std::vector<uint8_t> fp8;
   std::vector<float> scales;
   WeightView view;
 
-  RandomWeight(WeightType type, int64_t rows, int64_t cols, uint32_t seed) {
+  RandomWeight(WeightType type, int64_t rows, int64_t cols, uint32_t seed, int64_t misalign = 0) {
     view = {type, nullptr, nullptr, rows, cols};
     const auto values = random_floats(rows * cols, seed);
     switch (type) {
@@ -52,6 +56,12 @@ struct RandomWeight {
         break;
       }
     }
+    const int64_t bytes = weight_bytes(view);
+    storage.resize(static_cast<size_t>(bytes + 64 + misalign));
+    const auto address = reinterpret_cast<uintptr_t>(storage.data());
+    uint8_t* placed = storage.data() + (64 - address % 64) % 64 + misalign;
+    if (bytes > 0) std::memcpy(placed, view.data, static_cast<size_t>(bytes));
+    view.data = placed;
   }
 };
 
@@ -83,12 +93,13 @@ class MatmulTest : public ::testing::TestWithParam<Isa> {
 
   // matmul against matmul_reference. Tolerance: 1e-5 of sum |w x| (float32 accumulation
   // over at most a few thousand terms in blocked order, eps = 6e-8, errors mostly cancel).
-  static void check(WeightType type, int64_t rows, int64_t cols, int64_t tokens, ThreadPool* pool) {
+  static void check(WeightType type, int64_t rows, int64_t cols, int64_t tokens, ThreadPool* pool,
+                    int64_t misalign = 0) {
     SCOPED_TRACE(std::string(type_name(type)) + " rows " + std::to_string(rows) + " cols " +
                  std::to_string(cols) + " tokens " + std::to_string(tokens) + " threads " +
-                 std::to_string(pool ? pool->size() : 1));
+                 std::to_string(pool ? pool->size() : 1) + " misalign " + std::to_string(misalign));
     const uint32_t seed = static_cast<uint32_t>(rows * 7919 + cols * 31 + tokens);
-    RandomWeight weight(type, rows, cols, seed);
+    RandomWeight weight(type, rows, cols, seed, misalign);
     const auto x = random_floats(tokens * cols, seed + 2);
     std::vector<float> got(static_cast<size_t>(tokens * rows), NAN);
     std::vector<float> want(got.size());
@@ -104,7 +115,8 @@ class MatmulTest : public ::testing::TestWithParam<Isa> {
 TEST_P(MatmulTest, MatchesReferenceOnOddShapesAndPartialFp8Blocks) {
   ThreadPool three(3);
   const std::vector<std::pair<int64_t, int64_t>> shapes = {
-      {1, 1}, {3, 5}, {7, 13}, {37, 131}, {130, 257}, {129, 1100}, {260, 136}};
+      {1, 1},      {3, 5},     {7, 13}, {37, 131}, {130, 257},
+      {129, 1100}, {260, 136}, {5, 64}, {9, 96},   {131, 512}};
   for (WeightType type : {WeightType::kF32, WeightType::kBF16, WeightType::kFP8E4M3}) {
     for (auto [rows, cols] : shapes) {
       for (int64_t tokens : {1, 2, 3, 4, 5, 17}) {
@@ -120,6 +132,20 @@ TEST_P(MatmulTest, MatchesReferenceForEveryTokenCountUpTo17) {
   ThreadPool three(3);
   for (WeightType type : {WeightType::kF32, WeightType::kBF16, WeightType::kFP8E4M3}) {
     for (int64_t tokens = 1; tokens <= 17; ++tokens) check(type, 67, 300, tokens, &three);
+  }
+}
+
+TEST_P(MatmulTest, LineAlignedAndMisalignedRowsAgree) {
+  // Row lengths that are whole 64-byte lines for BF16 and FP8, with the data on a line and
+  // off it: both layouts must match the reference.
+  ThreadPool three(3);
+  for (WeightType type : {WeightType::kBF16, WeightType::kFP8E4M3}) {
+    for (int64_t misalign : {0, 8, 16}) {
+      for (int64_t tokens : {1, 2, 3}) {
+        check(type, 260, 384, tokens, &three, misalign);
+        check(type, 7, 64, tokens, nullptr, misalign);
+      }
+    }
   }
 }
 
@@ -144,7 +170,8 @@ TEST_P(MatmulTest, ZeroColumnsGiveZeros) {
 }
 
 INSTANTIATE_TEST_SUITE_P(Isas, MatmulTest,
-                         ::testing::Values(Isa::kScalar, Isa::kAvx2, Isa::kAvx512),
+                         ::testing::Values(Isa::kScalar, Isa::kAvx2, Isa::kAvx512,
+                                           Isa::kAvx512Vbmi),
                          [](const auto& info) { return std::string(isa_name(info.param)); });
 
 TEST(DequantizeRowTest, AppliesTheBlockScaleOfEachColumnBlock) {

@@ -155,7 +155,9 @@ TEST_P(DotTest, MatchesDoubleReferenceForAllTailLengths) {
   EXPECT_NEAR(dot(a.data(), b.data(), 7168), want, 1e-3);
 }
 
-INSTANTIATE_TEST_SUITE_P(Isas, DotTest, ::testing::Values(Isa::kScalar, Isa::kAvx2, Isa::kAvx512),
+INSTANTIATE_TEST_SUITE_P(Isas, DotTest,
+                         ::testing::Values(Isa::kScalar, Isa::kAvx2, Isa::kAvx512,
+                                           Isa::kAvx512Vbmi),
                          [](const auto& info) { return std::string(isa_name(info.param)); });
 
 }  // namespace
