@@ -6,6 +6,7 @@
 
 #include <chrono>
 #include <cstdint>
+#include <map>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -14,6 +15,7 @@
 #include <nlohmann/json.hpp>
 
 #include "common/status.h"
+#include "operator/autoscaler/worker_sample.h"
 #include "operator/deployment/placement_config.h"
 
 namespace moeserve::deployment {
@@ -44,6 +46,11 @@ struct Observed {
   // Routed tokens per expert over the measurement window, [MoE layer][expert]; empty
   // when nothing is measured.
   std::vector<std::vector<double>> expert_load;
+  // Tokens each rank carried over the window, [MoE layer][rank] (from the workers'
+  // per-slot counts); empty when not measured.
+  std::vector<std::vector<double>> rank_load;
+  // Live-placement state of each measured group, by group index (rank 0's report).
+  std::map<int32_t, autoscaler::PlacementState> group_placements;
   std::vector<std::string> network_policies;  // names of the NetworkPolicies owned by x
 };
 
