@@ -59,7 +59,8 @@ double rank_balancedness(const engine::ExpertParallelDispatcher::SlotTokens& now
     std::vector<double> ranks(kWorld, 0.0);
     for (size_t s = 0; s < now.tokens[l].size(); ++s) {
       const uint64_t was = s < before.tokens[l].size() ? before.tokens[l][s] : 0;
-      ranks[static_cast<int64_t>(s) / now.slots_per_rank] += static_cast<double>(now.tokens[l][s] - was);
+      ranks[static_cast<int64_t>(s) / now.slots_per_rank] +=
+          static_cast<double>(now.tokens[l][s] - was);
     }
     const double max = *std::max_element(ranks.begin(), ranks.end());
     if (max <= 0) continue;
@@ -92,15 +93,15 @@ int main(int argc, char** argv) {
   check(preset.status());
   auto precision = fixtures::parse_precision_flag(precision_text);
   check(precision.status());
-  const std::string dir =
-      (std::filesystem::temp_directory_path() / ("bench-live-placement-" + preset_text + "-" +
-                                                 precision_text))
-          .string();
+  const std::string dir = (std::filesystem::temp_directory_path() /
+                           ("bench-live-placement-" + preset_text + "-" + precision_text))
+                              .string();
   fixtures::TinyModelOptions options;
   options.preset = *preset;
   options.precision = *precision;
   options.seed = 5;
-  if (!std::filesystem::exists(dir + "/config.json")) check(fixtures::write_tiny_model(dir, options));
+  if (!std::filesystem::exists(dir + "/config.json"))
+    check(fixtures::write_tiny_model(dir, options));
   auto loaded = model::load_model(dir, model::BindOptions{.load_mtp = false, .prefault = true});
   check(loaded.status());
   auto model = std::make_shared<const model::LoadedModel>(std::move(loaded).value());
@@ -221,10 +222,11 @@ int main(int argc, char** argv) {
     scheduler.stop();
     check(leader.stop());
 
-    std::printf("bench-live-placement: %s %s, %d ranks (threads of one process), %lld engine "
-                "thread(s) per rank, %zu skewed prompts x %lld tokens per phase\n",
-                preset_text.c_str(), precision_text.c_str(), kWorld,
-                static_cast<long long>(threads), prompts.size(), static_cast<long long>(max_tokens));
+    std::printf(
+        "bench-live-placement: %s %s, %d ranks (threads of one process), %lld engine "
+        "thread(s) per rank, %zu skewed prompts x %lld tokens per phase\n",
+        preset_text.c_str(), precision_text.c_str(), kWorld, static_cast<long long>(threads),
+        prompts.size(), static_cast<long long>(max_tokens));
     std::printf("  switch: %s, version %lld, prepare-to-commit %.1f ms%s%s\n",
                 report.committed == 1 ? "committed" : "aborted",
                 static_cast<long long>(report.committed == 1 ? report.running_version

@@ -87,7 +87,8 @@ void DeploymentGauges::record_placement_switch(const std::string& ns, const std:
   prometheus::Labels with_result = labels;
   with_result["result"] = result;
   switches_->Add(with_result).Increment();
-  if (result == "Committed" && seconds) switch_seconds_->Add(labels, switch_buckets()).Observe(*seconds);
+  if (result == "Committed" && seconds)
+    switch_seconds_->Add(labels, switch_buckets()).Observe(*seconds);
 }
 
 }  // namespace moeserve::autoscaler

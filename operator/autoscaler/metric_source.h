@@ -43,8 +43,8 @@ struct Measurement {
   ExpertLoad rank_load;                     // tokens each rank carried ([layer][rank])
   // Each answering group's live-placement state (this round; scrape source only).
   std::map<int32_t, PlacementState> placements;
-  int32_t groups_measured = 0;              // groups that answered this time
-  std::vector<std::string> errors;          // "x-g1-0: connection refused", ...
+  int32_t groups_measured = 0;      // groups that answered this time
+  std::vector<std::string> errors;  // "x-g1-0: connection refused", ...
 };
 
 // Folds the groups' windows into `m` as every source reports them: tokens/s summed over

@@ -136,10 +136,15 @@ ModelDeploymentReconciler::Gathered ModelDeploymentReconciler::gather(
     observed.expert_load = out.snapshot->measurement.expert_load.tokens;
     observed.rank_load = out.snapshot->measurement.rank_load.tokens;
     for (const auto& [group, state] : out.snapshot->measurement.placements) {
-      const bool live = std::any_of(
-          observed.groups.begin(), observed.groups.end(),
-          [group = group](const deployment::ObservedGroup& g) { return g.index == group && !g.terminating; });
-      if (live) observed.group_placements[group] = state;
+      const bool live = std::any_of(observed.groups.begin(), observed.groups.end(),
+                                    [group = group](const deployment::ObservedGroup& g) {
+                                      return g.index == group && !g.terminating;
+                                    });
+      if (live) {
+        observed.group_placements[group] = {state.version, state.in_flight_version,
+                                            state.switch_seconds, state.failed_version,
+                                            state.failure};
+      }
     }
   }
   return out;
@@ -387,7 +392,8 @@ void ModelDeploymentReconciler::record_switch_end(const nlohmann::json& md_objec
   const deployment::PlacementSwitchStatus& now = *status.placement->last_switch;
   const std::optional<deployment::PlacementSwitchStatus> was =
       md.status.placement ? md.status.placement->last_switch : std::nullopt;
-  if (now.result == "InProgress" || (was && was->version == now.version && was->result == now.result)) {
+  if (now.result == "InProgress" ||
+      (was && was->version == now.version && was->result == now.result)) {
     return;
   }
   const std::string version = "expert placement version " + std::to_string(now.version);

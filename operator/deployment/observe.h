@@ -15,7 +15,6 @@
 #include <nlohmann/json.hpp>
 
 #include "common/status.h"
-#include "operator/autoscaler/worker_sample.h"
 #include "operator/deployment/placement_config.h"
 
 namespace moeserve::deployment {
@@ -38,6 +37,16 @@ struct ObservedGroup {
   }
 };
 
+// A group's live-placement state as its rank 0 reports it (worker
+// /metrics: moeserve_placement_version and friends).
+struct GroupPlacement {
+  int64_t version = 0;            // the placement the group dispatches with
+  int64_t in_flight_version = 0;  // being prepared (0: none)
+  double switch_seconds = 0;      // the last committed switch, prepare to commit
+  int64_t failed_version = 0;     // the last aborted switch (0: none)
+  std::string failure;            // its reason
+};
+
 struct Observed {
   std::vector<ObservedGroup> groups;            // every StatefulSet x-g<i> owned by x
   std::optional<int32_t> recommended_replicas;  // the autoscaler's, when it has one
@@ -50,7 +59,7 @@ struct Observed {
   // per-slot counts); empty when not measured.
   std::vector<std::vector<double>> rank_load;
   // Live-placement state of each measured group, by group index (rank 0's report).
-  std::map<int32_t, autoscaler::PlacementState> group_placements;
+  std::map<int32_t, GroupPlacement> group_placements;
   std::vector<std::string> network_policies;  // names of the NetworkPolicies owned by x
 };
 

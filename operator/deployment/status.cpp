@@ -162,9 +162,8 @@ std::optional<PlacementSwitchStatus> placement_switch(const ModelDeployment& md,
     PlacementSwitchStatus started;
     started.version = plan.map->version;
     started.result = "InProgress";
-    started.balancedness_before =
-        rounded(plan.measured_balancedness ? plan.measured_balancedness
-                                           : plan.current_balancedness);
+    started.balancedness_before = rounded(plan.measured_balancedness ? plan.measured_balancedness
+                                                                     : plan.current_balancedness);
     started.balancedness_after = rounded(plan.balancedness);
     return started;
   }

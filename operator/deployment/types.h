@@ -181,7 +181,7 @@ struct Condition {
 // The last live switch of the expert placement to a new version.
 struct PlacementSwitchStatus {
   int64_t version = 0;
-  std::string result;  // InProgress | Committed | Aborted
+  std::string result;                         // InProgress | Committed | Aborted
   std::optional<double> balancedness_before;  // measured on the running map when rolled out
   std::optional<double> balancedness_after;   // planned for the new map
   std::optional<double> duration_seconds;     // Committed: the slowest group's prepare-to-commit

@@ -173,8 +173,8 @@ Status serve(const ServeFlags& f) {
   std::optional<engine::PlacementSwitch> placement;
   std::optional<engine::PlacementFileWatch> placement_watch;
   if (group) {
-    MOESERVE_ASSIGN_OR_RETURN(dispatcher, engine::attach_group_experts(*engine, group->comm(),
-                                                                       f.group.placement));
+    MOESERVE_ASSIGN_OR_RETURN(
+        dispatcher, engine::attach_group_experts(*engine, group->comm(), f.group.placement));
     placement.emplace(group->comm(), *dispatcher);
     if (group->rank() != 0) return follow(f, *group, *dispatcher, *placement, info);
     leader.emplace(group->comm());

@@ -86,9 +86,9 @@ class ExpertParallelDispatcher : public ExpertDispatcher {
   // since start (a switch keeps the counts: a slot index names a position on a rank,
   // whatever expert it holds). Thread-safe.
   struct SlotTokens {
-    std::vector<int64_t> layers;                 // decoder layer of each entry
-    std::vector<std::vector<uint64_t>> tokens;   // [entry][slot]
-    int64_t slots_per_rank = 1;                  // of the running placement
+    std::vector<int64_t> layers;                // decoder layer of each entry
+    std::vector<std::vector<uint64_t>> tokens;  // [entry][slot]
+    int64_t slots_per_rank = 1;                 // of the running placement
   };
   SlotTokens slot_tokens() const;
 
@@ -106,7 +106,7 @@ class ExpertParallelDispatcher : public ExpertDispatcher {
   const model::ModelWeights* weights_;
   kernels::ThreadPool* pool_;
   std::optional<LocalExpertDispatcher> local_;  // this rank's slots, by local slot index
-  int64_t num_main_layers_;      // layers at or past this index are MTP layers
+  int64_t num_main_layers_;                     // layers at or past this index are MTP layers
   int64_t hidden_;
   int64_t top_k_;
   // Scratch.

@@ -66,8 +66,7 @@ std::vector<const model::Linear*> experts_missing_from(const parallel::ExpertPla
 }  // namespace
 
 StatusOr<parallel::ExpertPlacement> parse_group_placement(const std::string& text,
-                                                          const std::string& source,
-                                                          int world_size,
+                                                          const std::string& source, int world_size,
                                                           const model::ModelConfig& config,
                                                           const std::vector<int64_t>& layers) {
   StatusOr<parallel::ExpertPlacement> full =
@@ -117,9 +116,8 @@ void drop_pages(const std::vector<const model::Linear*>& removed) {
   }
 }
 
-PlacementSwitch::PlacementSwitch(parallel::Communicator& comm,
-                                 ExpertParallelDispatcher& dispatcher, SlotPreparer preparer,
-                                 const Clock* clock)
+PlacementSwitch::PlacementSwitch(parallel::Communicator& comm, ExpertParallelDispatcher& dispatcher,
+                                 SlotPreparer preparer, const Clock* clock)
     : comm_(comm),
       dispatcher_(dispatcher),
       preparer_(preparer ? std::move(preparer) : SlotPreparer(fault_in_pages)),
@@ -164,9 +162,8 @@ Status PlacementSwitch::begin(const std::string& text) {
   auto p = std::make_unique<Prepared>();
   p->started = clock_->now();
   const model::ModelWeights& weights = dispatcher_.weights();
-  StatusOr<parallel::ExpertPlacement> placement =
-      parse_group_placement(payload, "placement", comm_.size(), dispatcher_.config(),
-                            weights.moe_layers());
+  StatusOr<parallel::ExpertPlacement> placement = parse_group_placement(
+      payload, "placement", comm_.size(), dispatcher_.config(), weights.moe_layers());
   if (StatusOr<PlacementFile> file = parse_placement_file(payload, "placement"); file.ok()) {
     p->version = file->version;
   }
@@ -199,8 +196,7 @@ Status PlacementSwitch::begin(const std::string& text) {
     std::lock_guard<std::mutex> lock(report_mutex_);
     report_.preparing_version = p->version;
   }
-  log::info("placement switch: preparing",
-            {{"rank", comm_.rank()}, {"version", p->version}});
+  log::info("placement switch: preparing", {{"rank", comm_.rank()}, {"version", p->version}});
   prepared_ = std::move(p);
   return ok_status();
 }
@@ -256,9 +252,8 @@ void PlacementSwitch::finish(SwitchOutcome outcome) {
     }
   }
   if (outcome.kind == SwitchOutcome::Kind::kCommitted) {
-    log::info("placement switch: committed", {{"rank", comm_.rank()},
-                                              {"version", outcome.version},
-                                              {"seconds", outcome.seconds}});
+    log::info("placement switch: committed",
+              {{"rank", comm_.rank()}, {"version", outcome.version}, {"seconds", outcome.seconds}});
   } else {
     log::warn("placement switch: aborted; keeping the running placement",
               {{"rank", comm_.rank()}, {"version", outcome.version}, {"reason", outcome.reason}});

@@ -53,8 +53,7 @@ namespace moeserve::engine {
 // expert-load account, which does not count MTP routing) gives each MTP layer the last
 // main layer's entry. `source` names the text in errors.
 StatusOr<parallel::ExpertPlacement> parse_group_placement(const std::string& text,
-                                                          const std::string& source,
-                                                          int world_size,
+                                                          const std::string& source, int world_size,
                                                           const model::ModelConfig& config,
                                                           const std::vector<int64_t>& layers);
 
@@ -75,8 +74,8 @@ struct SwitchOutcome {
   enum class Kind { kPending, kCommitted, kAborted };
   Kind kind = Kind::kPending;
   int64_t version = 0;
-  std::string reason;     // kAborted: "rank 2: ..."
-  double seconds = 0;     // begin to commit or abort, on this rank's clock
+  std::string reason;  // kAborted: "rank 2: ..."
+  double seconds = 0;  // begin to commit or abort, on this rank's clock
 };
 
 // Counters and the last outcome, for metrics and logs.

@@ -47,8 +47,9 @@ PlacementMetrics::PlacementMetrics(prometheus::Registry& registry, const WorkerI
                          .Register(registry);
   slot_family_ = &prometheus::BuildCounter()
                       .Name("moeserve_expert_slot_tokens_total")
-                      .Help("Tokens dispatched to each physical expert slot, per MoE layer, "
-                            "with the rank holding the slot")
+                      .Help(
+                          "Tokens dispatched to each physical expert slot, per MoE layer, "
+                          "with the rank holding the slot")
                       .Labels(base)
                       .Register(registry);
 }

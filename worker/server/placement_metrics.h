@@ -54,7 +54,8 @@ class PlacementMetrics {
   uint64_t committed_seen_ = 0, aborted_seen_ = 0;
   prometheus::Gauge* failure_ = nullptr;
   std::string failure_key_;
-  std::map<std::tuple<int64_t, int64_t, int64_t>, prometheus::Counter*> slots_;  // (layer, slot, rank)
+  std::map<std::tuple<int64_t, int64_t, int64_t>, prometheus::Counter*>
+      slots_;                                              // (layer, slot, rank)
   std::map<std::pair<int64_t, int64_t>, uint64_t> added_;  // (layer, slot) -> counted so far
 };
 

@@ -67,7 +67,7 @@ class FakeWorker {
     }
   }
 
- // The live-placement series of worker/server/placement_metrics.h: the version the
+  // The live-placement series of worker/server/placement_metrics.h: the version the
   // group runs, the last committed switch's duration, the last aborted one (failed > 0),
   // and per-slot tokens of MoE layer 1 (rank r holds slots [r * n, (r + 1) * n)).
   void set_placement(int64_t version, double seconds, int64_t failed, const std::string& reason,
@@ -83,8 +83,8 @@ class FakeWorker {
     }
     for (size_t s = 0; s < slot_tokens.size(); ++s) {
       placement_ += "moeserve_expert_slot_tokens_total{" + labels + ",layer=\"1\",slot=\"" +
-                    std::to_string(s) + "\",rank=\"" + std::to_string(s / slots_per_rank) +
-                    "\"} " + std::to_string(slot_tokens[s]) + "\n";
+                    std::to_string(s) + "\",rank=\"" + std::to_string(s / slots_per_rank) + "\"} " +
+                    std::to_string(slot_tokens[s]) + "\n";
     }
   }
 
@@ -386,17 +386,20 @@ TEST_F(AutoscalingIntegrationTest, NewPlacementIsSwitchedLiveWithoutRestartingPo
   EXPECT_EQ(status()["placement"]["version"], 2) << "one switch in flight at a time";
 
   // The group switched to version 2 in 1.5 s.
-  workers_[0]->set_placement(2, 1.5, 0, "", {2000, 2000, 2000, 2000, 2000, 2000, 2000, 2000, 2000, 1000}, 5);
+  workers_[0]->set_placement(2, 1.5, 0, "",
+                             {2000, 2000, 2000, 2000, 2000, 2000, 2000, 2000, 2000, 1000}, 5);
   workers_[0]->add_tokens(100, 100);
   clock_.advance(10s);
   ASSERT_TRUE(wait_until([&] { return !event_messages("PlacementUpdated").empty(); }, 20s))
       << status().dump();
   EXPECT_EQ(event_messages("PlacementUpdated")[0],
             "expert placement version 2 live on every group in 1.5 s: balancedness 0.633 -> 0.864");
-  EXPECT_NE(metrics::serialize({registry_}).find(
-                "moeserve_deployment_placement_switches_total{deployment=\"x\",namespace=\"team-a\","
-                "result=\"Committed\"} 1"),
-            std::string::npos);
+  EXPECT_NE(
+      metrics::serialize({registry_})
+          .find(
+              "moeserve_deployment_placement_switches_total{deployment=\"x\",namespace=\"team-a\","
+              "result=\"Committed\"} 1"),
+      std::string::npos);
   const nlohmann::json after = groups().begin()->second;
   EXPECT_EQ(after["metadata"]["resourceVersion"], before["metadata"]["resourceVersion"])
       << "the StatefulSet (and so its pods) is not rolled by a placement change";
@@ -422,8 +425,8 @@ TEST_F(AutoscalingIntegrationTest, AFailedPlacementSwitchIsVisible) {
   workers_[0]->set_placement(1, 0, 2, "rank 1: cannot read the new experts' pages", {}, 5);
   workers_[0]->add_tokens(100, 100);
   clock_.advance(10s);
-  ASSERT_TRUE(wait_until(
-      [&] { return status()["placement"]["lastSwitch"]["result"] == "Aborted"; }, 20s))
+  ASSERT_TRUE(
+      wait_until([&] { return status()["placement"]["lastSwitch"]["result"] == "Aborted"; }, 20s))
       << status().dump();
   EXPECT_EQ(status()["placement"]["lastSwitch"]["message"],
             "group 0: rank 1: cannot read the new experts' pages");

@@ -145,7 +145,8 @@ std::vector<float> single_process_logits(std::shared_ptr<const model::LoadedMode
 float worst_difference(const std::vector<float>& a, const std::vector<float>& b) {
   EXPECT_EQ(a.size(), b.size());
   float worst = 0;
-  for (size_t i = 0; i < a.size() && i < b.size(); ++i) worst = std::max(worst, std::fabs(a[i] - b[i]));
+  for (size_t i = 0; i < a.size() && i < b.size(); ++i)
+    worst = std::max(worst, std::fabs(a[i] - b[i]));
   return worst;
 }
 
@@ -153,8 +154,8 @@ TEST_F(PlacementSwitchTest, EveryRankCommitsTheNewPlacementAtTheSameStep) {
   for (int world : {2, 4}) {
     std::vector<int64_t> versions;
     std::vector<float> logits;
-    const PlacementSwitchReport report = run_switch(model_, world, kNewPlacement, -1, &versions,
-                                                    &logits);
+    const PlacementSwitchReport report =
+        run_switch(model_, world, kNewPlacement, -1, &versions, &logits);
     EXPECT_EQ(report.committed, 1u) << "world " << world;
     EXPECT_EQ(report.aborted, 0u);
     EXPECT_EQ(report.running_version, 2);
@@ -168,8 +169,8 @@ TEST_F(PlacementSwitchTest, EveryRankCommitsTheNewPlacementAtTheSameStep) {
 TEST_F(PlacementSwitchTest, OneRankFailingToPrepareAbortsTheSwitchForAll) {
   std::vector<int64_t> versions;
   std::vector<float> logits;
-  const PlacementSwitchReport report = run_switch(model_, 4, kNewPlacement, /*failing_rank=*/2,
-                                                  &versions, &logits);
+  const PlacementSwitchReport report =
+      run_switch(model_, 4, kNewPlacement, /*failing_rank=*/2, &versions, &logits);
   EXPECT_EQ(report.committed, 0u);
   EXPECT_EQ(report.aborted, 1u);
   EXPECT_EQ(report.running_version, 0);
@@ -182,8 +183,8 @@ TEST_F(PlacementSwitchTest, OneRankFailingToPrepareAbortsTheSwitchForAll) {
 TEST_F(PlacementSwitchTest, AMapThatDoesNotFitTheWorldAbortsNamingTheRule) {
   std::vector<int64_t> versions;
   std::vector<float> logits;
-  const PlacementSwitchReport report = run_switch(model_, 4, kUnfitPlacement, -1, &versions,
-                                                  &logits);
+  const PlacementSwitchReport report =
+      run_switch(model_, 4, kUnfitPlacement, -1, &versions, &logits);
   EXPECT_EQ(report.aborted, 1u);
   EXPECT_EQ(report.failed_version, 3);
   EXPECT_NE(report.failure.find("rank 0: "), std::string::npos) << report.failure;
