@@ -296,7 +296,7 @@ TEST(PlanPlacement, OneSwitchInFlightAtATime) {
 TEST(PlanPlacement, MeasuredBalancednessIsWhatRanksCarried) {
   EXPECT_EQ(measured_balancedness({}), std::nullopt);
   EXPECT_EQ(measured_balancedness({{0, 0}}), std::nullopt);
-  EXPECT_DOUBLE_EQ(*measured_balancedness({{1, 3}, {2, 2}, {0, 0}}), (0.5 * 2 / 3 + 1) / 2);
+  EXPECT_DOUBLE_EQ(*measured_balancedness({{1, 3}, {2, 2}, {0, 0}}), (2.0 / 3 + 1) / 2);
 }
 
 TEST(PlanPlacement, AbsentWithoutTheModelShape) {
