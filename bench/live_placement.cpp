@@ -40,7 +40,7 @@
 namespace {
 
 using namespace moeserve;
-using Clock = std::chrono::steady_clock;
+using SteadyClock = std::chrono::steady_clock;
 constexpr int kWorld = 4;
 
 void check(const Status& s) {
@@ -148,10 +148,10 @@ int main(int argc, char** argv) {
     engine::install_leader_hooks(leader, 30000, so);
     so.idle_interval = std::chrono::milliseconds(5);
     std::vector<double> step_s;
-    std::optional<Clock::time_point> last;
+    std::optional<SteadyClock::time_point> last;
     bool measuring = false;
     so.before_forward = [&, hook = so.before_forward]() -> Status {
-      const Clock::time_point now = Clock::now();
+      const SteadyClock::time_point now = SteadyClock::now();
       if (measuring && last) step_s.push_back(std::chrono::duration<double>(now - *last).count());
       last = now;
       return hook();
