@@ -9,7 +9,9 @@
 // counts). EPLB (operator/placement/eplb.h) then plans a placement with one redundant
 // slot per rank from the measured logical loads, and it is switched to live through
 // the group protocol while the group idles (PlacementSwitch: prepare, poll, commit).
-// Phase 2 decodes the same batch on the new placement. Printed: ms per step before and
+// Phase 2 decodes the same batch on the new placement. A warm-up pass first fills the
+// prefix cache, so both measured phases run the same steps (decode from a cached
+// prompt); the before phase is the baseline measured in the same run. Printed: ms per step before and
 // after and their ratio, per-rank balancedness (mean / max tokens per rank, averaged
 // over MoE layers) before and after, and the switch's prepare-to-commit time. Greedy
 // outputs of both phases are compared (identical by design).
@@ -186,7 +188,8 @@ int main(int argc, char** argv) {
       return sorted.empty() ? 0.0 : sorted[sorted.size() / 2];
     };
 
-    std::vector<std::vector<int32_t>> before_out, after_out;
+    std::vector<std::vector<int32_t>> warm_out, before_out, after_out;
+    run_phase(&warm_out);  // fills the prefix cache, so both measured phases see it alike
     const auto slots0 = d->slot_tokens();
     const engine::ExpertLoad load0 = scheduler.expert_load().total();
     const double before_ms = run_phase(&before_out) * 1e3;
