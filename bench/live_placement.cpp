@@ -11,11 +11,11 @@
 // the group protocol while the group idles (PlacementSwitch: prepare, poll, commit).
 // Phase 2 decodes the same batch on the new placement. A warm-up pass first fills the
 // prefix cache, so both measured phases run the same steps (decode from a cached
-// prompt); the before phase is the baseline measured in the same run. Printed: ms per step before and
-// after and their ratio, per-rank balancedness (mean / max tokens per rank, averaged
-// over MoE layers) before and after, and the switch's prepare-to-commit time. Greedy
-// outputs of both phases are compared (identical by design).
-// Usage: bench-live-placement [--preset tiny|bench-1b] [--precision fp8|bf16]
+// prompt); the before phase is the baseline measured in the same run. Printed: ms per step before
+// and after and their ratio, per-rank balancedness (mean / max tokens per rank, averaged over MoE
+// layers) before and after, and the switch's prepare-to-commit time. Greedy outputs of both phases
+// are compared (identical by design). Usage: bench-live-placement [--preset tiny|bench-1b]
+// [--precision fp8|bf16]
 //        [--threads N] [--max-tokens N]
 #include <algorithm>
 #include <atomic>

@@ -55,6 +55,13 @@ void DeploymentGauges::set(const std::string& ns, const std::string& name,
   cost_->Add(labels).Set(or_nan(v.cost_per_million_tokens_usd));
   balancedness_->Add(labels).Set(or_nan(v.placement_balancedness));
   restarts_->Add(labels).Set(static_cast<double>(v.worker_restarts));
+  // The switch series exist (at 0) from the first reconcile on, like the gauges.
+  for (const char* result : {"Committed", "Aborted"}) {
+    prometheus::Labels with_result = labels;
+    with_result["result"] = result;
+    switches_->Add(with_result);
+  }
+  switch_seconds_->Add(labels, switch_buckets());
   for (auto [gauges, value] : {std::pair{budget_, v.cost_budget_per_million_tokens_usd},
                                std::pair{slo_, v.ttft_p95_slo_seconds}}) {
     if (value) {
