@@ -4,7 +4,10 @@
 //   moeserve_deployment_tokens_per_second, moeserve_deployment_cost_per_million_tokens_usd,
 //   moeserve_deployment_cost_budget_per_million_tokens_usd (only with a budget),
 //   moeserve_deployment_ttft_p95_slo_seconds (only with an SLO),
-//   moeserve_deployment_placement_balancedness, moeserve_deployment_worker_restarts.
+//   moeserve_deployment_placement_balancedness, moeserve_deployment_worker_restarts;
+// and for live placement switches (record_placement_switch):
+//   moeserve_deployment_placement_switches_total{result} (Committed | Aborted),
+//   moeserve_deployment_placement_switch_duration_seconds (histogram, committed ones).
 // Every deployment that was reconciled has the always-present series; a value not
 // known (tokens/s before the first measurement, cost without tokens or price,
 // balancedness without a placement map) is NaN, which PromQL comparisons treat as
@@ -17,8 +20,10 @@
 #include <optional>
 #include <string>
 
+#include <prometheus/counter.h>
 #include <prometheus/family.h>
 #include <prometheus/gauge.h>
+#include <prometheus/histogram.h>
 #include <prometheus/registry.h>
 
 namespace moeserve::autoscaler {
@@ -40,8 +45,14 @@ class DeploymentGauges {
 
   void set(const std::string& ns, const std::string& name, const DeploymentValues& values);
   void remove(const std::string& ns, const std::string& name);
+  // One ended placement switch (`result` Committed or Aborted; the duration of a
+  // committed one when known).
+  void record_placement_switch(const std::string& ns, const std::string& name,
+                               const std::string& result, std::optional<double> seconds);
 
  private:
+  prometheus::Family<prometheus::Counter>* switches_;
+  prometheus::Family<prometheus::Histogram>* switch_seconds_;
   prometheus::Family<prometheus::Gauge>* desired_;
   prometheus::Family<prometheus::Gauge>* ready_;
   prometheus::Family<prometheus::Gauge>* tokens_;

@@ -9,6 +9,7 @@
 #pragma once
 
 #include <cstdint>
+#include <map>
 #include <optional>
 #include <string>
 #include <vector>
@@ -39,13 +40,16 @@ struct Measurement {
   std::optional<double> ttft_p95_seconds;   // over all groups' requests in the window
   std::optional<double> requests_waiting;   // all groups, now
   ExpertLoad expert_load;                   // routed tokens per expert, over a window
-  int32_t groups_measured = 0;              // groups that answered this time
-  std::vector<std::string> errors;          // "x-g1-0: connection refused", ...
+  ExpertLoad rank_load;                     // tokens each rank carried ([layer][rank])
+  // Each answering group's live-placement state (this round; scrape source only).
+  std::map<int32_t, PlacementState> placements;
+  int32_t groups_measured = 0;      // groups that answered this time
+  std::vector<std::string> errors;  // "x-g1-0: connection refused", ...
 };
 
 // Folds the groups' windows into `m` as every source reports them: tokens/s summed over
 // the groups with a rate, TTFT p95 from the merged bucket increases (quantile of the
-// sum, not sum of quantiles), expert loads summed. Waiting requests and errors are the
+// sum, not sum of quantiles), expert and rank loads summed. Waiting requests and errors are the
 // caller's: they come from this round's samples, not the windows.
 void fold_windows(const std::vector<const GroupWindow*>& windows, Measurement* m);
 

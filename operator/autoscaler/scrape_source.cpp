@@ -43,6 +43,7 @@ Measurement ScrapeSource::measure(const ScrapeTarget& target, Clock::TimePoint n
       window->add(now, *sample);
       ++m.groups_measured;
       m.requests_waiting = m.requests_waiting.value_or(0) + sample->requests_waiting;
+      if (sample->placement) m.placements[group.group] = *sample->placement;
     } else {
       m.errors.push_back(group.pod + ": " + sample.status().to_string());
     }

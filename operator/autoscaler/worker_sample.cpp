@@ -25,6 +25,16 @@ std::optional<double> parse_le(const std::optional<std::string>& text) {
   return (*samples)[0].value;
 }
 
+// load = load * keep + the counters' increase from `before` to `now`.
+void decay_add(double keep, const std::map<ExpertKey, double>& before,
+               const std::map<ExpertKey, double>& now, std::map<ExpertKey, double>* load) {
+  for (auto& [key, value] : *load) value *= keep;
+  for (const auto& [key, count] : now) {
+    auto previous = before.find(key);
+    (*load)[key] += counter_increase(previous == before.end() ? 0.0 : previous->second, count);
+  }
+}
+
 }  // namespace
 
 double counter_increase(double previous, double current) {
@@ -33,6 +43,10 @@ double counter_increase(double previous, double current) {
 
 StatusOr<WorkerSample> worker_sample_from(const std::vector<Sample>& samples) {
   WorkerSample out;
+  auto placement = [&out]() -> PlacementState& {
+    if (!out.placement) out.placement.emplace();
+    return *out.placement;
+  };
   bool prompt = false, generation = false;
   std::map<double, double> buckets;
   for (const Sample& s : samples) {
@@ -56,6 +70,23 @@ StatusOr<WorkerSample> worker_sample_from(const std::vector<Sample>& samples) {
                                       ": bad or missing layer/expert label");
       }
       out.expert_tokens[{*layer, *expert}] += s.value;
+    } else if (s.name == kSlotTokens) {
+      const auto layer = parse_int<int64_t>(s.label("layer"));
+      const auto rank = parse_int<int32_t>(s.label("rank"));
+      if (!layer || !rank) {
+        return invalid_argument_error(std::string(kSlotTokens) +
+                                      ": bad or missing layer/rank label");
+      }
+      out.rank_tokens[{*layer, *rank}] += s.value;
+    } else if (s.name == kPlacementVersion) {
+      placement().version = static_cast<int64_t>(s.value);
+    } else if (s.name == kPlacementInFlight) {
+      placement().in_flight_version = static_cast<int64_t>(s.value);
+    } else if (s.name == kPlacementSwitchSeconds) {
+      placement().switch_seconds = s.value;
+    } else if (s.name == kPlacementFailure) {
+      placement().failed_version = parse_int<int64_t>(s.label("version")).value_or(0);
+      placement().failure = s.label("reason").value_or("");
     }
   }
   if (!prompt || !generation) {
@@ -132,12 +163,8 @@ void GroupWindow::add(Clock::TimePoint at, const WorkerSample& sample) {
     }
     const double dt = std::chrono::duration<double>(at - *last_at_).count();
     const double keep = std::exp(-dt / std::chrono::duration<double>(load_window_).count());
-    for (auto& [key, load] : expert_load_) load *= keep;
-    for (const auto& [key, count] : sample.expert_tokens) {
-      auto previous = last_->expert_tokens.find(key);
-      expert_load_[key] +=
-          counter_increase(previous == last_->expert_tokens.end() ? 0.0 : previous->second, count);
-    }
+    decay_add(keep, last_->expert_tokens, sample.expert_tokens, &expert_load_);
+    decay_add(keep, last_->rank_tokens, sample.rank_tokens, &rank_load_);
     points_.push_back(std::move(next));
   }
   last_ = sample;

@@ -5,7 +5,9 @@
 // their other labels): the token counters moeserve_prompt_tokens_total and
 // moeserve_generation_tokens_total, the cumulative buckets of
 // moeserve_time_to_first_token_seconds, the gauge moeserve_num_requests_waiting, and
-// moeserve_expert_tokens_total per (layer, expert).
+// moeserve_expert_tokens_total per (layer, expert); the live-placement series
+// (worker/server/placement_metrics.h): moeserve_placement_version and friends, and
+// moeserve_expert_slot_tokens_total summed per (layer, rank), what each rank carried.
 //
 // GroupWindow keeps one group's history. Counters are reset-adjusted: a value below
 // the previous one means the worker restarted, and the new value is all increase
@@ -20,6 +22,7 @@
 #include <deque>
 #include <map>
 #include <optional>
+#include <string>
 #include <utility>
 #include <vector>
 
@@ -34,8 +37,23 @@ inline constexpr const char* kGenerationTokens = "moeserve_generation_tokens_tot
 inline constexpr const char* kTtftBucket = "moeserve_time_to_first_token_seconds_bucket";
 inline constexpr const char* kRequestsWaiting = "moeserve_num_requests_waiting";
 inline constexpr const char* kExpertTokens = "moeserve_expert_tokens_total";
+inline constexpr const char* kSlotTokens = "moeserve_expert_slot_tokens_total";
+inline constexpr const char* kPlacementVersion = "moeserve_placement_version";
+inline constexpr const char* kPlacementInFlight = "moeserve_placement_switch_in_flight_version";
+inline constexpr const char* kPlacementSwitchSeconds = "moeserve_placement_switch_duration_seconds";
+inline constexpr const char* kPlacementFailure = "moeserve_placement_switch_failure_info";
 
 using ExpertKey = std::pair<int64_t, int32_t>;  // (layer label, expert label)
+
+// A group's live-placement state as its rank 0 reports it.
+struct PlacementState {
+  int64_t version = 0;            // the placement the group dispatches with
+  int64_t in_flight_version = 0;  // being prepared (0: none)
+  double switch_seconds = 0;      // the last committed switch, prepare to commit
+  int64_t failed_version = 0;     // the last aborted switch (0: none)
+  std::string failure;            // its reason
+  friend bool operator==(const PlacementState&, const PlacementState&) = default;
+};
 
 struct WorkerSample {
   double prompt_tokens = 0;
@@ -43,6 +61,8 @@ struct WorkerSample {
   std::vector<std::pair<double, double>> ttft_buckets;  // (le, cumulative count), le ascending
   double requests_waiting = 0;
   std::map<ExpertKey, double> expert_tokens;
+  std::map<ExpertKey, double> rank_tokens;  // (layer, rank): slot tokens summed per rank
+  std::optional<PlacementState> placement;  // when the worker exports moeserve_placement_version
 };
 
 // invalid_argument when the token counters are missing (not a moeserve worker) or a
@@ -79,6 +99,12 @@ class GroupWindow {
   double requests_waiting() const { return last_ ? last_->requests_waiting : 0; }
   // Decayed expert token counts.
   const std::map<ExpertKey, double>& expert_load() const { return expert_load_; }
+  // Decayed tokens per (layer, rank), like expert_load().
+  const std::map<ExpertKey, double>& rank_load() const { return rank_load_; }
+  // The newest sample's placement state.
+  std::optional<PlacementState> placement() const {
+    return last_ ? last_->placement : std::nullopt;
+  }
 
  private:
   struct Point {
@@ -95,6 +121,7 @@ class GroupWindow {
   std::vector<double> le_;
   std::deque<Point> points_;
   std::map<ExpertKey, double> expert_load_;
+  std::map<ExpertKey, double> rank_load_;
 };
 
 // counter increase from `previous` to `current`, a drop counting as a restart from 0.

@@ -134,6 +134,18 @@ ModelDeploymentReconciler::Gathered ModelDeploymentReconciler::gather(
     if (md.spec.autoscaling.enabled)
       observed.recommended_replicas = out.snapshot->decision.replicas;
     observed.expert_load = out.snapshot->measurement.expert_load.tokens;
+    observed.rank_load = out.snapshot->measurement.rank_load.tokens;
+    for (const auto& [group, state] : out.snapshot->measurement.placements) {
+      const bool live = std::any_of(observed.groups.begin(), observed.groups.end(),
+                                    [group = group](const deployment::ObservedGroup& g) {
+                                      return g.index == group && !g.terminating;
+                                    });
+      if (live) {
+        observed.group_placements[group] = {state.version, state.in_flight_version,
+                                            state.switch_seconds, state.failed_version,
+                                            state.failure};
+      }
+    }
   }
   return out;
 }
@@ -365,10 +377,39 @@ void ModelDeploymentReconciler::record_changes(const nlohmann::json& md_object,
   if (map && current && map->version > current->version && plan.placement.proposed &&
       status.placement) {
     const double before = plan.placement.current_balancedness.value_or(0);
-    events_->record(md_object, "Normal", "PlacementUpdated",
+    events_->record(md_object, "Normal", "PlacementRollout",
                     "expert placement version " + std::to_string(map->version) +
                         " from measured expert loads: balancedness " + format_ratio(before) +
                         " -> " + format_ratio(status.placement->balancedness));
+  }
+  record_switch_end(md_object, md, status);
+}
+
+void ModelDeploymentReconciler::record_switch_end(const nlohmann::json& md_object,
+                                                  const deployment::ModelDeployment& md,
+                                                  const deployment::ModelDeploymentStatus& status) {
+  if (!status.placement || !status.placement->last_switch) return;
+  const deployment::PlacementSwitchStatus& now = *status.placement->last_switch;
+  const std::optional<deployment::PlacementSwitchStatus> was =
+      md.status.placement ? md.status.placement->last_switch : std::nullopt;
+  if (now.result == "InProgress" ||
+      (was && was->version == now.version && was->result == now.result)) {
+    return;
+  }
+  const std::string version = "expert placement version " + std::to_string(now.version);
+  if (now.result == "Committed") {
+    events_->record(md_object, "Normal", "PlacementUpdated",
+                    version + " live on every group in " +
+                        format_ratio(now.duration_seconds.value_or(0)) + " s: balancedness " +
+                        format_ratio(now.balancedness_before.value_or(0)) + " -> " +
+                        format_ratio(now.balancedness_after.value_or(0)));
+  } else {
+    events_->record(md_object, "Warning", "PlacementSwitchFailed",
+                    version + " aborted; the groups keep the previous placement: " + now.message);
+  }
+  if (hooks_.gauges) {
+    hooks_.gauges->record_placement_switch(md.metadata.namespace_, md.metadata.name, now.result,
+                                           now.duration_seconds);
   }
 }
 

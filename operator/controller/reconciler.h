@@ -84,6 +84,10 @@ class ModelDeploymentReconciler : public Reconciler {
   void record_changes(const nlohmann::json& md_object, const deployment::ModelDeployment& md,
                       const Gathered& gathered, const deployment::Plan& plan,
                       const deployment::ModelDeploymentStatus& status);
+  // PlacementUpdated (Normal) or PlacementSwitchFailed (Warning) when this reconcile's
+  // status ends the last placement switch, and the switch metrics.
+  void record_switch_end(const nlohmann::json& md_object, const deployment::ModelDeployment& md,
+                         const deployment::ModelDeploymentStatus& status);
   Status apply(const nlohmann::json& md_object, const nlohmann::json& desired);
   // True when some rendered object is not in the informer cache (a create is coming).
   bool missing_any(const deployment::Rendered& rendered) const;

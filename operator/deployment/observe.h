@@ -6,6 +6,7 @@
 
 #include <chrono>
 #include <cstdint>
+#include <map>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -36,6 +37,16 @@ struct ObservedGroup {
   }
 };
 
+// A group's live-placement state as its rank 0 reports it (worker
+// /metrics: moeserve_placement_version and friends).
+struct GroupPlacement {
+  int64_t version = 0;            // the placement the group dispatches with
+  int64_t in_flight_version = 0;  // being prepared (0: none)
+  double switch_seconds = 0;      // the last committed switch, prepare to commit
+  int64_t failed_version = 0;     // the last aborted switch (0: none)
+  std::string failure;            // its reason
+};
+
 struct Observed {
   std::vector<ObservedGroup> groups;            // every StatefulSet x-g<i> owned by x
   std::optional<int32_t> recommended_replicas;  // the autoscaler's, when it has one
@@ -44,6 +55,11 @@ struct Observed {
   // Routed tokens per expert over the measurement window, [MoE layer][expert]; empty
   // when nothing is measured.
   std::vector<std::vector<double>> expert_load;
+  // Tokens each rank carried over the window, [MoE layer][rank] (from the workers'
+  // per-slot counts); empty when not measured.
+  std::vector<std::vector<double>> rank_load;
+  // Live-placement state of each measured group, by group index (rank 0's report).
+  std::map<int32_t, GroupPlacement> group_placements;
   std::vector<std::string> network_policies;  // names of the NetworkPolicies owned by x
 };
 

@@ -208,6 +208,18 @@ ModelDeploymentStatus parse_status(const json& status) {
     PlacementStatus placement;
     p.read("version", &placement.version);
     p.read("balancedness", &placement.balancedness);
+    p.read("measuredBalancedness", &placement.measured_balancedness);
+    JsonReader last = p.child("lastSwitch");
+    if (last.self().is_object()) {
+      PlacementSwitchStatus sw;
+      last.read("version", &sw.version);
+      last.read("result", &sw.result);
+      last.read("balancednessBefore", &sw.balancedness_before);
+      last.read("balancednessAfter", &sw.balancedness_after);
+      last.read("durationSeconds", &sw.duration_seconds);
+      last.read("message", &sw.message);
+      placement.last_switch = sw;
+    }
     s.placement = placement;
   }
   return s;

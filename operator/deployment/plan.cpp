@@ -82,7 +82,9 @@ Plan plan(const ModelDeployment& md, const Observed& observed,
   p.desired_replicas = desired_replicas(md.spec, observed.recommended_replicas);
   p.template_hash = template_hash(md, p.layout);
   p.groups = decide_groups(p.desired_replicas, p.template_hash, observed.groups);
-  p.placement = plan_placement(md.spec, observed, placement_options);
+  const bool switch_open = md.status.placement && md.status.placement->last_switch &&
+                           md.status.placement->last_switch->result == "InProgress";
+  p.placement = plan_placement(md.spec, observed, placement_options, switch_open);
   return p;
 }
 

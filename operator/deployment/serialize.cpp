@@ -110,8 +110,19 @@ json to_json(const ModelDeploymentStatus& s) {
   if (s.tokens_per_second) out["tokensPerSecond"] = *s.tokens_per_second;
   if (s.cost_per_million_tokens) out["costPerMillionTokens"] = *s.cost_per_million_tokens;
   if (s.placement) {
-    out["placement"] = {{"version", s.placement->version},
-                        {"balancedness", s.placement->balancedness}};
+    json& p = out["placement"];
+    p = {{"version", s.placement->version}, {"balancedness", s.placement->balancedness}};
+    if (s.placement->measured_balancedness) {
+      p["measuredBalancedness"] = *s.placement->measured_balancedness;
+    }
+    if (const auto& sw = s.placement->last_switch) {
+      json& j = p["lastSwitch"];
+      j = {{"version", sw->version}, {"result", sw->result}};
+      if (sw->balancedness_before) j["balancednessBefore"] = *sw->balancedness_before;
+      if (sw->balancedness_after) j["balancednessAfter"] = *sw->balancedness_after;
+      if (sw->duration_seconds) j["durationSeconds"] = *sw->duration_seconds;
+      if (!sw->message.empty()) j["message"] = sw->message;
+    }
   }
   return out;
 }

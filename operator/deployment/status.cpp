@@ -142,6 +142,46 @@ ModelDeploymentStatus invalid_spec_status(const ModelDeployment& md, const Obser
   return s;
 }
 
+namespace {
+
+std::optional<double> rounded(std::optional<double> value) {
+  if (value) return round_significant(*value, kDigits);
+  return value;
+}
+
+// The previous lastSwitch moved on by this reconcile: a new version written starts one
+// (InProgress); the groups' reports of the ConfigMap's version end it (Aborted when a
+// group aborted it, Committed when every reporting group runs it).
+std::optional<PlacementSwitchStatus> placement_switch(const ModelDeployment& md,
+                                                      const Observed& observed,
+                                                      const PlacementPlan& plan) {
+  std::optional<PlacementSwitchStatus> last =
+      md.status.placement ? md.status.placement->last_switch : std::nullopt;
+  const std::optional<Placement>& current = observed.current_placement;
+  if (plan.map && current && plan.map->version > current->version && plan.proposed) {
+    PlacementSwitchStatus started;
+    started.version = plan.map->version;
+    started.result = "InProgress";
+    started.balancedness_before = rounded(plan.measured_balancedness ? plan.measured_balancedness
+                                                                     : plan.current_balancedness);
+    started.balancedness_after = rounded(plan.balancedness);
+    return started;
+  }
+  if (!last || last->result != "InProgress" || !current || last->version != current->version) {
+    return last;
+  }
+  if (!plan.switch_failure.empty()) {
+    last->result = "Aborted";
+    last->message = plan.switch_failure;
+  } else if (plan.groups_reporting > 0 && plan.groups_switched == plan.groups_reporting) {
+    last->result = "Committed";
+    last->duration_seconds = rounded(plan.switch_seconds);
+  }
+  return last;
+}
+
+}  // namespace
+
 ModelDeploymentStatus compute_status(const ModelDeployment& md, const Observed& observed,
                                      const Plan& p, std::chrono::sys_seconds now) {
   std::vector<ObservedGroup> live;
@@ -162,6 +202,11 @@ ModelDeploymentStatus compute_status(const ModelDeployment& md, const Observed& 
     const double balancedness = p.placement.balancedness.value_or(
         uniform_balancedness(map->layers, p.layout.ranks_per_group));
     s.placement = PlacementStatus{map->version, round_significant(balancedness, kDigits)};
+    if (p.placement.measured_balancedness) {
+      s.placement->measured_balancedness =
+          round_significant(*p.placement.measured_balancedness, kDigits);
+    }
+    s.placement->last_switch = placement_switch(md, observed, p.placement);
   }
 
   if (p.desired_replicas == 0) {

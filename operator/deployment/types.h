@@ -178,9 +178,23 @@ struct Condition {
   friend bool operator==(const Condition&, const Condition&) = default;
 };
 
+// The last live switch of the expert placement to a new version.
+struct PlacementSwitchStatus {
+  int64_t version = 0;
+  std::string result;                         // InProgress | Committed | Aborted
+  std::optional<double> balancedness_before;  // measured on the running map when rolled out
+  std::optional<double> balancedness_after;   // planned for the new map
+  std::optional<double> duration_seconds;     // Committed: the slowest group's prepare-to-commit
+  std::string message;                        // Aborted: the group and rank that failed, why
+  friend bool operator==(const PlacementSwitchStatus&, const PlacementSwitchStatus&) = default;
+};
+
 struct PlacementStatus {
   int64_t version = 0;
   double balancedness = 0;  // mean rank load / max rank load, in (0, 1]
+  // What the ranks really carried under the running map (per-slot counts), when measured.
+  std::optional<double> measured_balancedness;
+  std::optional<PlacementSwitchStatus> last_switch;
   friend bool operator==(const PlacementStatus&, const PlacementStatus&) = default;
 };
 

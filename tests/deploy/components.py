@@ -191,14 +191,20 @@ def scrape_operator(work_dir):
 
 
 def scrape_worker(work_dir):
-    """/metrics of a worker serving a tiny model after one good and one bad request."""
+    """/metrics of rank 0 of a 2-rank expert-parallel worker group serving a tiny model
+    after one good and one bad request (a group, so the placement and per-slot series
+    exist; rank 1 lends its experts)."""
     model = os.path.join(work_dir, "model")
     ds.run([binary("moeserve-make-tiny-model"), "--out", model], timeout=300)
-    port = free_port()
+    port, follower_port, leader_port = free_port(), free_port(), free_port()
+    group = ["--world-size", "2", "--leader", f"127.0.0.1:{leader_port}"]
+    follower = Process([binary("moeserve-worker"), "serve", "--model", model, "--host",
+                        "127.0.0.1", "--port", str(follower_port), "--rank", "1"] + group,
+                       os.path.join(work_dir, "worker-rank1.log"))
     worker = Process([binary("moeserve-worker"), "serve", "--model", model, "--host", "127.0.0.1",
-                      "--port", str(port), "--served-model-name", "tiny",
+                      "--port", str(port), "--served-model-name", "tiny", "--rank", "0",
                       # drafts, so the speculative-decoding series exist
-                      "--speculative", "ngram", "--num-draft-tokens", "2"],
+                      "--speculative", "ngram", "--num-draft-tokens", "2"] + group,
                      os.path.join(work_dir, "worker.log"))
     base = f"http://127.0.0.1:{port}"
     try:
@@ -212,6 +218,8 @@ def scrape_worker(work_dir):
             raise AssertionError(f"malformed request answered {status}, not 400")
         return http_get(base + "/metrics")[1]
     except AssertionError as e:
-        raise AssertionError(f"{e}\nworker log:\n{worker.output()}")
+        raise AssertionError(f"{e}\nworker log:\n{worker.output()}\n"
+                             f"rank 1 log:\n{follower.output()}")
     finally:
         worker.stop()
+        follower.stop()

@@ -15,9 +15,12 @@
 #include "worker/cli/serve_options.h"
 #include "worker/engine/engine.h"
 #include "worker/engine/group_step.h"
+#include "worker/engine/placement_switch.h"
+#include "worker/engine/placement_watch.h"
 #include "worker/engine/scheduler.h"
 #include "worker/server/control_service.h"
 #include "worker/server/openai_server.h"
+#include "worker/server/placement_metrics.h"
 #include "worker/server/worker_metrics.h"
 
 namespace moeserve::cli {
@@ -27,6 +30,9 @@ using server::ControlContext;
 using server::ControlServer;
 using server::WorkerInfo;
 using server::WorkerMetrics;
+
+// How often rank 0 re-stats the placement file for a new version.
+constexpr std::chrono::milliseconds kPlacementWatchInterval{1000};
 
 StatusOr<std::shared_ptr<server::ApiKeys>> load_api_keys(const std::string& path) {
   if (path.empty()) return std::shared_ptr<server::ApiKeys>();
@@ -149,8 +155,8 @@ StatusOr<std::unique_ptr<http::Server>> serve_metrics(
 // and /metrics meanwhile. SIGTERM stays pending on purpose: rank 0 decides when the
 // group ends, after finishing its requests in flight.
 Status follow(const ServeFlags& f, parallel::Group& group,
-              engine::ExpertParallelDispatcher& dispatcher, const WorkerInfo& info,
-              std::unique_ptr<http::Server> loading) {
+              engine::ExpertParallelDispatcher& dispatcher, engine::PlacementSwitch& placement,
+              const WorkerInfo& info, std::unique_ptr<http::Server> loading) {
   auto registry = std::make_shared<prometheus::Registry>();
   server::add_worker_info(*registry, info);
   std::atomic<bool> failed{false};
@@ -165,7 +171,7 @@ Status follow(const ServeFlags& f, parallel::Group& group,
                                  {"world_size", group.size()},
                                  {"port", static_cast<int64_t>(server.port())},
                                  {"deployment", f.deployment}});
-  Status status = engine::follow_leader(group.comm(), dispatcher);
+  Status status = engine::follow_leader(group.comm(), dispatcher, &placement);
   if (!status.ok()) {
     failed.store(true);
     log::error("expert-parallel group failed: exiting so the group restarts",
@@ -209,12 +215,25 @@ Status serve(const ServeFlags& f) {
   so.max_num_batched_tokens = f.max_num_batched_tokens;
   so.max_queue = f.max_queue;
   std::optional<engine::LeaderStepper> leader;
+  engine::ExpertParallelDispatcher* dispatcher = nullptr;
+  std::optional<engine::PlacementSwitch> placement;
+  std::optional<engine::PlacementFileWatch> placement_watch;
   if (group) {
     MOESERVE_ASSIGN_OR_RETURN(
-        engine::ExpertParallelDispatcher * dispatcher,
-        engine::attach_group_experts(*engine, group->comm(), f.group.placement));
-    if (group->rank() != 0) return follow(f, *group, *dispatcher, info, std::move(loading));
+        dispatcher, engine::attach_group_experts(*engine, group->comm(), f.group.placement));
+    placement.emplace(group->comm(), *dispatcher);
+    if (group->rank() != 0) {
+      return follow(f, *group, *dispatcher, *placement, info, std::move(loading));
+    }
     leader.emplace(group->comm());
+    if (!f.group.placement.empty()) {
+      // A new version of the file (the kubelet updates a ConfigMap volume in place) is
+      // switched to live.
+      placement_watch.emplace(f.group.placement, kPlacementWatchInterval);
+      leader->enable_live_placement(&*placement, [&] { return placement_watch->changed(); });
+    } else {
+      leader->enable_live_placement(&*placement, {});
+    }
     engine::install_leader_hooks(*leader, f.group.collective_timeout_ms, so);
   }
   MOESERVE_RETURN_IF_ERROR(
@@ -231,6 +250,8 @@ Status serve(const ServeFlags& f) {
   MOESERVE_ASSIGN_OR_RETURN(api.reasoning, server::parse_reasoning_mode(f.reasoning_parser));
 
   WorkerMetrics metrics(info, scheduler);
+  std::optional<server::PlacementMetrics> placement_metrics;
+  if (placement) placement_metrics.emplace(*metrics.registry(), info, *dispatcher, *placement);
   server::OpenAiApi openai(api, std::move(prompt), scheduler, metrics);
 
   std::atomic<bool> draining{false};
@@ -249,7 +270,12 @@ Status serve(const ServeFlags& f) {
   http::add_health_routes(server, ready);
   MOESERVE_ASSIGN_OR_RETURN(std::unique_ptr<http::Server> metrics_server,
                             serve_metrics(
-                                f, server, [&metrics] { metrics.refresh(); }, metrics.registry()));
+                                f, server,
+                                [&] {
+                                  metrics.refresh();
+                                  if (placement_metrics) placement_metrics->refresh();
+                                },
+                                metrics.registry()));
   scheduler.start();
   MOESERVE_RETURN_IF_ERROR(server.start());
 

@@ -18,14 +18,13 @@ constexpr int64_t kHeaderFloats = 1;
 
 }  // namespace
 
-StatusOr<std::unique_ptr<ExpertParallelDispatcher>> ExpertParallelDispatcher::create(
-    parallel::Communicator* comm, parallel::ExpertPlacement placement,
-    const model::ModelConfig& config, const model::ModelWeights& weights,
-    kernels::ThreadPool* pool) {
-  if (placement.world_size() != comm->size()) {
+StatusOr<std::vector<std::vector<MlpWeights>>> ExpertParallelDispatcher::bind_slots(
+    const parallel::ExpertPlacement& placement, int world_size, int rank,
+    const model::ModelConfig& config, const model::ModelWeights& weights) {
+  if (placement.world_size() != world_size) {
     return invalid_argument_error("expert parallel: the placement is for " +
                                   std::to_string(placement.world_size()) +
-                                  " ranks but the group has " + std::to_string(comm->size()));
+                                  " ranks but the group has " + std::to_string(world_size));
   }
   if (placement.num_experts() != config.n_routed_experts ||
       placement.moe_layers() != weights.moe_layers()) {
@@ -35,7 +34,7 @@ StatusOr<std::unique_ptr<ExpertParallelDispatcher>> ExpertParallelDispatcher::cr
                                   "loaded)");
   }
   std::vector<std::vector<MlpWeights>> local(weights.layers.size() + weights.mtp.size());
-  const int64_t first = placement.first_slot(comm->rank());
+  const int64_t first = placement.first_slot(rank);
   for (int64_t layer : placement.moe_layers()) {
     const std::vector<int32_t>& phy2log = placement.phy2log(layer);
     for (int64_t s = first; s < first + placement.slots_per_rank(); ++s) {
@@ -44,21 +43,66 @@ StatusOr<std::unique_ptr<ExpertParallelDispatcher>> ExpertParallelDispatcher::cr
           MlpWeights{to_view(e.gate_proj), to_view(e.up_proj), to_view(e.down_proj)});
     }
   }
+  return local;
+}
+
+StatusOr<std::unique_ptr<ExpertParallelDispatcher>> ExpertParallelDispatcher::create(
+    parallel::Communicator* comm, parallel::ExpertPlacement placement,
+    const model::ModelConfig& config, const model::ModelWeights& weights,
+    kernels::ThreadPool* pool) {
+  MOESERVE_ASSIGN_OR_RETURN(std::vector<std::vector<MlpWeights>> local,
+                            bind_slots(placement, comm->size(), comm->rank(), config, weights));
   return std::unique_ptr<ExpertParallelDispatcher>(new ExpertParallelDispatcher(
-      comm, std::move(placement), std::move(local), config.num_hidden_layers, config.hidden_size,
-      config.num_experts_per_tok, pool));
+      comm, std::move(placement), std::move(local), config, weights, pool));
 }
 
 ExpertParallelDispatcher::ExpertParallelDispatcher(
     parallel::Communicator* comm, parallel::ExpertPlacement placement,
-    std::vector<std::vector<MlpWeights>> local_experts, int64_t num_main_layers, int64_t hidden,
-    int64_t top_k, kernels::ThreadPool* pool)
+    std::vector<std::vector<MlpWeights>> local_experts, const model::ModelConfig& config,
+    const model::ModelWeights& weights, kernels::ThreadPool* pool)
     : comm_(comm),
       placement_(std::move(placement)),
-      local_(std::move(local_experts), hidden, pool),
-      num_main_layers_(num_main_layers),
-      hidden_(hidden),
-      top_k_(top_k) {}
+      config_(&config),
+      weights_(&weights),
+      pool_(pool),
+      num_main_layers_(config.num_hidden_layers),
+      hidden_(config.hidden_size),
+      top_k_(config.num_experts_per_tok) {
+  local_.emplace(std::move(local_experts), hidden_, pool_);
+  for (int64_t layer : placement_.moe_layers()) {
+    if (layer >= num_main_layers_) continue;
+    slot_tokens_.layers.push_back(layer);
+    slot_tokens_.tokens.emplace_back(static_cast<size_t>(placement_.num_slots()), 0);
+  }
+  slot_tokens_.slots_per_rank = placement_.slots_per_rank();
+}
+
+void ExpertParallelDispatcher::switch_to(parallel::ExpertPlacement placement,
+                                         std::vector<std::vector<MlpWeights>> local) {
+  placement_ = std::move(placement);
+  local_.emplace(std::move(local), hidden_, pool_);
+  std::lock_guard<std::mutex> lock(slot_mutex_);
+  for (auto& row : slot_tokens_.tokens) {
+    if (static_cast<int64_t>(row.size()) < placement_.num_slots()) {
+      row.resize(static_cast<size_t>(placement_.num_slots()), 0);
+    }
+  }
+  slot_tokens_.slots_per_rank = placement_.slots_per_rank();
+}
+
+ExpertParallelDispatcher::SlotTokens ExpertParallelDispatcher::slot_tokens() const {
+  std::lock_guard<std::mutex> lock(slot_mutex_);
+  return slot_tokens_;
+}
+
+void ExpertParallelDispatcher::count_slots(int64_t layer, const std::vector<int64_t>& slot_of) {
+  if (slot_of.empty() || layer >= num_main_layers_) return;
+  std::lock_guard<std::mutex> lock(slot_mutex_);
+  const auto at = std::lower_bound(slot_tokens_.layers.begin(), slot_tokens_.layers.end(), layer);
+  if (at == slot_tokens_.layers.end() || *at != layer) return;
+  std::vector<uint64_t>& row = slot_tokens_.tokens[at - slot_tokens_.layers.begin()];
+  for (int64_t s : slot_of) ++row[static_cast<size_t>(s)];
+}
 
 Status ExpertParallelDispatcher::dispatch(int64_t layer, const float* x, const Routing& routing,
                                           float* out) {
@@ -81,6 +125,7 @@ Status ExpertParallelDispatcher::dispatch(int64_t layer, const float* x, const R
     slot_of[a] = placement_.choose_slot(layer, routing.experts[a], me, a / k);
     ++rows_to[placement_.rank_of_slot(slot_of[a])];
   }
+  count_slots(layer, slot_of);
   std::vector<int64_t> next(world, 0);
   for (int p = 1; p < world; ++p) next[p] = next[p - 1] + rows_to[p - 1];
   order_.resize(assignments);
@@ -130,7 +175,7 @@ Status ExpertParallelDispatcher::dispatch(int64_t layer, const float* x, const R
     std::copy_n(row + kHeaderFloats, hidden_, local_x_.data() + r * hidden_);
   }
   local_y_.resize(received * hidden_);
-  MOESERVE_RETURN_IF_ERROR(local_.dispatch(layer, local_x_.data(), local, local_y_.data()));
+  MOESERVE_RETURN_IF_ERROR(local_->dispatch(layer, local_x_.data(), local, local_y_.data()));
 
   // 4. Combine: outputs go back to their source ranks, in the order they came.
   std::vector<int64_t> back_send(world), back_recv(world);

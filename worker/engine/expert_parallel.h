@@ -25,12 +25,22 @@
 // model loader bound them (with prefault every rank touches all pages; without it only
 // the pages of experts it runs become resident).
 //
-// It keeps no expert-load counts: the scheduler's ExpertLoadRecorder (expert_load.h) is
-// the worker's one account. Not thread-safe: the engine's driving thread calls it.
+// Logical expert load is not kept here: the scheduler's ExpertLoadRecorder
+// (expert_load.h) is the worker's one account of it. What is kept here is the physical
+// side: the tokens this rank sent to each slot of each main MoE layer (slot_tokens()),
+// so the load every rank really carried, replicas included, is known (in a serving
+// group rank 0 routes every token, so its counts are the group's).
+//
+// Live placement switch (placement_switch.h): bind_slots() builds a rank's views for a
+// new placement without touching the running one; switch_to() replaces placement and
+// views at a step boundary. Not thread-safe (the engine's driving thread calls
+// dispatch, idle_step and switch_to), except slot_tokens(), which any thread may call.
 #pragma once
 
 #include <cstdint>
 #include <memory>
+#include <mutex>
+#include <optional>
 #include <vector>
 
 #include "common/status.h"
@@ -58,24 +68,54 @@ class ExpertParallelDispatcher : public ExpertDispatcher {
   Status idle_mtp_step() { return idle_layers(/*mtp=*/true); }
 
   const parallel::ExpertPlacement& placement() const { return placement_; }
+  const model::ModelConfig& config() const { return *config_; }
+  const model::ModelWeights& weights() const { return *weights_; }
+  int rank() const { return comm_->rank(); }
+
+  // Views of `rank`'s slots under `placement`, indexed [layer][local slot] (the layout
+  // dispatch runs on). invalid_argument when the placement does not fit the model and
+  // world (the checks of create()).
+  static StatusOr<std::vector<std::vector<MlpWeights>>> bind_slots(
+      const parallel::ExpertPlacement& placement, int world_size, int rank,
+      const model::ModelConfig& config, const model::ModelWeights& weights);
+  // Runs `placement` from the next dispatch on; `local` is bind_slots() of it for this
+  // rank. Every rank of the group must switch before the same forward.
+  void switch_to(parallel::ExpertPlacement placement, std::vector<std::vector<MlpWeights>> local);
+
+  // Tokens this rank dispatched to each slot, [main MoE layer entry][slot], cumulative
+  // since start (a switch keeps the counts: a slot index names a position on a rank,
+  // whatever expert it holds). Thread-safe.
+  struct SlotTokens {
+    std::vector<int64_t> layers;                // decoder layer of each entry
+    std::vector<std::vector<uint64_t>> tokens;  // [entry][slot]
+    int64_t slots_per_rank = 1;                 // of the running placement
+  };
+  SlotTokens slot_tokens() const;
 
  private:
   ExpertParallelDispatcher(parallel::Communicator* comm, parallel::ExpertPlacement placement,
                            std::vector<std::vector<MlpWeights>> local_experts,
-                           int64_t num_main_layers, int64_t hidden, int64_t top_k,
+                           const model::ModelConfig& config, const model::ModelWeights& weights,
                            kernels::ThreadPool* pool);
   Status idle_layers(bool mtp);
+  void count_slots(int64_t layer, const std::vector<int64_t>& slot_of);
 
   parallel::Communicator* comm_;
   parallel::ExpertPlacement placement_;
-  LocalExpertDispatcher local_;  // this rank's slots, by local slot index
-  int64_t num_main_layers_;      // layers at or past this index are MTP layers
+  const model::ModelConfig* config_;
+  const model::ModelWeights* weights_;
+  kernels::ThreadPool* pool_;
+  std::optional<LocalExpertDispatcher> local_;  // this rank's slots, by local slot index
+  int64_t num_main_layers_;                     // layers at or past this index are MTP layers
   int64_t hidden_;
   int64_t top_k_;
   // Scratch.
   std::vector<int64_t> order_;     // assignment at each packed send position
   std::vector<int64_t> position_;  // packed position of each assignment
   std::vector<float> send_, recv_, local_x_, local_y_, results_;
+
+  mutable std::mutex slot_mutex_;
+  SlotTokens slot_tokens_;
 };
 
 // Swaps an ExpertParallelDispatcher into `engine`; returns it (owned by the engine).

@@ -1,6 +1,8 @@
 #include "worker/engine/group_step.h"
 
 #include <algorithm>
+#include <fstream>
+#include <sstream>
 #include <utility>
 #include <vector>
 
@@ -11,6 +13,34 @@ namespace moeserve::engine {
 Status LeaderStepper::send(StepKind kind) {
   int64_t value = static_cast<int64_t>(kind);
   return comm_.broadcast(&value, sizeof(value), 0);
+}
+
+void LeaderStepper::enable_live_placement(PlacementSwitch* placement, PlacementSource source) {
+  placement_ = placement;
+  source_ = std::move(source);
+}
+
+Status LeaderStepper::step_boundary() {
+  if (placement_ == nullptr) return ok_status();
+  if (placement_->in_flight()) {
+    MOESERVE_RETURN_IF_ERROR(send(StepKind::kPlacementPoll));
+    return placement_->poll().status();
+  }
+  if (!source_) return ok_status();
+  std::optional<std::string> text = source_();
+  if (!text || !placement_->should_begin(*text)) return ok_status();
+  MOESERVE_RETURN_IF_ERROR(send(StepKind::kPlacementPrepare));
+  return placement_->begin(*text);
+}
+
+Status LeaderStepper::begin_forward() {
+  MOESERVE_RETURN_IF_ERROR(step_boundary());
+  return send(StepKind::kForward);
+}
+
+Status LeaderStepper::heartbeat() {
+  MOESERVE_RETURN_IF_ERROR(step_boundary());
+  return send(StepKind::kHeartbeat);
 }
 
 void install_leader_hooks(LeaderStepper& leader, int64_t collective_timeout_ms,
@@ -26,7 +56,10 @@ std::function<Status()> leader_draft_hook(std::optional<LeaderStepper>& leader) 
   return [&leader] { return leader->begin_mtp_forward(); };
 }
 
-Status follow_leader(parallel::Communicator& comm, ExpertParallelDispatcher& dispatcher) {
+Status follow_leader(parallel::Communicator& comm, ExpertParallelDispatcher& dispatcher,
+                     PlacementSwitch* placement) {
+  std::optional<PlacementSwitch> own;
+  if (placement == nullptr) placement = &own.emplace(comm, dispatcher);
   for (;;) {
     int64_t value = 0;
     MOESERVE_RETURN_IF_ERROR(comm.broadcast(&value, sizeof(value), 0));
@@ -34,6 +67,18 @@ Status follow_leader(parallel::Communicator& comm, ExpertParallelDispatcher& dis
       case StepKind::kForward: MOESERVE_RETURN_IF_ERROR(dispatcher.idle_step()); break;
       case StepKind::kMtpForward: MOESERVE_RETURN_IF_ERROR(dispatcher.idle_mtp_step()); break;
       case StepKind::kHeartbeat: break;
+      case StepKind::kPlacementPrepare:
+        if (placement->in_flight()) {
+          return internal_error("expert parallel: a placement switch began while one is in flight");
+        }
+        MOESERVE_RETURN_IF_ERROR(placement->begin());
+        break;
+      case StepKind::kPlacementPoll:
+        if (!placement->in_flight()) {
+          return internal_error("expert parallel: a placement poll without a switch in flight");
+        }
+        MOESERVE_RETURN_IF_ERROR(placement->poll().status());
+        break;
       case StepKind::kStop: return ok_status();
       default: return internal_error("expert parallel: unknown step kind " + std::to_string(value));
     }
@@ -42,25 +87,14 @@ Status follow_leader(parallel::Communicator& comm, ExpertParallelDispatcher& dis
 
 namespace {
 
-// The placement file for `layers` (the bound MoE layers, MTP included). A file written
-// for the main MoE layers alone (the operator's, from the expert-load account, which
-// does not count MTP routing) gives each MTP layer the last main layer's entry.
 StatusOr<parallel::ExpertPlacement> load_placement(const std::string& path, int world_size,
                                                    const model::ModelConfig& config,
                                                    const std::vector<int64_t>& layers) {
-  StatusOr<parallel::ExpertPlacement> full =
-      parallel::ExpertPlacement::load(path, world_size, config.n_routed_experts, layers);
-  const std::vector<int64_t> main_layers = config.moe_layers();
-  if (full.ok() || main_layers.empty() || main_layers.size() == layers.size()) return full;
-  StatusOr<parallel::ExpertPlacement> main =
-      parallel::ExpertPlacement::load(path, world_size, config.n_routed_experts, main_layers);
-  if (!main.ok()) return full;
-  std::vector<std::vector<int32_t>> phy2log;
-  for (int64_t layer : layers) {
-    phy2log.push_back(main->phy2log(layer < config.num_hidden_layers ? layer : main_layers.back()));
-  }
-  return parallel::ExpertPlacement::create(world_size, config.n_routed_experts, layers,
-                                           std::move(phy2log), path);
+  std::ifstream in(path);
+  if (!in) return not_found_error(path + ": cannot open the placement file");
+  std::stringstream text;
+  text << in.rdbuf();
+  return parse_group_placement(text.str(), path, world_size, config, layers);
 }
 
 }  // namespace

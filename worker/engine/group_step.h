@@ -26,26 +26,43 @@
 #include "common/status.h"
 #include "worker/engine/engine.h"
 #include "worker/engine/expert_parallel.h"
+#include "worker/engine/placement_switch.h"
 #include "worker/engine/scheduler.h"
 #include "worker/parallel/communicator.h"
 
 namespace moeserve::engine {
 
-enum class StepKind : int64_t { kForward = 1, kHeartbeat = 2, kStop = 3, kMtpForward = 4 };
+enum class StepKind : int64_t {
+  kForward = 1,
+  kHeartbeat = 2,
+  kStop = 3,
+  kMtpForward = 4,
+  kPlacementPrepare = 5,
+  kPlacementPoll = 6,
+};
+
+// Offers a new placement file text when there is one to consider (rank 0's watch of
+// --placement); nullopt otherwise.
+using PlacementSource = std::function<std::optional<std::string>()>;
 
 // Rank 0 side. Not thread-safe: the scheduler thread calls it, before each
 // engine.forward() and when idle; stop() once, after the scheduler stopped.
 class LeaderStepper {
  public:
   explicit LeaderStepper(parallel::Communicator& comm) : comm_(comm) {}
-  Status begin_forward() { return send(StepKind::kForward); }
+  // `placement` (rank 0's switch) must outlive the stepper.
+  void enable_live_placement(PlacementSwitch* placement, PlacementSource source);
+  Status begin_forward();
   Status begin_mtp_forward() { return send(StepKind::kMtpForward); }
-  Status heartbeat() { return send(StepKind::kHeartbeat); }
+  Status heartbeat();
   Status stop() { return send(StepKind::kStop); }
 
  private:
   Status send(StepKind kind);
+  Status step_boundary();
   parallel::Communicator& comm_;
+  PlacementSwitch* placement_ = nullptr;
+  PlacementSource source_;
 };
 
 // Sets the scheduler's group hooks (before_forward, idle, idle_interval) to drive
@@ -59,8 +76,10 @@ void install_leader_hooks(LeaderStepper& leader, int64_t collective_timeout_ms,
 // `leader` must outlive the drafter.
 std::function<Status()> leader_draft_hook(std::optional<LeaderStepper>& leader);
 
-// Ranks > 0: runs until rank 0 sends kStop (ok) or a collective fails.
-Status follow_leader(parallel::Communicator& comm, ExpertParallelDispatcher& dispatcher);
+// Ranks > 0: runs until rank 0 sends kStop (ok) or a collective fails. `placement`
+// answers rank 0's placement steps (null: a PlacementSwitch with the default preparer).
+Status follow_leader(parallel::Communicator& comm, ExpertParallelDispatcher& dispatcher,
+                     PlacementSwitch* placement = nullptr);
 
 // Attaches expert parallelism over `comm` to `engine`: placement from `placement_path`
 // (contiguous blocks when empty). Returns the dispatcher (owned by the engine).

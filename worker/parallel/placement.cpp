@@ -26,7 +26,7 @@ StatusOr<ExpertPlacement> ExpertPlacement::contiguous(int world_size, int64_t nu
 StatusOr<ExpertPlacement> ExpertPlacement::create(int world_size, int64_t num_experts,
                                                   std::vector<int64_t> moe_layers,
                                                   std::vector<std::vector<int32_t>> phy2log,
-                                                  const std::string& source) {
+                                                  const std::string& source, int64_t version) {
   if (world_size < 1) return invalid_argument_error(source + ": world size must be at least 1");
   if (num_experts < 1) return invalid_argument_error(source + ": the model has no routed experts");
   if (moe_layers.empty()) return invalid_argument_error(source + ": the model has no MoE layers");
@@ -36,6 +36,7 @@ StatusOr<ExpertPlacement> ExpertPlacement::create(int world_size, int64_t num_ex
                                   " MoE layers");
   }
   ExpertPlacement p;
+  p.version_ = version;
   p.world_size_ = world_size;
   p.num_experts_ = num_experts;
   p.num_slots_ = static_cast<int64_t>(phy2log[0].size());

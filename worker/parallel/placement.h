@@ -41,11 +41,13 @@ class ExpertPlacement {
                                          std::vector<int64_t> moe_layers);
   static StatusOr<ExpertPlacement> load(const std::string& path, int world_size,
                                         int64_t num_experts, std::vector<int64_t> moe_layers);
-  // From phy2log per MoE layer (same order as moe_layers), validated.
+  // From phy2log per MoE layer (same order as moe_layers), validated; `version` is the
+  // placement file's (0: none).
   static StatusOr<ExpertPlacement> create(int world_size, int64_t num_experts,
                                           std::vector<int64_t> moe_layers,
                                           std::vector<std::vector<int32_t>> phy2log,
-                                          const std::string& source = "placement");
+                                          const std::string& source = "placement",
+                                          int64_t version = 0);
 
   int world_size() const { return world_size_; }
   int64_t num_experts() const { return num_experts_; }

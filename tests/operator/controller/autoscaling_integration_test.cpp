@@ -7,6 +7,7 @@
 #include <gtest/gtest.h>
 
 #include <mutex>
+#include <thread>
 
 #include "common/http_server.h"
 #include "common/metrics.h"
@@ -45,7 +46,7 @@ class FakeWorker {
           "moeserve_prompt_tokens_total{model=\"tiny\",deployment=\"x\"} " +
               std::to_string(prompt_) +
               "\nmoeserve_generation_tokens_total{model=\"tiny\",deployment=\"x\"} " +
-              std::to_string(generation_) + "\n" + experts_);
+              std::to_string(generation_) + "\n" + experts_ + placement_);
     });
   }
   Status start() { return server_.start(); }
@@ -66,6 +67,27 @@ class FakeWorker {
     }
   }
 
+  // The live-placement series of worker/server/placement_metrics.h: the version the
+  // group runs, the last committed switch's duration, the last aborted one (failed > 0),
+  // and per-slot tokens of MoE layer 1 (rank r holds slots [r * n, (r + 1) * n)).
+  void set_placement(int64_t version, double seconds, int64_t failed, const std::string& reason,
+                     const std::vector<double>& slot_tokens, int slots_per_rank) {
+    std::lock_guard<std::mutex> lock(mutex_);
+    const std::string labels = "model=\"tiny\",deployment=\"x\"";
+    placement_ = "moeserve_placement_version{" + labels + "} " + std::to_string(version) +
+                 "\nmoeserve_placement_switch_duration_seconds{" + labels + "} " +
+                 std::to_string(seconds) + "\n";
+    if (failed > 0) {
+      placement_ += "moeserve_placement_switch_failure_info{" + labels + ",version=\"" +
+                    std::to_string(failed) + "\",reason=\"" + reason + "\"} 1\n";
+    }
+    for (size_t s = 0; s < slot_tokens.size(); ++s) {
+      placement_ += "moeserve_expert_slot_tokens_total{" + labels + ",layer=\"1\",slot=\"" +
+                    std::to_string(s) + "\",rank=\"" + std::to_string(s / slots_per_rank) + "\"} " +
+                    std::to_string(slot_tokens[s]) + "\n";
+    }
+  }
+
  private:
   static http::ServerOptions options(const std::string& host, uint16_t port) {
     http::ServerOptions o;
@@ -78,6 +100,7 @@ class FakeWorker {
   double prompt_ = 0;
   double generation_ = 0;
   std::string experts_;
+  std::string placement_;
   http::Server server_;
 };
 
@@ -317,9 +340,100 @@ TEST_F(AutoscalingIntegrationTest, SkewedExpertLoadVersionsTheBalancedPlacement)
   int replicas_of_hot = 0;
   for (const auto& e : placement["layers"][0]["phy2log"]) replicas_of_hot += e == 5 ? 1 : 0;
   EXPECT_EQ(replicas_of_hot, 3);
-  ASSERT_TRUE(wait_until([&] { return !event_messages("PlacementUpdated").empty(); }, 20s));
-  EXPECT_EQ(event_messages("PlacementUpdated")[0],
+  ASSERT_TRUE(wait_until([&] { return !event_messages("PlacementRollout").empty(); }, 20s));
+  EXPECT_EQ(event_messages("PlacementRollout")[0],
             "expert placement version 2 from measured expert loads: balancedness 0.633 -> 0.864");
+}
+
+// A new version reaches a running group live: the StatefulSet (its pod template, so its
+// pods) is not touched; the worker reports the version it switched to, and status and
+// the PlacementUpdated event record version, balancedness before/after and the switch
+// duration; the operator's switch metrics count it. Until then nothing new is proposed.
+TEST_F(AutoscalingIntegrationTest, NewPlacementIsSwitchedLiveWithoutRestartingPods) {
+  nlohmann::json md = deployment();
+  md["spec"]["model"]["routedExperts"] = 8;
+  md["spec"]["model"]["moeLayers"] = 1;
+  md["spec"]["parallelism"]["redundantExperts"] = 2;
+  ASSERT_TRUE(client_->create(res::kModelDeployments, kNs, md).ok());
+  ASSERT_TRUE(wait_until([&] { return groups().size() == 1; }, 20s));
+  make_groups_ready(0);
+  ASSERT_TRUE(wait_until([&] { return status().contains("placement"); }, 20s));
+  const nlohmann::json before = groups().begin()->second;
+  workers_[0]->set_placement(1, 0, 0, "", {}, 5);
+  ASSERT_TRUE(measured_groups(1));
+  // Version 1 runs; rank 1 carried 15000 of 19000 tokens (slots 5..9).
+  workers_[0]->set_placement(1, 0, 0, "", {800, 800, 800, 800, 800, 12000, 750, 750, 750, 750}, 5);
+  workers_[0]->add_tokens(100, 100);
+  workers_[0]->set_expert_tokens(1, {1000, 1000, 1000, 1000, 1000, 12000, 1000, 1000});
+  clock_.advance(10s);
+  ASSERT_TRUE(wait_until(
+      [&] { return status()["placement"].value("lastSwitch", nlohmann::json()).is_object(); }, 20s))
+      << status().dump();
+  nlohmann::json last = status()["placement"]["lastSwitch"];
+  EXPECT_EQ(last["version"], 2);
+  EXPECT_EQ(last["result"], "InProgress");
+  EXPECT_NEAR(last["balancednessBefore"].get<double>(), 9500.0 / 15000, 1e-3)
+      << "measured from what the ranks carried";
+  EXPECT_NEAR(last["balancednessAfter"].get<double>(), 9500.0 / 11000, 1e-3);
+
+  // The worker still runs version 1: the switch is in flight, and a new skew proposes
+  // nothing more.
+  workers_[0]->add_tokens(100, 100);
+  workers_[0]->set_expert_tokens(1, {1000, 30000, 1000, 1000, 1000, 12000, 1000, 1000});
+  clock_.advance(10s);
+  ASSERT_TRUE(measured_groups(1));
+  std::this_thread::sleep_for(500ms);
+  EXPECT_EQ(status()["placement"]["version"], 2) << "one switch in flight at a time";
+
+  // The group switched to version 2 in 1.5 s.
+  workers_[0]->set_placement(2, 1.5, 0, "",
+                             {2000, 2000, 2000, 2000, 2000, 2000, 2000, 2000, 2000, 1000}, 5);
+  workers_[0]->add_tokens(100, 100);
+  clock_.advance(10s);
+  ASSERT_TRUE(wait_until([&] { return !event_messages("PlacementUpdated").empty(); }, 20s))
+      << status().dump();
+  EXPECT_EQ(event_messages("PlacementUpdated")[0],
+            "expert placement version 2 live on every group in 1.5 s: balancedness 0.633 -> 0.864");
+  EXPECT_NE(
+      metrics::serialize({registry_})
+          .find(
+              "moeserve_deployment_placement_switches_total{deployment=\"x\",namespace=\"team-a\","
+              "result=\"Committed\"} 1"),
+      std::string::npos);
+  const nlohmann::json after = groups().begin()->second;
+  EXPECT_EQ(after["metadata"]["resourceVersion"], before["metadata"]["resourceVersion"])
+      << "the StatefulSet (and so its pods) is not rolled by a placement change";
+}
+
+// A group that aborts the switch (a rank could not prepare) keeps its map; status and a
+// Warning event say which rank and why.
+TEST_F(AutoscalingIntegrationTest, AFailedPlacementSwitchIsVisible) {
+  nlohmann::json md = deployment();
+  md["spec"]["model"]["routedExperts"] = 8;
+  md["spec"]["model"]["moeLayers"] = 1;
+  md["spec"]["parallelism"]["redundantExperts"] = 2;
+  ASSERT_TRUE(client_->create(res::kModelDeployments, kNs, md).ok());
+  ASSERT_TRUE(wait_until([&] { return groups().size() == 1; }, 20s));
+  make_groups_ready(0);
+  ASSERT_TRUE(wait_until([&] { return status().contains("placement"); }, 20s));
+  workers_[0]->set_placement(1, 0, 0, "", {}, 5);
+  ASSERT_TRUE(measured_groups(1));
+  workers_[0]->add_tokens(100, 100);
+  workers_[0]->set_expert_tokens(1, {1000, 1000, 1000, 1000, 1000, 12000, 1000, 1000});
+  clock_.advance(10s);
+  ASSERT_TRUE(wait_until([&] { return status()["placement"]["version"] == 2; }, 20s));
+  workers_[0]->set_placement(1, 0, 2, "rank 1: cannot read the new experts' pages", {}, 5);
+  workers_[0]->add_tokens(100, 100);
+  clock_.advance(10s);
+  ASSERT_TRUE(
+      wait_until([&] { return status()["placement"]["lastSwitch"]["result"] == "Aborted"; }, 20s))
+      << status().dump();
+  EXPECT_EQ(status()["placement"]["lastSwitch"]["message"],
+            "group 0: rank 1: cannot read the new experts' pages");
+  ASSERT_TRUE(wait_until([&] { return !event_messages("PlacementSwitchFailed").empty(); }, 20s));
+  EXPECT_EQ(event_messages("PlacementSwitchFailed")[0],
+            "expert placement version 2 aborted; the groups keep the previous placement: group 0: "
+            "rank 1: cannot read the new experts' pages");
 }
 
 }  // namespace

@@ -253,6 +253,52 @@ TEST(PlanPlacement, LoadsOfAnotherShapeOrTooFewTokensKeepTheMap) {
   EXPECT_EQ(p.map, observed.current_placement);
 }
 
+TEST(PlanPlacement, ANewMapDoesNotChangeThePodTemplate) {
+  const ModelDeployment md = deployment(small_spec());
+  Observed observed;
+  observed.current_placement = Placement{3, default_phy2log(8, 2, 4)};
+  const Plan unchanged = plan(md, observed);
+  observed.expert_load = skewed_load();
+  const Plan proposed = plan(md, observed);
+  ASSERT_TRUE(proposed.placement.proposed);
+  EXPECT_EQ(proposed.template_hash, unchanged.template_hash)
+      << "the map reaches pods through the ConfigMap volume, not the template";
+}
+
+TEST(PlanPlacement, OneSwitchInFlightAtATime) {
+  const ModelDeployment md = deployment(small_spec());
+  Observed observed;
+  observed.current_placement = Placement{3, default_phy2log(8, 2, 4)};
+  observed.expert_load = skewed_load();
+  observed.group_placements[0] = {3, 0, 1.5, 0, ""};
+  observed.group_placements[1] = {2, 3, 0, 0, ""};  // still preparing version 3
+  PlacementPlan p = plan_placement(md.spec, observed);
+  EXPECT_TRUE(p.switch_in_flight);
+  EXPECT_FALSE(p.proposed);
+  EXPECT_EQ(p.map, observed.current_placement);
+  EXPECT_EQ(p.groups_reporting, 2);
+  EXPECT_EQ(p.groups_switched, 1);
+
+  observed.group_placements[1] = {2, 0, 0, 3, "rank 1: cannot read"};  // aborted version 3
+  p = plan_placement(md.spec, observed);
+  EXPECT_FALSE(p.switch_in_flight);
+  EXPECT_EQ(p.switch_failure, "group 1: rank 1: cannot read");
+  EXPECT_FALSE(p.proposed) << "a failed switch holds the map until it is looked at";
+
+  observed.group_placements[1] = {3, 0, 2.5, 0, ""};
+  p = plan_placement(md.spec, observed, {}, /*switch_open=*/true);
+  EXPECT_FALSE(p.proposed) << "the end of the last switch is recorded first";
+  EXPECT_EQ(p.switch_seconds, 2.5);
+  p = plan_placement(md.spec, observed);
+  EXPECT_TRUE(p.proposed);
+}
+
+TEST(PlanPlacement, MeasuredBalancednessIsWhatRanksCarried) {
+  EXPECT_EQ(measured_balancedness({}), std::nullopt);
+  EXPECT_EQ(measured_balancedness({{0, 0}}), std::nullopt);
+  EXPECT_DOUBLE_EQ(*measured_balancedness({{1, 3}, {2, 2}, {0, 0}}), (2.0 / 3 + 1) / 2);
+}
+
 TEST(PlanPlacement, AbsentWithoutTheModelShape) {
   json spec = v3_spec();
   spec["model"].erase("routedExperts");
