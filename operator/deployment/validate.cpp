@@ -26,6 +26,7 @@ constexpr size_t kMaxSourceLength = 512;
 constexpr size_t kMaxStringLength = 256;
 constexpr size_t kMaxTolerations = 64;
 constexpr size_t kMaxEnv = 128;
+constexpr size_t kMaxEngineArgs = 128;
 
 bool matches(const std::string& text, const char* pattern) {
   return std::regex_match(text, std::regex(pattern));
@@ -170,6 +171,8 @@ void validate_env(const std::vector<EnvVar>& env, const std::string& field,
 // placement map, and flags the operator renders itself (engine_command.h).
 void validate_engine(const ModelDeploymentSpec& s, std::vector<FieldError>* errors) {
   const EngineSpec& e = s.engine;
+  check_max_length(errors, "spec.engine.image", e.image, kMaxSourceLength);
+  check_max_items(errors, "spec.engine.extraArgs", e.extra_args.size(), kMaxEngineArgs);
   check_max_items(errors, "spec.engine.env", e.env.size(), kMaxEnv);
   validate_env(e.env, "spec.engine.env", errors);
   if (e.kind == EngineKind::kMoeserve) return;
