@@ -38,7 +38,7 @@ enum class SpeculativeMethod { kNone, kMtp, kNgram };
 // and metric names differ (engine_command.h, autoscaler/engine_metrics.h).
 enum class EngineKind { kMoeserve, kVllm, kSglang };
 
-std::string_view precision_name(Precision precision);  // "fp8" | "bf16" | "auto"
+std::string_view precision_name(Precision precision);         // "fp8" | "bf16" | "auto"
 std::string_view speculative_name(SpeculativeMethod method);  // "none" | "mtp" | "ngram"
 std::string_view engine_name(EngineKind kind);                // "moeserve" | "vllm" | "sglang"
 

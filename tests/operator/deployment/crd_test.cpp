@@ -67,6 +67,7 @@ json valid_spec() {
                "volumeMounts": [{"name": "cache", "mountPath": "/cache"}],
                "topologySpreadConstraints": [{"maxSkew": 1, "topologyKey": "zone",
                                               "whenUnsatisfiable": "ScheduleAnyway"}]},
+    "engine": {"extraArgs": ["--threads", "2"], "env": [{"name": "B", "value": "c"}]},
     "autoscaling": {"enabled": true, "minReplicas": 1, "maxReplicas": 3,
                     "targetTokensPerSecondPerGroup": 100},
     "auth": {"secretName": "keys", "key": "api-keys"},
