@@ -116,7 +116,7 @@ TEST(ParseSpec, WrongTypesAreReportedWithTheirPathAndKeepDefaults) {
   std::vector<FieldError> errors;
   const ModelDeploymentSpec s = parse_spec(spec, &errors);
   const std::vector<FieldError> expected = {
-      {"spec.model.precision", "must be one of fp8, bf16 (got \"fp16\")"},
+      {"spec.model.precision", "must be one of fp8, bf16, auto (got \"fp16\")"},
       {"spec.replicas", "must be an integer"},
       {"spec.parallelism.expertParallel", "must be an integer"},
       {"spec.worker.env", "must be a list"},
