@@ -31,6 +31,7 @@ struct ScrapeTarget {
   std::string ns;
   std::string name;
   std::vector<GroupEndpoint> groups;
+  EngineMetrics engine = EngineMetrics::kMoeserve;  // whose metric names the groups serve
   std::string key() const { return ns + "/" + name; }
   friend bool operator==(const ScrapeTarget&, const ScrapeTarget&) = default;
 };

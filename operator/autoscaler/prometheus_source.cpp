@@ -94,13 +94,19 @@ std::vector<std::string> PrometheusSource::queries(const ScrapeTarget& t) const 
       "{namespace=" + promql_string(t.ns) + ",deployment=" + promql_string(t.name) + "}";
   const std::string rate = "[" + std::to_string(options_.rate_window_seconds) + "s]";
   const std::string load = "[" + std::to_string(options_.load_window_seconds) + "s]";
-  return {
-      "sum(rate(" + std::string(kPromptTokens) + sel + rate + ")) + sum(rate(" + kGenerationTokens +
-          sel + rate + "))",
-      "histogram_quantile(0.95, sum by (le) (rate(" + std::string(kTtftBucket) + sel + rate + ")))",
-      "sum(" + std::string(kRequestsWaiting) + sel + ")",
-      "sum by (layer, expert) (increase(" + std::string(kExpertTokens) + sel + load + "))",
+  const MetricNames& names = metric_names(t.engine);
+  std::vector<std::string> out = {
+      "sum(rate(" + std::string(names.prompt_tokens) + sel + rate + ")) + sum(rate(" +
+          names.generation_tokens + sel + rate + "))",
+      "histogram_quantile(0.95, sum by (le) (rate(" + std::string(names.ttft_bucket) + sel + rate +
+          ")))",
+      "sum(" + std::string(names.requests_waiting) + sel + ")",
   };
+  if (names.expert_tokens) {
+    out.push_back("sum by (layer, expert) (increase(" + std::string(names.expert_tokens) + sel +
+                  load + "))");
+  }
+  return out;
 }
 
 StatusOr<std::vector<PrometheusSource::Series>> PrometheusSource::query(
@@ -135,6 +141,10 @@ Measurement PrometheusSource::measure(const ScrapeTarget& target, Clock::TimePoi
   m.tokens_per_second = first(q[0]);
   m.ttft_p95_seconds = first(q[1]);
   m.requests_waiting = first(q[2]);
+  if (q.size() < 4) {
+    m.groups_measured = m.tokens_per_second ? static_cast<int32_t>(target.groups.size()) : 0;
+    return m;
+  }
   auto experts = query(q[3]);
   if (experts.ok()) {
     std::map<ExpertKey, double> loads;

@@ -31,7 +31,8 @@ class PrometheusSource : public MetricSource {
   void forget(const std::string&) override {}
 
   // The PromQL this source sends for a deployment, in the order of Measurement's fields
-  // (tokens/s, TTFT p95, waiting, expert load).
+  // (tokens/s, TTFT p95, waiting, expert load), with the metric names of target.engine
+  // (no expert-load query for engines that do not export expert loads).
   std::vector<std::string> queries(const ScrapeTarget& target) const;
 
  private:

@@ -5,7 +5,7 @@ namespace moeserve::autoscaler {
 ScrapeSource::ScrapeSource(std::shared_ptr<const http::Client> http, ScrapeOptions options)
     : http_(std::move(http)), options_(options) {}
 
-StatusOr<WorkerSample> ScrapeSource::scrape(const std::string& url) const {
+StatusOr<WorkerSample> ScrapeSource::scrape(const std::string& url, EngineMetrics engine) const {
   http::ClientRequest request;
   request.url = url;
   request.timeout_ms = options_.timeout_ms;
@@ -19,7 +19,7 @@ StatusOr<WorkerSample> ScrapeSource::scrape(const std::string& url) const {
                                     std::to_string(response.body.size()) + " bytes");
   }
   MOESERVE_ASSIGN_OR_RETURN(std::vector<Sample> samples, parse_exposition(response.body));
-  return worker_sample_from(samples);
+  return worker_sample_from(samples, engine);
 }
 
 Measurement ScrapeSource::measure(const ScrapeTarget& target, Clock::TimePoint now) {
@@ -38,7 +38,7 @@ Measurement ScrapeSource::measure(const ScrapeTarget& target, Clock::TimePoint n
         it != windows->end()
             ? std::move(it->second)
             : std::make_unique<GroupWindow>(options_.rate_window, options_.load_window);
-    StatusOr<WorkerSample> sample = scrape(group.metrics_url);
+    StatusOr<WorkerSample> sample = scrape(group.metrics_url, target.engine);
     if (sample.ok()) {
       window->add(now, *sample);
       ++m.groups_measured;

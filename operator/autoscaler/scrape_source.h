@@ -30,8 +30,9 @@ class ScrapeSource : public MetricSource {
   Measurement measure(const ScrapeTarget& target, Clock::TimePoint now) override;
   void forget(const std::string& key) override;
 
-  // One GET and parse of a worker's /metrics.
-  StatusOr<WorkerSample> scrape(const std::string& url) const;
+  // One GET and parse of a worker's /metrics, read with `engine`'s metric names.
+  StatusOr<WorkerSample> scrape(const std::string& url,
+                                EngineMetrics engine = EngineMetrics::kMoeserve) const;
 
  private:
   std::shared_ptr<const http::Client> http_;

@@ -41,7 +41,14 @@ double counter_increase(double previous, double current) {
   return current >= previous ? current - previous : current;
 }
 
-StatusOr<WorkerSample> worker_sample_from(const std::vector<Sample>& samples) {
+StatusOr<WorkerSample> worker_sample_from(const std::vector<Sample>& samples,
+                                          EngineMetrics engine) {
+  const MetricNames& names = metric_names(engine);
+  const std::string prompt_name = names.prompt_tokens;
+  const std::string generation_name = names.generation_tokens;
+  const std::string ttft_name = names.ttft_bucket;
+  const std::string waiting_name = names.requests_waiting;
+  const std::string expert_name = names.expert_tokens ? names.expert_tokens : "";
   WorkerSample out;
   auto placement = [&out]() -> PlacementState& {
     if (!out.placement) out.placement.emplace();
@@ -50,24 +57,23 @@ StatusOr<WorkerSample> worker_sample_from(const std::vector<Sample>& samples) {
   bool prompt = false, generation = false;
   std::map<double, double> buckets;
   for (const Sample& s : samples) {
-    if (s.name == kPromptTokens) {
+    if (s.name == prompt_name) {
       out.prompt_tokens += s.value;
       prompt = true;
-    } else if (s.name == kGenerationTokens) {
+    } else if (s.name == generation_name) {
       out.generation_tokens += s.value;
       generation = true;
-    } else if (s.name == kRequestsWaiting) {
+    } else if (s.name == waiting_name) {
       out.requests_waiting += s.value;
-    } else if (s.name == kTtftBucket) {
+    } else if (s.name == ttft_name) {
       const std::optional<double> le = parse_le(s.label("le"));
-      if (!le) return invalid_argument_error(std::string(kTtftBucket) + ": bad or missing le");
+      if (!le) return invalid_argument_error(ttft_name + ": bad or missing le");
       buckets[*le] += s.value;
-    } else if (s.name == kExpertTokens) {
+    } else if (!expert_name.empty() && s.name == expert_name) {
       const auto layer = parse_int<int64_t>(s.label("layer"));
       const auto expert = parse_int<int32_t>(s.label("expert"));
       if (!layer || !expert) {
-        return invalid_argument_error(std::string(kExpertTokens) +
-                                      ": bad or missing layer/expert label");
+        return invalid_argument_error(expert_name + ": bad or missing layer/expert label");
       }
       out.expert_tokens[{*layer, *expert}] += s.value;
     } else if (s.name == kSlotTokens) {
@@ -90,8 +96,8 @@ StatusOr<WorkerSample> worker_sample_from(const std::vector<Sample>& samples) {
     }
   }
   if (!prompt || !generation) {
-    return invalid_argument_error(std::string("no ") + kPromptTokens + " / " + kGenerationTokens +
-                                  ": not a moeserve worker's /metrics");
+    return invalid_argument_error("no " + prompt_name + " / " + generation_name + ": not a " +
+                                  names.engine + " worker's /metrics");
   }
   out.ttft_buckets.assign(buckets.begin(), buckets.end());
   return out;

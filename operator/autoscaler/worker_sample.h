@@ -2,10 +2,10 @@
 // successive scrapes turn into rates. Pure; no I/O, time passed in.
 //
 // WorkerSample holds the raw values of one scrape (series of a family summed over
-// their other labels): the token counters moeserve_prompt_tokens_total and
-// moeserve_generation_tokens_total, the cumulative buckets of
-// moeserve_time_to_first_token_seconds, the gauge moeserve_num_requests_waiting, and
-// moeserve_expert_tokens_total per (layer, expert); the live-placement series
+// their other labels): the prompt and generation token counters, the cumulative
+// buckets of the time-to-first-token histogram, the waiting-requests gauge, under the
+// names of the engine that serves it (engine_metrics.h), and from moeserve's worker
+// only: moeserve_expert_tokens_total per (layer, expert) and the live-placement series
 // (worker/server/placement_metrics.h): moeserve_placement_version and friends, and
 // moeserve_expert_slot_tokens_total summed per (layer, rank), what each rank carried.
 //
@@ -28,15 +28,11 @@
 
 #include "common/clock.h"
 #include "common/status.h"
+#include "operator/autoscaler/engine_metrics.h"
 #include "operator/autoscaler/prometheus_text.h"
 
 namespace moeserve::autoscaler {
 
-inline constexpr const char* kPromptTokens = "moeserve_prompt_tokens_total";
-inline constexpr const char* kGenerationTokens = "moeserve_generation_tokens_total";
-inline constexpr const char* kTtftBucket = "moeserve_time_to_first_token_seconds_bucket";
-inline constexpr const char* kRequestsWaiting = "moeserve_num_requests_waiting";
-inline constexpr const char* kExpertTokens = "moeserve_expert_tokens_total";
 inline constexpr const char* kSlotTokens = "moeserve_expert_slot_tokens_total";
 inline constexpr const char* kPlacementVersion = "moeserve_placement_version";
 inline constexpr const char* kPlacementInFlight = "moeserve_placement_switch_in_flight_version";
@@ -65,9 +61,11 @@ struct WorkerSample {
   std::optional<PlacementState> placement;  // when the worker exports moeserve_placement_version
 };
 
-// invalid_argument when the token counters are missing (not a moeserve worker) or a
-// bucket/expert label is malformed.
-StatusOr<WorkerSample> worker_sample_from(const std::vector<Sample>& samples);
+// invalid_argument when the token counters are missing (not that engine's /metrics) or
+// a bucket/expert label is malformed. A missing TTFT histogram or waiting gauge reads as
+// empty / 0 (an engine exports them once it has served a request, or not at all).
+StatusOr<WorkerSample> worker_sample_from(const std::vector<Sample>& samples,
+                                          EngineMetrics engine = EngineMetrics::kMoeserve);
 
 // The q-quantile of a histogram given as (le, cumulative count) buckets, le ascending
 // and ending with +Inf, interpolating linearly within a bucket as PromQL's

@@ -3,6 +3,7 @@
 #include <algorithm>
 
 #include "common/log.h"
+#include "operator/deployment/engine_command.h"
 #include "operator/deployment/layout.h"
 #include "operator/deployment/names.h"
 #include "operator/deployment/parse.h"
@@ -12,6 +13,15 @@
 
 namespace moeserve::controller {
 namespace {
+
+autoscaler::EngineMetrics engine_metrics(deployment::EngineKind kind) {
+  switch (kind) {
+    case deployment::EngineKind::kMoeserve: return autoscaler::EngineMetrics::kMoeserve;
+    case deployment::EngineKind::kVllm: return autoscaler::EngineMetrics::kVllm;
+    case deployment::EngineKind::kSglang: return autoscaler::EngineMetrics::kSglang;
+  }
+  return autoscaler::EngineMetrics::kMoeserve;
+}
 
 constexpr auto kProgressRequeue = std::chrono::seconds(15);
 
@@ -111,7 +121,7 @@ ModelDeploymentReconciler::Gathered ModelDeploymentReconciler::gather(
     }
   }
   // Pods: restarts of every worker pod; the rank-0 pod of each live group is scraped.
-  out.target = {ns, name, {}};
+  out.target = {ns, name, {}, engine_metrics(md.spec.engine.kind)};
   for (const auto& pod : informers_.list(kube::resources::kPods.resource, ns, selector)) {
     out.worker_restarts += restart_count(pod);
     const std::string pod_name = pod["metadata"].value("name", "");
@@ -121,9 +131,10 @@ ModelDeploymentReconciler::Gathered ModelDeploymentReconciler::gather(
         continue;
       }
       const std::string host = ip.find(':') != std::string::npos ? "[" + ip + "]" : ip;
-      out.target.groups.push_back(
-          {g.index, pod_name,
-           "http://" + host + ":" + std::to_string(md.spec.worker.metrics_port) + "/metrics"});
+      out.target.groups.push_back({g.index, pod_name,
+                                   "http://" + host + ":" +
+                                       std::to_string(deployment::metrics_port(md.spec)) +
+                                       deployment::kMetricsPath});
     }
   }
   std::sort(out.target.groups.begin(), out.target.groups.end(),

@@ -23,6 +23,9 @@ inline constexpr std::string_view kLabelManagedBy = "app.kubernetes.io/managed-b
 inline constexpr std::string_view kLabelComponent = "app.kubernetes.io/component";
 inline constexpr std::string_view kLabelDeployment = "moeserve.io/deployment";
 inline constexpr std::string_view kLabelGroup = "moeserve.io/group";
+// On the pods of vLLM and SGLang groups only: the engine (spec.engine.kind), for the
+// PodMonitor that scrapes their API port.
+inline constexpr std::string_view kLabelEngine = "moeserve.io/engine";
 // Set on every StatefulSet pod by Kubernetes (1.28+): the pod's ordinal.
 inline constexpr std::string_view kLabelPodIndex = "apps.kubernetes.io/pod-index";
 inline constexpr std::string_view kWorkerAppName = "moeserve-worker";

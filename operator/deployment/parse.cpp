@@ -60,6 +60,36 @@ void read_objects(const JsonReader& r, std::string_view key, std::vector<json>* 
   }
 }
 
+std::vector<EnvVar> parse_env(const JsonReader& r) {
+  std::vector<EnvVar> out;
+  for (const JsonReader& e : r.items("env")) {
+    EnvVar var;
+    e.read("name", &var.name);
+    e.read("value", &var.value);
+    const json& from = e.get("valueFrom");
+    if (!from.is_null() && !from.is_object()) {
+      e.fail(e.path("valueFrom"), "must be an object");
+    } else {
+      var.value_from = from;
+    }
+    out.push_back(std::move(var));
+  }
+  return out;
+}
+
+EngineSpec parse_engine(const JsonReader& r) {
+  EngineSpec engine;
+  std::string kind(engine_name(engine.kind));
+  read_choice(r, "kind", {"moeserve", "vllm", "sglang"}, &kind);
+  engine.kind = kind == "vllm"     ? EngineKind::kVllm
+                : kind == "sglang" ? EngineKind::kSglang
+                                   : EngineKind::kMoeserve;
+  r.read("image", &engine.image);
+  r.read("extraArgs", &engine.extra_args);
+  engine.env = parse_env(r);
+  return engine;
+}
+
 WorkerSpec parse_worker(const JsonReader& r) {
   WorkerSpec w;
   r.read("image", &w.image);
@@ -77,18 +107,7 @@ WorkerSpec parse_worker(const JsonReader& r) {
     t.read("tolerationSeconds", &tol.toleration_seconds);
     w.tolerations.push_back(std::move(tol));
   }
-  for (const JsonReader& e : r.items("env")) {
-    EnvVar var;
-    e.read("name", &var.name);
-    e.read("value", &var.value);
-    const json& from = e.get("valueFrom");
-    if (!from.is_null() && !from.is_object()) {
-      e.fail(e.path("valueFrom"), "must be an object");
-    } else {
-      var.value_from = from;
-    }
-    w.env.push_back(std::move(var));
-  }
+  w.env = parse_env(r);
   r.read("extraArgs", &w.extra_args);
   r.read("spreadAcrossNodes", &w.spread_across_nodes);
   r.read("port", &w.port);
@@ -124,8 +143,10 @@ ModelDeploymentSpec parse_spec(const json& spec, std::vector<FieldError>* errors
   model.read("source", &s.model.source);
   model.read("servedModelName", &s.model.served_model_name);
   std::string precision(precision_name(s.model.precision));
-  read_choice(model, "precision", {"fp8", "bf16"}, &precision);
-  s.model.precision = precision == "bf16" ? Precision::kBf16 : Precision::kFp8;
+  read_choice(model, "precision", {"fp8", "bf16", "auto"}, &precision);
+  s.model.precision = precision == "bf16"   ? Precision::kBf16
+                      : precision == "auto" ? Precision::kAuto
+                                            : Precision::kFp8;
   model.read("routedExperts", &s.model.routed_experts);
   model.read("moeLayers", &s.model.moe_layers);
   model.read("downloaderImage", &s.model.downloader_image);
@@ -138,6 +159,7 @@ ModelDeploymentSpec parse_spec(const json& spec, std::vector<FieldError>* errors
   par.read("redundantExperts", &s.parallelism.redundant_experts);
 
   s.worker = parse_worker(r.child("worker"));
+  s.engine = parse_engine(r.child("engine"));
 
   JsonReader spec_r = r.child("speculative");
   std::string method(speculative_name(s.speculative.method));

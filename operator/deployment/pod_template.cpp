@@ -2,6 +2,7 @@
 
 #include <algorithm>
 
+#include "operator/deployment/engine_command.h"
 #include "operator/deployment/hash.h"
 #include "operator/deployment/names.h"
 #include "operator/deployment/placement_config.h"
@@ -53,6 +54,57 @@ json downloader(const ModelDeployment& md, const ModelSource& source) {
           {"securityContext", restricted_security_context()}};
 }
 
+// The worker container without volumeMounts: moeserve's own worker.
+json moeserve_container(const ModelDeployment& md, const GroupLayout& layout, int32_t group) {
+  const ModelDeploymentSpec& s = md.spec;
+  const WorkerSpec& w = s.worker;
+  const WorkerCommand worker = pod_worker_command(md, layout, group);
+  json env = to_json(worker.env);
+  for (const json& var : to_json(w.env)) env.push_back(var);
+  for (const json& var : to_json(s.engine.env)) env.push_back(var);
+
+  // Startup may take as long as the progress deadline (large checkpoints load slowly).
+  const int32_t startup_failures = std::max(1, (s.progress_deadline_seconds + 9) / 10);
+  return {{"name", kWorkerContainer},
+          {"image", engine_image(s)},
+          {"imagePullPolicy", w.image_pull_policy},
+          {"command", worker.command},
+          {"args", worker.args},
+          {"env", env},
+          {"ports",
+           json::array(
+               {{{"name", "http"}, {"containerPort", w.port}, {"protocol", "TCP"}},
+                {{"name", "rendezvous"}, {"containerPort", w.rendezvous_port}, {"protocol", "TCP"}},
+                {{"name", "metrics"}, {"containerPort", w.metrics_port}, {"protocol", "TCP"}}})},
+          {"startupProbe", http_probe("/healthz", 10, startup_failures)},
+          {"livenessProbe", http_probe("/healthz", 10, 6)},
+          {"readinessProbe", http_probe("/readyz", 5, 3)},
+          {"resources", to_json(w.resources)},
+          {"securityContext", restricted_security_context()}};
+}
+
+// The worker container without volumeMounts: vLLM or SGLang (engine_command.h).
+json other_engine_container(const ModelDeployment& md, const GroupLayout& layout, int32_t group) {
+  const ModelDeploymentSpec& s = md.spec;
+  const EngineContainer engine = engine_container(md, layout, group);
+  json env = to_json(engine.env);
+  for (const json& var : to_json(s.worker.env)) env.push_back(var);
+  for (const json& var : to_json(s.engine.env)) env.push_back(var);
+  return {{"name", kWorkerContainer},
+          {"image", engine_image(s)},
+          {"imagePullPolicy", s.worker.image_pull_policy},
+          {"command", engine.command},
+          {"args", engine.args},
+          {"env", env},
+          {"ports", engine.ports},
+          {"startupProbe", engine.startup_probe},
+          {"livenessProbe", engine.liveness_probe},
+          {"readinessProbe", engine.readiness_probe},
+          {"lifecycle", engine.lifecycle},
+          {"resources", to_json(s.worker.resources)},
+          {"securityContext", restricted_security_context()}};
+}
+
 }  // namespace
 
 bool is_operator_volume(std::string_view name) {
@@ -91,7 +143,7 @@ WorkerCommand pod_worker_command(const ModelDeployment& md, const GroupLayout& l
   in.metrics_port = s.worker.metrics_port;
   if (s.auth.enabled()) in.api_key_file = std::string(kAuthMountDir) + "/" + s.auth.key;
   in.served_model_name = served_model_name(s.model);
-  in.precision = s.model.precision;
+  if (s.model.precision != Precision::kAuto) in.precision = s.model.precision;
   in.speculative = s.speculative;
   in.world_size = layout.ranks_per_group;
   in.leader =
@@ -104,6 +156,7 @@ WorkerCommand pod_worker_command(const ModelDeployment& md, const GroupLayout& l
   in.rank_source = RankSource::kPodIndex;
   in.ranks_per_pod = layout.ranks_per_pod;
   in.extra_args = s.worker.extra_args;
+  in.extra_args.insert(in.extra_args.end(), s.engine.extra_args.begin(), s.engine.extra_args.end());
   return worker_command(in);
 }
 
@@ -146,34 +199,16 @@ json render_pod_template(const ModelDeployment& md, const GroupLayout& layout, i
   for (const json& volume : w.volumes) volumes.push_back(volume);
   for (const json& mount : w.volume_mounts) mounts.push_back(mount);
 
-  const WorkerCommand worker = pod_worker_command(md, layout, group);
-  json env = to_json(worker.env);
-  for (const json& var : to_json(w.env)) env.push_back(var);
-
-  // Startup may take as long as the progress deadline (large checkpoints load slowly).
-  const int32_t startup_failures = std::max(1, (s.progress_deadline_seconds + 9) / 10);
-  json container = {
-      {"name", kWorkerContainer},
-      {"image", w.image},
-      {"imagePullPolicy", w.image_pull_policy},
-      {"command", worker.command},
-      {"args", worker.args},
-      {"env", env},
-      {"ports",
-       json::array(
-           {{{"name", "http"}, {"containerPort", w.port}, {"protocol", "TCP"}},
-            {{"name", "rendezvous"}, {"containerPort", w.rendezvous_port}, {"protocol", "TCP"}},
-            {{"name", "metrics"}, {"containerPort", w.metrics_port}, {"protocol", "TCP"}}})},
-      {"startupProbe", http_probe("/healthz", 10, startup_failures)},
-      {"livenessProbe", http_probe("/healthz", 10, 6)},
-      {"readinessProbe", http_probe("/readyz", 5, 3)},
-      {"resources", to_json(w.resources)},
-      {"volumeMounts", mounts},
-      {"securityContext", restricted_security_context()}};
+  json container = s.engine.kind == EngineKind::kMoeserve
+                       ? moeserve_container(md, layout, group)
+                       : other_engine_container(md, layout, group);
+  container["volumeMounts"] = mounts;
+  const int64_t grace = s.engine.kind == EngineKind::kMoeserve ? kTerminationGraceSeconds
+                                                               : kEngineTerminationGraceSeconds;
 
   json pod_spec = {{"containers", json::array({container})},
                    {"volumes", volumes},
-                   {"terminationGracePeriodSeconds", kTerminationGraceSeconds},
+                   {"terminationGracePeriodSeconds", grace},
                    {"enableServiceLinks", false},
                    {"automountServiceAccountToken", false},
                    {"securityContext",
@@ -199,7 +234,11 @@ json render_pod_template(const ModelDeployment& md, const GroupLayout& layout, i
   if (!w.topology_spread_constraints.empty()) {
     pod_spec["topologySpreadConstraints"] = w.topology_spread_constraints;
   }
-  return {{"metadata", {{"labels", group_labels(md.metadata.name, group)}}}, {"spec", pod_spec}};
+  json labels = group_labels(md.metadata.name, group);
+  if (s.engine.kind != EngineKind::kMoeserve) {
+    labels[std::string(kLabelEngine)] = std::string(engine_name(s.engine.kind));
+  }
+  return {{"metadata", {{"labels", labels}}}, {"spec", pod_spec}};
 }
 
 std::string template_hash(const ModelDeployment& md, const GroupLayout& layout) {

@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <set>
 
+#include "operator/deployment/engine_command.h"
 #include "operator/deployment/hash.h"
 #include "operator/deployment/names.h"
 #include "operator/deployment/pod_template.h"
@@ -125,7 +126,6 @@ json render_network_policy(const ModelDeployment& md, const RenderOptions& optio
   json api_from = json::array();
   for (const json& peer : np.api_from) api_from.push_back(peer);
   if (api_from.empty()) api_from.push_back({{"podSelector", json::object()}});
-  json ingress = json::array({{{"ports", tcp(md.spec.worker.port)}, {"from", api_from}}});
   json metrics_from = json::array();
   for (const json& peer : np.metrics_from) metrics_from.push_back(peer);
   if (!options.operator_namespace.empty()) {
@@ -134,8 +134,14 @@ json render_network_policy(const ModelDeployment& md, const RenderOptions& optio
           {{"matchLabels", {{"kubernetes.io/metadata.name", options.operator_namespace}}}}},
          {"podSelector", {{"matchLabels", {{std::string(kLabelComponent), "operator"}}}}}});
   }
-  if (!metrics_from.empty()) {
-    ingress.push_back({{"ports", tcp(md.spec.worker.metrics_port)}, {"from", metrics_from}});
+  // vLLM and SGLang serve /metrics on the API port: its scrapers are admitted there.
+  const int32_t scrape_port = metrics_port(md.spec);
+  if (scrape_port == md.spec.worker.port) {
+    for (const json& peer : metrics_from) api_from.push_back(peer);
+  }
+  json ingress = json::array({{{"ports", tcp(md.spec.worker.port)}, {"from", api_from}}});
+  if (!metrics_from.empty() && scrape_port != md.spec.worker.port) {
+    ingress.push_back({{"ports", tcp(scrape_port)}, {"from", metrics_from}});
   }
   json spec = {{"podSelector", {{"matchLabels", worker_selector(x)}}},
                {"policyTypes", json::array({"Ingress"})},

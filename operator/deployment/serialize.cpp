@@ -31,13 +31,13 @@ json to_json(const ModelDeploymentSpec& s) {
   if (s.model.moe_layers) model["moeLayers"] = *s.model.moe_layers;
 
   const WorkerSpec& w = s.worker;
-  json worker = {{"image", w.image},
-                 {"imagePullPolicy", w.image_pull_policy},
+  json worker = {{"imagePullPolicy", w.image_pull_policy},
                  {"spreadAcrossNodes", w.spread_across_nodes},
                  {"port", w.port},
                  {"rendezvousPort", w.rendezvous_port},
                  {"metricsPort", w.metrics_port},
                  {"sharedMemorySize", w.shared_memory_size}};
+  if (!w.image.empty()) worker["image"] = w.image;
   if (!w.resources.requests.empty() || !w.resources.limits.empty()) {
     worker["resources"] = to_json(w.resources);
   }
@@ -77,6 +77,11 @@ json to_json(const ModelDeploymentSpec& s) {
     network_policy["metricsFrom"] = s.network_policy.metrics_from;
   }
 
+  json engine = {{"kind", engine_name(s.engine.kind)}};
+  if (!s.engine.image.empty()) engine["image"] = s.engine.image;
+  if (!s.engine.extra_args.empty()) engine["extraArgs"] = s.engine.extra_args;
+  if (!s.engine.env.empty()) engine["env"] = to_json(s.engine.env);
+
   json out = {{"model", model},
               {"replicas", s.replicas},
               {"parallelism",
@@ -84,6 +89,7 @@ json to_json(const ModelDeploymentSpec& s) {
                 {"ranksPerPod", s.parallelism.ranks_per_pod},
                 {"redundantExperts", s.parallelism.redundant_experts}}},
               {"worker", worker},
+              {"engine", engine},
               {"speculative",
                {{"method", speculative_name(s.speculative.method)},
                 {"draftTokens", s.speculative.draft_tokens}}},

@@ -19,7 +19,12 @@ std::string last_segment(std::string_view text) {
 }  // namespace
 
 std::string_view precision_name(Precision precision) {
-  return precision == Precision::kFp8 ? "fp8" : "bf16";
+  switch (precision) {
+    case Precision::kFp8: return "fp8";
+    case Precision::kBf16: return "bf16";
+    case Precision::kAuto: return "auto";
+  }
+  return "fp8";
 }
 
 std::string_view speculative_name(SpeculativeMethod method) {
@@ -29,6 +34,19 @@ std::string_view speculative_name(SpeculativeMethod method) {
     case SpeculativeMethod::kNgram: return "ngram";
   }
   return "none";
+}
+
+std::string_view engine_name(EngineKind kind) {
+  switch (kind) {
+    case EngineKind::kMoeserve: return "moeserve";
+    case EngineKind::kVllm: return "vllm";
+    case EngineKind::kSglang: return "sglang";
+  }
+  return "moeserve";
+}
+
+const std::string& engine_image(const ModelDeploymentSpec& spec) {
+  return spec.engine.image.empty() ? spec.worker.image : spec.engine.image;
 }
 
 std::optional<ModelSource> parse_model_source(std::string_view source) {

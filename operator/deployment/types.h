@@ -27,13 +27,20 @@ inline constexpr std::string_view kGpuResource = "nvidia.com/gpu";
 // controller-revision-hash label `<name>-g<group>-<10 chars>` must stay DNS labels.
 inline constexpr size_t kMaxNameLength = 40;
 
-enum class Precision { kFp8, kBf16 };
+// kAuto: the checkpoint's own format (no precision flag is passed to the engine).
+enum class Precision { kFp8, kBf16, kAuto };
 // The worker's --speculative drafters: the checkpoint's multi-token-prediction module,
 // or prompt lookup over each request's own tokens.
 enum class SpeculativeMethod { kNone, kMtp, kNgram };
 
-std::string_view precision_name(Precision precision);         // "fp8" | "bf16"
+// The data plane a deployment's pods run: moeserve's own worker, vLLM or SGLang. The
+// plan (groups x ranks) is the same for all three; the pod command line, health checks
+// and metric names differ (engine_command.h, autoscaler/engine_metrics.h).
+enum class EngineKind { kMoeserve, kVllm, kSglang };
+
+std::string_view precision_name(Precision precision);         // "fp8" | "bf16" | "auto"
 std::string_view speculative_name(SpeculativeMethod method);  // "none" | "mtp" | "ngram"
+std::string_view engine_name(EngineKind kind);                // "moeserve" | "vllm" | "sglang"
 
 // Where the checkpoint comes from, decoded from spec.model.source.
 struct ModelSource {
@@ -138,6 +145,17 @@ struct SpeculativeSpec {
   int32_t draft_tokens = 1;  // the worker's --num-draft-tokens
 };
 
+// spec.engine. The container image is `image`, else spec.worker.image. `extra_args` are
+// the engine's own flags, appended after everything the operator renders (for moeserve
+// after spec.worker.extraArgs, which other engines refuse: those are moeserve-worker
+// flags); `env` is added to the engine container after spec.worker.env.
+struct EngineSpec {
+  EngineKind kind = EngineKind::kMoeserve;
+  std::string image;
+  std::vector<std::string> extra_args;
+  std::vector<EnvVar> env;
+};
+
 struct AutoscalingSpec {
   bool enabled = false;
   int32_t min_replicas = 1;
@@ -159,6 +177,7 @@ struct ModelDeploymentSpec {
   int32_t replicas = 1;  // groups (model copies)
   ParallelismSpec parallelism;
   WorkerSpec worker;
+  EngineSpec engine;
   SpeculativeSpec speculative;
   AutoscalingSpec autoscaling;
   CostSpec cost;
@@ -233,6 +252,8 @@ struct ModelDeployment {
 // The name the OpenAI API serves: spec.model.servedModelName, else the last path
 // segment of the source ("hf://deepseek-ai/DeepSeek-V3" -> "DeepSeek-V3").
 std::string served_model_name(const ModelSpec& model);
+// The engine container's image: spec.engine.image, else spec.worker.image.
+const std::string& engine_image(const ModelDeploymentSpec& spec);
 // Integer count of nvidia.com/gpu per pod (limits, else requests); 0 when unset.
 int32_t gpus_per_pod(const WorkerSpec& worker);
 // A whole-number quantity such as "8"; nullopt for "1.5", "2Gi", "x".

@@ -3,6 +3,7 @@
 #include <regex>
 #include <set>
 
+#include "operator/deployment/engine_command.h"
 #include "operator/deployment/pod_template.h"
 
 namespace moeserve::deployment {
@@ -25,6 +26,7 @@ constexpr size_t kMaxSourceLength = 512;
 constexpr size_t kMaxStringLength = 256;
 constexpr size_t kMaxTolerations = 64;
 constexpr size_t kMaxEnv = 128;
+constexpr size_t kMaxEngineArgs = 128;
 
 bool matches(const std::string& text, const char* pattern) {
   return std::regex_match(text, std::regex(pattern));
@@ -96,7 +98,10 @@ void validate_parallelism(const ModelDeploymentSpec& s, std::vector<FieldError>*
                        "must be divisible by ranksPerPod (" + std::to_string(p.expert_parallel) +
                            " % " + std::to_string(p.ranks_per_pod) + " != 0)"});
   }
-  if (p.redundant_experts > 0 && (!s.model.routed_experts || !s.model.moe_layers)) {
+  // moeserve builds its placement map from the model's shape; vLLM and SGLang read it
+  // from the checkpoint.
+  if (p.redundant_experts > 0 && s.engine.kind == EngineKind::kMoeserve &&
+      (!s.model.routed_experts || !s.model.moe_layers)) {
     errors->push_back({"spec.parallelism.redundantExperts",
                        "needs spec.model.routedExperts and spec.model.moeLayers"});
   }
@@ -143,9 +148,65 @@ void validate_gpus(const WorkerSpec& w, int32_t ranks_per_pod, std::vector<Field
   }
 }
 
+void validate_env(const std::vector<EnvVar>& env, const std::string& field,
+                  std::vector<FieldError>* errors) {
+  for (size_t i = 0; i < env.size(); ++i) {
+    const EnvVar& e = env[i];
+    const std::string path = field + "[" + std::to_string(i) + "]";
+    if (e.name.empty()) {
+      errors->push_back({path + ".name", "required"});
+    } else if (e.name.size() > kMaxStringLength) {
+      check_max_length(errors, path + ".name", e.name, kMaxStringLength);
+    } else if (e.name.rfind("MOESERVE_", 0) == 0) {
+      errors->push_back({path + ".name", "MOESERVE_* variables are set by the operator (got " +
+                                             json_quoted(e.name) + ")"});
+    }
+    if (e.value && !e.value_from.is_null()) {
+      errors->push_back({path, "value and valueFrom are mutually exclusive"});
+    }
+  }
+}
+
+// What vLLM and SGLang cannot take from the spec: moeserve-worker flags, the moeserve
+// placement map, and flags the operator renders itself (engine_command.h).
+void validate_engine(const ModelDeploymentSpec& s, std::vector<FieldError>* errors) {
+  const EngineSpec& e = s.engine;
+  check_max_length(errors, "spec.engine.image", e.image, kMaxSourceLength);
+  check_max_items(errors, "spec.engine.extraArgs", e.extra_args.size(), kMaxEngineArgs);
+  check_max_items(errors, "spec.engine.env", e.env.size(), kMaxEnv);
+  validate_env(e.env, "spec.engine.env", errors);
+  if (e.kind == EngineKind::kMoeserve) return;
+  const std::string engine(engine_name(e.kind));
+  if (!s.worker.extra_args.empty()) {
+    errors->push_back({"spec.worker.extraArgs", "are moeserve-worker flags; engine " + engine +
+                                                    " takes its own in spec.engine.extraArgs"});
+  }
+  if (s.model.moe_layers) {
+    errors->push_back(
+        {"spec.model.moeLayers", "shapes moeserve's expert placement map, which engine " + engine +
+                                     " does not read (it places experts itself; "
+                                     "spec.parallelism.redundantExperts turns on its EPLB)"});
+  }
+  for (size_t i = 0; i < e.extra_args.size(); ++i) {
+    const std::string flag = e.extra_args[i].substr(0, e.extra_args[i].find('='));
+    if (const char* field = operator_rendered_flag(e.kind, flag)) {
+      errors->push_back({"spec.engine.extraArgs[" + std::to_string(i) + "]",
+                         json_quoted(flag) + " is rendered by the operator from " + field});
+    }
+  }
+}
+
 void validate_worker(const ModelDeploymentSpec& s, std::vector<FieldError>* errors) {
   const WorkerSpec& w = s.worker;
-  if (w.image.empty()) errors->push_back({"spec.worker.image", "required"});
+  if (s.engine.image.empty() && w.image.empty()) {
+    if (s.engine.kind == EngineKind::kMoeserve) {
+      errors->push_back({"spec.worker.image", "required"});
+    } else {
+      errors->push_back({"spec.engine.image", "required for engine " +
+                                                  std::string(engine_name(s.engine.kind)) +
+                                                  " (or spec.worker.image)"});
+    }
+  }
   if (w.image_pull_policy != "Always" && w.image_pull_policy != "IfNotPresent" &&
       w.image_pull_policy != "Never") {
     errors->push_back(
@@ -173,21 +234,7 @@ void validate_worker(const ModelDeploymentSpec& s, std::vector<FieldError>* erro
                                  json_quoted(t.effect) + ")"});
     }
   }
-  for (size_t i = 0; i < w.env.size(); ++i) {
-    const EnvVar& e = w.env[i];
-    const std::string path = "spec.worker.env[" + std::to_string(i) + "]";
-    if (e.name.empty()) {
-      errors->push_back({path + ".name", "required"});
-    } else if (e.name.size() > kMaxStringLength) {
-      check_max_length(errors, path + ".name", e.name, kMaxStringLength);
-    } else if (e.name.rfind("MOESERVE_", 0) == 0) {
-      errors->push_back({path + ".name", "MOESERVE_* variables are set by the operator (got " +
-                                             json_quoted(e.name) + ")"});
-    }
-    if (e.value && !e.value_from.is_null()) {
-      errors->push_back({path, "value and valueFrom are mutually exclusive"});
-    }
-  }
+  validate_env(w.env, "spec.worker.env", errors);
   check_range(errors, "spec.worker.port", w.port, 1, 65535);
   check_range(errors, "spec.worker.rendezvousPort", w.rendezvous_port, 1, 65535);
   check_range(errors, "spec.worker.metricsPort", w.metrics_port, 1, 65535);
@@ -397,6 +444,7 @@ std::vector<FieldError> validate(const ModelDeploymentSpec& s) {
   check_min(&errors, "spec.replicas", s.replicas, 0);
   validate_parallelism(s, &errors);
   validate_worker(s, &errors);
+  validate_engine(s, &errors);
   validate_speculative(s.speculative, &errors);
   validate_autoscaling(s.autoscaling, &errors);
   validate_pod_identity(s.worker, &errors);

@@ -81,6 +81,13 @@ int run_local(const std::vector<std::string>& args) {
     for (const auto& e : md.errors) std::cerr << "  " << e.path << ": " << e.message << "\n";
     return 2;
   }
+  if (md.spec.engine.kind != deployment::EngineKind::kMoeserve) {
+    std::cerr << "moeserve-operator local: spec.engine.kind is \""
+              << deployment::engine_name(md.spec.engine.kind)
+              << "\": local mode runs moeserve's own worker only (vLLM and SGLang need "
+                 "GPUs; deploy with the operator on a cluster)\n";
+    return 2;
+  }
   if (!model.empty() && !std::filesystem::exists(model + "/config.json")) {
     std::cerr << "moeserve-operator local: --model " << model << ": no config.json there\n";
     return 2;

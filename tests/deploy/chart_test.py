@@ -57,8 +57,8 @@ class ChartTest(unittest.TestCase):
         added = kinds(self.all_docs)
         for kind in kinds(self.default_docs):
             added.remove(kind)
-        self.assertEqual(added, ["ConfigMap", "PodMonitor", "PodMonitor", "PrometheusRule",
-                                 "ServiceMonitor"])
+        self.assertEqual(added, ["ConfigMap", "PodMonitor", "PodMonitor", "PodMonitor",
+                                 "PrometheusRule", "ServiceMonitor"])
 
     def test_every_rendered_object_carries_the_standard_labels(self):
         for doc in self.all_docs:
@@ -140,6 +140,19 @@ class ChartTest(unittest.TestCase):
             "app.kubernetes.io/name": "moeserve-worker", "app.kubernetes.io/component": "worker"})
         self.assertEqual(monitor["spec"]["podMetricsEndpoints"][0]["port"], "metrics")
         self.assertEqual(monitor["spec"]["namespaceSelector"], {"any": True})
+
+    def test_engine_pod_monitor_scrapes_the_api_port_of_vllm_and_sglang_leaders(self):
+        monitor = find(self.all_docs, "PodMonitor", "-engines")
+        names = ds.read_text(os.path.join(ds.SOURCE_DIR, "operator", "deployment", "names.h"))
+        self.assertIn('kLabelEngine = "moeserve.io/engine"', names)
+        selector = monitor["spec"]["selector"]
+        self.assertEqual(selector["matchLabels"]["apps.kubernetes.io/pod-index"], "0")
+        self.assertEqual(selector["matchExpressions"], [
+            {"key": "moeserve.io/engine", "operator": "In", "values": ["vllm", "sglang"]}])
+        endpoint = monitor["spec"]["podMetricsEndpoints"][0]
+        self.assertEqual(endpoint["port"], "http")
+        self.assertIn({"sourceLabels": ["__meta_kubernetes_pod_label_moeserve_io_deployment"],
+                       "targetLabel": "deployment"}, endpoint["relabelings"])
 
     def test_prometheus_rule_embeds_the_plain_rules_file(self):
         rule = find(self.all_docs, "PrometheusRule")

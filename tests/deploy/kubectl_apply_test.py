@@ -79,7 +79,7 @@ class KubectlApplyTest(unittest.TestCase):
 
     def test_each_example_applies_and_gets_defaults(self):
         examples = sorted(f for f in os.listdir(EXAMPLES_DIR) if f.endswith(".yaml"))
-        self.assertGreaterEqual(len(examples), 3)
+        self.assertGreaterEqual(len(examples), 7)  # moeserve, vLLM and SGLang ones
         for example in examples:
             with self.subTest(example=example):
                 self.apply("-n", "default", "-f", os.path.join(EXAMPLES_DIR, example))
@@ -89,6 +89,8 @@ class KubectlApplyTest(unittest.TestCase):
                     self.assertEqual(stored["spec"]["model"], {**stored["spec"]["model"],
                                                                **doc["spec"]["model"]})
                     self.assertIn("replicas", stored["spec"])
+                    self.assertEqual(stored["spec"]["engine"]["kind"],
+                                     doc["spec"].get("engine", {}).get("kind", "moeserve"))
         listed = self.get("mdep", "-n", "default")
         self.assertEqual(len(listed["items"]), sum(
             len(ds.parse_documents(ds.read_text(os.path.join(EXAMPLES_DIR, e)))) for e in examples))

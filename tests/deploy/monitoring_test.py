@@ -10,6 +10,8 @@ Where the names come from, per component:
     moeserve-test-apiserver, when both are built; else the documented list.
   * autoscaler gauges (moeserve_deployment_*): the same running operator once
     operator/autoscaler has sources; else the documented list.
+  * vLLM and SGLang (vllm:*, sglang:*): the names docs/engines.md gives, read from those
+    engines' sources (they need GPUs, so none runs here).
 The documented list is docs/metrics.md (every `moeserve_...` name in it).
 """
 
@@ -28,6 +30,7 @@ import deploy_support as ds
 import promql_names
 
 DOCS_METRICS = os.path.join(ds.SOURCE_DIR, "docs", "metrics.md")
+DOCS_ENGINES = os.path.join(ds.SOURCE_DIR, "docs", "engines.md")
 
 
 def component_of(name):
@@ -69,7 +72,18 @@ def exported_metrics(work_dir):
     else:
         names |= documented["operator"] | documented["autoscaler"]
         sources["operator"] = sources["autoscaler"] = doc_source
+    names |= engine_names()
+    sources["vllm, sglang"] = "docs/engines.md"
     return names, sources
+
+
+def engine_names():
+    """The vLLM and SGLang series named in docs/engines.md (those engines need GPUs)."""
+    found = set()
+    for name in re.findall(r"\b((?:vllm|sglang):[a-z0-9_]+)", ds.read_text(DOCS_ENGINES)):
+        base = re.sub(r"_(bucket|sum|count)$", "", name)
+        found |= {base, base + "_bucket", base + "_sum", base + "_count"}
+    return found
 
 
 def rules():

@@ -67,6 +67,7 @@ json valid_spec() {
                "volumeMounts": [{"name": "cache", "mountPath": "/cache"}],
                "topologySpreadConstraints": [{"maxSkew": 1, "topologyKey": "zone",
                                               "whenUnsatisfiable": "ScheduleAnyway"}]},
+    "engine": {"extraArgs": ["--threads", "2"], "env": [{"name": "B", "value": "c"}]},
     "autoscaling": {"enabled": true, "minReplicas": 1, "maxReplicas": 3,
                     "targetTokensPerSecondPerGroup": 100},
     "auth": {"secretName": "keys", "key": "api-keys"},
@@ -309,6 +310,35 @@ std::map<std::string, CelCase> cel_cases() {
       "!self.enabled || has(self.targetTokensPerSecondPerGroup)",
       [](json* o) { (*o)["spec"]["autoscaling"].erase("targetTokensPerSecondPerGroup"); },
       "spec.autoscaling");
+  rule(
+      "has(self.worker.image) || has(self.engine.image)",
+      [](json* o) { (*o)["spec"]["worker"].erase("image"); }, "spec.worker.image");
+  rule(
+      "self.engine.kind == 'moeserve' || !has(self.worker.extraArgs)",
+      [](json* o) {
+        (*o)["spec"]["engine"] = {{"kind", "vllm"}};
+        (*o)["spec"]["worker"]["extraArgs"] = {"--threads", "2"};
+      },
+      "spec.worker.extraArgs");
+  rule(
+      "self.engine.kind == 'moeserve' || !has(self.model.moeLayers)",
+      [](json* o) {
+        (*o)["spec"]["engine"] = {{"kind", "sglang"}};
+      },
+      "spec.model.moeLayers");
+  rule(
+      "!self.name.startsWith(\"MOESERVE_\")",
+      [](json* o) {
+        (*o)["spec"]["engine"]["env"] = {{{"name", "MOESERVE_RANK"}}};
+      },
+      "spec.engine.env[0].name");
+  rule(
+      "!(has(self.valueFrom) && has(self.value))",
+      [](json* o) {
+        (*o)["spec"]["engine"]["env"] = {
+            {{"name", "A"}, {"value", "b"}, {"valueFrom", json::object()}}};
+      },
+      "spec.engine.env[0]");
   return cases;
 }
 

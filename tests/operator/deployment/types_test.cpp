@@ -73,6 +73,8 @@ TEST(ParseSpec, EveryFieldRoundTripsThroughJson) {
                "priorityClassName": "inference",
                "topologySpreadConstraints": [{"maxSkew": 1, "topologyKey": "zone",
                                               "whenUnsatisfiable": "DoNotSchedule"}]},
+    "engine": {"kind": "moeserve", "image": "e:1", "extraArgs": ["--threads", "2"],
+               "env": [{"name": "B", "value": "2"}]},
     "speculative": {"method": "none", "draftTokens": 2},
     "autoscaling": {"enabled": true, "minReplicas": 2, "maxReplicas": 9,
                     "targetTokensPerSecondPerGroup": 30000.5, "maxCostPerMillionTokens": 0.5,
@@ -82,6 +84,7 @@ TEST(ParseSpec, EveryFieldRoundTripsThroughJson) {
     "networkPolicy": {"enabled": false,
                       "apiFrom": [{"namespaceSelector": {"matchLabels": {"team": "gw"}}}],
                       "metricsFrom": [{"ipBlock": {"cidr": "10.0.0.0/8"}}]},
+    "gateway": {"queueSize": 10, "queueTimeoutSeconds": 30},
     "progressDeadlineSeconds": 600
   })");
   const ModelDeploymentSpec s = parse_ok(full);
@@ -113,7 +116,7 @@ TEST(ParseSpec, WrongTypesAreReportedWithTheirPathAndKeepDefaults) {
   std::vector<FieldError> errors;
   const ModelDeploymentSpec s = parse_spec(spec, &errors);
   const std::vector<FieldError> expected = {
-      {"spec.model.precision", "must be one of fp8, bf16 (got \"fp16\")"},
+      {"spec.model.precision", "must be one of fp8, bf16, auto (got \"fp16\")"},
       {"spec.replicas", "must be an integer"},
       {"spec.parallelism.expertParallel", "must be an integer"},
       {"spec.worker.env", "must be a list"},
