@@ -320,7 +320,8 @@ ReconcileResult ModelDeploymentReconciler::reconcile(const std::string& key) {
               {{"deployment", key}, {"error", plan.placement.error.to_string()}});
   }
   track(md, gathered, plan);
-  deployment::Rendered rendered = deployment::render(md, plan, {hooks_.operator_namespace, hooks_.gateway_namespace});
+  deployment::Rendered rendered =
+      deployment::render(md, plan, {hooks_.operator_namespace, hooks_.gateway_namespace});
   if (missing_any(rendered) && !owner_is_live(md)) {
     // The cache still shows a ModelDeployment the server has deleted (its delete event is
     // on the way): creating now would leave objects owned by a uid that no longer exists.
@@ -360,7 +361,7 @@ void ModelDeploymentReconciler::record_changes(const nlohmann::json& md_object,
       md.status.desired_replicas != plan.desired_replicas) {
     const bool from_autoscaler =
         gathered.snapshot && gathered.snapshot->decision.replicas == plan.desired_replicas;
-    const char* reason = plan.desired_replicas == 0       ? "ScaledToZero"
+    const char* reason = plan.desired_replicas == 0        ? "ScaledToZero"
                          : md.status.desired_replicas == 0 ? "Woken"
                                                            : "Scaled";
     events_->record(md_object, "Normal", reason,

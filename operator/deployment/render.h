@@ -23,8 +23,8 @@
 //                           spec.networkPolicy.apiFrom (default: pods of the deployment's
 //                           namespace) plus the gateway's pods (label
 //                           app.kubernetes.io/component=gateway in
-//                           RenderOptions::gateway_namespace), the metrics port from metricsFrom plus the
-//                           operator's pods (label app.kubernetes.io/component=operator in
+//                           RenderOptions::gateway_namespace), the metrics port from metricsFrom
+//                           plus the operator's pods (label app.kubernetes.io/component=operator in
 //                           RenderOptions::operator_namespace), nothing else.
 //   NetworkPolicy x-g<i>    per existing or created group: group i's pods accept any port
 //                           from group i's pods only (rendezvous store, gloo and NCCL pick

@@ -95,9 +95,9 @@ KubeDiscovery::KubeDiscovery(const kube::Client& client, KubeDiscoveryOptions op
   handlers.on_add = [this](const json&) { rebuild(); };
   handlers.on_update = [this](const json&, const json&) { rebuild(); };
   handlers.on_delete = [this](const json&) { rebuild(); };
-  deployments_ = std::make_unique<kube::Reflector>(client_, kube::resources::kModelDeployments,
-                                                   options_.ns, handlers,
-                                                   options_.reflector_options);
+  deployments_ =
+      std::make_unique<kube::Reflector>(client_, kube::resources::kModelDeployments, options_.ns,
+                                        handlers, options_.reflector_options);
   kube::ReflectorOptions pod_options = options_.reflector_options;
   pod_options.label_selector = kRankZeroPodSelector;
   pods_ = std::make_unique<kube::Reflector>(client_, kube::resources::kPods, options_.ns, handlers,
@@ -232,8 +232,8 @@ StatusOr<std::unique_ptr<Discovery>> make_kube_discovery(const KubeDiscoveryOpti
         "kube discovery needs --pod-name (env POD_NAME): this gateway's key in the "
         "waiting annotation that wakes deployments scaled to zero");
   }
-  StatusOr<kube::Config> config = options.in_cluster ? kube::in_cluster_config()
-                                                     : kube::load_kubeconfig(options.kubeconfig);
+  StatusOr<kube::Config> config =
+      options.in_cluster ? kube::in_cluster_config() : kube::load_kubeconfig(options.kubeconfig);
   if (!config.ok()) return config.status().with_context("kube discovery");
   MOESERVE_ASSIGN_OR_RETURN(std::unique_ptr<kube::Client> client,
                             kube::Client::create_for(*config));
@@ -247,14 +247,17 @@ StatusOr<std::unique_ptr<Discovery>> make_kube_discovery(const KubeDiscoveryOpti
 
 void add_kube_discovery_flags(FlagSet* flags, KubeDiscoveryOptions* options) {
   flags->add_string("kubeconfig", &options->kubeconfig,
-                    "discover ModelDeployments in the cluster of this kubeconfig", "KUBECONFIG_PATH");
+                    "discover ModelDeployments in the cluster of this kubeconfig",
+                    "KUBECONFIG_PATH");
   flags->add_bool("in-cluster", &options->in_cluster,
-                  "discover ModelDeployments with the pod's service account", "MOESERVE_IN_CLUSTER");
+                  "discover ModelDeployments with the pod's service account",
+                  "MOESERVE_IN_CLUSTER");
   flags->add_string("namespace", &options->ns,
                     "with --kubeconfig or --in-cluster: watch only this namespace (default: all)",
                     "MOESERVE_WATCH_NAMESPACE");
   flags->add_string("pod-name", &options->pod_name,
-                    "this gateway's name in the waiting annotation on ModelDeployments", "POD_NAME");
+                    "this gateway's name in the waiting annotation on ModelDeployments",
+                    "POD_NAME");
 }
 
 bool kube_discovery_selected(const KubeDiscoveryOptions& options) {

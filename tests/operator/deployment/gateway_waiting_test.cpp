@@ -66,9 +66,8 @@ TEST(FreshGatewayWaiting, SumsFreshEntriesOfEveryGateway) {
 
 TEST(FreshGatewayWaiting, NoFreshEntryIsNoReport) {
   EXPECT_FALSE(fresh_gateway_waiting(json(), at("2026-01-01T00:00:00Z"), 60s));
-  EXPECT_FALSE(fresh_gateway_waiting(
-      {{"waiting.gateway.moeserve.io/gw", "1 2025-12-31T00:00:00Z"}}, at("2026-01-01T00:00:00Z"),
-      60s));
+  EXPECT_FALSE(fresh_gateway_waiting({{"waiting.gateway.moeserve.io/gw", "1 2025-12-31T00:00:00Z"}},
+                                     at("2026-01-01T00:00:00Z"), 60s));
   auto zero = fresh_gateway_waiting({{"waiting.gateway.moeserve.io/gw", "0 2026-01-01T00:00:00Z"}},
                                     at("2026-01-01T00:00:00Z"), 60s);
   ASSERT_TRUE(zero);

@@ -36,14 +36,15 @@ json tiny_deployment(const std::string& name, const std::string& ns) {
 
 json pod(const std::string& ns, const std::string& deployment, int group, const std::string& ip,
          bool ready) {
-  return {{"metadata",
-           {{"name", deployment + "-g" + std::to_string(group) + "-0"},
-            {"namespace", ns},
-            {"labels",
-             {{"moeserve.io/deployment", deployment}, {"moeserve.io/group", std::to_string(group)}}}}},
-          {"status",
-           {{"podIP", ip},
-            {"conditions", {{{"type", "Ready"}, {"status", ready ? "True" : "False"}}}}}}};
+  return {
+      {"metadata",
+       {{"name", deployment + "-g" + std::to_string(group) + "-0"},
+        {"namespace", ns},
+        {"labels",
+         {{"moeserve.io/deployment", deployment}, {"moeserve.io/group", std::to_string(group)}}}}},
+      {"status",
+       {{"podIP", ip},
+        {"conditions", {{{"type", "Ready"}, {"status", ready ? "True" : "False"}}}}}}};
 }
 
 TEST(BuildSnapshot, OneModelPerDeploymentWithItsRankZeroPodsInGroupOrder) {
@@ -143,12 +144,12 @@ class KubeDiscoveryTest : public ::testing::Test {
  protected:
   void SetUp() override {
     ASSERT_NO_FATAL_FAILURE(cluster_.start(kNs));
-    ASSERT_TRUE(client_
-                    ->create(res::kNamespaces, "",
-                             {{"apiVersion", "v1"},
-                              {"kind", "Namespace"},
-                              {"metadata", {{"name", "team-b"}}}})
-                    .ok());
+    ASSERT_TRUE(
+        client_
+            ->create(
+                res::kNamespaces, "",
+                {{"apiVersion", "v1"}, {"kind", "Namespace"}, {"metadata", {{"name", "team-b"}}}})
+            .ok());
     controller_ = std::make_unique<controller::Controller>(
         *client_, res::kModelDeployments,
         std::vector<kube::ResourceRef>{res::kStatefulSets, res::kServices, res::kConfigMaps,
@@ -157,7 +158,7 @@ class KubeDiscoveryTest : public ::testing::Test {
         controller::TestCluster::fast_options(), std::make_shared<prometheus::Registry>());
     events_ = std::make_unique<controller::EventRecorder>(*client_, "moeserve-operator");
     reconciler_ = std::make_unique<controller::ModelDeploymentReconciler>(*client_, *controller_,
-                                                                           events_.get());
+                                                                          events_.get());
     controller_->set_reconciler(reconciler_.get());
     controller_->start();
   }

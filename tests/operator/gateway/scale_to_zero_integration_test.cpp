@@ -36,9 +36,10 @@ class FakeWorker {
     server_.route("GET", "/metrics", [this](const http::Request&) {
       std::lock_guard<std::mutex> lock(mutex_);
       return http::text_response(
-          200, "# TYPE moeserve_generation_tokens_total counter\n"
-               "moeserve_generation_tokens_total{model=\"tiny\",deployment=\"x\"} " +
-                   std::to_string(tokens_) + "\n");
+          200,
+          "# TYPE moeserve_generation_tokens_total counter\n"
+          "moeserve_generation_tokens_total{model=\"tiny\",deployment=\"x\"} " +
+              std::to_string(tokens_) + "\n");
     });
   }
   Status start() { return server_.start(); }
@@ -249,8 +250,9 @@ TEST_F(ScaleToZeroTest, IdleGoesToZeroAndAHeldRequestWakesAGroup) {
   ASSERT_TRUE(wait_until(
       [&] {
         auto md = client_->get(res::kModelDeployments, kNs, "x");
-        return md.ok() && !(*md)["metadata"].value("annotations", json::object()).contains(
-                              "waiting.gateway.moeserve.io/moeserve-gateway-0");
+        return md.ok() && !(*md)["metadata"]
+                               .value("annotations", json::object())
+                               .contains("waiting.gateway.moeserve.io/moeserve-gateway-0");
       },
       20s));
   worker_.add_tokens(300);
