@@ -301,6 +301,7 @@ class GatewayChartTest(unittest.TestCase):
         self.assertEqual(container["command"], ["/usr/local/bin/moeserve-gateway"])
         self.assertIn("--in-cluster", container["args"])
         self.assertIn("--port=8000", container["args"])
+        self.assertIn("--host=0.0.0.0", container["args"])
         env = {e["name"]: e for e in container["env"]}
         self.assertEqual(env["POD_NAME"]["valueFrom"]["fieldRef"]["fieldPath"], "metadata.name")
         self.assertEqual(pod["serviceAccountName"], find(self.docs, "ServiceAccount", "-gateway")["metadata"]["name"])
