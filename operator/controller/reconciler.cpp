@@ -286,7 +286,11 @@ Status ModelDeploymentReconciler::write_status(const nlohmann::json& md_object,
   if (!written.ok()) return written.status().with_context("update status");
   const deployment::Condition* before = find_condition(md.status, "Ready");
   const deployment::Condition* after = find_condition(status, "Ready");
-  if (after && (!before || before->status != after->status)) {
+  // Going to zero under the autoscaler is reported by record_changes' ScaledToZero
+  // event, with the autoscaler's reason; it is not a warning.
+  const bool autoscaled_to_zero =
+      after && after->reason == "ScaledToZero" && md.spec.autoscaling.enabled;
+  if (after && (!before || before->status != after->status) && !autoscaled_to_zero) {
     events_->record(md_object, after->status == "True" ? "Normal" : "Warning", after->reason,
                     after->message);
   }

@@ -37,6 +37,8 @@ class FakeWorker {
       std::lock_guard<std::mutex> lock(mutex_);
       return http::text_response(
           200,
+          "# TYPE moeserve_prompt_tokens_total counter\n"
+          "moeserve_prompt_tokens_total{model=\"tiny\",deployment=\"x\"} 0\n"
           "# TYPE moeserve_generation_tokens_total counter\n"
           "moeserve_generation_tokens_total{model=\"tiny\",deployment=\"x\"} " +
               std::to_string(tokens_) + "\n");
@@ -160,6 +162,13 @@ class ScaleToZeroTest : public ::testing::Test {
   std::optional<autoscaler::Snapshot> autoscaler_snapshot() {
     return scaler_->snapshot(std::string(kNs) + "/x");
   }
+  std::string measurement_errors() {
+    auto snap = autoscaler_snapshot();
+    if (!snap) return "not tracked";
+    std::string out = "groups measured " + std::to_string(snap->measurement.groups_measured);
+    for (const std::string& e : snap->measurement.errors) out += "; " + e;
+    return out;
+  }
   const ServedModel* model(const Snapshot& s) {
     return s.models.size() == 1 ? &s.models[0] : nullptr;
   }
@@ -194,7 +203,8 @@ TEST_F(ScaleToZeroTest, IdleGoesToZeroAndAHeldRequestWakesAGroup) {
         auto snap = autoscaler_snapshot();
         return snap && snap->measurement.groups_measured == 1;
       },
-      20s));
+      20s))
+      << measurement_errors();
   clock_.advance(10s);
   ASSERT_TRUE(wait_until(
       [&] {
@@ -213,10 +223,12 @@ TEST_F(ScaleToZeroTest, IdleGoesToZeroAndAHeldRequestWakesAGroup) {
             "groups");
   ASSERT_TRUE(wait_until([&] { return status().value("desiredReplicas", -1) == 0; }, 20s));
   json ready;
-  for (const auto& c : status()["conditions"]) {
+  const json scaled_status = status();
+  for (const auto& c : scaled_status["conditions"]) {
     if (c["type"] == "Ready") ready = c;
   }
-  EXPECT_EQ(ready["reason"], "ScaledToZero");
+  EXPECT_EQ(ready["reason"], "ScaledToZero") << scaled_status.dump();
+  EXPECT_EQ(events("ScaledToZero").size(), 1u);
 
   // The gateway sees no group but can wake the deployment.
   ASSERT_TRUE(wait_until(
