@@ -266,6 +266,13 @@ TEST_F(ScaleToZeroTest, IdleGoesToZeroAndAHeldRequestWakesAGroup) {
                                .contains("waiting.gateway.moeserve.io/moeserve-gateway-0");
       },
       20s));
+  ASSERT_TRUE(wait_until(
+      [&] {
+        auto snap = autoscaler_snapshot();
+        return snap && snap->measurement.groups_measured == 1;
+      },
+      20s))
+      << measurement_errors();
   worker_.add_tokens(300);
   clock_.advance(10s);
   ASSERT_TRUE(wait_until(
