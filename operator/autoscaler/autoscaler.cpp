@@ -40,9 +40,10 @@ void Autoscaler::track(const std::string& key, Tracked tracked) {
   std::lock_guard<std::mutex> lock(mutex_);
   auto [it, added] = entries_.try_emplace(key);
   Entry& e = it->second;
+  const bool waiting_moved = !added && e.tracked.gateway_waiting != tracked.gateway_waiting;
   e.tracked = std::move(tracked);
   e.forgotten = false;
-  if (added) {
+  if (added || waiting_moved) {
     e.next_due = std::chrono::steady_clock::now();
     cv_.notify_one();
   }
@@ -82,6 +83,9 @@ void Autoscaler::evaluate(const std::string& key) {
   }
   const Clock::TimePoint now = clock_->now();
   Measurement m = source_->measure(tracked.target, now);
+  if (tracked.gateway_waiting) {
+    m.requests_waiting = m.requests_waiting.value_or(0) + *tracked.gateway_waiting;
+  }
   const PolicyInput input{now,
                           tracked.current_replicas,
                           tracked.ready_replicas,

@@ -9,7 +9,9 @@
 // never by two at once, and its PolicyState is carried from one evaluation to the next; rates,
 // forecasts and stabilization windows use the injected Clock. After an
 // evaluation whose decision or (3-digit) tokens/s differs from the previous snapshot,
-// on_change(key) runs (the controller enqueues the key). Thread-safe.
+// on_change(key) runs (the controller enqueues the key). A track() whose gateway_waiting
+// differs from the last one makes the deployment due at once, so a request held for a
+// deployment at zero wakes it without waiting for the interval. Thread-safe.
 #pragma once
 
 #include <chrono>
@@ -33,6 +35,10 @@ struct Tracked {
   PolicySpec policy;
   int32_t current_replicas = 0;
   int32_t ready_replicas = 0;
+  // Requests the gateways hold for the deployment because no group is ready
+  // (deployment/gateway_waiting.h); nullopt when no gateway reports. Added to the
+  // measured requests_waiting, which is how a deployment at zero groups wakes.
+  std::optional<int64_t> gateway_waiting;
 };
 
 struct Snapshot {

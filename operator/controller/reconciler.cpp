@@ -4,6 +4,7 @@
 
 #include "common/log.h"
 #include "operator/deployment/engine_command.h"
+#include "operator/deployment/gateway_waiting.h"
 #include "operator/deployment/layout.h"
 #include "operator/deployment/names.h"
 #include "operator/deployment/parse.h"
@@ -65,6 +66,7 @@ autoscaler::PolicySpec policy_of(const deployment::ModelDeploymentSpec& spec, do
   p.max_cost_per_million_tokens = a.max_cost_per_million_tokens;
   p.ttft_p95_slo_seconds = a.ttft_p95_slo_seconds;
   p.scale_down_stabilization_seconds = a.scale_down_stabilization_seconds;
+  p.scale_to_zero_after_idle_seconds = a.scale_to_zero_after_idle_seconds;
   p.usd_per_group_hour = deployment::hourly_cost_usd(spec, deployment::layout_of(spec), 1);
   p.max_waiting_per_group = max_waiting;
   return p;
@@ -96,7 +98,7 @@ StatusOr<kube::ResourceRef> ModelDeploymentReconciler::resource_for_kind(const s
 }
 
 ModelDeploymentReconciler::Gathered ModelDeploymentReconciler::gather(
-    const deployment::ModelDeployment& md) const {
+    const nlohmann::json& md_object, const deployment::ModelDeployment& md) const {
   Gathered out;
   deployment::Observed& observed = out.observed;
   const std::string& ns = md.metadata.namespace_;
@@ -139,6 +141,10 @@ ModelDeploymentReconciler::Gathered ModelDeploymentReconciler::gather(
   }
   std::sort(out.target.groups.begin(), out.target.groups.end(),
             [](const auto& a, const auto& b) { return a.group < b.group; });
+  out.gateway_waiting = deployment::fresh_gateway_waiting(
+      md_object["metadata"].value("annotations", nlohmann::json()),
+      std::chrono::sys_seconds(std::chrono::seconds(clock_->unix_seconds())),
+      hooks_.gateway_waiting_max_age);
   if (hooks_.autoscaler) out.snapshot = hooks_.autoscaler->snapshot(key_of(ns, name));
   if (out.snapshot) {
     observed.tokens_per_second = out.snapshot->measurement.tokens_per_second;
@@ -157,6 +163,11 @@ ModelDeploymentReconciler::Gathered ModelDeploymentReconciler::gather(
                                             state.failure};
       }
     }
+  } else if (md.spec.autoscaling.enabled && md.spec.autoscaling.scale_to_zero_after_idle_seconds &&
+             md.status.observed_generation > 0 && md.status.desired_replicas == 0) {
+    // Scaled to zero before this operator started: stay there until the autoscaler's
+    // first decision (which wakes it if requests wait), rather than start a group.
+    observed.recommended_replicas = 0;
   }
   return out;
 }
@@ -169,7 +180,7 @@ void ModelDeploymentReconciler::track(const deployment::ModelDeployment& md,
                     [](const deployment::ObservedGroup& g) { return g.ready(); }));
   hooks_.autoscaler->track(key_of(md.metadata.namespace_, md.metadata.name),
                            {gathered.target, policy_of(md.spec, hooks_.max_waiting_per_group),
-                            plan.desired_replicas, ready});
+                            plan.desired_replicas, ready, gathered.gateway_waiting});
 }
 
 void ModelDeploymentReconciler::export_gauges(const deployment::ModelDeployment& md,
@@ -298,7 +309,11 @@ Status ModelDeploymentReconciler::write_status(const nlohmann::json& md_object,
   if (!written.ok()) return written.status().with_context("update status");
   const deployment::Condition* before = find_condition(md.status, "Ready");
   const deployment::Condition* after = find_condition(status, "Ready");
-  if (after && (!before || before->status != after->status)) {
+  // Going to zero under the autoscaler is reported by record_changes' ScaledToZero
+  // event, with the autoscaler's reason; it is not a warning.
+  const bool autoscaled_to_zero =
+      after && after->reason == "ScaledToZero" && md.spec.autoscaling.enabled;
+  if (after && (!before || before->status != after->status) && !autoscaled_to_zero) {
     events_->record(md_object, after->status == "True" ? "Normal" : "Warning", after->reason,
                     after->message);
   }
@@ -312,7 +327,7 @@ ReconcileResult ModelDeploymentReconciler::reconcile(const std::string& key) {
     return {};
   }
   deployment::ModelDeployment md = deployment::parse_model_deployment(*md_object);
-  Gathered gathered = gather(md);
+  Gathered gathered = gather(*md_object, md);
   const deployment::Observed& observed = gathered.observed;
   auto now = std::chrono::sys_seconds(std::chrono::seconds(clock_->unix_seconds()));
 
@@ -332,7 +347,8 @@ ReconcileResult ModelDeploymentReconciler::reconcile(const std::string& key) {
               {{"deployment", key}, {"error", plan.placement.error.to_string()}});
   }
   track(md, gathered, plan);
-  deployment::Rendered rendered = deployment::render(md, plan, {hooks_.operator_namespace});
+  deployment::Rendered rendered =
+      deployment::render(md, plan, {hooks_.operator_namespace, hooks_.gateway_namespace});
   if (missing_any(rendered) && !owner_is_live(md)) {
     // The cache still shows a ModelDeployment the server has deleted (its delete event is
     // on the way): creating now would leave objects owned by a uid that no longer exists.
@@ -372,7 +388,10 @@ void ModelDeploymentReconciler::record_changes(const nlohmann::json& md_object,
       md.status.desired_replicas != plan.desired_replicas) {
     const bool from_autoscaler =
         gathered.snapshot && gathered.snapshot->decision.replicas == plan.desired_replicas;
-    events_->record(md_object, "Normal", "Scaled",
+    const char* reason = plan.desired_replicas == 0        ? "ScaledToZero"
+                         : md.status.desired_replicas == 0 ? "Woken"
+                                                           : "Scaled";
+    events_->record(md_object, "Normal", reason,
                     from_autoscaler
                         ? gathered.snapshot->decision.reason
                         : "desired groups " + std::to_string(md.status.desired_replicas) + " -> " +

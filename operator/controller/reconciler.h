@@ -13,6 +13,14 @@
 // loop. While groups are starting or rolling the key is requeued so time-based conditions
 // (Degraded) advance.
 //
+// Scale to zero: gather sums the fresh gateway waiting annotations on the ModelDeployment
+// (gateway_waiting.h) into the tracked deployment, so the autoscaler wakes a deployment at
+// zero when a gateway holds requests for it; the annotation write is itself a watch event,
+// so this happens at once. A move to 0 desired groups records "ScaledToZero", a move
+// from 0 records "Woken" (both with the autoscaler's reason), other moves "Scaled". With
+// no autoscaler decision yet (operator restart), a deployment whose status says 0
+// desired groups stays at 0 until the first decision.
+//
 // Measuring and deciding (optional, AutoscalingHooks): every reconcile of a valid spec
 // tracks the deployment in the Autoscaler (rank-0 pod of each group from the pods cache,
 // scraped at status.podIP:spec.worker.port), and gather reads its latest snapshot:
@@ -54,6 +62,12 @@ struct AutoscalingHooks {
   // The operator's own namespace: its pods are admitted to the workers' metrics port
   // (deployment::RenderOptions).
   std::string operator_namespace;
+  // Gateway waiting annotations (deployment/gateway_waiting.h) older than this are
+  // ignored: the gateway that wrote them has stopped refreshing them.
+  std::chrono::seconds gateway_waiting_max_age{60};
+  // The gateway's namespace: its pods (app.kubernetes.io/component=gateway) may reach
+  // the workers' API port through their NetworkPolicy (deployment::RenderOptions).
+  std::string gateway_namespace;
 };
 
 class ModelDeploymentReconciler : public Reconciler {
@@ -73,8 +87,9 @@ class ModelDeploymentReconciler : public Reconciler {
     autoscaler::ScrapeTarget target;
     int64_t worker_restarts = 0;
     std::optional<autoscaler::Snapshot> snapshot;
+    std::optional<int64_t> gateway_waiting;  // fresh entries of the waiting annotation
   };
-  Gathered gather(const deployment::ModelDeployment& md) const;
+  Gathered gather(const nlohmann::json& md_object, const deployment::ModelDeployment& md) const;
   void track(const deployment::ModelDeployment& md, const Gathered& gathered,
              const deployment::Plan& plan);
   void export_gauges(const deployment::ModelDeployment& md,

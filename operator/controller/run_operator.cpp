@@ -26,6 +26,8 @@ struct OperatorFlags {
   bool leader_elect = false;
   std::string leader_election_namespace;
   std::string operator_namespace;
+  std::string gateway_namespace;
+  int64_t gateway_waiting_max_age_seconds = 60;
   std::string leader_election_id = "moeserve-operator";
   int64_t lease_duration_ms = 15000;
   int64_t renew_deadline_ms = 10000;
@@ -80,6 +82,13 @@ int run_operator(const std::vector<std::string>& args) {
                    "this operator's namespace: its pods (app.kubernetes.io/component=operator) "
                    "may scrape the workers' metrics port through their NetworkPolicy",
                    "POD_NAMESPACE");
+  flags.add_string("gateway-namespace", &f.gateway_namespace,
+                   "moeserve-gateway's namespace: its pods (app.kubernetes.io/component=gateway) "
+                   "may reach the workers' API port through their NetworkPolicy (\"\": none)",
+                   "MOESERVE_GATEWAY_NAMESPACE");
+  flags.add_int("gateway-waiting-max-age-seconds", &f.gateway_waiting_max_age_seconds,
+                "ignore gateway waiting annotations older than this (a gateway refreshes its "
+                "entry while requests wait)");
   flags.add_string("leader-election-id", &f.leader_election_id, "name of the Lease");
   flags.add_int("lease-duration-ms", &f.lease_duration_ms, "Lease duration");
   flags.add_int("renew-deadline-ms", &f.renew_deadline_ms,
@@ -188,6 +197,9 @@ int run_operator(const std::vector<std::string>& args) {
   AutoscalingHooks hooks{
       &scaler, &gauges, {f.placement_min_improvement, 1000}, f.max_waiting_per_group};
   hooks.operator_namespace = f.operator_namespace;
+  hooks.gateway_namespace = f.gateway_namespace;
+  hooks.gateway_waiting_max_age =
+      std::chrono::seconds(std::max<int64_t>(1, f.gateway_waiting_max_age_seconds));
   ModelDeploymentReconciler reconciler(**client, controller, &events, RealClock::instance(), hooks);
   controller.set_reconciler(&reconciler);
   scaler.start();

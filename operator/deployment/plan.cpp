@@ -72,7 +72,9 @@ std::vector<int32_t> Plan::rendered_groups() const {
 int32_t desired_replicas(const ModelDeploymentSpec& spec, std::optional<int32_t> recommended) {
   const AutoscalingSpec& a = spec.autoscaling;
   if (!a.enabled) return spec.replicas;
-  return std::clamp(recommended.value_or(spec.replicas), a.min_replicas, a.max_replicas);
+  // Scale to zero goes below minReplicas (policy.h, rule 8).
+  const int32_t floor = a.scale_to_zero_after_idle_seconds ? 0 : a.min_replicas;
+  return std::clamp(recommended.value_or(spec.replicas), floor, a.max_replicas);
 }
 
 Plan plan(const ModelDeployment& md, const Observed& observed,

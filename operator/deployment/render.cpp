@@ -126,6 +126,15 @@ json render_network_policy(const ModelDeployment& md, const RenderOptions& optio
   json api_from = json::array();
   for (const json& peer : np.api_from) api_from.push_back(peer);
   if (api_from.empty()) api_from.push_back({{"podSelector", json::object()}});
+  if (!options.gateway_namespace.empty()) {
+    const json gateway = {
+        {"namespaceSelector",
+         {{"matchLabels", {{"kubernetes.io/metadata.name", options.gateway_namespace}}}}},
+        {"podSelector", {{"matchLabels", {{std::string(kLabelComponent), "gateway"}}}}}};
+    if (std::find(api_from.begin(), api_from.end(), gateway) == api_from.end()) {
+      api_from.push_back(gateway);
+    }
+  }
   json metrics_from = json::array();
   for (const json& peer : np.metrics_from) metrics_from.push_back(peer);
   if (!options.operator_namespace.empty()) {

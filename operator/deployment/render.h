@@ -21,8 +21,10 @@
 //   NetworkPolicy x         unless spec.networkPolicy.enabled is false; Ingress over all
 //                           worker pods: the API port (spec.worker.port) from
 //                           spec.networkPolicy.apiFrom (default: pods of the deployment's
-//                           namespace), the metrics port from metricsFrom plus the
-//                           operator's pods (label app.kubernetes.io/component=operator in
+//                           namespace) plus the gateway's pods (label
+//                           app.kubernetes.io/component=gateway in
+//                           RenderOptions::gateway_namespace), the metrics port from metricsFrom
+//                           plus the operator's pods (label app.kubernetes.io/component=operator in
 //                           RenderOptions::operator_namespace), nothing else.
 //   NetworkPolicy x-g<i>    per existing or created group: group i's pods accept any port
 //                           from group i's pods only (rendezvous store, gloo and NCCL pick
@@ -48,6 +50,9 @@ namespace moeserve::deployment {
 struct RenderOptions {
   // The operator's namespace, whose operator pods may scrape /metrics ("" admits none).
   std::string operator_namespace;
+  // The gateway's namespace, whose gateway pods may reach the API port besides
+  // spec.networkPolicy.apiFrom (or its default) ("" admits none beyond those).
+  std::string gateway_namespace;
 };
 
 struct Rendered {

@@ -210,7 +210,13 @@ ModelDeploymentStatus compute_status(const ModelDeployment& md, const Observed& 
   }
 
   if (p.desired_replicas == 0) {
-    conditions.set("Ready", false, "ScaledToZero", "0 groups desired");
+    const std::optional<int32_t>& idle_s = md.spec.autoscaling.scale_to_zero_after_idle_seconds;
+    conditions.set("Ready", false, "ScaledToZero",
+                   idle_s && md.spec.autoscaling.enabled
+                       ? "0 groups desired: idle for scaleToZeroAfterIdleSeconds " +
+                             std::to_string(*idle_s) +
+                             "; a request held by moeserve-gateway wakes a group"
+                       : "0 groups desired");
   } else if (s.ready_replicas >= p.desired_replicas) {
     conditions.set("Ready", true, "AllGroupsReady",
                    fraction(s.ready_replicas, p.desired_replicas, "groups ready"));

@@ -164,7 +164,7 @@ struct AutoscalingSpec {
   std::optional<double> max_cost_per_million_tokens;  // USD
   std::optional<double> ttft_p95_slo_seconds;
   int32_t scale_down_stabilization_seconds = 300;
-  std::optional<int32_t> scale_to_zero_after_idle_seconds;  // refused until the gateway exists
+  std::optional<int32_t> scale_to_zero_after_idle_seconds;  // needs enabled
 };
 
 struct CostSpec {

@@ -13,13 +13,12 @@
 
 namespace moeserve::deployment {
 
-// What spec.autoscaling.scaleToZeroAfterIdleSeconds is refused with, in the CRD and
-// here: a deployment at zero groups has no worker to measure, so only a gateway that
-// holds its requests and reports them could wake it, and there is none yet.
-inline constexpr std::string_view kScaleToZeroNeedsGateway =
-    "scale to zero is not available yet: waking a deployment from zero needs the gateway "
-    "to hold and count its requests (issue 14); the policy and moeserve-autoscale-sim "
-    "implement it";
+// What spec.autoscaling.scaleToZeroAfterIdleSeconds without autoscaling is refused with,
+// in the CRD and here: the autoscaler decides when to go to zero and when to wake (from
+// the gateway's waiting requests), so without it the field would do nothing.
+inline constexpr std::string_view kScaleToZeroNeedsAutoscaling =
+    "needs enabled: true (the autoscaler decides when a deployment goes to zero and when it "
+    "wakes)";
 
 std::vector<FieldError> validate(const ModelDeploymentSpec& spec);
 std::vector<FieldError> validate_name(std::string_view name);

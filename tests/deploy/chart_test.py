@@ -279,5 +279,91 @@ class SchemaTest(unittest.TestCase):
         self.assertNotIn("--leader-elect", args)
 
 
+class GatewayChartTest(unittest.TestCase):
+    """gateway.enabled: the gateway's Deployment, Service, PodDisruptionBudget and
+    ServiceAccount, and the operator told where the gateway runs."""
+
+    @classmethod
+    def setUpClass(cls):
+        cls.docs = ds.render(["gateway.enabled=true"])
+
+    def deployment(self):
+        return find(self.docs, "Deployment", "-gateway")
+
+    def test_off_by_default(self):
+        default = ds.render()
+        self.assertFalse([d for d in default if d["metadata"]["name"].endswith("-gateway")])
+        args = find(default, "Deployment", "-operator")["spec"]["template"]["spec"]["containers"][0]["args"]
+        self.assertFalse([a for a in args if a.startswith("--gateway-namespace")])
+
+    def test_renders_its_objects_with_the_standard_labels(self):
+        gateway = sorted(d["kind"] for d in self.docs if d["metadata"]["name"].endswith("-gateway"))
+        self.assertEqual(gateway, ["ClusterRole", "ClusterRoleBinding", "Deployment",
+                                   "PodDisruptionBudget", "Service", "ServiceAccount"])
+        for doc in self.docs:
+            if doc["metadata"]["name"].endswith("-gateway"):
+                for label in STANDARD_LABELS:
+                    self.assertIn(label, doc["metadata"]["labels"], doc["kind"])
+                self.assertEqual(doc["metadata"]["labels"]["app.kubernetes.io/component"], "gateway")
+
+    def test_two_replicas_in_cluster_with_the_pod_name_as_identity(self):
+        deployment = self.deployment()
+        self.assertEqual(deployment["spec"]["replicas"], 2)
+        pod = deployment["spec"]["template"]["spec"]
+        container = pod["containers"][0]
+        self.assertEqual(container["command"], ["/usr/local/bin/moeserve-gateway"])
+        self.assertIn("--in-cluster", container["args"])
+        self.assertIn("--port=8000", container["args"])
+        self.assertIn("--host=0.0.0.0", container["args"])
+        env = {e["name"]: e for e in container["env"]}
+        self.assertEqual(env["POD_NAME"]["valueFrom"]["fieldRef"]["fieldPath"], "metadata.name")
+        self.assertEqual(pod["serviceAccountName"], find(self.docs, "ServiceAccount", "-gateway")["metadata"]["name"])
+        self.assertEqual(container["image"], find(self.docs, "Deployment", "-operator")["spec"]["template"]["spec"]["containers"][0]["image"])
+        self.assertEqual(container["readinessProbe"]["httpGet"], {"path": "/readyz", "port": "http"})
+
+    def test_pod_is_hardened_like_the_operator(self):
+        pod = self.deployment()["spec"]["template"]["spec"]
+        self.assertTrue(pod["securityContext"]["runAsNonRoot"])
+        sc = pod["containers"][0]["securityContext"]
+        self.assertFalse(sc["allowPrivilegeEscalation"])
+        self.assertTrue(sc["readOnlyRootFilesystem"])
+        self.assertEqual(sc["capabilities"]["drop"], ["ALL"])
+        for kind in ("requests", "limits"):
+            self.assertIn("cpu", pod["containers"][0]["resources"][kind])
+
+    def test_service_and_budget_select_the_gateway_pods(self):
+        pod_labels = self.deployment()["spec"]["template"]["metadata"]["labels"]
+        # The label the operator's worker NetworkPolicy admits (render.cpp).
+        self.assertEqual(pod_labels["app.kubernetes.io/component"], "gateway")
+        service = find(self.docs, "Service", "-gateway")
+        pdb = find(self.docs, "PodDisruptionBudget", "-gateway")
+        for selector in (service["spec"]["selector"], pdb["spec"]["selector"]["matchLabels"]):
+            for key, value in selector.items():
+                self.assertEqual(pod_labels[key], value)
+        self.assertEqual(pdb["spec"]["minAvailable"], 1)
+        self.assertEqual(service["spec"]["type"], "ClusterIP")
+        self.assertEqual(service["spec"]["ports"][0], {"name": "http", "port": 80,
+                                                       "targetPort": "http", "protocol": "TCP"})
+
+    def test_operator_admits_the_gateway_namespace_to_the_workers(self):
+        args = find(self.docs, "Deployment", "-operator")["spec"]["template"]["spec"]["containers"][0]["args"]
+        self.assertIn("--gateway-namespace=moeserve-system", args)
+
+    def test_watch_namespace_is_passed_on(self):
+        docs = ds.render(["gateway.enabled=true", "operator.watchNamespace=team-a"])
+        args = find(docs, "Deployment", "-gateway")["spec"]["template"]["spec"]["containers"][0]["args"]
+        self.assertIn("--namespace=team-a", args)
+
+    def test_values_are_checked(self):
+        for sets, path in ((["gateway.replicas=0"], "gateway.replicas"),
+                           (["gateway.service.type=Ingress"], "gateway.service.type"),
+                           (["gateway.port=0"], "gateway.port"),
+                           (["gateway.resources.limits.memory=lots"], "gateway.resources.limits.memory"),
+                           (["gateway.replica=2"], "Additional property replica is not allowed")):
+            proc = ds.helm_template(sets, check=False)
+            self.assertNotEqual(proc.returncode, 0, f"helm accepted {sets}")
+            self.assertIn(path, proc.stderr)
+
+
 if __name__ == "__main__":
     unittest.main()

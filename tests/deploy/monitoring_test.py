@@ -38,12 +38,14 @@ def component_of(name):
         return "operator"
     if name.startswith("moeserve_deployment_"):
         return "autoscaler"
+    if name.startswith("moeserve_gateway_"):
+        return "gateway"
     return "worker"
 
 
 def documented_names():
     """{component: names} of the documented list, with histogram series suffixes."""
-    found = {"worker": set(), "operator": set(), "autoscaler": set()}
+    found = {"worker": set(), "operator": set(), "autoscaler": set(), "gateway": set()}
     for name in re.findall(r"\b(moeserve_[a-z0-9_]+)", ds.read_text(DOCS_METRICS)):
         base = re.sub(r"_(bucket|sum|count)$", "", name)
         found[component_of(base)] |= {base, base + "_bucket", base + "_sum", base + "_count"}
@@ -74,6 +76,9 @@ def exported_metrics(work_dir):
         sources["operator"] = sources["autoscaler"] = doc_source
     names |= engine_names()
     sources["vllm, sglang"] = "docs/engines.md"
+    # moeserve-gateway's names: the documented list (the binary is not scraped here).
+    names |= documented["gateway"]
+    sources["gateway"] = doc_source
     return names, sources
 
 
@@ -169,7 +174,10 @@ class MonitoringTest(unittest.TestCase):
                          "Inter-token latency (p50 / p95 / p99)",
                          "Queue: running and waiting requests", "KV-cache usage",
                          "Prefix cache hit rate", "Expert load, layer $layer",
-                         "Placement balancedness", "Speculative decoding acceptance"]:
+                         "Placement balancedness", "Speculative decoding acceptance",
+                         "Gateway requests/s by code", "Requests held while waking",
+                         "Time to first token from zero (p50 / max)",
+                         "Outstanding tokens per group"]:
             self.assertIn(required, titles)
         heatmap = [p for p in all_panels(dashboard()) if p["type"] == "heatmap"][0]
         self.assertEqual(heatmap["repeat"], "layer")

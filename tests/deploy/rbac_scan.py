@@ -1,5 +1,6 @@
 """Which Kubernetes requests does the operator's code make? A static scan of operator/
-that the RBAC test compares with the chart's ClusterRole and Role.
+that the RBAC test compares with the chart's ClusterRole and Role; operator/gateway is
+scanned apart and compared with the gateway's roles.
 
 The convention it relies on (also stated in charts/moeserve/templates/rbac.yaml):
   * operator/kube is resource-agnostic (the REST client, the reflector) and is not
@@ -249,11 +250,18 @@ def scan_sources(sources, resources):
     return requests, errors
 
 
-def operator_sources(source_dir):
+def operator_sources(source_dir, only=None):
+    """Sources under operator/ except operator/kube and the gateway's operator/gateway
+    (another ServiceAccount, scanned on its own); with `only` ("gateway"), just that
+    folder."""
     root = os.path.join(source_dir, "operator")
+    skip = {os.path.join(root, "kube"), os.path.join(root, "gateway")}
+    if only:
+        root = os.path.join(root, only)
+        skip = set()
     sources = []
     for folder, dirs, files in os.walk(root):
-        dirs[:] = sorted(d for d in dirs if os.path.join(folder, d) != os.path.join(root, "kube"))
+        dirs[:] = sorted(d for d in dirs if os.path.join(folder, d) not in skip)
         for name in sorted(files):
             if name.endswith((".cpp", ".h")):
                 path = os.path.join(folder, name)
@@ -264,3 +272,9 @@ def operator_sources(source_dir):
 def scan_operator(source_dir):
     """(requests, errors) over operator/ except operator/kube."""
     return scan_sources(operator_sources(source_dir), known_resources(source_dir))
+
+
+def scan_gateway(source_dir):
+    """(requests, errors) over operator/gateway: what moeserve-gateway's ServiceAccount
+    needs."""
+    return scan_sources(operator_sources(source_dir, "gateway"), known_resources(source_dir))

@@ -209,5 +209,53 @@ class NamespacedRbacTest(unittest.TestCase):
         self.assertEqual(missing, [])
 
 
+class GatewayRbacTest(unittest.TestCase):
+    """gateway.enabled: the gateway's own roles grant exactly what operator/gateway
+    requests, and the operator's roles do not change."""
+
+    @classmethod
+    def setUpClass(cls):
+        cls.docs = ds.render(["gateway.enabled=true"])
+        cls.namespaced = ds.render(["gateway.enabled=true", "operator.watchNamespace=team-a"])
+        cls.requests, cls.errors = rbac_scan.scan_gateway(ds.SOURCE_DIR)
+
+    @staticmethod
+    def gateway_roles(docs):
+        return [d for d in docs
+                if d["kind"] in ("ClusterRole", "Role") and d["metadata"]["name"].endswith("-gateway")]
+
+    def test_the_scan_finds_the_gateway_requests(self):
+        self.assertEqual(self.errors, [])
+        self.assertEqual(sorted({(r.resource, r.verb) for r in self.requests}),
+                         [("modeldeployments", "list"), ("modeldeployments", "patch"),
+                          ("modeldeployments", "watch"), ("pods", "list"), ("pods", "watch")])
+
+    def test_gateway_grants_are_exactly_its_requests(self):
+        roles = self.gateway_roles(self.docs)
+        self.assertEqual([r["kind"] for r in roles], ["ClusterRole"])
+        self.assertEqual(set(grants(roles)),
+                         {(r.group, r.resource, r.verb) for r in self.requests})
+
+    def test_operator_grants_do_not_change(self):
+        operator = lambda docs: grants([d for d in docs if d not in self.gateway_roles(docs)])
+        self.assertEqual(operator(self.docs), grants(ds.render()))
+
+    def test_the_binding_names_the_gateways_own_account(self):
+        binding = [d for d in self.docs if d["kind"] == "ClusterRoleBinding" and
+                   d["metadata"]["name"].endswith("-gateway")][0]
+        deployment = [d for d in self.docs if d["kind"] == "Deployment" and
+                      d["metadata"]["name"].endswith("-gateway")][0]
+        account = deployment["spec"]["template"]["spec"]["serviceAccountName"]
+        self.assertTrue(account.endswith("-gateway"))
+        self.assertEqual(binding["subjects"], [{"kind": "ServiceAccount", "name": account,
+                                                "namespace": "moeserve-system"}])
+
+    def test_watch_namespace_makes_the_gateway_role_namespaced(self):
+        roles = self.gateway_roles(self.namespaced)
+        self.assertEqual([(r["kind"], r["metadata"]["namespace"]) for r in roles],
+                         [("Role", "team-a")])
+        self.assertNotIn("ClusterRole", {d["kind"] for d in self.namespaced})
+
+
 if __name__ == "__main__":
     unittest.main()

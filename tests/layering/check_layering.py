@@ -48,6 +48,7 @@ LIBRARIES = {
     "operator/kube": "moeserve_operator_kube",
     "operator/controller": "moeserve_operator_controller",
     "operator/local": "moeserve_operator_local",
+    "operator/gateway": "moeserve_operator_gateway",
     "tools/fixtures": "moeserve_fixtures",
     "tests/support": "moeserve_test_support",
     "bench/sim": "moeserve_bench_sim",

@@ -24,6 +24,10 @@ every object carries the standard app.kubernetes.io labels.
 {{- printf "%s-operator" (include "moeserve.fullname" .) | trunc 63 | trimSuffix "-" }}
 {{- end }}
 
+{{- define "moeserve.gatewayName" -}}
+{{- printf "%s-gateway" (include "moeserve.fullname" .) | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
 {{- define "moeserve.chart" -}}
 {{- printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" | trunc 63 | trimSuffix "-" }}
 {{- end }}

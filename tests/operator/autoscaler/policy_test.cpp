@@ -393,6 +393,44 @@ TEST(PolicyReplayTest, ScaleToZeroAfterIdleAndWakeOnWaiting) {
   EXPECT_EQ(d.reason, "3 requests waiting while scaled to zero: 0 -> 1 group");
 }
 
+TEST(PolicyScaleToZeroTest, WakesToMinReplicasWhenRequestsWaitWithNothingMeasured) {
+  PolicySpec spec = throughput_spec();
+  spec.min_replicas = 2;
+  spec.scale_to_zero_after_idle_seconds = 300;
+  Clock::TimePoint t0;
+  // At zero there is no worker: tokens/s unknown; a gateway holds 1 request.
+  const Evaluation e = evaluate(spec, {t0, 0, 0, std::nullopt, std::nullopt, 1.0}, {});
+  EXPECT_EQ(e.decision.replicas, 2);
+  EXPECT_EQ(e.decision.reason, "1 requests waiting while scaled to zero: 0 -> 2 groups");
+  EXPECT_FALSE(e.state.idle_since) << "a waiting request ends the idle period";
+}
+
+TEST(PolicyScaleToZeroTest, StaysAtZeroWhileNothingWaits) {
+  PolicySpec spec = throughput_spec();
+  spec.scale_to_zero_after_idle_seconds = 300;
+  Clock::TimePoint t0;
+  for (const std::optional<double>& waiting : {std::optional<double>(), std::optional<double>(0)}) {
+    const Evaluation e = evaluate(spec, {t0, 0, 0, std::nullopt, std::nullopt, waiting}, {});
+    EXPECT_EQ(e.decision.replicas, 0) << e.decision.reason;
+  }
+}
+
+TEST(PolicyScaleToZeroTest, AWaitingRequestRestartsTheIdleClock) {
+  PolicySpec spec = proactive_spec();
+  spec.scale_to_zero_after_idle_seconds = 120;
+  Replay replay(spec, 1);
+  for (int i = 0; i < 6; ++i) replay.step(0.0);  // idle from the first: 75 s
+  EXPECT_EQ(replay.current(), 1);
+  replay.step(0.0, 2.0);  // requests wait (tokens not yet counted): not idle
+  for (int i = 0; i < 6; ++i) replay.step(0.0);
+  EXPECT_EQ(replay.current(), 1) << "75 s idle since the request, below 120 s";
+  replay.step(0.0);
+  replay.step(0.0);
+  EXPECT_EQ(replay.current(), 1);
+  replay.step(0.0);  // 120 s
+  EXPECT_EQ(replay.current(), 0);
+}
+
 TEST(PolicyReplayTest, WithoutScaleToZeroIdleStaysAtMinReplicas) {
   Replay replay(proactive_spec(), 2);
   for (int i = 0; i < 100; ++i) replay.step(0.0);

@@ -299,8 +299,11 @@ std::map<std::string, CelCase> cel_cases() {
       [](json* o) { (*o)["spec"]["worker"]["env"][0]["valueFrom"] = json::object(); },
       "spec.worker.env[0]");
   rule(
-      "!has(self.scaleToZeroAfterIdleSeconds)",
-      [](json* o) { (*o)["spec"]["autoscaling"]["scaleToZeroAfterIdleSeconds"] = 600; },
+      "!has(self.scaleToZeroAfterIdleSeconds) || self.enabled",
+      [](json* o) {
+        (*o)["spec"]["autoscaling"]["enabled"] = false;
+        (*o)["spec"]["autoscaling"]["scaleToZeroAfterIdleSeconds"] = 600;
+      },
       "spec.autoscaling.scaleToZeroAfterIdleSeconds");
   rule(
       "self.minReplicas <= self.maxReplicas",
@@ -377,17 +380,21 @@ TEST(Crd, EveryCelRuleIsEnforcedByValidate) {
   }
 }
 
-TEST(Crd, RefusesScaleToZeroWithTheOperatorsMessage) {
+TEST(Crd, ScaleToZeroNeedsAutoscalingWithTheOperatorsMessage) {
   const json crd = load_crd();
   const json& autoscaling = spec_schema(crd)["properties"]["autoscaling"];
   std::string message;
   for (const json& v : autoscaling["x-kubernetes-validations"]) {
-    if (v["rule"] == "!has(self.scaleToZeroAfterIdleSeconds)") message = v["message"];
+    if (v["rule"] == "!has(self.scaleToZeroAfterIdleSeconds) || self.enabled") {
+      message = v["message"];
+    }
   }
   EXPECT_EQ(message, "spec.autoscaling.scaleToZeroAfterIdleSeconds: " +
-                         std::string(kScaleToZeroNeedsGateway));
+                         std::string(kScaleToZeroNeedsAutoscaling));
   json object = object_with(valid_spec());
   object["spec"]["autoscaling"]["scaleToZeroAfterIdleSeconds"] = 600;
+  EXPECT_TRUE(errors_of(object).empty()) << join_errors(errors_of(object));
+  object["spec"]["autoscaling"]["enabled"] = false;
   const std::vector<FieldError> errors = errors_of(object);
   ASSERT_EQ(errors.size(), 1u) << join_errors(errors);
   EXPECT_EQ(errors[0].to_string(), message);

@@ -148,6 +148,18 @@ TEST(DesiredReplicas, AutoscalingClampsTheRecommendation) {
   EXPECT_EQ(desired_replicas(s, std::nullopt), 2);
 }
 
+TEST(DesiredReplicas, ScaleToZeroLetsTheRecommendationGoBelowMinReplicas) {
+  ModelDeploymentSpec s;
+  s.replicas = 1;
+  s.autoscaling.enabled = true;
+  s.autoscaling.min_replicas = 2;
+  s.autoscaling.max_replicas = 5;
+  s.autoscaling.scale_to_zero_after_idle_seconds = 300;
+  EXPECT_EQ(desired_replicas(s, 0), 0);
+  EXPECT_EQ(desired_replicas(s, 2), 2);
+  EXPECT_EQ(desired_replicas(s, 9), 5);
+}
+
 ModelDeployment deployment(json spec) { return testing::valid_deployment(std::move(spec)); }
 
 TEST(Layout, RanksPodsAndGpus) {

@@ -407,6 +407,27 @@ TEST(Render, NetworkPolicyAdmitsTheApiFromItsPeersAndMetricsFromMonitoringAndThe
   EXPECT_EQ(plain_ingress[0]["from"], json::parse(R"([{"podSelector": {}}])"));
 }
 
+TEST(Render, NetworkPolicyAdmitsTheGatewaysPodsToTheApiPort) {
+  const json gateway = json::parse(R"(
+      {"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "moeserve-system"}},
+       "podSelector": {"matchLabels": {"app.kubernetes.io/component": "gateway"}}})");
+  // Beside the default peer (the deployment's namespace) ...
+  const ModelDeployment plain = deployment(v3_spec());
+  RenderOptions options;
+  options.gateway_namespace = "moeserve-system";
+  const Rendered r = render(plain, plan(plain, Observed{}), options);
+  EXPECT_EQ((*r.network_policy)["spec"]["ingress"][0]["from"],
+            json::array({json::parse(R"({"podSelector": {}})"), gateway}));
+  // ... and beside explicit peers; naming the gateway in apiFrom admits it alone.
+  json spec = v3_spec();
+  spec["networkPolicy"]["apiFrom"] = json::array({gateway});
+  const ModelDeployment only_gateway = deployment(spec);
+  const Rendered g = render(only_gateway, plan(only_gateway, Observed{}), options);
+  EXPECT_EQ((*g.network_policy)["spec"]["ingress"][0]["from"], json::array({gateway}));
+  // Without a gateway namespace nothing is added.
+  EXPECT_EQ((*render_fresh(plain).network_policy)["spec"]["ingress"][0]["from"].size(), 1u);
+}
+
 TEST(Render, GroupNetworkPolicyAdmitsOnlyTheGroupsOwnPodsOnEveryPort) {
   const ModelDeployment md = deployment(v3_spec());
   const json np = render_group_network_policy(md, 1);
