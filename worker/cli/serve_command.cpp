@@ -28,10 +28,10 @@ using server::ControlServer;
 using server::WorkerInfo;
 using server::WorkerMetrics;
 
-StatusOr<std::shared_ptr<server::ApiKeys>> load_api_keys(const std::string& path) {
-  if (path.empty()) return std::shared_ptr<server::ApiKeys>();
-  MOESERVE_ASSIGN_OR_RETURN(std::unique_ptr<server::ApiKeys> keys, server::ApiKeys::load(path));
-  return std::shared_ptr<server::ApiKeys>(std::move(keys));
+StatusOr<std::shared_ptr<auth::ApiKeys>> load_api_keys(const std::string& path) {
+  if (path.empty()) return std::shared_ptr<auth::ApiKeys>();
+  MOESERVE_ASSIGN_OR_RETURN(std::unique_ptr<auth::ApiKeys> keys, auth::ApiKeys::load(path));
+  return std::shared_ptr<auth::ApiKeys>(std::move(keys));
 }
 
 std::string default_model_name(const std::string& dir) {
@@ -137,7 +137,7 @@ Status follow(const ServeFlags& f, parallel::Group& group,
 
 Status serve(const ServeFlags& f) {
   const sigset_t signals = block_stop_signals();
-  MOESERVE_ASSIGN_OR_RETURN(std::shared_ptr<server::ApiKeys> api_keys,
+  MOESERVE_ASSIGN_OR_RETURN(std::shared_ptr<auth::ApiKeys> api_keys,
                             load_api_keys(f.api_key_file));
   MOESERVE_ASSIGN_OR_RETURN(RankStart start,
                             join_and_load(f.group, f.model, needs_mtp_layers(f.speculative)));

@@ -1,6 +1,6 @@
 // ApiKeys: parsing a key file, and rotation as a Kubernetes Secret volume performs it
 // (a new timestamped folder, then an atomic rename of the ..data symlink).
-#include "worker/server/api_keys.h"
+#include "common/api_keys.h"
 
 #include <unistd.h>
 
@@ -12,7 +12,7 @@
 
 #include "common/clock.h"
 
-namespace moeserve::server {
+namespace moeserve::auth {
 namespace {
 
 namespace fs = std::filesystem;
@@ -128,4 +128,4 @@ TEST(ApiKeys, ABadRotationKeepsThePreviousKeys) {
 }
 
 }  // namespace
-}  // namespace moeserve::server
+}  // namespace moeserve::auth
