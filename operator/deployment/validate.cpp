@@ -378,8 +378,8 @@ void validate_autoscaling(const AutoscalingSpec& a, std::vector<FieldError>* err
   check_min(errors, "spec.autoscaling.scaleDownStabilizationSeconds",
             a.scale_down_stabilization_seconds, 0);
   if (a.scale_to_zero_after_idle_seconds) {
-    errors->push_back(
-        {"spec.autoscaling.scaleToZeroAfterIdleSeconds", std::string(kScaleToZeroNeedsGateway)});
+    check_min(errors, "spec.autoscaling.scaleToZeroAfterIdleSeconds",
+              *a.scale_to_zero_after_idle_seconds, 1);
   }
   if (a.enabled && !a.target_tokens_per_second_per_group && !a.max_cost_per_million_tokens &&
       !a.ttft_p95_slo_seconds) {

@@ -13,14 +13,6 @@
 
 namespace moeserve::deployment {
 
-// What spec.autoscaling.scaleToZeroAfterIdleSeconds is refused with, in the CRD and
-// here: a deployment at zero groups has no worker to measure, so only a gateway that
-// holds its requests and reports them could wake it, and there is none yet.
-inline constexpr std::string_view kScaleToZeroNeedsGateway =
-    "scale to zero is not available yet: waking a deployment from zero needs the gateway "
-    "to hold and count its requests (issue 14); the policy and moeserve-autoscale-sim "
-    "implement it";
-
 std::vector<FieldError> validate(const ModelDeploymentSpec& spec);
 std::vector<FieldError> validate_name(std::string_view name);
 

@@ -129,3 +129,17 @@ TEST(ApiKeys, ABadRotationKeepsThePreviousKeys) {
 
 }  // namespace
 }  // namespace moeserve::auth
+
+namespace moeserve::auth {
+namespace {
+
+TEST(BearerToken, MatchesTheSchemeCaseInsensitivelyAndNeedsAToken) {
+  EXPECT_EQ(bearer_token("Bearer sk-1"), "sk-1");
+  EXPECT_EQ(bearer_token("bEARER sk-1"), "sk-1");
+  EXPECT_EQ(bearer_token("Bearer "), std::nullopt);
+  EXPECT_EQ(bearer_token("Basic dXNlcg=="), std::nullopt);
+  EXPECT_EQ(bearer_token(""), std::nullopt);
+}
+
+}  // namespace
+}  // namespace moeserve::auth

@@ -298,10 +298,6 @@ std::map<std::string, CelCase> cel_cases() {
       [](json* o) { (*o)["spec"]["worker"]["env"][0]["valueFrom"] = json::object(); },
       "spec.worker.env[0]");
   rule(
-      "!has(self.scaleToZeroAfterIdleSeconds)",
-      [](json* o) { (*o)["spec"]["autoscaling"]["scaleToZeroAfterIdleSeconds"] = 600; },
-      "spec.autoscaling.scaleToZeroAfterIdleSeconds");
-  rule(
       "self.minReplicas <= self.maxReplicas",
       [](json* o) { (*o)["spec"]["autoscaling"]["minReplicas"] = 4; },
       "spec.autoscaling.maxReplicas");
@@ -345,22 +341,6 @@ TEST(Crd, EveryCelRuleIsEnforcedByValidate) {
     EXPECT_TRUE(has_error_at(errors, found->path))
         << rule << " -> expected " << found->path << ", got: " << join_errors(errors);
   }
-}
-
-TEST(Crd, RefusesScaleToZeroWithTheOperatorsMessage) {
-  const json crd = load_crd();
-  const json& autoscaling = spec_schema(crd)["properties"]["autoscaling"];
-  std::string message;
-  for (const json& v : autoscaling["x-kubernetes-validations"]) {
-    if (v["rule"] == "!has(self.scaleToZeroAfterIdleSeconds)") message = v["message"];
-  }
-  EXPECT_EQ(message, "spec.autoscaling.scaleToZeroAfterIdleSeconds: " +
-                         std::string(kScaleToZeroNeedsGateway));
-  json object = object_with(valid_spec());
-  object["spec"]["autoscaling"]["scaleToZeroAfterIdleSeconds"] = 600;
-  const std::vector<FieldError> errors = errors_of(object);
-  ASSERT_EQ(errors.size(), 1u) << join_errors(errors);
-  EXPECT_EQ(errors[0].to_string(), message);
 }
 
 TEST(Crd, AcceptsEverySpeculativeMethodTheWorkerHas) {
