@@ -74,15 +74,16 @@ std::vector<uint64_t> prefix_block_hashes(std::string_view text, size_t max_bloc
 RouteDecision choose_group(const std::vector<GroupLoad>& candidates,
                            const std::optional<std::string>& remembered,
                            std::optional<uint64_t> rendezvous_key, double load_factor,
-                           int64_t slack_tokens) {
-  const GroupLoad* least = &candidates.front();
+                           int64_t slack_tokens, uint64_t tie_breaker) {
+  int64_t least_load = candidates.front().outstanding_tokens;
+  for (const GroupLoad& c : candidates) least_load = std::min(least_load, c.outstanding_tokens);
+  std::vector<const GroupLoad*> lightest;
   for (const GroupLoad& c : candidates) {
-    if (c.outstanding_tokens < least->outstanding_tokens ||
-        (c.outstanding_tokens == least->outstanding_tokens && c.group < least->group)) {
-      least = &c;
-    }
+    if (c.outstanding_tokens == least_load) lightest.push_back(&c);
   }
-  const int64_t least_load = least->outstanding_tokens;
+  std::sort(lightest.begin(), lightest.end(),
+            [](const GroupLoad* a, const GroupLoad* b) { return a->group < b->group; });
+  const GroupLoad* least = lightest[tie_breaker % lightest.size()];
   if (remembered) {
     for (const GroupLoad& c : candidates) {
       if (c.group == *remembered &&
@@ -126,7 +127,7 @@ std::optional<RouteDecision> Router::pick(const std::vector<std::string>& ready,
   if (options_.policy == RoutingPolicy::kRoundRobin) {
     decision = {candidates[round_robin_++ % candidates.size()].group, RouteReason::kRoundRobin};
   } else if (options_.policy == RoutingPolicy::kLeastLoaded || prefix.empty()) {
-    decision = choose_group(candidates, std::nullopt, std::nullopt, 1.0, 0);
+    decision = choose_group(candidates, std::nullopt, std::nullopt, 1.0, 0, ties_++);
   } else {
     std::optional<std::string> remembered;
     for (auto key = prefix.rbegin(); key != prefix.rend() && !remembered; ++key) {
@@ -137,7 +138,8 @@ std::optional<RouteDecision> Router::pick(const std::vector<std::string>& ready,
       }
     }
     decision = choose_group(candidates, remembered, prefix.front(), options_.load_factor,
-                            options_.slack_tokens);
+                            options_.slack_tokens, ties_);
+    if (decision.reason == RouteReason::kLeastLoaded) ++ties_;
   }
   if (!exclude.empty()) decision.reason = RouteReason::kRetry;
   if (options_.policy == RoutingPolicy::kAffinity) remember(prefix, decision.group);

@@ -19,7 +19,9 @@
 // - kLeastLoaded: always the least loaded group.
 // - kRoundRobin: the next eligible group in id order (the baseline the benchmarks and
 //   the e2e compare affinity against).
-// Ties go to the smaller group id. A retry (excluded groups given) reports kRetry.
+// Ties between equally loaded groups rotate in id order (the first tie goes to the
+// smallest id), so idle groups share prompt-less or short requests. A retry (excluded
+// groups given) reports kRetry.
 //
 // Down / up: failed() takes a group out for a backoff (backoff_initial, doubling per
 // consecutive failure up to backoff_max); once the backoff has passed the group is
@@ -80,11 +82,12 @@ struct GroupLoad {
 
 // The pure core of the affinity policy: `candidates` (non-empty, eligible groups),
 // `remembered` (the group the deepest known prefix key names, if any), `rendezvous_key`
-// (the first block's hash, if any). See the header comment for the rule.
+// (the first block's hash, if any). See the header comment for the rule; among equally
+// least loaded groups (in id order) the one at tie_breaker modulo their count.
 RouteDecision choose_group(const std::vector<GroupLoad>& candidates,
                            const std::optional<std::string>& remembered,
                            std::optional<uint64_t> rendezvous_key, double load_factor,
-                           int64_t slack_tokens);
+                           int64_t slack_tokens, uint64_t tie_breaker = 0);
 
 class Router {
  public:
@@ -144,6 +147,7 @@ class Router {
   std::map<uint64_t, uint64_t> prefix_age_;  // stamp -> key, oldest first
   uint64_t next_stamp_ = 1;
   uint64_t round_robin_ = 0;
+  uint64_t ties_ = 0;
 };
 
 }  // namespace moeserve::gateway

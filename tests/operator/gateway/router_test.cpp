@@ -59,9 +59,15 @@ TEST(Router, ProgressNeverTakesMoreThanARequestAdded) {
   EXPECT_EQ(router.outstanding_tokens("d/g0"), 0);
 }
 
-TEST(Router, TiesGoToTheSmallerGroupId) {
+TEST(Router, TiesRotateInIdOrderStartingWithTheSmallest) {
   Router router({.policy = RoutingPolicy::kLeastLoaded});
-  EXPECT_EQ(router.pick({"d/g2", "d/g1", "d/g0"}, {})->group, "d/g0");
+  std::vector<std::string> seen;
+  for (int i = 0; i < 4; ++i) seen.push_back(router.pick({"d/g2", "d/g1", "d/g0"}, {})->group);
+  EXPECT_EQ(seen, (std::vector<std::string>{"d/g0", "d/g1", "d/g2", "d/g0"}));
+  // Only the lightest groups take part.
+  router.begin("d/g1", 10);
+  EXPECT_EQ(router.pick(kGroups, {})->group, "d/g2");
+  EXPECT_EQ(router.pick(kGroups, {})->group, "d/g0");
 }
 
 TEST(Router, APrefixReturnsToTheGroupThatServedItLast) {
@@ -144,7 +150,7 @@ TEST(Router, AFailedGroupIsOutForItsBackoffThenRetried) {
   EXPECT_FALSE(router.is_up("d/g0"));
   clock.advance(1ms);
   EXPECT_TRUE(router.is_up("d/g0")) << "retried after the backoff";
-  EXPECT_EQ(router.pick(kGroups, {})->group, "d/g0");
+  EXPECT_EQ(router.pick({"d/g0"}, {})->group, "d/g0");
   // Failing again doubles the backoff (4 s), then caps it (5 s).
   router.failed("d/g0");
   clock.advance(3999ms);
