@@ -73,8 +73,11 @@ LoadResult streaming_load(const std::string& base_url, int concurrency, int64_t 
                      {"ignore_eos", true},
                      {"stream", true}};
         const auto sent = SteadyClock::now();
-        auto stream = client.open({"POST", base_url + "/v1/completions",
-                                   {{"Content-Type", "application/json"}}, body.dump(), 120000});
+        auto stream = client.open({"POST",
+                                   base_url + "/v1/completions",
+                                   {{"Content-Type", "application/json"}},
+                                   body.dump(),
+                                   120000});
         if (!stream.ok() || (*stream)->status() != 200) {
           failures += 1;
           continue;
@@ -120,15 +123,19 @@ double requests_per_s(const std::string& base_url, int concurrency, int64_t tota
     clients.emplace_back([&] {
       http::Client client;
       while (next.fetch_add(1) < total) {
-        auto r = client.send({"POST", base_url + "/v1/completions",
-                              {{"Content-Type", "application/json"}}, body, 10000});
+        auto r = client.send({"POST",
+                              base_url + "/v1/completions",
+                              {{"Content-Type", "application/json"}},
+                              body,
+                              10000});
         if (!r.ok() || r->status != 200) failures += 1;
       }
     });
   }
   for (auto& t : clients) t.join();
   const double seconds = std::chrono::duration<double>(SteadyClock::now() - start).count();
-  if (failures > 0) std::fprintf(stderr, "  %lld requests failed\n", static_cast<long long>(failures.load()));
+  if (failures > 0)
+    std::fprintf(stderr, "  %lld requests failed\n", static_cast<long long>(failures.load()));
   return static_cast<double>(total) / seconds;
 }
 
@@ -211,10 +218,10 @@ int main(int argc, char** argv) {
   (void)probe.start();
   const uint16_t port = probe.port();
   probe.shutdown(0);
-  auto child = launcher.start({worker, "serve", "--model", dir + "/model", "--port",
-                               std::to_string(port), "--threads", std::to_string(threads),
-                               "--max-num-seqs", "32", "--log-level", "warn"},
-                              {}, dir + "/worker.log");
+  auto child = launcher.start(
+      {worker, "serve", "--model", dir + "/model", "--port", std::to_string(port), "--threads",
+       std::to_string(threads), "--max-num-seqs", "32", "--log-level", "warn"},
+      {}, dir + "/worker.log");
   if (!child.ok()) {
     std::fprintf(stderr, "worker: %s\n", child.status().to_string().c_str());
     return 1;
@@ -230,8 +237,8 @@ int main(int argc, char** argv) {
     std::this_thread::sleep_for(std::chrono::milliseconds(200));
     std::printf("gateway overhead on a tiny-model worker (%lld tokens per request, best of %lld)\n",
                 static_cast<long long>(tokens), static_cast<long long>(repeats));
-    std::printf("%4s %14s %14s %7s %12s %12s %7s\n", "C", "direct tok/s", "gateway tok/s",
-                "ratio", "direct ttft", "gateway ttft", "ratio");
+    std::printf("%4s %14s %14s %7s %12s %12s %7s\n", "C", "direct tok/s", "gateway tok/s", "ratio",
+                "direct ttft", "gateway ttft", "ratio");
     streaming_load(direct, 2, 1, tokens, -1);  // warm-up
     int round = 0;
     for (int c : {1, 8, 32}) {
@@ -250,10 +257,9 @@ int main(int argc, char** argv) {
         best_direct.ttft_median_ms = std::min(best_direct.ttft_median_ms, d.ttft_median_ms);
         best_gateway.ttft_median_ms = std::min(best_gateway.ttft_median_ms, g.ttft_median_ms);
       }
-      std::printf("%4d %14.1f %14.1f %7.3f %10.1fms %10.1fms %7.3f\n", c,
-                  best_direct.tokens_per_s, best_gateway.tokens_per_s,
-                  best_gateway.tokens_per_s / best_direct.tokens_per_s, best_direct.ttft_median_ms,
-                  best_gateway.ttft_median_ms,
+      std::printf("%4d %14.1f %14.1f %7.3f %10.1fms %10.1fms %7.3f\n", c, best_direct.tokens_per_s,
+                  best_gateway.tokens_per_s, best_gateway.tokens_per_s / best_direct.tokens_per_s,
+                  best_direct.ttft_median_ms, best_gateway.ttft_median_ms,
                   best_gateway.ttft_median_ms / best_direct.ttft_median_ms);
     }
   }
@@ -268,8 +274,9 @@ int main(int argc, char** argv) {
   stub.route("POST", "/v1/completions", http::SimpleHandler([&](const http::Request&) {
                return http::json_response(200, answer);
              }));
-  stub.route("GET", "/readyz",
-             http::SimpleHandler([](const http::Request&) { return http::text_response(200, "ok"); }));
+  stub.route("GET", "/readyz", http::SimpleHandler([](const http::Request&) {
+               return http::text_response(200, "ok");
+             }));
   if (Status s = stub.start(); !s.ok()) return 1;
   const std::string stub_url = "http://127.0.0.1:" + std::to_string(stub.port());
   {
@@ -284,7 +291,8 @@ int main(int argc, char** argv) {
         best_stub = std::max(best_stub, requests_per_s(stub_url, c, stub_requests));
         best_gateway = std::max(best_gateway, requests_per_s(gw.url(), c, stub_requests));
       }
-      std::printf("%4d %14.0f %14.0f %7.3f\n", c, best_stub, best_gateway, best_gateway / best_stub);
+      std::printf("%4d %14.0f %14.0f %7.3f\n", c, best_stub, best_gateway,
+                  best_gateway / best_stub);
     }
   }
   stub.shutdown(1000);

@@ -1,5 +1,5 @@
-// ApiKeys: the API keys a worker or the gateway accepts, read from --api-key-file and re-read when the
-// file changes, so keys rotate without a restart.
+// ApiKeys: the API keys a worker or the gateway accepts, read from --api-key-file and re-read when
+// the file changes, so keys rotate without a restart.
 //
 // The file holds one key per line; surrounding whitespace is trimmed, and blank lines
 // and lines starting with '#' are skipped. A Kubernetes Secret volume updates its files

@@ -221,8 +221,7 @@ class StreamImpl : public ResponseStream {
       if (ec) {
         done_ = true;
         conn_->close();
-        return network_error("read response body from", conn_->url(), ec,
-                             conn_->was_cancelled());
+        return network_error("read response body from", conn_->url(), ec, conn_->was_cancelled());
       }
       if (parser_.is_done()) done_ = true;
       if (got > 0 || done_) {

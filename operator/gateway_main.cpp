@@ -146,10 +146,10 @@ int serve(const std::vector<std::string>& args) {
     log::error("gateway: cannot listen", {{"error", s.to_string()}});
     return 1;
   }
-  log::info("gateway: serving", {{"endpoint", "http://" + host + ":" +
-                                                  std::to_string(server.port()) + "/v1"},
-                                 {"routing", routing},
-                                 {"static_config", static_config}});
+  log::info("gateway: serving",
+            {{"endpoint", "http://" + host + ":" + std::to_string(server.port()) + "/v1"},
+             {"routing", routing},
+             {"static_config", static_config}});
   std::unique_lock<std::mutex> lock(mutex);
   cv.wait(lock, [&] { return stop; });
   lock.unlock();

@@ -26,13 +26,15 @@ GatewayMetrics::GatewayMetrics() : registry_(std::make_shared<prometheus::Regist
                .Register(*registry_);
   ttft_from_zero_ = &prometheus::BuildHistogram()
                          .Name("moeserve_gateway_time_to_first_token_from_zero_seconds")
-                         .Help("Time to first token of requests that waited for their "
-                               "deployment to wake (no ready group when they arrived)")
+                         .Help(
+                             "Time to first token of requests that waited for their "
+                             "deployment to wake (no ready group when they arrived)")
                          .Register(*registry_);
   routes_ = &prometheus::BuildCounter()
                  .Name("moeserve_gateway_routing_decisions_total")
-                 .Help("Routing decisions by model and reason (affinity, least_loaded, "
-                       "round_robin, retry)")
+                 .Help(
+                     "Routing decisions by model and reason (affinity, least_loaded, "
+                     "round_robin, retry)")
                  .Register(*registry_);
   upstream_failures_ = &prometheus::BuildCounter()
                             .Name("moeserve_gateway_upstream_failures_total")
@@ -44,8 +46,9 @@ GatewayMetrics::GatewayMetrics() : registry_(std::make_shared<prometheus::Regist
                   .Register(*registry_);
   queue_refusals_ = &prometheus::BuildCounter()
                          .Name("moeserve_gateway_queue_rejections_total")
-                         .Help("Requests answered 503 for want of a ready group, by reason "
-                               "(full, timeout, no_group)")
+                         .Help(
+                             "Requests answered 503 for want of a ready group, by reason "
+                             "(full, timeout, no_group)")
                          .Register(*registry_);
   upstream_up_ = &prometheus::BuildGauge()
                       .Name("moeserve_gateway_upstream_up")
@@ -53,8 +56,9 @@ GatewayMetrics::GatewayMetrics() : registry_(std::make_shared<prometheus::Regist
                       .Register(*registry_);
   outstanding_ = &prometheus::BuildGauge()
                       .Name("moeserve_gateway_upstream_outstanding_tokens")
-                      .Help("Prompt plus remaining max_tokens of the requests in flight on a "
-                            "group, as the router counts them")
+                      .Help(
+                          "Prompt plus remaining max_tokens of the requests in flight on a "
+                          "group, as the router counts them")
                       .Register(*registry_);
 }
 
@@ -63,8 +67,7 @@ void GatewayMetrics::record_request(const std::string& model, int status, double
   latency_->Add({{"model", model}}, latency_buckets()).Observe(seconds);
 }
 
-void GatewayMetrics::record_first_byte(const std::string& model, double seconds,
-                                       bool from_zero) {
+void GatewayMetrics::record_first_byte(const std::string& model, double seconds, bool from_zero) {
   ttft_->Add({{"model", model}}, latency_buckets()).Observe(seconds);
   if (from_zero) ttft_from_zero_->Add({{"model", model}}, latency_buckets()).Observe(seconds);
 }

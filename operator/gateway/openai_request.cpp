@@ -102,8 +102,8 @@ StatusOr<InspectedRequest> inspect_request(std::string_view path, std::string_vi
   out.model = body["model"].get<std::string>();
   out.stream = body.contains("stream") && body["stream"].is_boolean() && body["stream"].get<bool>();
   out.choices = positive_int(body, "n", 1);
-  const char* max_name = body.contains("max_completion_tokens") ? "max_completion_tokens"
-                                                                  : "max_tokens";
+  const char* max_name =
+      body.contains("max_completion_tokens") ? "max_completion_tokens" : "max_tokens";
   if (path == "/v1/chat/completions") {
     out.max_tokens = positive_int(body, max_name, options.assumed_max_tokens);
     inspect_chat(body, &out);
@@ -117,11 +117,9 @@ StatusOr<InspectedRequest> inspect_request(std::string_view path, std::string_vi
 std::string openai_error_body(std::string_view message, std::string_view type,
                               std::string_view code, std::string_view param) {
   auto or_null = [](std::string_view v) { return v.empty() ? json(nullptr) : json(v); };
-  json body = {{"error",
-                {{"message", message},
-                 {"type", type},
-                 {"param", or_null(param)},
-                 {"code", or_null(code)}}}};
+  json body = {
+      {"error",
+       {{"message", message}, {"type", type}, {"param", or_null(param)}, {"code", or_null(code)}}}};
   return body.dump();
 }
 

@@ -13,8 +13,8 @@ namespace moeserve::gateway {
 namespace {
 
 constexpr int kClientClosedRequest = 499;  // nginx's code for "the client went away"
-constexpr int64_t kRetryAfterBusyS = 1;     // per-key limit, an upstream's 5xx
-constexpr int64_t kRetryAfterWakeS = 5;     // queue full or timed out while waking
+constexpr int64_t kRetryAfterBusyS = 1;    // per-key limit, an upstream's 5xx
+constexpr int64_t kRetryAfterWakeS = 5;    // queue full or timed out while waking
 constexpr size_t kErrorExcerptBytes = 300;
 constexpr std::string_view kSseDone = "data: [DONE]";
 
@@ -23,10 +23,17 @@ double seconds_between(Clock::TimePoint a, Clock::TimePoint b) {
 }
 
 bool hop_by_hop(const std::string& name) {
-  static const std::set<std::string> kNames = {
-      "host",    "connection",          "content-length", "transfer-encoding", "keep-alive",
-      "te",      "trailer",             "upgrade",        "proxy-authorization",
-      "expect",  "proxy-authenticate"};
+  static const std::set<std::string> kNames = {"host",
+                                               "connection",
+                                               "content-length",
+                                               "transfer-encoding",
+                                               "keep-alive",
+                                               "te",
+                                               "trailer",
+                                               "upgrade",
+                                               "proxy-authorization",
+                                               "expect",
+                                               "proxy-authenticate"};
   return kNames.count(name) > 0;
 }
 
@@ -125,15 +132,15 @@ void Proxy::add_routes(http::Server& server,
   server.route("GET", "/v1/models",
                http::SimpleHandler([this](const http::Request& r) { return handle_models(r); }));
   extra_registries.insert(extra_registries.begin(), metrics_.registry());
-  server.route("GET", "/metrics",
-               http::SimpleHandler([this, registries = std::move(extra_registries)](
-                                       const http::Request&) {
-                 refresh_upstream_gauges();
-                 http::Response r;
-                 r.content_type = "text/plain; version=0.0.4; charset=utf-8";
-                 r.body = metrics::serialize(registries);
-                 return r;
-               }));
+  server.route(
+      "GET", "/metrics",
+      http::SimpleHandler([this, registries = std::move(extra_registries)](const http::Request&) {
+        refresh_upstream_gauges();
+        http::Response r;
+        r.content_type = "text/plain; version=0.0.4; charset=utf-8";
+        r.body = metrics::serialize(registries);
+        return r;
+      }));
 }
 
 DeploymentActivity Proxy::activity(const std::string& deployment) const {
@@ -158,10 +165,11 @@ std::optional<http::Response> Proxy::check_key(const http::Request& request,
     *key = std::string(*token);
     return std::nullopt;
   }
-  http::Response r = openai_error(401,
-                                  header.empty() ? "missing API key: send Authorization: Bearer <key>"
-                                                 : "incorrect API key provided",
-                                  "invalid_request_error", "invalid_api_key");
+  http::Response r =
+      openai_error(401,
+                   header.empty() ? "missing API key: send Authorization: Bearer <key>"
+                                  : "incorrect API key provided",
+                   "invalid_request_error", "invalid_api_key");
   r.headers.emplace_back("WWW-Authenticate", "Bearer");
   return r;
 }
@@ -173,8 +181,10 @@ http::Response Proxy::handle_models(const http::Request& request) {
   std::set<std::string> listed;
   for (const ServedModel& m : discovery_->snapshot().models) {
     if (!listed.insert(m.model).second) continue;
-    data.push_back(
-        {{"id", m.model}, {"object", "model"}, {"created", created_unix_s_}, {"owned_by", "moeserve"}});
+    data.push_back({{"id", m.model},
+                    {"object", "model"},
+                    {"created", created_unix_s_},
+                    {"owned_by", "moeserve"}});
   }
   return http::json_response(200, nlohmann::json({{"object", "list"}, {"data", data}}).dump());
 }
@@ -190,7 +200,9 @@ void Proxy::handle(const http::Request& request, http::Responder& out) {
   struct RecordOnExit {
     std::function<void()> fn;
     ~RecordOnExit() { fn(); }
-  } record{[&] { metrics_.record_request(model_label, answered, seconds_between(arrived, clock_->now())); }};
+  } record{[&] {
+    metrics_.record_request(model_label, answered, seconds_between(arrived, clock_->now()));
+  }};
 
   std::string key;
   if (auto refused = check_key(request, &key)) return reply(std::move(*refused));
@@ -198,11 +210,11 @@ void Proxy::handle(const http::Request& request, http::Responder& out) {
   if (options_.max_concurrent_per_key > 0) {
     key_slot = key_slots_.try_take(key, options_.max_concurrent_per_key);
     if (!key_slot) {
-      return reply(openai_error(
-          429,
-          "too many concurrent requests for this API key (limit " +
-              std::to_string(options_.max_concurrent_per_key) + "); retry after one finishes",
-          "rate_limit_exceeded", "rate_limit_exceeded", kRetryAfterBusyS));
+      return reply(openai_error(429,
+                                "too many concurrent requests for this API key (limit " +
+                                    std::to_string(options_.max_concurrent_per_key) +
+                                    "); retry after one finishes",
+                                "rate_limit_exceeded", "rate_limit_exceeded", kRetryAfterBusyS));
     }
   }
   StatusOr<InspectedRequest> inspected = inspect_request(request.path, request.body, options_.cost);
@@ -287,11 +299,10 @@ void Proxy::handle(const http::Request& request, http::Responder& out) {
       return;
     }
     metrics_.record_upstream_failure(decision.group);
-    log::warn("gateway: upstream failed before the first byte",
-              {{"model", model_label},
-               {"upstream", decision.group},
-               {"attempt", attempt + 1},
-               {"error", a.error}});
+    log::warn("gateway: upstream failed before the first byte", {{"model", model_label},
+                                                                 {"upstream", decision.group},
+                                                                 {"attempt", attempt + 1},
+                                                                 {"error", a.error}});
     exclude.push_back(decision.group);
     last_error = decision.group + ": " + a.error;
   }
@@ -352,7 +363,8 @@ std::optional<http::Response> Proxy::route(http::Responder& out, const std::stri
   while (true) {
     std::this_thread::sleep_for(options_.wake_poll);
     if (out.client_gone()) {
-      return openai_error(kClientClosedRequest, "client closed the request", "invalid_request_error");
+      return openai_error(kClientClosedRequest, "client closed the request",
+                          "invalid_request_error");
     }
     const Look now = look();
     if (now == Look::kRouted) {
@@ -379,8 +391,8 @@ std::optional<http::Response> Proxy::route(http::Responder& out, const std::stri
 }
 
 Proxy::Attempt Proxy::forward(const http::Request& request, http::Responder& out,
-                              const Upstream& upstream, uint64_t load_id,
-                              const std::string& model, Clock::TimePoint arrived, bool waited) {
+                              const Upstream& upstream, uint64_t load_id, const std::string& model,
+                              Clock::TimePoint arrived, bool waited) {
   http::ClientRequest forward;
   forward.method = request.method;
   forward.url = upstream.base_url + request.target;

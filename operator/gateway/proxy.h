@@ -57,7 +57,7 @@ struct ProxyOptions {
   std::shared_ptr<auth::ApiKeys> api_keys;  // null: no authentication at the gateway
   int64_t max_concurrent_per_key = 0;       // 0: no limit (needs api_keys otherwise)
   int64_t upstream_connect_timeout_ms = 2000;
-  int64_t upstream_timeout_ms = 300000;  // to the first byte, and between later bytes
+  int64_t upstream_timeout_ms = 300000;     // to the first byte, and between later bytes
   std::chrono::milliseconds wake_poll{50};  // how often a held request looks for a group
 };
 
@@ -85,8 +85,8 @@ class Proxy {
   enum class Outcome { kServed, kFailedBeforeFirstByte, kFailedMidStream, kClientGone };
   struct Attempt {
     Outcome outcome = Outcome::kServed;
-    int status = 0;      // what the client got (kServed, kFailedMidStream)
-    std::string error;   // why the upstream failed
+    int status = 0;     // what the client got (kServed, kFailedMidStream)
+    std::string error;  // why the upstream failed
   };
   void handle(const http::Request& request, http::Responder& out);
   http::Response handle_models(const http::Request& request);
@@ -97,11 +97,10 @@ class Proxy {
   std::optional<http::Response> route(http::Responder& out, const std::string& model_name,
                                       const std::vector<uint64_t>& prefix,
                                       const std::vector<std::string>& exclude,
-                                      RouteDecision* decision, Upstream* upstream,
-                                      bool* waited);
+                                      RouteDecision* decision, Upstream* upstream, bool* waited);
   Attempt forward(const http::Request& request, http::Responder& out, const Upstream& upstream,
-                  uint64_t load_id, const std::string& model,
-                  Clock::TimePoint arrived, bool waited);
+                  uint64_t load_id, const std::string& model, Clock::TimePoint arrived,
+                  bool waited);
   void refresh_upstream_gauges();
   void note_activity(const std::string& deployment, int64_t delta);
 

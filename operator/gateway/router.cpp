@@ -49,14 +49,10 @@ StatusOr<RoutingPolicy> parse_routing_policy(std::string_view name) {
 
 std::string_view route_reason_name(RouteReason reason) {
   switch (reason) {
-    case RouteReason::kAffinity:
-      return "affinity";
-    case RouteReason::kLeastLoaded:
-      return "least_loaded";
-    case RouteReason::kRoundRobin:
-      return "round_robin";
-    case RouteReason::kRetry:
-      return "retry";
+    case RouteReason::kAffinity: return "affinity";
+    case RouteReason::kLeastLoaded: return "least_loaded";
+    case RouteReason::kRoundRobin: return "round_robin";
+    case RouteReason::kRetry: return "retry";
   }
   return "unknown";
 }

@@ -35,8 +35,8 @@ StatusOr<Snapshot> parse_static_config(const nlohmann::json& document, const std
     errors.push_back({"models", "at least one model is required"});
   }
   for (const JsonReader& item : items) {
-    refuse_unknown_fields(
-        item, {"model", "deployment", "upstreams", "queueSize", "queueTimeoutSeconds"});
+    refuse_unknown_fields(item,
+                          {"model", "deployment", "upstreams", "queueSize", "queueTimeoutSeconds"});
     ServedModel m;
     std::vector<std::string> urls;
     item.read("model", &m.model);

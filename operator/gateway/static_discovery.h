@@ -37,8 +37,8 @@ StatusOr<Snapshot> load_static_config(const std::string& path);
 
 class StaticDiscovery : public Discovery {
  public:
-  explicit StaticDiscovery(Snapshot models,
-                           std::chrono::milliseconds probe_interval = std::chrono::milliseconds(1000));
+  explicit StaticDiscovery(
+      Snapshot models, std::chrono::milliseconds probe_interval = std::chrono::milliseconds(1000));
   ~StaticDiscovery() override;
 
   // Probes once at once (so a healthy upstream is ready before start() returns), then

@@ -85,8 +85,9 @@ void LocalRunner::stop_group(Group& group, std::chrono::milliseconds grace) {
 
 Status LocalRunner::start() {
   if (options_.start_at_zero && !options_.scale_to_zero_after_idle) {
-    return invalid_argument_error("local: starting at zero groups needs scale to zero "
-                                  "(spec.autoscaling.scaleToZeroAfterIdleSeconds)");
+    return invalid_argument_error(
+        "local: starting at zero groups needs scale to zero "
+        "(spec.autoscaling.scaleToZeroAfterIdleSeconds)");
   }
   {
     std::lock_guard<std::mutex> lock(mutex_);
@@ -166,9 +167,9 @@ void LocalRunner::stop_if_idle() {
   if (idle < *options_.scale_to_zero_after_idle) return;
   for (auto& g : groups_) g->wanted = false;
   groups_desired_->Set(0);
-  log::info("local: idle; scaling to zero",
-            {{"deployment", deployment_},
-             {"idle_seconds", std::chrono::duration<double>(idle).count()}});
+  log::info(
+      "local: idle; scaling to zero",
+      {{"deployment", deployment_}, {"idle_seconds", std::chrono::duration<double>(idle).count()}});
 }
 
 void LocalRunner::supervise() {

@@ -50,7 +50,8 @@ int run_local(const std::vector<std::string>& args) {
                    "API keys (one per line) rank 0 of every group requires, re-read when the "
                    "file changes; the local stand-in for spec.auth's Secret");
   flags.add_double("grace-seconds", &grace_s, "time workers get to finish on shutdown");
-  flags.add_string("routing", &routing, "the gateway's routing: affinity | least-loaded | round-robin");
+  flags.add_string("routing", &routing,
+                   "the gateway's routing: affinity | least-loaded | round-robin");
   std::vector<std::string> normalized = args;
   for (auto& a : normalized) {
     if (a == "-f") a = "--file";  // kubectl's spelling

@@ -137,8 +137,7 @@ Status follow(const ServeFlags& f, parallel::Group& group,
 
 Status serve(const ServeFlags& f) {
   const sigset_t signals = block_stop_signals();
-  MOESERVE_ASSIGN_OR_RETURN(std::shared_ptr<auth::ApiKeys> api_keys,
-                            load_api_keys(f.api_key_file));
+  MOESERVE_ASSIGN_OR_RETURN(std::shared_ptr<auth::ApiKeys> api_keys, load_api_keys(f.api_key_file));
   MOESERVE_ASSIGN_OR_RETURN(RankStart start,
                             join_and_load(f.group, f.model, needs_mtp_layers(f.speculative)));
   std::unique_ptr<parallel::Group>& group = start.group;

@@ -32,11 +32,11 @@
 #include <string_view>
 #include <vector>
 
+#include "common/api_keys.h"
 #include "common/clock.h"
 #include "common/http_server.h"
 #include "worker/engine/scheduler.h"
 #include "worker/model/prompt_encoder.h"
-#include "common/api_keys.h"
 #include "worker/server/openai_protocol.h"
 #include "worker/server/worker_metrics.h"
 

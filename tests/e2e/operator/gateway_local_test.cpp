@@ -56,11 +56,20 @@ class LocalGateway {
     const std::string name = "md" + std::to_string(n++);
     moeserve::testing::write_file(dir.file(name + ".yaml"), yaml);
     log_ = dir.file(name + ".log");
-    std::vector<std::string> argv = {bin_dir() + "/moeserve-operator", "local", "-f",
-                                     dir.file(name + ".yaml"), "--model", dir.file("model"),
-                                     "--port", std::to_string(port_), "--base-port",
-                                     std::to_string(base_), "--routing", routing,
-                                     "--logs-dir", dir.path()};
+    std::vector<std::string> argv = {bin_dir() + "/moeserve-operator",
+                                     "local",
+                                     "-f",
+                                     dir.file(name + ".yaml"),
+                                     "--model",
+                                     dir.file("model"),
+                                     "--port",
+                                     std::to_string(port_),
+                                     "--base-port",
+                                     std::to_string(base_),
+                                     "--routing",
+                                     routing,
+                                     "--logs-dir",
+                                     dir.path()};
     argv.insert(argv.end(), extra_args.begin(), extra_args.end());
     process_ = std::make_unique<Process>(argv, log_);
   }
@@ -80,10 +89,12 @@ class LocalGateway {
     auto r = client.send({"GET", base_url, {}, ""});
     return r.ok() ? r->body : "";
   }
-  double front_metric(const std::string& name) const { return metric_sum(metrics(url("/metrics")), name); }
+  double front_metric(const std::string& name) const {
+    return metric_sum(metrics(url("/metrics")), name);
+  }
   bool wait_ready(int groups) const {
-    return wait_until(
-        [&] { return front_metric("moeserve_deployment_replicas_ready") == groups; }, 90s);
+    return wait_until([&] { return front_metric("moeserve_deployment_replicas_ready") == groups; },
+                      90s);
   }
   std::string log() const { return read_file(log_); }
   Process& process() { return *process_; }
@@ -97,7 +108,8 @@ class LocalGateway {
 
 http::ClientResponse post(const std::string& url, const json& body, int64_t timeout_ms = 120000) {
   http::Client client;
-  auto r = client.send({"POST", url, {{"Content-Type", "application/json"}}, body.dump(), timeout_ms});
+  auto r =
+      client.send({"POST", url, {{"Content-Type", "application/json"}}, body.dump(), timeout_ms});
   return r.ok() ? *r : http::ClientResponse{};
 }
 
@@ -123,7 +135,8 @@ double prefix_hits_with(const TempDir& dir, const std::string& routing, int* cac
   for (int q = 0; q < 4; ++q) {
     for (int p = 0; p < 3; ++p) {
       std::string system = "System prompt " + std::to_string(p) + ": ";
-      while (system.size() < 700) system += "answer briefly and cite experts " + std::to_string(p) + ". ";
+      while (system.size() < 700)
+        system += "answer briefly and cite experts " + std::to_string(p) + ". ";
       json body = {{"model", "tiny"},
                    {"messages",
                     {{{"role", "system"}, {"content", system}},
@@ -133,8 +146,8 @@ double prefix_hits_with(const TempDir& dir, const std::string& routing, int* cac
       http::ClientResponse r = post(gw.url("/v1/chat/completions"), body);
       EXPECT_EQ(r.status, 200) << r.body;
       if (r.status == 200) {
-        *cached_tokens += json::parse(r.body)["usage"]["prompt_tokens_details"]["cached_tokens"]
-                              .get<int>();
+        *cached_tokens +=
+            json::parse(r.body)["usage"]["prompt_tokens_details"]["cached_tokens"].get<int>();
       }
     }
   }
@@ -151,8 +164,8 @@ TEST_F(GatewayLocal, AffinityRaisesPrefixCacheHitsOverRoundRobin) {
   int round_robin_cached = 0;
   const double affinity = prefix_hits_with(*dir_, "affinity", &affinity_cached);
   const double round_robin = prefix_hits_with(*dir_, "round-robin", &round_robin_cached);
-  std::cerr << "prefix-cache hit tokens: affinity " << affinity << ", round-robin "
-            << round_robin << "\n";
+  std::cerr << "prefix-cache hit tokens: affinity " << affinity << ", round-robin " << round_robin
+            << "\n";
   EXPECT_GT(round_robin, 0) << "round robin hits too, once both groups saw a prompt";
   EXPECT_GT(affinity, round_robin);
   EXPECT_EQ(affinity, affinity_cached) << "the metric agrees with usage.cached_tokens";
@@ -202,9 +215,12 @@ TEST_F(GatewayLocal, ScaleFromZeroHoldsARequestStartsAGroupAndReportsTtftFromZer
                   "affinity");
   ASSERT_TRUE(wait_until([&] { return !gw.metrics(gw.url("/metrics")).empty(); }, 30s));
   EXPECT_EQ(gw.front_metric("moeserve_deployment_replicas_desired"), 0);
-  const json body = {{"model", "tiny"}, {"prompt", "Wake up"}, {"max_tokens", 3}, {"temperature", 0}};
-  auto first = std::async(std::launch::async, [&] { return post(gw.url("/v1/completions"), body); });
-  ASSERT_TRUE(wait_until([&] { return gw.front_metric("moeserve_gateway_requests_waiting") == 1; }, 10s))
+  const json body = {
+      {"model", "tiny"}, {"prompt", "Wake up"}, {"max_tokens", 3}, {"temperature", 0}};
+  auto first =
+      std::async(std::launch::async, [&] { return post(gw.url("/v1/completions"), body); });
+  ASSERT_TRUE(
+      wait_until([&] { return gw.front_metric("moeserve_gateway_requests_waiting") == 1; }, 10s))
       << gw.log();
   EXPECT_EQ(gw.front_metric("moeserve_deployment_replicas_desired"), 1) << "a group is starting";
   const http::ClientResponse r = first.get();
@@ -214,9 +230,12 @@ TEST_F(GatewayLocal, ScaleFromZeroHoldsARequestStartsAGroupAndReportsTtftFromZer
   EXPECT_GT(gw.front_metric("moeserve_gateway_time_to_first_token_from_zero_seconds_sum"), 0);
   EXPECT_NE(gw.log().find("first token after waking from zero"), std::string::npos);
   // Idle for scaleToZeroAfterIdleSeconds: the group stops; the next request wakes it again.
-  ASSERT_TRUE(wait_until([&] { return gw.front_metric("moeserve_deployment_replicas_ready") == 0 &&
-                                      gw.front_metric("moeserve_deployment_replicas_desired") == 0; },
-                         30s))
+  ASSERT_TRUE(wait_until(
+      [&] {
+        return gw.front_metric("moeserve_deployment_replicas_ready") == 0 &&
+               gw.front_metric("moeserve_deployment_replicas_desired") == 0;
+      },
+      30s))
       << gw.log();
   EXPECT_NE(gw.log().find("scaling to zero"), std::string::npos);
   EXPECT_EQ(post(gw.url("/v1/completions"), body).status, 200);
@@ -232,7 +251,8 @@ TEST_F(GatewayLocal, TheOpenAiSdkSeesTheSameThroughTheGatewayAsDirectly) {
                     "(.tools/npm) is missing: run scripts/install-deps.sh";
   }
   moeserve::testing::write_file(dir_->file("keys.txt"), "sk-gw\n");
-  LocalGateway gw(*dir_, deployment_yaml(1), "affinity", {"--api-key-file", dir_->file("keys.txt")});
+  LocalGateway gw(*dir_, deployment_yaml(1), "affinity",
+                  {"--api-key-file", dir_->file("keys.txt")});
   ASSERT_TRUE(gw.wait_ready(1)) << gw.log();
   auto sdk = [&](const std::string& base, const std::string& out) {
     const std::string command = "node " + moeserve::testing::source_dir() +

@@ -14,15 +14,17 @@ namespace {
 using nlohmann::json;
 
 TEST(InspectRequest, ChatReadsModelStreamCostAndACanonicalPrefix) {
-  const json body = {{"model", "tiny"},
-                     {"stream", true},
-                     {"n", 2},
-                     {"max_completion_tokens", 10},
-                     {"max_tokens", 99},
-                     {"messages",
-                      {{{"role", "system"}, {"content", "Be brief."}},
-                       {{"role", "user"},
-                        {"content", {{{"type", "text"}, {"text", "Hi "}}, {{"type", "text"}, {"text", "there"}}}}}}}};
+  const json body = {
+      {"model", "tiny"},
+      {"stream", true},
+      {"n", 2},
+      {"max_completion_tokens", 10},
+      {"max_tokens", 99},
+      {"messages",
+       {{{"role", "system"}, {"content", "Be brief."}},
+        {{"role", "user"},
+         {"content",
+          {{{"type", "text"}, {"text", "Hi "}}, {{"type", "text"}, {"text", "there"}}}}}}}};
   auto r = inspect_request("/v1/chat/completions", body.dump(), {});
   ASSERT_TRUE(r.ok()) << r.status().to_string();
   EXPECT_EQ(r->model, "tiny");
@@ -36,9 +38,10 @@ TEST(InspectRequest, ChatReadsModelStreamCostAndACanonicalPrefix) {
 
 TEST(InspectRequest, TheSameConversationStartGivesTheSamePrefixWhateverFollows) {
   auto with = [](const std::string& question) {
-    json body = {{"model", "m"},
-                 {"messages",
-                  {{{"role", "system"}, {"content", "S"}}, {{"role", "user"}, {"content", question}}}}};
+    json body = {
+        {"model", "m"},
+        {"messages",
+         {{{"role", "system"}, {"content", "S"}}, {{"role", "user"}, {"content", question}}}}};
     return inspect_request("/v1/chat/completions", body.dump(), {})->prefix_text;
   };
   EXPECT_TRUE(with("second").starts_with("system\nS\n\nuser\n"));
@@ -51,7 +54,8 @@ TEST(InspectRequest, CompletionsReadTextTokenIdsAndBatches) {
   EXPECT_EQ(text->prefix_text, "abcdefgh");
   EXPECT_EQ(text->prompt_tokens_estimate, 2);
   EXPECT_EQ(text->max_tokens, 7) << "no max_tokens: the assumed value";
-  auto ids = inspect_request("/v1/completions", R"({"model":"m","prompt":[1,2,3],"max_tokens":5})", {});
+  auto ids =
+      inspect_request("/v1/completions", R"({"model":"m","prompt":[1,2,3],"max_tokens":5})", {});
   EXPECT_EQ(ids->prefix_text, "1,2,3,");
   EXPECT_EQ(ids->prompt_tokens_estimate, 3);
   auto batch = inspect_request("/v1/completions",
@@ -95,17 +99,18 @@ TEST(KeyedSlots, HoldsAtMostTheLimitPerKeyAndReportsEachChange) {
     EXPECT_FALSE(slots.try_take("c", 0)) << "a zero limit holds nothing";
   }
   EXPECT_EQ(slots.count("a"), 0);
-  const std::vector<std::pair<std::string, int64_t>> expected = {
-      {"a", 1}, {"a", 2}, {"b", 1}, {"b", 0}, {"a", 1}, {"a", 0}};
+  const std::vector<std::pair<std::string, int64_t>> expected = {{"a", 1}, {"a", 2}, {"b", 1},
+                                                                 {"b", 0}, {"a", 1}, {"a", 0}};
   EXPECT_EQ(changes, expected);
 }
 
 TEST(StaticConfig, ParsesModelsAndUpstreams) {
-  const json doc = {{"models",
-                     {{{"model", "tiny"},
-                       {"upstreams", {"http://127.0.0.1:8101/", "http://127.0.0.1:8111"}},
-                       {"queueSize", 3}},
-                      {{"model", "big"}, {"deployment", "prod/big"}, {"upstreams", {"http://10.0.0.7:8000"}}}}}};
+  const json doc = {
+      {"models",
+       {{{"model", "tiny"},
+         {"upstreams", {"http://127.0.0.1:8101/", "http://127.0.0.1:8111"}},
+         {"queueSize", 3}},
+        {{"model", "big"}, {"deployment", "prod/big"}, {"upstreams", {"http://10.0.0.7:8000"}}}}}};
   auto s = parse_static_config(doc, "f.yaml");
   ASSERT_TRUE(s.ok()) << s.status().to_string();
   ASSERT_EQ(s->models.size(), 2u);
@@ -140,8 +145,9 @@ TEST(StaticConfig, RefusesBadInputNamingTheField) {
                         {{"model", "m"}, {"upstreams", {"http://y"}}}}}})
                 .find("listed twice"),
             std::string::npos);
-  EXPECT_NE(error_of({{"models", {{{"upstreams", {"http://x"}}}}}}).find("models[0].model: required"),
-            std::string::npos);
+  EXPECT_NE(
+      error_of({{"models", {{{"upstreams", {"http://x"}}}}}}).find("models[0].model: required"),
+      std::string::npos);
 }
 
 }  // namespace

@@ -9,8 +9,8 @@
 #include <fstream>
 #include <future>
 #include <mutex>
-#include <set>
 #include <nlohmann/json.hpp>
+#include <set>
 #include <thread>
 
 #include "common/http_client.h"
@@ -116,8 +116,8 @@ ServedModel model_of(const std::vector<const FakeUpstream*>& upstreams, bool rea
   m.model = "tiny";
   m.deployment = kDeployment;
   for (size_t i = 0; i < upstreams.size(); ++i) {
-    m.groups.push_back({std::string(kDeployment) + "/g" + std::to_string(i), upstreams[i]->url(),
-                        ready});
+    m.groups.push_back(
+        {std::string(kDeployment) + "/g" + std::to_string(i), upstreams[i]->url(), ready});
   }
   return m;
 }
@@ -145,8 +145,7 @@ class ProxyTest : public ::testing::Test {
   std::string url(const std::string& path) const {
     return "http://127.0.0.1:" + std::to_string(server_->port()) + path;
   }
-  http::ClientResponse post(const std::string& path, const json& body,
-                            http::Headers headers = {}) {
+  http::ClientResponse post(const std::string& path, const json& body, http::Headers headers = {}) {
     headers.emplace_back("Content-Type", "application/json");
     auto r = client_.send({"POST", url(path), headers, body.dump(), 20000});
     EXPECT_TRUE(r.ok()) << r.status().to_string();
@@ -201,8 +200,11 @@ TEST_F(ProxyTest, StreamsChunkByChunkBeforeTheUpstreamHasFinished) {
   });
   discovery_.set({{model_of({&up})}});
   start();
-  auto stream = client_.open({"POST", url("/v1/chat/completions"),
-                              {{"Content-Type", "application/json"}}, chat(true).dump(), 20000});
+  auto stream = client_.open({"POST",
+                              url("/v1/chat/completions"),
+                              {{"Content-Type", "application/json"}},
+                              chat(true).dump(),
+                              20000});
   ASSERT_TRUE(stream.ok()) << stream.status().to_string();
   EXPECT_EQ((*stream)->status(), 200);
   EXPECT_EQ((*stream)->header("content-type"), "text/event-stream");
@@ -235,11 +237,11 @@ TEST_F(ProxyTest, AStreamBrokenMidwayEndsWithAnErrorEventAndNoFinishReason) {
   EXPECT_EQ(r.body.find("finish_reason\":\"stop"), std::string::npos) << r.body;
   ASSERT_TRUE(r.body.starts_with(sse_of({kEvents[0]}))) << r.body;
   const size_t error_at = r.body.find("\n\ndata: {\"error\":");
-  ASSERT_NE(error_at, std::string::npos) << "the error event starts on an event boundary: "
-                                         << r.body;
+  ASSERT_NE(error_at, std::string::npos)
+      << "the error event starts on an event boundary: " << r.body;
   EXPECT_TRUE(r.body.ends_with("\n\ndata: [DONE]\n\n")) << r.body;
-  const std::string event = r.body.substr(error_at + 8, r.body.find("\n\n", error_at + 2) -
-                                                            error_at - 8);
+  const std::string event =
+      r.body.substr(error_at + 8, r.body.find("\n\n", error_at + 2) - error_at - 8);
   const json error = json::parse(event);
   EXPECT_EQ(error["error"]["type"], "server_error");
   EXPECT_NE(error["error"]["message"].get<std::string>().find("ns/tiny/g0"), std::string::npos);
@@ -319,8 +321,11 @@ TEST_F(ProxyTest, AClientThatLeavesCancelsTheUpstreamRequest) {
   discovery_.set({{model_of({&up})}});
   start();
   {
-    auto stream = client_.open({"POST", url("/v1/chat/completions"),
-                                {{"Content-Type", "application/json"}}, chat(true).dump(), 20000});
+    auto stream = client_.open({"POST",
+                                url("/v1/chat/completions"),
+                                {{"Content-Type", "application/json"}},
+                                chat(true).dump(),
+                                20000});
     ASSERT_TRUE(stream.ok());
     ASSERT_TRUE((*stream)->read_some(5000).ok());
     (*stream)->close();
@@ -340,9 +345,11 @@ TEST_F(ProxyTest, AClientThatLeavesDuringPrefillCancelsTheUpstreamToo) {
   discovery_.set({{model_of({&up})}});
   start();
   {
-    http::ClientRequest request{"POST", url("/v1/completions"),
+    http::ClientRequest request{"POST",
+                                url("/v1/completions"),
                                 {{"Content-Type", "application/json"}},
-                                json({{"model", "tiny"}, {"prompt", "x"}}).dump(), 200};
+                                json({{"model", "tiny"}, {"prompt", "x"}}).dump(),
+                                200};
     EXPECT_FALSE(client_.send(request).ok()) << "the client gives up after 200 ms";
   }
   EXPECT_TRUE(wait_until([&] { return upstream_saw_gone.load(); }, 5s));
@@ -411,7 +418,8 @@ TEST_F(ProxyTest, AHeldRequestIsServedOnceAGroupIsReadyAndReportsTtftFromZero) {
   asleep.can_wake = true;
   discovery_.set({{asleep}});
   start();
-  auto held = std::async(std::launch::async, [&] { return post("/v1/chat/completions", chat(true)); });
+  auto held =
+      std::async(std::launch::async, [&] { return post("/v1/chat/completions", chat(true)); });
   ASSERT_TRUE(wait_until([&] { return discovery_.waiting(kDeployment) == 1; }, 5s))
       << "the held request is reported to whatever wakes the deployment";
   EXPECT_NE(metrics().find("moeserve_gateway_requests_waiting{deployment=\"ns/tiny\"} 1"),
@@ -425,8 +433,9 @@ TEST_F(ProxyTest, AHeldRequestIsServedOnceAGroupIsReadyAndReportsTtftFromZero) {
   EXPECT_EQ(r.body, sse_of(kEvents));
   EXPECT_EQ(discovery_.waiting(kDeployment), 0);
   const std::string m = metrics();
-  EXPECT_NE(m.find("moeserve_gateway_time_to_first_token_from_zero_seconds_count{model=\"tiny\"} 1"),
-            std::string::npos)
+  EXPECT_NE(
+      m.find("moeserve_gateway_time_to_first_token_from_zero_seconds_count{model=\"tiny\"} 1"),
+      std::string::npos)
       << m;
 }
 
@@ -438,8 +447,9 @@ TEST_F(ProxyTest, AFullWakeQueueAndATimeoutAre503WithRetryAfter) {
   asleep.queue_timeout_seconds = 1;
   discovery_.set({{asleep}});
   start();
-  auto held = std::async(std::launch::async,
-                         [&] { return post("/v1/completions", {{"model", "tiny"}, {"prompt", "a"}}); });
+  auto held = std::async(std::launch::async, [&] {
+    return post("/v1/completions", {{"model", "tiny"}, {"prompt", "a"}});
+  });
   ASSERT_TRUE(wait_until([&] { return discovery_.waiting(kDeployment) == 1; }, 5s));
   auto full = post("/v1/completions", {{"model", "tiny"}, {"prompt", "b"}});
   EXPECT_EQ(full.status, 503);
@@ -460,9 +470,7 @@ TEST_F(ProxyTest, AFullWakeQueueAndATimeoutAre503WithRetryAfter) {
 
 class KeyFile {
  public:
-  explicit KeyFile(const std::string& keys) {
-    std::ofstream(dir_.file("keys")) << keys;
-  }
+  explicit KeyFile(const std::string& keys) { std::ofstream(dir_.file("keys")) << keys; }
   std::string path() const { return dir_.file("keys"); }
 
  private:

@@ -20,9 +20,8 @@ std::string text_of(char fill, size_t bytes) { return std::string(bytes, fill); 
 TEST(PrefixBlockHashes, EqualPrefixesGiveEqualHashesAtBlockBoundaries) {
   const std::string system = text_of('s', 2 * kPrefixBlockBytes);
   const auto a = prefix_block_hashes(system + "question one", 8);
-  const auto b = prefix_block_hashes(system + "another question entirely" +
-                                         text_of('x', kPrefixBlockBytes),
-                                     8);
+  const auto b = prefix_block_hashes(
+      system + "another question entirely" + text_of('x', kPrefixBlockBytes), 8);
   ASSERT_EQ(a.size(), 2u);
   ASSERT_EQ(b.size(), 3u);
   EXPECT_EQ(a[0], b[0]);
@@ -140,9 +139,9 @@ TEST(Router, RoundRobinCyclesInIdOrder) {
 
 TEST(Router, AFailedGroupIsOutForItsBackoffThenRetried) {
   FakeClock clock;
-  Router router({.policy = RoutingPolicy::kLeastLoaded, .backoff_initial = 2000ms,
-                 .backoff_max = 5000ms},
-                &clock);
+  Router router(
+      {.policy = RoutingPolicy::kLeastLoaded, .backoff_initial = 2000ms, .backoff_max = 5000ms},
+      &clock);
   router.failed("d/g0");
   EXPECT_FALSE(router.is_up("d/g0"));
   EXPECT_EQ(router.pick(kGroups, {})->group, "d/g1");
