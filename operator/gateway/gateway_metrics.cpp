@@ -80,8 +80,8 @@ void GatewayMetrics::record_upstream_failure(const std::string& upstream) {
   upstream_failures_->Add({{"upstream", upstream}}).Increment();
 }
 
-void GatewayMetrics::set_waiting(const std::string& model, int64_t waiting) {
-  waiting_->Add({{"model", model}}).Set(static_cast<double>(waiting));
+void GatewayMetrics::set_waiting(const std::string& deployment, int64_t waiting) {
+  waiting_->Add({{"deployment", deployment}}).Set(static_cast<double>(waiting));
 }
 
 void GatewayMetrics::record_queue_refusal(const std::string& model, std::string_view reason) {

@@ -29,8 +29,8 @@ class GatewayMetrics {
   void record_first_byte(const std::string& model, double seconds, bool from_zero);
   void record_route(const std::string& model, std::string_view reason);
   void record_upstream_failure(const std::string& upstream);
-  // Requests held while `model` has no ready group.
-  void set_waiting(const std::string& model, int64_t waiting);
+  // Requests held while `deployment` has no ready group.
+  void set_waiting(const std::string& deployment, int64_t waiting);
   // Why held requests were refused: "full" or "timeout" (or "no_group": nothing to wake).
   void record_queue_refusal(const std::string& model, std::string_view reason);
   void set_upstream(const std::string& model, const std::string& upstream, bool up,

@@ -49,6 +49,18 @@ http::Headers passed_back_headers(const http::ResponseStream& upstream, const st
   return headers;
 }
 
+// "10.0.0.7:51234" -> "10.0.0.7", "[::1]:51234" -> "::1".
+std::string address_without_port(const std::string& address) {
+  std::string host = address;
+  const size_t colon = host.rfind(':');
+  if (colon != std::string::npos && host.find(']') != std::string::npos) {
+    host = host.substr(1, host.rfind(']') - 1);
+  } else if (colon != std::string::npos && host.find(':') == colon) {
+    host = host.substr(0, colon);
+  }
+  return host;
+}
+
 const ServedModel* find_model(const Snapshot& snapshot, const std::string& model) {
   for (const ServedModel& m : snapshot.models) {
     if (m.model == model) return &m;
@@ -110,8 +122,8 @@ Proxy::Proxy(ProxyOptions options, Discovery* discovery, const Clock* clock)
         return c;
       }()),
       wake_slots_([this](const std::string& deployment, int64_t waiting) {
-        discovery_->report_waiting(deployment, waiting);
         metrics_.set_waiting(deployment, waiting);
+        discovery_->report_waiting(deployment, waiting);
       }),
       router_(options_.router, clock),
       created_unix_s_(clock->unix_seconds()) {}
@@ -276,7 +288,11 @@ void Proxy::handle(const http::Request& request, http::Responder& out) {
       std::lock_guard<std::mutex> lock(mutex_);
       load_id = router_.begin(decision.group, inspected->cost_tokens());
     }
-    Attempt a = forward(request, out, upstream, load_id, model_label, arrived, waited);
+    Attempt a = forward(request, out, upstream, load_id, model_label, arrived, waited, [&] {
+      key_slot.reset();
+      std::lock_guard<std::mutex> lock(mutex_);
+      router_.end(load_id);
+    });
     {
       std::lock_guard<std::mutex> lock(mutex_);
       router_.end(load_id);
@@ -392,7 +408,8 @@ std::optional<http::Response> Proxy::route(http::Responder& out, const std::stri
 
 Proxy::Attempt Proxy::forward(const http::Request& request, http::Responder& out,
                               const Upstream& upstream, uint64_t load_id, const std::string& model,
-                              Clock::TimePoint arrived, bool waited) {
+                              Clock::TimePoint arrived, bool waited,
+                              const std::function<void()>& finishing) {
   http::ClientRequest forward;
   forward.method = request.method;
   forward.url = upstream.base_url + request.target;
@@ -401,8 +418,8 @@ Proxy::Attempt Proxy::forward(const http::Request& request, http::Responder& out
   for (const auto& [k, v] : request.headers) {
     if (!hop_by_hop(k)) forward.headers.emplace_back(k, v);
   }
-  if (!request.remote_address.empty()) {
-    forward.headers.emplace_back("X-Forwarded-For", request.remote_address);
+  if (std::string client_ip = address_without_port(request.remote_address); !client_ip.empty()) {
+    forward.headers.emplace_back("X-Forwarded-For", client_ip);
   }
   forward.cancelled = [&out] { return out.client_gone(); };
 
@@ -448,6 +465,7 @@ Proxy::Attempt Proxy::forward(const http::Request& request, http::Responder& out
     }
     first_byte();
     const int status = whole.status;
+    finishing();
     out.send(std::move(whole));
     return {Outcome::kServed, status, ""};
   }
@@ -488,6 +506,7 @@ Proxy::Attempt Proxy::forward(const http::Request& request, http::Responder& out
   if (error.empty() && !tail.ended_with_done()) {
     error = "the stream ended without data: [DONE]";
   }
+  finishing();
   if (error.empty()) {
     out.end_stream();
     return {Outcome::kServed, up.status(), ""};

@@ -30,6 +30,7 @@
 
 #include <chrono>
 #include <cstdint>
+#include <functional>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -98,9 +99,11 @@ class Proxy {
                                       const std::vector<uint64_t>& prefix,
                                       const std::vector<std::string>& exclude,
                                       RouteDecision* decision, Upstream* upstream, bool* waited);
+  // `finishing` runs just before the last byte goes to the client (it gives back the
+  // request's per-key slot and its load, so a client's next request never meets them).
   Attempt forward(const http::Request& request, http::Responder& out, const Upstream& upstream,
-                  uint64_t load_id, const std::string& model, Clock::TimePoint arrived,
-                  bool waited);
+                  uint64_t load_id, const std::string& model, Clock::TimePoint arrived, bool waited,
+                  const std::function<void()>& finishing);
   void refresh_upstream_gauges();
   void note_activity(const std::string& deployment, int64_t delta);
 

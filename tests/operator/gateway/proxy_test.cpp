@@ -245,8 +245,14 @@ TEST_F(ProxyTest, AStreamBrokenMidwayEndsWithAnErrorEventAndNoFinishReason) {
   const json error = json::parse(event);
   EXPECT_EQ(error["error"]["type"], "server_error");
   EXPECT_NE(error["error"]["message"].get<std::string>().find("ns/tiny/g0"), std::string::npos);
-  EXPECT_NE(metrics().find("moeserve_gateway_upstream_failures_total{upstream=\"ns/tiny/g0\"} 1"),
-            std::string::npos);
+  // The handler records the failure after the client has its last byte.
+  EXPECT_TRUE(wait_until(
+      [&] {
+        return metrics().find(
+                   "moeserve_gateway_upstream_failures_total{upstream=\"ns/tiny/g0\"} 1") !=
+               std::string::npos;
+      },
+      5s));
 }
 
 TEST_F(ProxyTest, AFailureBeforeTheFirstByteIsRetriedOnceOnAnotherGroup) {
