@@ -15,6 +15,9 @@
 //
 // Usage: bench-gateway [--worker BIN] [--threads N] [--tokens N] [--requests N]
 //                      [--repeats N] [--stub-requests N]
+#include <signal.h>
+#include <unistd.h>
+
 #include <algorithm>
 #include <atomic>
 #include <chrono>
