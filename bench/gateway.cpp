@@ -82,7 +82,11 @@ LoadResult streaming_load(const std::string& base_url, int concurrency, int64_t 
                                    body.dump(),
                                    120000});
         if (!stream.ok() || (*stream)->status() != 200) {
-          failures += 1;
+          if (failures.fetch_add(1) == 0) {
+            std::fprintf(stderr, "  first failure: %s\n",
+                         stream.ok() ? ("HTTP " + std::to_string((*stream)->status())).c_str()
+                                     : stream.status().to_string().c_str());
+          }
           continue;
         }
         bool first = true;
@@ -221,10 +225,11 @@ int main(int argc, char** argv) {
   (void)probe.start();
   const uint16_t port = probe.port();
   probe.shutdown(0);
-  auto child = launcher.start(
-      {worker, "serve", "--model", dir + "/model", "--port", std::to_string(port), "--threads",
-       std::to_string(threads), "--max-num-seqs", "32", "--log-level", "warn"},
-      {}, dir + "/worker.log");
+  auto child =
+      launcher.start({worker, "serve", "--model", dir + "/model", "--port", std::to_string(port),
+                      "--served-model-name", "tiny", "--threads", std::to_string(threads),
+                      "--max-num-seqs", "32", "--log-level", "warn"},
+                     {}, dir + "/worker.log");
   if (!child.ok()) {
     std::fprintf(stderr, "worker: %s\n", child.status().to_string().c_str());
     return 1;
