@@ -1,6 +1,7 @@
 #include "common/http_client.h"
 
 #include <cctype>
+#include <functional>
 #include <limits>
 #include <mutex>
 #include <optional>
@@ -14,6 +15,8 @@ using namespace moeserve::net_ns;  // NOLINT: asio, beast, bhttp, tcp
 
 constexpr size_t kMaxResponseBodyBytes = size_t{1} << 30;
 constexpr size_t kStreamReadBytes = 64 * 1024;
+// How often a request with a cancel predicate checks it while waiting.
+constexpr int64_t kCancelPollMs = 50;
 
 std::string lower(std::string_view s) {
   std::string out(s);
@@ -37,8 +40,10 @@ Headers collect_headers(const Message& msg) {
   return out;
 }
 
-Status network_error(const std::string& what, const Url& url, const beast::error_code& ec) {
+Status network_error(const std::string& what, const Url& url, const beast::error_code& ec,
+                     bool cancelled = false) {
   std::string where = what + " " + url.scheme + "://" + url.host + ":" + std::to_string(url.port);
+  if (cancelled) return unavailable_error(where + ": cancelled by the caller");
   if (ec == beast::error::timeout) return deadline_exceeded_error(where + ": timed out");
   return unavailable_error(where + ": " + ec.message());
 }
@@ -46,8 +51,9 @@ Status network_error(const std::string& what, const Url& url, const beast::error
 // One connection, plain or TLS, driven by its own io_context on the calling thread.
 class Connection {
  public:
-  Connection(const Url& url, asio::ssl::context* tls_context, std::string server_name)
-      : url_(url), server_name_(std::move(server_name)) {
+  Connection(const Url& url, asio::ssl::context* tls_context, std::string server_name,
+             std::function<bool()> cancelled)
+      : url_(url), server_name_(std::move(server_name)), cancelled_(std::move(cancelled)) {
     if (url.scheme == "https") {
       tls_.emplace(ioc_, *tls_context);
     } else {
@@ -57,11 +63,25 @@ class Connection {
 
   beast::tcp_stream& lowest() { return tls_ ? beast::get_lowest_layer(*tls_) : *plain_; }
 
-  // Runs the io_context until the started operation completes.
+  // Runs the io_context until the started operation completes. With a cancel predicate,
+  // polls it every kCancelPollMs and closes the connection once it holds, which ends the
+  // operation with an error (operation_aborted).
   void run() {
     ioc_.restart();
-    ioc_.run();
+    if (!cancelled_) {
+      ioc_.run();
+      return;
+    }
+    while (!ioc_.stopped()) {
+      ioc_.run_for(std::chrono::milliseconds(kCancelPollMs));
+      if (!ioc_.stopped() && cancelled_()) {
+        was_cancelled_ = true;
+        close();
+      }
+    }
   }
+
+  bool was_cancelled() const { return was_cancelled_; }
 
   template <typename Fn>
   void with_stream(Fn&& fn) {
@@ -82,11 +102,11 @@ class Connection {
                              endpoints = std::move(r);
                            });
     run();
-    if (ec) return network_error("resolve", url_, ec);
+    if (ec) return network_error("resolve", url_, ec, was_cancelled_);
     lowest().expires_after(std::chrono::milliseconds(timeout_ms));
     lowest().async_connect(endpoints, [&](beast::error_code e, const tcp::endpoint&) { ec = e; });
     run();
-    if (ec) return network_error("connect", url_, ec);
+    if (ec) return network_error("connect", url_, ec, was_cancelled_);
     if (!tls_) return ok_status();
     if (!SSL_set_tlsext_host_name(tls_->native_handle(), server_name_.c_str())) {
       return invalid_argument_error("TLS: cannot set server name \"" + server_name_ + "\"");
@@ -95,7 +115,7 @@ class Connection {
     lowest().expires_after(std::chrono::milliseconds(timeout_ms));
     tls_->async_handshake(asio::ssl::stream_base::client, [&](beast::error_code e) { ec = e; });
     run();
-    if (ec) return network_error("TLS handshake with", url_, ec);
+    if (ec) return network_error("TLS handshake with", url_, ec, was_cancelled_);
     return ok_status();
   }
 
@@ -106,7 +126,7 @@ class Connection {
       bhttp::async_write(s, request, [&](beast::error_code e, size_t) { ec = e; });
     });
     run();
-    if (ec) return network_error("send request to", url_, ec);
+    if (ec) return network_error("send request to", url_, ec, was_cancelled_);
     return ok_status();
   }
 
@@ -139,6 +159,8 @@ class Connection {
  private:
   Url url_;
   std::string server_name_;
+  std::function<bool()> cancelled_;
+  bool was_cancelled_ = false;
   asio::io_context ioc_;
   std::optional<beast::tcp_stream> plain_;
   std::optional<beast::ssl_stream<beast::tcp_stream>> tls_;
@@ -171,7 +193,7 @@ class StreamImpl : public ResponseStream {
 
   Status read_headers(int64_t timeout_ms) {
     beast::error_code ec = conn_->read(parser_, timeout_ms, /*header_only=*/true, false);
-    if (ec) return network_error("read response from", conn_->url(), ec);
+    if (ec) return network_error("read response from", conn_->url(), ec, conn_->was_cancelled());
     status_ = static_cast<int>(parser_.get().result_int());
     headers_ = collect_headers(parser_.get());
     done_ = parser_.is_done();
@@ -199,7 +221,7 @@ class StreamImpl : public ResponseStream {
       if (ec) {
         done_ = true;
         conn_->close();
-        return network_error("read response body from", conn_->url(), ec);
+        return network_error("read response body from", conn_->url(), ec, conn_->was_cancelled());
       }
       if (parser_.is_done()) done_ = true;
       if (got > 0 || done_) {
@@ -346,7 +368,7 @@ struct Client::Impl {
     }
     MOESERVE_ASSIGN_OR_RETURN(Url url, parse_url(request.url));
     std::string server_name = options.server_name.empty() ? url.host : options.server_name;
-    auto conn = std::make_unique<Connection>(url, &*tls, server_name);
+    auto conn = std::make_unique<Connection>(url, &*tls, server_name, request.cancelled);
     MOESERVE_RETURN_IF_ERROR(conn->connect(std::min(options.connect_timeout_ms, timeout_ms),
                                            !options.insecure_skip_verify));
     auto req = make_request(request, url);
@@ -376,7 +398,7 @@ StatusOr<ClientResponse> Client::send(const ClientRequest& request) const {
   if (request.method == "HEAD") parser.skip(true);
   beast::error_code ec = conn->read(parser, timeout_ms, false, false);
   conn->close();
-  if (ec) return network_error("read response from", conn->url(), ec);
+  if (ec) return network_error("read response from", conn->url(), ec, conn->was_cancelled());
   ClientResponse response;
   response.status = static_cast<int>(parser.get().result_int());
   response.headers = collect_headers(parser.get());

@@ -10,6 +10,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <string>
 #include <string_view>
@@ -48,6 +49,11 @@ struct ClientRequest {
   Headers headers;
   std::string body;
   int64_t timeout_ms = 0;  // 0: ClientOptions::request_timeout_ms
+  // Optional: polled every 50 ms while the call (and, for open(), every later read of
+  // its stream) waits on the network; once it returns true the connection is closed and
+  // the call fails with unavailable ("cancelled by the caller"). A proxy passes "my
+  // client has gone", so a departed client cancels the upstream request.
+  std::function<bool()> cancelled;
 };
 
 struct ClientResponse {

@@ -1,4 +1,4 @@
-# moeserve operator image: a static-ish build on Debian 12, run on distroless (no shell,
+# moeserve operator image (moeserve-operator and moeserve-gateway): a static-ish build on Debian 12, run on distroless (no shell,
 # no package manager) as the non-root user 65532, which the Helm chart also enforces.
 # Build from the repository root:
 #   docker build -f docker/operator.Dockerfile -t ghcr.io/moeserve/moeserve-operator:0.1.0 .
@@ -17,13 +17,14 @@ WORKDIR /src
 COPY . .
 RUN cmake -S . -B /build -G Ninja -DCMAKE_BUILD_TYPE=Release -DMOESERVE_CUDA=OFF \
       -DMOESERVE_TESTS=OFF -DMOESERVE_BENCH=OFF \
- && cmake --build /build --target moeserve-operator -j "$(nproc)" \
- && strip /build/bin/moeserve-operator \
- && docker/collect-libs.sh /out/lib /build/bin/moeserve-operator
+ && cmake --build /build --target moeserve-operator moeserve-gateway -j "$(nproc)" \
+ && strip /build/bin/moeserve-operator /build/bin/moeserve-gateway \
+ && docker/collect-libs.sh /out/lib /build/bin/moeserve-operator /build/bin/moeserve-gateway
 
 FROM ${RUNTIME_IMAGE}
 COPY --from=build /out/lib/ /usr/local/lib/moeserve/
 COPY --from=build /build/bin/moeserve-operator /usr/local/bin/moeserve-operator
+COPY --from=build /build/bin/moeserve-gateway /usr/local/bin/moeserve-gateway
 ENV LD_LIBRARY_PATH=/usr/local/lib/moeserve
 USER 65532:65532
 EXPOSE 8080

@@ -6,7 +6,6 @@
 
 #include "common/http_client.h"
 #include "common/log.h"
-#include "common/metrics.h"
 
 namespace moeserve::local {
 namespace {
@@ -14,10 +13,8 @@ namespace {
 constexpr auto kPollInterval = std::chrono::milliseconds(500);
 constexpr int64_t kMaxBackoffMs = 30000;
 
-http::Response openai_error(int status, const std::string& message, const std::string& type) {
-  nlohmann::json body = {
-      {"error", {{"message", message}, {"type", type}, {"param", nullptr}, {"code", nullptr}}}};
-  return http::json_response(status, body.dump());
+int64_t steady_ns(std::chrono::steady_clock::time_point t) {
+  return std::chrono::duration_cast<std::chrono::nanoseconds>(t.time_since_epoch()).count();
 }
 
 }  // namespace
@@ -28,8 +25,10 @@ LocalRunner::LocalRunner(std::vector<GroupProcesses> groups, std::string deploym
   for (auto& g : groups) {
     auto group = std::make_unique<Group>();
     group->spec = std::move(g);
+    group->wanted = !options_.start_at_zero;
     groups_.push_back(std::move(group));
   }
+  woke_at_ns_ = steady_ns(std::chrono::steady_clock::now());
   registry_ = std::make_shared<prometheus::Registry>();
   groups_desired_ = &prometheus::BuildGauge()
                          .Name("moeserve_deployment_replicas_desired")
@@ -41,7 +40,7 @@ LocalRunner::LocalRunner(std::vector<GroupProcesses> groups, std::string deploym
                        .Help("Groups whose rank 0 is ready")
                        .Register(*registry_)
                        .Add({{"namespace", "local"}, {"deployment", deployment_}});
-  groups_desired_->Set(static_cast<double>(groups_.size()));
+  groups_desired_->Set(wanted_groups());
 }
 
 LocalRunner::~LocalRunner() { stop(); }
@@ -85,21 +84,29 @@ void LocalRunner::stop_group(Group& group, std::chrono::milliseconds grace) {
 }
 
 Status LocalRunner::start() {
+  if (options_.start_at_zero && !options_.scale_to_zero_after_idle) {
+    return invalid_argument_error(
+        "local: starting at zero groups needs scale to zero "
+        "(spec.autoscaling.scaleToZeroAfterIdleSeconds)");
+  }
   {
     std::lock_guard<std::mutex> lock(mutex_);
-    for (auto& group : groups_) MOESERVE_RETURN_IF_ERROR(start_group(*group));
+    for (auto& group : groups_) {
+      if (group->wanted) MOESERVE_RETURN_IF_ERROR(start_group(*group));
+    }
   }
+  proxy_ = std::make_unique<gateway::Proxy>(options_.proxy, this);
   http::ServerOptions server_options;
   server_options.host = options_.front_host;
   server_options.port = options_.front_port;
+  server_options.handler_threads = 128;  // held and streaming requests each keep one
+  server_options.error_response = gateway::Proxy::server_error_response;
   front_ = std::make_unique<http::Server>(server_options);
-  front_->route_prefix("*", "/v1/",
-                       [this](const http::Request& r, http::Responder& out) { proxy(r, out); });
+  proxy_->add_routes(*front_, {registry_});
   http::add_health_routes(*front_, [this]() -> Status {
     if (ready_groups() > 0) return ok_status();
     return unavailable_error("no group is ready yet");
   });
-  metrics::add_metrics_route(*front_, {registry_});
   MOESERVE_RETURN_IF_ERROR(front_->start());
   supervisor_ = std::thread([this] { supervise(); });
   return ok_status();
@@ -113,16 +120,76 @@ int LocalRunner::ready_groups() const {
   return n;
 }
 
+int LocalRunner::wanted_groups() const {
+  int n = 0;
+  for (const auto& g : groups_) n += g->wanted ? 1 : 0;
+  return n;
+}
+
+std::string LocalRunner::upstream_id(const Group& group) const {
+  return qualified_name() + "/g" + std::to_string(group.spec.group);
+}
+
+gateway::Snapshot LocalRunner::snapshot() const {
+  gateway::ServedModel model;
+  model.model = options_.served_model;
+  model.deployment = qualified_name();
+  model.queue_size = options_.queue_size;
+  model.queue_timeout_seconds = options_.queue_timeout_seconds;
+  bool starting = false;
+  for (const auto& g : groups_) {
+    model.groups.push_back({upstream_id(*g), g->spec.endpoint, g->ready.load()});
+    starting = starting || (g->wanted && !g->ready);
+  }
+  model.can_wake = starting || options_.scale_to_zero_after_idle.has_value();
+  return {{model}};
+}
+
+void LocalRunner::report_waiting(const std::string& deployment, int64_t waiting) {
+  if (deployment != qualified_name() || waiting <= 0 || !options_.scale_to_zero_after_idle ||
+      wanted_groups() > 0) {
+    return;
+  }
+  woke_at_ns_ = steady_ns(std::chrono::steady_clock::now());
+  for (auto& g : groups_) g->wanted = true;
+  groups_desired_->Set(wanted_groups());
+  log::info("local: waking from zero for held requests",
+            {{"deployment", deployment_}, {"waiting", waiting}, {"groups", wanted_groups()}});
+}
+
+void LocalRunner::stop_if_idle() {
+  if (!options_.scale_to_zero_after_idle || wanted_groups() == 0 || !proxy_) return;
+  const gateway::DeploymentActivity activity = proxy_->activity(qualified_name());
+  if (activity.in_flight > 0) return;
+  const auto woke = std::chrono::steady_clock::time_point(std::chrono::nanoseconds(woke_at_ns_));
+  const auto last = std::max(activity.last_request_end, woke);
+  const auto idle = std::chrono::steady_clock::now() - last;
+  if (idle < *options_.scale_to_zero_after_idle) return;
+  for (auto& g : groups_) g->wanted = false;
+  groups_desired_->Set(0);
+  log::info(
+      "local: idle; scaling to zero",
+      {{"deployment", deployment_}, {"idle_seconds", std::chrono::duration<double>(idle).count()}});
+}
+
 void LocalRunner::supervise() {
   http::ClientOptions client_options;
   client_options.connect_timeout_ms = 300;
   client_options.request_timeout_ms = 1000;
   http::Client client(client_options);
   while (!stopping_) {
+    stop_if_idle();
     for (auto& group : groups_) {
       std::lock_guard<std::mutex> lock(mutex_);
       if (stopping_) break;
       auto now = std::chrono::steady_clock::now();
+      if (!group->wanted) {
+        if (!group->ranks.empty()) {
+          log::info("local: stopping group", {{"group", group->spec.group}});
+          stop_group(*group, options_.grace);
+        }
+        continue;
+      }
       if (group->ranks.empty()) {
         if (now < group->restart_at) continue;
         if (Status s = start_group(*group); !s.ok()) {
@@ -160,58 +227,6 @@ void LocalRunner::supervise() {
     groups_ready_->Set(ready_groups());
     for (int i = 0; i < 10 && !stopping_; ++i) std::this_thread::sleep_for(kPollInterval / 10);
   }
-}
-
-void LocalRunner::proxy(const http::Request& request, http::Responder& out) {
-  const Group* target = nullptr;
-  for (size_t i = 0; i < groups_.size() && !target; ++i) {
-    const auto& g = groups_[(next_group_++) % groups_.size()];
-    if (g->ready) target = g.get();
-  }
-  if (!target) {
-    auto r = openai_error(503, "no model group is ready yet; retry shortly", "service_unavailable");
-    r.headers.emplace_back("Retry-After", "1");
-    out.send(std::move(r));
-    return;
-  }
-  http::ClientRequest forward;
-  forward.method = request.method;
-  forward.url = target->spec.endpoint + request.target;
-  forward.body = request.body;
-  forward.timeout_ms = 600000;
-  for (const auto& [k, v] : request.headers) {
-    if (k == "host" || k == "connection" || k == "content-length" || k == "transfer-encoding") {
-      continue;
-    }
-    forward.headers.emplace_back(k, v);
-  }
-  http::Client client;
-  auto upstream = client.open(forward);
-  if (!upstream.ok()) {
-    out.send(openai_error(502,
-                          "group " + std::to_string(target->spec.group) +
-                              " did not answer: " + upstream.status().message(),
-                          "bad_gateway"));
-    return;
-  }
-  http::Headers headers;
-  for (const auto& [k, v] : (*upstream)->headers()) {
-    if (k == "retry-after" || k == "x-request-id") headers.emplace_back(k, v);
-  }
-  headers.emplace_back("X-Moeserve-Group", std::to_string(target->spec.group));
-  std::string content_type = (*upstream)->header("content-type");
-  if (!out.begin_stream((*upstream)->status(),
-                        content_type.empty() ? "application/json" : content_type, headers)) {
-    return;
-  }
-  while (!(*upstream)->done()) {
-    auto chunk = (*upstream)->read_some(600000);
-    if (!chunk.ok() || !out.write(*chunk)) {
-      (*upstream)->close();  // the client left: closing upstream cancels the request there
-      return;
-    }
-  }
-  out.end_stream();
 }
 
 void LocalRunner::stop() {

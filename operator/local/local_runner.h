@@ -1,15 +1,19 @@
 // The local platform: runs a ModelDeployment's groups as local worker processes,
 // supervises them as the operator would supervise pods, and serves one OpenAI endpoint
-// in front of them (the stand-in for Service x).
+// in front of them: the gateway's Proxy (operator/gateway/proxy.h), for which the runner
+// is the Discovery.
 //
-// - Every rank of every group is started (local_plan.h); when any rank of a group exits,
-//   the whole group is stopped and restarted with exponential backoff (1 s to 30 s),
-//   because a group with a lost rank cannot serve.
+// - Every rank of every wanted group is started (local_plan.h); when any rank of a group
+//   exits, the whole group is stopped and restarted with exponential backoff (1 s to
+//   30 s), because a group with a lost rank cannot serve.
 // - A group is ready when its rank 0 answers /readyz with 200 (polled every 500 ms).
-// - The front door proxies /v1/* to the rank 0 of ready groups, round-robin, streaming
-//   the response through (SSE included); with no ready group it answers 503 in OpenAI's
-//   error shape. /healthz, /readyz (ready when a group is) and /metrics (groups desired
-//   and ready) are its own.
+// - The front door is the gateway: routing by load and prefix over ready groups, retry
+//   on another group before the first byte, requests held while no group is ready and
+//   one is starting (the deployment's spec.gateway queue). /healthz, /readyz (ready when
+//   a group is) and /metrics (the gateway's, plus groups desired and ready) are its own.
+// - Scale to zero (scale_to_zero_after_idle set): groups that ran no request for that
+//   long are stopped; a request held by the gateway (report_waiting > 0) starts them
+//   again. With start_at_zero no group starts until a request waits.
 // - stop(): the front door drains, then every worker gets SIGTERM and `grace` to exit,
 //   then SIGKILL.
 #pragma once
@@ -18,6 +22,7 @@
 #include <chrono>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <string>
 #include <thread>
 #include <vector>
@@ -27,6 +32,8 @@
 
 #include "common/http_server.h"
 #include "common/process.h"
+#include "operator/gateway/discovery.h"
+#include "operator/gateway/proxy.h"
 #include "operator/local/local_plan.h"
 
 namespace moeserve::local {
@@ -36,13 +43,19 @@ struct RunnerOptions {
   uint16_t front_port = 8000;
   std::string logs_dir;  // worker logs: <logs_dir>/<deployment>-g<i>-r<r>.log; "" inherits
   std::chrono::milliseconds grace{10000};
+  std::string served_model;  // the OpenAI `model` of the deployment
+  int32_t queue_size = 64;   // spec.gateway
+  int32_t queue_timeout_seconds = 300;
+  gateway::ProxyOptions proxy;
+  std::optional<std::chrono::seconds> scale_to_zero_after_idle;
+  bool start_at_zero = false;  // needs scale_to_zero_after_idle
 };
 
-class LocalRunner {
+class LocalRunner : public gateway::Discovery {
  public:
   LocalRunner(std::vector<GroupProcesses> groups, std::string deployment, RunnerOptions options,
               ProcessLauncher* launcher);
-  ~LocalRunner();
+  ~LocalRunner() override;
 
   // Starts the workers, the supervisor and the front door.
   Status start();
@@ -52,10 +65,15 @@ class LocalRunner {
   // Restarts so far (all groups).
   int64_t restarts() const { return restarts_.load(); }
 
+  // gateway::Discovery: the deployment's groups as the proxy routes to them.
+  gateway::Snapshot snapshot() const override;
+  void report_waiting(const std::string& deployment, int64_t waiting) override;
+
  private:
   struct Group {
     GroupProcesses spec;
     std::vector<std::unique_ptr<ChildProcess>> ranks;
+    std::atomic<bool> wanted{true};
     std::atomic<bool> ready{false};
     int failures = 0;
     std::chrono::steady_clock::time_point restart_at{};
@@ -64,7 +82,11 @@ class LocalRunner {
   Status start_group(Group& group);
   void stop_group(Group& group, std::chrono::milliseconds grace);
   void supervise();
-  void proxy(const http::Request& request, http::Responder& out);
+  // Scale to zero: stops every group once the deployment has been idle long enough.
+  void stop_if_idle();
+  int wanted_groups() const;
+  std::string upstream_id(const Group& group) const;
+  std::string qualified_name() const { return "local/" + deployment_; }
 
   std::vector<std::unique_ptr<Group>> groups_;
   std::string deployment_;
@@ -73,11 +95,12 @@ class LocalRunner {
   std::mutex mutex_;  // guards the processes of every group
   std::atomic<bool> stopping_{false};
   std::atomic<int64_t> restarts_{0};
-  std::atomic<uint64_t> next_group_{0};
+  std::atomic<int64_t> woke_at_ns_{0};  // steady clock, when the groups were last wanted
   std::thread supervisor_;
   std::shared_ptr<prometheus::Registry> registry_;
   prometheus::Gauge* groups_desired_ = nullptr;
   prometheus::Gauge* groups_ready_ = nullptr;
+  std::unique_ptr<gateway::Proxy> proxy_;
   std::unique_ptr<http::Server> front_;
 };
 

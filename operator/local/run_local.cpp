@@ -5,6 +5,7 @@
 #include <iostream>
 #include <mutex>
 
+#include "common/api_keys.h"
 #include "common/flags.h"
 #include "common/log.h"
 #include "common/process.h"
@@ -12,6 +13,7 @@
 #include "common/yaml_json.h"
 #include "operator/deployment/parse.h"
 #include "operator/deployment/plan.h"
+#include "operator/gateway/router.h"
 #include "operator/local/local_runner.h"
 
 namespace moeserve::local {
@@ -28,10 +30,12 @@ int run_local(const std::vector<std::string>& args) {
   std::string logs_dir;
   std::string api_key_file;
   double grace_s = 10;
+  std::string routing = "affinity";
   FlagSet flags("moeserve-operator local -f FILE [--model DIR] [flags]",
                 "Runs a ModelDeployment on this machine: each group's ranks as local\n"
                 "moeserve-worker processes, supervised (a lost rank restarts its group), behind\n"
-                "one OpenAI endpoint that spreads requests over ready groups.");
+                "the gateway: one OpenAI endpoint routing over ready groups by load and prefix,\n"
+                "holding requests while a group starts (and, with scale to zero, waking one).");
   flags.add_string("file", &file,
                    "ModelDeployment YAML, also -f (e.g. deploy/examples/tiny-cpu.yaml)");
   flags.add_string("model", &model, "model folder (default: spec.model.source)");
@@ -46,6 +50,8 @@ int run_local(const std::vector<std::string>& args) {
                    "API keys (one per line) rank 0 of every group requires, re-read when the "
                    "file changes; the local stand-in for spec.auth's Secret");
   flags.add_double("grace-seconds", &grace_s, "time workers get to finish on shutdown");
+  flags.add_string("routing", &routing,
+                   "the gateway's routing: affinity | least-loaded | round-robin");
   std::vector<std::string> normalized = args;
   for (auto& a : normalized) {
     if (a == "-f") a = "--file";  // kubectl's spelling
@@ -102,8 +108,17 @@ int run_local(const std::vector<std::string>& args) {
     std::cerr << "moeserve-operator local: --api-key-file " << api_key_file << ": no such file\n";
     return 2;
   }
+  StatusOr<gateway::RoutingPolicy> policy = gateway::parse_routing_policy(routing);
+  if (!policy.ok()) {
+    std::cerr << "moeserve-operator local: " << policy.status().message() << "\n";
+    return 2;
+  }
   int32_t groups = replicas >= 0 ? static_cast<int32_t>(replicas)
                                  : deployment::desired_replicas(md.spec, std::nullopt);
+  const std::optional<int32_t> idle_s = md.spec.autoscaling.scale_to_zero_after_idle_seconds;
+  // At zero groups with scale to zero, one group is planned and starts on demand.
+  const bool start_at_zero = groups == 0 && idle_s.has_value();
+  if (start_at_zero) groups = 1;
   LocalOptions options;
   options.model_dir = model;
   options.worker_binary = worker;
@@ -128,6 +143,20 @@ int run_local(const std::vector<std::string>& args) {
   runner_options.front_port = static_cast<uint16_t>(port);
   runner_options.logs_dir = logs_dir;
   runner_options.grace = std::chrono::milliseconds(static_cast<int64_t>(grace_s * 1000));
+  runner_options.served_model = deployment::served_model_name(md.spec.model);
+  runner_options.queue_size = md.spec.gateway.queue_size;
+  runner_options.queue_timeout_seconds = md.spec.gateway.queue_timeout_seconds;
+  runner_options.proxy.router.policy = *policy;
+  if (idle_s) runner_options.scale_to_zero_after_idle = std::chrono::seconds(*idle_s);
+  runner_options.start_at_zero = start_at_zero;
+  if (!api_key_file.empty()) {
+    StatusOr<std::unique_ptr<auth::ApiKeys>> keys = auth::ApiKeys::load(api_key_file);
+    if (!keys.ok()) {
+      std::cerr << "moeserve-operator local: " << keys.status().message() << "\n";
+      return 2;
+    }
+    runner_options.proxy.api_keys = std::move(*keys);
+  }
   LocalRunner runner(local_processes(md, groups, options), md.metadata.name, runner_options,
                      &launcher);
   if (Status s = runner.start(); !s.ok()) {
@@ -136,7 +165,8 @@ int run_local(const std::vector<std::string>& args) {
   }
   log::info("local: serving",
             {{"deployment", md.metadata.name},
-             {"groups", groups},
+             {"groups", start_at_zero ? 0 : groups},
+             {"routing", routing},
              {"endpoint", "http://" + host + ":" + std::to_string(runner.front_port()) + "/v1"}});
   std::unique_lock<std::mutex> lock(mutex);
   cv.wait(lock, [&] { return stop; });

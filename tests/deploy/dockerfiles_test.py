@@ -47,6 +47,13 @@ class DockerfilesTest(unittest.TestCase):
                 copies = [arg for op, arg in final if op == "COPY"]
                 self.assertTrue(any(f"/build/bin/{target}" in c for c in copies))
 
+    def test_operator_image_ships_the_gateway_the_chart_runs(self):
+        parts = stages(os.path.join(DOCKER_DIR, "operator.Dockerfile"))
+        runs = " ".join(arg for _, ins in parts[:-1] for op, arg in ins if op == "RUN")
+        self.assertIn("moeserve-gateway", runs)
+        copies = [arg for op, arg in parts[-1][1] if op == "COPY"]
+        self.assertIn("/build/bin/moeserve-gateway /usr/local/bin/moeserve-gateway", copies)
+
     def test_final_stages_run_as_the_charts_non_root_user(self):
         values = yaml.safe_load(ds.read_text(os.path.join(ds.CHART_DIR, "values.yaml")))
         uid = values["operator"]["podSecurityContext"]["runAsUser"]

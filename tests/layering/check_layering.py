@@ -98,6 +98,8 @@ RULES = (
     Rule("deployment, autoscaler and placement include no client code",
          ("operator/deployment/", "operator/autoscaler/", "operator/placement/"), CLIENT_CODE,
          exempt=tuple(sorted(HTTP_SOURCES))),
+    Rule("the gateway's router is pure", ("operator/gateway/router.h",
+                                           "operator/gateway/router.cpp"), CLIENT_CODE),
     Rule("operator and worker meet only in proto/ and common/", ("operator/",), ("worker/",)),
     Rule("operator and worker meet only in proto/ and common/", ("worker/",), ("operator/",)),
     Rule("product code includes no tests, tools or benchmarks", PRODUCT,

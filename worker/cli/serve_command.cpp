@@ -34,10 +34,10 @@ using server::WorkerMetrics;
 // How often rank 0 re-stats the placement file for a new version.
 constexpr std::chrono::milliseconds kPlacementWatchInterval{1000};
 
-StatusOr<std::shared_ptr<server::ApiKeys>> load_api_keys(const std::string& path) {
-  if (path.empty()) return std::shared_ptr<server::ApiKeys>();
-  MOESERVE_ASSIGN_OR_RETURN(std::unique_ptr<server::ApiKeys> keys, server::ApiKeys::load(path));
-  return std::shared_ptr<server::ApiKeys>(std::move(keys));
+StatusOr<std::shared_ptr<auth::ApiKeys>> load_api_keys(const std::string& path) {
+  if (path.empty()) return std::shared_ptr<auth::ApiKeys>();
+  MOESERVE_ASSIGN_OR_RETURN(std::unique_ptr<auth::ApiKeys> keys, auth::ApiKeys::load(path));
+  return std::shared_ptr<auth::ApiKeys>(std::move(keys));
 }
 
 std::string default_model_name(const std::string& dir) {
@@ -186,8 +186,7 @@ Status follow(const ServeFlags& f, parallel::Group& group,
 
 Status serve(const ServeFlags& f) {
   const sigset_t signals = block_stop_signals();
-  MOESERVE_ASSIGN_OR_RETURN(std::shared_ptr<server::ApiKeys> api_keys,
-                            load_api_keys(f.api_key_file));
+  MOESERVE_ASSIGN_OR_RETURN(std::shared_ptr<auth::ApiKeys> api_keys, load_api_keys(f.api_key_file));
   auto progress = std::make_shared<std::atomic<double>>(0.0);
   MOESERVE_ASSIGN_OR_RETURN(std::unique_ptr<http::Server> loading,
                             start_loading_server(f, progress));

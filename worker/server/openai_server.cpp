@@ -286,18 +286,6 @@ class Generation {
   Clock::TimePoint last_token_;
 };
 
-// Case-insensitive ASCII prefix test (HTTP auth schemes are case-insensitive).
-bool starts_with_ignoring_case(std::string_view text, std::string_view prefix) {
-  if (text.size() < prefix.size()) return false;
-  for (size_t i = 0; i < prefix.size(); ++i) {
-    if (std::tolower(static_cast<unsigned char>(text[i])) !=
-        std::tolower(static_cast<unsigned char>(prefix[i]))) {
-      return false;
-    }
-  }
-  return true;
-}
-
 }  // namespace
 
 StatusOr<PromptContext> load_prompt_context(const std::string& model_dir,
@@ -372,11 +360,8 @@ void OpenAiApi::add_routes(http::Server& server) {
 std::optional<ApiError> OpenAiApi::check_api_key(const http::Request& request) const {
   if (!options_.api_keys) return std::nullopt;
   const std::string header = request.header("authorization");
-  constexpr std::string_view kBearer = "Bearer ";
-  if (header.size() > kBearer.size() && starts_with_ignoring_case(header, kBearer) &&
-      options_.api_keys->accepts(std::string_view(header).substr(kBearer.size()))) {
-    return std::nullopt;
-  }
+  const std::optional<std::string_view> token = auth::bearer_token(header);
+  if (token && options_.api_keys->accepts(*token)) return std::nullopt;
   return api_error(401,
                    header.empty() ? "missing API key: send Authorization: Bearer <key>"
                                   : "incorrect API key provided",

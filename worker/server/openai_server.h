@@ -36,11 +36,11 @@
 #include <string_view>
 #include <vector>
 
+#include "common/api_keys.h"
 #include "common/clock.h"
 #include "common/http_server.h"
 #include "worker/engine/scheduler.h"
 #include "worker/model/prompt_encoder.h"
-#include "worker/server/api_keys.h"
 #include "worker/server/openai_protocol.h"
 #include "worker/server/output_constraint.h"
 #include "worker/server/worker_metrics.h"
@@ -59,7 +59,7 @@ StatusOr<ReasoningMode> parse_reasoning_mode(std::string_view name);
 
 struct ApiOptions {
   std::string served_model_name;
-  std::shared_ptr<ApiKeys> api_keys;  // null: no authentication
+  std::shared_ptr<auth::ApiKeys> api_keys;  // null: no authentication
   int64_t max_model_len = 4096;
   ReasoningMode reasoning = ReasoningMode::kAuto;
 };

@@ -86,6 +86,7 @@ TEST(ParseSpec, EveryFieldRoundTripsThroughJson) {
     "networkPolicy": {"enabled": false,
                       "apiFrom": [{"namespaceSelector": {"matchLabels": {"team": "gw"}}}],
                       "metricsFrom": [{"ipBlock": {"cidr": "10.0.0.0/8"}}]},
+    "gateway": {"queueSize": 8, "queueTimeoutSeconds": 30},
     "progressDeadlineSeconds": 600
   })");
   const ModelDeploymentSpec s = parse_ok(full);

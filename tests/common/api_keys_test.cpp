@@ -1,6 +1,6 @@
 // ApiKeys: parsing a key file, and rotation as a Kubernetes Secret volume performs it
 // (a new timestamped folder, then an atomic rename of the ..data symlink).
-#include "worker/server/api_keys.h"
+#include "common/api_keys.h"
 
 #include <unistd.h>
 
@@ -12,7 +12,7 @@
 
 #include "common/clock.h"
 
-namespace moeserve::server {
+namespace moeserve::auth {
 namespace {
 
 namespace fs = std::filesystem;
@@ -128,4 +128,18 @@ TEST(ApiKeys, ABadRotationKeepsThePreviousKeys) {
 }
 
 }  // namespace
-}  // namespace moeserve::server
+}  // namespace moeserve::auth
+
+namespace moeserve::auth {
+namespace {
+
+TEST(BearerToken, MatchesTheSchemeCaseInsensitivelyAndNeedsAToken) {
+  EXPECT_EQ(bearer_token("Bearer sk-1"), "sk-1");
+  EXPECT_EQ(bearer_token("bEARER sk-1"), "sk-1");
+  EXPECT_EQ(bearer_token("Bearer "), std::nullopt);
+  EXPECT_EQ(bearer_token("Basic dXNlcg=="), std::nullopt);
+  EXPECT_EQ(bearer_token(""), std::nullopt);
+}
+
+}  // namespace
+}  // namespace moeserve::auth

@@ -1,5 +1,5 @@
-// ApiKeys: the API keys a worker accepts, read from --api-key-file and re-read when the
-// file changes, so keys rotate without a restart.
+// ApiKeys: the API keys a worker or the gateway accepts, read from --api-key-file and re-read when
+// the file changes, so keys rotate without a restart.
 //
 // The file holds one key per line; surrounding whitespace is trimmed, and blank lines
 // and lines starting with '#' are skipped. A Kubernetes Secret volume updates its files
@@ -24,7 +24,11 @@
 #include "common/clock.h"
 #include "common/status.h"
 
-namespace moeserve::server {
+namespace moeserve::auth {
+
+// The token of an Authorization header's Bearer credentials (the scheme matched
+// case-insensitively, as HTTP auth schemes are); nullopt for another scheme or no token.
+std::optional<std::string_view> bearer_token(std::string_view authorization);
 
 // The keys of a key file's text; invalid_argument naming `path` when it holds none.
 StatusOr<std::vector<std::string>> parse_api_keys(std::string_view text, const std::string& path);
@@ -68,4 +72,4 @@ class ApiKeys {
   Clock::TimePoint next_check_{};
 };
 
-}  // namespace moeserve::server
+}  // namespace moeserve::auth

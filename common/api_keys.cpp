@@ -1,11 +1,11 @@
-#include "worker/server/api_keys.h"
+#include "common/api_keys.h"
 
 #include <cctype>
 
 #include "common/file.h"
 #include "common/log.h"
 
-namespace moeserve::server {
+namespace moeserve::auth {
 namespace {
 
 std::string_view trim(std::string_view text) {
@@ -27,6 +27,17 @@ bool constant_time_equal(std::string_view a, std::string_view b) {
 }
 
 }  // namespace
+
+std::optional<std::string_view> bearer_token(std::string_view authorization) {
+  constexpr std::string_view kBearer = "bearer ";
+  if (authorization.size() <= kBearer.size()) return std::nullopt;
+  for (size_t i = 0; i < kBearer.size(); ++i) {
+    if (std::tolower(static_cast<unsigned char>(authorization[i])) != kBearer[i]) {
+      return std::nullopt;
+    }
+  }
+  return authorization.substr(kBearer.size());
+}
 
 StatusOr<std::vector<std::string>> parse_api_keys(std::string_view text, const std::string& path) {
   std::vector<std::string> keys;
@@ -106,4 +117,4 @@ size_t ApiKeys::size() const {
   return keys_.size();
 }
 
-}  // namespace moeserve::server
+}  // namespace moeserve::auth

@@ -1,0 +1,309 @@
+// bench-gateway: what the gateway costs, measured side by side in one run (DESIGN.md,
+// Performance method).
+//
+// 1. Overhead on a real worker: a `moeserve-worker serve` process on the generated tiny
+//    model, and an in-process gateway (Proxy + StaticDiscovery, as moeserve-gateway runs)
+//    in front of it. For each concurrency C in {1, 8, 32}, C clients send streaming
+//    /v1/completions (ignore_eos, --tokens each, distinct prompts) either straight to the
+//    worker or through the gateway; the two alternate --repeats times, the best of each
+//    is kept. Reported: generated tokens/s and median time to first token (client side,
+//    the first SSE chunk) of each, and the ratios gateway / direct (goal >= 0.95 for
+//    throughput; TTFT ratio near 1).
+// 2. The gateway alone: an in-process stub upstream that answers every request at once
+//    with a small fixed JSON; requests/s of --stub-requests non-streamed requests at
+//    concurrency 8 and 32, direct to the stub and through the gateway.
+//
+// Usage: bench-gateway [--worker BIN] [--threads N] [--tokens N] [--requests N]
+//                      [--repeats N] [--stub-requests N]
+#include <signal.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <atomic>
+#include <chrono>
+#include <cstdio>
+#include <filesystem>
+#include <memory>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "common/flags.h"
+#include "common/http_client.h"
+#include "common/http_server.h"
+#include "common/log.h"
+#include "common/process.h"
+#include "operator/gateway/proxy.h"
+#include "operator/gateway/static_discovery.h"
+#include "tools/fixtures/tiny_model.h"
+
+namespace {
+
+using namespace moeserve;
+using SteadyClock = std::chrono::steady_clock;
+using nlohmann::json;
+
+struct LoadResult {
+  double tokens_per_s = 0;
+  double ttft_median_ms = 0;
+  int64_t failures = 0;
+};
+
+double median(std::vector<double> v) {
+  if (v.empty()) return 0;
+  std::sort(v.begin(), v.end());
+  return v[v.size() / 2];
+}
+
+// C clients, each sending `requests` streaming completions of `tokens` tokens.
+LoadResult streaming_load(const std::string& base_url, int concurrency, int64_t requests,
+                          int64_t tokens, int round) {
+  std::vector<std::thread> clients;
+  std::vector<std::vector<double>> ttft(concurrency);
+  std::atomic<int64_t> generated{0};
+  std::atomic<int64_t> failures{0};
+  const auto start = SteadyClock::now();
+  for (int c = 0; c < concurrency; ++c) {
+    clients.emplace_back([&, c] {
+      http::Client client;
+      for (int64_t i = 0; i < requests; ++i) {
+        json body = {{"model", "tiny"},
+                     {"prompt", "round " + std::to_string(round) + " client " + std::to_string(c) +
+                                    " request " + std::to_string(i)},
+                     {"max_tokens", tokens},
+                     {"ignore_eos", true},
+                     {"stream", true}};
+        const auto sent = SteadyClock::now();
+        auto stream = client.open({"POST",
+                                   base_url + "/v1/completions",
+                                   {{"Content-Type", "application/json"}},
+                                   body.dump(),
+                                   120000});
+        if (!stream.ok() || (*stream)->status() != 200) {
+          if (failures.fetch_add(1) == 0) {
+            std::fprintf(stderr, "  first failure: %s\n",
+                         stream.ok() ? ("HTTP " + std::to_string((*stream)->status())).c_str()
+                                     : stream.status().to_string().c_str());
+          }
+          continue;
+        }
+        bool first = true;
+        int64_t events = 0;
+        char last = 0;
+        while (!(*stream)->done()) {
+          auto chunk = (*stream)->read_some();
+          if (!chunk.ok()) {
+            failures += 1;
+            break;
+          }
+          if (first && !chunk->empty()) {
+            ttft[c].push_back(
+                std::chrono::duration<double, std::milli>(SteadyClock::now() - sent).count());
+            first = false;
+          }
+          for (char ch : *chunk) {
+            if (ch == '\n' && last == '\n') ++events;
+            last = ch;
+          }
+        }
+        // Events: one per token, then the final-chunk and [DONE] events.
+        generated += std::max<int64_t>(0, std::min<int64_t>(events, tokens));
+      }
+    });
+  }
+  for (auto& t : clients) t.join();
+  const double seconds = std::chrono::duration<double>(SteadyClock::now() - start).count();
+  std::vector<double> all;
+  for (const auto& v : ttft) all.insert(all.end(), v.begin(), v.end());
+  return {static_cast<double>(generated) / seconds, median(all), failures};
+}
+
+double requests_per_s(const std::string& base_url, int concurrency, int64_t total) {
+  std::atomic<int64_t> next{0};
+  std::atomic<int64_t> failures{0};
+  std::vector<std::thread> clients;
+  const std::string body = R"({"model":"tiny","prompt":"hi","max_tokens":1})";
+  const auto start = SteadyClock::now();
+  for (int c = 0; c < concurrency; ++c) {
+    clients.emplace_back([&] {
+      http::Client client;
+      while (next.fetch_add(1) < total) {
+        auto r = client.send({"POST",
+                              base_url + "/v1/completions",
+                              {{"Content-Type", "application/json"}},
+                              body,
+                              10000});
+        if (!r.ok() || r->status != 200) failures += 1;
+      }
+    });
+  }
+  for (auto& t : clients) t.join();
+  const double seconds = std::chrono::duration<double>(SteadyClock::now() - start).count();
+  if (failures > 0)
+    std::fprintf(stderr, "  %lld requests failed\n", static_cast<long long>(failures.load()));
+  return static_cast<double>(total) / seconds;
+}
+
+// An in-process gateway in front of `upstream_url`, as moeserve-gateway wires it.
+struct Gateway {
+  explicit Gateway(const std::string& upstream_url) {
+    gateway::Snapshot s;
+    gateway::ServedModel m;
+    m.model = "tiny";
+    m.deployment = "bench/tiny";
+    m.groups.push_back({"bench/tiny/g0", upstream_url, false});
+    s.models.push_back(m);
+    discovery = std::make_unique<gateway::StaticDiscovery>(s);
+    discovery->start();
+    proxy = std::make_unique<gateway::Proxy>(gateway::ProxyOptions{}, discovery.get());
+    http::ServerOptions options;
+    options.handler_threads = 64;
+    options.io_threads = 1;
+    server = std::make_unique<http::Server>(options);
+    proxy->add_routes(*server);
+    if (Status st = server->start(); !st.ok()) {
+      std::fprintf(stderr, "gateway: %s\n", st.to_string().c_str());
+      std::exit(1);
+    }
+  }
+  ~Gateway() {
+    server->shutdown(1000);
+    discovery->stop();
+  }
+  std::string url() const { return "http://127.0.0.1:" + std::to_string(server->port()); }
+  std::unique_ptr<gateway::StaticDiscovery> discovery;
+  std::unique_ptr<gateway::Proxy> proxy;
+  std::unique_ptr<http::Server> server;
+};
+
+bool wait_ready(const std::string& url, std::chrono::seconds timeout) {
+  http::Client client;
+  const auto deadline = SteadyClock::now() + timeout;
+  while (SteadyClock::now() < deadline) {
+    auto r = client.send({"GET", url + "/readyz", {}, "", 1000});
+    if (r.ok() && r->status == 200) return true;
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  }
+  return false;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  std::string worker = executable_dir() + "/moeserve-worker";
+  int64_t threads = 1;
+  int64_t tokens = 32;
+  int64_t requests = 4;
+  int64_t repeats = 2;
+  int64_t stub_requests = 4000;
+  FlagSet flags("bench-gateway [flags]",
+                "Gateway overhead on a tiny-model worker (tokens/s and TTFT, gateway / direct, at\n"
+                "concurrency 1, 8, 32) and requests/s of the gateway alone on a stub upstream.");
+  flags.add_string("worker", &worker, "moeserve-worker binary");
+  flags.add_int("threads", &threads, "the worker's compute threads");
+  flags.add_int("tokens", &tokens, "tokens generated per request");
+  flags.add_int("requests", &requests, "requests per client per measurement");
+  flags.add_int("repeats", &repeats, "alternations of direct and gateway (best kept)");
+  flags.add_int("stub-requests", &stub_requests, "requests per stub measurement");
+  if (std::optional<int> exit_code = flags.parse_main(argc, argv)) return *exit_code;
+  log::configure(log::Level::kWarn, log::Format::kJson);
+
+  const std::string dir =
+      (std::filesystem::temp_directory_path() / ("bench-gateway-" + std::to_string(::getpid())))
+          .string();
+  std::filesystem::create_directories(dir);
+  fixtures::TinyModelOptions model_options;
+  model_options.seed = 3;
+  if (Status s = fixtures::write_tiny_model(dir + "/model", model_options); !s.ok()) {
+    std::fprintf(stderr, "tiny model: %s\n", s.to_string().c_str());
+    return 1;
+  }
+  PosixLauncher launcher;
+  http::Server probe({});  // only to find a free port
+  (void)probe.start();
+  const uint16_t port = probe.port();
+  probe.shutdown(0);
+  auto child =
+      launcher.start({worker, "serve", "--model", dir + "/model", "--port", std::to_string(port),
+                      "--served-model-name", "tiny", "--threads", std::to_string(threads),
+                      "--max-num-seqs", "32", "--log-level", "warn"},
+                     {}, dir + "/worker.log");
+  if (!child.ok()) {
+    std::fprintf(stderr, "worker: %s\n", child.status().to_string().c_str());
+    return 1;
+  }
+  const std::string direct = "http://127.0.0.1:" + std::to_string(port);
+  if (!wait_ready(direct, std::chrono::seconds(60))) {
+    std::fprintf(stderr, "worker did not become ready; see %s/worker.log\n", dir.c_str());
+    return 1;
+  }
+  {
+    Gateway gw(direct);
+    if (!wait_ready(direct, std::chrono::seconds(5))) return 1;
+    std::this_thread::sleep_for(std::chrono::milliseconds(200));
+    std::printf("gateway overhead on a tiny-model worker (%lld tokens per request, best of %lld)\n",
+                static_cast<long long>(tokens), static_cast<long long>(repeats));
+    std::printf("%4s %14s %14s %7s %12s %12s %7s\n", "C", "direct tok/s", "gateway tok/s", "ratio",
+                "direct ttft", "gateway ttft", "ratio");
+    streaming_load(direct, 2, 1, tokens, -1);  // warm-up
+    int round = 0;
+    for (int c : {1, 8, 32}) {
+      LoadResult best_direct;
+      LoadResult best_gateway;
+      best_direct.ttft_median_ms = best_gateway.ttft_median_ms = 1e18;
+      for (int64_t r = 0; r < repeats; ++r) {
+        LoadResult d = streaming_load(direct, c, requests, tokens, round++);
+        LoadResult g = streaming_load(gw.url(), c, requests, tokens, round++);
+        if (d.failures || g.failures) {
+          std::fprintf(stderr, "  failures: direct %lld, gateway %lld\n",
+                       static_cast<long long>(d.failures), static_cast<long long>(g.failures));
+        }
+        best_direct.tokens_per_s = std::max(best_direct.tokens_per_s, d.tokens_per_s);
+        best_gateway.tokens_per_s = std::max(best_gateway.tokens_per_s, g.tokens_per_s);
+        best_direct.ttft_median_ms = std::min(best_direct.ttft_median_ms, d.ttft_median_ms);
+        best_gateway.ttft_median_ms = std::min(best_gateway.ttft_median_ms, g.ttft_median_ms);
+      }
+      std::printf("%4d %14.1f %14.1f %7.3f %10.1fms %10.1fms %7.3f\n", c, best_direct.tokens_per_s,
+                  best_gateway.tokens_per_s, best_gateway.tokens_per_s / best_direct.tokens_per_s,
+                  best_direct.ttft_median_ms, best_gateway.ttft_median_ms,
+                  best_gateway.ttft_median_ms / best_direct.ttft_median_ms);
+    }
+  }
+  (*child)->signal(SIGTERM);
+  (*child)->wait_for(std::chrono::milliseconds(10000));
+
+  http::ServerOptions stub_options;
+  stub_options.handler_threads = 64;
+  http::Server stub(stub_options);
+  const std::string answer =
+      R"({"id":"cmpl-1","object":"text_completion","choices":[{"index":0,"text":"x","finish_reason":"length"}],"usage":{"prompt_tokens":1,"completion_tokens":1,"total_tokens":2}})";
+  stub.route("POST", "/v1/completions", http::SimpleHandler([&](const http::Request&) {
+               return http::json_response(200, answer);
+             }));
+  stub.route("GET", "/readyz", http::SimpleHandler([](const http::Request&) {
+               return http::text_response(200, "ok");
+             }));
+  if (Status s = stub.start(); !s.ok()) return 1;
+  const std::string stub_url = "http://127.0.0.1:" + std::to_string(stub.port());
+  {
+    Gateway gw(stub_url);
+    std::printf("\nthe gateway alone, stub upstream (%lld requests per measurement)\n",
+                static_cast<long long>(stub_requests));
+    std::printf("%4s %14s %14s %7s\n", "C", "stub req/s", "gateway req/s", "ratio");
+    for (int c : {8, 32}) {
+      double best_stub = 0;
+      double best_gateway = 0;
+      for (int64_t r = 0; r < repeats; ++r) {
+        best_stub = std::max(best_stub, requests_per_s(stub_url, c, stub_requests));
+        best_gateway = std::max(best_gateway, requests_per_s(gw.url(), c, stub_requests));
+      }
+      std::printf("%4d %14.0f %14.0f %7.3f\n", c, best_stub, best_gateway,
+                  best_gateway / best_stub);
+    }
+  }
+  stub.shutdown(1000);
+  std::filesystem::remove_all(dir);
+  return 0;
+}
