@@ -211,7 +211,11 @@ TEST_F(GatewayLocal, AKilledGroupLosesNoRequestThatHadNotStartedStreaming) {
 }
 
 TEST_F(GatewayLocal, ScaleFromZeroHoldsARequestStartsAGroupAndReportsTtftFromZero) {
-  LocalGateway gw(*dir_, deployment_yaml(0, "  autoscaling:\n    scaleToZeroAfterIdleSeconds: 3\n"),
+  LocalGateway gw(*dir_,
+                  deployment_yaml(0,
+                                  "  autoscaling:\n    enabled: true\n"
+                                  "    targetTokensPerSecondPerGroup: 1000\n"
+                                  "    scaleToZeroAfterIdleSeconds: 3\n"),
                   "affinity");
   ASSERT_TRUE(wait_until([&] { return !gw.metrics(gw.url("/metrics")).empty(); }, 30s));
   EXPECT_EQ(gw.front_metric("moeserve_deployment_replicas_desired"), 0);
