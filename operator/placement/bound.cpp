@@ -4,7 +4,6 @@
 #include <cmath>
 #include <functional>
 #include <numeric>
-#include <queue>
 #include <unordered_map>
 #include <utility>
 
@@ -37,15 +36,17 @@ double total(const std::vector<double>& w) { return std::accumulate(w.begin(), w
 double min_max_share(const std::vector<double>& weights, int32_t slots) {
   using Entry = std::pair<double, int32_t>;  // (share, expert)
   std::vector<int32_t> count(weights.size(), 1);
-  std::priority_queue<Entry> heap;
-  for (int32_t e = 0; e < static_cast<int32_t>(weights.size()); ++e) heap.push({weights[e], e});
+  std::vector<Entry> heap;
+  heap.reserve(weights.size());
+  for (int32_t e = 0; e < static_cast<int32_t>(weights.size()); ++e) heap.push_back({weights[e], e});
+  std::make_heap(heap.begin(), heap.end());
   for (int32_t extra = static_cast<int32_t>(weights.size()); extra < slots; ++extra) {
-    const int32_t e = heap.top().second;
-    heap.pop();
-    ++count[e];
-    heap.push({weights[e] / count[e], e});
+    std::pop_heap(heap.begin(), heap.end());
+    const int32_t e = heap.back().second;
+    heap.back().first = weights[e] / ++count[e];
+    std::push_heap(heap.begin(), heap.end());
   }
-  return heap.top().first;
+  return heap.front().first;
 }
 
 double domain_load_bound(const std::vector<double>& weights, int32_t slots, int32_t ranks) {

@@ -1,6 +1,7 @@
 #include "operator/placement/refine.h"
 
 #include <algorithm>
+#include <cstdio>
 
 namespace moeserve::placement {
 namespace {
@@ -19,7 +20,8 @@ class Search {
         share_(slot_expert->size(), 0.0),
         load_(num_ranks, 0.0),
         delta_(num_ranks, 0.0),
-        marked_(num_ranks, 0) {
+        marked_(num_ranks, 0),
+        on_a_(weights.size(), 0) {
     for (int32_t s = 0; s < static_cast<int32_t>(slot_.size()); ++s) {
       ++count_[slot_[s]];
       slots_of_[slot_[s]].push_back(s);
@@ -28,6 +30,7 @@ class Search {
       share_[s] = w_[slot_[s]] / count_[slot_[s]];
       load_[rank_of(s)] += share_[s];
     }
+    collect_multi();
   }
 
   // One improving move from the heaviest rank; false when there is none.
@@ -40,13 +43,15 @@ class Search {
     if (max <= 0) return false;
     best_ = Move{};
     best_.value = max - max * 1e-12;
+    for (int32_t i = a * per_rank_; i < (a + 1) * per_rank_; ++i) on_a_[slot_[i]] = 1;
     find_swap(a, max);
     find_rereplication(a);
+    for (int32_t i = a * per_rank_; i < (a + 1) * per_rank_; ++i) on_a_[slot_[i]] = 0;
     if (best_.kind == Move::kNone) return false;
     if (best_.kind == Move::kSwap) {
       apply_swap(best_.slot_a, best_.slot_b);
     } else {
-      apply_rereplication(best_.slot_a, best_.slot_b);
+      apply_rereplication(best_.slot_b, best_.expert);
     }
     return true;
   }
@@ -54,8 +59,9 @@ class Search {
  private:
   struct Move {
     enum Kind { kNone, kSwap, kRereplicate } kind = kNone;
-    int32_t slot_a = -1;  // the slot on the heaviest rank
+    int32_t slot_a = -1;  // swap: the slot on the heaviest rank
     int32_t slot_b = -1;  // swap: the other slot; re-replicate: the slot that changes expert
+    int32_t expert = -1;  // re-replicate: the expert that gets slot_b
     double value = 0;     // the highest new load over the ranks the move changes
   };
 
@@ -77,8 +83,8 @@ class Search {
           const double d = share_[i] - share_[j];
           if (y == x || d <= 0) continue;
           const double value = std::max(max - d, load_[b] + d);
-          if (value < best_.value && !rank_holds(b, x) && !rank_holds(a, y)) {
-            best_ = Move{Move::kSwap, i, j, value};
+          if (value < best_.value && !on_a_[y] && !rank_holds(b, x)) {
+            best_ = Move{Move::kSwap, i, j, -1, value};
           }
         }
       }
@@ -101,18 +107,46 @@ class Search {
     touched_.clear();
   }
 
+  // The new loads of the ranks that hold expert e once it loses one replica, as
+  // (rank, value) per rank in ascending order, the slot's own share still counted.
+  void grow_shares(int32_t e, std::vector<std::pair<int32_t, double>>* out) const {
+    out->clear();
+    const double increase = w_[e] / (count_[e] - 1) - w_[e] / count_[e];
+    for (int32_t s : slots_of_[e]) {
+      const int32_t g = rank_of(s);
+      if (out->empty() || out->back().first != g) out->push_back({g, load_[g]});
+      out->back().second += increase;
+    }
+  }
+
+  // Re-replication, both ways the heaviest rank `a` can gain from it:
+  //   (i)  an expert f on `a` gets one more replica, in a slot s taken from an expert e
+  //        with two or more (every replica of f, the one on `a` too, gets lighter);
+  //   (ii) a slot s on `a` whose expert e has two or more replicas is given to an expert
+  //        f that `a` does not hold: the one with the largest load per replica among
+  //        those that fit (EPLB's choice, restricted to moves that lower the max).
   void find_rereplication(int32_t a) {
+    std::vector<std::pair<int32_t, double>>& grown = grown_;
+    // (i)
     for (int32_t i = a * per_rank_; i < (a + 1) * per_rank_; ++i) {
       const int32_t f = slot_[i];
-      if (w_[f] <= 0) continue;
+      if (w_[f] <= 0 || (i > a * per_rank_ && slot_[i - 1] == f)) continue;
       const double f_gain = w_[f] / (count_[f] + 1);  // share of f after one more replica
-      for (int32_t e = 0; e < static_cast<int32_t>(w_.size()); ++e) {
-        if (e == f || count_[e] < 2) continue;
-        const double e_share = w_[e] / count_[e];
+      for (int32_t e : multi_) {
+        if (e == f) continue;
+        grow_shares(e, &grown);
+        // Ranks of e that would reach the bound even without the slot they give up: two
+        // of them rule e out, one fixes which of its slots must go.
+        int32_t over = 0, forced = -1;
+        for (const auto& [g, v] : grown) {
+          if (g != a && v >= best_.value) {
+            ++over;
+            forced = g;
+          }
+        }
+        if (over >= 2) continue;
         const double e_after = w_[e] / (count_[e] - 1);
-        // Every replica of e gains, every replica of f loses; the slot that changes
-        // hands then trades e_after (counted below) for f's new share.
-        for (int32_t s : slots_of_[e]) touch(rank_of(s), e_after - e_share);
+        for (const auto& [g, v] : grown) touch(g, v - load_[g]);
         for (int32_t s : slots_of_[f]) touch(rank_of(s), f_gain - share_[s]);
         // The two highest new loads over the touched ranks, to score each choice of slot.
         int32_t top = -1;
@@ -129,17 +163,43 @@ class Search {
         }
         for (int32_t s : slots_of_[e]) {
           const int32_t b = rank_of(s);
+          if (forced >= 0 && b != forced) continue;
+          // b trades its grown e replica for f's new one; the other touched ranks keep
+          // their value (b may hold further replicas of e, already counted).
           const double b_value = load_[b] + delta_[b] - e_after + f_gain;
-          // Ranks other than b keep their touched value; b may hold other replicas of e
-          // (then its value above already counts them).
           const double others = b == top ? second_value : top_value;
           const double value = std::max(others, b_value);
           if (value < best_.value && !rank_holds(b, f)) {
-            best_ = Move{Move::kRereplicate, i, s, value};
+            best_ = Move{Move::kRereplicate, -1, s, f, value};
           }
         }
         clear_touched();
       }
+    }
+    // (ii)
+    for (int32_t s = a * per_rank_; s < (a + 1) * per_rank_; ++s) {
+      const int32_t e = slot_[s];
+      if (count_[e] < 2) continue;
+      grow_shares(e, &grown);
+      double others = -1, a_value = load_[a] - share_[s];
+      for (const auto& [g, v] : grown) {
+        if (g == a) {
+          a_value = v - w_[e] / (count_[e] - 1);
+        } else {
+          others = std::max(others, v);
+        }
+      }
+      if (others >= best_.value) continue;
+      int32_t best_f = -1;
+      for (int32_t f = 0; f < static_cast<int32_t>(w_.size()); ++f) {
+        if (on_a_[f] || w_[f] <= 0) continue;
+        if (a_value + w_[f] / (count_[f] + 1) >= best_.value) continue;
+        // f's own ranks only get lighter, so `others` and a's value bound the move.
+        if (best_f < 0 || w_[f] / count_[f] > w_[best_f] / count_[best_f]) best_f = f;
+      }
+      if (best_f < 0) continue;
+      const double value = std::max(others, a_value + w_[best_f] / (count_[best_f] + 1));
+      if (value < best_.value) best_ = Move{Move::kRereplicate, -1, s, best_f, value};
     }
   }
 
@@ -160,9 +220,9 @@ class Search {
     std::sort(slots_of_[y].begin(), slots_of_[y].end());
   }
 
-  // The replica of expert slot_[i] gets one more replica in slot s (taken from its expert).
-  void apply_rereplication(int32_t i, int32_t s) {
-    const int32_t f = slot_[i], e = slot_[s];
+  // Slot s passes from its expert (which keeps at least one replica) to expert f.
+  void apply_rereplication(int32_t s, int32_t f) {
+    const int32_t e = slot_[s];
     std::vector<int32_t>& e_slots = slots_of_[e];
     e_slots.erase(std::find(e_slots.begin(), e_slots.end(), s));
     load_[rank_of(s)] -= share_[s];
@@ -179,6 +239,14 @@ class Search {
         share_[t] = share;
       }
     }
+    collect_multi();
+  }
+
+  void collect_multi() {
+    multi_.clear();
+    for (int32_t e = 0; e < static_cast<int32_t>(w_.size()); ++e) {
+      if (count_[e] >= 2) multi_.push_back(e);
+    }
   }
 
   const std::vector<double>& w_;
@@ -191,6 +259,9 @@ class Search {
   std::vector<double> load_;
   std::vector<double> delta_;
   std::vector<char> marked_;
+  std::vector<char> on_a_;                              // experts on the heaviest rank
+  std::vector<int32_t> multi_;                          // experts with >= 2 replicas
+  std::vector<std::pair<int32_t, double>> grown_;       // scratch of grow_shares
   std::vector<int32_t> touched_;
   Move best_;
 };
@@ -214,8 +285,14 @@ double refine_domain(const std::vector<double>& weights, int32_t num_ranks,
   const double before = max_rank_load(weights, *slot_expert, num_ranks);
   const std::vector<int32_t> start = *slot_expert;
   Search search(weights, num_ranks, slot_expert);
-  for (int32_t move = 0; move < max_moves && search.step(); ++move) {
+  int32_t move = 0;
+  for (; move < max_moves && search.step(); ++move) {
   }
+#ifdef STEPS
+  static long total_moves = 0, calls = 0, capped = 0;
+  total_moves += move; ++calls; capped += move == max_moves;
+  if (calls % 58 == 0) fprintf(stderr, "calls %ld moves %ld capped %ld\n", calls, total_moves, capped);
+#endif
   const double after = max_rank_load(weights, *slot_expert, num_ranks);
   if (after < before) return after;
   *slot_expert = start;
