@@ -167,11 +167,12 @@ int main(int argc, char** argv) {
             gap_sum += closed;
             ++gap_cases;
           }
-          std::printf("%5d %5d %5d %-8s | %7.4f %7.4f %7.4f %7.4f | %6s | %-7s | %8.2f %8.2f %8.2f\n",
-                      slots, ranks, nodes, load_cases[c].name.c_str(), b_eplb, b_refined, b_global,
-                      bound, gap.c_str(),
-                      std::string(moeserve::placement::policy_name(chosen.result.used)).c_str(),
-                      eplb.ms, refined.ms, global.ms);
+          std::printf(
+              "%5d %5d %5d %-8s | %7.4f %7.4f %7.4f %7.4f | %6s | %-7s | %8.2f %8.2f %8.2f\n",
+              slots, ranks, nodes, load_cases[c].name.c_str(), b_eplb, b_refined, b_global, bound,
+              gap.c_str(),
+              std::string(moeserve::placement::policy_name(chosen.result.used)).c_str(), eplb.ms,
+              refined.ms, global.ms);
           std::fflush(stdout);
           worst_margin = std::min(worst_margin, b_refined - b_eplb);
           worst_ms = std::max(worst_ms, refined.ms);
@@ -180,10 +181,11 @@ int main(int argc, char** argv) {
       }
     }
   }
-  std::printf("\n%d cases: min(refined - eplb) = %+.5f (goal >= 0: %s); mean gap closed %.0f%% "
-              "over %d cases with a gap; slowest refined plan %.1f ms (goal < 50 ms: %s)\n",
-              cases, worst_margin, worst_margin >= 0 ? "met" : "MISSED",
-              gap_cases ? 100 * gap_sum / gap_cases : 0.0, gap_cases, worst_ms,
-              worst_ms < 50 ? "met" : "MISSED");
+  std::printf(
+      "\n%d cases: min(refined - eplb) = %+.5f (goal >= 0: %s); mean gap closed %.0f%% "
+      "over %d cases with a gap; slowest refined plan %.1f ms (goal < 50 ms: %s)\n",
+      cases, worst_margin, worst_margin >= 0 ? "met" : "MISSED",
+      gap_cases ? 100 * gap_sum / gap_cases : 0.0, gap_cases, worst_ms,
+      worst_ms < 50 ? "met" : "MISSED");
   return 0;
 }

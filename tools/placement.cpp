@@ -54,9 +54,10 @@ int run_plan(const std::vector<std::string>& args) {
                    "auto: dispatch + combine bytes per token per destination");
   flags.add_double("compute-s-per-token-expert", &traffic.compute_s_per_token_expert,
                    "auto: seconds of one expert's FFN for one token");
-  flags.add_double("experts-per-token", &traffic.experts_per_token, "auto: routed experts per token");
-  flags.add_double("nodes-per-token", &traffic.nodes_per_token_grouped,
-                   "auto: nodes a token reaches when groups stay on nodes (topk_group)");
+  flags.add_double("experts-per-token", &traffic.experts_per_token,
+                   "auto: routed experts per token");
+  flags.add_double("groups-per-token", &traffic.groups_per_token,
+                   "auto: groups a token's experts come from (topk_group)");
   if (moeserve::Status s = flags.parse(args); !s.ok()) {
     std::fprintf(stderr, "%s\n%s", s.message().c_str(), flags.help().c_str());
     return 2;
@@ -94,22 +95,22 @@ int run_plan(const std::vector<std::string>& args) {
       std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
   if (!result.ok()) return fail(result.status().message());
   const double balancedness = placement::balancedness(*loads, result->plan.phy2log, shape.num_gpus);
-  const double bound =
-      placement::balancedness_bound(*loads, shape, result->keep_groups_on_nodes);
+  const double bound = placement::balancedness_bound(*loads, shape, result->keep_groups_on_nodes);
   if (json) {
-    std::printf("%s\n", placement::plan_to_json(*result, balancedness, bound, time_s).dump().c_str());
+    std::printf("%s\n",
+                placement::plan_to_json(*result, balancedness, bound, time_s).dump().c_str());
     return 0;
   }
   auto eplb = placement::plan_experts(*loads, shape, {placement::Policy::kEplb, traffic});
   const double eplb_balancedness =
       eplb.ok() ? placement::balancedness(*loads, eplb->plan.phy2log, shape.num_gpus) : 0;
-  std::printf("policy %s (%s): %zu layers x %zu experts, %d slots over %d ranks on %d nodes, "
-              "%d groups\n",
-              std::string(placement::policy_name(result->used)).c_str(),
-              result->keep_groups_on_nodes ? "expert groups kept on nodes"
-                                           : "replicas spread across nodes",
-              loads->size(), (*loads)[0].size(), shape.num_slots, shape.num_gpus,
-              shape.num_nodes, shape.num_groups);
+  std::printf(
+      "policy %s (%s): %zu layers x %zu experts, %d slots over %d ranks on %d nodes, "
+      "%d groups\n",
+      std::string(placement::policy_name(result->used)).c_str(),
+      result->keep_groups_on_nodes ? "expert groups kept on nodes" : "replicas spread across nodes",
+      loads->size(), (*loads)[0].size(), shape.num_slots, shape.num_gpus, shape.num_nodes,
+      shape.num_groups);
   std::printf("balancedness %.4f (eplb %.4f, upper bound %.4f under the same locality)\n",
               balancedness, eplb_balancedness, bound);
   if (*policy == placement::Policy::kAuto && result->locality.grouped_step_s > 0) {

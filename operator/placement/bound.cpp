@@ -13,8 +13,8 @@ namespace {
 // Number of ways to split `groups` into `nodes` unordered sets of groups / nodes each.
 double partition_count(int32_t groups, int32_t nodes) {
   const int32_t per_node = groups / nodes;
-  double log_count = std::lgamma(groups + 1.0) - nodes * std::lgamma(per_node + 1.0) -
-                     std::lgamma(nodes + 1.0);
+  double log_count =
+      std::lgamma(groups + 1.0) - nodes * std::lgamma(per_node + 1.0) - std::lgamma(nodes + 1.0);
   return std::exp(log_count);
 }
 
@@ -23,8 +23,7 @@ std::vector<double> experts_of_groups(const std::vector<double>& weights, int32_
   std::vector<double> out;
   for (int32_t g = 0; g < 32; ++g) {
     if (!(group_mask >> g & 1u)) continue;
-    out.insert(out.end(), weights.begin() + g * group_size,
-               weights.begin() + (g + 1) * group_size);
+    out.insert(out.end(), weights.begin() + g * group_size, weights.begin() + (g + 1) * group_size);
   }
   return out;
 }
@@ -38,7 +37,8 @@ double min_max_share(const std::vector<double>& weights, int32_t slots) {
   std::vector<int32_t> count(weights.size(), 1);
   std::vector<Entry> heap;
   heap.reserve(weights.size());
-  for (int32_t e = 0; e < static_cast<int32_t>(weights.size()); ++e) heap.push_back({weights[e], e});
+  for (int32_t e = 0; e < static_cast<int32_t>(weights.size()); ++e)
+    heap.push_back({weights[e], e});
   std::make_heap(heap.begin(), heap.end());
   for (int32_t extra = static_cast<int32_t>(weights.size()); extra < slots; ++extra) {
     std::pop_heap(heap.begin(), heap.end());
@@ -50,8 +50,7 @@ double min_max_share(const std::vector<double>& weights, int32_t slots) {
 }
 
 double domain_load_bound(const std::vector<double>& weights, int32_t slots, int32_t ranks) {
-  const double heaviest = *std::max_element(weights.begin(), weights.end());
-  return std::max({total(weights) / ranks, min_max_share(weights, slots), heaviest / ranks});
+  return std::max(total(weights) / ranks, min_max_share(weights, slots));
 }
 
 std::optional<GroupAssignment> best_group_assignment(const std::vector<double>& weights,
@@ -93,7 +92,7 @@ std::optional<GroupAssignment> best_group_assignment(const std::vector<double>& 
     int32_t first = 0;
     while (assigned >> first & 1u) ++first;
     std::function<void(uint32_t, int32_t, int32_t)> pick = [&](uint32_t set, int32_t from,
-                                                                int32_t left) {
+                                                               int32_t left) {
       if (left == 0) {
         chosen.push_back(set);
         visit(assigned | set, std::max(worst, bound_of(set)));

@@ -11,11 +11,10 @@
 //
 // Domain bound. Take a set X of experts that must live on m slots over r ranks (a node,
 // or the whole copy). Every map satisfies max load >= D(X, m, r) =
-//   max( sum_X w / r,  F(X, m),  max_X w / r )
+//   max( sum_X w / r,  F(X, m) )
 // where F(X, m) = min over replica counts c (c_e >= 1, sum c_e = m) of max_e w_e / c_e.
 //   (1) The r ranks carry all of X's load, so one carries at least the average.
 //   (2) A rank holding a replica of e carries at least w_e / c_e from it alone.
-//   (3) e's load is spread over at most r ranks, so one of them carries >= w_e / r.
 // F is what EPLB's replication computes (each extra slot to the largest w_e / c_e):
 // proof that the greedy count vector c is optimal. Let T be its final max share, at
 // expert e*. The max share never rises as counts grow, and every e with c_e >= 2 got its

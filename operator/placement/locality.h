@@ -15,10 +15,11 @@
 //                                               + k / intra_node_bytes_per_s)
 //
 // remote = D (N - 1) / N: each of the D distinct destination nodes of a token is a
-// remote one unless it is the token's own node (probability 1 / N). Groups on nodes:
-// D = min(nodes_per_token_grouped, N) (group-limited routing: DeepSeek-V3 picks
-// topk_group = 4 groups, so at most 4 nodes). Spread: the k experts sit on nodes
-// independently of each other, D = N (1 - (1 - 1/N)^k).
+// remote one unless it is the token's own node (probability 1 / N). Groups on nodes
+// (group-limited routing: a token picks t = groups_per_token of the G groups, DeepSeek-V3
+// t = 4 of 8, and each node holds G / N of them): a node is missed when all t groups
+// lie in the other G - G/N, so D = N (1 - C(G - G/N, t) / C(G, t)). Spread: the k
+// experts sit on nodes independently of each other, D = N (1 - (1 - 1/N)^k).
 //
 // The spread map never has a heavier max rank than the grouped one (it is searched from
 // the grouped one), so spreading wins exactly when its lower compute time pays for the
@@ -39,19 +40,21 @@ struct TrafficModel {
   double bytes_per_token_hop = 7168.0 * 3;
   // One routed expert's FFN for one token (3 x 7168 x 2048 FP8 MACs at ~750 TFLOP/s).
   double compute_s_per_token_expert = 1.2e-7;
-  double experts_per_token = 8;        // num_experts_per_tok
-  double nodes_per_token_grouped = 4;  // topk_group: nodes a token reaches, groups on nodes
+  double experts_per_token = 8;  // num_experts_per_tok
+  double groups_per_token = 4;   // topk_group: groups a token's experts are picked from
 };
 
 // invalid_argument naming the field when one is not a positive finite number.
 Status check_traffic_model(const TrafficModel& model);
 
-// Expected distinct nodes a token's experts are on (D above).
-double destination_nodes(const TrafficModel& model, int32_t nodes, bool keep_groups_on_nodes);
+// Expected distinct nodes a token's experts are on (D above). Precondition (grouped):
+// groups % nodes == 0.
+double destination_nodes(const TrafficModel& model, int32_t groups, int32_t nodes,
+                         bool keep_groups_on_nodes);
 
 // step_s above for one layer.
 double layer_step_seconds(const TrafficModel& model, double max_rank_load, double total_load,
-                          int32_t ranks, int32_t nodes, bool keep_groups_on_nodes);
+                          int32_t ranks, int32_t groups, int32_t nodes, bool keep_groups_on_nodes);
 
 // The two candidate maps of one plan: per layer, the max rank load and the total load.
 struct LocalityInput {
@@ -59,6 +62,7 @@ struct LocalityInput {
   std::vector<double> spread_max_load;   // replicas spread across nodes
   std::vector<double> total_load;
   int32_t ranks = 1;
+  int32_t groups = 1;
   int32_t nodes = 1;
 };
 

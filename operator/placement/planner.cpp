@@ -12,6 +12,13 @@ namespace {
 
 using Rows = std::vector<std::vector<int32_t>>;
 
+// A map replaces another only when its max rank load is lower by more than rounding:
+// two maps of equal max may sum their ranks' loads in a different order, and the one
+// kept must not lose balancedness in the last bit.
+bool clearly_lower(double candidate, double incumbent) {
+  return candidate < incumbent * (1 - 1e-12);
+}
+
 // EPLB's steps 2 and 3 (replicate within each node, pack onto its ranks) on a given
 // assignment of groups to nodes.
 std::vector<int32_t> grouped_row(const std::vector<double>& weights, const EplbShape& shape,
@@ -68,6 +75,10 @@ Rows refined_rows(const std::vector<std::vector<double>>& weights, const EplbSha
   for (size_t l = 0; l < rows.size(); ++l) {
     const std::vector<double>& w = weights[l];
     refine_layer(w, shape.num_gpus, domains, &rows[l]);
+    if (!clearly_lower(max_rank_load(w, rows[l], shape.num_gpus),
+                       max_rank_load(w, eplb[l], shape.num_gpus))) {
+      rows[l] = eplb[l];
+    }
     if (!grouped || shape.num_nodes == 1) continue;
     const auto assignment = best_group_assignment(w, shape);
     if (!assignment) continue;
@@ -75,7 +86,8 @@ Rows refined_rows(const std::vector<std::vector<double>>& weights, const EplbSha
     const int32_t experts = static_cast<int32_t>(w.size());
     if (group_sets(other, shape, experts) == group_sets(eplb[l], shape, experts)) continue;
     refine_layer(w, shape.num_gpus, domains, &other);
-    if (max_rank_load(w, other, shape.num_gpus) < max_rank_load(w, rows[l], shape.num_gpus)) {
+    if (clearly_lower(max_rank_load(w, other, shape.num_gpus),
+                      max_rank_load(w, rows[l], shape.num_gpus))) {
       rows[l] = std::move(other);
     }
   }
@@ -89,9 +101,14 @@ Rows global_rows(const std::vector<std::vector<double>>& weights, const EplbShap
   for (size_t l = 0; l < rows.size(); ++l) {
     const std::vector<double>& w = weights[l];
     refine_layer(w, shape.num_gpus, 1, &rows[l]);
+    if (!clearly_lower(max_rank_load(w, rows[l], shape.num_gpus),
+                       max_rank_load(w, refined[l], shape.num_gpus))) {
+      rows[l] = refined[l];
+    }
     std::vector<int32_t> other = eplb_global[l];
     refine_layer(w, shape.num_gpus, 1, &other);
-    if (max_rank_load(w, other, shape.num_gpus) < max_rank_load(w, rows[l], shape.num_gpus)) {
+    if (clearly_lower(max_rank_load(w, other, shape.num_gpus),
+                      max_rank_load(w, rows[l], shape.num_gpus))) {
       rows[l] = std::move(other);
     }
   }
@@ -109,14 +126,10 @@ std::vector<double> max_loads(const std::vector<std::vector<double>>& weights, c
 
 std::string_view policy_name(Policy policy) {
   switch (policy) {
-    case Policy::kEplb:
-      return "eplb";
-    case Policy::kRefined:
-      return "refined";
-    case Policy::kGlobal:
-      return "global";
-    case Policy::kAuto:
-      return "auto";
+    case Policy::kEplb: return "eplb";
+    case Policy::kRefined: return "refined";
+    case Policy::kGlobal: return "global";
+    case Policy::kAuto: return "auto";
   }
   return "?";
 }
@@ -154,7 +167,8 @@ StatusOr<PlannerResult> plan_experts(const std::vector<std::vector<double>>& wei
                                      const EplbShape& shape, const PlannerOptions& options) {
   const bool grouped = hierarchical_applies(shape);
   MOESERVE_RETURN_IF_ERROR(check_plan_input(weights, shape, grouped));
-  if (options.policy == Policy::kAuto) MOESERVE_RETURN_IF_ERROR(check_traffic_model(options.traffic));
+  if (options.policy == Policy::kAuto)
+    MOESERVE_RETURN_IF_ERROR(check_traffic_model(options.traffic));
   MOESERVE_ASSIGN_OR_RETURN(EplbPlan eplb, rebalance_experts(weights, shape));
   PlannerResult out;
   if (options.policy == Policy::kEplb) {
@@ -170,8 +184,8 @@ StatusOr<PlannerResult> plan_experts(const std::vector<std::vector<double>>& wei
   if (options.policy == Policy::kRefined || !distinct) {
     out.plan = plan_from_phy2log(std::move(refined), experts);
     out.used = options.policy != Policy::kAuto ? options.policy
-               : grouped                          ? Policy::kRefined
-                                                  : Policy::kGlobal;
+               : grouped                       ? Policy::kRefined
+                                               : Policy::kGlobal;
     out.keep_groups_on_nodes = grouped;
     return out;
   }
@@ -186,6 +200,7 @@ StatusOr<PlannerResult> plan_experts(const std::vector<std::vector<double>>& wei
       input.total_load.push_back(std::accumulate(row.begin(), row.end(), 0.0));
     }
     input.ranks = shape.num_gpus;
+    input.groups = shape.num_groups;
     input.nodes = shape.num_nodes;
     out.locality = choose_locality(options.traffic, input);
     if (out.locality.keep_groups_on_nodes) {

@@ -40,7 +40,7 @@ struct PlannerOptions {
 
 struct PlannerResult {
   EplbPlan plan;
-  Policy used = Policy::kEplb;  // the policy whose map this is (auto: refined or global)
+  Policy used = Policy::kEplb;        // the policy whose map this is (auto: refined or global)
   bool keep_groups_on_nodes = false;  // the map keeps EPLB's locality rule
   LocalityChoice locality;            // auto only: the cost model's two step times
 };

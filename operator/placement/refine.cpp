@@ -259,9 +259,9 @@ class Search {
   std::vector<double> load_;
   std::vector<double> delta_;
   std::vector<char> marked_;
-  std::vector<char> on_a_;                              // experts on the heaviest rank
-  std::vector<int32_t> multi_;                          // experts with >= 2 replicas
-  std::vector<std::pair<int32_t, double>> grown_;       // scratch of grow_shares
+  std::vector<char> on_a_;                         // experts on the heaviest rank
+  std::vector<int32_t> multi_;                     // experts with >= 2 replicas
+  std::vector<std::pair<int32_t, double>> grown_;  // scratch of grow_shares
   std::vector<int32_t> touched_;
   Move best_;
 };
@@ -288,11 +288,6 @@ double refine_domain(const std::vector<double>& weights, int32_t num_ranks,
   int32_t move = 0;
   for (; move < max_moves && search.step(); ++move) {
   }
-#ifdef STEPS
-  static long total_moves = 0, calls = 0, capped = 0;
-  total_moves += move; ++calls; capped += move == max_moves;
-  if (calls % 58 == 0) fprintf(stderr, "calls %ld moves %ld capped %ld\n", calls, total_moves, capped);
-#endif
   const double after = max_rank_load(weights, *slot_expert, num_ranks);
   if (after < before) return after;
   *slot_expert = start;
