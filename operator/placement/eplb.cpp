@@ -76,8 +76,10 @@ LayerPlan rebalance_layer(const std::vector<double>& weights, const EplbShape& s
   return out;
 }
 
-Status check_shape(const std::vector<std::vector<double>>& weights, const EplbShape& s,
-                   bool hierarchical) {
+}  // namespace
+
+Status check_plan_input(const std::vector<std::vector<double>>& weights, const EplbShape& s,
+                        bool hierarchical) {
   if (weights.empty() || weights[0].empty()) {
     return invalid_argument_error("eplb: no layers or no experts");
   }
@@ -119,7 +121,9 @@ Status check_shape(const std::vector<std::vector<double>>& weights, const EplbSh
   return ok_status();
 }
 
-}  // namespace
+bool hierarchical_applies(const EplbShape& shape) {
+  return shape.num_nodes >= 1 && shape.num_groups % shape.num_nodes == 0;
+}
 
 Packing balanced_packing(const std::vector<double>& weights, int32_t num_packs) {
   const int32_t n = static_cast<int32_t>(weights.size());
@@ -169,8 +173,8 @@ Replication replicate_experts(const std::vector<double>& weights, int32_t num_sl
 
 StatusOr<EplbPlan> rebalance_experts(const std::vector<std::vector<double>>& weights,
                                      const EplbShape& shape) {
-  const bool hierarchical = shape.num_nodes >= 1 && shape.num_groups % shape.num_nodes == 0;
-  MOESERVE_RETURN_IF_ERROR(check_shape(weights, shape, hierarchical));
+  const bool hierarchical = hierarchical_applies(shape);
+  MOESERVE_RETURN_IF_ERROR(check_plan_input(weights, shape, hierarchical));
   const int32_t groups = hierarchical ? shape.num_groups : 1;
   const int32_t nodes = hierarchical ? shape.num_nodes : 1;
   const int32_t experts = static_cast<int32_t>(weights[0].size());

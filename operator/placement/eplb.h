@@ -61,6 +61,17 @@ struct Replication {
 };
 Replication replicate_experts(const std::vector<double>& weights, int32_t num_slots);
 
+// True when EPLB's hierarchical policy applies: the expert groups divide evenly over the
+// nodes (then each group stays on one node); else the global policy.
+bool hierarchical_applies(const EplbShape& shape);
+
+// invalid_argument when the loads or the shape do not fit: no layers or experts, a
+// negative or non-finite load, ragged rows, slots < experts, slots % gpus != 0,
+// gpus % nodes != 0, or (hierarchical only) experts % groups != 0. Every policy checks
+// its input with this.
+Status check_plan_input(const std::vector<std::vector<double>>& weights, const EplbShape& shape,
+                        bool hierarchical);
+
 // invalid_argument when the shape does not fit: no layers or experts, a negative or
 // non-finite load, ragged rows, slots < experts, slots % gpus != 0, gpus % nodes != 0,
 // or (hierarchical only) experts % groups != 0.

@@ -28,7 +28,9 @@ StatusOr<Proposal> propose(const std::vector<std::vector<double>>& load,
     }
     for (double w : load[l]) total += w;
   }
-  MOESERVE_ASSIGN_OR_RETURN(EplbPlan plan, rebalance_experts(load, shape));
+  MOESERVE_ASSIGN_OR_RETURN(PlannerResult planned,
+                            plan_experts(load, shape, {options.policy, options.traffic}));
+  EplbPlan& plan = planned.plan;
   Proposal out;
   out.current_balancedness = balancedness(load, current, shape.num_gpus);
   out.balancedness = out.current_balancedness;
