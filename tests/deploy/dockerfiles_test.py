@@ -52,7 +52,7 @@ class DockerfilesTest(unittest.TestCase):
         runs = " ".join(arg for _, ins in parts[:-1] for op, arg in ins if op == "RUN")
         self.assertIn("moeserve-gateway", runs)
         copies = [arg for op, arg in parts[-1][1] if op == "COPY"]
-        self.assertIn("/build/bin/moeserve-gateway /usr/local/bin/moeserve-gateway", copies)
+        self.assertIn("--from=build /build/bin/moeserve-gateway /usr/local/bin/moeserve-gateway", copies)
 
     def test_final_stages_run_as_the_charts_non_root_user(self):
         values = yaml.safe_load(ds.read_text(os.path.join(ds.CHART_DIR, "values.yaml")))
