@@ -268,7 +268,8 @@ TEST_F(GatewayLocal, TheOpenAiSdkSeesTheSameThroughTheGatewayAsDirectly) {
   const json through = sdk(gw.url("/v1"), dir_->file("sdk-gateway.json"));
   const json direct = sdk(gw.worker_url(0, "/v1"), dir_->file("sdk-direct.json"));
   EXPECT_EQ(through, direct);
-  EXPECT_EQ(through["refused_param"], "response_format.json_schema.schema") << "errors reach the SDK as its own types";
+  EXPECT_EQ(through["refused_param"], "response_format.json_schema.schema")
+      << "errors reach the SDK as its own types";
 }
 
 }  // namespace
