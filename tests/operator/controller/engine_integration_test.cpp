@@ -21,6 +21,7 @@
 #include "operator/controller/reconciler.h"
 #include "operator/deployment/names.h"
 #include "operator/kube/client.h"
+#include "tests/operator/controller/operator_loop.h"
 #include "tests/operator/controller/test_cluster.h"
 #include "tests/support/apiserver.h"
 #include "tests/support/test_util.h"
@@ -90,31 +91,11 @@ class EngineIntegrationTest : public ::testing::TestWithParam<const char*> {
     for (const auto& engine : engines_) {
       ASSERT_TRUE(wait_until([&] { return engine->healthy(); }, 20s));
     }
-    controller_ = std::make_unique<Controller>(
-        *client_, res::kModelDeployments,
-        std::vector<kube::ResourceRef>{res::kStatefulSets, res::kServices, res::kConfigMaps,
-                                       res::kPodDisruptionBudgets, res::kNetworkPolicies,
-                                       res::kPods},
-        TestCluster::fast_options(), registry_);
-    events_ = std::make_unique<EventRecorder>(*client_, "moeserve-operator");
-    autoscaler::ScrapeOptions scrape;
-    scrape.rate_window = 10s;
-    source_ = std::make_unique<autoscaler::ScrapeSource>(std::make_shared<http::Client>(), scrape);
-    scaler_ = std::make_unique<autoscaler::Autoscaler>(source_.get(), &clock_,
-                                                       autoscaler::AutoscalerOptions{50ms, 2});
-    scaler_->set_on_change([this](const std::string& key) { controller_->enqueue(key); });
-    gauges_ = std::make_unique<autoscaler::DeploymentGauges>(*registry_);
-    reconciler_ = std::make_unique<ModelDeploymentReconciler>(
-        *client_, *controller_, events_.get(), &clock_,
-        AutoscalingHooks{scaler_.get(), gauges_.get(), {}, 16, 100ms});
-    controller_->set_reconciler(reconciler_.get());
-    scaler_->start();
-    controller_->start();
+    loop_.start(*client_, &clock_, registry_);
   }
 
   void TearDown() override {
-    if (scaler_) scaler_->stop();
-    if (controller_) controller_->stop();
+    loop_.stop();
     cluster_.api.shutdown();
   }
 
@@ -207,12 +188,8 @@ class EngineIntegrationTest : public ::testing::TestWithParam<const char*> {
   FakeClock clock_;
   std::shared_ptr<prometheus::Registry> registry_ = std::make_shared<prometheus::Registry>();
   std::unique_ptr<kube::Client>& client_ = cluster_.client;
-  std::unique_ptr<Controller> controller_;
-  std::unique_ptr<EventRecorder> events_;
-  std::unique_ptr<autoscaler::ScrapeSource> source_;
-  std::unique_ptr<autoscaler::Autoscaler> scaler_;
-  std::unique_ptr<autoscaler::DeploymentGauges> gauges_;
-  std::unique_ptr<ModelDeploymentReconciler> reconciler_;
+  OperatorLoop loop_;
+  std::unique_ptr<autoscaler::Autoscaler>& scaler_ = loop_.scaler;
 };
 
 TEST_P(EngineIntegrationTest, ReconcilesScrapesScalesAndReportsCostAsForMoeserve) {
