@@ -14,8 +14,9 @@
 //    concurrency 8 and 32, direct to the stub and through the gateway.
 //
 // Usage: bench-gateway [--worker BIN] [--threads N] [--tokens N] [--requests N]
-//                      [--repeats N] [--stub-requests N]
+//                      [--repeats N] [--stub-requests N] [--upstream-idle-connections N]
 #include <signal.h>
+#include <sys/resource.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -48,8 +49,17 @@ using nlohmann::json;
 struct LoadResult {
   double tokens_per_s = 0;
   double ttft_median_ms = 0;
+  double cpu_us_per_token = 0;  // of this process: the clients, plus the gateway if in use
   int64_t failures = 0;
 };
+
+// CPU time this process has used, user + system.
+double process_cpu_seconds() {
+  rusage u{};
+  getrusage(RUSAGE_SELF, &u);
+  auto seconds = [](const timeval& t) { return t.tv_sec + t.tv_usec / 1e6; };
+  return seconds(u.ru_utime) + seconds(u.ru_stime);
+}
 
 double median(std::vector<double> v) {
   if (v.empty()) return 0;
@@ -65,6 +75,7 @@ LoadResult streaming_load(const std::string& base_url, int concurrency, int64_t 
   std::atomic<int64_t> generated{0};
   std::atomic<int64_t> failures{0};
   const auto start = SteadyClock::now();
+  const double cpu_start = process_cpu_seconds();
   for (int c = 0; c < concurrency; ++c) {
     clients.emplace_back([&, c] {
       http::Client client;
@@ -115,9 +126,11 @@ LoadResult streaming_load(const std::string& base_url, int concurrency, int64_t 
   }
   for (auto& t : clients) t.join();
   const double seconds = std::chrono::duration<double>(SteadyClock::now() - start).count();
+  const double cpu = process_cpu_seconds() - cpu_start;
   std::vector<double> all;
   for (const auto& v : ttft) all.insert(all.end(), v.begin(), v.end());
-  return {static_cast<double>(generated) / seconds, median(all), failures};
+  const double tokens_made = static_cast<double>(std::max<int64_t>(1, generated.load()));
+  return {static_cast<double>(generated) / seconds, median(all), cpu * 1e6 / tokens_made, failures};
 }
 
 double requests_per_s(const std::string& base_url, int concurrency, int64_t total) {
@@ -148,7 +161,7 @@ double requests_per_s(const std::string& base_url, int concurrency, int64_t tota
 
 // An in-process gateway in front of `upstream_url`, as moeserve-gateway wires it.
 struct Gateway {
-  explicit Gateway(const std::string& upstream_url) {
+  Gateway(const std::string& upstream_url, int idle_connections) {
     gateway::Snapshot s;
     gateway::ServedModel m;
     m.model = "tiny";
@@ -157,7 +170,9 @@ struct Gateway {
     s.models.push_back(m);
     discovery = std::make_unique<gateway::StaticDiscovery>(s);
     discovery->start();
-    proxy = std::make_unique<gateway::Proxy>(gateway::ProxyOptions{}, discovery.get());
+    gateway::ProxyOptions proxy_options;
+    proxy_options.upstream_idle_connections = idle_connections;
+    proxy = std::make_unique<gateway::Proxy>(proxy_options, discovery.get());
     http::ServerOptions options;
     options.handler_threads = 64;
     options.io_threads = 1;
@@ -198,6 +213,7 @@ int main(int argc, char** argv) {
   int64_t requests = 4;
   int64_t repeats = 2;
   int64_t stub_requests = 4000;
+  int64_t idle_connections = gateway::ProxyOptions{}.upstream_idle_connections;
   FlagSet flags("bench-gateway [flags]",
                 "Gateway overhead on a tiny-model worker (tokens/s and TTFT, gateway / direct, at\n"
                 "concurrency 1, 8, 32) and requests/s of the gateway alone on a stub upstream.");
@@ -207,6 +223,8 @@ int main(int argc, char** argv) {
   flags.add_int("requests", &requests, "requests per client per measurement");
   flags.add_int("repeats", &repeats, "alternations of direct and gateway (best kept)");
   flags.add_int("stub-requests", &stub_requests, "requests per stub measurement");
+  flags.add_int("upstream-idle-connections", &idle_connections,
+                "the gateway's kept-alive connections per group (0: a new one per request)");
   if (std::optional<int> exit_code = flags.parse_main(argc, argv)) return *exit_code;
   log::configure(log::Level::kWarn, log::Format::kJson);
 
@@ -240,19 +258,20 @@ int main(int argc, char** argv) {
     return 1;
   }
   {
-    Gateway gw(direct);
+    Gateway gw(direct, static_cast<int>(idle_connections));
     if (!wait_ready(direct, std::chrono::seconds(5))) return 1;
     std::this_thread::sleep_for(std::chrono::milliseconds(200));
     std::printf("gateway overhead on a tiny-model worker (%lld tokens per request, best of %lld)\n",
                 static_cast<long long>(tokens), static_cast<long long>(repeats));
-    std::printf("%4s %14s %14s %7s %12s %12s %7s\n", "C", "direct tok/s", "gateway tok/s", "ratio",
-                "direct ttft", "gateway ttft", "ratio");
+    std::printf("%4s %14s %14s %7s %12s %12s %7s %14s\n", "C", "direct tok/s", "gateway tok/s",
+                "ratio", "direct ttft", "gateway ttft", "ratio", "gw CPU/token");
     streaming_load(direct, 2, 1, tokens, -1);  // warm-up
     int round = 0;
     for (int c : {1, 8, 32}) {
       LoadResult best_direct;
       LoadResult best_gateway;
       best_direct.ttft_median_ms = best_gateway.ttft_median_ms = 1e18;
+      best_direct.cpu_us_per_token = best_gateway.cpu_us_per_token = 1e18;
       for (int64_t r = 0; r < repeats; ++r) {
         LoadResult d = streaming_load(direct, c, requests, tokens, round++);
         LoadResult g = streaming_load(gw.url(), c, requests, tokens, round++);
@@ -264,11 +283,17 @@ int main(int argc, char** argv) {
         best_gateway.tokens_per_s = std::max(best_gateway.tokens_per_s, g.tokens_per_s);
         best_direct.ttft_median_ms = std::min(best_direct.ttft_median_ms, d.ttft_median_ms);
         best_gateway.ttft_median_ms = std::min(best_gateway.ttft_median_ms, g.ttft_median_ms);
+        best_direct.cpu_us_per_token = std::min(best_direct.cpu_us_per_token, d.cpu_us_per_token);
+        best_gateway.cpu_us_per_token = std::min(best_gateway.cpu_us_per_token, g.cpu_us_per_token);
       }
-      std::printf("%4d %14.1f %14.1f %7.3f %10.1fms %10.1fms %7.3f\n", c, best_direct.tokens_per_s,
-                  best_gateway.tokens_per_s, best_gateway.tokens_per_s / best_direct.tokens_per_s,
-                  best_direct.ttft_median_ms, best_gateway.ttft_median_ms,
-                  best_gateway.ttft_median_ms / best_direct.ttft_median_ms);
+      // The gateway's own CPU per streamed token: this process's CPU through the gateway
+      // less its CPU direct (the clients' share).
+      std::printf("%4d %14.1f %14.1f %7.3f %10.1fms %10.1fms %7.3f %12.1fus\n", c,
+                  best_direct.tokens_per_s, best_gateway.tokens_per_s,
+                  best_gateway.tokens_per_s / best_direct.tokens_per_s, best_direct.ttft_median_ms,
+                  best_gateway.ttft_median_ms,
+                  best_gateway.ttft_median_ms / best_direct.ttft_median_ms,
+                  best_gateway.cpu_us_per_token - best_direct.cpu_us_per_token);
     }
   }
   (*child)->signal(SIGTERM);
@@ -288,7 +313,7 @@ int main(int argc, char** argv) {
   if (Status s = stub.start(); !s.ok()) return 1;
   const std::string stub_url = "http://127.0.0.1:" + std::to_string(stub.port());
   {
-    Gateway gw(stub_url);
+    Gateway gw(stub_url, static_cast<int>(idle_connections));
     std::printf("\nthe gateway alone, stub upstream (%lld requests per measurement)\n",
                 static_cast<long long>(stub_requests));
     std::printf("%4s %14s %14s %7s\n", "C", "stub req/s", "gateway req/s", "ratio");

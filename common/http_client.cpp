@@ -1,8 +1,12 @@
 #include "common/http_client.h"
 
+#include <poll.h>
+
 #include <cctype>
+#include <deque>
 #include <functional>
 #include <limits>
+#include <map>
 #include <mutex>
 #include <optional>
 
@@ -51,6 +55,8 @@ Status network_error(const std::string& what, const Url& url, const beast::error
 // One connection, plain or TLS, driven by its own io_context on the calling thread.
 class Connection {
  public:
+  using TimePoint = std::chrono::steady_clock::time_point;
+
   Connection(const Url& url, asio::ssl::context* tls_context, std::string server_name,
              std::function<bool()> cancelled)
       : url_(url), server_name_(std::move(server_name)), cancelled_(std::move(cancelled)) {
@@ -65,23 +71,58 @@ class Connection {
 
   // Runs the io_context until the started operation completes. With a cancel predicate,
   // polls it every kCancelPollMs and closes the connection once it holds, which ends the
-  // operation with an error (operation_aborted).
-  void run() {
+  // operation with an error (operation_aborted). With a deadline (reads, which a stream
+  // makes once per chunk), the deadline is enforced here too, closing the connection when
+  // it passes, instead of by a timer armed per operation: timed_out() tells.
+  void run(std::optional<std::chrono::steady_clock::time_point> deadline = std::nullopt) {
     ioc_.restart();
-    if (!cancelled_) {
+    timed_out_ = false;
+    if (!cancelled_ && !deadline) {
       ioc_.run();
       return;
     }
     while (!ioc_.stopped()) {
-      ioc_.run_for(std::chrono::milliseconds(kCancelPollMs));
-      if (!ioc_.stopped() && cancelled_()) {
+      auto slice = std::chrono::steady_clock::duration(std::chrono::milliseconds(kCancelPollMs));
+      if (deadline) slice = std::min(slice, *deadline - std::chrono::steady_clock::now());
+      if (slice.count() > 0) ioc_.run_for(slice);
+      if (ioc_.stopped()) break;
+      if (cancelled_ && cancelled_()) {
         was_cancelled_ = true;
-        close();
+      } else if (deadline && std::chrono::steady_clock::now() >= *deadline) {
+        timed_out_ = true;
+      } else {
+        continue;
       }
+      close();
+      ioc_.run();  // the closed socket's operations complete with operation_aborted
+      break;
     }
   }
 
   bool was_cancelled() const { return was_cancelled_; }
+
+  // For the next request on a kept connection.
+  void reset_for_reuse(std::function<bool()> cancelled) {
+    cancelled_ = std::move(cancelled);
+    was_cancelled_ = false;
+  }
+
+  // Parks the connection after a complete response: no timer pending, idle from now.
+  void park() {
+    lowest().expires_never();
+    idle_since_ = std::chrono::steady_clock::now();
+  }
+  TimePoint idle_since() const { return idle_since_; }
+
+  // False when the connection cannot carry another request: bytes left over from the
+  // last response, or the peer closed it (or sent something) while it sat idle.
+  bool still_usable() {
+    if (buffer_.size() != 0) return false;
+    if (!lowest().socket().is_open()) return false;
+    pollfd p{lowest().socket().native_handle(), POLLIN, 0};
+    const int ready = ::poll(&p, 1, 0);
+    return ready == 0;  // readable, hung up or an error: not reusable
+  }
 
   template <typename Fn>
   void with_stream(Fn&& fn) {
@@ -93,18 +134,27 @@ class Connection {
   }
 
   Status connect(int64_t timeout_ms, bool verify) {
-    tcp::resolver resolver(ioc_);
     beast::error_code ec;
-    tcp::resolver::results_type endpoints;
-    resolver.async_resolve(url_.host, std::to_string(url_.port),
-                           [&](beast::error_code e, tcp::resolver::results_type r) {
-                             ec = e;
-                             endpoints = std::move(r);
-                           });
-    run();
-    if (ec) return network_error("resolve", url_, ec, was_cancelled_);
-    lowest().expires_after(std::chrono::milliseconds(timeout_ms));
-    lowest().async_connect(endpoints, [&](beast::error_code e, const tcp::endpoint&) { ec = e; });
+    // An IP literal needs no resolver (Asio's resolves on a thread of its own).
+    const asio::ip::address literal = asio::ip::make_address(url_.host, ec);
+    if (!ec) {
+      lowest().expires_after(std::chrono::milliseconds(timeout_ms));
+      lowest().async_connect(tcp::endpoint(literal, url_.port),
+                             [&](beast::error_code e) { ec = e; });
+    } else {
+      ec = {};
+      tcp::resolver resolver(ioc_);
+      tcp::resolver::results_type endpoints;
+      resolver.async_resolve(url_.host, std::to_string(url_.port),
+                             [&](beast::error_code e, tcp::resolver::results_type r) {
+                               ec = e;
+                               endpoints = std::move(r);
+                             });
+      run();
+      if (ec) return network_error("resolve", url_, ec, was_cancelled_);
+      lowest().expires_after(std::chrono::milliseconds(timeout_ms));
+      lowest().async_connect(endpoints, [&](beast::error_code e, const tcp::endpoint&) { ec = e; });
+    }
     run();
     if (ec) return network_error("connect", url_, ec, was_cancelled_);
     if (!tls_) return ok_status();
@@ -133,7 +183,7 @@ class Connection {
   template <typename Parser>
   beast::error_code read(Parser& parser, int64_t timeout_ms, bool header_only, bool some) {
     beast::error_code ec;
-    lowest().expires_after(std::chrono::milliseconds(timeout_ms));
+    lowest().expires_never();  // run() keeps the deadline
     with_stream([&](auto& s) {
       auto done = [&](beast::error_code e, size_t) { ec = e; };
       if (header_only) {
@@ -144,7 +194,8 @@ class Connection {
         bhttp::async_read(s, buffer_, parser, done);
       }
     });
-    run();
+    run(std::chrono::steady_clock::now() + std::chrono::milliseconds(timeout_ms));
+    if (timed_out_) ec = beast::error::timeout;
     return ec;
   }
 
@@ -161,11 +212,94 @@ class Connection {
   std::string server_name_;
   std::function<bool()> cancelled_;
   bool was_cancelled_ = false;
+  bool timed_out_ = false;
   asio::io_context ioc_;
   std::optional<beast::tcp_stream> plain_;
   std::optional<beast::ssl_stream<beast::tcp_stream>> tls_;
   beast::flat_buffer buffer_;
+  TimePoint idle_since_{};
 };
+
+// Idle keep-alive connections by "scheme://host:port/server-name", most recent last.
+class ConnectionPool {
+ public:
+  ConnectionPool(int max_per_host, int64_t idle_timeout_ms)
+      : max_per_host_(max_per_host), idle_timeout_(std::chrono::milliseconds(idle_timeout_ms)) {}
+
+  bool enabled() const { return max_per_host_ > 0; }
+
+  // The most recently parked usable connection for `key`, or null. Expired and closed
+  // ones found on the way are dropped.
+  std::unique_ptr<Connection> take(const std::string& key) {
+    if (!enabled()) return nullptr;
+    std::vector<std::unique_ptr<Connection>> dropped;  // closed outside the lock
+    std::unique_ptr<Connection> found;
+    {
+      std::lock_guard<std::mutex> lock(mutex_);
+      auto it = idle_.find(key);
+      if (it == idle_.end()) return nullptr;
+      const auto oldest_allowed = std::chrono::steady_clock::now() - idle_timeout_;
+      auto& list = it->second;
+      while (!list.empty() && !found) {
+        std::unique_ptr<Connection> c = std::move(list.back());
+        list.pop_back();
+        if (c->idle_since() >= oldest_allowed && c->still_usable()) {
+          found = std::move(c);
+        } else {
+          dropped.push_back(std::move(c));
+        }
+      }
+    }
+    for (auto& c : dropped) c->close();
+    return found;
+  }
+
+  // Keeps `connection` for the next request to `key` (or closes it when the pool for that
+  // key is full).
+  void give_back(const std::string& key, std::unique_ptr<Connection> connection) {
+    connection->park();
+    {
+      std::lock_guard<std::mutex> lock(mutex_);
+      auto& list = idle_[key];
+      if (static_cast<int>(list.size()) < max_per_host_) {
+        list.push_back(std::move(connection));
+        return;
+      }
+    }
+    connection->close();
+  }
+
+ private:
+  const int max_per_host_;
+  const std::chrono::steady_clock::duration idle_timeout_;
+  std::mutex mutex_;
+  std::map<std::string, std::deque<std::unique_ptr<Connection>>> idle_;
+};
+
+// Where a finished connection goes: back to the pool when the exchange allows it, else
+// closed.
+struct Checkout {
+  std::shared_ptr<ConnectionPool> pool;
+  std::string key;
+  bool reused = false;
+};
+
+void release(std::unique_ptr<Connection> conn, const Checkout& checkout, bool keep_alive) {
+  if (!conn) return;
+  if (keep_alive && checkout.pool && checkout.pool->enabled() && !conn->was_cancelled()) {
+    checkout.pool->give_back(checkout.key, std::move(conn));
+  } else {
+    conn->close();
+  }
+}
+
+// A reused connection that the server closed while the request was on its way: nothing
+// of a response arrived, so the request can go again on a fresh connection.
+bool stale_reuse(const beast::error_code& ec, bool got_response_bytes) {
+  if (got_response_bytes) return false;
+  return ec == bhttp::error::end_of_stream || ec == asio::error::eof ||
+         ec == asio::error::connection_reset || ec == asio::error::broken_pipe;
+}
 
 bhttp::request<bhttp::string_body> make_request(const ClientRequest& request, const Url& url) {
   bhttp::request<bhttp::string_body> req;
@@ -184,20 +318,30 @@ bhttp::request<bhttp::string_body> make_request(const ClientRequest& request, co
 
 class StreamImpl : public ResponseStream {
  public:
-  StreamImpl(std::unique_ptr<Connection> conn, int64_t default_timeout_ms)
-      : conn_(std::move(conn)), default_timeout_ms_(default_timeout_ms) {
+  StreamImpl(std::unique_ptr<Connection> conn, Checkout checkout, int64_t default_timeout_ms)
+      : conn_(std::move(conn)),
+        checkout_(std::move(checkout)),
+        default_timeout_ms_(default_timeout_ms) {
     // Streams are unbounded (a watch runs for minutes). Not boost::none: Beast 1.74
     // compares a Content-Length against an empty optional as "over the limit".
     parser_.body_limit(std::numeric_limits<std::uint64_t>::max());
   }
 
-  Status read_headers(int64_t timeout_ms) {
+  ~StreamImpl() override { close(); }
+
+  // Error code, not Status, so that the caller can tell a stale kept connection.
+  beast::error_code read_headers(int64_t timeout_ms) {
     beast::error_code ec = conn_->read(parser_, timeout_ms, /*header_only=*/true, false);
-    if (ec) return network_error("read response from", conn_->url(), ec, conn_->was_cancelled());
+    if (ec) return ec;
     status_ = static_cast<int>(parser_.get().result_int());
     headers_ = collect_headers(parser_.get());
-    done_ = parser_.is_done();
-    return ok_status();
+    if (parser_.is_done()) finish();
+    return ec;
+  }
+  bool got_some() const { return parser_.got_some(); }
+  bool was_cancelled() const { return conn_ && conn_->was_cancelled(); }
+  Status error_status(const beast::error_code& ec) const {
+    return network_error("read response from", conn_->url(), ec, conn_->was_cancelled());
   }
 
   int status() const override { return status_; }
@@ -206,40 +350,48 @@ class StreamImpl : public ResponseStream {
 
   StatusOr<std::string> read_some(int64_t timeout_ms) override {
     if (done_) return std::string();
-    std::string chunk(kStreamReadBytes, '\0');
+    if (buffer_.empty()) buffer_.resize(kStreamReadBytes);
     while (true) {
-      parser_.get().body().data = chunk.data();
-      parser_.get().body().size = chunk.size();
+      parser_.get().body().data = buffer_.data();
+      parser_.get().body().size = buffer_.size();
       beast::error_code ec = conn_->read(parser_, timeout_ms > 0 ? timeout_ms : default_timeout_ms_,
                                          false, /*some=*/true);
-      size_t got = chunk.size() - parser_.get().body().size;
+      const size_t got = buffer_.size() - parser_.get().body().size;
       if (ec == bhttp::error::need_buffer) ec = {};
       if (ec == bhttp::error::end_of_stream || ec == asio::error::eof) {
-        done_ = true;
         ec = {};
+        if (!parser_.is_done()) end_without_reuse();  // body delimited by the close
       }
       if (ec) {
-        done_ = true;
-        conn_->close();
-        return network_error("read response body from", conn_->url(), ec, conn_->was_cancelled());
+        Status error =
+            network_error("read response body from", conn_->url(), ec, conn_->was_cancelled());
+        end_without_reuse();
+        return error;
       }
-      if (parser_.is_done()) done_ = true;
-      if (got > 0 || done_) {
-        chunk.resize(got);
-        if (done_) conn_->close();
-        return chunk;
-      }
+      if (parser_.is_done()) finish();
+      if (got > 0 || done_) return std::string(buffer_.data(), got);
       // Only framing (chunk headers) was consumed; read again.
     }
   }
 
   void close() override {
-    if (!done_) conn_->close();
-    done_ = true;
+    if (!done_) end_without_reuse();
   }
 
  private:
+  // The body is complete: the connection goes back to the pool when both sides allow.
+  void finish() {
+    done_ = true;
+    release(std::move(conn_), checkout_, parser_.get().keep_alive());
+  }
+  void end_without_reuse() {
+    done_ = true;
+    release(std::move(conn_), checkout_, false);
+  }
+
   std::unique_ptr<Connection> conn_;
+  Checkout checkout_;
+  std::string buffer_;
   int64_t default_timeout_ms_;
   bhttp::response_parser<bhttp::buffer_body> parser_;
   int status_ = 0;
@@ -313,6 +465,7 @@ std::string ResponseStream::header(std::string_view name) const {
 
 struct Client::Impl {
   ClientOptions options;
+  std::shared_ptr<ConnectionPool> pool;
   std::mutex mutex;
   std::optional<asio::ssl::context> tls;  // built once, by init()
   Status init_status = failed_precondition_error("http client not initialised");
@@ -359,25 +512,46 @@ struct Client::Impl {
     return ok_status();
   }
 
-  // Connects and sends the request; the caller reads the response.
-  StatusOr<std::unique_ptr<Connection>> start(const ClientRequest& request, int64_t timeout_ms) {
-    {
+  // Sends the request on a kept connection (unless `fresh`) or a new one; the caller
+  // reads the response. A kept connection whose write fails is dropped for a new one.
+  StatusOr<std::unique_ptr<Connection>> start(const ClientRequest& request, int64_t timeout_ms,
+                                              bool fresh, Checkout* checkout) {
+    MOESERVE_ASSIGN_OR_RETURN(Url url, parse_url(request.url));
+    // The TLS context (which parses the whole CA bundle) only for https: a plain-http
+    // client made per call, as probes and proxies do, must not pay milliseconds for it.
+    if (url.scheme == "https") {
       std::lock_guard<std::mutex> lock(mutex);
       if (!tls) init_status = build_tls();
       if (!init_status.ok()) return init_status;
     }
-    MOESERVE_ASSIGN_OR_RETURN(Url url, parse_url(request.url));
     std::string server_name = options.server_name.empty() ? url.host : options.server_name;
-    auto conn = std::make_unique<Connection>(url, &*tls, server_name, request.cancelled);
+    auto req = make_request(request, url);
+    checkout->pool = pool;
+    checkout->key =
+        url.scheme + "://" + url.host + ":" + std::to_string(url.port) + "/" + server_name;
+    checkout->reused = false;
+    if (!fresh) {
+      if (std::unique_ptr<Connection> kept = pool->take(checkout->key)) {
+        kept->reset_for_reuse(request.cancelled);
+        if (kept->write(req, timeout_ms).ok()) {
+          checkout->reused = true;
+          return kept;
+        }
+        kept->close();
+      }
+    }
+    auto conn = std::make_unique<Connection>(url, url.scheme == "https" ? &*tls : nullptr,
+                                             server_name, request.cancelled);
     MOESERVE_RETURN_IF_ERROR(conn->connect(std::min(options.connect_timeout_ms, timeout_ms),
                                            !options.insecure_skip_verify));
-    auto req = make_request(request, url);
     MOESERVE_RETURN_IF_ERROR(conn->write(req, timeout_ms));
     return conn;
   }
 };
 
 Client::Client(ClientOptions options) : impl_(std::make_shared<Impl>()) {
+  impl_->pool = std::make_shared<ConnectionPool>(options.max_idle_connections_per_host,
+                                                 options.idle_connection_timeout_ms);
   impl_->options = std::move(options);
 }
 
@@ -392,27 +566,50 @@ Status Client::init() {
 StatusOr<ClientResponse> Client::send(const ClientRequest& request) const {
   int64_t timeout_ms =
       request.timeout_ms > 0 ? request.timeout_ms : impl_->options.request_timeout_ms;
-  MOESERVE_ASSIGN_OR_RETURN(std::unique_ptr<Connection> conn, impl_->start(request, timeout_ms));
-  bhttp::response_parser<bhttp::string_body> parser;
-  parser.body_limit(kMaxResponseBodyBytes);
-  if (request.method == "HEAD") parser.skip(true);
-  beast::error_code ec = conn->read(parser, timeout_ms, false, false);
-  conn->close();
-  if (ec) return network_error("read response from", conn->url(), ec, conn->was_cancelled());
-  ClientResponse response;
-  response.status = static_cast<int>(parser.get().result_int());
-  response.headers = collect_headers(parser.get());
-  response.body = std::move(parser.get().body());
-  return response;
+  for (bool fresh : {false, true}) {
+    Checkout checkout;
+    MOESERVE_ASSIGN_OR_RETURN(std::unique_ptr<Connection> conn,
+                              impl_->start(request, timeout_ms, fresh, &checkout));
+    bhttp::response_parser<bhttp::string_body> parser;
+    parser.body_limit(kMaxResponseBodyBytes);
+    if (request.method == "HEAD") parser.skip(true);
+    beast::error_code ec = conn->read(parser, timeout_ms, false, false);
+    if (ec) {
+      Status error = network_error("read response from", conn->url(), ec, conn->was_cancelled());
+      const bool retry =
+          checkout.reused && !conn->was_cancelled() && stale_reuse(ec, parser.got_some());
+      release(std::move(conn), checkout, false);
+      if (retry) continue;
+      return error;
+    }
+    ClientResponse response;
+    response.status = static_cast<int>(parser.get().result_int());
+    response.headers = collect_headers(parser.get());
+    response.body = std::move(parser.get().body());
+    release(std::move(conn), checkout, parser.get().keep_alive());
+    return response;
+  }
+  return unavailable_error("unreachable");
 }
 
 StatusOr<std::unique_ptr<ResponseStream>> Client::open(const ClientRequest& request) const {
   int64_t timeout_ms =
       request.timeout_ms > 0 ? request.timeout_ms : impl_->options.request_timeout_ms;
-  MOESERVE_ASSIGN_OR_RETURN(std::unique_ptr<Connection> conn, impl_->start(request, timeout_ms));
-  auto stream = std::make_unique<StreamImpl>(std::move(conn), timeout_ms);
-  MOESERVE_RETURN_IF_ERROR(stream->read_headers(timeout_ms));
-  return std::unique_ptr<ResponseStream>(std::move(stream));
+  for (bool fresh : {false, true}) {
+    Checkout checkout;
+    MOESERVE_ASSIGN_OR_RETURN(std::unique_ptr<Connection> conn,
+                              impl_->start(request, timeout_ms, fresh, &checkout));
+    const bool reused = checkout.reused;
+    auto stream = std::make_unique<StreamImpl>(std::move(conn), std::move(checkout), timeout_ms);
+    beast::error_code ec = stream->read_headers(timeout_ms);
+    if (!ec) return std::unique_ptr<ResponseStream>(std::move(stream));
+    Status error = stream->error_status(ec);
+    const bool retry = reused && !stream->was_cancelled() && stale_reuse(ec, stream->got_some());
+    stream->close();
+    if (retry) continue;
+    return error;
+  }
+  return unavailable_error("unreachable");
 }
 
 }  // namespace moeserve::http

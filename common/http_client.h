@@ -2,9 +2,13 @@
 // server name verification), connect and request timeouts, and a streaming body
 // reader for long responses such as a Kubernetes watch.
 //
-// Each call opens its own connection and runs its own I/O on the calling thread, so a
-// Client may be shared by threads. Errors: connection refused or reset -> unavailable;
-// timeouts -> deadline_exceeded; TLS verification failures -> unavailable with the
+// Each call runs its own I/O on the calling thread, so a Client may be shared by threads.
+// By default each call opens its own connection; with max_idle_connections_per_host > 0
+// a connection whose response ended cleanly with keep-alive is kept for the next call to
+// the same host (a proxy's upstream pool). A kept connection the server has closed in
+// the meantime is detected before reuse, and a reused connection that fails before any
+// response byte arrives is retried once on a fresh one. Errors: connection refused or reset ->
+// unavailable; timeouts -> deadline_exceeded; TLS verification failures -> unavailable with the
 // reason; a malformed URL -> invalid_argument. HTTP error statuses are not Status
 // errors: the response carries them.
 #pragma once
@@ -41,6 +45,10 @@ struct ClientOptions {
   std::string server_name;  // overrides the name sent (SNI) and verified; default: URL host
   int64_t connect_timeout_ms = 10000;
   int64_t request_timeout_ms = 30000;  // whole exchange for send(); per read for streams
+  // Keep-alive pool: idle connections kept per scheme/host/port (0: none, every call
+  // connects anew), each for at most idle_connection_timeout_ms.
+  int max_idle_connections_per_host = 0;
+  int64_t idle_connection_timeout_ms = 30000;
 };
 
 struct ClientRequest {

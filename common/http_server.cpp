@@ -1,10 +1,15 @@
 #include "common/http_server.h"
 
+#include <poll.h>
+#include <sys/socket.h>
+
 #include <algorithm>
 #include <atomic>
 #include <cctype>
+#include <cerrno>
 #include <chrono>
 #include <condition_variable>
+#include <cstdio>
 #include <future>
 #include <map>
 #include <mutex>
@@ -203,7 +208,14 @@ class Session : public std::enable_shared_from_this<Session> {
   void write_response(Response response, std::shared_ptr<std::promise<bool>> done);
   void write_stream_header(int status, std::string content_type, Headers headers,
                            std::shared_ptr<std::promise<bool>> done);
-  void write_chunk(std::string_view data, std::shared_ptr<std::promise<bool>> done);
+  // --- called by the handler thread of a stream ---
+  // Writes one chunk straight to the socket instead of through the strand, which cost
+  // two thread switches per chunk (most of a proxied token's CPU). Safe because only the
+  // handler writes while its stream is open (the strand writes the header before and the
+  // last chunk after, both waited for), and fd_mutex_ keeps close() from releasing the
+  // descriptor while a send is on it. Waits for socket space at most request_timeout_ms;
+  // false once the client has gone.
+  bool write_chunk_direct(std::string_view data);
   void write_last_chunk(std::shared_ptr<std::promise<bool>> done);
   void handler_finished(bool responded);
 
@@ -239,6 +251,7 @@ class Session : public std::enable_shared_from_this<Session> {
   bool streaming_ = false;
   std::atomic<bool> gone_{false};
   std::atomic<bool> closed_{false};
+  std::mutex fd_mutex_;  // held by close() and by each direct send
   // Keeps the serializer of a streamed response alive between chunks.
   std::shared_ptr<bhttp::response<bhttp::empty_body>> stream_header_;
   std::shared_ptr<bhttp::response_serializer<bhttp::empty_body>> stream_serializer_;
@@ -279,10 +292,7 @@ class SessionResponder : public Responder {
   bool write(std::string_view data) override {
     if (!streaming_ || ended_) return false;
     if (data.empty()) return !session_->gone();
-    auto done = std::make_shared<std::promise<bool>>();
-    auto future = done->get_future();
-    asio::post(session_->executor(), [s = session_, data, done] { s->write_chunk(data, done); });
-    return wait(future);
+    return session_->write_chunk_direct(data);
   }
 
   void end_stream() override {
@@ -508,17 +518,43 @@ void Session::write_stream_header(int status, std::string content_type, Headers 
                             });
 }
 
-void Session::write_chunk(std::string_view data, std::shared_ptr<std::promise<bool>> done) {
-  if (closed_ || gone_) {
-    done->set_value(false);
-    return;
+bool Session::write_chunk_direct(std::string_view data) {
+  char size_line[24];
+  const int n = std::snprintf(size_line, sizeof size_line, "%zx\r\n", data.size());
+  std::string frame;
+  frame.reserve(static_cast<size_t>(n) + data.size() + 2);
+  frame.append(size_line, static_cast<size_t>(n)).append(data).append("\r\n");
+  const auto deadline = std::chrono::steady_clock::now() +
+                        std::chrono::milliseconds(server_->options.request_timeout_ms);
+  size_t sent = 0;
+  while (sent < frame.size()) {
+    int fd = -1;
+    {
+      std::lock_guard<std::mutex> lock(fd_mutex_);
+      if (closed_ || gone_) return false;
+      fd = stream_.socket().native_handle();
+      const ssize_t w =
+          ::send(fd, frame.data() + sent, frame.size() - sent, MSG_NOSIGNAL | MSG_DONTWAIT);
+      if (w > 0) {
+        sent += static_cast<size_t>(w);
+        continue;
+      }
+      if (w < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR) {
+        gone_ = true;
+        return false;
+      }
+    }
+    // The client reads slower than we write: wait for space, in slices, so that close()
+    // is never held up (the descriptor may close meanwhile; the next send sees closed_).
+    if (std::chrono::steady_clock::now() >= deadline) {
+      gone_ = true;
+      force_close();
+      return false;
+    }
+    pollfd p{fd, POLLOUT, 0};
+    ::poll(&p, 1, 50);
   }
-  stream_.expires_after(std::chrono::milliseconds(server_->options.request_timeout_ms));
-  asio::async_write(stream_, bhttp::make_chunk(asio::buffer(data.data(), data.size())),
-                    [self = shared_from_this(), done](beast::error_code ec, size_t) {
-                      if (ec) self->gone_ = true;
-                      done->set_value(!ec);
-                    });
+  return true;
 }
 
 void Session::write_last_chunk(std::shared_ptr<std::promise<bool>> done) {
@@ -560,8 +596,19 @@ void Session::after_response() {
     close();
     return;
   }
-  if (!monitor_pending_) wait_for_request();
-  // else: the outstanding monitor read continues as the wait for the next request.
+  if (!monitor_pending_) {
+    wait_for_request();
+    return;
+  }
+  // The outstanding monitor read continues as the wait for the next request. A read
+  // already pending keeps the deadline it started with (none), so the keep-alive idle
+  // timeout runs on the request timer; read_request() re-arms it when a request comes.
+  request_timer_.expires_after(std::chrono::milliseconds(server_->options.idle_timeout_ms));
+  request_timer_.async_wait([self = shared_from_this()](beast::error_code ec) {
+    if (ec) return;  // re-armed or cancelled: a request came, or the session closed
+    beast::error_code ignored;
+    self->stream_.socket().cancel(ignored);
+  });
 }
 
 void Session::send_error(int status, bool close_after) {
@@ -578,6 +625,7 @@ void Session::close() {
   if (closed_.exchange(true)) return;
   beast::error_code ec;
   request_timer_.cancel();
+  std::lock_guard<std::mutex> lock(fd_mutex_);
   stream_.socket().shutdown(tcp::socket::shutdown_both, ec);
   stream_.socket().close(ec);
   server_->unregister_session(this);

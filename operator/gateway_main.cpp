@@ -34,6 +34,7 @@ int serve(const std::vector<std::string>& args) {
   double upstream_timeout_s = 300;
   double connect_timeout_s = 2;
   int64_t assumed_max_tokens = 512;
+  int64_t upstream_idle_connections = 64;
   int64_t handler_threads = 256;
   int64_t io_threads = 2;
   int64_t probe_interval_ms = 1000;
@@ -63,6 +64,9 @@ int serve(const std::vector<std::string>& args) {
                    "a group that sends nothing this long has failed");
   flags.add_double("upstream-connect-timeout-seconds", &connect_timeout_s,
                    "a group that does not accept a connection this fast has failed");
+  flags.add_int("upstream-idle-connections", &upstream_idle_connections,
+                "kept-alive connections per group for the next requests (0: a new connection "
+                "per request)");
   flags.add_int("assumed-max-tokens", &assumed_max_tokens,
                 "tokens a request without max_tokens counts as in the router's load");
   flags.add_int("handler-threads", &handler_threads,
@@ -105,6 +109,7 @@ int serve(const std::vector<std::string>& args) {
     return refuse("--upstream-timeout-seconds and --upstream-connect-timeout-seconds must be > 0");
   }
   if (assumed_max_tokens < 1) return refuse("--assumed-max-tokens must be positive");
+  if (upstream_idle_connections < 0) return refuse("--upstream-idle-connections must be >= 0");
   if (handler_threads < 1 || io_threads < 1) {
     return refuse("--handler-threads and --io-threads must be positive");
   }
@@ -135,6 +140,7 @@ int serve(const std::vector<std::string>& args) {
   options.max_concurrent_per_key = max_concurrent_per_key;
   options.upstream_timeout_ms = static_cast<int64_t>(upstream_timeout_s * 1000);
   options.upstream_connect_timeout_ms = static_cast<int64_t>(connect_timeout_s * 1000);
+  options.upstream_idle_connections = static_cast<int>(upstream_idle_connections);
   if (!api_key_file.empty()) {
     StatusOr<std::unique_ptr<auth::ApiKeys>> keys = auth::ApiKeys::load(api_key_file);
     if (!keys.ok()) return refuse(keys.status().message());

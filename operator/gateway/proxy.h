@@ -59,6 +59,7 @@ struct ProxyOptions {
   int64_t max_concurrent_per_key = 0;       // 0: no limit (needs api_keys otherwise)
   int64_t upstream_connect_timeout_ms = 2000;
   int64_t upstream_timeout_ms = 300000;     // to the first byte, and between later bytes
+  int upstream_idle_connections = 64;       // kept-alive connections per group (0: none)
   std::chrono::milliseconds wake_poll{50};  // how often a held request looks for a group
 };
 

@@ -6,6 +6,9 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <atomic>
+#include <thread>
+
 #include "tests/support/test_util.h"
 
 namespace moeserve::http {
@@ -198,6 +201,160 @@ TEST_F(TlsTest, ClientCertificateForMutualTls) {
   auto r = Client(with).send({"GET", url(), {}, ""});
   ASSERT_TRUE(r.ok()) << r.status().to_string();
   EXPECT_EQ(r->status, 200);
+}
+
+// A server whose handlers answer with the client's address ("127.0.0.1:<port>"), so a
+// test can tell whether two requests came over one connection.
+class PoolTest : public ::testing::Test {
+ public:
+  static ClientOptions pooled_options() {
+    ClientOptions o;
+    o.max_idle_connections_per_host = 4;
+    return o;
+  }
+
+ protected:
+  void SetUp() override {
+    ServerOptions options;
+    options.idle_timeout_ms = 300;
+    server_ = std::make_unique<Server>(options);
+    server_->route("GET", "/peer", SimpleHandler([](const Request& r) {
+                     return text_response(200, r.remote_address);
+                   }));
+    server_->route("GET", "/stream", [](const Request& r, Responder& out) {
+      out.begin_stream(200, "text/event-stream");
+      out.write("data: " + r.remote_address + "\n\n");
+      out.write("data: [DONE]\n\n");
+      out.end_stream();
+    });
+    ASSERT_TRUE(server_->start().ok());
+    base_ = "http://127.0.0.1:" + std::to_string(server_->port());
+  }
+  void TearDown() override { server_->shutdown(0); }
+
+  std::string peer(const Client& client) {
+    auto r = client.send({"GET", base_ + "/peer", {}, ""});
+    EXPECT_TRUE(r.ok()) << r.status().to_string();
+    return r.ok() ? r->body : "";
+  }
+  std::string streamed_peer(const Client& client, bool read_to_end = true) {
+    auto s = client.open({"GET", base_ + "/stream", {}, ""});
+    EXPECT_TRUE(s.ok()) << s.status().to_string();
+    if (!s.ok()) return "";
+    std::string body;
+    while (!(*s)->done()) {
+      auto chunk = (*s)->read_some();
+      EXPECT_TRUE(chunk.ok());
+      if (!chunk.ok()) break;
+      body += *chunk;
+      if (!read_to_end) break;
+    }
+    (*s)->close();
+    const size_t start = body.find("data: ") + 6;
+    return body.substr(start, body.find('\n') - start);
+  }
+  std::unique_ptr<Server> server_;
+  std::string base_;
+};
+
+TEST_F(PoolTest, WithoutAPoolEveryRequestConnectsAnew) {
+  Client client;
+  EXPECT_NE(peer(client), peer(client));
+}
+
+TEST_F(PoolTest, KeptConnectionCarriesTheNextRequests) {
+  Client client(pooled_options());
+  const std::string first = peer(client);
+  EXPECT_EQ(peer(client), first);
+  EXPECT_EQ(streamed_peer(client), first);  // a whole stream, then back to the pool
+  EXPECT_EQ(peer(client), first);
+}
+
+TEST_F(PoolTest, AbandonedStreamIsNotReused) {
+  Client client(pooled_options());
+  const std::string first = streamed_peer(client, /*read_to_end=*/false);
+  EXPECT_NE(peer(client), first);
+}
+
+TEST_F(PoolTest, ConcurrentRequestsEachGetTheirOwnConnection) {
+  Client client(pooled_options());
+  auto a = client.open({"GET", base_ + "/stream", {}, ""});
+  auto b = client.open({"GET", base_ + "/stream", {}, ""});
+  ASSERT_TRUE(a.ok());
+  ASSERT_TRUE(b.ok());
+  std::string body_a;
+  std::string body_b;
+  while (!(*a)->done()) body_a += *(*a)->read_some();
+  while (!(*b)->done()) body_b += *(*b)->read_some();
+  EXPECT_NE(body_a.substr(0, body_a.find('\n')), body_b.substr(0, body_b.find('\n')));
+}
+
+TEST_F(PoolTest, ConnectionTheServerClosedWhileIdleIsReplaced) {
+  Client client(pooled_options());
+  const std::string first = peer(client);
+  std::this_thread::sleep_for(800ms);  // past the server's 300 ms idle timeout
+  const std::string second = peer(client);
+  EXPECT_FALSE(second.empty());
+  EXPECT_NE(second, first);
+}
+
+// A server that answers the first request on a connection with keep-alive and then
+// closes that connection when the second request arrives, without a byte of answer:
+// the race of a keep-alive timeout against a request on its way.
+TEST(HttpClientPool, RequestOnAConnectionClosedUnderItIsRetriedOnceOnAFreshOne) {
+  int fd = socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  ASSERT_EQ(bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr), 0);
+  ASSERT_EQ(listen(fd, 8), 0);
+  socklen_t len = sizeof addr;
+  getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len);
+  std::atomic<int> connections{0};
+  std::thread server([&] {
+    for (int c = 0; c < 2; ++c) {
+      int conn = accept(fd, nullptr, nullptr);
+      if (conn < 0) return;
+      connections += 1;
+      std::string seen;
+      char buf[4096];
+      int answered = 0;
+      while (true) {
+        ssize_t n = read(conn, buf, sizeof buf);
+        if (n <= 0) break;
+        seen.append(buf, static_cast<size_t>(n));
+        size_t end;
+        bool closed = false;
+        while ((end = seen.find("\r\n\r\n")) != std::string::npos) {
+          seen.erase(0, end + 4);
+          if (c == 0 && answered == 1) {  // the second request on the first connection
+            closed = true;
+            break;
+          }
+          const std::string reply =
+              "HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: keep-alive\r\n\r\nok";
+          (void)!write(conn, reply.data(), reply.size());
+          ++answered;
+          if (c == 1) closed = true;  // the retry: answered, done
+        }
+        if (closed) break;
+      }
+      close(conn);
+    }
+  });
+  Client client(PoolTest::pooled_options());
+  const std::string url = "http://127.0.0.1:" + std::to_string(ntohs(addr.sin_port)) + "/";
+  auto first = client.send({"GET", url, {}, ""});
+  EXPECT_TRUE(first.ok()) << first.status().to_string();
+  auto second = client.send({"GET", url, {}, ""});
+  EXPECT_TRUE(second.ok()) << second.status().to_string();
+  if (second.ok()) {
+    EXPECT_EQ(second->body, "ok");
+  }
+  EXPECT_EQ(connections.load(), 2);
+  shutdown(fd, SHUT_RDWR);
+  close(fd);
+  server.join();
 }
 
 }  // namespace
