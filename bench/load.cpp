@@ -151,7 +151,23 @@ int overload(const LoadFlags& f) {
                 r->time_to_full_service_s, r->worker_alive ? "up and ready" : "DOWN",
                 passed ? "PASS" : "FAIL");
   text += line;
+  text += "\nper second (start_s sent ok 429 failed ttft_p50_ms):";
+  json windows = json::array();
+  for (const Window& w : r->windows) {
+    std::snprintf(line, sizeof line, "\n  %5.0f %5lld %5lld %5lld %4lld %8.1f", w.start_s,
+                  static_cast<long long>(w.sent), static_cast<long long>(w.ok),
+                  static_cast<long long>(w.rate_limited), static_cast<long long>(w.failed),
+                  w.ttft_p50_s * 1e3);
+    text += line;
+    windows.push_back({{"start_s", w.start_s},
+                       {"sent", w.sent},
+                       {"ok", w.ok},
+                       {"rate_limited", w.rate_limited},
+                       {"failed", w.failed},
+                       {"ttft_p50_s", w.ttft_p50_s}});
+  }
   json j = {{"scenario", "overload"},
+            {"windows", windows},
             {"capacity_rps", r->capacity_rps},
             {"overload", report_json(r->overload)},
             {"recovery", report_json(r->recovery)},

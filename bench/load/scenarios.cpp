@@ -106,6 +106,30 @@ StatusOr<ProcSample> idle_sample(pid_t pid) {
 
 }  // namespace
 
+std::vector<Window> windows_of(const std::vector<TimedResult>& requests, double width_s) {
+  std::vector<Window> out;
+  std::vector<std::vector<double>> ttft;
+  for (const TimedResult& t : requests) {
+    const size_t i = static_cast<size_t>(std::max(0.0, t.started_s) / width_s);
+    while (out.size() <= i) {
+      out.push_back({static_cast<double>(out.size()) * width_s});
+      ttft.emplace_back();
+    }
+    Window& w = out[i];
+    w.sent += 1;
+    if (t.result.outcome == Outcome::kOk) {
+      w.ok += 1;
+      ttft[i].push_back(t.result.ttft_s);
+    } else if (t.result.http_status == 429) {
+      w.rate_limited += 1;
+    } else {
+      w.failed += 1;
+    }
+  }
+  for (size_t i = 0; i < out.size(); ++i) out[i].ttft_p50_s = percentile(ttft[i], 0.5);
+  return out;
+}
+
 std::vector<std::string> worker_flags(const ScenarioOptions& options) {
   return {"--threads",      std::to_string(options.threads),
           "--max-num-seqs", std::to_string(options.max_num_seqs),
@@ -194,6 +218,7 @@ StatusOr<OverloadResult> run_overload(const ScenarioOptions& options, const Over
   } else if (last_failure_s < last_start_s) {
     r.time_to_full_service_s = last_failure_s - o.overload_s;
   }
+  r.windows = windows_of(run.requests, 1.0);
   r.worker_alive = !worker->wait_for(std::chrono::milliseconds(0)).has_value() &&
                    wait_ready(worker->url(), std::chrono::seconds(5));
   return r;

@@ -20,6 +20,7 @@
 #include <string>
 #include <vector>
 
+#include "bench/load/load_generator.h"
 #include "bench/load/load_report.h"
 #include "bench/load/worker_process.h"
 
@@ -68,6 +69,18 @@ struct SoakResult {
 };
 StatusOr<SoakResult> run_soak(const ScenarioOptions& options, const SoakOptions& soak);
 
+// One second (or `width_s`) of a run, by the time its requests were sent.
+struct Window {
+  double start_s = 0;
+  int64_t sent = 0;
+  int64_t ok = 0;
+  int64_t rate_limited = 0;
+  int64_t failed = 0;
+  double ttft_p50_s = 0;  // of the successful ones
+};
+// The run's requests bucketed by started_s into consecutive windows from 0.
+std::vector<Window> windows_of(const std::vector<TimedResult>& requests, double width_s);
+
 struct OverloadOptions {
   double overload_factor = 3;
   double overload_s = 20;
@@ -81,7 +94,8 @@ struct OverloadResult {
   // From the drop to the start of the first request after which every request
   // succeeded; 0 when none failed after the drop; -1 when the last one still failed.
   double time_to_full_service_s = -1;
-  bool worker_alive = false;  // running and ready after the run
+  bool worker_alive = false;    // running and ready after the run
+  std::vector<Window> windows;  // 1 s each, the whole run
 };
 StatusOr<OverloadResult> run_overload(const ScenarioOptions& options, const OverloadOptions& o);
 

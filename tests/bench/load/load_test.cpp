@@ -6,6 +6,7 @@
 #include "bench/load/completion.h"
 #include "bench/load/load_flags.h"
 #include "bench/load/load_report.h"
+#include "bench/load/scenarios.h"
 
 namespace moeserve::load {
 namespace {
@@ -131,6 +132,22 @@ TEST(LoadReport, CountsThroughputPercentilesAndFailuresByKindWith429sApart) {
   const nlohmann::json j = report_json(r);
   EXPECT_EQ(j["errors"]["http"]["503"], 1);
   EXPECT_EQ(j["rate_limited"], 2);
+}
+
+TEST(Windows, RequestsAreBucketedBySendTimeWithTheirOutcomes) {
+  std::vector<TimedResult> run = {{0.1, 0.2, ok(0.02, {}, 1)},
+                                  {0.5, 0.9, failed(Outcome::kHttpStatus, 429, "1")},
+                                  {2.0, 2.5, ok(0.04, {}, 1)},
+                                  {2.1, 2.6, failed(Outcome::kConnection, 0)}};
+  const std::vector<Window> w = windows_of(run, 1.0);
+  ASSERT_EQ(w.size(), 3u);
+  EXPECT_EQ(w[0].sent, 2);
+  EXPECT_EQ(w[0].ok, 1);
+  EXPECT_EQ(w[0].rate_limited, 1);
+  EXPECT_DOUBLE_EQ(w[0].ttft_p50_s, 0.02);
+  EXPECT_EQ(w[1].sent, 0) << "a quiet second is still a window";
+  EXPECT_DOUBLE_EQ(w[2].start_s, 2);
+  EXPECT_EQ(w[2].failed, 1);
 }
 
 StatusOr<ParsedLoadFlags> parse(std::vector<std::string> args) {
