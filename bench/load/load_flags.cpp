@@ -111,7 +111,9 @@ StatusOr<ParsedLoadFlags> parse_load_flags(const std::vector<std::string>& args,
   set.add_string("trace", &f.trace, "trace file of arrivals and lengths");
   set.add_string("trace-format", &trace_format, "auto | azure | burstgpt | mooncake | csv");
   set.add_int("concurrency-cap", &f.concurrency_cap, "requests in flight at most (client side)");
-  set.add_double("duration-s", &f.duration_s, "run length (see --help of the mode)");
+  set.add_double("duration-s", &f.duration_s,
+                 "run length: the soak's (1800), the overload phase's (20), the drain "
+                 "run's (10); with --url a bound (60 with --rate, else the trace's)");
   set.add_int("max-requests", &f.max_requests, "requests at most (0: no bound)");
   set.add_int("prompt-tokens", &f.prompt_tokens, "prompt length in tokens (default 32)");
   set.add_int("max-tokens", &f.max_tokens, "output length in tokens, ignore_eos (default 16)");
