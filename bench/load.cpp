@@ -89,11 +89,12 @@ int soak(const LoadFlags& f) {
   }
   const bool passed = r->passed(f.soak);
   json series = json::array();
-  std::string text = "soak: capacity " + std::to_string(r->capacity_rps) + " req/s, load " +
-                     std::to_string(r->rate_rps) + " req/s for " +
-                     std::to_string(f.soak.duration_s) + " s\n" + report_text(r->report) +
+  char line[256];
+  std::snprintf(line, sizeof line, "soak: capacity %.2f req/s, load %.2f req/s for %.0f s\n",
+                r->capacity_rps, r->rate_rps, f.soak.duration_s);
+  std::string text = line + report_text(r->report) +
+                     "\ndelayed by the concurrency cap: " + std::to_string(r->delayed_by_cap) +
                      "\nseries (at_s rss_mib open_fds):";
-  char line[128];
   for (const ProcSample& s : r->samples) {
     series.push_back(sample_json(s));
     std::snprintf(line, sizeof line, "\n  %8.1f %9.1f %5lld", s.at_s, mib(s.rss_bytes),
@@ -106,10 +107,12 @@ int soak(const LoadFlags& f) {
                 mib(r->idle_after.rss_bytes), static_cast<long long>(r->idle_after.open_fds));
   text += line;
   std::snprintf(line, sizeof line,
-                "\nRSS growth after warm-up %.1f MiB (bound %.1f), fd growth %lld (bound %lld): %s",
-                mib(r->rss_growth_bytes), mib(f.soak.rss_bound_bytes),
-                static_cast<long long>(r->fd_growth), static_cast<long long>(f.soak.fd_bound),
-                passed ? "PASS" : "FAIL");
+                "\nfailed %lld, 429 %lld (both must be 0); RSS growth after warm-up %.1f MiB "
+                "(bound %.1f), fd growth %lld (bound %lld): %s",
+                static_cast<long long>(r->report.failed()),
+                static_cast<long long>(r->report.rate_limited), mib(r->rss_growth_bytes),
+                mib(f.soak.rss_bound_bytes), static_cast<long long>(r->fd_growth),
+                static_cast<long long>(f.soak.fd_bound), passed ? "PASS" : "FAIL");
   text += line;
   json j = {{"scenario", "soak"},
             {"capacity_rps", r->capacity_rps},
@@ -191,13 +194,14 @@ int drain(const LoadFlags& f) {
                 "drain: capacity %.2f req/s, load %.2f req/s, SIGTERM at %.1f s\n"
                 "in flight at SIGTERM %lld, completed %lld; lost %lld; refused after SIGTERM "
                 "%lld; ok %lld; worker exit code %d: %s",
-                r->capacity_rps, f.drain.rate_fraction * r->capacity_rps, f.drain.sigterm_at_s,
+                r->capacity_rps, f.drain.rate_fraction * r->capacity_rps, r->sigterm_s,
                 static_cast<long long>(r->in_flight_at_sigterm),
                 static_cast<long long>(r->completed_of_in_flight), static_cast<long long>(r->lost),
                 static_cast<long long>(r->refused_after_sigterm), static_cast<long long>(r->ok),
                 r->exit_code, passed ? "PASS" : "FAIL");
   json j = {{"scenario", "drain"},
             {"capacity_rps", r->capacity_rps},
+            {"sigterm_s", r->sigterm_s},
             {"in_flight_at_sigterm", r->in_flight_at_sigterm},
             {"completed_of_in_flight", r->completed_of_in_flight},
             {"lost", r->lost},

@@ -129,6 +129,7 @@ CompletionResult send_completion(const http::Client& client, const CompletionReq
     result.e2e_s = seconds_between(sent, SteadyClock::now());
     return result;
   }
+  if (request.open_streams) request.open_streams->fetch_add(1);
   SseScanner scanner;
   bool done = false;
   bool error_event = false;
@@ -160,6 +161,7 @@ CompletionResult send_completion(const http::Client& client, const CompletionReq
       }
     }
   }
+  if (request.open_streams) request.open_streams->fetch_sub(1);
   result.e2e_s = seconds_between(sent, SteadyClock::now());
   result.output_tokens = usage >= 0 ? usage : token_events;
   if (done && !error_event) {

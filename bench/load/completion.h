@@ -11,6 +11,7 @@
 // run on many threads at once with one shared http::Client.
 #pragma once
 
+#include <atomic>
 #include <cstdint>
 #include <string>
 #include <string_view>
@@ -33,6 +34,9 @@ struct CompletionRequest {
   bool stream = true;
   uint64_t prompt_seed = 0;  // varies the prompt's ids (distinct prompts defeat the cache)
   int64_t timeout_ms = 120000;
+  // Optional: incremented while a 200 stream is being read (headers in, [DONE] not yet),
+  // so a caller can tell when streams are open.
+  std::atomic<int64_t>* open_streams = nullptr;
 };
 
 struct CompletionResult {

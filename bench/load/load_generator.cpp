@@ -54,6 +54,7 @@ LoadRun run_load(const std::vector<sim::Request>& schedule, const LoadOptions& o
       request.stream = options.stream;
       request.prompt_seed = options.prompt_seed + static_cast<uint64_t>(i);
       request.timeout_ms = options.timeout_ms;
+      request.open_streams = options.open_streams;
       slot.result = send_completion(client, request);
       sent[static_cast<size_t>(i)] = 1;
       done += 1;

@@ -26,6 +26,7 @@ struct LoadOptions {
   int64_t timeout_ms = 120000;
   uint64_t prompt_seed = 0;  // request i's prompt is derived from prompt_seed + i
   bool log_progress = true;
+  std::atomic<int64_t>* open_streams = nullptr;  // CompletionRequest::open_streams
 };
 
 struct TimedResult {

@@ -235,10 +235,17 @@ StatusOr<DrainResult> run_drain(const ScenarioOptions& options, const DrainOptio
       poisson(options, o.rate_fraction * r.capacity_rps, o.load_s, options.seed);
   std::atomic<bool> done{false};
   std::atomic<double> sigterm_s{-1};
+  std::atomic<int64_t> open_streams{0};
   const auto start = SteadyClock::now();
   std::thread killer([&] {
-    while (!done.load() && seconds_since(start) < o.sigterm_at_s) {
-      std::this_thread::sleep_for(std::chrono::milliseconds(5));
+    // At sigterm_at_s, or as soon after as a stream is open (a drain with nothing in
+    // flight tests nothing), but within the run.
+    auto waiting = [&] {
+      const double t = seconds_since(start);
+      return t < o.sigterm_at_s || (open_streams.load() == 0 && t < o.load_s);
+    };
+    while (!done.load() && waiting()) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(1));
     }
     if (done.load()) return;
     sigterm_s = seconds_since(start);
@@ -247,10 +254,12 @@ StatusOr<DrainResult> run_drain(const ScenarioOptions& options, const DrainOptio
   });
   LoadOptions lo = load_options(worker->url(), options, open_loop_cap(options));
   lo.timeout_ms = static_cast<int64_t>((o.grace_s + 10) * 1000);
+  lo.open_streams = &open_streams;
   const LoadRun run = run_load(schedule, lo);
   done = true;
   killer.join();
   const double t_sig = sigterm_s.load();
+  r.sigterm_s = t_sig;
   for (const TimedResult& t : run.requests) {
     const CompletionResult& c = t.result;
     r.ok += c.outcome == Outcome::kOk ? 1 : 0;

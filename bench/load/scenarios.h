@@ -8,7 +8,8 @@
 //   overload  overload_factor x capacity for overload_s (the worker's --max-queue
 //             fills: 429 with Retry-After), then recovery_factor x capacity for
 //             recovery_s: the worker stays up and serves every request again;
-//   drain     Poisson load, SIGTERM at sigterm_at_s: every request in flight then
+//   drain     Poisson load, SIGTERM at sigterm_at_s (or, past it, once a stream is
+//             open, within the run): every request in flight then
 //             completes, later ones are refused (503 or connection refused), exit 0;
 //   memory    four concurrent prompts of prompt_bytes each: resident memory idle
 //             before, at the peak, and idle after.
@@ -107,6 +108,7 @@ struct DrainOptions {
 };
 struct DrainResult {
   double capacity_rps = 0;
+  double sigterm_s = -1;             // when SIGTERM went, from the load's start; -1: never
   int64_t in_flight_at_sigterm = 0;  // started before SIGTERM, ended after it
   int64_t completed_of_in_flight = 0;
   int64_t lost = 0;  // sent before SIGTERM without a whole answer, or broken mid-stream
