@@ -31,6 +31,9 @@
 
 #include <nlohmann/json.hpp>
 
+#include "bench/load/completion.h"
+#include "bench/load/load_report.h"
+#include "bench/load/worker_process.h"
 #include "common/flags.h"
 #include "common/http_client.h"
 #include "common/http_server.h"
@@ -38,7 +41,6 @@
 #include "common/process.h"
 #include "operator/gateway/proxy.h"
 #include "operator/gateway/static_discovery.h"
-#include "tools/fixtures/tiny_model.h"
 
 namespace {
 
@@ -61,66 +63,37 @@ double process_cpu_seconds() {
   return seconds(u.ru_utime) + seconds(u.ru_stime);
 }
 
-double median(std::vector<double> v) {
-  if (v.empty()) return 0;
-  std::sort(v.begin(), v.end());
-  return v[v.size() / 2];
-}
-
-// C clients, each sending `requests` streaming completions of `tokens` tokens.
+// C clients, each sending `requests` streaming completions of `tokens` tokens, distinct
+// prompts per round, client and request.
 LoadResult streaming_load(const std::string& base_url, int concurrency, int64_t requests,
                           int64_t tokens, int round) {
   std::vector<std::thread> clients;
   std::vector<std::vector<double>> ttft(concurrency);
   std::atomic<int64_t> generated{0};
   std::atomic<int64_t> failures{0};
+  const http::Client client;
   const auto start = SteadyClock::now();
   const double cpu_start = process_cpu_seconds();
   for (int c = 0; c < concurrency; ++c) {
     clients.emplace_back([&, c] {
-      http::Client client;
       for (int64_t i = 0; i < requests; ++i) {
-        json body = {{"model", "tiny"},
-                     {"prompt", "round " + std::to_string(round) + " client " + std::to_string(c) +
-                                    " request " + std::to_string(i)},
-                     {"max_tokens", tokens},
-                     {"ignore_eos", true},
-                     {"stream", true}};
-        const auto sent = SteadyClock::now();
-        auto stream = client.open({"POST",
-                                   base_url + "/v1/completions",
-                                   {{"Content-Type", "application/json"}},
-                                   body.dump(),
-                                   120000});
-        if (!stream.ok() || (*stream)->status() != 200) {
+        load::CompletionRequest request;
+        request.base_url = base_url;
+        request.model = "tiny";
+        request.prompt_tokens = 8;
+        request.output_tokens = tokens;
+        request.prompt_seed =
+            static_cast<uint64_t>(((round + 1) * 1000 + c) * 1000 + static_cast<int>(i));
+        const load::CompletionResult r = load::send_completion(client, request);
+        if (r.outcome != load::Outcome::kOk) {
           if (failures.fetch_add(1) == 0) {
-            std::fprintf(stderr, "  first failure: %s\n",
-                         stream.ok() ? ("HTTP " + std::to_string((*stream)->status())).c_str()
-                                     : stream.status().to_string().c_str());
+            std::fprintf(stderr, "  first failure: %s: %s\n",
+                         std::string(load::outcome_name(r.outcome)).c_str(), r.error.c_str());
           }
           continue;
         }
-        bool first = true;
-        int64_t events = 0;
-        char last = 0;
-        while (!(*stream)->done()) {
-          auto chunk = (*stream)->read_some();
-          if (!chunk.ok()) {
-            failures += 1;
-            break;
-          }
-          if (first && !chunk->empty()) {
-            ttft[c].push_back(
-                std::chrono::duration<double, std::milli>(SteadyClock::now() - sent).count());
-            first = false;
-          }
-          for (char ch : *chunk) {
-            if (ch == '\n' && last == '\n') ++events;
-            last = ch;
-          }
-        }
-        // Events: one per token, then the final-chunk and [DONE] events.
-        generated += std::max<int64_t>(0, std::min<int64_t>(events, tokens));
+        ttft[c].push_back(r.ttft_s * 1e3);
+        generated += r.output_tokens;
       }
     });
   }
@@ -130,25 +103,27 @@ LoadResult streaming_load(const std::string& base_url, int concurrency, int64_t 
   std::vector<double> all;
   for (const auto& v : ttft) all.insert(all.end(), v.begin(), v.end());
   const double tokens_made = static_cast<double>(std::max<int64_t>(1, generated.load()));
-  return {static_cast<double>(generated) / seconds, median(all), cpu * 1e6 / tokens_made, failures};
+  return {static_cast<double>(generated) / seconds, load::percentile(all, 0.5),
+          cpu * 1e6 / tokens_made, failures};
 }
 
 double requests_per_s(const std::string& base_url, int concurrency, int64_t total) {
   std::atomic<int64_t> next{0};
   std::atomic<int64_t> failures{0};
   std::vector<std::thread> clients;
-  const std::string body = R"({"model":"tiny","prompt":"hi","max_tokens":1})";
+  const http::Client client;
+  load::CompletionRequest request;
+  request.base_url = base_url;
+  request.model = "tiny";
+  request.prompt_tokens = 1;
+  request.output_tokens = 1;
+  request.stream = false;
+  request.timeout_ms = 10000;
   const auto start = SteadyClock::now();
   for (int c = 0; c < concurrency; ++c) {
     clients.emplace_back([&] {
-      http::Client client;
       while (next.fetch_add(1) < total) {
-        auto r = client.send({"POST",
-                              base_url + "/v1/completions",
-                              {{"Content-Type", "application/json"}},
-                              body,
-                              10000});
-        if (!r.ok() || r->status != 200) failures += 1;
+        if (load::send_completion(client, request).outcome != load::Outcome::kOk) failures += 1;
       }
     });
   }
@@ -193,17 +168,6 @@ struct Gateway {
   std::unique_ptr<http::Server> server;
 };
 
-bool wait_ready(const std::string& url, std::chrono::seconds timeout) {
-  http::Client client;
-  const auto deadline = SteadyClock::now() + timeout;
-  while (SteadyClock::now() < deadline) {
-    auto r = client.send({"GET", url + "/readyz", {}, "", 1000});
-    if (r.ok() && r->status == 200) return true;
-    std::this_thread::sleep_for(std::chrono::milliseconds(100));
-  }
-  return false;
-}
-
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -231,35 +195,20 @@ int main(int argc, char** argv) {
   const std::string dir =
       (std::filesystem::temp_directory_path() / ("bench-gateway-" + std::to_string(::getpid())))
           .string();
-  std::filesystem::create_directories(dir);
-  fixtures::TinyModelOptions model_options;
-  model_options.seed = 3;
-  if (Status s = fixtures::write_tiny_model(dir + "/model", model_options); !s.ok()) {
-    std::fprintf(stderr, "tiny model: %s\n", s.to_string().c_str());
-    return 1;
-  }
-  PosixLauncher launcher;
-  http::Server probe({});  // only to find a free port
-  (void)probe.start();
-  const uint16_t port = probe.port();
-  probe.shutdown(0);
-  auto child =
-      launcher.start({worker, "serve", "--model", dir + "/model", "--port", std::to_string(port),
-                      "--served-model-name", "tiny", "--threads", std::to_string(threads),
-                      "--max-num-seqs", "32", "--log-level", "warn"},
-                     {}, dir + "/worker.log");
+  load::WorkerOptions worker_options;
+  worker_options.binary = worker;
+  worker_options.dir = dir;
+  worker_options.extra_args = {"--threads", std::to_string(threads), "--max-num-seqs",
+                               "32",        "--log-level",           "warn"};
+  auto child = load::WorkerProcess::start(worker_options);
   if (!child.ok()) {
     std::fprintf(stderr, "worker: %s\n", child.status().to_string().c_str());
     return 1;
   }
-  const std::string direct = "http://127.0.0.1:" + std::to_string(port);
-  if (!wait_ready(direct, std::chrono::seconds(60))) {
-    std::fprintf(stderr, "worker did not become ready; see %s/worker.log\n", dir.c_str());
-    return 1;
-  }
+  const std::string direct = (*child)->url();
   {
     Gateway gw(direct, static_cast<int>(idle_connections));
-    if (!wait_ready(direct, std::chrono::seconds(5))) return 1;
+    if (!load::wait_ready(direct, std::chrono::seconds(5))) return 1;
     std::this_thread::sleep_for(std::chrono::milliseconds(200));
     std::printf("gateway overhead on a tiny-model worker (%lld tokens per request, best of %lld)\n",
                 static_cast<long long>(tokens), static_cast<long long>(repeats));
@@ -298,6 +247,7 @@ int main(int argc, char** argv) {
   }
   (*child)->signal(SIGTERM);
   (*child)->wait_for(std::chrono::milliseconds(10000));
+  child->reset();
 
   http::ServerOptions stub_options;
   stub_options.handler_threads = 64;

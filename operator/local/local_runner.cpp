@@ -6,6 +6,7 @@
 
 #include "common/http_client.h"
 #include "common/log.h"
+#include "operator/local/port_check.h"
 
 namespace moeserve::local {
 namespace {
@@ -47,6 +48,7 @@ LocalRunner::~LocalRunner() { stop(); }
 
 Status LocalRunner::start_group(Group& group) {
   group.ranks.clear();
+  MOESERVE_RETURN_IF_ERROR(check_ports_free(options_.worker_host, group_ports(group.spec)));
   for (const auto& rank : group.spec.ranks) {
     std::string log_path;
     if (!options_.logs_dir.empty()) {
@@ -195,6 +197,7 @@ void LocalRunner::supervise() {
         if (Status s = start_group(*group); !s.ok()) {
           log::error("local: cannot start group",
                      {{"group", group->spec.group}, {"error", s.to_string()}});
+          back_off(*group, now);
         }
         continue;
       }
@@ -208,10 +211,7 @@ void LocalRunner::supervise() {
       }
       if (lost) {
         stop_group(*group, std::chrono::milliseconds(2000));
-        int64_t backoff_ms =
-            std::min<int64_t>(kMaxBackoffMs, 1000LL << std::min(group->failures, 5));
-        group->failures += 1;
-        group->restart_at = now + std::chrono::milliseconds(backoff_ms);
+        back_off(*group, now);
         restarts_ += 1;
         continue;
       }
@@ -227,6 +227,13 @@ void LocalRunner::supervise() {
     groups_ready_->Set(ready_groups());
     for (int i = 0; i < 10 && !stopping_; ++i) std::this_thread::sleep_for(kPollInterval / 10);
   }
+}
+
+void LocalRunner::back_off(Group& group, std::chrono::steady_clock::time_point now) {
+  const int64_t backoff_ms =
+      std::min<int64_t>(kMaxBackoffMs, 1000LL << std::min(group.failures, 5));
+  group.failures += 1;
+  group.restart_at = now + std::chrono::milliseconds(backoff_ms);
 }
 
 void LocalRunner::stop() {

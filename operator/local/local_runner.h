@@ -6,6 +6,10 @@
 // - Every rank of every wanted group is started (local_plan.h); when any rank of a group
 //   exits, the whole group is stopped and restarted with exponential backoff (1 s to
 //   30 s), because a group with a lost rank cannot serve.
+// - Before a group starts (the first time, after a loss, on waking from zero) its ports
+//   (local_plan.h's group_ports) are checked free on worker_host (port_check.h): a port
+//   another process holds fails the start, naming the port, instead of that process
+//   being polled as the group's rank 0; the supervisor retries with the same backoff.
 // - A group is ready when its rank 0 answers /readyz with 200 (polled every 500 ms).
 // - The front door is the gateway: routing by load and prefix over ready groups, retry
 //   on another group before the first byte, requests held while no group is ready and
@@ -41,6 +45,7 @@ namespace moeserve::local {
 struct RunnerOptions {
   std::string front_host = "127.0.0.1";
   uint16_t front_port = 8000;
+  std::string worker_host = "127.0.0.1";  // LocalOptions::host: where the workers bind
   std::string logs_dir;  // worker logs: <logs_dir>/<deployment>-g<i>-r<r>.log; "" inherits
   std::chrono::milliseconds grace{10000};
   std::string served_model;  // the OpenAI `model` of the deployment
@@ -82,6 +87,8 @@ class LocalRunner : public gateway::Discovery {
   Status start_group(Group& group);
   void stop_group(Group& group, std::chrono::milliseconds grace);
   void supervise();
+  // Schedules the group's next start after the backoff of its failures so far.
+  void back_off(Group& group, std::chrono::steady_clock::time_point now);
   // Scale to zero: stops every group once the deployment has been idle long enough.
   void stop_if_idle();
   int wanted_groups() const;

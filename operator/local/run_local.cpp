@@ -15,6 +15,7 @@
 #include "operator/deployment/plan.h"
 #include "operator/gateway/router.h"
 #include "operator/local/local_runner.h"
+#include "operator/local/port_check.h"
 
 namespace moeserve::local {
 
@@ -119,6 +120,17 @@ int run_local(const std::vector<std::string>& args) {
   // At zero groups with scale to zero, one group is planned and starts on demand.
   const bool start_at_zero = groups == 0 && idle_s.has_value();
   if (start_at_zero) groups = 1;
+  if (port < 0 || port > 65535) {
+    std::cerr << "moeserve-operator local: --port " << port << " is not a port (0-65535)\n";
+    return 2;
+  }
+  const int64_t last_port = base_port + static_cast<int64_t>(groups) * port_stride(md) - 1;
+  if (base_port < 1 || last_port > 65535) {
+    std::cerr << "moeserve-operator local: --base-port " << base_port << " with " << groups
+              << " group(s) of " << port_stride(md) << " ports each needs ports " << base_port
+              << "-" << last_port << ", outside 1-65535: pick a --base-port that fits\n";
+    return 2;
+  }
   LocalOptions options;
   options.model_dir = model;
   options.worker_binary = worker;
@@ -157,8 +169,18 @@ int run_local(const std::vector<std::string>& args) {
     }
     runner_options.proxy.api_keys = std::move(*keys);
   }
-  LocalRunner runner(local_processes(md, groups, options), md.metadata.name, runner_options,
-                     &launcher);
+  runner_options.worker_host = host;
+  std::vector<GroupProcesses> processes = local_processes(md, groups, options);
+  // Every port is checked before anything starts, so that a port another process holds
+  // is refused by name rather than mistaken for one of our groups.
+  const std::vector<PlannedPort> ports = planned_ports(processes, static_cast<uint16_t>(port));
+  Status ports_ok = check_distinct_ports(ports);
+  if (ports_ok.ok()) ports_ok = check_ports_free(host, ports);
+  if (!ports_ok.ok()) {
+    std::cerr << "moeserve-operator local: " << ports_ok.message() << "\n";
+    return ports_ok.code() == StatusCode::kInvalidArgument ? 2 : 1;
+  }
+  LocalRunner runner(std::move(processes), md.metadata.name, runner_options, &launcher);
   if (Status s = runner.start(); !s.ok()) {
     log::error("local: cannot start", {{"error", s.to_string()}});
     return 1;

@@ -52,6 +52,7 @@ LIBRARIES = {
     "tools/fixtures": "moeserve_fixtures",
     "tests/support": "moeserve_test_support",
     "bench/sim": "moeserve_bench_sim",
+    "bench/load": "moeserve_bench_load",
 }
 
 # Headers generated at build time, by include name: they belong to the folder whose

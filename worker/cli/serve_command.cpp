@@ -12,6 +12,7 @@
 #include "common/http_server.h"
 #include "common/log.h"
 #include "common/metrics.h"
+#include "worker/cli/allocator.h"
 #include "worker/cli/serve_options.h"
 #include "worker/engine/engine.h"
 #include "worker/engine/group_step.h"
@@ -185,6 +186,7 @@ Status follow(const ServeFlags& f, parallel::Group& group,
 }
 
 Status serve(const ServeFlags& f) {
+  const bool fixed_mmap_threshold = configure_allocator_for_serving();
   const sigset_t signals = block_stop_signals();
   MOESERVE_ASSIGN_OR_RETURN(std::shared_ptr<auth::ApiKeys> api_keys, load_api_keys(f.api_key_file));
   auto progress = std::make_shared<std::atomic<double>>(0.0);
@@ -293,6 +295,7 @@ Status serve(const ServeFlags& f) {
              {"max_model_len", api.max_model_len},
              {"kv_cache_blocks", f.kv_cache_blocks},
              {"max_num_seqs", f.max_num_seqs},
+             {"mmap_threshold_bytes", fixed_mmap_threshold ? kServeMmapThresholdBytes : -1},
              {"deployment", f.deployment}});
 
   const int signal_number = wait_for_stop(signals, scheduler);

@@ -3,7 +3,12 @@
 // group keeps serving; SIGTERM stops everything and exits 0. spec.auth needs
 // --api-key-file, whose keys the front door's workers then require.
 #include <gtest/gtest.h>
+#include <netinet/in.h>
 #include <signal.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <filesystem>
 
 #include <nlohmann/json.hpp>
 #include <regex>
@@ -134,6 +139,33 @@ TEST(LocalPlatform, AuthNeedsAKeyFileWhoseKeysTheEndpointThenRequires) {
   EXPECT_EQ(models({{"Authorization", "Bearer sk-other"}}), 401);
   running.signal(SIGTERM);
   EXPECT_EQ(running.wait(30s), 0);
+}
+
+TEST(LocalPlatform, RefusesToStartWhenAnotherProcessHoldsAWorkerPort) {
+  TempDir dir;
+  moeserve::testing::write_file(dir.file("md.yaml"), kDeployment);
+  // "Another process": a listener on the port group 1's rank 0 would get.
+  const uint16_t base = free_port();
+  const int held = ::socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  addr.sin_port = htons(static_cast<uint16_t>(base + 10));
+  ASSERT_EQ(::bind(held, reinterpret_cast<sockaddr*>(&addr), sizeof addr), 0);
+  ASSERT_EQ(::listen(held, 1), 0);
+  const std::string local = bin_dir() + "/moeserve-operator local -f " + dir.file("md.yaml") +
+                            " --port " + std::to_string(free_port()) + " --base-port " +
+                            std::to_string(base) + " --logs-dir " + dir.path();
+  EXPECT_EQ(run_command(local + " 2>" + dir.file("refused.log")), 1);
+  const std::string refused = read_file(dir.file("refused.log"));
+  EXPECT_NE(refused.find("port " + std::to_string(base + 10) +
+                         " on 127.0.0.1 (group 1 rank 0 HTTP API) is already in use by another "
+                         "process; stop that process or change --base-port"),
+            std::string::npos)
+      << refused;
+  EXPECT_FALSE(std::filesystem::exists(dir.file("local-e2e-g0-r0.log")))
+      << "no worker starts before every port is checked";
+  ::close(held);
 }
 
 }  // namespace

@@ -9,7 +9,9 @@
 namespace moeserve::local {
 namespace {
 
-deployment::ModelDeployment deployment(int expert_parallel, int ranks_per_pod) {
+deployment::ModelDeployment deployment(int expert_parallel, int ranks_per_pod,
+                                       std::vector<std::string> extra_args = {"--max-num-seqs",
+                                                                              "8"}) {
   nlohmann::json object = {
       {"apiVersion", "moeserve.io/v1alpha1"},
       {"kind", "ModelDeployment"},
@@ -18,7 +20,7 @@ deployment::ModelDeployment deployment(int expert_parallel, int ranks_per_pod) {
        {{"model", {{"source", "/models/tiny"}, {"servedModelName", "tiny"}}},
         {"replicas", 2},
         {"parallelism", {{"expertParallel", expert_parallel}, {"ranksPerPod", ranks_per_pod}}},
-        {"worker", {{"image", "w"}, {"extraArgs", {"--max-num-seqs", "8"}}}}}}};
+        {"worker", {{"image", "w"}, {"extraArgs", extra_args}}}}}};
   deployment::ModelDeployment md = deployment::parse_model_deployment(object);
   EXPECT_TRUE(md.valid()) << join_errors(md.errors);
   return md;
@@ -92,6 +94,64 @@ TEST(LocalPlan, ApiKeyFileReachesEveryRankAndIsOmittedWithout) {
   EXPECT_EQ(std::find(plain.begin(), plain.end(), "--api-key-file"), plain.end());
   EXPECT_EQ(std::find(plain.begin(), plain.end(), "--metrics-port"), plain.end())
       << "local workers keep /metrics on their HTTP port";
+}
+
+TEST(LocalPlan, PlannedPortsAreTheEndpointEachRankAndEachGroupsRendezvous) {
+  LocalOptions options;
+  options.base_port = 9000;
+  const auto groups = local_processes(deployment(2, 1), 2, options);
+  EXPECT_EQ(groups[0].leader_port, 9009);
+  const std::vector<PlannedPort> ports = planned_ports(groups, 8000);
+  const std::vector<PlannedPort> expected = {
+      {8000, "the OpenAI endpoint", "--port"},
+      {9000, "group 0 rank 0 HTTP API", "--base-port"},
+      {9001, "group 0 rank 1 HTTP API", "--base-port"},
+      {9009, "group 0 rendezvous store (collective setup)", "--base-port"},
+      {9010, "group 1 rank 0 HTTP API", "--base-port"},
+      {9011, "group 1 rank 1 HTTP API", "--base-port"},
+      {9019, "group 1 rendezvous store (collective setup)", "--base-port"}};
+  EXPECT_EQ(ports, expected);
+  EXPECT_TRUE(check_distinct_ports(ports).ok());
+}
+
+TEST(LocalPlan, SingleRankGroupsHaveNoRendezvousPortAndAnEphemeralEndpointIsNotPlanned) {
+  const auto groups = local_processes(deployment(1, 1), 1, {});
+  EXPECT_EQ(groups[0].leader_port, 0);
+  const std::vector<PlannedPort> ports = planned_ports(groups, 0);
+  ASSERT_EQ(ports.size(), 1u);
+  EXPECT_EQ(ports[0].port, 8100);
+}
+
+TEST(LocalPlan, PortsFixedInExtraArgsArePlannedAndTwoRanksSharingOneAreRefused) {
+  LocalOptions options;
+  options.base_port = 9000;
+  const auto groups =
+      local_processes(deployment(2, 1, {"--metrics-port", "9400", "--grpc-port=9500"}), 1, options);
+  const std::vector<PlannedPort> ports = planned_ports(groups, 8000);
+  EXPECT_NE(std::find(ports.begin(), ports.end(),
+                      PlannedPort{9400, "group 0 rank 0 metrics",
+                                  "spec.worker.extraArgs --metrics-port"}),
+            ports.end());
+  EXPECT_NE(std::find(ports.begin(), ports.end(),
+                      PlannedPort{9500, "group 0 rank 0 control (gRPC)",
+                                  "spec.worker.extraArgs --grpc-port"}),
+            ports.end());
+  const Status s = check_distinct_ports(ports);
+  EXPECT_EQ(s.code(), StatusCode::kInvalidArgument);
+  EXPECT_NE(s.message().find("port 9400 would serve both group 0 rank 0 metrics and group 0 rank "
+                             "1 metrics: change spec.worker.extraArgs --metrics-port"),
+            std::string::npos)
+      << s.message();
+}
+
+TEST(LocalPlan, TheEndpointInsideTheWorkerRangeIsRefusedNamingBothFlags) {
+  LocalOptions options;
+  options.base_port = 9000;
+  const auto groups = local_processes(deployment(1, 1), 1, options);
+  const Status s = check_distinct_ports(planned_ports(groups, 9000));
+  EXPECT_EQ(s.message(),
+            "local: port 9000 would serve both the OpenAI endpoint and group 0 rank 0 HTTP API: "
+            "change --port or --base-port");
 }
 
 }  // namespace
