@@ -5,11 +5,13 @@
 
 #include <gtest/gtest.h>
 
+#include <map>
 #include <memory>
 #include <string>
 
 #include "common/yaml_json.h"
 #include "operator/controller/controller.h"
+#include "operator/deployment/names.h"
 #include "operator/kube/client.h"
 #include "operator/kube/transport.h"
 #include "tests/support/apiserver.h"
@@ -41,6 +43,58 @@ struct TestCluster {
             ->create(kube::resources::kNamespaces, "",
                      {{"apiVersion", "v1"}, {"kind", "Namespace"}, {"metadata", {{"name", ns}}}})
             .ok());
+  }
+
+  // The live (not terminating) StatefulSets of deployment `name`, by name; empty when the
+  // list fails.
+  std::map<std::string, nlohmann::json> groups(const std::string& ns, const std::string& name) {
+    std::map<std::string, nlohmann::json> out;
+    kube::ListOptions options;
+    options.label_selector = std::string(deployment::kLabelDeployment) + "=" + name;
+    auto list = client->list(kube::resources::kStatefulSets, ns, options);
+    if (!list.ok()) return out;
+    for (auto& item : list->items) {
+      if (item["metadata"].contains("deletionTimestamp")) continue;
+      out[item["metadata"]["name"].get<std::string>()] = item;
+    }
+    return out;
+  }
+
+  // Plays the StatefulSet controller: every pod of every group of `name` is ready. A lost
+  // write (an injected fault) leaves a group unready; callers that expect faults wait for
+  // Ready and call again.
+  void mark_groups_ready(const std::string& ns, const std::string& name) {
+    for (auto& [sts_name, sts] : groups(ns, name)) {
+      if (sts.contains("status") &&
+          sts["status"].value("readyReplicas", 0) == sts["spec"].value("replicas", 0) &&
+          sts["status"].value("observedGeneration", int64_t{0}) ==
+              sts["metadata"].value("generation", int64_t{0})) {
+        continue;
+      }
+      nlohmann::json updated = sts;
+      updated["status"] = {{"replicas", sts["spec"]["replicas"]},
+                           {"readyReplicas", sts["spec"]["replicas"]},
+                           {"observedGeneration", sts["metadata"]["generation"]}};
+      (void)client->update_status(kube::resources::kStatefulSets, ns, updated);
+    }
+  }
+
+  // The status ("True", "False", ...) of condition `type` of deployment `name`; "" when
+  // it has none or the read fails.
+  std::string condition(const std::string& ns, const std::string& name, const std::string& type,
+                        std::string* reason = nullptr, std::string* message = nullptr) {
+    auto md = client->get(kube::resources::kModelDeployments, ns, name);
+    if (!md.ok() || !(*md).contains("status") || !(*md)["status"].contains("conditions")) {
+      return "";
+    }
+    for (const auto& c : (*md)["status"]["conditions"]) {
+      if (c.value("type", "") == type) {
+        if (reason) *reason = c.value("reason", "");
+        if (message) *message = c.value("message", "");
+        return c.value("status", "");
+      }
+    }
+    return "";
   }
 
   static ControllerOptions fast_options() {
