@@ -36,15 +36,6 @@ std::unique_ptr<Process> start_operator(const TempDir& dir, const std::string& l
       dir.file(log));
 }
 
-bool write_until_done(const std::function<Status()>& write) {
-  return wait_until(
-      [&] {
-        Status s = write();
-        return s.ok() || s.code() == StatusCode::kAlreadyExists;
-      },
-      20s);
-}
-
 TEST(OperatorKill, ConvergesAfterRandomSigkillsUnderApiFaultsAndDeletesEverything) {
   const uint64_t base = moeserve::testing::fault_seed(7);
   for (int iteration = 0; iteration < moeserve::testing::fault_iterations(); ++iteration) {
@@ -69,14 +60,8 @@ TEST(OperatorKill, ConvergesAfterRandomSigkillsUnderApiFaultsAndDeletesEverythin
     faults.max_latency_ms = 10;
     ASSERT_TRUE(cluster.api.set_fault_profile(faults).ok());
 
-    auto docs =
-        load_yaml_documents(moeserve::testing::source_dir() + "/deploy/examples/tiny-cpu.yaml");
-    ASSERT_TRUE(docs.ok());
-    nlohmann::json md = (*docs)[0];
-    md["metadata"]["name"] = "k";
-    md["spec"]["replicas"] = 2;
-    md["spec"]["autoscaling"]["enabled"] = false;
-    ASSERT_TRUE(write_until_done(
+    const nlohmann::json md = controller::TestCluster::tiny_deployment(kNs, "k", 2);
+    ASSERT_TRUE(controller::TestCluster::write_until_done(
         [&] { return cluster.client->create(res::kModelDeployments, kNs, md).status(); }));
 
     std::mt19937_64 rng(seed);
@@ -87,7 +72,7 @@ TEST(OperatorKill, ConvergesAfterRandomSigkillsUnderApiFaultsAndDeletesEverythin
       op->signal(SIGKILL);
       op->wait(10s);
       const int replicas = std::uniform_int_distribution<int>(1, 3)(rng);
-      ASSERT_TRUE(write_until_done([&] {
+      ASSERT_TRUE(controller::TestCluster::write_until_done([&] {
         return cluster.client
             ->patch(res::kModelDeployments, kNs, "k", kube::PatchType::kMerge,
                     {{"spec", {{"replicas", replicas}}}})
@@ -96,22 +81,9 @@ TEST(OperatorKill, ConvergesAfterRandomSigkillsUnderApiFaultsAndDeletesEverythin
     }
 
     auto op = start_operator(dir, "last.log");
-    bool converged = wait_until(
-        [&] {
-          cluster.mark_groups_ready(kNs, "k");
-          auto now = cluster.client->get(res::kModelDeployments, kNs, "k");
-          if (!now.ok()) return false;
-          const int replicas = (*now)["spec"].value("replicas", 0);
-          const auto status = (*now).value("status", nlohmann::json::object());
-          return cluster.groups(kNs, "k").size() == static_cast<size_t>(replicas) &&
-                 status.value("readyReplicas", -1) == replicas &&
-                 status.value("observedGeneration", int64_t{-1}) ==
-                     (*now)["metadata"].value("generation", int64_t{0}) &&
-                 cluster.condition(kNs, "k", "Ready") == "True";
-        },
-        60s);
+    const bool converged = wait_until([&] { return cluster.converged(kNs, "k"); }, 60s);
     EXPECT_TRUE(converged) << "seed " << seed << "\n" << read_file(dir.file("last.log"));
-    ASSERT_TRUE(write_until_done([&] {
+    ASSERT_TRUE(controller::TestCluster::write_until_done([&] {
       Status s = cluster.client->remove(res::kModelDeployments, kNs, "k").status();
       return s.code() == StatusCode::kNotFound ? ok_status() : s;
     }));

@@ -111,26 +111,11 @@ moeserve::testing::FaultProfile chaos(uint64_t seed) {
 }
 
 nlohmann::json tiny(const std::string& name, int replicas) {
-  auto docs =
-      load_yaml_documents(moeserve::testing::source_dir() + "/deploy/examples/tiny-cpu.yaml");
-  EXPECT_TRUE(docs.ok());
-  nlohmann::json md = (*docs)[0];
-  md["metadata"]["name"] = name;
-  md["metadata"]["namespace"] = kNs;
-  md["spec"]["replicas"] = replicas;
-  md["spec"]["autoscaling"]["enabled"] = false;
-  return md;
+  return TestCluster::tiny_deployment(kNs, name, replicas);
 }
 
-// Retries a write of the test (the test's client meets the faults too) until it went
-// through; a lost answer followed by already_exists counts as done.
 bool write_until_done(const std::function<Status()>& write) {
-  return wait_until(
-      [&] {
-        Status s = write();
-        return s.ok() || s.code() == StatusCode::kAlreadyExists;
-      },
-      20s);
+  return TestCluster::write_until_done(write);
 }
 
 class FaultInjectionTest : public ::testing::Test {
@@ -188,19 +173,7 @@ class FaultInjectionTest : public ::testing::Test {
     return twice;
   }
 
-  // The deployment's status matches its spec; plays the StatefulSet controller meanwhile.
-  bool converged(const std::string& name) {
-    cluster_->mark_groups_ready(kNs, name);
-    auto md = cluster_->client->get(res::kModelDeployments, kNs, name);
-    if (!md.ok()) return false;
-    const int replicas = (*md)["spec"].value("replicas", 0);
-    const auto& status = (*md).value("status", nlohmann::json::object());
-    return cluster_->groups(kNs, name).size() == static_cast<size_t>(replicas) &&
-           status.value("readyReplicas", -1) == replicas &&
-           status.value("observedGeneration", int64_t{-1}) ==
-               (*md)["metadata"].value("generation", int64_t{0}) &&
-           cluster_->condition(kNs, name, "Ready") == "True";
-  }
+  bool converged(const std::string& name) { return cluster_->converged(kNs, name); }
 
   void run_once(uint64_t seed) {
     std::cout << "fault injection seed " << seed << " (replay: MOESERVE_FAULT_SEED=" << seed << ")"

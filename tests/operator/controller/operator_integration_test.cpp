@@ -49,15 +49,7 @@ class OperatorIntegrationTest : public ::testing::Test {
   }
 
   nlohmann::json tiny(const std::string& name, int replicas) {
-    auto docs =
-        load_yaml_documents(moeserve::testing::source_dir() + "/deploy/examples/tiny-cpu.yaml");
-    EXPECT_TRUE(docs.ok());
-    nlohmann::json md = (*docs)[0];
-    md["metadata"]["name"] = name;
-    md["metadata"]["namespace"] = kNs;
-    md["spec"]["replicas"] = replicas;
-    md["spec"]["autoscaling"]["enabled"] = false;
-    return md;
+    return TestCluster::tiny_deployment(kNs, name, replicas);
   }
 
   std::map<std::string, nlohmann::json> groups(const std::string& name) {

@@ -5,6 +5,7 @@
 
 #include <gtest/gtest.h>
 
+#include <functional>
 #include <map>
 #include <memory>
 #include <string>
@@ -95,6 +96,47 @@ struct TestCluster {
       }
     }
     return "";
+  }
+
+  // deploy/examples/tiny-cpu.yaml as deployment `name` in `ns` with `replicas` groups and
+  // autoscaling off.
+  static nlohmann::json tiny_deployment(const std::string& ns, const std::string& name,
+                                        int replicas) {
+    auto docs =
+        load_yaml_documents(moeserve::testing::source_dir() + "/deploy/examples/tiny-cpu.yaml");
+    EXPECT_TRUE(docs.ok());
+    nlohmann::json md = (*docs)[0];
+    md["metadata"]["name"] = name;
+    md["metadata"]["namespace"] = ns;
+    md["spec"]["replicas"] = replicas;
+    md["spec"]["autoscaling"]["enabled"] = false;
+    return md;
+  }
+
+  // Retries a write of a test (whose client meets injected faults too) for up to 20 s
+  // until it went through; already_exists after a lost answer counts as done.
+  static bool write_until_done(const std::function<Status()>& write) {
+    return moeserve::testing::wait_until(
+        [&] {
+          Status s = write();
+          return s.ok() || s.code() == StatusCode::kAlreadyExists;
+        },
+        std::chrono::seconds(20));
+  }
+
+  // Deployment `name`'s status matches its spec (its groups, readyReplicas,
+  // observedGeneration, Ready=True); plays the StatefulSet controller meanwhile.
+  bool converged(const std::string& ns, const std::string& name) {
+    mark_groups_ready(ns, name);
+    auto md = client->get(kube::resources::kModelDeployments, ns, name);
+    if (!md.ok()) return false;
+    const int replicas = (*md)["spec"].value("replicas", 0);
+    const auto status = (*md).value("status", nlohmann::json::object());
+    return groups(ns, name).size() == static_cast<size_t>(replicas) &&
+           status.value("readyReplicas", -1) == replicas &&
+           status.value("observedGeneration", int64_t{-1}) ==
+               (*md)["metadata"].value("generation", int64_t{0}) &&
+           condition(ns, name, "Ready") == "True";
   }
 
   static ControllerOptions fast_options() {
