@@ -219,10 +219,14 @@ bool ModelDeploymentReconciler::missing_any(const deployment::Rendered& rendered
   return false;
 }
 
-bool ModelDeploymentReconciler::owner_is_live(const deployment::ModelDeployment& md) const {
+StatusOr<bool> ModelDeploymentReconciler::owner_is_live(
+    const deployment::ModelDeployment& md) const {
   auto live =
       client_.get(kube::resources::kModelDeployments, md.metadata.namespace_, md.metadata.name);
-  if (!live.ok()) return live.status().code() != StatusCode::kNotFound;  // unknown: proceed
+  if (!live.ok() && live.status().code() == StatusCode::kNotFound) return false;
+  // Unknown (500, 429, a lost connection): creating could leave objects owned by a deleted
+  // uid, so the reconcile fails and is retried instead.
+  if (!live.ok()) return live.status().with_context("check that the owner still exists");
   return (*live)["metadata"].value("uid", "") == md.metadata.uid &&
          !(*live)["metadata"].contains("deletionTimestamp");
 }
@@ -349,11 +353,15 @@ ReconcileResult ModelDeploymentReconciler::reconcile(const std::string& key) {
   track(md, gathered, plan);
   deployment::Rendered rendered =
       deployment::render(md, plan, {hooks_.operator_namespace, hooks_.gateway_namespace});
-  if (missing_any(rendered) && !owner_is_live(md)) {
-    // The cache still shows a ModelDeployment the server has deleted (its delete event is
-    // on the way): creating now would leave objects owned by a uid that no longer exists.
-    log::info("owner deleted; not creating its objects", {{"key", key}});
-    return {};
+  if (missing_any(rendered)) {
+    StatusOr<bool> live = owner_is_live(md);
+    if (!live.ok()) return {live.status(), std::nullopt};
+    if (!*live) {
+      // The cache still shows a ModelDeployment the server has deleted (its delete event is
+      // on the way): creating now would leave objects owned by a uid that no longer exists.
+      log::info("owner deleted; not creating its objects", {{"key", key}});
+      return {};
+    }
   }
   for (const auto& object : rendered.objects()) {
     if (Status s = apply(*md_object, object); !s.ok()) return {s, std::nullopt};

@@ -107,8 +107,9 @@ class ModelDeploymentReconciler : public Reconciler {
   // True when some rendered object is not in the informer cache (a create is coming).
   bool missing_any(const deployment::Rendered& rendered) const;
   // A live GET (not the cache): the ModelDeployment still exists with this uid and is
-  // not being deleted. Checked before creating, so a deleted owner gets no new objects.
-  bool owner_is_live(const deployment::ModelDeployment& md) const;
+  // not being deleted. Checked before creating, so a deleted owner gets no new objects;
+  // an error when the server could not tell (the reconcile is retried, nothing created).
+  StatusOr<bool> owner_is_live(const deployment::ModelDeployment& md) const;
   Status remove_network_policy(const deployment::ModelDeployment& md, const std::string& name);
   Status remove_group(const nlohmann::json& md_object, const deployment::ModelDeployment& md,
                       int32_t group);

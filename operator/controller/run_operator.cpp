@@ -36,6 +36,8 @@ struct OperatorFlags {
   int64_t metrics_port = 8080;
   int64_t workers = 4;
   int64_t resync_seconds = 600;
+  // The API server sends a bookmark about once a minute on an otherwise quiet watch.
+  int64_t watch_read_timeout_seconds = 150;
   std::string prometheus_url;
   int64_t autoscaler_interval_seconds = 15;
   int64_t autoscaler_threads = 4;
@@ -99,6 +101,10 @@ int run_operator(const std::vector<std::string>& args) {
   flags.add_int("workers", &f.workers, "concurrent reconciles");
   flags.add_int("resync-seconds", &f.resync_seconds,
                 "reconcile every deployment at least this often");
+  flags.add_int("watch-read-timeout-seconds", &f.watch_read_timeout_seconds,
+                "re-open a watch that delivered nothing (not even a bookmark) for this long; "
+                "a stalled connection otherwise holds changes back until the watch's own "
+                "timeout (5-10 min); 0: that timeout + 30 s");
   flags.add_string("prometheus-url", &f.prometheus_url,
                    "measure through this Prometheus server's HTTP API instead of scraping "
                    "each group's rank-0 worker /metrics");
@@ -120,6 +126,10 @@ int run_operator(const std::vector<std::string>& args) {
   if (flags.help_requested()) {
     std::cout << flags.help();
     return 0;
+  }
+  if (f.watch_read_timeout_seconds < 0) {
+    std::cerr << "moeserve-operator: --watch-read-timeout-seconds must not be negative\n";
+    return 2;
   }
 
   StopSignal stop;
@@ -164,6 +174,7 @@ int run_operator(const std::vector<std::string>& args) {
   options.ns = f.ns;
   options.workers = static_cast<int>(std::max<int64_t>(1, f.workers));
   options.resync_period = std::chrono::seconds(std::max<int64_t>(1, f.resync_seconds));
+  options.reflector_options.watch_read_timeout_ms = f.watch_read_timeout_seconds * 1000;
   // Pods: not owned by the ModelDeployment (their events requeue nothing); read for the
   // rank-0 addresses the autoscaler scrapes and for restart counts.
   Controller controller(**client, kube::resources::kModelDeployments,

@@ -679,6 +679,9 @@ struct ApiServer::State {
   int64_t open_watches = 0;
   std::atomic<int64_t> latency_ms{0};
   std::mt19937_64 rng{std::random_device{}()};
+  FaultProfile profile;
+  std::mt19937_64 fault_rng{1};
+  std::map<std::string, int64_t> injected;
 
   State() {
     types = builtin_types();
@@ -916,7 +919,28 @@ struct ApiServer::State {
     if (t.plural == "namespaces" && t.group.empty()) object["status"] = {{"phase", "Active"}};
     objects[store_key(ns, name)] = object;
     emit(t.store_key(), ns, "ADDED", object);
+    collect_if_owners_gone(t, ns, store_key(ns, name), object);
     return json_reply(201, object);
+  }
+
+  // The garbage collector's absent-owner rule: an object created with ownerReferences
+  // none of whose uids exist (its owners were deleted before it was written) is deleted
+  // right after its creation (or gets a deletionTimestamp when it carries finalizers).
+  void collect_if_owners_gone(const ResourceType& t, const std::string& ns, const std::string& key,
+                              const json& object) {
+    const json refs = meta_of(object).value("ownerReferences", json::array());
+    if (!refs.is_array() || refs.empty()) return;
+    for (const auto& ref : refs) {
+      if (uid_exists(str(ref, "uid"))) return;
+    }
+    if (has_finalizers(object)) {
+      json next = object;
+      meta(next)["deletionTimestamp"] = now_rfc3339();
+      meta(next)["deletionGracePeriodSeconds"] = 0;
+      store_deletion_mark(t, ns, key, object, next);
+    } else {
+      remove(t, ns, key, object, false);
+    }
   }
 
   // Replaces `current` by `next` (already admitted): generation, resourceVersion,
@@ -1390,6 +1414,59 @@ struct ApiServer::State {
     }
     return std::nullopt;
   }
+
+  // --- random faults (FaultProfile; mu held) ---
+
+  // True with probability `p`; counts a hit under `name`.
+  bool draw(double p, const char* name) {
+    if (p <= 0) return false;
+    bool hit = std::uniform_real_distribution<double>(0.0, 1.0)(fault_rng) < p;
+    if (hit) ++injected[name];
+    return hit;
+  }
+
+  int64_t draw_ms(int64_t max_ms) {
+    if (max_ms <= 0) return 0;
+    return std::uniform_int_distribution<int64_t>(0, max_ms)(fault_rng);
+  }
+
+  // The faults any request of a resource may meet before it is handled: 429, 500, and
+  // 410 for a list that names a resourceVersion or continues one.
+  std::optional<http::Response> random_fault(const http::Request& req, const std::string& verb) {
+    if (draw(profile.throttle, "throttle")) {
+      Failure f{429, "TooManyRequests", "Too many requests, please try again later."};
+      f.details["retryAfterSeconds"] = profile.retry_after_s;
+      return failure_reply(f);
+    }
+    if (draw(profile.server_error, "server_error")) {
+      Failure f{500, "InternalError",
+                "Internal error occurred: injected fault (etcdserver: request timed out)"};
+      f.details["causes"] = json::array({{{"message", "etcdserver: request timed out"}}});
+      return failure_reply(f);
+    }
+    if (verb != "list") return std::nullopt;
+    std::string rv_text = req.query_param("resourceVersion");
+    bool continues = !req.query_param("continue").empty();
+    bool pinned = !rv_text.empty() && rv_text != "0";
+    if ((continues || pinned) && draw(profile.gone, "gone")) {
+      return failure_reply(
+          {410, "Expired",
+           continues ? "The provided continue parameter is too old to display a consistent list "
+                       "result. You can start a new list without the continue parameter."
+                     : "too old resource version: " + rv_text + " (" + std::to_string(rv) + ")"});
+    }
+    return std::nullopt;
+  }
+
+  // A committed write answered as if the server's deadline had passed first.
+  http::Response lost_response_or(http::Response response) {
+    if (response.status < 200 || response.status >= 300) return response;
+    if (!draw(profile.lost_response, "lost_response")) return response;
+    return failure_reply(
+        {504, "Timeout",
+         "Timeout: request did not complete within requested timeout - context deadline "
+         "exceeded"});
+  }
 };
 
 // ---------------------------------------------------------------------------
@@ -1399,6 +1476,37 @@ namespace {
 
 std::string event_line(const std::string& type, const json& object) {
   return json{{"type", type}, {"object", object}}.dump() + "\n";
+}
+
+// The ERROR event a watch gets when its resourceVersion is older than the history.
+std::string expired_event(const std::string& message) {
+  return event_line("ERROR", {{"kind", "Status"},
+                              {"apiVersion", "v1"},
+                              {"metadata", json::object()},
+                              {"status", "Failure"},
+                              {"reason", "Expired"},
+                              {"code", 410},
+                              {"message", message}});
+}
+
+// What the profile does to one watch: nothing, cut it, or silence it, at `at`.
+struct WatchFault {
+  enum class Kind { kNone, kDrop, kStall } kind = Kind::kNone;
+  std::chrono::steady_clock::time_point at = std::chrono::steady_clock::time_point::max();
+};
+
+WatchFault draw_watch_fault(ApiServer::State& s) {
+  WatchFault fault;
+  if (s.draw(s.profile.watch_drop, "watch_drop")) {
+    fault.kind = WatchFault::Kind::kDrop;
+  } else if (s.draw(s.profile.watch_stall, "watch_stall")) {
+    fault.kind = WatchFault::Kind::kStall;
+  } else {
+    return fault;
+  }
+  fault.at = std::chrono::steady_clock::now() +
+             std::chrono::milliseconds(s.draw_ms(s.profile.watch_fault_after_ms));
+  return fault;
 }
 
 std::string verb_for(const http::Request& req, const Route& route) {
@@ -1441,6 +1549,7 @@ void run_watch(ApiServer::State& s, const ResourceType& type, const std::string&
   std::string initial;
   int64_t cursor = 0;
   int64_t drop_generation = 0;
+  WatchFault fault;
   {
     std::lock_guard<std::mutex> lock(s.mu);
     drop_generation = s.drop_generation;
@@ -1458,21 +1567,16 @@ void run_watch(ApiServer::State& s, const ResourceType& type, const std::string&
         out.send(failure_reply(bad_request("invalid resourceVersion \"" + rv_text + "\"")));
         return;
       }
-      if (cursor < s.compacted_rv) {
+      bool expired = cursor < s.compacted_rv;
+      if (expired || s.draw(s.profile.gone, "gone")) {
         out.begin_stream(200, "application/json");
-        json status = {{"kind", "Status"},
-                       {"apiVersion", "v1"},
-                       {"metadata", json::object()},
-                       {"status", "Failure"},
-                       {"reason", "Expired"},
-                       {"code", 410},
-                       {"message", "too old resource version: " + rv_text + " (" +
-                                       std::to_string(s.compacted_rv + 1) + ")"}};
-        out.write(event_line("ERROR", status));
+        out.write(expired_event("too old resource version: " + rv_text + " (" +
+                                std::to_string((expired ? s.compacted_rv : s.rv) + 1) + ")"));
         out.end_stream();
         return;
       }
     }
+    fault = draw_watch_fault(s);
     ++s.open_watches;
   }
   if (!out.begin_stream(200, "application/json")) {
@@ -1484,9 +1588,14 @@ void run_watch(ApiServer::State& s, const ResourceType& type, const std::string&
   auto bookmark_interval =
       std::chrono::milliseconds(std::max<int64_t>(1, s.options.bookmark_interval_ms));
   auto next_bookmark = std::chrono::steady_clock::now() + bookmark_interval;
+  bool cut = false;  // end without the last chunk, as a lost connection does
   while (ok) {
     std::string batch;
     bool end = false;
+    if (std::chrono::steady_clock::now() >= fault.at) {
+      cut = true;
+      break;
+    }
     {
       std::unique_lock<std::mutex> lock(s.mu);
       s.changed.wait_for(lock, std::chrono::milliseconds(100), [&] {
@@ -1496,14 +1605,7 @@ void run_watch(ApiServer::State& s, const ResourceType& type, const std::string&
       if (s.stopping || s.drop_generation != drop_generation) {
         end = true;
       } else if (cursor < s.compacted_rv) {
-        json status = {{"kind", "Status"},
-                       {"apiVersion", "v1"},
-                       {"metadata", json::object()},
-                       {"status", "Failure"},
-                       {"reason", "Expired"},
-                       {"code", 410},
-                       {"message", "too old resource version: " + std::to_string(cursor)}};
-        batch = event_line("ERROR", status);
+        batch = expired_event("too old resource version: " + std::to_string(cursor));
         end = true;
       } else {
         auto first = std::upper_bound(s.history.begin(), s.history.end(), cursor,
@@ -1537,7 +1639,12 @@ void run_watch(ApiServer::State& s, const ResourceType& type, const std::string&
     if (!batch.empty()) ok = out.write(batch);
     if (end || out.client_gone()) break;
   }
-  if (ok) out.end_stream();
+  if (cut && fault.kind == WatchFault::Kind::kStall) {
+    std::unique_lock<std::mutex> lock(s.mu);
+    s.changed.wait_for(lock, std::chrono::milliseconds(s.profile.stall_ms),
+                       [&] { return s.stopping; });
+  }
+  if (ok && !cut) out.end_stream();
   std::lock_guard<std::mutex> lock(s.mu);
   --s.open_watches;
 }
@@ -1574,6 +1681,17 @@ void handle(ApiServer::State& s, const http::Request& req, http::Responder& out)
     http::Response r = s.discovery(route);
     lock.unlock();
     out.send(r);
+    return;
+  }
+  int64_t random_latency_ms = s.draw_ms(s.profile.max_latency_ms);
+  if (random_latency_ms > 0) {
+    lock.unlock();
+    std::this_thread::sleep_for(std::chrono::milliseconds(random_latency_ms));
+    lock.lock();
+  }
+  if (auto fault = s.random_fault(req, verb)) {
+    lock.unlock();
+    out.send(*fault);
     return;
   }
   const ResourceType* found = s.find_type(route.group, route.version, route.resource);
@@ -1639,6 +1757,8 @@ void handle(ApiServer::State& s, const http::Request& req, http::Responder& out)
             json_reply(200, route.sub == "scale" ? s.scale_of(t, current) : s.present(t, current));
       } else if (verb == "update" && body.is_discarded()) {
         response = failure_reply(bad_request("the request body is not valid JSON"));
+      } else if (verb == "update" && s.draw(s.profile.conflict, "conflict")) {
+        response = failure_reply(conflict(t, route.name));
       } else if (verb == "update") {
         if (route.sub == "status") {
           response = s.update_status(t, ns, route.name, current, body);
@@ -1658,6 +1778,7 @@ void handle(ApiServer::State& s, const http::Request& req, http::Responder& out)
       }
     }
   }
+  if (verb != "get" && verb != "list") response = s.lost_response_or(std::move(response));
   lock.unlock();
   out.send(std::move(response));
 }
@@ -1739,6 +1860,46 @@ void ApiServer::compact_history() {
     state_->compacted_rv = state_->rv;
   }
   state_->changed.notify_all();
+}
+
+Status validate_fault_profile(const FaultProfile& p) {
+  const std::pair<const char*, double> probabilities[] = {
+      {"conflict", p.conflict},           {"gone", p.gone},
+      {"throttle", p.throttle},           {"server_error", p.server_error},
+      {"lost_response", p.lost_response}, {"watch_drop", p.watch_drop},
+      {"watch_stall", p.watch_stall}};
+  for (const auto& [name, value] : probabilities) {
+    if (!(value >= 0.0 && value <= 1.0)) {
+      return invalid_argument_error(std::string("fault profile: ") + name +
+                                    " must be a probability in [0, 1], got " +
+                                    std::to_string(value));
+    }
+  }
+  const std::pair<const char*, int64_t> amounts[] = {
+      {"retry_after_s", p.retry_after_s},
+      {"watch_fault_after_ms", p.watch_fault_after_ms},
+      {"stall_ms", p.stall_ms},
+      {"max_latency_ms", p.max_latency_ms}};
+  for (const auto& [name, value] : amounts) {
+    if (value < 0) {
+      return invalid_argument_error(std::string("fault profile: ") + name +
+                                    " must not be negative, got " + std::to_string(value));
+    }
+  }
+  return ok_status();
+}
+
+Status ApiServer::set_fault_profile(const FaultProfile& profile) {
+  MOESERVE_RETURN_IF_ERROR(validate_fault_profile(profile));
+  std::lock_guard<std::mutex> lock(state_->mu);
+  state_->profile = profile;
+  state_->fault_rng.seed(profile.seed);
+  return ok_status();
+}
+
+std::map<std::string, int64_t> ApiServer::injected_faults() const {
+  std::lock_guard<std::mutex> lock(state_->mu);
+  return state_->injected;
 }
 
 int64_t ApiServer::request_count(const std::string& verb) const {

@@ -17,7 +17,9 @@
 // .status, the main resource ignores .status and /status changes only .status; /scale reads and
 // writes the replicas paths; custom resources reject strategic merge patch (415); objects with
 // finalizers get a deletionTimestamp and stay until the finalizers are removed; deleting an owner
-// deletes its dependents (by ownerReference uid, recursively) unless propagationPolicy is Orphan.
+// deletes its dependents (by ownerReference uid, recursively) unless propagationPolicy is Orphan,
+// and an object created with owners that are all gone is deleted at once (the garbage
+// collector's absent-owner rule).
 // CRD schemas' defaults are applied on create and update and their basic constraints (type,
 // required, enum, minimum/maximum, min/maxLength) are validated (422 Invalid with field paths).
 // Error bodies are Kubernetes Status objects. Custom resources are served as meta.k8s.io/v1
@@ -52,6 +54,42 @@
 #include "common/status.h"
 
 namespace moeserve::testing {
+
+// Random faults for fault-injection runs, each drawn per request from one generator seeded
+// with `seed` (one request order replays the same faults; concurrent clients interleave).
+// Probabilities are in [0, 1]; 0 turns a fault off. Each answer is what a real API server
+// sends in that situation:
+// - conflict: a PUT to an existing object gets 409 Conflict (as for a stale resourceVersion);
+// - gone: a list with a resourceVersion or continue token gets 410 Expired; a watch from a
+//   resourceVersion gets the ERROR event with a 410 Expired Status (the history moved on);
+// - throttle: 429 TooManyRequests with Retry-After: retry_after_s (API priority and
+//   fairness);
+// - server_error: 500 InternalError;
+// - lost_response: a create/update/patch/delete is applied, then answered 504 Timeout (the
+//   write committed after the server's deadline; the client cannot tell it happened);
+// - watch_drop: a watch's connection is cut (no last chunk) after U[0, watch_fault_after_ms];
+// - watch_stall: a watch goes silent (no events, no bookmarks, no close) after
+//   U[0, watch_fault_after_ms] for stall_ms, then its connection is cut;
+// - max_latency_ms: every request waits U[0, max_latency_ms] ms first.
+// Discovery, /version and the health endpoints are never faulted.
+struct FaultProfile {
+  uint64_t seed = 1;
+  double conflict = 0;
+  double gone = 0;
+  double throttle = 0;
+  int retry_after_s = 1;
+  double server_error = 0;
+  double lost_response = 0;
+  double watch_drop = 0;
+  double watch_stall = 0;
+  int64_t watch_fault_after_ms = 2000;
+  int64_t stall_ms = 5000;
+  int64_t max_latency_ms = 0;
+};
+
+// invalid_argument naming the field when a probability is outside [0, 1] or a duration
+// or retry_after_s is negative.
+Status validate_fault_profile(const FaultProfile& profile);
 
 struct ApiServerOptions {
   uint16_t port = 0;  // 0: ephemeral
@@ -91,6 +129,12 @@ class ApiServer {
   void set_latency_ms(int64_t latency_ms);
   // Forgets the watch history: any watch from an older resourceVersion gets 410.
   void compact_history();
+  // Replaces the random faults (FaultProfile{} turns them off) and reseeds their
+  // generator; refuses an invalid profile.
+  Status set_fault_profile(const FaultProfile& profile);
+  // Random faults injected so far, by name: conflict, gone, throttle, server_error,
+  // lost_response, watch_drop, watch_stall.
+  std::map<std::string, int64_t> injected_faults() const;
 
   // --- observation ---
   // Requests by verb: get, list, watch, create, update, patch, delete, discovery.

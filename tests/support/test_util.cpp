@@ -117,6 +117,17 @@ int run_command(const std::string& command) {
   return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
 }
 
+uint64_t fault_seed(uint64_t fallback) {
+  const char* v = std::getenv("MOESERVE_FAULT_SEED");
+  return v && *v ? std::strtoull(v, nullptr, 10) : fallback;
+}
+
+int fault_iterations() {
+  const char* v = std::getenv("MOESERVE_FAULT_ITERATIONS");
+  int n = v && *v ? std::atoi(v) : 1;
+  return n > 0 ? n : 1;
+}
+
 std::string source_dir() {
   const char* v = std::getenv("MOESERVE_SOURCE_DIR");
   return v ? v : ".";

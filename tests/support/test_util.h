@@ -65,6 +65,12 @@ void write_file(const std::string& path, const std::string& contents);
 // Runs a shell command, returning its exit code; output goes to the test's stderr.
 int run_command(const std::string& command);
 
+// Fault-injection runs: the base seed (MOESERVE_FAULT_SEED, else `fallback`) and the
+// number of randomized iterations (MOESERVE_FAULT_ITERATIONS, else 1). Tests print the
+// seed of each iteration so a failure replays with MOESERVE_FAULT_SEED=<seed>.
+uint64_t fault_seed(uint64_t fallback);
+int fault_iterations();
+
 // Source and binary folders as CTest passes them (MOESERVE_SOURCE_DIR, MOESERVE_BIN_DIR).
 std::string source_dir();
 std::string bin_dir();

@@ -12,6 +12,11 @@ namespace {
 enum class Op : uint8_t { kJoin = 1, kSet = 2, kGet = 3, kWait = 4 };
 
 constexpr uint32_t kMaxFrameBytes = 1u << 30;
+// A frame's buffer grows with the bytes that arrive, this much at a time, so a length
+// prefix alone (random bytes, an HTTP probe) reserves no memory.
+constexpr size_t kFrameChunkBytes = 64u << 10;
+// Waits longer than this are cut to it (a wire value near 2^64 would overflow the clock).
+constexpr uint64_t kMaxWaitMs = 24ull * 3600 * 1000;
 constexpr auto kForever = std::chrono::steady_clock::time_point::max();
 // Extra time the client allows the server beyond a request's own timeout.
 constexpr std::chrono::milliseconds kReplySlack(5000);
@@ -53,6 +58,7 @@ class Decoder {
     return true;
   }
   bool done() const { return pos_ == in_.size(); }
+  size_t remaining() const { return in_.size() - pos_; }
 
  private:
   bool raw(void* p, size_t n) {
@@ -77,8 +83,13 @@ StatusOr<std::string> read_frame(Socket& socket, Deadline deadline) {
   if (n > kMaxFrameBytes) {
     return invalid_argument_error("store: frame of " + std::to_string(n) + " bytes is too large");
   }
-  std::string payload(n, '\0');
-  MOESERVE_RETURN_IF_ERROR(socket.read_all(payload.data(), n, deadline));
+  std::string payload;
+  while (payload.size() < n) {
+    const size_t have = payload.size();
+    const size_t chunk = std::min<size_t>(kFrameChunkBytes, n - have);
+    payload.resize(have + chunk);
+    MOESERVE_RETURN_IF_ERROR(socket.read_all(payload.data() + have, chunk, deadline));
+  }
   return payload;
 }
 
@@ -90,16 +101,21 @@ std::string join_keys(const std::vector<std::string>& keys) {
 
 }  // namespace
 
-StatusOr<std::unique_ptr<StoreServer>> StoreServer::start(const HostPort& address, int world_size) {
+StatusOr<std::unique_ptr<StoreServer>> StoreServer::start(const HostPort& address, int world_size,
+                                                          std::chrono::milliseconds join_timeout) {
   if (world_size < 1) return invalid_argument_error("store: world size must be at least 1");
   MOESERVE_ASSIGN_OR_RETURN(Socket listener, Socket::listen(address));
-  std::unique_ptr<StoreServer> server(new StoreServer(std::move(listener), world_size));
+  std::unique_ptr<StoreServer> server(
+      new StoreServer(std::move(listener), world_size, join_timeout));
   server->acceptor_ = std::thread([s = server.get()] { s->accept_loop(); });
   return server;
 }
 
-StoreServer::StoreServer(Socket listener, int world_size)
-    : listener_(std::move(listener)), world_size_(world_size), port_(listener_.local_port()) {}
+StoreServer::StoreServer(Socket listener, int world_size, std::chrono::milliseconds join_timeout)
+    : listener_(std::move(listener)),
+      world_size_(world_size),
+      join_timeout_(join_timeout),
+      port_(listener_.local_port()) {}
 
 StoreServer::~StoreServer() {
   stopping_ = true;
@@ -134,12 +150,22 @@ void StoreServer::accept_loop() {
 void StoreServer::serve(std::shared_ptr<Socket> connection) {
   const std::string peer = connection->peer_address();
   int joined_rank = -1;
+  const Deadline join_deadline = deadline_after(join_timeout_);
   while (!stopping_) {
-    StatusOr<std::string> request = read_frame(*connection, kForever);
-    if (!request.ok()) break;
+    StatusOr<std::string> request =
+        read_frame(*connection, joined_rank >= 0 ? kForever : join_deadline);
+    if (!request.ok()) {
+      if (joined_rank < 0 && !stopping_) {
+        log::warn("rendezvous store dropped a connection that did not join",
+                  {{"peer", peer}, {"error", request.status().to_string()}});
+      }
+      break;
+    }
     auto [code, payload] = handle(*request, &joined_rank, peer);
     const std::string reply = Encoder().u8(static_cast<uint8_t>(code)).str(payload).take();
     if (!write_frame(*connection, reply, deadline_after(kReplySlack)).ok()) break;
+    // A peer whose first request is not a valid join is not a rank: answer, then hang up.
+    if (joined_rank < 0) break;
   }
   std::lock_guard<std::mutex> lock(mutex_);
   if (joined_rank >= 0) {
@@ -183,21 +209,22 @@ std::pair<StatusCode, std::string> StoreServer::handle(const std::string& reques
       std::string key;
       uint64_t timeout_ms = 0;
       if (!in.str(&key) || !in.u64(&timeout_ms) || !in.done()) return malformed;
-      Status s = wait_keys({key}, std::chrono::milliseconds(timeout_ms));
+      Status s = wait_keys({key}, std::chrono::milliseconds(std::min(timeout_ms, kMaxWaitMs)));
       if (!s.ok()) return {s.code(), s.message()};
       std::lock_guard<std::mutex> lock(mutex_);
       return {StatusCode::kOk, values_[key]};
     }
     case Op::kWait: {
       uint32_t n = 0;
-      if (!in.u32(&n)) return malformed;
+      // Each key takes at least its 4-byte length: a count the frame cannot hold is a lie.
+      if (!in.u32(&n) || n > in.remaining() / sizeof(uint32_t)) return malformed;
       std::vector<std::string> keys(n);
       for (std::string& k : keys) {
         if (!in.str(&k)) return malformed;
       }
       uint64_t timeout_ms = 0;
       if (!in.u64(&timeout_ms) || !in.done()) return malformed;
-      Status s = wait_keys(keys, std::chrono::milliseconds(timeout_ms));
+      Status s = wait_keys(keys, std::chrono::milliseconds(std::min(timeout_ms, kMaxWaitMs)));
       if (!s.ok()) return {s.code(), s.message()};
       return {StatusCode::kOk, ""};
     }

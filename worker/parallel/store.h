@@ -19,6 +19,14 @@
 // A reply is u8 status code (StatusCode; 0 = ok) and a string: the value, or the
 // error message. Frames over 1 GiB are refused.
 //
+// Strangers on the port (random bytes, an HTTP probe, a truncated frame) cost neither a
+// crash nor memory beyond the bytes they send: a frame's buffer grows as its bytes
+// arrive; counts and timeouts are checked against the frame; a connection whose first
+// request is not a valid join is answered (malformed / refused) and closed; one that
+// sends no complete join within the join timeout is closed. Joined ranks are unaffected,
+// except that a stranger who joins first as a real rank's rank makes that rank's join
+// fail with the duplicate-rank refusal (the protocol has no credentials).
+//
 // Thread-safety: StoreServer is internally synchronised (one thread per connection).
 // StoreClient serialises its calls with a mutex.
 #pragma once
@@ -41,8 +49,11 @@ namespace moeserve::parallel {
 
 class StoreServer {
  public:
-  // Listens on `address` (port 0 picks one) for a group of `world_size` ranks.
-  static StatusOr<std::unique_ptr<StoreServer>> start(const HostPort& address, int world_size);
+  // Listens on `address` (port 0 picks one) for a group of `world_size` ranks; a
+  // connection must complete its join within `join_timeout`.
+  static StatusOr<std::unique_ptr<StoreServer>> start(
+      const HostPort& address, int world_size,
+      std::chrono::milliseconds join_timeout = std::chrono::milliseconds(10000));
   ~StoreServer();  // stops serving and closes every connection
   StoreServer(const StoreServer&) = delete;
   StoreServer& operator=(const StoreServer&) = delete;
@@ -51,7 +62,7 @@ class StoreServer {
   std::vector<int> joined_ranks() const;
 
  private:
-  StoreServer(Socket listener, int world_size);
+  StoreServer(Socket listener, int world_size, std::chrono::milliseconds join_timeout);
   void accept_loop();
   void serve(std::shared_ptr<Socket> connection);
   // Handles one request; returns the reply code and payload.
@@ -62,6 +73,7 @@ class StoreServer {
 
   Socket listener_;
   const int world_size_;
+  const std::chrono::milliseconds join_timeout_;
   uint16_t port_ = 0;
   std::atomic<bool> stopping_{false};
   mutable std::mutex mutex_;

@@ -76,6 +76,9 @@ struct OutputSplit {
   ToolCallFormat tools = ToolCallFormat::kNone;
 };
 
+// The internal finish of a choice that a failure ended (never shown to clients).
+constexpr const char* kFailedChoice = "error";
+
 // One generation request from submit to its last event: feeds the choices' text,
 // writes stream chunks, tracks timing, and ends with the outputs or an error.
 class Generation {
@@ -213,7 +216,7 @@ class Generation {
     if (e.finish == FinishReason::kNone || !finish.empty()) return counted;
     if (e.finish == FinishReason::kError) {
       error_ = e.error;
-      finish = "stop";
+      finish = kFailedChoice;
     } else {
       finish = e.finish == FinishReason::kLength ? "length" : "stop";
       text.finish();
@@ -252,7 +255,10 @@ class Generation {
       ChoiceOutput delta = std::move(pending_[i]);
       pending_[i] = ChoiceOutput{};
       delta.index = i;
-      delta.finish_reason = finish_[i].empty() ? "" : reported_finish_reason(i);
+      // A choice that a failure ended reports no finish_reason: the stream's error event
+      // says what happened, and a client must not take the partial text as complete.
+      const bool ended_normally = !finish_[i].empty() && finish_[i] != kFailedChoice;
+      delta.finish_reason = ended_normally ? reported_finish_reason(i) : "";
       if (!delta.finish_reason.empty()) reported_finish_.insert(i);
       // One chunk per token group, even when its text is still held back (a partial
       // UTF-8 character, a possible stop string or tool-call marker), so clients see

@@ -49,61 +49,18 @@ class OperatorIntegrationTest : public ::testing::Test {
   }
 
   nlohmann::json tiny(const std::string& name, int replicas) {
-    auto docs =
-        load_yaml_documents(moeserve::testing::source_dir() + "/deploy/examples/tiny-cpu.yaml");
-    EXPECT_TRUE(docs.ok());
-    nlohmann::json md = (*docs)[0];
-    md["metadata"]["name"] = name;
-    md["metadata"]["namespace"] = kNs;
-    md["spec"]["replicas"] = replicas;
-    md["spec"]["autoscaling"]["enabled"] = false;
-    return md;
+    return TestCluster::tiny_deployment(kNs, name, replicas);
   }
 
   std::map<std::string, nlohmann::json> groups(const std::string& name) {
-    std::map<std::string, nlohmann::json> out;
-    kube::ListOptions options;
-    options.label_selector = std::string(deployment::kLabelDeployment) + "=" + name;
-    auto list = client_->list(res::kStatefulSets, kNs, options);
-    if (!list.ok()) return out;
-    for (auto& item : list->items) {
-      if (item["metadata"].contains("deletionTimestamp")) continue;
-      out[item["metadata"]["name"].get<std::string>()] = item;
-    }
-    return out;
+    return cluster_.groups(kNs, name);
   }
 
-  // Plays the StatefulSet controller: every pod of every group is ready.
-  void mark_groups_ready(const std::string& name) {
-    for (auto& [sts_name, sts] : groups(name)) {
-      if (sts.contains("status") &&
-          sts["status"].value("readyReplicas", 0) == sts["spec"].value("replicas", 0)) {
-        continue;
-      }
-      nlohmann::json updated = sts;
-      updated["status"] = {{"replicas", sts["spec"]["replicas"]},
-                           {"readyReplicas", sts["spec"]["replicas"]},
-                           {"observedGeneration", sts["metadata"]["generation"]}};
-      // A lost write (an injected fault) leaves the group unready; callers wait for Ready
-      // and call again where they expect faults.
-      (void)client_->update_status(res::kStatefulSets, kNs, updated);
-    }
-  }
+  void mark_groups_ready(const std::string& name) { cluster_.mark_groups_ready(kNs, name); }
 
   std::string condition(const std::string& name, const std::string& type,
                         std::string* reason = nullptr, std::string* message = nullptr) {
-    auto md = client_->get(res::kModelDeployments, kNs, name);
-    if (!md.ok() || !(*md).contains("status") || !(*md)["status"].contains("conditions")) {
-      return "";
-    }
-    for (const auto& c : (*md)["status"]["conditions"]) {
-      if (c.value("type", "") == type) {
-        if (reason) *reason = c.value("reason", "");
-        if (message) *message = c.value("message", "");
-        return c.value("status", "");
-      }
-    }
-    return "";
+    return cluster_.condition(kNs, name, type, reason, message);
   }
 
   // Names of the NetworkPolicies of deployment `name`.
