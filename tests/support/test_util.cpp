@@ -57,6 +57,15 @@ uint16_t free_port() {
   return ntohs(addr.sin_port);
 }
 
+uint16_t free_base_port(uint16_t avoid, int span) {
+  while (true) {
+    const int base = free_port();
+    if (base + span <= 65536 && (avoid < base || avoid >= base + span)) {
+      return static_cast<uint16_t>(base);
+    }
+  }
+}
+
 std::string raw_exchange(uint16_t port, const std::string& bytes,
                          std::chrono::milliseconds timeout) {
   int fd = socket(AF_INET, SOCK_STREAM, 0);

@@ -51,7 +51,7 @@ class LocalGateway {
  public:
   LocalGateway(const TempDir& dir, const std::string& yaml, const std::string& routing,
                std::vector<std::string> extra_args = {})
-      : port_(free_port()), base_(free_port()) {
+      : port_(free_port()), base_(moeserve::testing::free_base_port(port_)) {
     static int n = 0;
     const std::string name = "md" + std::to_string(n++);
     moeserve::testing::write_file(dir.file(name + ".yaml"), yaml);

@@ -60,7 +60,7 @@ TEST(LocalPlatform, ServesRestartsLostGroupsAndStopsCleanly) {
             0);
   moeserve::testing::write_file(dir.file("md.yaml"), kDeployment);
   uint16_t port = free_port();
-  uint16_t base = free_port();
+  uint16_t base = moeserve::testing::free_base_port(port);
   Process local({bin_dir() + "/moeserve-operator", "local", "-f", dir.file("md.yaml"), "--model",
                  dir.file("model"), "--port", std::to_string(port), "--base-port",
                  std::to_string(base), "--logs-dir", dir.path()},
@@ -120,7 +120,7 @@ TEST(LocalPlatform, AuthNeedsAKeyFileWhoseKeysTheEndpointThenRequires) {
 
   moeserve::testing::write_file(dir.file("keys.txt"), "sk-local\n");
   uint16_t port = free_port();
-  uint16_t base = free_port();
+  uint16_t base = moeserve::testing::free_base_port(port);
   Process running(
       {bin_dir() + "/moeserve-operator", "local", "-f", dir.file("md.yaml"), "--model",
        dir.file("model"), "--port", std::to_string(port), "--base-port", std::to_string(base),
@@ -145,7 +145,8 @@ TEST(LocalPlatform, RefusesToStartWhenAnotherProcessHoldsAWorkerPort) {
   TempDir dir;
   moeserve::testing::write_file(dir.file("md.yaml"), kDeployment);
   // "Another process": a listener on the port group 1's rank 0 would get.
-  const uint16_t base = free_port();
+  const uint16_t port = free_port();
+  const uint16_t base = moeserve::testing::free_base_port(port);
   const int held = ::socket(AF_INET, SOCK_STREAM, 0);
   sockaddr_in addr{};
   addr.sin_family = AF_INET;
@@ -154,7 +155,7 @@ TEST(LocalPlatform, RefusesToStartWhenAnotherProcessHoldsAWorkerPort) {
   ASSERT_EQ(::bind(held, reinterpret_cast<sockaddr*>(&addr), sizeof addr), 0);
   ASSERT_EQ(::listen(held, 1), 0);
   const std::string local = bin_dir() + "/moeserve-operator local -f " + dir.file("md.yaml") +
-                            " --port " + std::to_string(free_port()) + " --base-port " +
+                            " --port " + std::to_string(port) + " --base-port " +
                             std::to_string(base) + " --logs-dir " + dir.path();
   EXPECT_EQ(run_command(local + " 2>" + dir.file("refused.log")), 1);
   const std::string refused = read_file(dir.file("refused.log"));
