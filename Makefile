@@ -5,7 +5,11 @@ JOBS ?= 2
 CMAKE_FLAGS ?=
 export PATH := $(CURDIR)/.tools/bin:$(PATH)
 
-.PHONY: all deps configure build test demo format format-check clean manifests
+FUZZ_BUILD_DIR ?= build-fuzz
+FUZZ_RUNS ?= 1000000
+FUZZ_JOBS ?= 1
+
+.PHONY: all deps configure build test demo format format-check clean manifests fuzz
 
 all: build
 
@@ -23,6 +27,14 @@ test: build
 
 demo: build
 	scripts/demo.sh $(BUILD_DIR)
+
+# The long fuzz run, on demand: the tests/fuzz targets built with clang, libFuzzer, ASan
+# and UBSan in $(FUZZ_BUILD_DIR), each run for FUZZ_RUNS executions (docs/development.md).
+fuzz: deps
+	CC=clang-14 CXX=clang++-14 cmake -S . -B $(FUZZ_BUILD_DIR) -G Ninja -DCMAKE_BUILD_TYPE=Release \
+	  -DMOESERVE_FUZZ=ON -DMOESERVE_TESTS=OFF -DMOESERVE_BENCH=OFF -DMOESERVE_CUDA=OFF
+	cmake --build $(FUZZ_BUILD_DIR) -j $(JOBS) --target fuzz_targets
+	FUZZ_RUNS=$(FUZZ_RUNS) FUZZ_JOBS=$(FUZZ_JOBS) scripts/fuzz.sh $(FUZZ_BUILD_DIR)
 
 format:
 	clang-format -i $$(git ls-files '*.h' '*.cpp' '*.cu')

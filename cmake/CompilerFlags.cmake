@@ -25,6 +25,19 @@ endif()
 if(MOESERVE_UBSAN)
   list(APPEND moeserve_sanitize -fsanitize=undefined -fno-sanitize-recover=undefined)
 endif()
+if(MOESERVE_FUZZ)
+  if(NOT CMAKE_CXX_COMPILER_ID STREQUAL "Clang")
+    message(FATAL_ERROR "MOESERVE_FUZZ needs clang: configure with CC=clang-14 CXX=clang++-14 "
+                        "(make fuzz does)")
+  endif()
+  if(MOESERVE_TESTS OR MOESERVE_BENCH OR NOT MOESERVE_CUDA STREQUAL "OFF")
+    message(FATAL_ERROR "MOESERVE_FUZZ builds only the fuzz targets: configure with "
+                        "-DMOESERVE_TESTS=OFF -DMOESERVE_BENCH=OFF -DMOESERVE_CUDA=OFF")
+  endif()
+  # Coverage for libFuzzer everywhere; the fuzz targets link -fsanitize=fuzzer themselves.
+  list(APPEND moeserve_sanitize -fsanitize=fuzzer-no-link,address,undefined
+       -fno-sanitize-recover=undefined -fno-omit-frame-pointer -g)
+endif()
 if(moeserve_sanitize)
   add_compile_options(${moeserve_sanitize})
   add_link_options(${moeserve_sanitize})

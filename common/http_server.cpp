@@ -89,7 +89,62 @@ struct Route {
   Handler handler;
 };
 
+using RequestParser = bhttp::request_parser<bhttp::string_body>;
+
+// A parser for one request, with the server's limits.
+void start_parser(std::optional<RequestParser>& parser, const ServerOptions& options) {
+  parser.emplace();
+  parser->body_limit(options.max_body_bytes);
+  parser->header_limit(static_cast<uint32_t>(options.max_header_bytes));
+}
+
+// The status the server answers a request the parser refused with: 413, 431 or 400.
+int status_of_parse_error(const beast::error_code& ec) {
+  if (ec == bhttp::error::body_limit) return 413;
+  if (ec == bhttp::error::header_limit) return 431;
+  return 400;
+}
+
+// The handlers' view of a parsed message; moves the body out.
+Request request_of_message(bhttp::request<bhttp::string_body>& msg) {
+  Request request;
+  request.method = std::string(msg.method_string());
+  request.target = std::string(msg.target());
+  size_t q = request.target.find('?');
+  request.path = request.target.substr(0, q);
+  if (q != std::string::npos) request.query = request.target.substr(q + 1);
+  for (const auto& field : msg) {
+    request.headers.emplace_back(lower(field.name_string()), std::string(field.value()));
+  }
+  request.body = std::move(msg.body());
+  return request;
+}
+
 }  // namespace
+
+ParsedHttpRequest parse_http_request(std::string_view bytes, const ServerOptions& limits) {
+  std::optional<RequestParser> parser;
+  start_parser(parser, limits);
+  parser->eager(true);
+  ParsedHttpRequest out;
+  while (!parser->is_done() && out.consumed_bytes < bytes.size()) {
+    beast::error_code ec;
+    const size_t used = parser->put(
+        asio::buffer(bytes.data() + out.consumed_bytes, bytes.size() - out.consumed_bytes), ec);
+    out.consumed_bytes += used;
+    if (ec == bhttp::error::need_more) return out;  // the bytes end inside a line
+    if (ec) {
+      out.error_status = status_of_parse_error(ec);
+      return out;
+    }
+    if (used == 0) return out;
+  }
+  if (!parser->is_done()) return out;
+  out.complete = true;
+  out.keep_alive = parser->get().keep_alive();
+  out.request = request_of_message(parser->get());
+  return out;
+}
 
 std::string Request::header(std::string_view name) const {
   std::string key = lower(name);
@@ -241,7 +296,7 @@ class Session : public std::enable_shared_from_this<Session> {
   asio::steady_timer request_timer_;
   bool request_timed_out_ = false;
   beast::flat_buffer buffer_;
-  std::optional<bhttp::request_parser<bhttp::string_body>> parser_;
+  std::optional<RequestParser> parser_;
   std::string remote_;
   bool first_request_ = true;
   bool handling_ = false;       // a handler owns the current request
@@ -348,9 +403,7 @@ void Session::on_first_bytes(beast::error_code ec, size_t n) {
 }
 
 void Session::read_request() {
-  parser_.emplace();
-  parser_->body_limit(server_->options.max_body_bytes);
-  parser_->header_limit(static_cast<uint32_t>(server_->options.max_header_bytes));
+  start_parser(parser_, server_->options);
   stream_.expires_never();
   request_timed_out_ = false;
   request_timer_.expires_after(std::chrono::milliseconds(server_->options.request_timeout_ms));
@@ -377,16 +430,8 @@ void Session::on_read(beast::error_code ec) {
     close();
     return;
   }
-  if (ec == bhttp::error::body_limit) {
-    send_error(413, true);
-    return;
-  }
-  if (ec == bhttp::error::header_limit) {
-    send_error(431, true);
-    return;
-  }
   if (ec) {
-    send_error(400, true);
+    send_error(status_of_parse_error(ec), true);
     return;
   }
   dispatch_request();
@@ -394,18 +439,9 @@ void Session::on_read(beast::error_code ec) {
 
 void Session::dispatch_request() {
   auto& msg = parser_->get();
-  auto request = std::make_shared<Request>();
-  request->method = std::string(msg.method_string());
-  request->target = std::string(msg.target());
-  size_t q = request->target.find('?');
-  request->path = request->target.substr(0, q);
-  if (q != std::string::npos) request->query = request->target.substr(q + 1);
-  for (const auto& field : msg) {
-    request->headers.emplace_back(lower(field.name_string()), std::string(field.value()));
-  }
-  request->body = std::move(msg.body());
-  request->remote_address = remote_;
   keep_alive_ = msg.keep_alive();
+  auto request = std::make_shared<Request>(request_of_message(msg));
+  request->remote_address = remote_;
 
   int status = 503;
   std::string allow;

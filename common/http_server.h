@@ -97,6 +97,19 @@ struct ServerOptions {
   std::function<Response(int status, std::string_view reason)> error_response;
 };
 
+// What the server makes of the bytes of one request, parsed under `limits` exactly as a
+// connection parses them (max_body_bytes, max_header_bytes; the other options are not
+// used). Pure; the seam for testing and fuzzing the request parser.
+struct ParsedHttpRequest {
+  bool complete = false;      // a whole request was read
+  int error_status = 0;       // refused: 400 malformed, 413 body or 431 header too large
+  size_t consumed_bytes = 0;  // of the input, by the request so far (pipelined bytes follow)
+  bool keep_alive = false;    // complete: whether the connection stays open after it
+  Request request;            // complete: as handlers see it (remote_address empty)
+};
+// Neither complete nor refused: the bytes end inside the request.
+ParsedHttpRequest parse_http_request(std::string_view bytes, const ServerOptions& limits);
+
 class Server {
  public:
   explicit Server(ServerOptions options);

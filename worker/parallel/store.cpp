@@ -5,13 +5,11 @@
 #include <utility>
 
 #include "common/log.h"
+#include "worker/parallel/store_protocol.h"
 
 namespace moeserve::parallel {
 namespace {
 
-enum class Op : uint8_t { kJoin = 1, kSet = 2, kGet = 3, kWait = 4 };
-
-constexpr uint32_t kMaxFrameBytes = 1u << 30;
 // A frame's buffer grows with the bytes that arrive, this much at a time, so a length
 // prefix alone (random bytes, an HTTP probe) reserves no memory.
 constexpr size_t kFrameChunkBytes = 64u << 10;
@@ -20,56 +18,6 @@ constexpr uint64_t kMaxWaitMs = 24ull * 3600 * 1000;
 constexpr auto kForever = std::chrono::steady_clock::time_point::max();
 // Extra time the client allows the server beyond a request's own timeout.
 constexpr std::chrono::milliseconds kReplySlack(5000);
-
-class Encoder {
- public:
-  Encoder& u8(uint8_t v) {
-    out_.push_back(static_cast<char>(v));
-    return *this;
-  }
-  Encoder& u32(uint32_t v) { return raw(&v, sizeof(v)); }
-  Encoder& u64(uint64_t v) { return raw(&v, sizeof(v)); }
-  Encoder& str(const std::string& s) {
-    u32(static_cast<uint32_t>(s.size()));
-    out_ += s;
-    return *this;
-  }
-  std::string take() { return std::move(out_); }
-
- private:
-  Encoder& raw(const void* p, size_t n) {
-    out_.append(static_cast<const char*>(p), n);
-    return *this;
-  }
-  std::string out_;
-};
-
-class Decoder {
- public:
-  explicit Decoder(const std::string& in) : in_(in) {}
-  bool u8(uint8_t* v) { return raw(v, 1); }
-  bool u32(uint32_t* v) { return raw(v, sizeof(*v)); }
-  bool u64(uint64_t* v) { return raw(v, sizeof(*v)); }
-  bool str(std::string* s) {
-    uint32_t n = 0;
-    if (!u32(&n) || in_.size() - pos_ < n) return false;
-    s->assign(in_, pos_, n);
-    pos_ += n;
-    return true;
-  }
-  bool done() const { return pos_ == in_.size(); }
-  size_t remaining() const { return in_.size() - pos_; }
-
- private:
-  bool raw(void* p, size_t n) {
-    if (in_.size() - pos_ < n) return false;
-    std::memcpy(p, in_.data() + pos_, n);
-    pos_ += n;
-    return true;
-  }
-  const std::string& in_;
-  size_t pos_ = 0;
-};
 
 Status write_frame(Socket& socket, const std::string& payload, Deadline deadline) {
   const uint32_t n = static_cast<uint32_t>(payload.size());
@@ -80,7 +28,7 @@ Status write_frame(Socket& socket, const std::string& payload, Deadline deadline
 StatusOr<std::string> read_frame(Socket& socket, Deadline deadline) {
   uint32_t n = 0;
   MOESERVE_RETURN_IF_ERROR(socket.read_all(&n, sizeof(n), deadline));
-  if (n > kMaxFrameBytes) {
+  if (n > kMaxStoreFrameBytes) {
     return invalid_argument_error("store: frame of " + std::to_string(n) + " bytes is too large");
   }
   std::string payload;
@@ -91,6 +39,11 @@ StatusOr<std::string> read_frame(Socket& socket, Deadline deadline) {
     MOESERVE_RETURN_IF_ERROR(socket.read_all(payload.data() + have, chunk, deadline));
   }
   return payload;
+}
+
+// A timeout as the request field: negative is 0, and beyond the protocol's bound is the bound.
+uint64_t timeout_field(std::chrono::milliseconds timeout) {
+  return std::min(static_cast<uint64_t>(std::max<int64_t>(0, timeout.count())), kMaxStoreTimeoutMs);
 }
 
 std::string join_keys(const std::vector<std::string>& keys) {
@@ -162,7 +115,7 @@ void StoreServer::serve(std::shared_ptr<Socket> connection) {
       break;
     }
     auto [code, payload] = handle(*request, &joined_rank, peer);
-    const std::string reply = Encoder().u8(static_cast<uint8_t>(code)).str(payload).take();
+    const std::string reply = encode_store_reply({static_cast<uint8_t>(code), std::move(payload)});
     if (!write_frame(*connection, reply, deadline_after(kReplySlack)).ok()) break;
     // A peer whose first request is not a valid join is not a rank: answer, then hang up.
     if (joined_rank < 0) break;
@@ -176,60 +129,47 @@ void StoreServer::serve(std::shared_ptr<Socket> connection) {
   connection->shutdown();
 }
 
-std::pair<StatusCode, std::string> StoreServer::handle(const std::string& request, int* joined_rank,
+std::pair<StatusCode, std::string> StoreServer::handle(const std::string& bytes, int* joined_rank,
                                                        const std::string& peer) {
-  Decoder in(request);
-  uint8_t op = 0;
-  const auto malformed =
-      std::make_pair(StatusCode::kInvalidArgument, std::string("store: malformed request"));
-  if (!in.u8(&op)) return malformed;
-  if (static_cast<Op>(op) != Op::kJoin && *joined_rank < 0) {
+  StatusOr<StoreRequest> decoded = decode_store_request(bytes);
+  if (!decoded.ok()) return {decoded.status().code(), decoded.status().message()};
+  const StoreRequest& request = *decoded;
+  if (request.op != StoreOp::kJoin && *joined_rank < 0) {
     return {StatusCode::kFailedPrecondition, "store: join before any other request"};
   }
-  switch (static_cast<Op>(op)) {
-    case Op::kJoin: {
-      uint32_t rank = 0, world_size = 0;
-      if (!in.u32(&rank) || !in.u32(&world_size) || !in.done()) return malformed;
+  switch (request.op) {
+    case StoreOp::kJoin: {
       if (*joined_rank >= 0) return {StatusCode::kFailedPrecondition, "store: already joined"};
-      auto reply = join(static_cast<int>(rank), static_cast<int>(world_size), peer);
-      if (reply.first == StatusCode::kOk) *joined_rank = static_cast<int>(rank);
+      const int rank = static_cast<int>(request.rank);
+      auto reply = join(rank, static_cast<int>(request.world_size), peer);
+      if (reply.first == StatusCode::kOk) *joined_rank = rank;
       return reply;
     }
-    case Op::kSet: {
-      std::string key, value;
-      if (!in.str(&key) || !in.str(&value) || !in.done()) return malformed;
+    case StoreOp::kSet: {
       {
         std::lock_guard<std::mutex> lock(mutex_);
-        values_[key] = std::move(value);
+        values_[request.key] = request.value;
       }
       changed_.notify_all();
       return {StatusCode::kOk, ""};
     }
-    case Op::kGet: {
-      std::string key;
-      uint64_t timeout_ms = 0;
-      if (!in.str(&key) || !in.u64(&timeout_ms) || !in.done()) return malformed;
-      Status s = wait_keys({key}, std::chrono::milliseconds(std::min(timeout_ms, kMaxWaitMs)));
+    case StoreOp::kGet: {
+      Status s =
+          wait_keys({request.key},
+                    std::chrono::milliseconds(std::min<uint64_t>(request.timeout_ms, kMaxWaitMs)));
       if (!s.ok()) return {s.code(), s.message()};
       std::lock_guard<std::mutex> lock(mutex_);
-      return {StatusCode::kOk, values_[key]};
+      return {StatusCode::kOk, values_[request.key]};
     }
-    case Op::kWait: {
-      uint32_t n = 0;
-      // Each key takes at least its 4-byte length: a count the frame cannot hold is a lie.
-      if (!in.u32(&n) || n > in.remaining() / sizeof(uint32_t)) return malformed;
-      std::vector<std::string> keys(n);
-      for (std::string& k : keys) {
-        if (!in.str(&k)) return malformed;
-      }
-      uint64_t timeout_ms = 0;
-      if (!in.u64(&timeout_ms) || !in.done()) return malformed;
-      Status s = wait_keys(keys, std::chrono::milliseconds(std::min(timeout_ms, kMaxWaitMs)));
+    case StoreOp::kWait: {
+      Status s =
+          wait_keys(request.keys,
+                    std::chrono::milliseconds(std::min<uint64_t>(request.timeout_ms, kMaxWaitMs)));
       if (!s.ok()) return {s.code(), s.message()};
       return {StatusCode::kOk, ""};
     }
   }
-  return {StatusCode::kInvalidArgument, "store: unknown op " + std::to_string(op)};
+  return {StatusCode::kInternal, "store: unhandled op"};
 }
 
 std::pair<StatusCode, std::string> StoreServer::join(int rank, int world_size,
@@ -287,11 +227,11 @@ StatusOr<std::unique_ptr<StoreClient>> StoreClient::connect(const HostPort& lead
     StatusOr<Socket> socket = Socket::connect(leader, deadline);
     if (socket.ok()) {
       std::unique_ptr<StoreClient> client(new StoreClient(std::move(socket).value(), where));
-      const std::string request = Encoder()
-                                      .u8(static_cast<uint8_t>(Op::kJoin))
-                                      .u32(static_cast<uint32_t>(rank))
-                                      .u32(static_cast<uint32_t>(world_size))
-                                      .take();
+      StoreRequest join;
+      join.op = StoreOp::kJoin;
+      join.rank = static_cast<uint32_t>(rank);
+      join.world_size = static_cast<uint32_t>(world_size);
+      const std::string request = encode_store_request(join);
       StatusOr<std::string> reply =
           client->call(request, std::max(remaining(deadline), std::chrono::milliseconds(1)));
       if (reply.ok()) return client;
@@ -321,37 +261,37 @@ StatusOr<std::string> StoreClient::call(const std::string& request,
     return Status(reply.status().code(),
                   "store at " + leader_ + " (rank 0): " + reply.status().message());
   }
-  Decoder in(*reply);
-  uint8_t code = 0;
-  std::string payload;
-  if (!in.u8(&code) || !in.str(&payload) || !in.done()) {
-    return internal_error("store at " + leader_ + ": malformed reply");
+  StatusOr<StoreReply> decoded = decode_store_reply(*reply);
+  if (!decoded.ok()) return internal_error("store at " + leader_ + ": malformed reply");
+  if (decoded->code != 0) {
+    return Status(static_cast<StatusCode>(decoded->code), std::move(decoded->payload));
   }
-  if (code != 0) return Status(static_cast<StatusCode>(code), payload);
-  return payload;
+  return std::move(decoded->payload);
 }
 
 Status StoreClient::set(const std::string& key, const std::string& value,
                         std::chrono::milliseconds timeout) {
-  return call(Encoder().u8(static_cast<uint8_t>(Op::kSet)).str(key).str(value).take(), timeout)
-      .status();
+  StoreRequest request;
+  request.op = StoreOp::kSet;
+  request.key = key;
+  request.value = value;
+  return call(encode_store_request(request), timeout).status();
 }
 
 StatusOr<std::string> StoreClient::get(const std::string& key, std::chrono::milliseconds timeout) {
-  return call(Encoder()
-                  .u8(static_cast<uint8_t>(Op::kGet))
-                  .str(key)
-                  .u64(static_cast<uint64_t>(timeout.count()))
-                  .take(),
-              timeout);
+  StoreRequest request;
+  request.op = StoreOp::kGet;
+  request.key = key;
+  request.timeout_ms = timeout_field(timeout);
+  return call(encode_store_request(request), timeout);
 }
 
 Status StoreClient::wait(const std::vector<std::string>& keys, std::chrono::milliseconds timeout) {
-  Encoder e;
-  e.u8(static_cast<uint8_t>(Op::kWait)).u32(static_cast<uint32_t>(keys.size()));
-  for (const std::string& k : keys) e.str(k);
-  e.u64(static_cast<uint64_t>(timeout.count()));
-  return call(e.take(), timeout).status();
+  StoreRequest request;
+  request.op = StoreOp::kWait;
+  request.keys = keys;
+  request.timeout_ms = timeout_field(timeout);
+  return call(encode_store_request(request), timeout).status();
 }
 
 }  // namespace moeserve::parallel

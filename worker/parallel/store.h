@@ -10,14 +10,9 @@
 // Every wait has a timeout (deadline_exceeded naming the missing keys); a lost
 // connection is unavailable. Values are arbitrary bytes.
 //
-// Wire protocol (little-endian): each message is a u32 byte length followed by that
-// many bytes. A request is a u8 op then its fields; strings are u32 length + bytes.
-//   join: op 1, u32 rank, u32 world_size          -> reply
-//   set:  op 2, string key, string value          -> reply
-//   get:  op 3, string key, u64 timeout_ms        -> reply with the value
-//   wait: op 4, u32 n, n x string key, u64 timeout_ms -> reply
-// A reply is u8 status code (StatusCode; 0 = ok) and a string: the value, or the
-// error message. Frames over 1 GiB are refused.
+// Wire protocol: each message is a u32 (little-endian) byte length followed by that many
+// bytes, a request or a reply as store_protocol.h encodes them. Frames over 1 GiB are
+// refused; so are malformed requests, with a reply that says what is wrong.
 //
 // Strangers on the port (random bytes, an HTTP probe, a truncated frame) cost neither a
 // crash nor memory beyond the bytes they send: a frame's buffer grows as its bytes
