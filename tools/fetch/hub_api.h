@@ -26,7 +26,7 @@ struct HubFile {
   std::string name;     // path inside the repository ("model-00001-of-00163.safetensors")
   int64_t size = 0;     // bytes of the content
   std::string sha256;   // lowercase hex, LFS files only
-  std::string blob_id;  // lowercase hex git blob id, used for non-LFS files
+  std::string blob_id;  // lowercase hex git blob id, non-LFS files only
   bool lfs() const { return !sha256.empty(); }
   // "sha256:<hex>" or "git-blob:<hex>": what the file is verified against.
   std::string checksum() const;
