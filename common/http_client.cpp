@@ -563,7 +563,88 @@ Status Client::init() {
   return impl_->init_status;
 }
 
+namespace {
+
+std::string origin_of(const Url& url) {
+  const std::string host = url.host.find(':') == std::string::npos ? url.host : "[" + url.host + "]";
+  return url.scheme + "://" + host + ":" + std::to_string(url.port);
+}
+
+// The request that follows `response_status` + `location` from `current`; `original` is
+// the URL the caller asked for (its origin decides whether Authorization goes along).
+StatusOr<ClientRequest> redirected(const ClientRequest& current, const Url& original,
+                                   int response_status, std::string_view location) {
+  MOESERVE_ASSIGN_OR_RETURN(Url from, parse_url(current.url));
+  ClientRequest next = current;
+  MOESERVE_ASSIGN_OR_RETURN(next.url, resolve_redirect(from, location));
+  MOESERVE_ASSIGN_OR_RETURN(Url to, parse_url(next.url));
+  if (origin_of(to) != origin_of(original)) {
+    std::erase_if(next.headers, [](const auto& h) { return lower(h.first) == "authorization"; });
+  }
+  if (response_status == 303) {
+    next.method = "GET";
+    next.body.clear();
+  }
+  return next;
+}
+
+}  // namespace
+
+bool is_redirect_status(int status) {
+  return status == 301 || status == 302 || status == 303 || status == 307 || status == 308;
+}
+
+StatusOr<std::string> resolve_redirect(const Url& from, std::string_view location) {
+  if (location.empty()) return invalid_argument_error("redirect without a Location");
+  if (location.find("://") != std::string_view::npos) {
+    MOESERVE_RETURN_IF_ERROR(parse_url(location).status());
+    return std::string(location);
+  }
+  if (location.substr(0, 2) == "//") {
+    std::string url = from.scheme + ":" + std::string(location);
+    MOESERVE_RETURN_IF_ERROR(parse_url(url).status());
+    return url;
+  }
+  std::string path;
+  if (location.front() == '/') {
+    path = std::string(location);
+  } else {
+    const std::string base = from.target.substr(0, from.target.find('?'));
+    path = base.substr(0, base.rfind('/') + 1) + std::string(location);
+  }
+  return origin_of(from) + path;
+}
+
 StatusOr<ClientResponse> Client::send(const ClientRequest& request) const {
+  MOESERVE_ASSIGN_OR_RETURN(Url original, parse_url(request.url));
+  ClientRequest current = request;
+  for (int32_t hops = 0;; ++hops) {
+    MOESERVE_ASSIGN_OR_RETURN(ClientResponse response, send_once(current));
+    const std::string location = response.header("location");
+    if (hops >= request.max_redirects || !is_redirect_status(response.status) ||
+        location.empty()) {
+      return response;
+    }
+    MOESERVE_ASSIGN_OR_RETURN(current, redirected(current, original, response.status, location));
+  }
+}
+
+StatusOr<std::unique_ptr<ResponseStream>> Client::open(const ClientRequest& request) const {
+  MOESERVE_ASSIGN_OR_RETURN(Url original, parse_url(request.url));
+  ClientRequest current = request;
+  for (int32_t hops = 0;; ++hops) {
+    MOESERVE_ASSIGN_OR_RETURN(std::unique_ptr<ResponseStream> stream, open_once(current));
+    const std::string location = stream->header("location");
+    if (hops >= request.max_redirects || !is_redirect_status(stream->status()) ||
+        location.empty()) {
+      return stream;
+    }
+    stream->close();
+    MOESERVE_ASSIGN_OR_RETURN(current, redirected(current, original, stream->status(), location));
+  }
+}
+
+StatusOr<ClientResponse> Client::send_once(const ClientRequest& request) const {
   int64_t timeout_ms =
       request.timeout_ms > 0 ? request.timeout_ms : impl_->options.request_timeout_ms;
   for (bool fresh : {false, true}) {
@@ -592,7 +673,7 @@ StatusOr<ClientResponse> Client::send(const ClientRequest& request) const {
   return unavailable_error("unreachable");
 }
 
-StatusOr<std::unique_ptr<ResponseStream>> Client::open(const ClientRequest& request) const {
+StatusOr<std::unique_ptr<ResponseStream>> Client::open_once(const ClientRequest& request) const {
   int64_t timeout_ms =
       request.timeout_ms > 0 ? request.timeout_ms : impl_->options.request_timeout_ms;
   for (bool fresh : {false, true}) {

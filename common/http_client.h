@@ -10,7 +10,8 @@
 // response byte arrives is retried once on a fresh one. Errors: connection refused or reset ->
 // unavailable; timeouts -> deadline_exceeded; TLS verification failures -> unavailable with the
 // reason; a malformed URL -> invalid_argument. HTTP error statuses are not Status
-// errors: the response carries them.
+// errors: the response carries them. Redirects are followed only when a request asks
+// (ClientRequest::max_redirects).
 #pragma once
 
 #include <cstdint>
@@ -62,7 +63,19 @@ struct ClientRequest {
   // the call fails with unavailable ("cancelled by the caller"). A proxy passes "my
   // client has gone", so a departed client cancels the upstream request.
   std::function<bool()> cancelled;
+  // Up to this many answers 301, 302, 303, 307 or 308 with a Location header are
+  // followed (a relative Location resolves against the URL that answered); a 303
+  // continues as GET without a body, the others keep method and body. Every header goes
+  // along except Authorization, which is dropped once a redirect leaves the scheme, host
+  // and port of `url` (a CDN's signed URL must not receive the caller's token). Each hop
+  // gets the whole timeout. Past the limit the last 3xx response is returned as is.
+  int32_t max_redirects = 0;
 };
+
+// The URL a redirect from `from` to `location` (absolute, scheme-relative "//host/x",
+// absolute-path "/x" or relative "x") leads to. invalid_argument when it is malformed.
+StatusOr<std::string> resolve_redirect(const Url& from, std::string_view location);
+bool is_redirect_status(int status);
 
 struct ClientResponse {
   int status = 0;
@@ -98,6 +111,10 @@ class Client {
   StatusOr<std::unique_ptr<ResponseStream>> open(const ClientRequest& request) const;
 
  private:
+  // One exchange, no redirects followed.
+  StatusOr<ClientResponse> send_once(const ClientRequest& request) const;
+  StatusOr<std::unique_ptr<ResponseStream>> open_once(const ClientRequest& request) const;
+
   struct Impl;
   std::shared_ptr<Impl> impl_;
 };

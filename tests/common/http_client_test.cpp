@@ -70,6 +70,89 @@ TEST(HttpClient, SilentServerTimesOut) {
   EXPECT_EQ(r.status().code(), StatusCode::kDeadlineExceeded) << r.status().to_string();
 }
 
+TEST(HttpClientRedirects, ResolveAgainstTheAnsweringUrl) {
+  const Url from = *parse_url("https://hub.example:8443/org/model/resolve/abc/w/a.json?x=1");
+  EXPECT_EQ(*resolve_redirect(from, "https://cdn.example/obj?sig=1"), "https://cdn.example/obj?sig=1");
+  EXPECT_EQ(*resolve_redirect(from, "//cdn.example/obj"), "https://cdn.example/obj");
+  EXPECT_EQ(*resolve_redirect(from, "/api/resolve-cache/x"),
+            "https://hub.example:8443/api/resolve-cache/x");
+  EXPECT_EQ(*resolve_redirect(from, "b.json"), "https://hub.example:8443/org/model/resolve/abc/w/b.json");
+  EXPECT_EQ(*resolve_redirect(*parse_url("http://[::1]:80/a"), "/b"), "http://[::1]:80/b");
+  EXPECT_FALSE(resolve_redirect(from, "").ok());
+  EXPECT_FALSE(resolve_redirect(from, "ftp://x/y").ok());
+}
+
+// /hop/N redirects to /hop/N-1 (relative), /hop/0 to the other origin (localhost), which
+// echoes the Authorization it received; /see-other answers 303.
+class RedirectTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    server_.route_prefix("*", "/hop/", [this](const Request& r, Responder& out) {
+      const int n = std::stoi(r.path.substr(5));
+      Response response = text_response(n % 2 ? 302 : 307, "");
+      response.headers.emplace_back(
+          "Location", n > 0 ? std::to_string(n - 1)
+                            : "http://localhost:" + std::to_string(server_.port()) + "/echo");
+      out.send(response);
+    });
+    server_.route("*", "/echo", SimpleHandler([](const Request& r) {
+                    return text_response(200, r.method + " auth=" + r.header("authorization") +
+                                                  " body=" + r.body);
+                  }));
+    server_.route("POST", "/see-other", SimpleHandler([](const Request&) {
+                    Response response = text_response(303, "");
+                    response.headers.emplace_back("Location", "/echo");
+                    return response;
+                  }));
+    ASSERT_TRUE(server_.start().ok());
+  }
+  std::string url(const std::string& path) {
+    return "http://127.0.0.1:" + std::to_string(server_.port()) + path;
+  }
+  Server server_{ServerOptions{}};
+  Client client_;
+};
+
+TEST_F(RedirectTest, FollowsUpToTheLimitAndDropsTheTokenAtAnotherOrigin) {
+  ClientRequest request{"GET", url("/hop/3"), {{"Authorization", "Bearer t"}}, ""};
+  StatusOr<ClientResponse> not_followed = client_.send(request);
+  ASSERT_TRUE(not_followed.ok());
+  EXPECT_EQ(not_followed->status, 302);
+  EXPECT_EQ(not_followed->header("location"), "2");
+  request.max_redirects = 3;
+  StatusOr<ClientResponse> short_of_it = client_.send(request);
+  ASSERT_TRUE(short_of_it.ok());
+  EXPECT_EQ(short_of_it->status, 307);  // /hop/0 still redirects
+  request.max_redirects = 4;
+  StatusOr<ClientResponse> followed = client_.send(request);
+  ASSERT_TRUE(followed.ok()) << followed.status().message();
+  EXPECT_EQ(followed->status, 200);
+  EXPECT_EQ(followed->body, "GET auth= body=");
+  // Same origin: the token stays.
+  ClientRequest same{"GET", url("/echo"), {{"Authorization", "Bearer t"}}, ""};
+  same.max_redirects = 1;
+  EXPECT_EQ(client_.send(same)->body, "GET auth=Bearer t body=");
+}
+
+TEST_F(RedirectTest, StreamsFollowRedirectsAndSeeOtherBecomesGet) {
+  ClientRequest request{"GET", url("/hop/1"), {}, ""};
+  request.max_redirects = 2;
+  StatusOr<std::unique_ptr<ResponseStream>> stream = client_.open(request);
+  ASSERT_TRUE(stream.ok()) << stream.status().message();
+  EXPECT_EQ((*stream)->status(), 200);
+  std::string body;
+  while (true) {
+    StatusOr<std::string> chunk = (*stream)->read_some();
+    ASSERT_TRUE(chunk.ok());
+    if (chunk->empty()) break;
+    body += *chunk;
+  }
+  EXPECT_EQ(body, "GET auth= body=");
+  ClientRequest post{"POST", url("/see-other"), {}, "payload"};
+  post.max_redirects = 1;
+  EXPECT_EQ(client_.send(post)->body, "GET auth= body=");
+}
+
 TEST(HttpClient, BadTlsMaterialIsRejectedAtInit) {
   ClientOptions options;
   options.ca_pem = "-----BEGIN CERTIFICATE-----\nnot base64\n-----END CERTIFICATE-----\n";

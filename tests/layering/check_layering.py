@@ -50,6 +50,7 @@ LIBRARIES = {
     "operator/local": "moeserve_operator_local",
     "operator/gateway": "moeserve_operator_gateway",
     "tools/fixtures": "moeserve_fixtures",
+    "tools/fetch": "moeserve_fetch",
     "tests/support": "moeserve_test_support",
     "bench/sim": "moeserve_bench_sim",
     "bench/load": "moeserve_bench_load",
