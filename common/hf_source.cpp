@@ -1,14 +1,13 @@
 #include "common/hf_source.h"
 
-
 #include "common/json_reader.h"
 
 namespace moeserve {
 namespace {
 
 bool is_name_char(char c) {
-  return (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') ||
-         c == '.' || c == '_' || c == '-';
+  return (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '.' ||
+         c == '_' || c == '-';
 }
 
 bool is_name(std::string_view text) {
@@ -61,8 +60,7 @@ StatusOr<HfSource> parse_hf_source(std::string_view text) {
   const size_t slash = repo.find('/');
   if (slash == std::string_view::npos || !is_name(repo.substr(0, slash)) ||
       !is_name(repo.substr(slash + 1))) {
-    return refused(text,
-                   "repository must be org/name, each one or more of A-Z a-z 0-9 . _ -");
+    return refused(text, "repository must be org/name, each one or more of A-Z a-z 0-9 . _ -");
   }
   if (repo.find("..") != std::string_view::npos) {
     return refused(text, "repository must not contain \"..\"");
@@ -73,8 +71,8 @@ StatusOr<HfSource> parse_hf_source(std::string_view text) {
   const std::string_view revision = rest.substr(at + 1);
   if (revision.empty()) return refused(text, "revision after @ is empty");
   if (revision.size() > kMaxHfRevisionLength) {
-    return refused(text, "revision must be at most " + std::to_string(kMaxHfRevisionLength) +
-                             " characters");
+    return refused(
+        text, "revision must be at most " + std::to_string(kMaxHfRevisionLength) + " characters");
   }
   if (!is_revision(revision)) {
     return refused(text,

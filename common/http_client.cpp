@@ -566,7 +566,8 @@ Status Client::init() {
 namespace {
 
 std::string origin_of(const Url& url) {
-  const std::string host = url.host.find(':') == std::string::npos ? url.host : "[" + url.host + "]";
+  const std::string host =
+      url.host.find(':') == std::string::npos ? url.host : "[" + url.host + "]";
   return url.scheme + "://" + host + ":" + std::to_string(url.port);
 }
 
@@ -621,8 +622,7 @@ StatusOr<ClientResponse> Client::send(const ClientRequest& request) const {
   for (int32_t hops = 0;; ++hops) {
     MOESERVE_ASSIGN_OR_RETURN(ClientResponse response, send_once(current));
     const std::string location = response.header("location");
-    if (hops >= request.max_redirects || !is_redirect_status(response.status) ||
-        location.empty()) {
+    if (hops >= request.max_redirects || !is_redirect_status(response.status) || location.empty()) {
       return response;
     }
     MOESERVE_ASSIGN_OR_RETURN(current, redirected(current, original, response.status, location));

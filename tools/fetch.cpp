@@ -69,8 +69,9 @@ int main(int argc, char** argv) {
       "run for the same commit downloads nothing; runs sharing DIR (one PVC for many pods) "
       "take turns on DIR/.moeserve-fetch.lock. Nothing is installed at run time.");
   flags.add_string("dest", &options.dest, "directory to fill (created when missing)");
-  flags.add_string("endpoint", &endpoint, "Hub or mirror URL (default $HF_ENDPOINT or " +
-                                              std::string(fetch::kDefaultEndpoint) + ")");
+  flags.add_string(
+      "endpoint", &endpoint,
+      "Hub or mirror URL (default $HF_ENDPOINT or " + std::string(fetch::kDefaultEndpoint) + ")");
   flags.add_string("token-file", &token_file,
                    "file holding the Hub token (default: $HF_TOKEN; none: anonymous)");
   flags.add_string("include", &include,
@@ -89,8 +90,7 @@ int main(int argc, char** argv) {
     return usage_error("expects exactly one source hf://org/name[@revision] (got " +
                        std::to_string(flags.positional().size()) + " positional arguments)");
   }
-  moeserve::StatusOr<moeserve::HfSource> source =
-      moeserve::parse_hf_source(flags.positional()[0]);
+  moeserve::StatusOr<moeserve::HfSource> source = moeserve::parse_hf_source(flags.positional()[0]);
   if (!source.ok()) return usage_error("source: " + source.status().message());
   options.source = *source;
   if (options.dest.empty()) return usage_error("--dest is required");

@@ -72,11 +72,13 @@ TEST(HttpClient, SilentServerTimesOut) {
 
 TEST(HttpClientRedirects, ResolveAgainstTheAnsweringUrl) {
   const Url from = *parse_url("https://hub.example:8443/org/model/resolve/abc/w/a.json?x=1");
-  EXPECT_EQ(*resolve_redirect(from, "https://cdn.example/obj?sig=1"), "https://cdn.example/obj?sig=1");
+  EXPECT_EQ(*resolve_redirect(from, "https://cdn.example/obj?sig=1"),
+            "https://cdn.example/obj?sig=1");
   EXPECT_EQ(*resolve_redirect(from, "//cdn.example/obj"), "https://cdn.example/obj");
   EXPECT_EQ(*resolve_redirect(from, "/api/resolve-cache/x"),
             "https://hub.example:8443/api/resolve-cache/x");
-  EXPECT_EQ(*resolve_redirect(from, "b.json"), "https://hub.example:8443/org/model/resolve/abc/w/b.json");
+  EXPECT_EQ(*resolve_redirect(from, "b.json"),
+            "https://hub.example:8443/org/model/resolve/abc/w/b.json");
   EXPECT_EQ(*resolve_redirect(*parse_url("http://[::1]:80/a"), "/b"), "http://[::1]:80/b");
   EXPECT_FALSE(resolve_redirect(from, "").ok());
   EXPECT_FALSE(resolve_redirect(from, "ftp://x/y").ok());
@@ -96,8 +98,8 @@ class RedirectTest : public ::testing::Test {
       out.send(response);
     });
     server_.route("*", "/echo", SimpleHandler([](const Request& r) {
-                    return text_response(200, r.method + " auth=" + r.header("authorization") +
-                                                  " body=" + r.body);
+                    return text_response(
+                        200, r.method + " auth=" + r.header("authorization") + " body=" + r.body);
                   }));
     server_.route("POST", "/see-other", SimpleHandler([](const Request&) {
                     Response response = text_response(303, "");

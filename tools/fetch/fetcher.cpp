@@ -140,8 +140,8 @@ Status hash_prefix(const std::string& path, int64_t bytes, Digest* digest) {
   if (fd.get() < 0) return errno_error("cannot open", path);
   std::string buffer(kHashReadBytes, '\0');
   while (bytes > 0) {
-    const ssize_t n =
-        ::read(fd.get(), buffer.data(), static_cast<size_t>(std::min<int64_t>(bytes, kHashReadBytes)));
+    const ssize_t n = ::read(fd.get(), buffer.data(),
+                             static_cast<size_t>(std::min<int64_t>(bytes, kHashReadBytes)));
     if (n < 0 && errno == EINTR) continue;
     if (n <= 0) return errno_error("read failed", path);
     digest->update(std::string_view(buffer.data(), static_cast<size_t>(n)));
@@ -232,20 +232,20 @@ Status Fetcher::verify_and_install(const HubFile& file, const std::string& part,
 }
 
 // Retryable errors leave the part for the next attempt to resume.
-Status Fetcher::download_attempt(const HubFile& file, const std::string& part,
-                                 Progress* progress) {
+Status Fetcher::download_attempt(const HubFile& file, const std::string& part, Progress* progress) {
   int64_t have = file_size(part).value_or(0);
   if (have > file.size) have = 0;
   Digest digest = digest_for(file);
   if (have > 0) MOESERVE_RETURN_IF_ERROR(hash_prefix(part, have, &digest));
   if (have == file.size) return verify_and_install(file, part, digest);
-  http::ClientRequest request = get(resolve_url(o_.endpoint, o_.source.repo, marker_.sha, file.name));
+  http::ClientRequest request =
+      get(resolve_url(o_.endpoint, o_.source.repo, marker_.sha, file.name));
   if (have > 0) request.headers.emplace_back("Range", "bytes=" + std::to_string(have) + "-");
   MOESERVE_ASSIGN_OR_RETURN(std::unique_ptr<http::ResponseStream> stream, client_.open(request));
   const std::string what = "file " + file.name + " of " + o_.source.repo + "@" + marker_.sha;
-  const bool resumed = have > 0 && stream->status() == 206 &&
-                       stream->header("content-range").rfind(
-                           "bytes " + std::to_string(have) + "-", 0) == 0;
+  const bool resumed =
+      have > 0 && stream->status() == 206 &&
+      stream->header("content-range").rfind("bytes " + std::to_string(have) + "-", 0) == 0;
   if (!resumed && stream->status() != 200) {
     stream->close();
     if (stream->status() == 416 || stream->status() == 206) {
@@ -260,8 +260,8 @@ Status Fetcher::download_attempt(const HubFile& file, const std::string& part,
     have = 0;
     digest = digest_for(file);
   }
-  Fd fd(::open(part.c_str(), O_WRONLY | O_CREAT | O_CLOEXEC | (resumed ? O_APPEND : O_TRUNC),
-               0644));
+  Fd fd(
+      ::open(part.c_str(), O_WRONLY | O_CREAT | O_CLOEXEC | (resumed ? O_APPEND : O_TRUNC), 0644));
   if (fd.get() < 0) return errno_error("cannot create", part);
   int64_t bytes = have;
   while (true) {
@@ -305,10 +305,10 @@ StatusOr<FetchResult> Fetcher::run() {
   std::error_code ec;
   fs::create_directories(o_.dest, ec);
   if (ec) return internal_error(o_.dest + ": cannot create: " + ec.message());
-  MOESERVE_ASSIGN_OR_RETURN(DirLock lock, DirLock::acquire(o_.dest, kLockReportMs, [&](int64_t s) {
-                              log::info("waiting for another fetcher",
-                                        {{"dest", o_.dest}, {"waited_s", s}});
-                            }));
+  MOESERVE_ASSIGN_OR_RETURN(
+      DirLock lock, DirLock::acquire(o_.dest, kLockReportMs, [&](int64_t s) {
+        log::info("waiting for another fetcher", {{"dest", o_.dest}, {"waited_s", s}});
+      }));
   StatusOr<std::optional<Marker>> read = read_marker(o_.dest);
   std::optional<Marker> previous;
   if (read.ok()) {
@@ -322,24 +322,25 @@ StatusOr<FetchResult> Fetcher::run() {
   const bool by_sha = is_commit_sha(revision);
   if (satisfies(previous, o_, by_sha ? revision : "", o_.dest) &&
       (by_sha || (o_.offline && previous->revision == revision))) {
-    log::info("already present", {{"repo", o_.source.repo}, {"sha", previous->sha},
-                                  {"dest", o_.dest}, {"network", false}});
+    log::info(
+        "already present",
+        {{"repo", o_.source.repo}, {"sha", previous->sha}, {"dest", o_.dest}, {"network", false}});
     result.sha = previous->sha;
     result.already_present = true;
     return result;
   }
   if (o_.offline) {
-    return failed_precondition_error(
-        "offline: " + o_.dest + " holds no complete fetch of " + o_.source.repo + "@" + revision +
-        (o_.include.empty() ? "" : " with these --include globs") +
-        " (run moeserve-fetch with network access into it first)");
+    return failed_precondition_error("offline: " + o_.dest + " holds no complete fetch of " +
+                                     o_.source.repo + "@" + revision +
+                                     (o_.include.empty() ? "" : " with these --include globs") +
+                                     " (run moeserve-fetch with network access into it first)");
   }
   MOESERVE_ASSIGN_OR_RETURN(HubRevision hub, resolve_revision());
   MOESERVE_ASSIGN_OR_RETURN(std::vector<HubFile> selected, select_files(hub.files, o_.include));
   result.sha = hub.sha;
   if (satisfies(previous, o_, hub.sha, o_.dest)) {
-    log::info("already present", {{"repo", o_.source.repo}, {"sha", hub.sha},
-                                  {"dest", o_.dest}, {"network", true}});
+    log::info("already present",
+              {{"repo", o_.source.repo}, {"sha", hub.sha}, {"dest", o_.dest}, {"network", true}});
     result.already_present = true;
     return result;
   }

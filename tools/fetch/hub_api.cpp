@@ -59,8 +59,7 @@ StatusOr<int64_t> size_field(const json& object, const char* key, const std::str
 }
 
 StatusOr<HubFile> parse_sibling(const json& sibling) {
-  if (!sibling.is_object() || !sibling.contains("rfilename") ||
-      !sibling["rfilename"].is_string()) {
+  if (!sibling.is_object() || !sibling.contains("rfilename") || !sibling["rfilename"].is_string()) {
     return invalid_argument_error("Hub listing: a sibling has no \"rfilename\"");
   }
   HubFile file;
@@ -93,18 +92,15 @@ StatusOr<HubFile> parse_sibling(const json& sibling) {
 
 }  // namespace
 
-std::string HubFile::checksum() const {
-  return lfs() ? "sha256:" + sha256 : "git-blob:" + blob_id;
-}
+std::string HubFile::checksum() const { return lfs() ? "sha256:" + sha256 : "git-blob:" + blob_id; }
 
 std::string percent_encode(std::string_view text, bool keep_slash) {
   static constexpr char kHex[] = "0123456789ABCDEF";
   std::string out;
   for (char c : text) {
     const auto u = static_cast<unsigned char>(c);
-    const bool plain = (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') ||
-                       (c >= '0' && c <= '9') || c == '-' || c == '.' || c == '_' || c == '~' ||
-                       (keep_slash && c == '/');
+    const bool plain = (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') ||
+                       c == '-' || c == '.' || c == '_' || c == '~' || (keep_slash && c == '/');
     if (plain) {
       out += c;
     } else {

@@ -69,8 +69,8 @@ StatusOr<Marker> marker_from_json(const std::string& text) {
   auto bad = [](const std::string& why) { return invalid_argument_error("marker: " + why); };
   if (!doc.is_object()) return bad("not a JSON object");
   Marker m;
-  for (auto [key, target] : {std::pair{"repo", &m.repo}, std::pair{"revision", &m.revision},
-                             std::pair{"sha", &m.sha}}) {
+  for (auto [key, target] :
+       {std::pair{"repo", &m.repo}, std::pair{"revision", &m.revision}, std::pair{"sha", &m.sha}}) {
     if (!doc.contains(key) || !doc[key].is_string()) return bad(std::string(key) + " missing");
     *target = doc[key].get<std::string>();
   }
@@ -85,12 +85,11 @@ StatusOr<Marker> marker_from_json(const std::string& text) {
   if (!doc.contains("files") || !doc["files"].is_array()) return bad("files missing");
   for (const json& f : doc["files"]) {
     if (!f.is_object() || !f.value("name", json()).is_string() ||
-        !f.value("size", json()).is_number_integer() ||
-        !f.value("checksum", json()).is_string()) {
+        !f.value("size", json()).is_number_integer() || !f.value("checksum", json()).is_string()) {
       return bad("a file entry lacks name, size or checksum");
     }
-    m.files.push_back({f["name"].get<std::string>(), f["size"].get<int64_t>(),
-                       f["checksum"].get<std::string>()});
+    m.files.push_back(
+        {f["name"].get<std::string>(), f["size"].get<int64_t>(), f["checksum"].get<std::string>()});
   }
   return m;
 }

@@ -56,14 +56,17 @@ FakeHub::FakeHub() {
   http::ServerOptions options;
   options.handler_threads = 8;
   server_ = std::make_unique<http::Server>(options);
-  auto route = [this](const char* prefix, http::Response (FakeHub::*handler)(const http::Request&)) {
-    server_->route_prefix("GET", prefix, [this, handler](const http::Request& r, http::Responder& out) {
-      {
-        std::lock_guard<std::mutex> lock(mutex_);
-        seen_.push_back({r.path, r.header("host"), r.header("authorization"), r.header("range")});
-      }
-      out.send((this->*handler)(r));
-    });
+  auto route = [this](const char* prefix,
+                      http::Response (FakeHub::*handler)(const http::Request&)) {
+    server_->route_prefix(
+        "GET", prefix, [this, handler](const http::Request& r, http::Responder& out) {
+          {
+            std::lock_guard<std::mutex> lock(mutex_);
+            seen_.push_back(
+                {r.path, r.header("host"), r.header("authorization"), r.header("range")});
+          }
+          out.send((this->*handler)(r));
+        });
   };
   route("/api/models/", &FakeHub::api);
   route("/org/", &FakeHub::resolve);
@@ -140,12 +143,13 @@ http::Response FakeHub::api(const http::Request& request) {
     if (request.query_param("blobs") == "true") {
       sibling["size"] = size;
       sibling["blobId"] = git_blob_hex(f.lfs ? "pointer of " + f.name : f.content);
-      if (f.lfs) sibling["lfs"] = {{"sha256", sha256_hex(f.content)}, {"size", size},
-                                   {"pointerSize", 134}};
+      if (f.lfs)
+        sibling["lfs"] = {{"sha256", sha256_hex(f.content)}, {"size", size}, {"pointerSize", 134}};
     }
     siblings.push_back(sibling);
   }
-  return http::json_response(200, json({{"id", repo}, {"sha", it->second}, {"siblings", siblings}}).dump());
+  return http::json_response(
+      200, json({{"id", repo}, {"sha", it->second}, {"siblings", siblings}}).dump());
 }
 
 http::Response FakeHub::resolve(const http::Request& request) {

@@ -48,8 +48,7 @@ class FakeHub {
 
   std::string endpoint() const;  // http://127.0.0.1:PORT
   // Sets commit `sha` of `repo` to `files` and points `revision` (a branch or tag) at it.
-  void set_commit(const std::string& revision, const std::string& sha,
-                  std::vector<RepoFile> files);
+  void set_commit(const std::string& revision, const std::string& sha, std::vector<RepoFile> files);
   void set_token(std::string token);
   void fail_api_times(int times);
   std::vector<SeenRequest> requests() const;
@@ -66,8 +65,8 @@ class FakeHub {
   const RepoFile* find(const std::string& sha, const std::string& name) const;
 
   mutable std::mutex mutex_;
-  std::map<std::string, std::string> revisions_;               // revision -> sha
-  std::map<std::string, std::vector<RepoFile>> commits_;       // sha -> files
+  std::map<std::string, std::string> revisions_;          // revision -> sha
+  std::map<std::string, std::vector<RepoFile>> commits_;  // sha -> files
   std::string token_;
   int fail_api_ = 0;
   std::vector<SeenRequest> seen_;

@@ -33,15 +33,14 @@ TEST(FetchCli, FetchesWithTheEndpointAndTokenFromTheEnvironment) {
   EXPECT_EQ(fetch_cli("hf://org/model@v1 --dest out --endpoint " + hub.endpoint(), dir), 1);
   EXPECT_NE(read_file(dir.file("stderr")).find("HTTP 401"), std::string::npos);
   EXPECT_EQ(run_command("cd " + dir.path() + " && HF_ENDPOINT=" + hub.endpoint() +
-                        "/ HF_TOKEN=tok " + fetch_binary() + " hf://org/model@v1 " +
-                        "--dest out"),
+                        "/ HF_TOKEN=tok " + fetch_binary() + " hf://org/model@v1 " + "--dest out"),
             0);
   EXPECT_EQ(read_file(dir.file("out/config.json")), "{}");
   write_file(dir.file("token"), "tok\n");
-  EXPECT_EQ(fetch_cli("hf://org/model@v1 --dest out2 --token-file token --endpoint " +
-                          hub.endpoint(),
-                      dir),
-            0);
+  EXPECT_EQ(
+      fetch_cli("hf://org/model@v1 --dest out2 --token-file token --endpoint " + hub.endpoint(),
+                dir),
+      0);
   EXPECT_EQ(fetch_cli("hf://org/model@v1 --dest out2 --offline", dir), 0);
 }
 

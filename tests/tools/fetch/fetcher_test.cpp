@@ -287,7 +287,8 @@ TEST_F(FetcherTest, AnInterruptedDownloadIsResumedWithARange) {
   hub.set_commit("main", kSha1, files);
   const std::string parts = dest.path() + "/model/" + kPartsDirName;
   fs::create_directories(parts);
-  write_file(parts + "/" + testing::sha256_hex(files[2].content), files[2].content.substr(0, 123456));
+  write_file(parts + "/" + testing::sha256_hex(files[2].content),
+             files[2].content.substr(0, 123456));
   StatusOr<FetchResult> r = run(options());
   ASSERT_TRUE(r.ok()) << r.status().message();
   EXPECT_EQ(fetched(files[2].name), files[2].content);

@@ -25,8 +25,10 @@ TEST(HubApi, ParsesTheRevisionListingWithBlobs) {
   const std::string blob(40, 'c');
   StatusOr<HubRevision> r = parse_revision_info(R"({"id": "o/n", "sha": ")" + kSha +
                                                 R"(", "siblings": [
-      {"rfilename": "config.json", "size": 12, "blobId": ")" + blob + R"("},
-      {"rfilename": "w/model.safetensors", "size": 99, "blobId": ")" + blob +
+      {"rfilename": "config.json", "size": 12, "blobId": ")" +
+                                                blob + R"("},
+      {"rfilename": "w/model.safetensors", "size": 99, "blobId": ")" +
+                                                blob +
                                                 R"(",
        "lfs": {"sha256": ")" + sha256 + R"(", "size": 99, "pointerSize": 134}}]})");
   ASSERT_TRUE(r.ok()) << r.status().message();
