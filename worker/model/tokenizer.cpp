@@ -326,6 +326,11 @@ Status parse_vocab(const json& model, Tokenizer::Data& data) {
                                     std::to_string(kMaxTokenId) + "]");
     }
     const int32_t id = id_json.get<int32_t>();
+    if (data.known(id)) {
+      // Two spellings for one id: decode could only ever give one of them back.
+      return invalid_argument_error("model.vocab['" + spelling + "']: id " + std::to_string(id) +
+                                    " is also the id of '" + data.id_to_spelling[id] + "'");
+    }
     std::string bytes = byte_level_to_bytes(spelling);
     if (bytes.size() == 1) data.byte_ids[uint8_t(bytes[0])] = id;
     data.bytes_to_id[bytes] = id;
@@ -434,6 +439,13 @@ Status parse_added_tokens(const json& root, Tokenizer::Data& data) {
     token.lstrip = entry.value("lstrip", false);
     token.rstrip = entry.value("rstrip", false);
     token.single_word = entry.value("single_word", false);
+    if (data.known(token.id) && data.id_to_spelling[token.id] != token.content) {
+      // Hugging Face files repeat vocabulary tokens here with the same spelling; a
+      // different one would make the id decode to text that does not encode to it.
+      return invalid_argument_error(field + ".id: " + std::to_string(token.id) +
+                                    " is already the token '" + data.id_to_spelling[token.id] +
+                                    "'");
+    }
     data.set_token(token.id, token.content, token.content);
     data.id_special[token.id] = token.special ? 1 : 0;
     data.added.push_back(std::move(token));

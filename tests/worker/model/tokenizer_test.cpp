@@ -428,6 +428,21 @@ TEST(TokenizerErrorsTest, MalformedFilesNameTheField) {
   j = tiny_tokenizer_json();
   j["model"]["byte_fallback"] = true;
   expect_error(parse_error(j), "model.byte_fallback");
+
+  // One id, two spellings: decoding the id could not give back what encoded to it.
+  j = tiny_tokenizer_json();
+  j["model"]["vocab"]["Ġextra"] = 97;
+  expect_error(parse_error(j), "id 97 is also the id of");
+
+  j = tiny_tokenizer_json();
+  j["added_tokens"][0]["id"] = 97;
+  expect_error(parse_error(j), "added_tokens[0].id: 97 is already the token 'a'");
+
+  // Repeating a vocabulary token with its own spelling is what Hugging Face files do.
+  j = tiny_tokenizer_json();
+  j["model"]["vocab"]["<eos>"] = 310;
+  j["added_tokens"].push_back({{"id", 310}, {"content", "<eos>"}, {"special", true}});
+  EXPECT_TRUE(Tokenizer::parse(j.dump()).ok());
 }
 
 TEST(TokenizerErrorsTest, LoadNamesTheFile) {

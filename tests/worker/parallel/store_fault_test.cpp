@@ -82,9 +82,15 @@ TEST_F(StoreFaultTest, MalformedFramesAreAnsweredOrDroppedAndRanksKeepWorking) {
   expect_ranks_work("huge-count");
 
   const std::string not_joined = raw_exchange(
-      server_->port(), frame(std::string(1, '\x03') + u32(1) + "k" + u64(~0ull)), 3000ms);
+      server_->port(), frame(std::string(1, '\x03') + u32(1) + "k" + u64(1000)), 3000ms);
   EXPECT_NE(not_joined.find("join before any other request"), std::string::npos);
   expect_ranks_work("get-before-join");
+
+  // A wait of 2^64 - 1 ms (over the protocol's 2^40 ms bound) is refused as malformed.
+  const std::string forever = raw_exchange(
+      server_->port(), frame(std::string(1, '\x03') + u32(1) + "k" + u64(~0ull)), 3000ms);
+  EXPECT_NE(forever.find("malformed"), std::string::npos) << forever;
+  expect_ranks_work("forever-wait");
 
   const std::string bad_join =
       raw_exchange(server_->port(), frame(std::string(1, '\x01') + u32(7) + u32(3)), 3000ms);
