@@ -5,6 +5,8 @@
 # the driver comes from the node through the NVIDIA container runtime.
 # Build and run stages use the same Ubuntu release, so the libraries collected from the
 # build stage match the runtime's C library.
+# The image also ships moeserve-fetch, which the operator's init container runs for
+# hf:// sources, and the CA certificates it needs to verify the Hub's TLS.
 # Build from the repository root:
 #   docker build -f docker/worker.Dockerfile -t ghcr.io/moeserve/moeserve-worker:0.1.0 .
 ARG CUDA_VERSION=12.6.3
@@ -23,15 +25,19 @@ WORKDIR /src
 COPY . .
 RUN cmake -S . -B /build -G Ninja -DCMAKE_BUILD_TYPE=Release -DMOESERVE_CUDA=ON \
       -DMOESERVE_TESTS=OFF -DMOESERVE_BENCH=OFF \
- && cmake --build /build --target moeserve-worker -j "$(nproc)" \
- && strip /build/bin/moeserve-worker \
- && docker/collect-libs.sh /out/lib /build/bin/moeserve-worker
+ && cmake --build /build --target moeserve-worker moeserve-fetch -j "$(nproc)" \
+ && strip /build/bin/moeserve-worker /build/bin/moeserve-fetch \
+ && docker/collect-libs.sh /out/lib /build/bin/moeserve-worker /build/bin/moeserve-fetch
 
 FROM nvidia/cuda:${CUDA_VERSION}-runtime-${UBUNTU}
-RUN groupadd --gid 65532 moeserve \
+RUN apt-get update -q \
+ && DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends ca-certificates \
+ && rm -rf /var/lib/apt/lists/* \
+ && groupadd --gid 65532 moeserve \
  && useradd --uid 65532 --gid 65532 --no-create-home --shell /usr/sbin/nologin moeserve
 COPY --from=build /out/lib/ /usr/local/lib/moeserve/
 COPY --from=build /build/bin/moeserve-worker /usr/local/bin/moeserve-worker
+COPY --from=build /build/bin/moeserve-fetch /usr/local/bin/moeserve-fetch
 ENV LD_LIBRARY_PATH=/usr/local/lib/moeserve \
     NVIDIA_VISIBLE_DEVICES=all \
     NVIDIA_DRIVER_CAPABILITIES=compute,utility

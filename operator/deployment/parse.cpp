@@ -150,6 +150,7 @@ ModelDeploymentSpec parse_spec(const json& spec, std::vector<FieldError>* errors
   model.read("routedExperts", &s.model.routed_experts);
   model.read("moeLayers", &s.model.moe_layers);
   model.read("downloaderImage", &s.model.downloader_image);
+  model.read("cacheClaim", &s.model.cache_claim);
 
   r.read("replicas", &s.replicas);
 

@@ -21,10 +21,6 @@ constexpr const char* kTmpVolume = "tmp";
 // Read by the worker's user and group only (fsGroup owns the files).
 constexpr int32_t kAuthFileMode = 0440;
 
-json value_env(const char* name, std::string value) {
-  return {{"name", name}, {"value", std::move(value)}};
-}
-
 json http_probe(const char* path, int32_t period_seconds, int32_t failure_threshold) {
   return {{"httpGet", {{"path", path}, {"port", "http"}}},
           {"periodSeconds", period_seconds},
@@ -37,19 +33,20 @@ json restricted_security_context() {
           {"capabilities", {{"drop", json::array({"ALL"})}}}};
 }
 
-// The init container that fetches an hf:// checkpoint into the model emptyDir.
+// The init container that fetches an hf:// checkpoint into the model volume with
+// moeserve-fetch, which ships in the worker image: nothing is installed at pod start,
+// and every file is checked against the Hub's published checksum. spec.worker.env
+// reaches it, so HF_TOKEN (from a Secret) and HF_ENDPOINT (a mirror) can be given.
 json downloader(const ModelDeployment& md, const ModelSource& source) {
-  json env = to_json(md.spec.worker.env);
-  env.push_back(value_env("HOME", std::string(kModelMountDir) + "/.home"));
-  const std::string script =
-      "python -m pip install --user --quiet --no-cache-dir huggingface_hub && "
-      "python -c 'import sys; from huggingface_hub import snapshot_download; "
-      "snapshot_download(sys.argv[1], local_dir=sys.argv[2])' \"$0\" \"$1\"";
+  const std::string& image = md.spec.model.downloader_image.empty()
+                                 ? md.spec.worker.image
+                                 : md.spec.model.downloader_image;
   return {{"name", "download-model"},
-          {"image", md.spec.model.downloader_image},
+          {"image", image},
           {"imagePullPolicy", md.spec.worker.image_pull_policy},
-          {"command", json::array({"/bin/sh", "-c", script, source.repo, model_dir(source)})},
-          {"env", env},
+          {"command",
+           json::array({"moeserve-fetch", md.spec.model.source, "--dest", model_dir(source)})},
+          {"env", to_json(md.spec.worker.env)},
           {"volumeMounts", json::array({{{"name", kModelVolume}, {"mountPath", kModelMountDir}}})},
           {"securityContext", restricted_security_context()}};
 }
@@ -124,7 +121,11 @@ bool is_operator_mount_path(std::string_view path) {
 
 std::string model_dir(const ModelSource& source) {
   switch (source.kind) {
-    case ModelSource::Kind::kHuggingFace: return std::string(kModelMountDir) + "/" + source.repo;
+    case ModelSource::Kind::kHuggingFace: {
+      // A written revision gets its own directory, so a shared cache holds several.
+      const std::string repo_dir = std::string(kModelMountDir) + "/" + source.repo;
+      return source.revision.empty() ? repo_dir : repo_dir + "/" + source.revision;
+    }
     case ModelSource::Kind::kPvc:
       return source.path.empty() ? kModelMountDir : std::string(kModelMountDir) + "/" + source.path;
     case ModelSource::Kind::kPath: return source.path;
@@ -178,8 +179,14 @@ json render_pod_template(const ModelDeployment& md, const GroupLayout& layout, i
         {{"name", kModelVolume},
          {"persistentVolumeClaim", {{"claimName", source.claim}, {"readOnly", true}}}});
   } else if (source.kind == ModelSource::Kind::kHuggingFace) {
+    // The worker reads what the init container wrote; only the init container writes.
     mounts.push_back({{"name", kModelVolume}, {"mountPath", kModelMountDir}, {"readOnly", true}});
-    volumes.push_back({{"name", kModelVolume}, {"emptyDir", json::object()}});
+    if (s.model.cache_claim.empty()) {
+      volumes.push_back({{"name", kModelVolume}, {"emptyDir", json::object()}});
+    } else {
+      volumes.push_back({{"name", kModelVolume},
+                         {"persistentVolumeClaim", {{"claimName", s.model.cache_claim}}}});
+    }
     init_containers.push_back(downloader(md, source));
   }
   if (placement_enabled(s)) {

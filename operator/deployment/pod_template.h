@@ -18,9 +18,12 @@
 // --api-key-file /etc/moeserve/auth/<key>.
 //
 // Model sources: an image path is used as is; pvc://claim/path mounts the claim
-// read-only at /model and serves /model/path; hf://org/name downloads into an emptyDir
-// at /model/org/name with an init container (spec.model.downloaderImage, running
-// huggingface_hub.snapshot_download, with spec.worker.env so HF_TOKEN can be given).
+// read-only at /model and serves /model/path; hf://org/name[@revision] is downloaded to
+// /model/org/name[/revision] by an init container running moeserve-fetch
+// (from spec.model.downloaderImage, default the worker image; with spec.worker.env so
+// HF_TOKEN and HF_ENDPOINT can be given) into an emptyDir, or into the claim
+// spec.model.cacheClaim shared by every pod (moeserve-fetch takes a lock on the
+// directory and downloads nothing when it already holds the revision's commit).
 #pragma once
 
 #include <cstdint>

@@ -23,9 +23,9 @@ json to_json_secrets(const WorkerSpec& w) {
 }
 
 json to_json(const ModelDeploymentSpec& s) {
-  json model = {{"source", s.model.source},
-                {"precision", precision_name(s.model.precision)},
-                {"downloaderImage", s.model.downloader_image}};
+  json model = {{"source", s.model.source}, {"precision", precision_name(s.model.precision)}};
+  if (!s.model.downloader_image.empty()) model["downloaderImage"] = s.model.downloader_image;
+  if (!s.model.cache_claim.empty()) model["cacheClaim"] = s.model.cache_claim;
   if (!s.model.served_model_name.empty()) model["servedModelName"] = s.model.served_model_name;
   if (s.model.routed_experts) model["routedExperts"] = *s.model.routed_experts;
   if (s.model.moe_layers) model["moeLayers"] = *s.model.moe_layers;

@@ -2,12 +2,13 @@
 
 #include <regex>
 
+#include "common/hf_source.h"
+
 namespace moeserve::deployment {
 namespace {
 
-// The same patterns as the CRD's CEL rule on spec.model.source (ECMAScript and RE2
-// agree on these).
-constexpr const char* kHfSourcePattern = "^hf://[A-Za-z0-9._-]+/[A-Za-z0-9._-]+$";
+// The same pattern as the CRD's CEL rule on pvc:// sources (ECMAScript and RE2 agree on
+// it); hf:// sources follow common/hf_source.h.
 constexpr const char* kPvcSourcePattern = "^pvc://[a-z0-9]([-a-z0-9]*[a-z0-9])?(/.*)?$";
 
 std::string last_segment(std::string_view text) {
@@ -53,9 +54,11 @@ std::optional<ModelSource> parse_model_source(std::string_view source) {
   const std::string text(source);
   ModelSource out;
   if (text.rfind("hf://", 0) == 0) {
-    if (!std::regex_match(text, std::regex(kHfSourcePattern))) return std::nullopt;
+    StatusOr<HfSource> hf = parse_hf_source(text);
+    if (!hf.ok()) return std::nullopt;
     out.kind = ModelSource::Kind::kHuggingFace;
-    out.repo = text.substr(5);
+    out.repo = hf->repo;
+    out.revision = hf->revision;
     return out;
   }
   if (text.rfind("pvc://", 0) == 0) {
@@ -79,6 +82,10 @@ std::optional<ModelSource> parse_model_source(std::string_view source) {
 
 std::string served_model_name(const ModelSpec& model) {
   if (!model.served_model_name.empty()) return model.served_model_name;
+  // "hf://org/name@refs/pr/3" serves "name": a revision is not part of the name.
+  if (StatusOr<HfSource> hf = parse_hf_source(model.source); hf.ok()) {
+    return last_segment(hf->repo);
+  }
   return last_segment(model.source);
 }
 

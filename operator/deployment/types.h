@@ -46,20 +46,27 @@ std::string_view engine_name(EngineKind kind);                // "moeserve" | "v
 struct ModelSource {
   enum class Kind { kHuggingFace, kPvc, kPath };
   Kind kind = Kind::kPath;
-  std::string repo;   // kHuggingFace: "org/name"
-  std::string claim;  // kPvc: the PersistentVolumeClaim
-  std::string path;   // kPvc: path inside the claim ("" = its root); kPath: absolute path
+  std::string repo;      // kHuggingFace: "org/name"
+  std::string revision;  // kHuggingFace: as written after '@' ("" = the branch main)
+  std::string claim;     // kPvc: the PersistentVolumeClaim
+  std::string path;      // kPvc: path inside the claim ("" = its root); kPath: absolute path
 };
-// Decodes "hf://org/name", "pvc://claim[/path]" or "/abs/path"; nullopt when malformed.
+// Decodes "hf://org/name[@revision]" (common/hf_source.h), "pvc://claim[/path]" or
+// "/abs/path"; nullopt when malformed.
 std::optional<ModelSource> parse_model_source(std::string_view source);
 
 struct ModelSpec {
   std::string source;
   std::string served_model_name;  // "" = derived from the source (see served_model_name())
   Precision precision = Precision::kFp8;
-  std::optional<int32_t> routed_experts;              // n_routed_experts of the checkpoint
-  std::optional<int32_t> moe_layers;                  // number of MoE layers (placement map rows)
-  std::string downloader_image = "python:3.12-slim";  // init container for hf:// sources
+  std::optional<int32_t> routed_experts;  // n_routed_experts of the checkpoint
+  std::optional<int32_t> moe_layers;      // number of MoE layers (placement map rows)
+  // hf:// sources: the image of the init container running moeserve-fetch ("" = the
+  // moeserve worker image spec.worker.image, which ships it), and an optional
+  // PersistentVolumeClaim that caches downloads for every pod and group ("" = an
+  // emptyDir per pod).
+  std::string downloader_image;
+  std::string cache_claim;
 };
 
 struct ParallelismSpec {

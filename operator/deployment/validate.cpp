@@ -3,6 +3,7 @@
 #include <regex>
 #include <set>
 
+#include "common/hf_source.h"
 #include "operator/deployment/engine_command.h"
 #include "operator/deployment/pod_template.h"
 
@@ -76,15 +77,34 @@ void validate_model(const ModelSpec& m, std::vector<FieldError>* errors) {
   } else if (m.source.size() > kMaxSourceLength) {
     errors->push_back({"spec.model.source",
                        "must be at most " + std::to_string(kMaxSourceLength) + " characters"});
+  } else if (m.source.rfind(kHfScheme, 0) == 0) {
+    if (StatusOr<HfSource> hf = parse_hf_source(m.source); !hf.ok()) {
+      errors->push_back({"spec.model.source", hf.status().message()});
+    }
   } else if (!parse_model_source(m.source)) {
     errors->push_back({"spec.model.source",
-                       "must be hf://org/name, pvc://claim[/path] or an absolute path (got " +
+                       "must be hf://org/name[@revision], pvc://claim[/path] or an absolute "
+                       "path (got " +
                            json_quoted(m.source) + ")"});
   }
   if (m.routed_experts) check_min(errors, "spec.model.routedExperts", *m.routed_experts, 1);
   if (m.moe_layers) check_min(errors, "spec.model.moeLayers", *m.moe_layers, 1);
-  if (m.downloader_image.empty()) {
-    errors->push_back({"spec.model.downloaderImage", "must not be empty"});
+  check_max_length(errors, "spec.model.downloaderImage", m.downloader_image, kMaxStringLength);
+  if (!m.cache_claim.empty()) {
+    if (m.cache_claim.size() > kMaxSubdomainLength || !matches(m.cache_claim, kSubdomainPattern)) {
+      errors->push_back({"spec.model.cacheClaim",
+                         "must be a PersistentVolumeClaim name: lowercase letters, digits, '-' "
+                         "and '.' (got " +
+                             json_quoted(m.cache_claim) + ")"});
+    }
+    // A branch or tag can move: the next pod would rewrite the files that running
+    // workers of every group have mapped.
+    const StatusOr<HfSource> hf = parse_hf_source(m.source);
+    if (!hf.ok() || !hf->pinned()) {
+      errors->push_back({"spec.model.cacheClaim",
+                         "needs a source pinned to a commit, hf://org/name@<40-hex sha> (got " +
+                             json_quoted(m.source) + ")"});
+    }
   }
 }
 
@@ -206,6 +226,13 @@ void validate_worker(const ModelDeploymentSpec& s, std::vector<FieldError>* erro
                                                   std::string(engine_name(s.engine.kind)) +
                                                   " (or spec.worker.image)"});
     }
+  }
+  // The hf:// init container runs moeserve-fetch, which only moeserve's images ship.
+  if (s.model.source.rfind(kHfScheme, 0) == 0 && s.model.downloader_image.empty() &&
+      w.image.empty() && !s.engine.image.empty()) {
+    errors->push_back({"spec.model.downloaderImage",
+                       "required for hf:// sources without spec.worker.image: the image "
+                       "that runs moeserve-fetch (a moeserve worker image)"});
   }
   if (w.image_pull_policy != "Always" && w.image_pull_policy != "IfNotPresent" &&
       w.image_pull_policy != "Never") {

@@ -297,6 +297,101 @@ TEST_F(HttpServerTest, StreamingHandlerLearnsClientLeft) {
   EXPECT_LT(future.get(), 100000);
 }
 
+// A raw connection that sends one GET and then reads only when told to, with a small
+// receive buffer so that the server's socket fills quickly.
+class LazyReader {
+ public:
+  LazyReader(uint16_t port, const std::string& path) {
+    fd_ = ::socket(AF_INET, SOCK_STREAM, 0);
+    const int buffer = 4096;
+    ::setsockopt(fd_, SOL_SOCKET, SO_RCVBUF, &buffer, sizeof buffer);
+    sockaddr_in addr{};
+    addr.sin_family = AF_INET;
+    addr.sin_port = htons(port);
+    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    connected_ = ::connect(fd_, reinterpret_cast<sockaddr*>(&addr), sizeof addr) == 0;
+    const std::string request = "GET " + path + " HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n";
+    connected_ = connected_ && ::send(fd_, request.data(), request.size(), 0) ==
+                                   static_cast<ssize_t>(request.size());
+  }
+  ~LazyReader() { ::close(fd_); }
+  bool connected() const { return connected_; }
+  // Reads what is there, up to `max` bytes; 0 at end of stream or on error.
+  size_t read_some(size_t max) {
+    std::string buffer(max, '\0');
+    const ssize_t n = ::recv(fd_, buffer.data(), max, 0);
+    return n > 0 ? static_cast<size_t>(n) : 0;
+  }
+
+ private:
+  int fd_ = -1;
+  bool connected_ = false;
+};
+
+// A streaming handler whose client never reads gives up after request_timeout_ms without
+// progress: its thread (on the worker: a decoding sequence) is not held forever, and
+// other clients are served meanwhile.
+TEST_F(HttpServerTest, ClientThatNeverReadsReleasesTheHandler) {
+  ServerOptions options;
+  options.request_timeout_ms = 500;
+  server_ = std::make_unique<Server>(options);
+  std::promise<size_t> bytes_until_gone;
+  server_->route("GET", "/flood", [&](const Request&, Responder& out) {
+    out.begin_stream(200, "text/plain");
+    const std::string chunk(64 << 10, 'x');
+    size_t bytes = 0;
+    while (bytes < (size_t(1) << 30) && out.write(chunk)) bytes += chunk.size();
+    bytes_until_gone.set_value(bytes);
+  });
+  server_->route("GET", "/hello",
+                 SimpleHandler([](const Request&) { return text_response(200, "hello"); }));
+  ASSERT_TRUE(server_->start().ok());
+
+  LazyReader lazy(server_->port(), "/flood");
+  ASSERT_TRUE(lazy.connected());
+  ASSERT_TRUE(wait_until([&] { return server_->in_flight() == 1; }, 5s));
+  EXPECT_EQ(get(*server_, "/hello").body, "hello");  // while the flood is stuck
+
+  auto future = bytes_until_gone.get_future();
+  ASSERT_EQ(future.wait_for(20s), std::future_status::ready);
+  EXPECT_LT(future.get(), size_t(64) << 20);  // socket buffers, not a gigabyte
+  EXPECT_TRUE(wait_until([&] { return server_->in_flight() == 0; }, 5s));
+}
+
+// A client that reads slowly but steadily gets the whole stream even when it takes far
+// longer than request_timeout_ms: the limit is on a write making no progress.
+TEST_F(HttpServerTest, SlowButSteadyReaderGetsTheWholeStream) {
+  ServerOptions options;
+  options.request_timeout_ms = 1000;
+  server_ = std::make_unique<Server>(options);
+  constexpr size_t kChunk = 64 << 10;
+  constexpr int kChunks = 10;
+  std::atomic<bool> all_written{false};
+  server_->route("GET", "/slow", [&](const Request&, Responder& out) {
+    out.begin_stream(200, "text/plain");
+    const std::string chunk(kChunk, 'y');
+    int written = 0;
+    while (written < kChunks && out.write(chunk)) ++written;
+    out.end_stream();
+    all_written = written == kChunks;
+  });
+  ASSERT_TRUE(server_->start().ok());
+
+  LazyReader reader(server_->port(), "/slow");
+  ASSERT_TRUE(reader.connected());
+  const auto start = std::chrono::steady_clock::now();
+  size_t received = 0;
+  // About 8 KiB (the receive buffer) per 20 ms: a 64 KiB chunk takes ~160 ms to drain.
+  while (const size_t n = reader.read_some(16 << 10)) {
+    received += n;
+    std::this_thread::sleep_for(20ms);
+  }
+  const auto elapsed = std::chrono::steady_clock::now() - start;
+  EXPECT_TRUE(all_written.load());
+  EXPECT_GE(received, kChunk * kChunks);  // the body plus chunk framing and headers
+  EXPECT_GT(elapsed, 2 * 1000ms) << "the reader was not slow: the test proves nothing";
+}
+
 TEST_F(HttpServerTest, GracefulShutdownFinishesInFlightRequest) {
   std::promise<void> entered;
   server_ = std::make_unique<Server>(ServerOptions{});

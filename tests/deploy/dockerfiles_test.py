@@ -76,6 +76,25 @@ class DockerfilesTest(unittest.TestCase):
             copies = [arg for op, arg in stages(os.path.join(DOCKER_DIR, name))[-1][1] if op == "COPY"]
             self.assertTrue(any(c.endswith("/usr/local/bin/moeserve-worker") for c in copies))
 
+    def test_worker_images_ship_moeserve_fetch_for_the_init_container(self):
+        # hf:// sources: the operator's init container runs "moeserve-fetch" from the
+        # worker image (operator/deployment/pod_template.cpp); it talks TLS to the Hub.
+        template = ds.read_text(os.path.join(ds.SOURCE_DIR, "operator", "deployment",
+                                             "pod_template.cpp"))
+        self.assertIn('"moeserve-fetch"', template)
+        self.assertNotIn("pip install", template)
+        for name in ("worker.Dockerfile", "worker-cpu.Dockerfile"):
+            with self.subTest(name=name):
+                parts = stages(os.path.join(DOCKER_DIR, name))
+                runs = " ".join(arg for _, ins in parts[:-1] for op, arg in ins if op == "RUN")
+                self.assertIn("moeserve-fetch", runs.split("--target", 1)[1].split("-j")[0])
+                final = parts[-1][1]
+                copies = [arg for op, arg in final if op == "COPY"]
+                self.assertIn("--from=build /build/bin/moeserve-fetch /usr/local/bin/moeserve-fetch",
+                              copies)
+                final_runs = " ".join(arg for op, arg in final if op == "RUN")
+                self.assertIn("ca-certificates", final_runs)
+
     def test_cpu_image_ships_the_tiny_model_the_cpu_example_uses(self):
         example = yaml.safe_load(ds.read_text(os.path.join(ds.SOURCE_DIR, "deploy", "examples",
                                                            "tiny-cpu.yaml")))

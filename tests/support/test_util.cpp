@@ -57,12 +57,32 @@ uint16_t free_port() {
   return ntohs(addr.sin_port);
 }
 
+namespace {
+
+// Whether `port` on 127.0.0.1 can be bound now (as the servers bind: SO_REUSEADDR, so a
+// port in TIME_WAIT counts as free).
+bool bindable(int port) {
+  const int fd = socket(AF_INET, SOCK_STREAM, 0);
+  const int one = 1;
+  setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  addr.sin_port = htons(static_cast<uint16_t>(port));
+  const bool ok = bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) == 0;
+  close(fd);
+  return ok;
+}
+
+}  // namespace
+
 uint16_t free_base_port(uint16_t avoid, int span) {
   while (true) {
     const int base = free_port();
-    if (base + span <= 65536 && (avoid < base || avoid >= base + span)) {
-      return static_cast<uint16_t>(base);
-    }
+    if (base + span > 65536 || (avoid >= base && avoid < base + span)) continue;
+    bool all_free = true;
+    for (int port = base; port < base + span && all_free; ++port) all_free = bindable(port);
+    if (all_free) return static_cast<uint16_t>(base);
   }
 }
 

@@ -52,7 +52,8 @@ class Process {
 // A TCP port on 127.0.0.1 that was free a moment ago.
 uint16_t free_port();
 // A free port to start a block of `span` consecutive ports (local mode's --base-port)
-// whose block does not contain `avoid` (the --port given with it).
+// whose block does not contain `avoid` (the --port given with it); every port of the
+// block could be bound a moment ago.
 uint16_t free_base_port(uint16_t avoid, int span = 64);
 
 // Sends `bytes` to 127.0.0.1:port and reads until the peer closes or `timeout`.

@@ -148,6 +148,8 @@ TEST(LocalPlatform, RefusesToStartWhenAnotherProcessHoldsAWorkerPort) {
   const uint16_t port = free_port();
   const uint16_t base = moeserve::testing::free_base_port(port);
   const int held = ::socket(AF_INET, SOCK_STREAM, 0);
+  const int one = 1;  // as the worker binds: a port in TIME_WAIT is not "held"
+  ::setsockopt(held, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
   sockaddr_in addr{};
   addr.sin_family = AF_INET;
   addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);

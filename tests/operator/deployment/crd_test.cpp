@@ -276,6 +276,18 @@ std::map<std::string, CelCase> cel_cases() {
       "self.source.startsWith('hf://')",
       [](json* o) { (*o)["spec"]["model"]["source"] = "hf://org"; }, "spec.model.source");
   rule(
+      "has(self.model.downloaderImage) || has(self.worker.image)",
+      [](json* o) {
+        (*o)["spec"]["engine"] = {{"kind", "vllm"}, {"image", "vllm/vllm-openai:v0.11.0"}};
+        (*o)["spec"]["worker"].erase("image");
+        (*o)["spec"]["worker"].erase("extraArgs");
+      },
+      "spec.model.downloaderImage");
+  rule(
+      "!has(self.cacheClaim)",
+      [](json* o) { (*o)["spec"]["model"]["cacheClaim"] = "hf-cache"; },  // source unpinned
+      "spec.model.cacheClaim");
+  rule(
       "self.expertParallel % self.ranksPerPod == 0",
       [](json* o) { (*o)["spec"]["parallelism"]["ranksPerPod"] = 3; },
       "spec.parallelism.expertParallel");

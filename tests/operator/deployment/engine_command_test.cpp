@@ -30,7 +30,8 @@ using Argv = std::vector<std::string>;
 // DeepSeek-V3 (FP8 checkpoint, 256 routed experts) on one group of 2 pods x 8 H200s.
 json v3_two_nodes(const char* engine) {
   return json::parse(R"({
-    "model": {"source": "hf://deepseek-ai/DeepSeek-V3", "routedExperts": 256},
+    "model": {"source": "hf://deepseek-ai/DeepSeek-V3", "routedExperts": 256,
+              "downloaderImage": "moeserve-worker:1"},
     "replicas": 2,
     "parallelism": {"expertParallel": 16, "ranksPerPod": 8, "redundantExperts": 32},
     "worker": {"resources": {"limits": {"nvidia.com/gpu": "8"}}, "spreadAcrossNodes": true},
@@ -43,7 +44,7 @@ json v3_two_nodes(const char* engine) {
 // DeepSeek-V4-Flash on one group of 1 pod x 8 H200s.
 json v4_flash_one_node(const char* engine) {
   return json::parse(R"({
-    "model": {"source": "hf://deepseek-ai/DeepSeek-V4-Flash"},
+    "model": {"source": "hf://deepseek-ai/DeepSeek-V4-Flash", "downloaderImage": "moeserve-worker:1"},
     "parallelism": {"expertParallel": 8, "ranksPerPod": 8},
     "worker": {"resources": {"limits": {"nvidia.com/gpu": "8"}}},
     "engine": {"kind": ")" +

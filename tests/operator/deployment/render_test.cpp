@@ -224,12 +224,51 @@ TEST(Render, HuggingFaceSourceIsDownloadedByAnInitContainer) {
   const json pod = render_statefulset(md, plan(md, Observed{}), 0)["spec"]["template"]["spec"];
   ASSERT_EQ(pod["initContainers"].size(), 1u);
   const json& init = pod["initContainers"][0];
-  EXPECT_EQ(init["image"], "python:3.12-slim");
-  EXPECT_EQ(init["command"][3], "deepseek-ai/DeepSeek-V3");
-  EXPECT_EQ(init["command"][4], "/model/deepseek-ai/DeepSeek-V3");
+  // moeserve-fetch from the worker image: nothing is installed when the pod starts.
+  EXPECT_EQ(init["image"], spec["worker"]["image"]);
+  EXPECT_EQ(init["command"], json::array({"moeserve-fetch", "hf://deepseek-ai/DeepSeek-V3",
+                                          "--dest", "/model/deepseek-ai/DeepSeek-V3"}));
   EXPECT_EQ(env_of(init).count("HF_TOKEN"), 1u);
+  EXPECT_EQ(init["securityContext"]["readOnlyRootFilesystem"], true);
   EXPECT_EQ(worker_container({{"spec", {{"template", {{"spec", pod}}}}}})["args"][2],
             "/model/deepseek-ai/DeepSeek-V3");
+  bool model_volume = false;
+  for (const json& volume : pod["volumes"]) {
+    if (volume["name"] != "model") continue;
+    model_volume = true;
+    EXPECT_TRUE(volume.contains("emptyDir")) << volume;
+  }
+  EXPECT_TRUE(model_volume);
+}
+
+TEST(Render, PinnedRevisionIntoASharedCacheClaim) {
+  json spec = v3_spec();
+  const std::string sha = "0123456789abcdef0123456789abcdef01234567";
+  spec["model"]["source"] = "hf://deepseek-ai/DeepSeek-V3@" + sha;
+  spec["model"]["cacheClaim"] = "hf-cache";
+  spec["model"]["downloaderImage"] = "registry.example.com/moeserve-worker:1";
+  spec["model"].erase("servedModelName");
+  const ModelDeployment md = deployment(spec);
+  EXPECT_EQ(served_model_name(md.spec.model), "DeepSeek-V3");
+  const json pod = render_statefulset(md, plan(md, Observed{}), 1)["spec"]["template"]["spec"];
+  const json& init = pod["initContainers"][0];
+  EXPECT_EQ(init["image"], "registry.example.com/moeserve-worker:1");
+  const std::string dir = "/model/deepseek-ai/DeepSeek-V3/" + sha;
+  EXPECT_EQ(init["command"][3], dir);
+  EXPECT_EQ(worker_container({{"spec", {{"template", {{"spec", pod}}}}}})["args"][2], dir);
+  json model_volume;
+  for (const json& volume : pod["volumes"]) {
+    if (volume["name"] == "model") model_volume = volume;
+  }
+  // Every pod of every group mounts the same claim; only the init container writes it.
+  EXPECT_EQ(model_volume["persistentVolumeClaim"], (json{{"claimName", "hf-cache"}}));
+  for (const json& mount : init["volumeMounts"]) EXPECT_FALSE(mount.contains("readOnly"));
+  const json worker = worker_container({{"spec", {{"template", {{"spec", pod}}}}}});
+  for (const json& mount : worker["volumeMounts"]) {
+    if (mount["name"] == "model") {
+      EXPECT_EQ(mount["readOnly"], true);
+    }
+  }
 }
 
 TEST(Render, ServicesPdbAndPlacement) {

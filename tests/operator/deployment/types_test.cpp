@@ -149,6 +149,10 @@ TEST(ModelSource, Table) {
       {"hf://deepseek-ai/DeepSeek-V3", true, K::kHuggingFace, "deepseek-ai/DeepSeek-V3", "", ""},
       {"hf://org", false, K::kPath, "", "", ""},
       {"hf://org/name/extra", false, K::kPath, "", "", ""},
+      {"hf://org/name@v1.0", true, K::kHuggingFace, "org/name", "", ""},
+      {"hf://org/name@refs/pr/3", true, K::kHuggingFace, "org/name", "", ""},
+      {"hf://org/name@../x", false, K::kPath, "", "", ""},
+      {"hf://org/name@", false, K::kPath, "", "", ""},
       {"pvc://models", true, K::kPvc, "", "models", ""},
       {"pvc://models/ds/v3", true, K::kPvc, "", "models", "ds/v3"},
       {"pvc://Models/x", false, K::kPath, "", "", ""},
@@ -171,6 +175,8 @@ TEST(ModelSource, Table) {
 TEST(ServedModelName, DefaultsToTheLastSegmentOfTheSource) {
   ModelSpec m;
   m.source = "hf://deepseek-ai/DeepSeek-V3";
+  EXPECT_EQ(served_model_name(m), "DeepSeek-V3");
+  m.source = "hf://deepseek-ai/DeepSeek-V3@refs/pr/3";  // a revision is not in the name
   EXPECT_EQ(served_model_name(m), "DeepSeek-V3");
   m.source = "pvc://models/";
   EXPECT_EQ(served_model_name(m), "models");
@@ -244,8 +250,28 @@ TEST(Validate, Table) {
        {}},
       {"bad source",
        [](auto& s) { s.model.source = "models/x"; },
-       {"spec.model.source: must be hf://org/name, pvc://claim[/path] or an absolute path (got "
-        "\"models/x\")"}},
+       {"spec.model.source: must be hf://org/name[@revision], pvc://claim[/path] or an absolute "
+        "path (got \"models/x\")"}},
+      {"cache claim with a branch",
+       [](auto& s) {
+         s.model.source = "hf://org/name@main";
+         s.model.cache_claim = "hf-cache";
+       },
+       {"spec.model.cacheClaim: needs a source pinned to a commit, hf://org/name@<40-hex sha> "
+        "(got \"hf://org/name@main\")"}},
+      {"cache claim with a pinned source",
+       [](auto& s) {
+         s.model.source = "hf://org/name@0123456789abcdef0123456789abcdef01234567";
+         s.model.cache_claim = "hf-cache";
+       },
+       {}},
+      {"cache claim name",
+       [](auto& s) {
+         s.model.source = "hf://org/name@0123456789abcdef0123456789abcdef01234567";
+         s.model.cache_claim = "HF_cache";
+       },
+       {"spec.model.cacheClaim: must be a PersistentVolumeClaim name: lowercase letters, digits, "
+        "'-' and '.' (got \"HF_cache\")"}},
       {"reserved env",
        [](auto& s) {
          s.worker.env.push_back({"MOESERVE_RANK", "3", nullptr});
@@ -354,8 +380,9 @@ TEST(ParseModelDeployment, ReadsMetadataAndCollectsEveryError) {
   EXPECT_EQ(md.metadata.generation, 7);
   EXPECT_FALSE(md.valid());
   EXPECT_EQ(join_errors(md.errors),
-            "spec.replicas: must be an integer; spec.model.source: must be hf://org/name, "
-            "pvc://claim[/path] or an absolute path (got \"bad\"); spec.worker.image: required");
+            "spec.replicas: must be an integer; spec.model.source: must be "
+            "hf://org/name[@revision], pvc://claim[/path] or an absolute path (got \"bad\"); "
+            "spec.worker.image: required");
 }
 
 TEST(ParseStatus, RoundTripsThroughJson) {

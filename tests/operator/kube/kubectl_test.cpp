@@ -113,8 +113,8 @@ TEST_F(KubectlTest, ModelDeploymentLifecycleThroughCrdApplyScaleAndDelete) {
   json object = kubectl_json("get mdep tiny-cpu");
   ASSERT_TRUE(object.is_object());
   EXPECT_EQ(object["metadata"]["generation"], 1);
-  EXPECT_EQ(object["spec"]["parallelism"]["redundantExperts"], 0);  // schema default
-  EXPECT_EQ(object["spec"]["model"]["downloaderImage"], "python:3.12-slim");
+  EXPECT_EQ(object["spec"]["parallelism"]["redundantExperts"], 0);         // schema default
+  EXPECT_EQ(object["spec"]["worker"]["imagePullPolicy"], "IfNotPresent");  // schema default
   EXPECT_TRUE(object["metadata"]["annotations"].contains(
       "kubectl.kubernetes.io/last-applied-configuration"));
 

@@ -4,10 +4,17 @@
 
 #include <gtest/gtest.h>
 
+#include <dirent.h>
+#include <unistd.h>
+
+#include <atomic>
 #include <chrono>
+#include <fstream>
 #include <functional>
 #include <numeric>
 #include <random>
+#include <set>
+#include <sstream>
 #include <thread>
 
 #include "tests/support/test_util.h"
@@ -151,6 +158,65 @@ TEST(GlooFailure, AClosedPeerIsUnavailableNamingIt) {
   Status s = (*group)->comm().barrier();
   EXPECT_FALSE(s.ok());
   EXPECT_NE(s.message().find("lost rank 1"), std::string::npos) << s.message();
+}
+
+// The TCP ports this process listens on: /proc/net/tcp{,6} rows in state LISTEN (0A)
+// whose socket inode is one of this process's descriptors.
+std::set<uint16_t> listening_ports_of_this_process() {
+  std::set<std::string> inodes;
+  if (DIR* dir = ::opendir("/proc/self/fd")) {
+    while (dirent* entry = ::readdir(dir)) {
+      char target[128] = {};
+      const std::string link = std::string("/proc/self/fd/") + entry->d_name;
+      const ssize_t n = ::readlink(link.c_str(), target, sizeof target - 1);
+      const std::string text(target, n > 0 ? size_t(n) : 0);
+      if (text.rfind("socket:[", 0) == 0) inodes.insert(text.substr(8, text.size() - 9));
+    }
+    ::closedir(dir);
+  }
+  std::set<uint16_t> ports;
+  for (const char* table : {"/proc/net/tcp", "/proc/net/tcp6"}) {
+    std::ifstream in(table);
+    std::string line;
+    std::getline(in, line);  // header
+    while (std::getline(in, line)) {
+      std::istringstream row(line);
+      std::string slot, local, remote, state, queues, timer, retransmits, uid, timeout, inode;
+      row >> slot >> local >> remote >> state >> queues >> timer >> retransmits >> uid >> timeout >>
+          inode;
+      if (state != "0A" || !inodes.count(inode)) continue;
+      ports.insert(
+          static_cast<uint16_t>(std::stoul(local.substr(local.rfind(':') + 1), nullptr, 16)));
+    }
+  }
+  return ports;
+}
+
+// A stranger cannot send garbage to a collective port of a formed group: once the gloo
+// mesh is connected no gloo socket listens, and the only listener left is rank 0's
+// rendezvous store (whose malformed-frame handling store_fault_test.cpp covers).
+TEST(GlooFailure, NoCollectivePortListensOnceTheGroupHasFormed) {
+  const std::set<uint16_t> before = listening_ports_of_this_process();
+  const uint16_t port = testing::free_port();
+  std::atomic<bool> checked{false};
+  std::thread other([&] {
+    auto group = Group::join(options_for(1, 2, port));
+    ASSERT_TRUE(group.ok()) << group.status().to_string();
+    ASSERT_TRUE((*group)->comm().barrier().ok());
+    while (!checked) std::this_thread::sleep_for(milliseconds(5));
+    ASSERT_TRUE((*group)->comm().barrier().ok());
+  });
+  auto group = Group::join(options_for(0, 2, port));
+  ASSERT_TRUE(group.ok()) << group.status().to_string();
+  ASSERT_TRUE((*group)->comm().barrier().ok());
+  std::set<uint16_t> opened;
+  for (uint16_t p : listening_ports_of_this_process()) {
+    if (!before.count(p)) opened.insert(p);
+  }
+  checked = true;
+  ASSERT_TRUE((*group)->comm().barrier().ok());
+  other.join();
+  EXPECT_EQ(opened, (std::set<uint16_t>{port}));
 }
 
 TEST(GroupJoin, WrongWorldSizeTimesOutOnRankZeroListingTheMissingRank) {
