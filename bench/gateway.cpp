@@ -13,8 +13,15 @@
 //    with a small fixed JSON; requests/s of --stub-requests non-streamed requests at
 //    concurrency 8 and 32, direct to the stub and through the gateway.
 //
+// With --worker-cpus and --bench-cpus the worker process and this one (clients and
+// gateway) run on disjoint CPUs, as in a cluster where the gateway has pods of its own:
+// the ratio then shows the latency and throughput the gateway adds, not the CPU it takes
+// from a worker sharing its cores (which the run without them shows).
+//
 // Usage: bench-gateway [--worker BIN] [--threads N] [--tokens N] [--requests N]
 //                      [--repeats N] [--stub-requests N] [--upstream-idle-connections N]
+//                      [--worker-cpus LIST --bench-cpus LIST]
+#include <sched.h>
 #include <signal.h>
 #include <sys/resource.h>
 #include <unistd.h>
@@ -23,8 +30,10 @@
 #include <atomic>
 #include <chrono>
 #include <cstdio>
+#include <cstdlib>
 #include <filesystem>
 #include <memory>
+#include <optional>
 #include <string>
 #include <thread>
 #include <vector>
@@ -168,6 +177,34 @@ struct Gateway {
   std::unique_ptr<http::Server> server;
 };
 
+// "0,2-3" -> a CPU set; nullopt when malformed or naming a CPU this machine lacks.
+std::optional<cpu_set_t> parse_cpu_list(const std::string& text) {
+  cpu_set_t set;
+  CPU_ZERO(&set);
+  const long cpus = ::sysconf(_SC_NPROCESSORS_ONLN);
+  size_t start = 0;
+  while (start < text.size()) {
+    size_t comma = text.find(',', start);
+    if (comma == std::string::npos) comma = text.size();
+    const std::string item = text.substr(start, comma - start);
+    const size_t dash = item.find('-');
+    char* end = nullptr;
+    const long first = std::strtol(item.c_str(), &end, 10);
+    long last = first;
+    if (dash != std::string::npos) last = std::strtol(item.c_str() + dash + 1, &end, 10);
+    if (item.empty() || *end != '\0' || first < 0 || last < first || last >= cpus) {
+      return std::nullopt;
+    }
+    for (long cpu = first; cpu <= last; ++cpu) CPU_SET(static_cast<int>(cpu), &set);
+    start = comma + 1;
+  }
+  if (CPU_COUNT(&set) == 0) return std::nullopt;
+  return set;
+}
+
+// Confines the calling thread, and the threads and processes it starts from now on.
+bool pin_to(const cpu_set_t& set) { return ::sched_setaffinity(0, sizeof set, &set) == 0; }
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -178,6 +215,7 @@ int main(int argc, char** argv) {
   int64_t repeats = 2;
   int64_t stub_requests = 4000;
   int64_t idle_connections = gateway::ProxyOptions{}.upstream_idle_connections;
+  std::string worker_cpus, bench_cpus;
   FlagSet flags("bench-gateway [flags]",
                 "Gateway overhead on a tiny-model worker (tokens/s and TTFT, gateway / direct, at\n"
                 "concurrency 1, 8, 32) and requests/s of the gateway alone on a stub upstream.");
@@ -189,8 +227,31 @@ int main(int argc, char** argv) {
   flags.add_int("stub-requests", &stub_requests, "requests per stub measurement");
   flags.add_int("upstream-idle-connections", &idle_connections,
                 "the gateway's kept-alive connections per group (0: a new one per request)");
+  flags.add_string("worker-cpus", &worker_cpus,
+                   "CPUs of the worker process, e.g. 0 or 0-1 (with --bench-cpus)");
+  flags.add_string("bench-cpus", &bench_cpus,
+                   "CPUs of this process: the clients and the gateway (with --worker-cpus)");
   if (std::optional<int> exit_code = flags.parse_main(argc, argv)) return *exit_code;
   log::configure(log::Level::kWarn, log::Format::kJson);
+  if (worker_cpus.empty() != bench_cpus.empty()) {
+    std::fprintf(stderr, "bench-gateway: --worker-cpus and --bench-cpus go together\n");
+    return 2;
+  }
+  const std::optional<cpu_set_t> worker_set =
+      worker_cpus.empty() ? std::nullopt : parse_cpu_list(worker_cpus);
+  const std::optional<cpu_set_t> bench_set =
+      bench_cpus.empty() ? std::nullopt : parse_cpu_list(bench_cpus);
+  if (!worker_cpus.empty() && (!worker_set || !bench_set)) {
+    std::fprintf(stderr,
+                 "bench-gateway: --worker-cpus/--bench-cpus: expected lists such as 0 or 1-3 of "
+                 "this machine's %ld CPUs\n",
+                 ::sysconf(_SC_NPROCESSORS_ONLN));
+    return 2;
+  }
+  if (worker_set && !pin_to(*worker_set)) {  // the worker inherits it when started
+    std::perror("bench-gateway: sched_setaffinity");
+    return 1;
+  }
 
   const std::string dir =
       (std::filesystem::temp_directory_path() / ("bench-gateway-" + std::to_string(::getpid())))
@@ -204,6 +265,14 @@ int main(int argc, char** argv) {
   if (!child.ok()) {
     std::fprintf(stderr, "worker: %s\n", child.status().to_string().c_str());
     return 1;
+  }
+  if (bench_set && !pin_to(*bench_set)) {
+    std::perror("bench-gateway: sched_setaffinity");
+    return 1;
+  }
+  if (worker_set) {
+    std::printf("worker on CPUs %s, clients and gateway on CPUs %s\n", worker_cpus.c_str(),
+                bench_cpus.c_str());
   }
   const std::string direct = (*child)->url();
   {

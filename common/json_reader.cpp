@@ -21,10 +21,14 @@ std::string json_quoted(std::string_view text) { return json(std::string(text)).
 
 JsonReader::JsonReader(const json& object, std::string path, std::vector<FieldError>* errors)
     : object_(object), path_(std::move(path)), errors_(errors) {
-  if (!object_.is_null() && !object_.is_object()) fail(path_, "must be an object");
+  if (!object_.is_null() && !object_.is_object()) {
+    fail(path_.empty() ? kRootPath : path_, "must be an object");
+  }
 }
 
-std::string JsonReader::path(std::string_view key) const { return path_ + "." + std::string(key); }
+std::string JsonReader::path(std::string_view key) const {
+  return path_.empty() ? std::string(key) : path_ + "." + std::string(key);
+}
 
 const json& JsonReader::get(std::string_view key) const {
   static const json kNull;

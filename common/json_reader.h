@@ -42,10 +42,13 @@ std::string json_quoted(std::string_view text);
 
 class JsonReader {
  public:
-  // `object` should be an object or null (absent); anything else is reported at `path`.
+  // `object` should be an object or null (absent); anything else is reported at `path`
+  // ("" is the document itself: reported at kRootPath).
   JsonReader(const nlohmann::json& object, std::string path, std::vector<FieldError>* errors);
 
-  // "<path>.<key>".
+  static constexpr const char* kRootPath = "(document)";
+
+  // "<path>.<key>", or "<key>" for the document itself.
   std::string path(std::string_view key) const;
   // The field, or null when absent (or when this is not an object).
   const nlohmann::json& get(std::string_view key) const;

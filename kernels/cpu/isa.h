@@ -5,6 +5,15 @@
 // machine. Tests force each path in turn to check all of them against the same references.
 #pragma once
 
+// The x86 SIMD kernels are compiled in `#pragma GCC target` regions, which only GCC reads;
+// other compilers (clang, for the fuzz build) build the scalar kernels alone, and
+// detected_isa() is then kScalar.
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
+#define MOESERVE_X86_SIMD 1
+#else
+#define MOESERVE_X86_SIMD 0
+#endif
+
 namespace moeserve::kernels {
 
 // In capability order: each level includes everything below it.

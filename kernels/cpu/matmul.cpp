@@ -35,7 +35,7 @@ const std::array<float, 256>& fp8_table() {
 using RowsFn = void (*)(const WeightView&, const float*, int64_t, float*, int64_t, int64_t);
 
 RowsFn rows_fn(Isa isa) {
-#if defined(__x86_64__)
+#if MOESERVE_X86_SIMD
   if (isa == Isa::kAvx512Vbmi) return internal::matmul_rows_avx512_vbmi;
   if (isa == Isa::kAvx512) return internal::matmul_rows_avx512;
   if (isa == Isa::kAvx2) return internal::matmul_rows_avx2;

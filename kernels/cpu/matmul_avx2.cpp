@@ -8,7 +8,9 @@
 //         binary16 whose value is exactly the E4M3 value * 2^-8 (exponent bias 15 vs 7, and
 //         E4M3 subnormals land on binary16 subnormals), converted by vcvtph2ps. The 2^8 is
 //         folded into the block scale. NaN codes decode as 480 (matmul.h excludes them).
-#if defined(__x86_64__)
+#include "kernels/cpu/isa.h"
+
+#if MOESERVE_X86_SIMD
 
 #include <immintrin.h>
 
@@ -71,4 +73,4 @@ float dot_avx2(const float* a, const float* b, int64_t n) { return dot_any(a, b,
 
 }  // namespace moeserve::kernels::internal
 
-#endif  // __x86_64__
+#endif  // MOESERVE_X86_SIMD

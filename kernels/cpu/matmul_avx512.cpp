@@ -2,7 +2,9 @@
 // with 16 lanes, so decoding FP8/BF16 weights costs half the instructions per weight and
 // twice as many tokens fit a register tile. FP8 uses the same binary16 trick on 16 bytes at
 // a time (vpmovsxbw ymm, vcvtph2ps zmm). Selected at run time by isa.cpp.
-#if defined(__x86_64__)
+#include "kernels/cpu/isa.h"
+
+#if MOESERVE_X86_SIMD
 
 #include <immintrin.h>
 
@@ -64,4 +66,4 @@ float dot_avx512(const float* a, const float* b, int64_t n) { return dot_any(a, 
 
 }  // namespace moeserve::kernels::internal
 
-#endif  // __x86_64__
+#endif  // MOESERVE_X86_SIMD

@@ -15,7 +15,9 @@
 //     vpunpck{l,h}bw pairs the bytes into BF16 words (columns 16L+q and 16L+8+q of lane L)
 //     and the BF16 split above turns each into two float vectors.
 // FP8 block scales are folded into the permuted activations once per 128-row block.
-#if defined(__x86_64__)
+#include "kernels/cpu/isa.h"
+
+#if MOESERVE_X86_SIMD
 
 #include <immintrin.h>
 
@@ -253,4 +255,4 @@ void matmul_rows_avx512_vbmi(const WeightView& w, const float* x, int64_t tokens
 
 }  // namespace moeserve::kernels::internal
 
-#endif  // __x86_64__
+#endif  // MOESERVE_X86_SIMD

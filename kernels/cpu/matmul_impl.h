@@ -6,6 +6,7 @@
 
 #include <cstdint>
 
+#include "kernels/cpu/isa.h"
 #include "kernels/cpu/matmul.h"
 
 namespace moeserve::kernels::internal {
@@ -14,7 +15,7 @@ void matmul_rows_scalar(const WeightView& w, const float* x, int64_t tokens, flo
                         int64_t row_begin, int64_t row_end);
 float dot_scalar(const float* a, const float* b, int64_t n);
 
-#if defined(__x86_64__)
+#if MOESERVE_X86_SIMD
 void matmul_rows_avx2(const WeightView& w, const float* x, int64_t tokens, float* y,
                       int64_t row_begin, int64_t row_end);
 float dot_avx2(const float* a, const float* b, int64_t n);

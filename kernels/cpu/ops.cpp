@@ -73,7 +73,7 @@ void scale_add(float* y, const float* x, float a, int64_t n) {
 }
 
 float dot(const float* a, const float* b, int64_t n) {
-#if defined(__x86_64__)
+#if MOESERVE_X86_SIMD
   const Isa isa = active_isa();
   if (isa >= Isa::kAvx512) return internal::dot_avx512(a, b, n);
   if (isa == Isa::kAvx2) return internal::dot_avx2(a, b, n);

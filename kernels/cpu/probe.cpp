@@ -4,7 +4,7 @@
 
 #include "kernels/cpu/isa.h"
 
-#if defined(__x86_64__)
+#if MOESERVE_X86_SIMD
 #include <immintrin.h>
 #endif
 
@@ -46,7 +46,7 @@ float fma_peak_scalar(int64_t iterations, float seed) {
   return sum;
 }
 
-#if defined(__x86_64__)
+#if MOESERVE_X86_SIMD
 #pragma GCC push_options
 #pragma GCC target("avx512f,avx512bw,avx2,fma")
 #pragma GCC diagnostic push
@@ -129,7 +129,7 @@ float fma_peak_avx2(int64_t iterations, float seed) {
 }
 
 #pragma GCC pop_options
-#endif  // __x86_64__
+#endif  // MOESERVE_X86_SIMD
 
 int64_t lanes_of(Isa isa) {
   switch (isa) {
@@ -146,7 +146,7 @@ int64_t lanes_of(Isa isa) {
 uint64_t read_sum(const void* data, int64_t bytes) {
   const auto* p = static_cast<const uint8_t*>(data);
   if (bytes <= 0) return 0;
-#if defined(__x86_64__)
+#if MOESERVE_X86_SIMD
   if (active_isa() >= Isa::kAvx512) return read_sum_avx512(p, bytes);
   if (active_isa() == Isa::kAvx2) return read_sum_avx2(p, bytes);
 #endif
@@ -154,7 +154,7 @@ uint64_t read_sum(const void* data, int64_t bytes) {
 }
 
 float fma_peak_loop(int64_t iterations, float seed) {
-#if defined(__x86_64__)
+#if MOESERVE_X86_SIMD
   if (active_isa() >= Isa::kAvx512) return fma_peak_avx512(iterations, seed);
   if (active_isa() == Isa::kAvx2) return fma_peak_avx2(iterations, seed);
 #endif

@@ -68,13 +68,7 @@ StatusOr<Snapshot> parse_static_config(const nlohmann::json& document, const std
     snapshot.models.push_back(std::move(m));
   }
   if (!errors.empty()) {
-    std::string message = source + ": ";
-    for (size_t i = 0; i < errors.size(); ++i) {
-      std::string path = errors[i].path;
-      if (path.starts_with(".")) path.erase(0, 1);
-      message += (i ? "; " : "") + path + ": " + errors[i].message;
-    }
-    return invalid_argument_error(message);
+    return invalid_argument_error(source + ": " + join_errors(errors));
   }
   return snapshot;
 }

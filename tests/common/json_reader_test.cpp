@@ -77,6 +77,19 @@ TEST(JsonReader, WrongTypesAreReportedWithTheirPathAndKeepTheDefault) {
   EXPECT_EQ(args, std::vector<std::string>{"a"});
 }
 
+// The document itself has no path of its own: its fields are named bare, and a document
+// that is not an object is reported at kRootPath, never at "" (found by fuzz_deployment).
+TEST(JsonReader, TheDocumentItselfIsNamed) {
+  std::vector<FieldError> errors;
+  JsonReader root(json::parse(R"({"models": 3})"), "", &errors);
+  std::vector<std::string> models;
+  root.read("models", &models);
+  JsonReader not_an_object(json("a string"), "", &errors);
+  const std::vector<FieldError> expected = {{"models", "must be a list"},
+                                            {"(document)", "must be an object"}};
+  EXPECT_EQ(errors, expected) << join_errors(errors);
+}
+
 TEST(JsonReader, FailAppendsAndJoinErrorsListsInOrder) {
   std::vector<FieldError> errors;
   JsonReader r(json(nullptr), "spec", &errors);
