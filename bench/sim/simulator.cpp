@@ -44,11 +44,12 @@ class MoeserveRecommender : public Recommender {
  public:
   explicit MoeserveRecommender(autoscaler::PolicySpec spec) : spec_(std::move(spec)) {}
   Decision decide(const View& v) override {
-    autoscaler::Evaluation e = autoscaler::evaluate(
-        spec_,
-        {time_point(v.now_s), v.current, v.ready, v.measurement.tokens_per_second,
-         v.measurement.ttft_p95_seconds, v.measurement.requests_waiting},
-        std::move(state_));
+    autoscaler::Evaluation e =
+        autoscaler::evaluate(spec_,
+                             {time_point(v.now_s), v.current, v.ready,
+                              v.measurement.tokens_per_second, v.measurement.ttft_p95_seconds,
+                              v.measurement.requests_waiting, v.measurement.requests_per_second},
+                             std::move(state_));
     state_ = std::move(e.state);
     return e.decision;
   }
@@ -305,7 +306,7 @@ PolicyResult Run::go(Recommender* policy, int32_t initial, std::string name) {
     const Decision d = policy->decide(v);
     out.decisions.push_back({now, v.current, v.ready, v.measurement.tokens_per_second,
                              v.measurement.ttft_p95_seconds, v.measurement.requests_waiting,
-                             d.replicas, d.reason});
+                             v.measurement.requests_per_second, d.replicas, d.reason});
     if (d.replicas != desired) {
       ++out.scale_events;
       out.reasons.push_back(std::to_string(static_cast<int64_t>(now)) + "s " + d.reason);

@@ -90,6 +90,7 @@ struct DecisionRecord {
   std::optional<double> tokens_per_second;
   std::optional<double> ttft_p95_seconds;
   std::optional<double> requests_waiting;
+  std::optional<double> requests_per_second;
   int32_t replicas = 0;
   std::string reason;
 };

@@ -91,7 +91,8 @@ void Autoscaler::evaluate(const std::string& key) {
                           tracked.ready_replicas,
                           m.tokens_per_second,
                           m.ttft_p95_seconds,
-                          m.requests_waiting};
+                          m.requests_waiting,
+                          m.requests_per_second};
   Evaluation evaluation = autoscaler::evaluate(tracked.policy, input, std::move(state));
   bool changed = false;
   bool forgotten = false;

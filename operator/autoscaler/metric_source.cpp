@@ -12,6 +12,9 @@ void fold_windows(const std::vector<const GroupWindow*>& windows, Measurement* m
     if (auto tps = window->tokens_per_second()) {
       m->tokens_per_second = m->tokens_per_second.value_or(0) + *tps;
     }
+    if (auto rps = window->requests_per_second()) {
+      m->requests_per_second = m->requests_per_second.value_or(0) + *rps;
+    }
     for (const auto& [le, count] : window->ttft_increase()) ttft[le] += count;
     for (const auto& [key, load] : window->expert_load()) experts[key] += load;
     for (const auto& [key, load] : window->rank_load()) ranks[key] += load;

@@ -37,11 +37,12 @@ struct ScrapeTarget {
 };
 
 struct Measurement {
-  std::optional<double> tokens_per_second;  // prompt + generated, all groups
-  std::optional<double> ttft_p95_seconds;   // over all groups' requests in the window
-  std::optional<double> requests_waiting;   // all groups, now
-  ExpertLoad expert_load;                   // routed tokens per expert, over a window
-  ExpertLoad rank_load;                     // tokens each rank carried ([layer][rank])
+  std::optional<double> tokens_per_second;    // prompt + generated, all groups
+  std::optional<double> ttft_p95_seconds;     // over all groups' requests in the window
+  std::optional<double> requests_waiting;     // all groups, now
+  std::optional<double> requests_per_second;  // first tokens, all groups (scrape source)
+  ExpertLoad expert_load;                     // routed tokens per expert, over a window
+  ExpertLoad rank_load;                       // tokens each rank carried ([layer][rank])
   // Each answering group's live-placement state (this round; scrape source only).
   std::map<int32_t, PlacementState> placements;
   int32_t groups_measured = 0;      // groups that answered this time

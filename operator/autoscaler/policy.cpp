@@ -8,8 +8,17 @@
 namespace moeserve::autoscaler {
 namespace {
 
-// How long a rise must hold to count as a burst for the headroom.
-constexpr double kBurstHoldS = 60;
+// The operator's rate window: what the growth of the waiting requests is measured
+// over, and how long after a group joined or left (when the groups' windows disagree)
+// or a backlog drained no rise is learned.
+constexpr double kRateWindowS = 60;
+// The level is fitted over the last kLevelWindowS, in kFitRounds rounds that each
+// leave out the points further than kClipSpreads robust spreads from the line before.
+constexpr double kLevelWindowS = 1800;
+constexpr int kFitRounds = 3;
+constexpr double kClipSpreads = 3;
+// The queue rule sizes for draining the backlog within kDrainS of new groups starting.
+constexpr double kDrainS = 60;
 
 std::string groups_text(int32_t n) { return std::to_string(n) + (n == 1 ? " group" : " groups"); }
 
@@ -37,35 +46,45 @@ double seconds_between(Clock::TimePoint from, Clock::TimePoint to) {
 }
 
 // Adds the measurement to the demand history and drops what is older than the
-// history the headroom is sized from.
-void remember(const PolicySpec& spec, Clock::TimePoint now, double tokens_per_second,
-              std::deque<DemandPoint>* demand) {
-  if (!demand->empty() && demand->back().at >= now) demand->pop_back();
-  demand->push_back({now, tokens_per_second});
-  while (seconds_between(demand->front().at, now) > spec.history_seconds) demand->pop_front();
+// history kept. While requests wait, the groups serve what they can, not what arrives:
+// with the requests started per second known, the demand is the served tokens/s times
+// (1 + growth of the waiting requests per second / requests started per second), the
+// queue's growth in the served mix of tokens per request.
+void remember(const PolicySpec& spec, const PolicyInput& in, std::deque<DemandPoint>* demand) {
+  const double waiting = in.requests_waiting.value_or(0);
+  if (!demand->empty() && demand->back().at >= in.now) demand->pop_back();
+  DemandPoint point{in.now, std::max(0.0, *in.tokens_per_second), waiting, in.ready_replicas,
+                    false};
+  const DemandPoint* before = nullptr;
+  for (size_t j = demand->size();
+       j-- > 0 && seconds_between((*demand)[j].at, in.now) <= kRateWindowS;) {
+    before = &(*demand)[j];
+  }
+  if (before) {
+    const double growth =
+        (waiting - before->requests_waiting) / seconds_between(before->at, in.now);
+    if (in.requests_per_second && *in.requests_per_second > 0) {
+      point.tokens_per_second =
+          std::max(0.0, point.tokens_per_second * (1 + growth / *in.requests_per_second));
+    }
+    point.draining = growth < 0 && before->requests_waiting / std::max(in.ready_replicas, 1) >
+                                       spec.max_waiting_per_group;
+  }
+  demand->push_back(point);
+  while (seconds_between(demand->front().at, in.now) > spec.history_seconds) demand->pop_front();
 }
 
-// Rules 2 to 6: the groups the measurement asks for before stabilization, and whether
-// the queue or latency rule decided (the groups are then overloaded).
-struct Recommendation {
-  Decision decision;
-  bool overloaded = false;
-};
-
-Recommendation recommend(const PolicySpec& spec, const PolicyInput& in, const PolicyState& state) {
+// Rules 2 to 6: the groups the measurement asks for before stabilization.
+Decision recommend(const PolicySpec& spec, const PolicyInput& in, const Forecast& f) {
   const int32_t current = in.current_replicas;
   const int32_t ready = in.ready_replicas;
   const double tps = std::max(0.0, *in.tokens_per_second);
   int32_t want = current;
   std::string why;
-  bool overloaded = false;
 
   // 2. Throughput, proactive.
   if (spec.target_tokens_per_second_per_group) {
     const double target = *spec.target_tokens_per_second_per_group;
-    const Forecast f =
-        forecast(state.demand, state.observed_startup_seconds.value_or(spec.startup_seconds),
-                 spec.tolerance);
     const double demand = f.tokens_per_second();
     const double per_group = demand / std::max(ready, 1);
     // Up as soon as the forecast exceeds what the current groups hold; down only when
@@ -74,10 +93,22 @@ Recommendation recommend(const PolicySpec& spec, const PolicyInput& in, const Po
     const bool within = ratio <= 1.0 && ratio >= 1.0 - spec.tolerance;
     if (!within) want = static_cast<int32_t>(std::ceil(demand / target - 1e-9));
     const char* relation = per_group > target ? " > " : (per_group < target ? " < " : " = ");
-    if (f.trend_per_s > 0 || f.headroom > 0) {
-      why = "forecast tokens/s per group " + format_number(per_group) + " in " +
-            format_number(f.horizon_s) + "s (measured " + format_number(f.measured) + ", trend +" +
-            format_number(f.trend_per_s) + "/s, headroom " + format_number(f.headroom) + ")";
+    if (demand > f.measured) {
+      const double ahead = f.trend_per_s * f.horizon_s;
+      const bool burst = (f.level + ahead) * f.burst_factor > f.measured + ahead;
+      std::string terms = "measured " + format_number(f.measured);
+      if (burst) terms = "level " + format_number(f.level);
+      if (ahead > 0) {
+        terms +=
+            " + trend " + format_number(f.trend_per_s) + "/s x " + format_number(f.horizon_s) + "s";
+      }
+      if (burst) {
+        if (ahead > 0) terms = "(" + terms + ")";
+        terms +=
+            " x burst " + format_number(f.burst_factor) + "; measured " + format_number(f.measured);
+      }
+      why = "forecast " + format_number(demand) + " tokens/s = " + terms + "; per group " +
+            format_number(per_group);
     } else {
       why = "tokens/s per group " + format_number(per_group);
     }
@@ -92,12 +123,24 @@ Recommendation recommend(const PolicySpec& spec, const PolicyInput& in, const Po
   // 3. Queue.
   if (in.requests_waiting) {
     const double waiting = *in.requests_waiting / std::max(ready, 1);
-    const int32_t queue_want = std::max(current, grow(ready, waiting / spec.max_waiting_per_group));
+    int32_t queue_want = std::max(current, grow(ready, waiting / spec.max_waiting_per_group));
+    std::string sizing;
+    if (spec.target_tokens_per_second_per_group && in.requests_per_second &&
+        *in.requests_per_second > 0) {
+      // The backlog in tokens (the waiting requests in the served mix), as it will be
+      // once new groups have started, drained within kDrainS on top of the demand.
+      const double target = *spec.target_tokens_per_second_per_group;
+      const double backlog = *in.requests_waiting * tps / *in.requests_per_second +
+                             std::max(0.0, f.measured - ready * target) * f.horizon_s;
+      const double needed = f.measured + backlog / kDrainS;
+      queue_want = std::max(current, static_cast<int32_t>(std::ceil(needed / target - 1e-9)));
+      sizing = " (measured " + format_number(f.measured) + " + backlog " + format_number(backlog) +
+               " tokens in " + format_number(f.horizon_s) + "s / " + format_number(kDrainS) + "s)";
+    }
     if (waiting > spec.max_waiting_per_group && queue_want > want) {
       want = queue_want;
-      overloaded = true;
       why = "requests waiting per group " + format_number(waiting) + " > " +
-            format_number(spec.max_waiting_per_group);
+            format_number(spec.max_waiting_per_group) + sizing;
     }
   }
 
@@ -112,7 +155,6 @@ Recommendation recommend(const PolicySpec& spec, const PolicyInput& in, const Po
       why += "; cost budget " + usd(budget) + "/Mtok allows " + groups_text(affordable) +
              (cost ? " (" + groups_text(want) + " would cost " + usd(*cost) + "/Mtok)" : "");
       want = affordable;
-      overloaded = false;
     }
   }
 
@@ -131,7 +173,6 @@ Recommendation recommend(const PolicySpec& spec, const PolicyInput& in, const Po
                usd(*spec.max_cost_per_million_tokens) + ")";
       }
       want = slo_want;
-      overloaded = true;
     }
   }
 
@@ -143,7 +184,7 @@ Recommendation recommend(const PolicySpec& spec, const PolicyInput& in, const Po
     why += "; raised to minReplicas " + std::to_string(spec.min_replicas);
     want = spec.min_replicas;
   }
-  return {{want, why + ": " + move_text(current, want)}, overloaded};
+  return {want, why + ": " + move_text(current, want)};
 }
 
 // Rule 0, for a deployment scaled to zero.
@@ -177,52 +218,111 @@ std::optional<double> cost_per_million_tokens(double usd_per_group_hour, int32_t
   return usd_per_group_hour * groups / 3600.0 / tokens_per_second * 1e6;
 }
 
-Forecast forecast(const std::deque<DemandPoint>& history, double horizon_s, double tolerance) {
+namespace {
+
+// Least-squares line through the kept points (x: seconds, negative before now): its
+// value at now and its slope; false with fewer than two points or no spread in time.
+bool fit_line(const std::vector<double>& x, const std::vector<double>& y,
+              const std::vector<bool>& kept, double* level, double* slope) {
+  double n = 0, sx = 0, sy = 0, sxx = 0, sxy = 0;
+  for (size_t i = 0; i < x.size(); ++i) {
+    if (!kept[i]) continue;
+    n += 1;
+    sx += x[i];
+    sy += y[i];
+    sxx += x[i] * x[i];
+    sxy += x[i] * y[i];
+  }
+  const double denominator = n * sxx - sx * sx;
+  if (n < 2 || !(denominator > 0)) return false;
+  *slope = (n * sxy - sx * sy) / denominator;
+  *level = (sy - *slope * sx) / n;
+  return true;
+}
+
+double median(std::vector<double> values) {
+  const auto mid = values.begin() + static_cast<std::ptrdiff_t>(values.size() / 2);
+  std::nth_element(values.begin(), mid, values.end());
+  return *mid;
+}
+
+// The demand between bursts (rule 2): a line through the history within
+// kLevelWindowS of now, first flat through the median (a least-squares line would tilt
+// towards a burst at the window's end), then refitted without the points further than
+// kClipSpreads robust spreads (1.4826 x the median distance, the standard deviation of
+// normal noise) from the line before. A burst or a dip covering less than half of the
+// window does not move it.
+struct Baseline {
+  double level = 0;  // the line now
+  double slope = 0;  // tokens/s per second
+  bool idle_seen = false;
+};
+
+Baseline baseline(const std::deque<DemandPoint>& history) {
+  Baseline out;
+  const Clock::TimePoint now = history.back().at;
+  std::vector<double> x, y;
+  for (size_t j = history.size();
+       j-- > 0 && seconds_between(history[j].at, now) <= kLevelWindowS;) {
+    x.push_back(-seconds_between(history[j].at, now));
+    y.push_back(history[j].tokens_per_second);
+    out.idle_seen = out.idle_seen || history[j].tokens_per_second <= 0;
+  }
+  out.level = median(y);
+  std::vector<bool> kept(x.size(), true);
+  std::vector<double> distance(x.size());
+  for (int round = 0; round < kFitRounds; ++round) {
+    for (size_t i = 0; i < x.size(); ++i) {
+      distance[i] = std::fabs(y[i] - out.level - out.slope * x[i]);
+    }
+    const double spread = 1.4826 * median(distance);
+    for (size_t i = 0; i < x.size(); ++i) kept[i] = distance[i] <= kClipSpreads * spread;
+    fit_line(x, y, kept, &out.level, &out.slope);
+  }
+  out.level = std::max(0.0, out.level);
+  return out;
+}
+
+}  // namespace
+
+Forecast forecast(const std::deque<DemandPoint>& history, double horizon_s, double burst_factor) {
   Forecast f;
   f.horizon_s = horizon_s;
+  f.burst_factor = burst_factor;
   if (history.empty()) return f;
-  const Clock::TimePoint now = history.back().at;
-  f.measured = history.back().tokens_per_second;
-  const double span = seconds_between(history.front().at, now);
+  const size_t last = history.size() - 1;
+  const Clock::TimePoint now = history[last].at;
+  f.measured = history[last].tokens_per_second;
+  f.level = f.measured;
   if (horizon_s <= 0) return f;
-  if (span >= horizon_s / 2) {
-    // Least-squares slope over the last horizon: a trend seen for as long as a group
-    // takes to start is expected to go on for that long.
-    double n = 0, sx = 0, sy = 0, sxx = 0, sxy = 0;
-    for (const DemandPoint& p : history) {
-      const double x = -seconds_between(p.at, now);
-      if (x < -horizon_s) continue;
-      n += 1;
-      sx += x;
-      sy += p.tokens_per_second;
-      sxx += x * x;
-      sxy += x * p.tokens_per_second;
+  const double span = seconds_between(history.front().at, now);
+  const Baseline line = baseline(history);
+  f.level = line.level;
+  // A trend seen for half as long as a group takes to start is expected to go on for
+  // that long.
+  if (span >= horizon_s / 2) f.trend_per_s = std::max(0.0, line.slope);
+  if (span >= horizon_s && !line.idle_seen && f.level > 0) {
+    // The demand now over the level, unless within the last rate window a backlog
+    // drained (what was served then overstates what came) or a group joined or left
+    // (the groups' rates then cover different times, and their sum is off).
+    bool clean = true;
+    for (size_t j = last + 1; j-- > 0 && seconds_between(history[j].at, now) <= kRateWindowS;) {
+      clean = clean && !history[j].draining &&
+              history[j].ready_replicas == history[last].ready_replicas;
     }
-    const double denominator = n * sxx - sx * sx;
-    if (n >= 2 && denominator > 0) f.trend_per_s = std::max(0.0, (n * sxy - sx * sy) / denominator);
-  }
-  if (span >= horizon_s) {
-    // The largest rise within any start-up horizon of the history, held for a minute
-    // (a burst, not one noisy rate): a burst like one already seen must be served by
-    // the groups already running. The trend's part of a rise is the trend's; rises
-    // within `tolerance` of the level they start from are noise the band absorbs.
-    std::vector<double> held(history.size());
-    for (size_t k = 0; k < history.size(); ++k) {
-      held[k] = history[k].tokens_per_second;
-      for (size_t j = k; j-- > 0 && seconds_between(history[j].at, history[k].at) <= kBurstHoldS;) {
-        held[k] = std::min(held[k], history[j].tokens_per_second);
-      }
-    }
-    for (size_t i = 0; i < history.size(); ++i) {
-      for (size_t k = i + 1;
-           k < history.size() && seconds_between(history[i].at, history[k].at) <= horizon_s; ++k) {
-        const double rise = held[k] - history[i].tokens_per_second -
-                            f.trend_per_s * seconds_between(history[i].at, history[k].at);
-        f.headroom = std::max(f.headroom, rise - tolerance * history[i].tokens_per_second);
-      }
-    }
+    if (clean) f.rise = f.measured / f.level;
   }
   return f;
+}
+
+double BurstMemory::factor_at(Clock::TimePoint now, double half_life_s) const {
+  if (!at || !(half_life_s > 0)) return factor;
+  return 1 + (factor - 1) * std::exp2(-std::max(0.0, seconds_between(*at, now)) / half_life_s);
+}
+
+void BurstMemory::learn(Clock::TimePoint now, double rise, double half_life_s) {
+  factor = std::max(factor_at(now, half_life_s), rise);
+  at = now;
 }
 
 Decision stabilize(std::deque<std::pair<Clock::TimePoint, int32_t>>* recommendations,
@@ -250,7 +350,7 @@ Evaluation evaluate(const PolicySpec& spec, const PolicyInput& in, PolicyState s
     state.observed_startup_seconds = seconds_between(*state.scale_up_at, in.now);
     state.scale_up_at.reset();
   }
-  if (in.tokens_per_second) remember(spec, in.now, *in.tokens_per_second, &state.demand);
+  if (in.tokens_per_second) remember(spec, in, &state.demand);
 
   Decision decision;
   if (spec.scale_to_zero_after_idle_seconds && current == 0) {
@@ -261,18 +361,15 @@ Evaluation evaluate(const PolicySpec& spec, const PolicyInput& in, PolicyState s
                          std::chrono::seconds(spec.scale_down_stabilization_seconds), current,
                          {kept, "no token throughput measured yet: " + move_text(current, kept)});
   } else {
-    const Recommendation r = recommend(spec, in, state);
-    // Served tokens/s saturate at capacity: when the queue or latency rule decided, the
-    // groups it asks for are the demand seen, and the history keeps that, so the
-    // headroom learns the burst's real height.
-    if (r.overloaded && spec.target_tokens_per_second_per_group) {
-      state.demand.back().tokens_per_second =
-          std::max(state.demand.back().tokens_per_second,
-                   r.decision.replicas * *spec.target_tokens_per_second_per_group);
-    }
-    decision =
-        stabilize(&state.recommendations, in.now,
-                  std::chrono::seconds(spec.scale_down_stabilization_seconds), current, r.decision);
+    const double half_life_s = spec.burst_half_life_seconds;
+    Forecast f =
+        forecast(state.demand, state.observed_startup_seconds.value_or(spec.startup_seconds),
+                 state.burst.factor_at(in.now, half_life_s));
+    state.burst.learn(in.now, f.rise, half_life_s);
+    f.burst_factor = state.burst.factor_at(in.now, half_life_s);
+    decision = stabilize(&state.recommendations, in.now,
+                         std::chrono::seconds(spec.scale_down_stabilization_seconds), current,
+                         recommend(spec, in, f));
   }
 
   // 8. Scale to zero.

@@ -1,9 +1,9 @@
 // The autoscaling policy: how many groups a deployment should have, from what was
 // measured and what was seen before, with a human-readable reason for every decision.
 // Pure: no I/O; time comes in the input, and everything carried between decisions
-// (demand history, observed start-up time, recent recommendations, idle time) is a
-// PolicyState passed in and returned, so the operator and the trace simulator
-// (bench/sim) run the same code and a run can be replayed.
+// (demand history, observed start-up time, recent recommendations, idle time, the
+// burst factor) is a PolicyState passed in and returned, so the operator and the trace
+// simulator (bench/sim) run the same code and a run can be replayed.
 //
 // evaluate() decides, in this order of precedence:
 //   0. Scaled to zero (current groups 0): wake to max(1, minReplicas) groups when
@@ -12,24 +12,36 @@
 //   2. Throughput, proactive: with targetTokensPerSecondPerGroup (the tokens/s one
 //      group serves within the SLO), the demand a new group would meet once started is
 //      forecast over the start-up horizon H (the last observed start-up, timed from a
-//      scale-up of a fully ready fleet, or
-//      `startup_seconds` before any was seen):
-//        demand = measured + max(0, trend) x H + headroom
-//      with the trend the least-squares slope over the last H of history (once the
-//      history spans H/2) and the headroom the largest rise within any H seen in the
-//      last `history_seconds` and held for a minute, beyond the trend's part and
-//      `tolerance` of the level it rose from (the observed burstiness; once the
-//      history spans H). Served tokens/s saturate under overload, so when rule 3 or 5
-//      decides, the history records the groups it asks for x target instead: the
-//      height of a burst is learned even while it is not served.
+//      scale-up of a fully ready fleet, or `startup_seconds` before any was seen):
+//        demand = max(measured + trend x H, (level + trend x H) x burst)
+//      The level is the demand between bursts: a line through the last 30 minutes of
+//      demand, refitted without the points far from it (robust spreads), so a burst or
+//      a dip shorter than a quarter of an hour does not move it; its value now is the
+//      level, its slope (once the history spans H/2, when rising) the trend. The burst
+//      factor is the observed burstiness: the largest ratio of the demand to the level
+//      (once the history spans H; not while an idle point is in the window, nor within
+//      a rate window (60 s) of a backlog draining or a group joining or leaving, when
+//      the sum of the groups' rates is off), kept in PolicyState with its excess over 1
+//      halving every `burst_half_life_seconds`. So a burst seen once is held in
+//      reserve in proportion to the level a later one rises from, noise is a reserve
+//      of a few percent, and the reserve fades when bursts stop. The demand is what
+//      the groups served, and while requests wait, with requests started per second
+//      known, served x (1 + growth of the waiting requests per second / requests
+//      started per second): what arrived, so a burst's height is learned while it is
+//      not served.
 //      The cheapest fleet that holds the SLO is ceil(demand / target) groups; it is
 //      taken at once when demand exceeds current x target, and on the way down only
 //      when demand is below current x target x (1 - tolerance), so noise does not
 //      flap. Without a target: the current groups.
-//   3. Queue: more than `max_waiting_per_group` requests waiting per ready group asks
-//      for ready x (waiting per group / max_waiting_per_group) groups, at least one more
-//      and at most twice as many as are ready (never fewer than now). Served tokens/s
-//      saturate at capacity, so under overload only the queue and latency show demand.
+//   3. Queue: more than `max_waiting_per_group` requests waiting per ready group asks,
+//      with a target and requests started per second known, for the groups that serve
+//      the measured demand and drain the backlog within a minute of new groups
+//      starting: ceil((measured + backlog / 60 s) / target), the backlog in tokens
+//      (waiting x served tokens per request started) plus what the ready groups fall
+//      behind in H; otherwise for ready x (waiting per group / max_waiting_per_group)
+//      groups, at least one more and at most twice as many as are ready. Never fewer
+//      than now. Served tokens/s saturate at capacity, so under overload only the
+//      queue and latency show demand.
 //   4. Cost budget: with maxCostPerMillionTokens and a price, at most the groups whose
 //      cost at the measured tokens/s stays within the budget,
 //        floor(budget x tokens/s x 3600 / 10^6 / USD per group-hour).
@@ -47,6 +59,7 @@
 // because nobody is served by an idle group.
 #pragma once
 
+#include <algorithm>
 #include <chrono>
 #include <cstdint>
 #include <deque>
@@ -70,7 +83,9 @@ struct PolicySpec {
   double tolerance = 0.1;         // relative band below the throughput target
   double max_waiting_per_group = 16;
   double startup_seconds = 300;    // a group's start-up until one has been observed
-  int32_t history_seconds = 3600;  // demand history the headroom is sized from
+  int32_t history_seconds = 3600;  // demand history kept (the level uses 30 minutes)
+  // The learned burst factor's excess over 1 halves every this long (0: never).
+  int32_t burst_half_life_seconds = 12 * 3600;
 
   friend bool operator==(const PolicySpec&, const PolicySpec&) = default;
 };
@@ -81,24 +96,44 @@ struct PolicyInput {
   int32_t ready_replicas = 0;    // groups serving now
   std::optional<double> tokens_per_second;
   std::optional<double> ttft_p95_seconds;
-  std::optional<double> requests_waiting;  // over all groups
+  std::optional<double> requests_waiting;     // over all groups
+  std::optional<double> requests_per_second;  // started (first token), over all groups
 };
 
 struct DemandPoint {
   Clock::TimePoint at;
-  double tokens_per_second = 0;
+  double tokens_per_second = 0;  // the demand: served, or arrived while requests waited
+  double requests_waiting = 0;
+  int32_t ready_replicas = 0;
+  bool draining = false;  // the backlog shrank: what was served overstates what came
   friend bool operator==(const DemandPoint&, const DemandPoint&) = default;
+};
+
+// The burst factor learned so far (rule 2): the largest rise seen, its excess over 1
+// halving every half-life.
+struct BurstMemory {
+  double factor = 1;  // as of `at`
+  std::optional<Clock::TimePoint> at;
+
+  // The factor at `now`; a half-life of 0 keeps it.
+  double factor_at(Clock::TimePoint now, double half_life_s) const;
+  // A rise (demand over its level) seen at `now`: the factor becomes the larger of the
+  // two.
+  void learn(Clock::TimePoint now, double rise, double half_life_s);
+
+  friend bool operator==(const BurstMemory&, const BurstMemory&) = default;
 };
 
 // What the policy carries from one decision to the next; a default one is a fresh
 // deployment.
 struct PolicyState {
-  std::deque<DemandPoint> demand;  // measured tokens/s, the last history_seconds
+  std::deque<DemandPoint> demand;                                    // the last history_seconds
   std::deque<std::pair<Clock::TimePoint, int32_t>> recommendations;  // within the window
   std::optional<Clock::TimePoint> idle_since;   // no tokens and no waiting since
   std::optional<Clock::TimePoint> scale_up_at;  // when groups above the ready ones were asked
   int32_t scale_up_to = 0;                      // ... and how many
   std::optional<double> observed_startup_seconds;
+  BurstMemory burst;
 
   friend bool operator==(const PolicyState&, const PolicyState&) = default;
 };
@@ -118,16 +153,22 @@ struct Evaluation {
 Evaluation evaluate(const PolicySpec& spec, const PolicyInput& input, PolicyState state);
 
 // Demand expected over `horizon_s` from `history` (oldest first; the last point is
-// the measurement now), as rule 2 describes; rises within `tolerance` (relative) of the
-// level they start from count as noise, not headroom.
+// the measurement now) and the burst factor held, as rule 2 describes.
 struct Forecast {
   double measured = 0;     // tokens/s now
-  double trend_per_s = 0;  // tokens/s per second, >= 0
+  double level = 0;        // tokens/s between bursts, now
+  double trend_per_s = 0;  // of the level, tokens/s per second, >= 0
   double horizon_s = 0;
-  double headroom = 0;  // tokens/s
-  double tokens_per_second() const { return measured + trend_per_s * horizon_s + headroom; }
+  double burst_factor = 1;
+  // The demand held for the last minute over the level where the history can tell
+  // (rule 2), else 1: what the burst factor learns from.
+  double rise = 1;
+  double tokens_per_second() const {
+    const double ahead = trend_per_s * horizon_s;
+    return std::max(measured + ahead, (level + ahead) * burst_factor);
+  }
 };
-Forecast forecast(const std::deque<DemandPoint>& history, double horizon_s, double tolerance);
+Forecast forecast(const std::deque<DemandPoint>& history, double horizon_s, double burst_factor);
 
 // Rule 7 on its own (the HPA's scale-down stabilization), for any recommender:
 // records `raw` at `now` in `recommendations` and returns what takes effect.

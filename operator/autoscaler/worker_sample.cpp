@@ -203,4 +203,13 @@ std::vector<std::pair<double, double>> GroupWindow::ttft_increase() const {
   return out;
 }
 
+std::optional<double> GroupWindow::requests_per_second() const {
+  const Point* oldest = oldest_in_window();
+  if (!oldest || le_.empty() || !std::isinf(le_.back())) return std::nullopt;
+  const Point& newest = points_.back();
+  const double dt = std::chrono::duration<double>(newest.at - oldest->at).count();
+  if (dt <= 0) return std::nullopt;
+  return (newest.ttft.back() - oldest->ttft.back()) / dt;
+}
+
 }  // namespace moeserve::autoscaler

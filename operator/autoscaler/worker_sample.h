@@ -94,6 +94,9 @@ class GroupWindow {
   // Time-to-first-token bucket increases over the rate window (le, count), cumulative;
   // empty until two points exist.
   std::vector<std::pair<double, double>> ttft_increase() const;
+  // Requests that got their first token per second over the rate window (the TTFT
+  // histogram's count); nullopt without a histogram or until two points exist.
+  std::optional<double> requests_per_second() const;
   double requests_waiting() const { return last_ ? last_->requests_waiting : 0; }
   // Decayed expert token counts.
   const std::map<ExpertKey, double>& expert_load() const { return expert_load_; }

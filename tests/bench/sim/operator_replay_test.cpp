@@ -61,6 +61,7 @@ TEST(OperatorReplayTest, TheAutoscalerFollowsTheSimulatorsDecisions) {
     source.next.tokens_per_second = d.tokens_per_second;
     source.next.ttft_p95_seconds = d.ttft_p95_seconds;
     source.next.requests_waiting = d.requests_waiting;
+    source.next.requests_per_second = d.requests_per_second;
     // What the reconciler passes: the desired groups and the ready ones.
     operator_autoscaler.track("ns/x", {{"ns", "x", {}}, spec, d.current, d.ready});
     operator_autoscaler.evaluate("ns/x");

@@ -3,6 +3,8 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
+
 #include <nlohmann/json.hpp>
 
 #include "bench/sim/report.h"
@@ -219,6 +221,37 @@ TEST(ReportTest, PlotDataHasAColumnTripletPerPolicy) {
   EXPECT_NE(script.find("set output 'out.png'"), std::string::npos);
   EXPECT_NE(script.find("using 1:6 with steps title 'oracle capacity'"), std::string::npos);
   EXPECT_NE(script.find("using 1:7 with steps title 'oracle'"), std::string::npos);
+}
+
+// A short bursty day: bursts of 2.5 times the load, 1.5 an hour, on a 4 h cycle, up to
+// 19 groups, groups starting in 240 s. moeserve holds a reserve for bursts like the
+// ones it saw, in proportion to the level: with the additive headroom it had before
+// (the largest rise of the last hour) it met 89.1 % of the requests within the SLO
+// here at 63.0 group-hours; now 99.7 % at 55.3 (static-peak: 100 % at 76.2).
+TEST(SimulatorTest, MoeserveHoldsAReserveForTheBurstsItSaw) {
+  SyntheticOptions o = *synthetic_preset("bursty");
+  o.duration_s = 4 * 3600;
+  o.period_s = 4 * 3600;
+  o.peak_rps = 10;
+  const std::vector<Request> trace = synthetic_trace(o);
+  Capacity c;
+  c.usd_per_group_hour = 10;
+  c.kv_tokens = 200000;
+  c.max_batch = 32;
+  c.max_prefill_tokens = 8192;
+  c.prefill_tokens_per_s.points = {{512, 4000}, {8192, 8000}};
+  c.decode_tokens_per_s.points = {{1, 30}, {32, 600}};
+  SimOptions options;
+  options.startup_s = 240;
+  options.slo_capacity_tokens_per_s = slo_capacity_tokens_per_s(trace, c, options);
+  options.max_groups = 2 * static_peak_groups(trace, options);
+  const PolicyResult r = simulate(trace, c, options, PolicyKind::kMoeserve);
+  const PolicyResult peak = simulate(trace, c, options, PolicyKind::kStaticPeak);
+  EXPECT_GE(r.slo_attainment, 0.97);
+  EXPECT_LT(r.group_hours, 0.8 * peak.group_hours);
+  EXPECT_TRUE(std::any_of(r.reasons.begin(), r.reasons.end(), [](const std::string& why) {
+    return why.find(" x burst ") != std::string::npos;
+  }));
 }
 
 TEST(SimulatorTest, PolicyNames) {

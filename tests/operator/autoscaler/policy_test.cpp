@@ -4,6 +4,8 @@
 
 #include <gtest/gtest.h>
 
+#include <random>
+
 #include "operator/autoscaler/metric_source.h"
 
 namespace moeserve::autoscaler {
@@ -203,14 +205,16 @@ class Replay {
 
   // One decision `dt` after the previous one, at `tokens_per_second`.
   Decision step(std::optional<double> tokens_per_second, std::optional<double> waiting = 0.0,
-                std::chrono::seconds dt = 15s) {
+                std::chrono::seconds dt = 15s,
+                std::optional<double> requests_per_second = std::nullopt) {
     now_ += dt;
     while (!starting_.empty() && starting_.front() <= now_) {
       starting_.pop_front();
       ++ready_;
     }
-    Evaluation e = evaluate(spec_, {now_, current_, ready_, tokens_per_second, {}, waiting},
-                            std::move(state_));
+    Evaluation e = evaluate(
+        spec_, {now_, current_, ready_, tokens_per_second, {}, waiting, requests_per_second},
+        std::move(state_));
     state_ = std::move(e.state);
     for (int32_t g = current_; g < e.decision.replicas; ++g) starting_.push_back(now_ + startup_);
     if (e.decision.replicas < current_) {
@@ -252,11 +256,12 @@ TEST(PolicyForecastTest, ARampIsMetBeforeItArrives) {
   std::deque<DemandPoint> ramp;
   Clock::TimePoint t0;
   for (int i = 0; i <= 16; ++i) ramp.push_back({t0 + i * 15s, 10000.0 + 150.0 * i});
-  const Forecast f = forecast(ramp, 240, 0.1);
+  const Forecast f = forecast(ramp, 240, 1);
   EXPECT_NEAR(f.measured, 12400, 1e-6);
+  EXPECT_NEAR(f.level, 12400, 1e-6) << "the level follows the ramp, it does not lag";
   EXPECT_NEAR(f.trend_per_s, 10, 1e-6);
-  EXPECT_NEAR(f.trend_per_s * f.horizon_s, 2400, 1e-6);
-  EXPECT_EQ(f.headroom, 0) << "a steady ramp's rise is the trend's, not a burst";
+  EXPECT_NEAR(f.tokens_per_second(), 14800, 1e-6);
+  EXPECT_NEAR(f.rise, 1, 1e-9) << "a steady ramp's rise is the trend's, not a burst";
 
   // The policy on the same ramp asks for the groups of 14800 tokens/s while it
   // measures 12400, so they are ready when the demand is.
@@ -267,33 +272,96 @@ TEST(PolicyForecastTest, ARampIsMetBeforeItArrives) {
   for (int i = 17; i <= 24; ++i) d = replay.step(10000.0 + 150.0 * i);
   // Measured 13600 (3 groups hold 15000) but forecast 16000: a fourth group now.
   EXPECT_EQ(replay.current(), 4) << d.reason;
+  EXPECT_EQ(replay.state().burst.factor, 1) << "a ramp teaches no burst";
 }
 
 TEST(PolicyForecastTest, NoTrendBeforeHalfAHorizonOfHistory) {
   std::deque<DemandPoint> short_history = {{Clock::TimePoint(), 1000},
                                            {Clock::TimePoint() + 15s, 9000}};
-  const Forecast f = forecast(short_history, 240, 0.1);
+  const Forecast f = forecast(short_history, 240, 2);
   EXPECT_EQ(f.trend_per_s, 0);
-  EXPECT_EQ(f.headroom, 0);
-  EXPECT_EQ(f.tokens_per_second(), 9000);
+  EXPECT_EQ(f.rise, 1) << "no rise is learned before the history spans a start-up";
+  EXPECT_EQ(f.tokens_per_second(), 18000) << "the level now times the factor held";
 }
 
-TEST(PolicyForecastTest, ABurstSeenKeepsItsHeightInReserve) {
-  // 10000 tokens/s, a burst to 25000 for two minutes, back to 10000.
+TEST(PolicyForecastTest, ABurstDoesNotMoveTheLevel) {
+  // 10000 tokens/s for 25 minutes, then a burst to 25000 for four minutes so far.
   std::deque<DemandPoint> h;
   Clock::TimePoint t0;
-  for (int i = 0; i < 40; ++i) {
-    const bool burst = i >= 20 && i < 28;
-    h.push_back({t0 + i * 15s, burst ? 25000.0 : 10000.0});
-  }
-  const Forecast f = forecast(h, 240, 0.1);
-  EXPECT_EQ(f.trend_per_s, 0);
-  // The rise of 15000, less the 10 % of 10000 the band absorbs.
-  EXPECT_NEAR(f.headroom, 14000, 1e-6);
-  // A single noisy rate is not a burst: it must hold for a minute.
-  std::deque<DemandPoint> noisy;
-  for (int i = 0; i < 40; ++i) noisy.push_back({t0 + i * 15s, i == 20 ? 25000.0 : 10000.0});
-  EXPECT_EQ(forecast(noisy, 240, 0.1).headroom, 0);
+  for (int i = 0; i < 100; ++i) h.push_back({t0 + i * 15s, i % 2 ? 10300.0 : 9700.0});
+  for (int i = 100; i < 116; ++i) h.push_back({t0 + i * 15s, 25000});
+  const Forecast f = forecast(h, 240, 1);
+  EXPECT_NEAR(f.level, 10000, 100);
+  EXPECT_NEAR(f.trend_per_s, 0, 0.1) << "a burst is no trend";
+  EXPECT_NEAR(f.rise, 2.5, 0.03);
+  EXPECT_NEAR(f.tokens_per_second(), 25000, 50) << "no factor learned yet: what is measured";
+  // A backlog draining, or a group joining, within the last minute: no rise to learn.
+  h.back().draining = true;
+  EXPECT_EQ(forecast(h, 240, 1).rise, 1);
+  h.back().draining = false;
+  h.back().ready_replicas = 3;
+  EXPECT_EQ(forecast(h, 240, 1).rise, 1);
+}
+
+TEST(BurstMemoryTest, TheFactorIsTheLargestRiseWithADecayingExcess) {
+  const Clock::TimePoint t0;
+  BurstMemory m;
+  EXPECT_EQ(m.factor_at(t0, 3600), 1) << "nothing seen: no reserve";
+  m.learn(t0, 2.5, 3600);
+  EXPECT_DOUBLE_EQ(m.factor_at(t0, 3600), 2.5);
+  // The excess over 1 halves every half-life.
+  EXPECT_DOUBLE_EQ(m.factor_at(t0 + 1h, 3600), 1.75);
+  EXPECT_DOUBLE_EQ(m.factor_at(t0 + 2h, 3600), 1.375);
+  // A smaller rise changes nothing; a higher one replaces it.
+  m.learn(t0 + 1h, 1.6, 3600);
+  EXPECT_DOUBLE_EQ(m.factor_at(t0 + 2h, 3600), 1.375);
+  m.learn(t0 + 2h, 3, 3600);
+  EXPECT_DOUBLE_EQ(m.factor_at(t0 + 2h, 3600), 3);
+  EXPECT_DOUBLE_EQ(m.factor_at(t0 + 3h, 3600), 2);
+  // A half-life of 0 keeps it.
+  EXPECT_DOUBLE_EQ(m.factor_at(t0 + 100h, 0), 3);
+}
+
+// 10000 tokens/s for half an hour, a burst to 25000 for four minutes, 10000 again.
+void burst_then_calm(Replay* replay) {
+  for (int i = 0; i < 120; ++i) replay->step(10000);
+  for (int i = 0; i < 16; ++i) replay->step(25000);
+  for (int i = 0; i < 40; ++i) replay->step(10000);
+}
+
+TEST(PolicyReplayTest, AfterABurstALevelRiseIsMetWithLevelTimesTheFactor) {
+  PolicySpec spec = proactive_spec();
+  spec.burst_half_life_seconds = 0;  // kept, to see the proportion alone
+  Replay replay(spec, 2, 240s);
+  burst_then_calm(&replay);
+  EXPECT_DOUBLE_EQ(replay.state().burst.factor, 2.5);
+  // Between bursts the fleet holds a burst like it: 10000 x 2.5.
+  EXPECT_EQ(replay.current(), 5);
+  // The level rises slowly to 16000 over an hour: the reserve grows with it, to
+  // (16000 + 1.67/s x 240 s) x 2.5 = 41000 tokens/s, 9 groups, where the additive
+  // headroom of one burst's rise (15000) would have held 4 + 3 = 7.
+  Decision d;
+  for (int i = 1; i <= 240; ++i) d = replay.step(10000 + 25.0 * i);
+  EXPECT_EQ(replay.current(), 9) << d.reason;
+  EXPECT_EQ(d.reason.rfind("forecast 41000 tokens/s = (level 16000 + trend 1.67/s x 240s) x "
+                           "burst 2.5; measured 16000; per group ",
+                           0),
+            0u)
+      << d.reason;
+}
+
+TEST(PolicyReplayTest, TheReserveFadesWhenBurstsStop) {
+  PolicySpec spec = proactive_spec();
+  spec.burst_half_life_seconds = 3600;
+  Replay replay(spec, 2, 240s);
+  burst_then_calm(&replay);
+  EXPECT_EQ(replay.current(), 5);
+  // Three hours without a burst: the factor is about 1 + 1.5 / 8, 10000 x 1.19 -> 3
+  // groups.
+  Decision d;
+  for (int i = 0; i < 3 * 240; ++i) d = replay.step(10000);
+  EXPECT_EQ(replay.current(), 3) << d.reason;
+  EXPECT_NE(d.reason.find("level 10000 x burst 1.1"), std::string::npos) << d.reason;
 }
 
 TEST(PolicyReplayTest, SurgeScalesUpAtOnceAndSlowDecayScalesDownAfterTheWindow) {
@@ -310,12 +378,25 @@ TEST(PolicyReplayTest, SurgeScalesUpAtOnceAndSlowDecayScalesDownAfterTheWindow) 
     replay.step(9500);
     EXPECT_EQ(replay.current(), surge) << "at " << i * 15 << " s";
   }
-  // Afterwards it shrinks, keeping the burst it saw in reserve: 9500 + (20500 - 950)
-  // tokens/s -> 6 groups.
+  // Afterwards it keeps the burst it saw in reserve: 9500 x about 30000 / 9500 -> 6
+  // groups.
   Decision d;
   for (int i = 0; i < 40; ++i) d = replay.step(9500);
   EXPECT_EQ(replay.current(), 6) << d.reason;
-  EXPECT_NE(d.reason.find("headroom 19550"), std::string::npos) << d.reason;
+  EXPECT_NE(d.reason.find("level 9500 x burst 3.1"), std::string::npos) << d.reason;
+}
+
+TEST(PolicyReplayTest, NoisyInputDoesNotFlap) {
+  // 20000 tokens/s with 5 % noise for two hours: a few groups, then no changes.
+  Replay replay(proactive_spec(), 4, 240s);
+  std::mt19937 rng(3);
+  std::normal_distribution<double> noise(0, 0.05);
+  for (int i = 0; i < 40; ++i) replay.step(20000 * (1 + noise(rng)));
+  const int32_t settled = replay.changes();
+  for (int i = 0; i < 440; ++i) replay.step(20000 * (1 + noise(rng)));
+  EXPECT_EQ(replay.changes(), settled) << "at " << replay.current() << " groups";
+  EXPECT_LE(replay.current(), 6);
+  EXPECT_LT(replay.state().burst.factor, 1 + 5 * 0.05) << "noise is a reserve of a few percent";
 }
 
 TEST(PolicyReplayTest, FlappingInputDoesNotFlap) {
@@ -325,18 +406,25 @@ TEST(PolicyReplayTest, FlappingInputDoesNotFlap) {
   EXPECT_LE(replay.changes(), 2);
 }
 
-TEST(PolicyReplayTest, AQueueDecisionRecordsTheDemandItImplies) {
-  // Saturated at 10000 tokens/s with 40 requests waiting per group: the queue rule asks
-  // for 4 groups (twice the ready ones at most), and the history keeps 4 x 5000 as the
-  // demand seen, not 10000.
+TEST(PolicyReplayTest, WhileRequestsWaitTheDemandIsWhatArrives) {
+  // Saturated at 10000 tokens/s and 8 requests started per second, while the queue
+  // grows by 8 requests a second: twice as much arrives as is served.
   Replay replay(proactive_spec(), 2, 240s);
-  const Decision d = replay.step(10000, 80.0);
-  EXPECT_EQ(d.replicas, 4) << d.reason;
-  EXPECT_EQ(d.reason, "requests waiting per group 40 > 16: 2 -> 4 groups");
+  for (int i = 0; i < 4; ++i) replay.step(10000, 0.0, 15s, 8.0);
+  const Decision d = replay.step(10000, 480.0, 15s, 8.0);
   EXPECT_EQ(replay.state().demand.back().tokens_per_second, 20000);
-  // A throughput decision records what was measured.
-  replay.step(12000, 0.0);
-  EXPECT_EQ(replay.state().demand.back().tokens_per_second, 12000);
+  // The queue rule sizes for that demand and for draining, within a minute of the
+  // start-up, the backlog: 480 x 1250 tokens, and 10000 more a second for 240 s.
+  EXPECT_EQ(d.replicas, 14) << d.reason;
+  EXPECT_EQ(d.reason,
+            "requests waiting per group 240 > 16 (measured 20000 + backlog 3000000 tokens in "
+            "240s / 60s): 2 -> 14 groups");
+  // Without requests/s, the queue rule grows in proportion, at most doubling, and the
+  // history keeps what was served.
+  Replay plain(proactive_spec(), 2, 240s);
+  for (int i = 0; i < 4; ++i) plain.step(10000, 0.0);
+  EXPECT_EQ(plain.step(10000, 480.0).replicas, 4);
+  EXPECT_EQ(plain.state().demand.back().tokens_per_second, 10000);
 }
 
 TEST(PolicyReplayTest, MissingMetricsHold) {

@@ -88,6 +88,24 @@ TEST(GroupWindowTest, RatesFromSuccessiveScrapesHandleCounterResets) {
   ASSERT_EQ(ttft.size(), 3u);
   EXPECT_EQ(ttft[0].second, 5 + 0);  // 5 -> 5: no reset, no increase
   EXPECT_EQ(ttft[2].second, 10 + 6);
+  // Requests started: the histogram's count, 10 then 6 after the restart, over 20 s.
+  EXPECT_NEAR(*w.requests_per_second(), (10 + 6) / 20.0, 1e-9);
+}
+
+TEST(GroupWindowTest, RequestsPerSecondNeedTwoPointsAndAHistogram) {
+  GroupWindow w(60s, 600s);
+  Clock::TimePoint t0;
+  w.add(t0, sample_of(worker_text(0, 0, 0, 0, 0, 0, 0)));
+  EXPECT_FALSE(w.requests_per_second()) << "one point is no rate";
+  w.add(t0 + 15s, sample_of(worker_text(900, 100, 0, 3, 30, 0, 0)));
+  EXPECT_NEAR(*w.requests_per_second(), 2, 1e-9);
+  GroupWindow bare(60s, 600s);
+  WorkerSample no_histogram;
+  bare.add(t0, no_histogram);
+  no_histogram.prompt_tokens = 100;
+  bare.add(t0 + 15s, no_histogram);
+  EXPECT_TRUE(bare.tokens_per_second());
+  EXPECT_FALSE(bare.requests_per_second()) << "an engine without the histogram";
 }
 
 TEST(GroupWindowTest, RatesCoverOnlyTheWindowAndLoadsDecay) {
