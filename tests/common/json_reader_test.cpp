@@ -81,11 +81,13 @@ TEST(JsonReader, WrongTypesAreReportedWithTheirPathAndKeepTheDefault) {
 // that is not an object is reported at kRootPath, never at "" (found by fuzz_deployment).
 TEST(JsonReader, TheDocumentItselfIsNamed) {
   std::vector<FieldError> errors;
-  JsonReader root(json::parse(R"({"models": 3})"), "", &errors);
-  std::vector<std::string> models;
+  const json document = json::parse(R"({"models": 3})");  // readers keep a reference
+  JsonReader root(document, "", &errors);
+  std::string models;
   root.read("models", &models);
-  JsonReader not_an_object(json("a string"), "", &errors);
-  const std::vector<FieldError> expected = {{"models", "must be a list"},
+  const json text = "a string";
+  JsonReader not_an_object(text, "", &errors);
+  const std::vector<FieldError> expected = {{"models", "must be a string"},
                                             {"(document)", "must be an object"}};
   EXPECT_EQ(errors, expected) << join_errors(errors);
 }
