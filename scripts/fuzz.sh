@@ -40,8 +40,8 @@ run_one() {
     -artifact_prefix="${findings}/" "${dirs[@]}" >"${log}" 2>&1 || rc=$?
   local done_line execs seconds per_s result
   done_line="$(grep -E '^Done [0-9]+ runs in [0-9]+ second' "${log}" | tail -n 1 || true)"
-  execs="$(grep -oE 'stat::number_of_executed_units: [0-9]+' "${log}" | awk '{print $2}' | tail -n 1 || true)"
-  per_s="$(grep -oE 'stat::average_exec_per_sec: [0-9]+' "${log}" | awk '{print $2}' | tail -n 1 || true)"
+  execs="$(grep -oE 'stat::number_of_executed_units: *[0-9]+' "${log}" | awk '{print $2}' | tail -n 1 || true)"
+  per_s="$(grep -oE 'stat::average_exec_per_sec: *[0-9]+' "${log}" | awk '{print $2}' | tail -n 1 || true)"
   seconds="$(echo "${done_line}" | awk '{print $5}')"
   if [ "${rc}" -eq 0 ]; then
     result="ok"
