@@ -8,6 +8,7 @@
 
 #include "bench/sim/simulator.h"
 #include "operator/autoscaler/autoscaler.h"
+#include "tests/bench/sim/small_capacity.h"
 
 namespace moeserve::sim {
 namespace {
@@ -28,13 +29,7 @@ TEST(OperatorReplayTest, TheAutoscalerFollowsTheSimulatorsDecisions) {
   o.peak_rps = 3;
   o.bursts_per_hour = 3;
   const std::vector<Request> trace = synthetic_trace(o);
-  Capacity c;
-  c.usd_per_group_hour = 10;
-  c.kv_tokens = 200000;
-  c.max_batch = 32;
-  c.max_prefill_tokens = 8192;
-  c.prefill_tokens_per_s.points = {{512, 4000}, {8192, 8000}};
-  c.decode_tokens_per_s.points = {{1, 30}, {32, 600}};
+  const Capacity c = testing::small_capacity();
   SimOptions options;
   options.startup_s = 120;
   options.max_groups = 20;

@@ -8,6 +8,7 @@
 #include <nlohmann/json.hpp>
 
 #include "bench/sim/report.h"
+#include "tests/bench/sim/small_capacity.h"
 
 namespace moeserve::sim {
 namespace {
@@ -234,13 +235,7 @@ TEST(SimulatorTest, MoeserveHoldsAReserveForTheBurstsItSaw) {
   o.period_s = 4 * 3600;
   o.peak_rps = 10;
   const std::vector<Request> trace = synthetic_trace(o);
-  Capacity c;
-  c.usd_per_group_hour = 10;
-  c.kv_tokens = 200000;
-  c.max_batch = 32;
-  c.max_prefill_tokens = 8192;
-  c.prefill_tokens_per_s.points = {{512, 4000}, {8192, 8000}};
-  c.decode_tokens_per_s.points = {{1, 30}, {32, 600}};
+  const Capacity c = testing::small_capacity();
   SimOptions options;
   options.startup_s = 240;
   options.slo_capacity_tokens_per_s = slo_capacity_tokens_per_s(trace, c, options);
