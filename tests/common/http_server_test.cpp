@@ -143,15 +143,20 @@ TEST_F(HttpServerTest, KeepAliveServesSeveralRequestsOnOneConnection) {
 
 // One keep-alive connection, requests sent one after another, each response read
 // whole (by Content-Length) before the next request: how kubectl and Go clients talk.
+// Connects socket `fd` to 127.0.0.1:port; false when it cannot.
+bool connect_loopback(int fd, uint16_t port) {
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  addr.sin_port = htons(port);
+  return connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) == 0;
+}
+
 class KeepAliveConnection {
  public:
   explicit KeepAliveConnection(uint16_t port) {
     fd_ = socket(AF_INET, SOCK_STREAM, 0);
-    sockaddr_in addr{};
-    addr.sin_family = AF_INET;
-    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    addr.sin_port = htons(port);
-    ok_ = connect(fd_, reinterpret_cast<sockaddr*>(&addr), sizeof addr) == 0;
+    ok_ = connect_loopback(fd_, port);
   }
   ~KeepAliveConnection() { close(fd_); }
 
@@ -305,11 +310,7 @@ class LazyReader {
     fd_ = ::socket(AF_INET, SOCK_STREAM, 0);
     const int buffer = 4096;
     ::setsockopt(fd_, SOL_SOCKET, SO_RCVBUF, &buffer, sizeof buffer);
-    sockaddr_in addr{};
-    addr.sin_family = AF_INET;
-    addr.sin_port = htons(port);
-    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    connected_ = ::connect(fd_, reinterpret_cast<sockaddr*>(&addr), sizeof addr) == 0;
+    connected_ = connect_loopback(fd_, port);
     const std::string request = "GET " + path + " HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n";
     connected_ = connected_ && ::send(fd_, request.data(), request.size(), 0) ==
                                    static_cast<ssize_t>(request.size());
