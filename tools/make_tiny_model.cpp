@@ -32,7 +32,8 @@ std::string mib(int64_t bytes) {
 std::string preset_table() {
   std::string out = "Presets (main model; MTP layers extra):\n";
   for (auto preset :
-       {moeserve::fixtures::TinyPreset::kTiny, moeserve::fixtures::TinyPreset::kBench1b}) {
+       {moeserve::fixtures::TinyPreset::kTiny, moeserve::fixtures::TinyPreset::kBench1b,
+        moeserve::fixtures::TinyPreset::kBench1b2}) {
     for (auto arch :
          {moeserve::model::Architecture::kDeepseekV3, moeserve::model::Architecture::kDeepseekV2}) {
       TinyModelOptions options;
@@ -70,7 +71,8 @@ int main(int argc, char** argv) {
   TinyModelOptions options;
   moeserve::FlagSet flags(
       "moeserve-make-tiny-model --out DIR [--arch deepseek_v3|deepseek_v2] "
-      "[--precision bf16|fp8] [--seed N] [--preset tiny|bench-1b] [--num-hidden-layers N] "
+      "[--precision bf16|fp8] [--seed N] [--preset tiny|bench-1b|bench-1.2b] [--num-hidden-layers "
+      "N] "
       "[--moe-layer-freq N] [--mtp-agreement A]",
       "Writes a random model in the Hugging Face layout of DeepSeek-V3/V2 checkpoints "
       "(config.json, sharded safetensors + index, tokenizer.json, tokenizer_config.json, "
@@ -79,7 +81,7 @@ int main(int argc, char** argv) {
   flags.add_string("out", &out_dir, "output folder (created if missing)");
   flags.add_string("arch", &arch, "deepseek_v3 or deepseek_v2");
   flags.add_string("precision", &precision, "bf16, or fp8 (128x128 block scales)");
-  flags.add_string("preset", &preset, "tiny or bench-1b");
+  flags.add_string("preset", &preset, "tiny, bench-1b or bench-1.2b");
   flags.add_int("seed", &seed, "random seed");
   flags.add_int("num-hidden-layers", &options.num_hidden_layers,
                 "decoder layers; 0 keeps the preset's");

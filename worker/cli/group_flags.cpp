@@ -25,6 +25,18 @@ void add_group_flags(FlagSet& flags, GroupFlags* f) {
   flags.add_string("check-weights", &f->check_weights,
                    "scan the weights for NaN/Inf at load, failing with the tensor's name: "
                    "sampled (256 windows per large tensor, FP8 scales whole), all, none");
+  flags.add_string("weight-memory", &f->weight_memory,
+                   "where the weight matrices live: copied (into huge pages at load, each on a "
+                   "64-byte line; decode streams them about 1.8x faster), mapped (the "
+                   "checkpoint's page cache), or auto (copied on one rank, mapped in an "
+                   "expert-parallel group)");
+}
+
+model::WeightMemory weight_memory_of(const GroupFlags& f) {
+  if (f.weight_memory == "auto") {
+    return f.world_size > 1 ? model::WeightMemory::kMapped : model::WeightMemory::kCopied;
+  }
+  return *model::parse_weight_memory(f.weight_memory);
 }
 
 Status check_group_flags(const GroupFlags& f) {
@@ -45,6 +57,10 @@ Status check_group_flags(const GroupFlags& f) {
   if (!model::parse_weight_check(f.check_weights)) {
     return invalid_argument_error("--check-weights must be sampled, all or none (got \"" +
                                   f.check_weights + "\")");
+  }
+  if (f.weight_memory != "auto" && !model::parse_weight_memory(f.weight_memory)) {
+    return invalid_argument_error("--weight-memory must be auto, copied or mapped (got \"" +
+                                  f.weight_memory + "\")");
   }
   if (f.rendezvous_timeout_ms < 1) {
     return invalid_argument_error("--rendezvous-timeout-ms must be >= 1");
@@ -78,6 +94,7 @@ StatusOr<RankStart> join_and_load(const GroupFlags& f, const std::string& model_
                         model::BindOptions{.load_mtp = load_mtp,
                                            .prefault = true,
                                            .check = *model::parse_weight_check(f.check_weights),
+                                           .memory = weight_memory_of(f),
                                            .on_progress = std::move(on_progress)}));
   start.model = std::make_shared<const model::LoadedModel>(std::move(loaded));
   return start;

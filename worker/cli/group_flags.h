@@ -29,14 +29,20 @@ struct GroupFlags {
   int64_t collective_timeout_ms = 30000;
   int64_t rendezvous_timeout_ms = 60000;
   std::string check_weights = "sampled";  // model::parse_weight_check
+  std::string weight_memory = "auto";     // auto, or model::parse_weight_memory
 };
 
-// --rank, --world-size, --leader, --placement, the timeouts, and --check-weights (the
-// NaN/Inf scan of the weights at load).
+// The weight memory a rank of `f` uses: --weight-memory, where "auto" is copied for a
+// single rank and mapped in an expert-parallel group (a copy would hold every expert of
+// the model on every rank; each reads only its own). Precondition: check_group_flags(f).
+model::WeightMemory weight_memory_of(const GroupFlags& f);
+
+// --rank, --world-size, --leader, --placement, the timeouts, --check-weights (the
+// NaN/Inf scan of the weights at load) and --weight-memory.
 void add_group_flags(FlagSet& flags, GroupFlags* f);
 // invalid_argument naming the flag at fault: a rank outside [0, world size), a group
 // without --leader, --placement without a group, a timeout below 1 ms, an unknown
-// --check-weights.
+// --check-weights or --weight-memory.
 Status check_group_flags(const GroupFlags& f);
 // True when the flags describe an expert-parallel group (world size > 1).
 bool in_group(const GroupFlags& f);

@@ -4,8 +4,10 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <cstdlib>
 #include <cstring>
 #include <initializer_list>
+#include <map>
 #include <set>
 
 #include "common/log.h"
@@ -267,14 +269,52 @@ Status check_unexpected(const ModelConfig& c, const BindOptions& options,
   return invalid_argument_error(message);
 }
 
+// Progress of a pass over the bound tensors: on_progress with the share of bytes done,
+// and a "loading weights" log line about every 10 %.
+class LoadProgress {
+ public:
+  LoadProgress(std::string step, int64_t tensors_total, size_t bytes_total,
+               const std::function<void(double)>& on_progress)
+      : step_(std::move(step)),
+        tensors_total_(tensors_total),
+        bytes_total_(bytes_total),
+        on_progress_(on_progress) {}
+
+  void add(size_t bytes) {
+    done_bytes_ += bytes;
+    ++done_tensors_;
+    if (on_progress_ && bytes_total_ > 0) {
+      on_progress_(static_cast<double>(done_bytes_) / static_cast<double>(bytes_total_));
+    }
+    const int percent =
+        bytes_total_ == 0 ? 100 : static_cast<int>(100.0 * done_bytes_ / bytes_total_);
+    if (percent >= next_percent_) {
+      log::info("loading weights", {{"step", step_},
+                                    {"tensors", done_tensors_},
+                                    {"tensors_total", tensors_total_},
+                                    {"bytes", done_bytes_},
+                                    {"bytes_total", bytes_total_},
+                                    {"percent", percent}});
+      next_percent_ = (percent / 10 + 1) * 10;
+    }
+  }
+
+ private:
+  std::string step_;
+  int64_t tensors_total_;
+  size_t bytes_total_;
+  const std::function<void(double)>& on_progress_;
+  size_t done_bytes_ = 0;
+  int64_t done_tensors_ = 0;
+  int next_percent_ = 10;
+};
+
 // Asks the kernel to read ahead, then touches every page so the first forward pass does
-// not stall on page faults; reports progress on stderr about every 10 %.
+// not stall on page faults.
 void prefault(const SafetensorsCheckpoint& checkpoint, const std::set<std::string>& used,
               size_t total_bytes, const std::function<void(double)>& on_progress) {
   const size_t page = static_cast<size_t>(sysconf(_SC_PAGESIZE));
-  size_t done_bytes = 0;
-  int64_t done_tensors = 0;
-  int next_percent = 10;
+  LoadProgress progress("prefault", static_cast<int64_t>(used.size()), total_bytes, on_progress);
   volatile uint8_t sink = 0;
   for (const std::string& name : used) {
     const TensorView* view = checkpoint.find(name);
@@ -287,18 +327,7 @@ void prefault(const SafetensorsCheckpoint& checkpoint, const std::set<std::strin
       for (uintptr_t p = begin; p < end; p += page) acc ^= *reinterpret_cast<const uint8_t*>(p);
       sink = sink ^ acc;
     }
-    done_bytes += view->bytes;
-    ++done_tensors;
-    if (on_progress && total_bytes > 0) on_progress(static_cast<double>(done_bytes) / total_bytes);
-    const int percent = total_bytes == 0 ? 100 : static_cast<int>(100.0 * done_bytes / total_bytes);
-    if (percent >= next_percent) {
-      log::info("loading weights", {{"tensors", done_tensors},
-                                    {"tensors_total", static_cast<int64_t>(used.size())},
-                                    {"bytes", done_bytes},
-                                    {"bytes_total", total_bytes},
-                                    {"percent", percent}});
-      next_percent = (percent / 10 + 1) * 10;
-    }
+    progress.add(view->bytes);
   }
 }
 
@@ -397,6 +426,91 @@ std::vector<int64_t> ModelWeights::moe_layers() const {
   return out;
 }
 
+namespace {
+
+void for_each_mlp_linear(Mlp& mlp, const std::function<void(Linear&)>& fn) {
+  fn(mlp.gate_proj);
+  fn(mlp.up_proj);
+  fn(mlp.down_proj);
+}
+
+void for_each_layer_linear(DecoderLayer& layer, const std::function<void(Linear&)>& fn) {
+  Attention& a = layer.self_attn;
+  for (Linear* l :
+       {&a.q_a_proj, &a.q_b_proj, &a.q_proj, &a.kv_a_proj_with_mqa, &a.kv_b_proj, &a.o_proj})
+    fn(*l);
+  for_each_mlp_linear(layer.mlp, fn);
+  fn(layer.moe.gate);
+  for (Mlp& e : layer.moe.experts) for_each_mlp_linear(e, fn);
+  for_each_mlp_linear(layer.moe.shared_experts, fn);
+}
+
+constexpr size_t kHugePageBytes = size_t{2} << 20;
+constexpr size_t kLineBytes = 64;
+
+// Copies every distinct matrix (by data pointer) into one huge-page allocation, each on a
+// 64-byte line, repoints the Linears, and drops the mapped source pages.
+Status copy_to_anonymous_memory(ModelWeights& w, const std::function<void(double)>& on_progress) {
+  std::map<const uint8_t*, size_t> offsets;  // source data -> offset in the copy
+  std::map<const uint8_t*, size_t> sizes;
+  size_t total = 0;       // with each matrix padded to a line
+  size_t data_bytes = 0;  // without
+  for_each_linear(w, [&](Linear& l) {
+    if (l.empty() || offsets.count(l.data) != 0) return;
+    const size_t bytes = static_cast<size_t>(l.rows * l.cols) * dtype_size(l.dtype);
+    offsets[l.data] = total;
+    sizes[l.data] = bytes;
+    data_bytes += bytes;
+    total += (bytes + kLineBytes - 1) / kLineBytes * kLineBytes;
+  });
+  if (total == 0) return ok_status();
+  const size_t rounded = (total + kHugePageBytes - 1) / kHugePageBytes * kHugePageBytes;
+  void* raw = std::aligned_alloc(kHugePageBytes, rounded);
+  if (raw == nullptr) {
+    return resource_exhausted_error("copying the weights into memory: cannot allocate " +
+                                    std::to_string(rounded) + " bytes");
+  }
+  std::shared_ptr<uint8_t> storage(static_cast<uint8_t*>(raw), [](uint8_t* p) { std::free(p); });
+  madvise(raw, rounded, MADV_HUGEPAGE);  // best effort: without THP the copy still aligns
+  const size_t page = static_cast<size_t>(sysconf(_SC_PAGESIZE));
+  LoadProgress progress("copy", static_cast<int64_t>(offsets.size()), data_bytes, on_progress);
+  for (const auto& [source, offset] : offsets) {
+    const size_t bytes = sizes[source];
+    std::memcpy(storage.get() + offset, source, bytes);
+    // Whole pages of the source only: neighbours (scales, other tensors) may share the edges.
+    const uintptr_t begin = (reinterpret_cast<uintptr_t>(source) + page - 1) / page * page;
+    const uintptr_t end = (reinterpret_cast<uintptr_t>(source) + bytes) / page * page;
+    if (end > begin) madvise(reinterpret_cast<void*>(begin), end - begin, MADV_DONTNEED);
+    progress.add(bytes);
+  }
+  for_each_linear(w, [&](Linear& l) {
+    if (!l.empty()) l.data = storage.get() + offsets.at(l.data);
+  });
+  w.copied_storage = storage;
+  w.copied_bytes = total;
+  return ok_status();
+}
+
+}  // namespace
+
+void for_each_linear(ModelWeights& w, const std::function<void(Linear&)>& fn) {
+  fn(w.embed_tokens);
+  fn(w.lm_head);
+  for (DecoderLayer& layer : w.layers) for_each_layer_linear(layer, fn);
+  for (MtpLayer& m : w.mtp) {
+    fn(m.embed_tokens);
+    fn(m.eh_proj);
+    fn(m.shared_head_head);
+    for_each_layer_linear(m.block, fn);
+  }
+}
+
+std::optional<WeightMemory> parse_weight_memory(std::string_view text) {
+  if (text == "mapped") return WeightMemory::kMapped;
+  if (text == "copied") return WeightMemory::kCopied;
+  return std::nullopt;
+}
+
 StatusOr<ModelWeights> bind_weights(const ModelConfig& config,
                                     const SafetensorsCheckpoint& checkpoint,
                                     const BindOptions& options) {
@@ -431,7 +545,11 @@ StatusOr<ModelWeights> bind_weights(const ModelConfig& config,
     w.bound_bytes += tensor->bytes;
   }
   w.bound_tensors = static_cast<int64_t>(b.used().size());
-  if (options.prefault) prefault(checkpoint, b.used(), w.bound_bytes, options.on_progress);
+  if (options.memory == WeightMemory::kCopied) {
+    MOESERVE_RETURN_IF_ERROR(copy_to_anonymous_memory(w, options.on_progress));
+  } else if (options.prefault) {
+    prefault(checkpoint, b.used(), w.bound_bytes, options.on_progress);
+  }
   if (options.on_progress) options.on_progress(1.0);
   return w;
 }
@@ -448,7 +566,9 @@ StatusOr<LoadedModel> load_model(const std::string& dir, const BindOptions& opti
   log::info("weights bound", {{"tensors", weights.bound_tensors},
                               {"bytes", weights.bound_bytes},
                               {"layers", config.num_hidden_layers},
-                              {"mtp_layers", static_cast<int64_t>(weights.mtp.size())}});
+                              {"mtp_layers", static_cast<int64_t>(weights.mtp.size())},
+                              {"memory", weights.copied_storage ? "copied" : "mapped"},
+                              {"copied_bytes", weights.copied_bytes}});
   return LoadedModel{dir, std::move(config), std::move(checkpoint), std::move(weights)};
 }
 

@@ -7,8 +7,9 @@
 // from known-ignorable tensors such as rotary_emb.inv_freq, and the MTP layers when they
 // are not loaded). Errors name the file and the tensor.
 //
-// Matrices (Linear) point into the checkpoint's mappings: FP8 stays 1 byte per weight,
-// nothing is copied or expanded. Norm vectors and the router's correction bias are small
+// Matrices (Linear) stay in their stored format (FP8 1 byte per weight, never expanded),
+// either in the checkpoint's mappings or copied once into huge pages (WeightMemory,
+// BindOptions::memory). Norm vectors and the router's correction bias are small
 // and are converted to float. A ModelWeights is valid as long as the checkpoint it was
 // bound to lives; LoadedModel keeps both together. Read-only after binding; safe to
 // share between threads.
@@ -16,6 +17,7 @@
 
 #include <cstdint>
 #include <functional>
+#include <memory>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -108,6 +110,10 @@ struct ModelWeights {
   std::vector<MtpLayer> mtp;
   size_t bound_bytes = 0;  // bytes of all bound tensors (shared ones once)
   int64_t bound_tensors = 0;
+  // The anonymous memory the matrices were copied into (BindOptions::memory kCopied), null
+  // when they point into the checkpoint's mappings. Copies of a ModelWeights share it.
+  std::shared_ptr<const uint8_t> copied_storage;
+  size_t copied_bytes = 0;
 
   // Decoder layer `index` in the checkpoint's numbering: a main layer, or the block of
   // MTP module index - layers.size(). Precondition: index < layers.size() + mtp.size().
@@ -129,10 +135,20 @@ std::optional<WeightCheck> parse_weight_check(std::string_view text);
 // Integer and bool tensors always pass. E4M3 (FN) has NaN but no Inf.
 Status check_finite(const TensorView& tensor, WeightCheck check);
 
+// Where the bound matrices live. kMapped: in the checkpoint's file mappings (4 KiB page
+// cache pages, at whatever offset the file puts them). kCopied: copied once at load into
+// one anonymous allocation of transparent huge pages, every matrix starting on a 64-byte
+// line (what the vector kernels stream fastest: see docs/development.md, Benchmarks); the
+// mapped pages are dropped after the copy, so resident memory does not double.
+enum class WeightMemory { kMapped, kCopied };
+// "mapped" | "copied"; nullopt for anything else.
+std::optional<WeightMemory> parse_weight_memory(std::string_view text);
+
 struct BindOptions {
   bool load_mtp = true;  // bind model.layers.<L..L+k-1>; when false they are ignored
   bool prefault = true;  // touch every page of the bound weights, with progress on stderr
   WeightCheck check = WeightCheck::kSampled;  // NaN/Inf in a bound tensor fails the load
+  WeightMemory memory = WeightMemory::kCopied;
   // Called with the share of the bound bytes prefaulted, in [0, 1], as it grows (and 1
   // at the end, also without prefault).
   std::function<void(double)> on_progress;
@@ -141,6 +157,11 @@ struct BindOptions {
 StatusOr<ModelWeights> bind_weights(const ModelConfig& config,
                                     const SafetensorsCheckpoint& checkpoint,
                                     const BindOptions& options = {});
+
+// Calls `fn` for every matrix field of `weights`: the main model, its layers, then the MTP
+// modules (a matrix an MTP module shares with the main model, such as its embedding, is
+// visited once per field that holds it).
+void for_each_linear(ModelWeights& weights, const std::function<void(Linear&)>& fn);
 
 // config + checkpoint + weights of one model folder. Move-only; the weights point into
 // the checkpoint's mappings, which moving does not relocate.

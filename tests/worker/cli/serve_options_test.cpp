@@ -64,12 +64,29 @@ TEST_F(ServeOptionsTest, RefusesInconsistentFlagsNamingTheFlag) {
   expect_refused(
       {"--model", "/m", "--world-size", "2", "--leader", "h:1", "--collective-timeout-ms", "0"},
       "--collective-timeout-ms");
+  expect_refused({"--model", "/m", "--weight-memory", "huge"}, "--weight-memory");
   expect_refused({"--model", "/m", "--no-such-flag"}, "no-such-flag");
   expect_refused({"--model", "/m", "--host", "0.0.0.0:8000"}, "--host");
   expect_refused({"--model", "/m", "--grpc-host", "localhost"}, "--grpc-host");
   expect_refused({"--model", "/m", "--metrics-host", "10.0.0"}, "--metrics-host");
   expect_refused({"--model", "/m", "--metrics-port", "70000"}, "--metrics-port");
   expect_refused({"--model", "/m", "--port", "8000", "--metrics-port", "8000"}, "--metrics-port");
+}
+
+TEST_F(ServeOptionsTest, WeightMemoryAutoCopiesOnOneRankAndMapsInAGroup) {
+  auto single = parse_serve_flags({"--model", "/m"});
+  ASSERT_TRUE(single.ok());
+  EXPECT_EQ(weight_memory_of(single->flags.group), model::WeightMemory::kCopied);
+  auto group = parse_serve_flags({"--model", "/m", "--world-size", "2", "--leader", "h:1"});
+  ASSERT_TRUE(group.ok());
+  EXPECT_EQ(weight_memory_of(group->flags.group), model::WeightMemory::kMapped);
+  auto forced = parse_serve_flags(
+      {"--model", "/m", "--world-size", "2", "--leader", "h:1", "--weight-memory", "copied"});
+  ASSERT_TRUE(forced.ok());
+  EXPECT_EQ(weight_memory_of(forced->flags.group), model::WeightMemory::kCopied);
+  auto mapped = parse_serve_flags({"--model", "/m", "--weight-memory", "mapped"});
+  ASSERT_TRUE(mapped.ok());
+  EXPECT_EQ(weight_memory_of(mapped->flags.group), model::WeightMemory::kMapped);
 }
 
 TEST_F(ServeOptionsTest, BindAddressesAreIpLiteralsAndMetricsMayHaveTheirOwnPort) {

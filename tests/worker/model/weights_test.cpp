@@ -26,6 +26,7 @@ namespace {
 using ::testing::HasSubstr;
 
 const BindOptions kNoPrefault = {.load_mtp = true, .prefault = false};
+const BindOptions kMapped = {.load_mtp = true, .prefault = false, .memory = WeightMemory::kMapped};
 
 // Generated models shared by all tests of this file (written once, a few MB each).
 struct Models {
@@ -174,12 +175,55 @@ TEST(WeightsTest, PrefaultReportsProgressAndKeepsWeightsIntact) {
 }
 
 TEST(WeightsTest, LoadedModelKeepsPointersValidWhenMoved) {
-  auto model = load_model(models().v3_bf16.path(), kNoPrefault);
+  auto model = load_model(models().v3_bf16.path(), kMapped);
   ASSERT_TRUE(model.ok());
   const float first = bf16_at(model->weights.lm_head, 3, 4);
   auto holder = std::make_unique<LoadedModel>(std::move(*model));
   EXPECT_EQ(bf16_at(holder->weights.lm_head, 3, 4), first);
   EXPECT_EQ(holder->weights.lm_head.data, holder->checkpoint.find("lm_head.weight")->data);
+}
+
+TEST(WeightsTest, CopiedMatricesAreLineAlignedCopiesOfTheCheckpoint) {
+  for (const std::string& dir : {models().v3_fp8.path(), models().v2_bf16.path()}) {
+    auto model = load_model(dir, kNoPrefault);  // WeightMemory::kCopied is the default
+    ASSERT_TRUE(model.ok()) << model.status().to_string();
+    ASSERT_NE(model->weights.copied_storage, nullptr);
+    EXPECT_GT(model->weights.copied_bytes, 0u);
+    const uint8_t* begin = model->weights.copied_storage.get();
+    const uint8_t* end = begin + model->weights.copied_bytes;
+    int64_t checked = 0;
+    for_each_linear(model->weights, [&](Linear& l) {
+      if (l.empty()) return;
+      SCOPED_TRACE(l.name);
+      EXPECT_EQ(reinterpret_cast<uintptr_t>(l.data) % 64, 0u);
+      EXPECT_GE(l.data, begin);
+      EXPECT_LE(l.data + l.rows * l.cols * dtype_size(l.dtype), end);
+      const TensorView* source = model->checkpoint.find(l.name);
+      ASSERT_NE(source, nullptr);
+      // The mapped pages were dropped after the copy; reading them faults the file back in.
+      EXPECT_EQ(std::memcmp(l.data, source->data, source->bytes), 0);
+      ++checked;
+    });
+    EXPECT_GT(checked, 20);
+  }
+}
+
+TEST(WeightsTest, MappedAndCopiedBindTheSameWeights) {
+  auto copied = load_model(models().v3_bf16.path(), kNoPrefault);
+  ASSERT_TRUE(copied.ok()) << copied.status().to_string();
+  auto mapped = load_model(models().v3_bf16.path(), kMapped);
+  ASSERT_TRUE(mapped.ok());
+  EXPECT_EQ(mapped->weights.copied_storage, nullptr);
+  // Same bytes bound either way.
+  EXPECT_EQ(copied->weights.bound_bytes, mapped->weights.bound_bytes);
+  EXPECT_EQ(bf16_at(copied->weights.lm_head, 5, 7), bf16_at(mapped->weights.lm_head, 5, 7));
+}
+
+TEST(WeightsTest, ParsesWeightMemory) {
+  EXPECT_EQ(parse_weight_memory("copied"), WeightMemory::kCopied);
+  EXPECT_EQ(parse_weight_memory("mapped"), WeightMemory::kMapped);
+  EXPECT_EQ(parse_weight_memory("auto"), std::nullopt);  // the worker flag's, not the loader's
+  EXPECT_EQ(parse_weight_memory("huge"), std::nullopt);
 }
 
 // Copies a generated model into a single-file checkpoint after `edit` changes its
