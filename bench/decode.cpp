@@ -16,9 +16,12 @@
 //      read bandwidth (median) / active bytes, and achieved / floor is printed;
 //   5. batched decode: aggregate tokens/s with 1, 4 and 16 sequences decoding together,
 //      each against its own floor: the fixed weights plus the distinct routed experts
-//      the batch actually chose (read once per step whatever the batch).
+//      the batch actually chose (read once per step whatever the batch), and against the
+//      FMA peak (2 flops per active weight per token), whichever is lower.
+// Weights are copied into huge pages as the worker does on one rank (--weight-memory
+// mapped: left in the page cache, to measure what the copy buys).
 // Usage: bench-decode [--model DIR] [--threads N] [--steps N] [--prompt-tokens N]
-//                     [--precision fp8|bf16|both]
+//                     [--precision fp8|bf16|both] [--weight-memory copied|mapped]
 #include <algorithm>
 #include <chrono>
 #include <cstdint>
@@ -124,19 +127,23 @@ struct BenchSettings {
   int64_t steps = 32;
   int64_t prompt_tokens = 64;
   int prefill_rounds = 3;
+  model::WeightMemory memory = model::WeightMemory::kCopied;
 };
 
 Status bench_model(const std::string& dir, const std::string& label, const BenchSettings& run) {
   std::fprintf(stderr, "[%s] loading %s\n", label.c_str(), dir.c_str());
-  MOESERVE_ASSIGN_OR_RETURN(model::LoadedModel loaded,
-                            model::load_model(dir, model::BindOptions{.load_mtp = false}));
+  MOESERVE_ASSIGN_OR_RETURN(
+      model::LoadedModel loaded,
+      model::load_model(dir, model::BindOptions{.load_mtp = false, .memory = run.memory}));
   auto shared = std::make_shared<const model::LoadedModel>(std::move(loaded));
   const model::ModelConfig& c = shared->config;
   const model::ActiveWeightBytes active = model::active_weight_bytes(c, model::weight_precision(c));
   const double mib = 1024.0 * 1024.0;
   std::printf("\n== %s: %s\n", label.c_str(), dir.c_str());
-  std::printf("weights bound: %.1f MiB; active per token: %.2f MiB\n",
-              shared->weights.bound_bytes / mib, active.total() / mib);
+  std::printf("weights bound: %.1f MiB (%s); active per token: %.2f MiB\n",
+              shared->weights.bound_bytes / mib,
+              shared->weights.copied_storage ? "copied into huge pages" : "mapped",
+              active.total() / mib);
   std::printf(
       "  attention %.2f, dense MLP %.2f, shared experts %.2f, routed experts %.2f, router %.2f, "
       "norms %.3f, embedding row %.4f, lm_head %.2f (MiB)\n",
@@ -193,6 +200,11 @@ Status bench_model(const std::string& dir, const std::string& label, const Bench
                static_cast<long long>(run.steps));
   MOESERVE_ASSIGN_OR_RETURN(DecodeRun single, run_decode(*engine, 1, run.prompt_tokens, run.steps));
   const double floor = bw.median_gbs * 1e9 / static_cast<double>(active.total());
+  // A decode token multiplies every active weight once (lm_head included): the tokens/s
+  // the FMA peak allows, the ceiling of steps whose weights are reused across many tokens.
+  const double decode_flops_per_token =
+      2.0 * (matmul_weights_per_token + static_cast<double>(elements2.lm_head) / 2.0);
+  const double compute_ceiling = peak_gflops * 1e9 / decode_flops_per_token;
   std::printf(
       "single-stream decode (%d threads): %.2f tokens/s; floor %.2f tokens/s "
       "(read median %.2f GB/s / %.2f MiB); achieved/floor %.1f %%\n",
@@ -214,12 +226,16 @@ Status bench_model(const std::string& dir, const std::string& label, const Bench
     if (batch == 1) batch1 = result.tokens_per_s;
     const double step_bytes = fixed_bytes + result.distinct_experts_per_step * expert_bytes;
     const double batch_floor = batch * bw.median_gbs * 1e9 / step_bytes;
+    const double ceiling = std::min(batch_floor, compute_ceiling);
     std::printf(
         "batched decode: batch %2lld  %8.2f tokens/s aggregate (%.2fx batch 1); %.1f distinct "
-        "experts/step -> %.1f MiB/step, floor %.2f tokens/s, achieved/floor %.1f %%\n",
+        "experts/step -> %.1f MiB/step, floor %.2f tokens/s, achieved/floor %.1f %%; "
+        "FMA-peak ceiling %.2f tokens/s, achieved/min(floor, ceiling) %.1f %% (%s-bound)\n",
         static_cast<long long>(batch), result.tokens_per_s, result.tokens_per_s / batch1,
         result.distinct_experts_per_step, step_bytes / mib, batch_floor,
-        100.0 * result.tokens_per_s / batch_floor);
+        100.0 * result.tokens_per_s / batch_floor, compute_ceiling,
+        100.0 * result.tokens_per_s / ceiling,
+        batch_floor <= compute_ceiling ? "memory" : "compute");
   }
   std::fflush(stdout);
   return ok_status();
@@ -231,9 +247,10 @@ int run(int argc, char** argv) {
   int64_t threads = 2;
   int64_t steps = 32;
   int64_t prompt_tokens = 64;
+  std::string weight_memory = "copied";
   FlagSet flags(
       "bench-decode [--model DIR] [--threads N] [--steps N] [--prompt-tokens N] "
-      "[--precision fp8|bf16|both]",
+      "[--precision fp8|bf16|both] [--weight-memory copied|mapped]",
       "Decode tokens/s against the memory-bandwidth floor, single-stream and batched.");
   flags.add_string("model", &model_dir, "model folder; default: generate bench-1b models");
   flags.add_string("precision", &precision, "generated models: fp8, bf16 or both");
@@ -241,14 +258,23 @@ int run(int argc, char** argv) {
   flags.add_int("steps", &steps, "timed decode steps per measurement");
   flags.add_int("prompt-tokens", &prompt_tokens,
                 "prompt length of the timed prefill and of single-stream decode");
+  flags.add_string("weight-memory", &weight_memory,
+                   "copied (into huge pages, as the worker on one rank) or mapped (page cache)");
   if (std::optional<int> exit_code = flags.parse_main(argc, argv)) return *exit_code;
+  const std::optional<model::WeightMemory> memory = model::parse_weight_memory(weight_memory);
+  if (!memory) {
+    std::fprintf(stderr, "bench-decode: --weight-memory must be copied or mapped\n");
+    return 2;
+  }
 
   if (threads < 1 || steps < 1 || prompt_tokens < 1) {
     std::fprintf(stderr, "bench-decode: --threads, --steps and --prompt-tokens must be >= 1\n");
     return 2;
   }
-  const BenchSettings settings{
-      .threads = static_cast<int>(threads), .steps = steps, .prompt_tokens = prompt_tokens};
+  const BenchSettings settings{.threads = static_cast<int>(threads),
+                               .steps = steps,
+                               .prompt_tokens = prompt_tokens,
+                               .memory = *memory};
   if (!model_dir.empty()) {
     const Status s = bench_model(model_dir, "model", settings);
     if (!s.ok()) std::fprintf(stderr, "bench-decode: %s\n", s.to_string().c_str());
