@@ -105,10 +105,15 @@ Status fault_in_pages(const std::vector<const model::Linear*>& added,
   return ok_status();
 }
 
-void drop_pages(const std::vector<const model::Linear*>& removed) {
+void drop_pages(const std::vector<const model::Linear*>& removed,
+                const model::ModelWeights& weights) {
   const size_t page = page_size();
+  const uint8_t* copy_begin = weights.copied_storage.get();
+  const uint8_t* copy_end = copy_begin == nullptr ? nullptr : copy_begin + weights.copied_bytes;
   for (const model::Linear* l : removed) {
     for (const auto& [data, bytes] : ranges_of(*l)) {
+      const auto* first = reinterpret_cast<const uint8_t*>(data);
+      if (copy_begin != nullptr && first >= copy_begin && first < copy_end) continue;
       const uintptr_t begin = (reinterpret_cast<uintptr_t>(data) + page - 1) / page * page;
       const uintptr_t end = (reinterpret_cast<uintptr_t>(data) + bytes) / page * page;
       if (end > begin) madvise(reinterpret_cast<void*>(begin), end - begin, MADV_DONTNEED);
@@ -230,7 +235,7 @@ StatusOr<SwitchOutcome> PlacementSwitch::poll() {
   outcome.seconds = std::chrono::duration<double>(clock_->now() - p.started).count();
   if (outcome.kind == SwitchOutcome::Kind::kCommitted) {
     dispatcher_.switch_to(std::move(*p.placement), std::move(p.local));
-    drop_pages(p.removed);
+    drop_pages(p.removed, dispatcher_.weights());
   }
   prepared_.reset();
   finish(outcome);

@@ -65,9 +65,12 @@ using SlotPreparer = std::function<Status(const std::vector<const model::Linear*
 // then a read of one byte per page.
 Status fault_in_pages(const std::vector<const model::Linear*>& added,
                       const std::atomic<bool>& cancel);
-// MADV_DONTNEED over the whole pages inside each tensor's bytes (weights and scales).
-// Only for tensors of the checkpoint's private read-only mapping.
-void drop_pages(const std::vector<const model::Linear*>& removed);
+// MADV_DONTNEED over the whole pages inside each tensor's bytes (weights and scales) that
+// lie in the checkpoint's private read-only mapping, which refaults them from the file.
+// Bytes inside `weights.copied_storage` are left alone: anonymous pages dropped read back
+// as zeros, and the copy is the only place those weights live.
+void drop_pages(const std::vector<const model::Linear*>& removed,
+                const model::ModelWeights& weights);
 
 // What a poll decided.
 struct SwitchOutcome {
