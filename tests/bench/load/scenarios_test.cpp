@@ -47,7 +47,7 @@ TEST(Scenarios, DrainUnderLoadLosesNoRequestInFlight) {
   ScenarioOptions o = small(dir);
   o.max_num_seqs = 4;
   o.max_queue = 32;
-  o.output_tokens = 96;  // long enough streams that some are in flight at the signal
+  o.output_tokens = 256;  // long enough streams that some are in flight at the signal
   o.capacity_rps = 20;
   DrainOptions drain;
   drain.rate_fraction = 1;
