@@ -67,6 +67,7 @@ class HugeBuffer {
   HugeBuffer(const HugeBuffer&) = delete;
   HugeBuffer& operator=(const HugeBuffer&) = delete;
   const uint8_t* data() const { return data_; }
+  uint8_t* data() { return data_; }
   int64_t bytes() const { return bytes_; }
 
  private:
