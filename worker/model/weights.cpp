@@ -451,15 +451,17 @@ constexpr size_t kLineBytes = 64;
 // Copies every distinct matrix (by data pointer) into one huge-page allocation, each on a
 // 64-byte line, repoints the Linears, and drops the mapped source pages.
 Status copy_to_anonymous_memory(ModelWeights& w, const std::function<void(double)>& on_progress) {
-  std::map<const uint8_t*, size_t> offsets;  // source data -> offset in the copy
-  std::map<const uint8_t*, size_t> sizes;
-  size_t total = 0;       // with each matrix padded to a line
-  size_t data_bytes = 0;  // without
+  struct Placed {
+    size_t offset;  // in the copy
+    size_t bytes;
+  };
+  std::map<const uint8_t*, Placed> placed;  // by source data
+  size_t total = 0;                         // with each matrix padded to a line
+  size_t data_bytes = 0;                    // without
   for_each_linear(w, [&](Linear& l) {
-    if (l.empty() || offsets.count(l.data) != 0) return;
+    if (l.empty() || placed.count(l.data) != 0) return;
     const size_t bytes = static_cast<size_t>(l.rows * l.cols) * dtype_size(l.dtype);
-    offsets[l.data] = total;
-    sizes[l.data] = bytes;
+    placed[l.data] = {total, bytes};
     data_bytes += bytes;
     total += (bytes + kLineBytes - 1) / kLineBytes * kLineBytes;
   });
@@ -473,10 +475,10 @@ Status copy_to_anonymous_memory(ModelWeights& w, const std::function<void(double
   std::shared_ptr<uint8_t> storage(static_cast<uint8_t*>(raw), [](uint8_t* p) { std::free(p); });
   madvise(raw, rounded, MADV_HUGEPAGE);  // best effort: without THP the copy still aligns
   const size_t page = static_cast<size_t>(sysconf(_SC_PAGESIZE));
-  LoadProgress progress("copy", static_cast<int64_t>(offsets.size()), data_bytes, on_progress);
-  for (const auto& [source, offset] : offsets) {
-    const size_t bytes = sizes[source];
-    std::memcpy(storage.get() + offset, source, bytes);
+  LoadProgress progress("copy", static_cast<int64_t>(placed.size()), data_bytes, on_progress);
+  for (const auto& [source, where] : placed) {
+    const size_t bytes = where.bytes;
+    std::memcpy(storage.get() + where.offset, source, bytes);
     // Whole pages of the source only: neighbours (scales, other tensors) may share the edges.
     const uintptr_t begin = (reinterpret_cast<uintptr_t>(source) + page - 1) / page * page;
     const uintptr_t end = (reinterpret_cast<uintptr_t>(source) + bytes) / page * page;
@@ -484,7 +486,7 @@ Status copy_to_anonymous_memory(ModelWeights& w, const std::function<void(double
     progress.add(bytes);
   }
   for_each_linear(w, [&](Linear& l) {
-    if (!l.empty()) l.data = storage.get() + offsets.at(l.data);
+    if (!l.empty()) l.data = storage.get() + placed.at(l.data).offset;
   });
   w.copied_storage = storage;
   w.copied_bytes = total;
