@@ -145,57 +145,48 @@ struct Fp8Decode {
   static float scalar(Elem v) { return fp8_e4m3_to_f32(v); }
 };
 
-// y for R rows starting at r and TT tokens; xs holds TT permuted activation rows of `cols`.
-template <class D, int R, int TT>
+// y for row r and TT tokens; xs holds TT permuted activation rows of `cols`.
+template <class D, int TT>
 void gemv(const D& dec, const WeightView& w, int64_t r, const float* xs, float* y) {
   using Elem = typename D::Elem;
   const int64_t cols = w.cols;
   const int64_t full = cols / D::kChunk * D::kChunk;
-  const Elem* rows[R];
-  for (int i = 0; i < R; ++i) rows[i] = static_cast<const Elem*>(w.data) + (r + i) * cols;
+  const Elem* row = static_cast<const Elem*>(w.data) + r * cols;
   // Two accumulator sets when few tokens, so enough FMA chains are in flight.
-  constexpr int kSets = TT * R >= 8 ? 1 : 2;
-  __m512 acc[R][TT][kSets];
-  for (int i = 0; i < R; ++i) {
-    for (int t = 0; t < TT; ++t) {
-      for (int s = 0; s < kSets; ++s) acc[i][t][s] = _mm512_setzero_ps();
-    }
+  constexpr int kSets = TT >= 8 ? 1 : 2;
+  __m512 acc[TT][kSets];
+  for (int t = 0; t < TT; ++t) {
+    for (int s = 0; s < kSets; ++s) acc[t][s] = _mm512_setzero_ps();
   }
   for (int64_t c = 0; c < full; c += D::kChunk) {
+    _mm_prefetch(reinterpret_cast<const char*>(row + c) + kPrefetchBytes, _MM_HINT_T0);
+    __m512 wv[D::kVectors];
+    dec.decode(row + c, wv);
 #pragma GCC unroll 4
-    for (int i = 0; i < R; ++i) {
-      _mm_prefetch(reinterpret_cast<const char*>(rows[i] + c) + kPrefetchBytes, _MM_HINT_T0);
-      __m512 wv[D::kVectors];
-      dec.decode(rows[i] + c, wv);
+    for (int t = 0; t < TT; ++t) {
+      const float* xt = xs + t * cols + c;
 #pragma GCC unroll 4
-      for (int t = 0; t < TT; ++t) {
-        const float* xt = xs + t * cols + c;
-#pragma GCC unroll 4
-        for (int k = 0; k < D::kVectors; ++k) {
-          acc[i][t][k % kSets] =
-              _mm512_fmadd_ps(wv[k], _mm512_loadu_ps(xt + 16 * k), acc[i][t][k % kSets]);
-        }
+      for (int k = 0; k < D::kVectors; ++k) {
+        acc[t][k % kSets] = _mm512_fmadd_ps(wv[k], _mm512_loadu_ps(xt + 16 * k), acc[t][k % kSets]);
       }
     }
   }
-  for (int i = 0; i < R; ++i) {
-    for (int t = 0; t < TT; ++t) {
-      float tail = 0.0f;
-      for (int64_t c = full; c < cols; ++c) tail += D::scalar(rows[i][c]) * xs[t * cols + c];
-      __m512 sum = acc[i][t][0];
-      if constexpr (kSets > 1) sum = _mm512_add_ps(sum, acc[i][t][1]);
-      y[t * w.rows + r + i] = _mm512_reduce_add_ps(sum) + tail;
-    }
+  for (int t = 0; t < TT; ++t) {
+    float tail = 0.0f;
+    for (int64_t c = full; c < cols; ++c) tail += D::scalar(row[c]) * xs[t * cols + c];
+    __m512 sum = acc[t][0];
+    if constexpr (kSets > 1) sum = _mm512_add_ps(sum, acc[t][1]);
+    y[t * w.rows + r] = _mm512_reduce_add_ps(sum) + tail;
   }
 }
 
-template <class D, int R, int TT>
+template <class D, int TT>
 void gemv_n(int64_t tokens, const D& dec, const WeightView& w, int64_t r, const float* xs,
             float* y) {
   if (tokens == TT) {
-    gemv<D, R, TT>(dec, w, r, xs, y);
+    gemv<D, TT>(dec, w, r, xs, y);
   } else if constexpr (TT > 1) {
-    gemv_n<D, R, TT - 1>(tokens, dec, w, r, xs, y);
+    gemv_n<D, TT - 1>(tokens, dec, w, r, xs, y);
   }
 }
 
@@ -203,7 +194,7 @@ void gemv_n(int64_t tokens, const D& dec, const WeightView& w, int64_t r, const 
 template <class D>
 void gemv_range(const D& dec, const WeightView& w, int64_t tokens, int64_t r, int64_t end,
                 const float* xs, float* y) {
-  for (; r < end; ++r) gemv_n<D, 1, kDirectTokensVbmi>(tokens, dec, w, r, xs, y);
+  for (; r < end; ++r) gemv_n<D, kDirectTokensVbmi>(tokens, dec, w, r, xs, y);
 }
 
 }  // namespace

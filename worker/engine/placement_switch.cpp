@@ -97,7 +97,7 @@ Status fault_in_pages(const std::vector<const model::Linear*>& added,
         return internal_error(l->name + ": madvise(MADV_WILLNEED): " + std::strerror(errno));
       }
       uint8_t acc = 0;
-      // Tensors lie inside the checkpoint mapping, which starts on a page boundary.
+      // Tensors lie inside the checkpoint mapping or the weight copy, both page-aligned.
       for (uintptr_t p = begin; p < end; p += page) acc ^= *reinterpret_cast<const uint8_t*>(p);
       sink = sink ^ acc;
     }
