@@ -40,7 +40,7 @@ struct Measurement {
   std::optional<double> tokens_per_second;    // prompt + generated, all groups
   std::optional<double> ttft_p95_seconds;     // over all groups' requests in the window
   std::optional<double> requests_waiting;     // all groups, now
-  std::optional<double> requests_per_second;  // first tokens, all groups (scrape source)
+  std::optional<double> requests_per_second;  // first tokens, all groups
   ExpertLoad expert_load;                     // routed tokens per expert, over a window
   ExpertLoad rank_load;                       // tokens each rank carried ([layer][rank])
   // Each answering group's live-placement state (this round; scrape source only).

@@ -90,8 +90,9 @@ PrometheusSource::PrometheusSource(std::shared_ptr<const http::Client> http,
 }
 
 std::vector<std::string> PrometheusSource::queries(const ScrapeTarget& t) const {
-  const std::string sel =
-      "{namespace=" + promql_string(t.ns) + ",deployment=" + promql_string(t.name) + "}";
+  const std::string labels =
+      "namespace=" + promql_string(t.ns) + ",deployment=" + promql_string(t.name);
+  const std::string sel = "{" + labels + "}";
   const std::string rate = "[" + std::to_string(options_.rate_window_seconds) + "s]";
   const std::string load = "[" + std::to_string(options_.load_window_seconds) + "s]";
   const MetricNames& names = metric_names(t.engine);
@@ -101,6 +102,9 @@ std::vector<std::string> PrometheusSource::queries(const ScrapeTarget& t) const 
       "histogram_quantile(0.95, sum by (le) (rate(" + std::string(names.ttft_bucket) + sel + rate +
           ")))",
       "sum(" + std::string(names.requests_waiting) + sel + ")",
+      // Requests started per second: the TTFT histogram's +Inf bucket counts every first
+      // token, as the scrape source reads it (GroupWindow::requests_per_second).
+      "sum(rate(" + std::string(names.ttft_bucket) + "{" + labels + ",le=\"+Inf\"}" + rate + "))",
   };
   if (names.expert_tokens) {
     out.push_back("sum by (layer, expert) (increase(" + std::string(names.expert_tokens) + sel +
@@ -141,11 +145,12 @@ Measurement PrometheusSource::measure(const ScrapeTarget& target, Clock::TimePoi
   m.tokens_per_second = first(q[0]);
   m.ttft_p95_seconds = first(q[1]);
   m.requests_waiting = first(q[2]);
-  if (q.size() < 4) {
+  m.requests_per_second = first(q[3]);
+  if (q.size() < 5) {
     m.groups_measured = m.tokens_per_second ? static_cast<int32_t>(target.groups.size()) : 0;
     return m;
   }
-  auto experts = query(q[3]);
+  auto experts = query(q[4]);
   if (experts.ok()) {
     std::map<ExpertKey, double> loads;
     for (const Series& s : *experts) {

@@ -176,12 +176,14 @@ TEST(EngineMetricsTest, PromqlUsesEachEnginesNames) {
                 "sum(rate(vllm:generation_tokens_total{namespace=\"ml\",deployment=\"ds\"}[120s]))",
                 "histogram_quantile(0.95, sum by (le) (rate(vllm:time_to_first_token_seconds_"
                 "bucket{namespace=\"ml\",deployment=\"ds\"}[120s])))",
-                "sum(vllm:num_requests_waiting{namespace=\"ml\",deployment=\"ds\"})"}))
+                "sum(vllm:num_requests_waiting{namespace=\"ml\",deployment=\"ds\"})",
+                "sum(rate(vllm:time_to_first_token_seconds_bucket{namespace=\"ml\","
+                "deployment=\"ds\",le=\"+Inf\"}[120s]))"}))
       << "no expert-load query: vLLM exports none";
   ScrapeTarget sglang{"ml", "ds", {}, EngineMetrics::kSglang};
   EXPECT_EQ(source.queries(sglang)[2],
             "sum(sglang:num_queue_reqs{namespace=\"ml\",deployment=\"ds\"})");
-  EXPECT_EQ(source.queries(ScrapeTarget{"ml", "ds", {}}).size(), 4u);
+  EXPECT_EQ(source.queries(ScrapeTarget{"ml", "ds", {}}).size(), 5u);
 }
 
 }  // namespace

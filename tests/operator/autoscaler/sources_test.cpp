@@ -115,6 +115,8 @@ TEST(PrometheusSourceTest, QueriesByNamespaceAndDeploymentAndReadsVectors) {
       result = R"([{"metric":{},"value":[1700000000,"1234.5"]}])";
     } else if (q.find("histogram_quantile") != std::string::npos) {
       result = R"([{"metric":{},"value":[1700000000,"NaN"]}])";
+    } else if (q.find("le=\"+Inf\"") != std::string::npos) {
+      result = R"([{"metric":{},"value":[1700000000,"2.5"]}])";
     } else if (q.find("moeserve_expert_tokens_total") != std::string::npos) {
       result = R"([{"metric":{"layer":"3","expert":"1"},"value":[1,"50"]},
                    {"metric":{"layer":"3","expert":"0"},"value":[1,"10"]}])";
@@ -134,15 +136,20 @@ TEST(PrometheusSourceTest, QueriesByNamespaceAndDeploymentAndReadsVectors) {
   EXPECT_NEAR(*m.tokens_per_second, 1234.5, 1e-9);
   EXPECT_FALSE(m.ttft_p95_seconds) << "NaN (no requests) is unknown";
   EXPECT_FALSE(m.requests_waiting);
+  ASSERT_TRUE(m.requests_per_second) << "the policy's arrival estimate needs it";
+  EXPECT_NEAR(*m.requests_per_second, 2.5, 1e-9);
   ASSERT_EQ(m.errors.size(), 1u);
   EXPECT_NE(m.errors[0].find("bad_data: parse error"), std::string::npos) << m.errors[0];
   EXPECT_EQ(m.expert_load.tokens, (std::vector<std::vector<double>>{{10, 50}}));
   std::lock_guard<std::mutex> lock(mutex);
-  ASSERT_EQ(seen.size(), 4u);
+  ASSERT_EQ(seen.size(), 5u);
   EXPECT_EQ(
       seen[0],
       "sum(rate(moeserve_prompt_tokens_total{namespace=\"team-a\",deployment=\"x\"}[120s])) + "
       "sum(rate(moeserve_generation_tokens_total{namespace=\"team-a\",deployment=\"x\"}[120s]))");
+  EXPECT_EQ(seen[3],
+            "sum(rate(moeserve_time_to_first_token_seconds_bucket{namespace=\"team-a\","
+            "deployment=\"x\",le=\"+Inf\"}[120s]))");
 }
 
 TEST(PrometheusSourceTest, ResponseParserRejectsMalformedBodies) {
