@@ -28,6 +28,7 @@ using Vec = __m256;
 constexpr int64_t kLanes = 8;
 constexpr int kTokenTile = 3;     // 4 rows x 3 tokens = 12 accumulators of 16 registers
 constexpr int kDirectTokens = 2;  // 4 rows x 2 tokens + 4 weights registers
+constexpr int kValueVectors = 1;  // 8 heads x 1 vector of 16 registers
 
 inline Vec vzero() { return _mm256_setzero_ps(); }
 inline Vec vset1(float v) { return _mm256_set1_ps(v); }
@@ -46,6 +47,13 @@ inline float vsum(Vec v) {
   s = _mm_add_ps(s, _mm_movehl_ps(s, s));
   s = _mm_add_ss(s, _mm_movehdup_ps(s));
   return _mm_cvtss_f32(s);
+}
+// out[i] = vsum(v[i]) for i < 8, as a transposing tree of horizontal adds.
+inline void vsum8(const Vec* v, float* out) {
+  const __m256 h0 = _mm256_hadd_ps(_mm256_hadd_ps(v[0], v[1]), _mm256_hadd_ps(v[2], v[3]));
+  const __m256 h1 = _mm256_hadd_ps(_mm256_hadd_ps(v[4], v[5]), _mm256_hadd_ps(v[6], v[7]));
+  _mm_storeu_ps(out, _mm_add_ps(_mm256_castps256_ps128(h0), _mm256_extractf128_ps(h0, 1)));
+  _mm_storeu_ps(out + 4, _mm_add_ps(_mm256_castps256_ps128(h1), _mm256_extractf128_ps(h1, 1)));
 }
 inline Vec vload_bf16(const uint16_t* p) {
   const __m128i h = _mm_loadu_si128(reinterpret_cast<const __m128i*>(p));
@@ -68,6 +76,18 @@ void matmul_rows_avx2(const WeightView& w, const float* x, int64_t tokens, float
 }
 
 float dot_avx2(const float* a, const float* b, int64_t n) { return dot_any(a, b, n); }
+
+void attention_scores_avx2(const float* q, int64_t q_stride, int64_t heads,
+                           const float* const* rows, int64_t n, int64_t dim, float scale,
+                           float* scores, int64_t score_stride) {
+  attention_scores_any(q, q_stride, heads, rows, n, dim, scale, scores, score_stride);
+}
+
+void attention_values_avx2(const float* p, int64_t p_stride, int64_t heads,
+                           const float* const* rows, int64_t n, int64_t dim, float* out,
+                           int64_t out_stride) {
+  attention_values_any(p, p_stride, heads, rows, n, dim, out, out_stride);
+}
 
 #pragma GCC pop_options
 

@@ -19,9 +19,21 @@ float dot_scalar(const float* a, const float* b, int64_t n);
 void matmul_rows_avx2(const WeightView& w, const float* x, int64_t tokens, float* y,
                       int64_t row_begin, int64_t row_end);
 float dot_avx2(const float* a, const float* b, int64_t n);
+void attention_scores_avx2(const float* q, int64_t q_stride, int64_t heads,
+                           const float* const* rows, int64_t n, int64_t dim, float scale,
+                           float* scores, int64_t score_stride);
+void attention_values_avx2(const float* p, int64_t p_stride, int64_t heads,
+                           const float* const* rows, int64_t n, int64_t dim, float* out,
+                           int64_t out_stride);
 void matmul_rows_avx512(const WeightView& w, const float* x, int64_t tokens, float* y,
                         int64_t row_begin, int64_t row_end);
 float dot_avx512(const float* a, const float* b, int64_t n);
+void attention_scores_avx512(const float* q, int64_t q_stride, int64_t heads,
+                             const float* const* rows, int64_t n, int64_t dim, float scale,
+                             float* scores, int64_t score_stride);
+void attention_values_avx512(const float* p, int64_t p_stride, int64_t heads,
+                             const float* const* rows, int64_t n, int64_t dim, float* out,
+                             int64_t out_stride);
 // Up to this many tokens the VBMI kernel (matmul_avx512_vbmi.cpp) handles 64-byte aligned
 // BF16 and FP8 weights itself (at 4 tokens it measured no faster than the generic kernel);
 // other calls it passes to matmul_rows_avx512.

@@ -5,8 +5,10 @@
 //   Vec, kLanes                    the vector type and its float lanes
 //   kTokenTile                     tokens per register tile of the panel path
 //   kDirectTokens                  up to this many tokens use the direct path
+//   kValueVectors                  vectors per cache row and pass in attention_values_any
 //   vzero, vset1, vload, vstore, vload_first(p, n) (lanes >= n read as 0, never touched),
-//   vfma(a, b, c) = a * b + c, vmul, vsum (horizontal add)
+//   vfma(a, b, c) = a * b + c, vmul, vsum (horizontal add), vsum8(v, out): out[i] = vsum(v[i])
+//                                  for eight vectors
 //   vload_bf16(p), vload_fp8_scaled(p): kLanes weights decoded; FP8 comes out as
 //                                        value * 2^-8 (the binary16 trick, see matmul_avx2.cpp)
 // It must not instantiate standard-library templates (those would be compiled for the
@@ -279,4 +281,108 @@ float dot_any(const float* a, const float* b, int64_t n) {
   for (; i + kLanes <= n; i += kLanes) acc[0] = vfma(vload(a + i), vload(b + i), acc[0]);
   if (i < n) acc[1] = vfma(vload_first(a + i, n - i), vload_first(b + i, n - i), acc[1]);
   return vsum(vadd(vadd(acc[0], acc[1]), vadd(acc[2], acc[3])));
+}
+
+// Attention for a tile of H heads over n cache rows (ops.h attention_scores and
+// attention_values): each row is loaded once for all H heads, instead of once per head.
+constexpr int kHeadTile = 8;  // vsum8 reduces a tile
+
+template <int H>
+void attention_scores_tile(const float* q, int64_t q_stride, const float* const* rows, int64_t n,
+                           int64_t dim, float scale, float* scores, int64_t score_stride) {
+  for (int64_t j = 0; j < n; ++j) {
+    const float* row = rows[j];
+    Vec acc[H];
+    for (int h = 0; h < H; ++h) acc[h] = vzero();
+    int64_t c = 0;
+    for (; c + kLanes <= dim; c += kLanes) {
+      const Vec r = vload(row + c);
+#pragma GCC unroll 8
+      for (int h = 0; h < H; ++h) acc[h] = vfma(vload(q + h * q_stride + c), r, acc[h]);
+    }
+    if (c < dim) {
+      const Vec r = vload_first(row + c, dim - c);
+      for (int h = 0; h < H; ++h) {
+        acc[h] = vfma(vload_first(q + h * q_stride + c, dim - c), r, acc[h]);
+      }
+    }
+    Vec all[kHeadTile];
+    for (int h = 0; h < kHeadTile; ++h) all[h] = h < H ? acc[h] : vzero();
+    float sums[kHeadTile];
+    vsum8(all, sums);
+    for (int h = 0; h < H; ++h) scores[h * score_stride + j] = sums[h] * scale;
+  }
+}
+
+template <int H>
+void attention_values_tile(const float* p, int64_t p_stride, const float* const* rows, int64_t n,
+                           int64_t dim, float* out, int64_t out_stride) {
+  constexpr int64_t kWidth = kValueVectors * kLanes;
+  for (int64_t c0 = 0; c0 < dim; c0 += kWidth) {
+    const int64_t width = min64(kWidth, dim - c0);
+    Vec acc[H][kValueVectors];
+    for (int h = 0; h < H; ++h) {
+      for (int k = 0; k < kValueVectors; ++k) acc[h][k] = vzero();
+    }
+    for (int64_t j = 0; j < n; ++j) {
+      Vec r[kValueVectors];
+      for (int k = 0; k < kValueVectors; ++k) {
+        const int64_t left = width - k * kLanes;
+        r[k] = left >= kLanes ? vload(rows[j] + c0 + k * kLanes)
+                              : (left > 0 ? vload_first(rows[j] + c0 + k * kLanes, left) : vzero());
+      }
+#pragma GCC unroll 8
+      for (int h = 0; h < H; ++h) {
+        const Vec weight = vset1(p[h * p_stride + j]);
+        for (int k = 0; k < kValueVectors; ++k) acc[h][k] = vfma(weight, r[k], acc[h][k]);
+      }
+    }
+    for (int h = 0; h < H; ++h) {
+      for (int k = 0; k < kValueVectors; ++k) {
+        float* dst = out + h * out_stride + c0 + k * kLanes;
+        const int64_t left = width - k * kLanes;
+        if (left >= kLanes) {
+          vstore(dst, acc[h][k]);
+        } else if (left > 0) {
+          float lanes[kLanes];
+          vstore(lanes, acc[h][k]);
+          for (int64_t i = 0; i < left; ++i) dst[i] = lanes[i];
+        }
+      }
+    }
+  }
+}
+
+// Runs TILE<H> over heads in tiles of kHeadTile, the last tile with the heads left.
+template <int H, class Run>
+void for_head_tiles(int64_t heads, Run run) {
+  if constexpr (H == kHeadTile) {
+    for (; heads >= kHeadTile; heads -= kHeadTile) run.template operator()<kHeadTile>();
+  }
+  if (heads == H) {
+    run.template operator()<H>();
+  } else if constexpr (H > 1) {
+    for_head_tiles<H - 1>(heads, run);
+  }
+}
+
+void attention_scores_any(const float* q, int64_t q_stride, int64_t heads, const float* const* rows,
+                          int64_t n, int64_t dim, float scale, float* scores,
+                          int64_t score_stride) {
+  int64_t h0 = 0;
+  for_head_tiles<kHeadTile>(heads, [&]<int H>() {
+    attention_scores_tile<H>(q + h0 * q_stride, q_stride, rows, n, dim, scale,
+                             scores + h0 * score_stride, score_stride);
+    h0 += H;
+  });
+}
+
+void attention_values_any(const float* p, int64_t p_stride, int64_t heads, const float* const* rows,
+                          int64_t n, int64_t dim, float* out, int64_t out_stride) {
+  int64_t h0 = 0;
+  for_head_tiles<kHeadTile>(heads, [&]<int H>() {
+    attention_values_tile<H>(p + h0 * p_stride, p_stride, rows, n, dim, out + h0 * out_stride,
+                             out_stride);
+    h0 += H;
+  });
 }

@@ -81,4 +81,42 @@ float dot(const float* a, const float* b, int64_t n) {
   return internal::dot_scalar(a, b, n);
 }
 
+void attention_scores(const float* q, int64_t q_stride, int64_t heads, const float* const* rows,
+                      int64_t n, int64_t dim, float scale, float* scores, int64_t score_stride) {
+#if MOESERVE_X86_SIMD
+  const Isa isa = active_isa();
+  if (isa >= Isa::kAvx512) {
+    return internal::attention_scores_avx512(q, q_stride, heads, rows, n, dim, scale, scores,
+                                             score_stride);
+  }
+  if (isa == Isa::kAvx2) {
+    return internal::attention_scores_avx2(q, q_stride, heads, rows, n, dim, scale, scores,
+                                           score_stride);
+  }
+#endif
+  for (int64_t h = 0; h < heads; ++h) {
+    for (int64_t j = 0; j < n; ++j) {
+      scores[h * score_stride + j] = internal::dot_scalar(q + h * q_stride, rows[j], dim) * scale;
+    }
+  }
+}
+
+void attention_values(const float* p, int64_t p_stride, int64_t heads, const float* const* rows,
+                      int64_t n, int64_t dim, float* out, int64_t out_stride) {
+#if MOESERVE_X86_SIMD
+  const Isa isa = active_isa();
+  if (isa >= Isa::kAvx512) {
+    return internal::attention_values_avx512(p, p_stride, heads, rows, n, dim, out, out_stride);
+  }
+  if (isa == Isa::kAvx2) {
+    return internal::attention_values_avx2(p, p_stride, heads, rows, n, dim, out, out_stride);
+  }
+#endif
+  for (int64_t h = 0; h < heads; ++h) {
+    float* o = out + h * out_stride;
+    std::fill_n(o, dim, 0.0f);
+    for (int64_t j = 0; j < n; ++j) scale_add(o, rows[j], p[h * p_stride + j], dim);
+  }
+}
+
 }  // namespace moeserve::kernels

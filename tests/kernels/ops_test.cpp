@@ -155,6 +155,55 @@ TEST_P(DotTest, MatchesDoubleReferenceForAllTailLengths) {
   EXPECT_NEAR(dot(a.data(), b.data(), 7168), want, 1e-3);
 }
 
+// attention_scores/_values against double sums, for head counts around the tile of 8, row
+// lengths around the vector widths, and rows that are not contiguous (a paged cache).
+TEST_P(DotTest, AttentionKernelsMatchDoubleReference) {
+  for (int64_t heads : {1, 3, 8, 9, 16, 17}) {
+    for (int64_t dim : {1, 7, 16, 40, 64, 200, 320}) {
+      for (int64_t n : {0, 1, 5, 33}) {
+        const int64_t q_stride = dim + 3, score_stride = n + 2, out_stride = dim + 5;
+        const auto q = random_floats(heads * q_stride, 7 + heads + dim);
+        const auto storage = random_floats(n * (dim + 11) + 1, 50 + n + dim);
+        std::vector<const float*> rows;
+        for (int64_t j = n - 1; j >= 0; --j) rows.push_back(storage.data() + j * (dim + 11));
+        std::vector<float> scores(heads * score_stride, -1.0f);
+        attention_scores(q.data(), q_stride, heads, rows.data(), n, dim, 0.5f, scores.data(),
+                         score_stride);
+        const auto p = random_floats(heads * score_stride, 3 + n);
+        std::vector<float> out(heads * out_stride, 42.0f);
+        attention_values(p.data(), score_stride, heads, rows.data(), n, dim, out.data(),
+                         out_stride);
+        for (int64_t h = 0; h < heads; ++h) {
+          for (int64_t j = 0; j < n; ++j) {
+            double want = 0, scale = 0;
+            for (int64_t c = 0; c < dim; ++c) {
+              want += static_cast<double>(q[h * q_stride + c]) * rows[j][c];
+              scale += std::fabs(static_cast<double>(q[h * q_stride + c]) * rows[j][c]);
+            }
+            ASSERT_NEAR(scores[h * score_stride + j], 0.5 * want, 1e-6 * scale + 1e-30)
+                << "heads " << heads << " dim " << dim << " n " << n << " h " << h << " j " << j;
+          }
+          for (int64_t j = n; j < score_stride; ++j) {
+            ASSERT_EQ(scores[h * score_stride + j], -1.0f) << "wrote past n";
+          }
+          for (int64_t c = 0; c < dim; ++c) {
+            double want = 0, scale = 0;
+            for (int64_t j = 0; j < n; ++j) {
+              want += static_cast<double>(p[h * score_stride + j]) * rows[j][c];
+              scale += std::fabs(static_cast<double>(p[h * score_stride + j]) * rows[j][c]);
+            }
+            ASSERT_NEAR(out[h * out_stride + c], want, 1e-6 * scale + 1e-30)
+                << "heads " << heads << " dim " << dim << " n " << n << " h " << h << " c " << c;
+          }
+          for (int64_t c = dim; c < out_stride; ++c) {
+            ASSERT_EQ(out[h * out_stride + c], 42.0f) << "wrote past dim";
+          }
+        }
+      }
+    }
+  }
+}
+
 INSTANTIATE_TEST_SUITE_P(Isas, DotTest,
                          ::testing::Values(Isa::kScalar, Isa::kAvx2, Isa::kAvx512,
                                            Isa::kAvx512Vbmi),

@@ -239,7 +239,16 @@ void MlaAttention::attend_absorbed(const MlaWeights& w, int64_t layer,
   o_lat_.resize(heads * n * latent);
   head_v_.resize(heads * n * shape_.v);
   scores_.resize(heads * max_len);
+  // Every head of a span's tokens reads the same cache entries: gather their addresses
+  // once, and let each thread attend with all of its heads at once, so an entry is read
+  // once per tile of heads (kernels::attention_scores/_values), not once per head.
   const KvCache& entries = cache;
+  rows_.clear();
+  for (const AttentionSpan& s : spans) {
+    for (int64_t j = 0; j < s.start_position + s.count; ++j) {
+      rows_.push_back(entries.entry(*s.kv, layer, j));
+    }
+  }
   // Heads are independent from the absorption to the output, so each thread takes whole
   // heads: one pool dispatch per layer, and each head's small matmuls run serially.
   pool_->parallel_for(heads, [&](int64_t begin, int64_t end) {
@@ -259,26 +268,27 @@ void MlaAttention::attend_absorbed(const MlaWeights& w, int64_t layer,
       }
       kernels::matmul(w.uk_t[h], head_in, n, o_lat, nullptr);  // o_lat holds q_lat for now
       for (a = 0; a < n; ++a) std::copy_n(o_lat + a * latent, latent, query + a * entry_dim);
+    }
 
-      float* scores = scores_.data() + h * max_len;
-      a = 0;
-      for (const AttentionSpan& s : spans) {
-        for (int64_t i = 0; i < s.count; ++i, ++a) {
-          const int64_t visible = s.start_position + i + 1;
-          for (int64_t j = 0; j < visible; ++j) {
-            scores[j] =
-                kernels::dot(query + a * entry_dim, entries.entry(*s.kv, layer, j), entry_dim) *
-                shape_.softmax_scale;
-          }
-          kernels::softmax(scores, visible);
-          float* o = o_lat + a * latent;
-          std::fill_n(o, latent, 0.0f);
-          for (int64_t j = 0; j < visible; ++j) {
-            kernels::scale_add(o, entries.entry(*s.kv, layer, j), scores[j], latent);
-          }
-        }
+    const int64_t count = end - begin;
+    float* scores = scores_.data() + begin * max_len;  // [count heads, max_len]
+    const float* const* span_rows = rows_.data();
+    int64_t a = 0;
+    for (const AttentionSpan& s : spans) {
+      for (int64_t i = 0; i < s.count; ++i, ++a) {
+        const int64_t visible = s.start_position + i + 1;
+        kernels::attention_scores(query_.data() + (begin * n + a) * entry_dim, n * entry_dim, count,
+                                  span_rows, visible, entry_dim, shape_.softmax_scale, scores,
+                                  max_len);
+        for (int64_t h = 0; h < count; ++h) kernels::softmax(scores + h * max_len, visible);
+        kernels::attention_values(scores, max_len, count, span_rows, visible, latent,
+                                  o_lat_.data() + (begin * n + a) * latent, n * latent);
       }
+      span_rows += s.start_position + s.count;
+    }
 
+    for (int64_t h = begin; h < end; ++h) {
+      float* o_lat = o_lat_.data() + h * n * latent;
       float* v = head_v_.data() + h * n * shape_.v;
       kernels::matmul(w.uv[h], o_lat, n, v, nullptr);
       a = 0;
