@@ -8,7 +8,10 @@
 //    worker or through the gateway; the two alternate --repeats times, the best of each
 //    is kept. Reported: generated tokens/s and median time to first token (client side,
 //    the first SSE chunk) of each, and the ratios gateway / direct (goal >= 0.95 for
-//    throughput; TTFT ratio near 1).
+//    throughput; TTFT ratio near 1). --think-ms makes each client pause after every
+//    request, on both paths: back to back, a worker answering directly never goes idle
+//    between requests, while through the gateway it idles for the relay's time, and on a
+//    VM waking an idle worker measured about 1 ms, which the gateway would be charged.
 // 2. The gateway alone: an in-process stub upstream that answers every request at once
 //    with a small fixed JSON; requests/s of --stub-requests non-streamed requests at
 //    concurrency 8 and 32, direct to the stub and through the gateway.
@@ -20,7 +23,7 @@
 //
 // Usage: bench-gateway [--worker BIN] [--threads N] [--tokens N] [--requests N]
 //                      [--repeats N] [--stub-requests N] [--upstream-idle-connections N]
-//                      [--worker-cpus LIST --bench-cpus LIST]
+//                      [--think-ms MS] [--worker-cpus LIST --bench-cpus LIST]
 #include <sched.h>
 #include <signal.h>
 #include <sys/resource.h>
@@ -75,7 +78,7 @@ double process_cpu_seconds() {
 // C clients, each sending `requests` streaming completions of `tokens` tokens, distinct
 // prompts per round, client and request.
 LoadResult streaming_load(const std::string& base_url, int concurrency, int64_t requests,
-                          int64_t tokens, int round) {
+                          int64_t tokens, int round, std::chrono::microseconds think = {}) {
   std::vector<std::thread> clients;
   std::vector<std::vector<double>> ttft(concurrency);
   std::atomic<int64_t> generated{0};
@@ -103,6 +106,7 @@ LoadResult streaming_load(const std::string& base_url, int concurrency, int64_t 
         }
         ttft[c].push_back(r.ttft_s * 1e3);
         generated += r.output_tokens;
+        if (think.count() > 0) std::this_thread::sleep_for(think);
       }
     });
   }
@@ -214,6 +218,7 @@ int main(int argc, char** argv) {
   int64_t requests = 4;
   int64_t repeats = 2;
   int64_t stub_requests = 4000;
+  double think_ms = 0;
   int64_t idle_connections = gateway::ProxyOptions{}.upstream_idle_connections;
   std::string worker_cpus, bench_cpus;
   FlagSet flags("bench-gateway [flags]",
@@ -225,6 +230,8 @@ int main(int argc, char** argv) {
   flags.add_int("requests", &requests, "requests per client per measurement");
   flags.add_int("repeats", &repeats, "alternations of direct and gateway (best kept)");
   flags.add_int("stub-requests", &stub_requests, "requests per stub measurement");
+  flags.add_double("think-ms", &think_ms,
+                   "each client's pause after every request, direct and through the gateway");
   flags.add_int("upstream-idle-connections", &idle_connections,
                 "the gateway's kept-alive connections per group (0: a new one per request)");
   flags.add_string("worker-cpus", &worker_cpus,
@@ -233,6 +240,11 @@ int main(int argc, char** argv) {
                    "CPUs of this process: the clients and the gateway (with --worker-cpus)");
   if (std::optional<int> exit_code = flags.parse_main(argc, argv)) return *exit_code;
   log::configure(log::Level::kWarn, log::Format::kJson);
+  if (!(think_ms >= 0 && think_ms <= 10000)) {
+    std::fprintf(stderr, "bench-gateway: --think-ms must be between 0 and 10000\n");
+    return 2;
+  }
+  const auto think = std::chrono::microseconds(static_cast<int64_t>(think_ms * 1000));
   if (worker_cpus.empty() != bench_cpus.empty()) {
     std::fprintf(stderr, "bench-gateway: --worker-cpus and --bench-cpus go together\n");
     return 2;
@@ -279,8 +291,10 @@ int main(int argc, char** argv) {
     Gateway gw(direct, static_cast<int>(idle_connections));
     if (!load::wait_ready(direct, std::chrono::seconds(5))) return 1;
     std::this_thread::sleep_for(std::chrono::milliseconds(200));
-    std::printf("gateway overhead on a tiny-model worker (%lld tokens per request, best of %lld)\n",
-                static_cast<long long>(tokens), static_cast<long long>(repeats));
+    std::printf(
+        "gateway overhead on a tiny-model worker (%lld tokens per request, best of %lld, %.1f ms "
+        "think time after each request)\n",
+        static_cast<long long>(tokens), static_cast<long long>(repeats), think_ms);
     std::printf("%4s %14s %14s %7s %12s %12s %7s %14s\n", "C", "direct tok/s", "gateway tok/s",
                 "ratio", "direct ttft", "gateway ttft", "ratio", "gw CPU/token");
     streaming_load(direct, 2, 1, tokens, -1);  // warm-up
@@ -291,8 +305,8 @@ int main(int argc, char** argv) {
       best_direct.ttft_median_ms = best_gateway.ttft_median_ms = 1e18;
       best_direct.cpu_us_per_token = best_gateway.cpu_us_per_token = 1e18;
       for (int64_t r = 0; r < repeats; ++r) {
-        LoadResult d = streaming_load(direct, c, requests, tokens, round++);
-        LoadResult g = streaming_load(gw.url(), c, requests, tokens, round++);
+        LoadResult d = streaming_load(direct, c, requests, tokens, round++, think);
+        LoadResult g = streaming_load(gw.url(), c, requests, tokens, round++, think);
         if (d.failures || g.failures) {
           std::fprintf(stderr, "  failures: direct %lld, gateway %lld\n",
                        static_cast<long long>(d.failures), static_cast<long long>(g.failures));
