@@ -261,16 +261,21 @@ class Session : public std::enable_shared_from_this<Session> {
 
   // --- called on the strand by SessionResponder ---
   void write_response(Response response, std::shared_ptr<std::promise<bool>> done);
-  void write_stream_header(int status, std::string content_type, Headers headers,
-                           std::shared_ptr<std::promise<bool>> done);
+  // Records that the handler began a chunked stream with this keep-alive decision (the
+  // header is already on its way, sent by the handler thread).
+  void note_stream_started(bool keep_alive);
   // --- called by the handler thread of a stream ---
-  // Writes one chunk straight to the socket instead of through the strand, which cost
-  // two thread switches per chunk (most of a proxied token's CPU). Safe because only the
-  // handler writes while its stream is open (the strand writes the header before and the
-  // last chunk after, both waited for), and fd_mutex_ keeps close() from releasing the
-  // descriptor while a send is on it. Waits for socket space at most request_timeout_ms;
-  // false once the client has gone.
+  // The header and each chunk go straight to the socket instead of through the strand,
+  // which cost two thread switches per chunk (most of a proxied token's CPU) and a round
+  // trip before the first. Safe because only the handler writes while its stream is open
+  // (the strand writes nothing between dispatching the request and the last chunk, which
+  // is waited for), and fd_mutex_ keeps close() from releasing the descriptor while a
+  // send is on it. Each waits for socket space at most request_timeout_ms; false once
+  // the client has gone.
+  bool write_stream_header_direct(int status, const std::string& content_type,
+                                  const Headers& headers);
   bool write_chunk_direct(std::string_view data);
+  bool send_direct(std::string_view bytes);
   void write_last_chunk(std::shared_ptr<std::promise<bool>> done);
   void handler_finished(bool responded);
 
@@ -307,9 +312,6 @@ class Session : public std::enable_shared_from_this<Session> {
   std::atomic<bool> gone_{false};
   std::atomic<bool> closed_{false};
   std::mutex fd_mutex_;  // held by close() and by each direct send
-  // Keeps the serializer of a streamed response alive between chunks.
-  std::shared_ptr<bhttp::response<bhttp::empty_body>> stream_header_;
-  std::shared_ptr<bhttp::response_serializer<bhttp::empty_body>> stream_serializer_;
 };
 
 class SessionResponder : public Responder {
@@ -335,13 +337,7 @@ class SessionResponder : public Responder {
     if (responded_) return false;
     responded_ = true;
     streaming_ = true;
-    auto done = std::make_shared<std::promise<bool>>();
-    auto future = done->get_future();
-    asio::post(session_->executor(), [s = session_, status, ct = std::move(content_type),
-                                      h = std::move(headers), done]() mutable {
-      s->write_stream_header(status, std::move(ct), std::move(h), done);
-    });
-    return wait(future);
+    return session_->write_stream_header_direct(status, content_type, headers);
   }
 
   bool write(std::string_view data) override {
@@ -529,29 +525,38 @@ void Session::write_response(Response response, std::shared_ptr<std::promise<boo
                      });
 }
 
-void Session::write_stream_header(int status, std::string content_type, Headers headers,
-                                  std::shared_ptr<std::promise<bool>> done) {
-  if (closed_ || gone_) {
-    done->set_value(false);
-    return;
-  }
+void Session::note_stream_started(bool keep_alive) {
   streaming_ = true;
-  stream_header_ =
-      std::make_shared<bhttp::response<bhttp::empty_body>>(static_cast<bhttp::status>(status), 11);
-  stream_header_->set(bhttp::field::server, "moeserve");
-  stream_header_->set(bhttp::field::content_type, content_type);
-  for (const auto& [k, v] : headers) stream_header_->set(k, v);
-  keep_alive_ = keep_alive_ && !server_->draining;
-  stream_header_->keep_alive(keep_alive_);
-  stream_header_->chunked(true);
-  stream_serializer_ =
-      std::make_shared<bhttp::response_serializer<bhttp::empty_body>>(*stream_header_);
-  stream_.expires_after(std::chrono::milliseconds(server_->options.request_timeout_ms));
-  bhttp::async_write_header(stream_, *stream_serializer_,
-                            [self = shared_from_this(), done](beast::error_code ec, size_t) {
-                              if (ec) self->gone_ = true;
-                              done->set_value(!ec);
-                            });
+  keep_alive_ = keep_alive;
+}
+
+bool Session::write_stream_header_direct(int status, const std::string& content_type,
+                                         const Headers& headers) {
+  if (closed_ || gone_) return false;
+  // keep_alive_ was set before the request was handed to this thread, and the strand
+  // leaves it alone while a handler runs.
+  const bool keep_alive = keep_alive_ && !server_->draining;
+  bhttp::response<bhttp::empty_body> header{static_cast<bhttp::status>(status), 11};
+  header.set(bhttp::field::server, "moeserve");
+  header.set(bhttp::field::content_type, content_type);
+  for (const auto& [k, v] : headers) header.set(k, v);
+  header.keep_alive(keep_alive);
+  header.chunked(true);
+  bhttp::response_serializer<bhttp::empty_body> serializer{header};
+  std::string bytes;
+  beast::error_code ec;
+  while (!ec && !serializer.is_header_done()) {
+    serializer.next(ec, [&](beast::error_code&, const auto& buffers) {
+      for (const auto b : beast::buffers_range_ref(buffers)) {
+        bytes.append(static_cast<const char*>(b.data()), b.size());
+      }
+      serializer.consume(beast::buffer_bytes(buffers));
+    });
+  }
+  if (ec) return false;
+  asio::post(executor(),
+             [self = shared_from_this(), keep_alive] { self->note_stream_started(keep_alive); });
+  return send_direct(bytes);
 }
 
 bool Session::write_chunk_direct(std::string_view data) {
@@ -560,6 +565,10 @@ bool Session::write_chunk_direct(std::string_view data) {
   std::string frame;
   frame.reserve(static_cast<size_t>(n) + data.size() + 2);
   frame.append(size_line, static_cast<size_t>(n)).append(data).append("\r\n");
+  return send_direct(frame);
+}
+
+bool Session::send_direct(std::string_view frame) {
   const auto deadline = std::chrono::steady_clock::now() +
                         std::chrono::milliseconds(server_->options.request_timeout_ms);
   size_t sent = 0;
@@ -626,8 +635,6 @@ void Session::handler_finished(bool responded) {
 void Session::after_response() {
   if (handling_ || !response_done_ || closed_) return;
   streaming_ = false;
-  stream_serializer_.reset();
-  stream_header_.reset();
   if (!keep_alive_ || gone_ || server_->draining) {
     close();
     return;

@@ -263,6 +263,39 @@ TEST_F(HttpServerTest, StreamedResponseArrivesIncrementally) {
   EXPECT_EQ(rest, "data: two\n\n");
 }
 
+// The stream header is written by the handler's thread, not the I/O strand: the strand
+// must still learn the keep-alive decision, so the connection serves the next request
+// after the last chunk, and closes after a request that asked for it.
+TEST_F(HttpServerTest, StreamedResponsesKeepTheConnectionAliveUnlessAskedToClose) {
+  server_ = std::make_unique<Server>(ServerOptions{});
+  server_->route("GET", "/s", [](const Request& r, Responder& out) {
+    ASSERT_TRUE(out.begin_stream(200, "text/plain", {{"X-Which", r.query_param("n")}}));
+    out.write("part " + r.query_param("n") + "\n");
+    out.end_stream();
+  });
+  ASSERT_TRUE(server_->start().ok());
+  const std::string reply =
+      raw_exchange(server_->port(),
+                   "GET /s?n=1 HTTP/1.1\r\nHost: x\r\n\r\n"
+                   "GET /s?n=2 HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
+  const size_t second = reply.find("HTTP/1.1 200", 1);
+  ASSERT_NE(second, std::string::npos) << reply;
+  const std::string one = reply.substr(0, second);
+  const std::string two = reply.substr(second);
+  for (const std::string& part : {one, two}) {
+    EXPECT_TRUE(part.starts_with("HTTP/1.1 200 OK\r\n")) << part;
+    EXPECT_NE(part.find("Transfer-Encoding: chunked\r\n"), std::string::npos) << part;
+    EXPECT_NE(part.find("Content-Type: text/plain\r\n"), std::string::npos) << part;
+    EXPECT_TRUE(part.ends_with("\r\n\r\n7\r\npart " + std::string(part == one ? "1" : "2") +
+                               "\n\r\n0\r\n\r\n"))
+        << part;
+  }
+  EXPECT_NE(one.find("X-Which: 1\r\n"), std::string::npos) << one;
+  EXPECT_EQ(one.find("Connection: close"), std::string::npos) << one;
+  EXPECT_NE(two.find("X-Which: 2\r\n"), std::string::npos) << two;
+  EXPECT_NE(two.find("Connection: close\r\n"), std::string::npos) << two;
+}
+
 TEST_F(HttpServerTest, StreamReaderReadsContentLengthBodies) {
   start();
   Client client;
