@@ -55,6 +55,34 @@ inline void vsum8(const Vec* v, float* out) {
   _mm_storeu_ps(out, _mm_add_ps(_mm256_castps256_ps128(h0), _mm256_extractf128_ps(h0, 1)));
   _mm_storeu_ps(out + 4, _mm_add_ps(_mm256_castps256_ps128(h1), _mm256_extractf128_ps(h1, 1)));
 }
+inline Vec vround(Vec v) {
+  return _mm256_round_ps(v, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+}
+#include "kernels/cpu/exp_poly.h"
+inline Vec vmax(Vec a, Vec b) { return _mm256_max_ps(a, b); }
+inline float vmax_lanes(Vec v) {
+  __m128 m = _mm_max_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+  m = _mm_max_ps(m, _mm_movehl_ps(m, m));
+  m = _mm_max_ss(m, _mm_movehdup_ps(m));
+  return _mm_cvtss_f32(m);
+}
+inline Vec vsub(Vec a, Vec b) { return _mm256_sub_ps(a, b); }
+inline Vec vdiv(Vec a, Vec b) { return _mm256_div_ps(a, b); }
+// exp of each lane (see vexp_poly): 2^n built in the exponent field, so the range is that
+// of normal results: below about -87.3 the result is 0 (expf gives subnormals down to
+// -103.9), above about 88.38 +inf (expf is finite up to 88.72). NaN stays NaN.
+inline Vec vexp(Vec x) {
+  const Vec low = vset1(-87.33654f), high = vset1(88.3762626f);
+  const Vec clamped = _mm256_min_ps(_mm256_max_ps(x, low), high);
+  Vec n;
+  const Vec p = vexp_poly(clamped, &n);
+  const __m256i bits =
+      _mm256_slli_epi32(_mm256_add_epi32(_mm256_cvtps_epi32(n), _mm256_set1_epi32(127)), 23);
+  Vec y = _mm256_mul_ps(p, _mm256_castsi256_ps(bits));
+  y = _mm256_and_ps(y, _mm256_cmp_ps(x, low, _CMP_GE_OQ));
+  y = _mm256_blendv_ps(y, vset1(__builtin_inff()), _mm256_cmp_ps(x, high, _CMP_GT_OQ));
+  return _mm256_blendv_ps(y, x, _mm256_cmp_ps(x, x, _CMP_UNORD_Q));
+}
 inline Vec vload_bf16(const uint16_t* p) {
   const __m128i h = _mm_loadu_si128(reinterpret_cast<const __m128i*>(p));
   return _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(h), 16));
@@ -76,6 +104,12 @@ void matmul_rows_avx2(const WeightView& w, const float* x, int64_t tokens, float
 }
 
 float dot_avx2(const float* a, const float* b, int64_t n) { return dot_any(a, b, n); }
+
+void softmax_avx2(float* x, int64_t n) { softmax_any(x, n); }
+
+void silu_mul_avx2(const float* gate, const float* up, int64_t n, float* out) {
+  silu_mul_any(gate, up, n, out);
+}
 
 void attention_scores_avx2(const float* q, int64_t q_stride, int64_t heads,
                            const float* const* rows, int64_t n, int64_t dim, float scale,

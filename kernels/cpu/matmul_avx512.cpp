@@ -60,6 +60,24 @@ inline void vsum8(const Vec* v, float* out) {
   const __m512i order = _mm512_setr_epi32(0, 4, 8, 12, 2, 6, 10, 14, 0, 0, 0, 0, 0, 0, 0, 0);
   _mm256_storeu_ps(out, _mm512_castps512_ps256(_mm512_permutexvar_ps(order, z)));
 }
+inline Vec vround(Vec v) {
+  return _mm512_roundscale_ps(v, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+}
+#include "kernels/cpu/exp_poly.h"
+inline Vec vmax(Vec a, Vec b) { return _mm512_max_ps(a, b); }
+inline float vmax_lanes(Vec v) { return _mm512_reduce_max_ps(v); }
+inline Vec vsub(Vec a, Vec b) { return _mm512_sub_ps(a, b); }
+inline Vec vdiv(Vec a, Vec b) { return _mm512_div_ps(a, b); }
+// exp of each lane (see vexp_poly): 2^n by vscalefps, which rounds to subnormals and to
+// 0 and +inf exactly as expf does; below -104 every result is 0, and NaN stays NaN.
+inline Vec vexp(Vec x) {
+  const Vec clamped = _mm512_min_ps(_mm512_max_ps(x, vset1(-104.0f)), vset1(88.8f));
+  Vec n;
+  const Vec p = vexp_poly(clamped, &n);
+  Vec y = _mm512_scalef_ps(p, n);
+  y = _mm512_maskz_mov_ps(_mm512_cmp_ps_mask(x, vset1(-104.0f), _CMP_GE_OQ), y);
+  return _mm512_mask_blend_ps(_mm512_cmp_ps_mask(x, x, _CMP_UNORD_Q), y, x);
+}
 inline Vec vload_bf16(const uint16_t* p) {
   const __m256i h = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(p));
   return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(h), 16));
@@ -81,6 +99,12 @@ void matmul_rows_avx512(const WeightView& w, const float* x, int64_t tokens, flo
 }
 
 float dot_avx512(const float* a, const float* b, int64_t n) { return dot_any(a, b, n); }
+
+void softmax_avx512(float* x, int64_t n) { softmax_any(x, n); }
+
+void silu_mul_avx512(const float* gate, const float* up, int64_t n, float* out) {
+  silu_mul_any(gate, up, n, out);
+}
 
 void attention_scores_avx512(const float* q, int64_t q_stride, int64_t heads,
                              const float* const* rows, int64_t n, int64_t dim, float scale,

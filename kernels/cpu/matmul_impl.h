@@ -19,6 +19,8 @@ float dot_scalar(const float* a, const float* b, int64_t n);
 void matmul_rows_avx2(const WeightView& w, const float* x, int64_t tokens, float* y,
                       int64_t row_begin, int64_t row_end);
 float dot_avx2(const float* a, const float* b, int64_t n);
+void softmax_avx2(float* x, int64_t n);
+void silu_mul_avx2(const float* gate, const float* up, int64_t n, float* out);
 void attention_scores_avx2(const float* q, int64_t q_stride, int64_t heads,
                            const float* const* rows, int64_t n, int64_t dim, float scale,
                            float* scores, int64_t score_stride);
@@ -28,6 +30,8 @@ void attention_values_avx2(const float* p, int64_t p_stride, int64_t heads,
 void matmul_rows_avx512(const WeightView& w, const float* x, int64_t tokens, float* y,
                         int64_t row_begin, int64_t row_end);
 float dot_avx512(const float* a, const float* b, int64_t n);
+void softmax_avx512(float* x, int64_t n);
+void silu_mul_avx512(const float* gate, const float* up, int64_t n, float* out);
 void attention_scores_avx512(const float* q, int64_t q_stride, int64_t heads,
                              const float* const* rows, int64_t n, int64_t dim, float scale,
                              float* scores, int64_t score_stride);

@@ -9,6 +9,7 @@
 //   vzero, vset1, vload, vstore, vload_first(p, n) (lanes >= n read as 0, never touched),
 //   vfma(a, b, c) = a * b + c, vmul, vsum (horizontal add), vsum8(v, out): out[i] = vsum(v[i])
 //                                  for eight vectors
+//   vmax, vmax_lanes (horizontal max), vsub, vdiv, vexp (exp of each lane, exp_poly.h)
 //   vload_bf16(p), vload_fp8_scaled(p): kLanes weights decoded; FP8 comes out as
 //                                        value * 2^-8 (the binary16 trick, see matmul_avx2.cpp)
 // It must not instantiate standard-library templates (those would be compiled for the
@@ -385,4 +386,52 @@ void attention_values_any(const float* p, int64_t p_stride, int64_t heads, const
                              out_stride);
     h0 += H;
   });
+}
+
+// ops.h softmax: the max, then exp(x - max) in place with the sum (float lanes over at
+// most kSumChunk vectors, then double), then the scaling. The tail shorter than a vector
+// takes expf.
+void softmax_any(float* x, int64_t n) {
+  if (n <= 0) return;
+  const int64_t full = n / kLanes * kLanes;
+  float max_value = x[0];
+  if (full > 0) {
+    Vec m = vload(x);
+    for (int64_t i = kLanes; i < full; i += kLanes) m = vmax(m, vload(x + i));
+    max_value = vmax_lanes(m);
+  }
+  for (int64_t i = full; i < n; ++i) max_value = x[i] > max_value ? x[i] : max_value;
+  const Vec shift = vset1(max_value);
+  constexpr int64_t kSumChunk = 16 * kLanes;
+  double sum = 0.0;
+  for (int64_t c0 = 0; c0 < full; c0 += kSumChunk) {
+    const int64_t c1 = min64(full, c0 + kSumChunk);
+    Vec partial = vzero();
+    for (int64_t i = c0; i < c1; i += kLanes) {
+      const Vec e = vexp(vsub(vload(x + i), shift));
+      vstore(x + i, e);
+      partial = vadd(partial, e);
+    }
+    sum += static_cast<double>(vsum(partial));
+  }
+  for (int64_t i = full; i < n; ++i) {
+    x[i] = __builtin_expf(x[i] - max_value);
+    sum += static_cast<double>(x[i]);
+  }
+  const float inv_sum = static_cast<float>(1.0 / sum);
+  const Vec scale = vset1(inv_sum);
+  for (int64_t i = 0; i < full; i += kLanes) vstore(x + i, vmul(vload(x + i), scale));
+  for (int64_t i = full; i < n; ++i) x[i] *= inv_sum;
+}
+
+// ops.h silu_mul: gate / (1 + exp(-gate)) * up; the tail takes expf.
+void silu_mul_any(const float* gate, const float* up, int64_t n, float* out) {
+  const int64_t full = n / kLanes * kLanes;
+  const Vec one = vset1(1.0f), zero = vzero();
+  for (int64_t i = 0; i < full; i += kLanes) {
+    const Vec g = vload(gate + i);
+    const Vec silu = vdiv(g, vadd(one, vexp(vsub(zero, g))));
+    vstore(out + i, vmul(silu, vload(up + i)));
+  }
+  for (int64_t i = full; i < n; ++i) out[i] = gate[i] / (1.0f + __builtin_expf(-gate[i])) * up[i];
 }

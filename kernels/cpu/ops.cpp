@@ -24,11 +24,21 @@ void rms_norm(const float* x, const float* weight, int64_t n, float eps, float* 
 }
 
 void silu_mul(const float* gate, const float* up, int64_t n, float* out) {
+#if MOESERVE_X86_SIMD
+  const Isa isa = active_isa();
+  if (isa >= Isa::kAvx512) return internal::silu_mul_avx512(gate, up, n, out);
+  if (isa == Isa::kAvx2) return internal::silu_mul_avx2(gate, up, n, out);
+#endif
   for (int64_t i = 0; i < n; ++i) out[i] = gate[i] / (1.0f + std::exp(-gate[i])) * up[i];
 }
 
 void softmax(float* x, int64_t n) {
   if (n <= 0) return;
+#if MOESERVE_X86_SIMD
+  const Isa isa = active_isa();
+  if (isa >= Isa::kAvx512) return internal::softmax_avx512(x, n);
+  if (isa == Isa::kAvx2) return internal::softmax_avx2(x, n);
+#endif
   const float max_value = *std::max_element(x, x + n);
   double sum = 0.0;
   for (int64_t i = 0; i < n; ++i) {

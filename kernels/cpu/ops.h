@@ -1,6 +1,7 @@
 // Element-wise and reduction kernels of the forward pass, on float32 vectors of length n.
 // Pure functions of their inputs, thread-safe; `out` may alias `x` where noted. dot uses
-// AVX2/FMA when active (isa.h), as do the attention kernels; the others are plain loops
+// AVX2/FMA when active (isa.h), as do the attention kernels, softmax and silu_mul (their
+// exp is a polynomial within 2 ulp of expf; see exp_poly.h); the others are plain loops
 // the compiler vectorises.
 #pragma once
 

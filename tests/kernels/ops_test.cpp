@@ -37,20 +37,41 @@ TEST(OpsTest, RmsNormMatchesDoubleReferenceAndMayRunInPlace) {
   }
 }
 
-TEST(OpsTest, SiluMulMatchesDoubleReference) {
-  const int64_t n = 1001;
-  const auto gate = random_floats(n, 3, -20.0f, 20.0f);
-  const auto up = random_floats(n, 4, -2.0f, 2.0f);
-  std::vector<float> out(n);
-  silu_mul(gate.data(), up.data(), n, out.data());
-  for (int64_t i = 0; i < n; ++i) {
-    const double g = gate[i];
-    const double want = g / (1 + std::exp(-g)) * up[i];
-    ASSERT_NEAR(out[i], want, 2e-6 * std::fabs(want) + 1e-12) << i;
+// The kernels that dispatch on the instruction set, run on each one this CPU has.
+class PerIsaTest : public ::testing::TestWithParam<Isa> {
+ protected:
+  void SetUp() override {
+    if (set_isa_for_testing(GetParam()) != GetParam()) GTEST_SKIP() << "CPU lacks this ISA";
   }
+  void TearDown() override { set_isa_for_testing(detected_isa()); }
+};
+
+TEST_P(PerIsaTest, SiluMulMatchesDoubleReference) {
+  for (int64_t n : {0, 1, 7, 16, 17, 1001}) {
+    auto gate = random_floats(n, 3, -20.0f, 20.0f);
+    const auto up = random_floats(n, 4, -2.0f, 2.0f);
+    // Where exp(-gate) overflows (silu -> -0) or vanishes (silu -> gate).
+    const float extremes[] = {-100.0f, -88.5f, -87.0f, 87.0f, 100.0f, 0.0f, -0.0f};
+    for (int64_t i = 0; i < n && i < 7; ++i) gate[i * 2 % n] = extremes[i];
+    std::vector<float> out(n);
+    silu_mul(gate.data(), up.data(), n, out.data());
+    for (int64_t i = 0; i < n; ++i) {
+      const double g = gate[i];
+      const double want = g / (1 + std::exp(-g)) * up[i];
+      ASSERT_NEAR(out[i], want, 2e-6 * std::fabs(want) + 1e-12) << "n " << n << " i " << i;
+    }
+  }
+  const float nan = std::numeric_limits<float>::quiet_NaN();
+  std::vector<float> gate(20, 1.0f), up(20, 1.0f), out(20);
+  gate[3] = nan;
+  gate[19] = nan;
+  silu_mul(gate.data(), up.data(), 20, out.data());
+  EXPECT_TRUE(std::isnan(out[3]));
+  EXPECT_TRUE(std::isnan(out[19]));
+  EXPECT_NEAR(out[4], 1.0 / (1 + std::exp(-1.0)), 1e-7);
 }
 
-TEST(OpsTest, SoftmaxIsStableForLargeValuesAndZeroesMinusInfinity) {
+TEST_P(PerIsaTest, SoftmaxIsStableForLargeValuesAndZeroesMinusInfinity) {
   std::vector<float> x = {1000.0f, 1001.0f, 999.0f, -std::numeric_limits<float>::infinity()};
   softmax(x.data(), 4);
   const double e0 = std::exp(-1.0);
@@ -61,7 +82,18 @@ TEST(OpsTest, SoftmaxIsStableForLargeValuesAndZeroesMinusInfinity) {
   EXPECT_NEAR(x[2], e2 / total, 1e-7);
   EXPECT_EQ(x[3], 0.0f);
 
-  for (int64_t n : {1, 5, 129280}) {
+  // -inf in the vector part and in the tail; a row of only -inf is NaN.
+  const float inf = std::numeric_limits<float>::infinity();
+  std::vector<float> masked(37, 0.5f);
+  masked[2] = masked[20] = masked[36] = -inf;
+  softmax(masked.data(), 37);
+  for (int i : {2, 20, 36}) EXPECT_EQ(masked[i], 0.0f) << i;
+  EXPECT_NEAR(masked[0], 1.0 / 34, 1e-7);
+  std::vector<float> all_masked(19, -inf);
+  softmax(all_masked.data(), 19);
+  for (float v : all_masked) EXPECT_TRUE(std::isnan(v));
+
+  for (int64_t n : {1, 5, 16, 33, 300, 129280}) {
     const auto original = random_floats(n, 5, -30.0f, 30.0f);
     auto got = original;
     softmax(got.data(), n);
@@ -128,15 +160,7 @@ TEST(OpsTest, AddAndScaleAdd) {
   for (int i = 0; i < 77; ++i) ASSERT_NEAR(y[i], y0[i] + 0.37 * x[i], 1e-6);
 }
 
-class DotTest : public ::testing::TestWithParam<Isa> {
- protected:
-  void SetUp() override {
-    if (set_isa_for_testing(GetParam()) != GetParam()) GTEST_SKIP() << "CPU lacks this ISA";
-  }
-  void TearDown() override { set_isa_for_testing(detected_isa()); }
-};
-
-TEST_P(DotTest, MatchesDoubleReferenceForAllTailLengths) {
+TEST_P(PerIsaTest, MatchesDoubleReferenceForAllTailLengths) {
   for (int64_t n = 0; n <= 70; ++n) {
     const auto a = random_floats(n, 9 + n);
     const auto b = random_floats(n, 100 + n);
@@ -157,7 +181,7 @@ TEST_P(DotTest, MatchesDoubleReferenceForAllTailLengths) {
 
 // attention_scores/_values against double sums, for head counts around the tile of 8, row
 // lengths around the vector widths, and rows that are not contiguous (a paged cache).
-TEST_P(DotTest, AttentionKernelsMatchDoubleReference) {
+TEST_P(PerIsaTest, AttentionKernelsMatchDoubleReference) {
   for (int64_t heads : {1, 3, 8, 9, 16, 17}) {
     for (int64_t dim : {1, 7, 16, 40, 64, 200, 320}) {
       for (int64_t n : {0, 1, 5, 33}) {
@@ -204,7 +228,7 @@ TEST_P(DotTest, AttentionKernelsMatchDoubleReference) {
   }
 }
 
-INSTANTIATE_TEST_SUITE_P(Isas, DotTest,
+INSTANTIATE_TEST_SUITE_P(Isas, PerIsaTest,
                          ::testing::Values(Isa::kScalar, Isa::kAvx2, Isa::kAvx512,
                                            Isa::kAvx512Vbmi),
                          [](const auto& info) { return std::string(isa_name(info.param)); });
