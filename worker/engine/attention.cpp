@@ -198,28 +198,48 @@ void MlaAttention::attend_expanded(const MlaWeights& w, int64_t layer, const Att
   }
   kv_.resize(len * heads * per_head);
   kernels::matmul(w.kv_b, latents_.data(), len, kv_.data(), pool_);
-  scores_.resize(heads * len);
-  const KvCache& entries = cache;
+  // Queries in tiles of kQueryTile against each head's rows, so every key and value row
+  // is read once per tile (kernels::attention_scores/_values), not once per query. A
+  // tile scores the rows its last query sees; the extra ones of its earlier queries are
+  // masked out after the softmax.
+  constexpr int64_t kQueryTile = 8;
+  rows_.resize((1 + 2 * heads) * len);
+  const float** rope_rows = rows_.data();
+  for (int64_t j = 0; j < len; ++j) rope_rows[j] = cache.entry(*span.kv, layer, j) + latent;
+  for (int64_t h = 0; h < heads; ++h) {
+    const float** k_rows = rows_.data() + (1 + 2 * h) * len;
+    const float** v_rows = k_rows + len;
+    for (int64_t j = 0; j < len; ++j) {
+      k_rows[j] = kv_.data() + (j * heads + h) * per_head;
+      v_rows[j] = k_rows[j] + shape_.nope;
+    }
+  }
+  scores_.resize(heads * 2 * kQueryTile * len);
   pool_->parallel_for(heads, [&](int64_t begin, int64_t end) {
     for (int64_t h = begin; h < end; ++h) {
-      float* scores = scores_.data() + h * len;
-      for (int64_t i = 0; i < span.count; ++i) {
-        const int64_t t = span.first + i, visible = span.start_position + i + 1;
-        const float* q = q_.data() + (t * heads + h) * qk;
-        for (int64_t j = 0; j < visible; ++j) {
-          const float* k = kv_.data() + (j * heads + h) * per_head;
-          const float* k_rope = entries.entry(*span.kv, layer, j) + latent;
-          scores[j] = (kernels::dot(q, k, shape_.nope) +
-                       kernels::dot(q + shape_.nope, k_rope, shape_.rope)) *
-                      shape_.softmax_scale;
+      const float* const* k_rows = rows_.data() + (1 + 2 * h) * len;
+      const float* const* v_rows = k_rows + len;
+      float* scores = scores_.data() + h * 2 * kQueryTile * len;  // [kQueryTile, len]
+      float* rope_scores = scores + kQueryTile * len;
+      for (int64_t i0 = 0; i0 < span.count; i0 += kQueryTile) {
+        const int64_t tile = std::min(kQueryTile, span.count - i0);
+        const int64_t t0 = span.first + i0;
+        const int64_t seen = span.start_position + i0 + tile;  // by the tile's last query
+        const float* q = q_.data() + (t0 * heads + h) * qk;
+        kernels::attention_scores(q, heads * qk, tile, k_rows, seen, shape_.nope,
+                                  shape_.softmax_scale, scores, len);
+        kernels::attention_scores(q + shape_.nope, heads * qk, tile, rope_rows, seen, shape_.rope,
+                                  shape_.softmax_scale, rope_scores, len);
+        for (int64_t i = 0; i < tile; ++i) {
+          float* row = scores + i * len;
+          const int64_t visible = span.start_position + i0 + i + 1;
+          kernels::add(row, rope_scores + i * len, visible);
+          kernels::softmax(row, visible);
+          std::fill(row + visible, row + seen, 0.0f);
         }
-        kernels::softmax(scores, visible);
-        float* out = heads_out_.data() + (t * heads + h) * shape_.v;
-        std::fill_n(out, shape_.v, 0.0f);
-        for (int64_t j = 0; j < visible; ++j) {
-          kernels::scale_add(out, kv_.data() + (j * heads + h) * per_head + shape_.nope, scores[j],
-                             shape_.v);
-        }
+        kernels::attention_values(scores, len, tile, v_rows, seen, shape_.v,
+                                  heads_out_.data() + (t0 * heads + h) * shape_.v,
+                                  heads * shape_.v);
       }
     }
   });
