@@ -203,30 +203,29 @@ void MlaAttention::attend_expanded(const MlaWeights& w, int64_t layer, const Att
   // tile scores the rows its last query sees; the extra ones of its earlier queries are
   // masked out after the softmax.
   constexpr int64_t kQueryTile = 8;
-  rows_.resize((1 + 2 * heads) * len);
-  const float** rope_rows = rows_.data();
-  for (int64_t j = 0; j < len; ++j) rope_rows[j] = cache.entry(*span.kv, layer, j) + latent;
-  for (int64_t h = 0; h < heads; ++h) {
-    const float** k_rows = rows_.data() + (1 + 2 * h) * len;
-    const float** v_rows = k_rows + len;
-    for (int64_t j = 0; j < len; ++j) {
-      k_rows[j] = kv_.data() + (j * heads + h) * per_head;
-      v_rows[j] = k_rows[j] + shape_.nope;
-    }
-  }
-  scores_.resize(heads * 2 * kQueryTile * len);
+  rows_.resize(len);  // the rope keys, shared by every head
+  for (int64_t j = 0; j < len; ++j) rows_[j] = cache.entry(*span.kv, layer, j) + latent;
+  const float* const* rope_rows = rows_.data();
   pool_->parallel_for(heads, [&](int64_t begin, int64_t end) {
+    // Per thread, so scratch grows with the context and the threads, not the heads.
+    thread_local std::vector<const float*> k_rows, v_rows;
+    thread_local std::vector<float> tile_scores;  // [2][kQueryTile, len]: nope, rope
+    k_rows.resize(len);
+    v_rows.resize(len);
+    tile_scores.resize(2 * kQueryTile * len);
+    float* scores = tile_scores.data();
+    float* rope_scores = scores + kQueryTile * len;
     for (int64_t h = begin; h < end; ++h) {
-      const float* const* k_rows = rows_.data() + (1 + 2 * h) * len;
-      const float* const* v_rows = k_rows + len;
-      float* scores = scores_.data() + h * 2 * kQueryTile * len;  // [kQueryTile, len]
-      float* rope_scores = scores + kQueryTile * len;
+      for (int64_t j = 0; j < len; ++j) {
+        k_rows[j] = kv_.data() + (j * heads + h) * per_head;
+        v_rows[j] = k_rows[j] + shape_.nope;
+      }
       for (int64_t i0 = 0; i0 < span.count; i0 += kQueryTile) {
         const int64_t tile = std::min(kQueryTile, span.count - i0);
         const int64_t t0 = span.first + i0;
         const int64_t seen = span.start_position + i0 + tile;  // by the tile's last query
         const float* q = q_.data() + (t0 * heads + h) * qk;
-        kernels::attention_scores(q, heads * qk, tile, k_rows, seen, shape_.nope,
+        kernels::attention_scores(q, heads * qk, tile, k_rows.data(), seen, shape_.nope,
                                   shape_.softmax_scale, scores, len);
         kernels::attention_scores(q + shape_.nope, heads * qk, tile, rope_rows, seen, shape_.rope,
                                   shape_.softmax_scale, rope_scores, len);
@@ -237,7 +236,7 @@ void MlaAttention::attend_expanded(const MlaWeights& w, int64_t layer, const Att
           kernels::softmax(row, visible);
           std::fill(row + visible, row + seen, 0.0f);
         }
-        kernels::attention_values(scores, len, tile, v_rows, seen, shape_.v,
+        kernels::attention_values(scores, len, tile, v_rows.data(), seen, shape_.v,
                                   heads_out_.data() + (t0 * heads + h) * shape_.v,
                                   heads * shape_.v);
       }

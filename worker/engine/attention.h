@@ -101,19 +101,19 @@ class MlaAttention {
   const kernels::RopeTable* rope_;
   kernels::ThreadPool* pool_;
   // Scratch.
-  std::vector<float> q_a_;        // [tokens, q_lora_rank]
-  std::vector<float> q_;          // [tokens, heads, nope + rope]
-  std::vector<float> kv_a_;       // [tokens, kv_lora_rank + rope]
-  std::vector<float> heads_out_;  // [tokens, heads, v]
-  std::vector<float> latents_;    // expanded: [positions, kv_lora_rank]
-  std::vector<float> kv_;         // expanded: [positions, heads, nope + v]
-  std::vector<float> scores_;   // absorbed: [heads, positions]; expanded: [heads, 2, 8, positions]
-  std::vector<float> head_in_;  // absorbed: [heads, tokens, nope]
-  std::vector<float> query_;    // absorbed: [heads, tokens, kv_lora_rank + rope]
-  std::vector<float> o_lat_;    // absorbed: [heads, tokens, kv_lora_rank]
-  std::vector<float> head_v_;   // absorbed: [heads, tokens, v]
+  std::vector<float> q_a_;          // [tokens, q_lora_rank]
+  std::vector<float> q_;            // [tokens, heads, nope + rope]
+  std::vector<float> kv_a_;         // [tokens, kv_lora_rank + rope]
+  std::vector<float> heads_out_;    // [tokens, heads, v]
+  std::vector<float> latents_;      // expanded: [positions, kv_lora_rank]
+  std::vector<float> kv_;           // expanded: [positions, heads, nope + v]
+  std::vector<float> scores_;       // absorbed: [heads, positions]
+  std::vector<float> head_in_;      // absorbed: [heads, tokens, nope]
+  std::vector<float> query_;        // absorbed: [heads, tokens, kv_lora_rank + rope]
+  std::vector<float> o_lat_;        // absorbed: [heads, tokens, kv_lora_rank]
+  std::vector<float> head_v_;       // absorbed: [heads, tokens, v]
   std::vector<const float*> rows_;  // absorbed: each span's cache entries, spans in order;
-                                    // expanded: [rope rows, heads x (k rows, v rows)]
+                                    // expanded: the span's rope keys
 };
 
 }  // namespace moeserve::engine
