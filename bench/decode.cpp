@@ -22,6 +22,7 @@
 // mapped: left in the page cache, to measure what the copy buys).
 // Usage: bench-decode [--model DIR] [--threads N] [--steps N] [--prompt-tokens N]
 //                     [--precision fp8|bf16|both] [--weight-memory copied|mapped]
+//                     [--isa NAME]
 #include <algorithm>
 #include <chrono>
 #include <cstdint>
@@ -248,9 +249,10 @@ int run(int argc, char** argv) {
   int64_t steps = 32;
   int64_t prompt_tokens = 64;
   std::string weight_memory = "copied";
+  std::string isa_text = kernels::isa_name(kernels::active_isa());
   FlagSet flags(
       "bench-decode [--model DIR] [--threads N] [--steps N] [--prompt-tokens N] "
-      "[--precision fp8|bf16|both] [--weight-memory copied|mapped]",
+      "[--precision fp8|bf16|both] [--weight-memory copied|mapped] [--isa NAME]",
       "Decode tokens/s against the memory-bandwidth floor, single-stream and batched.");
   flags.add_string("model", &model_dir, "model folder; default: generate bench-1b models");
   flags.add_string("precision", &precision, "generated models: fp8, bf16 or both");
@@ -260,7 +262,16 @@ int run(int argc, char** argv) {
                 "prompt length of the timed prefill and of single-stream decode");
   flags.add_string("weight-memory", &weight_memory,
                    "copied (into huge pages, as the worker on one rank) or mapped (page cache)");
+  flags.add_string("isa", &isa_text,
+                   "kernel instruction set: scalar, avx2, avx512, avx512vbmi or avx512bf16 "
+                   "(default: the best this CPU has)");
   if (std::optional<int> exit_code = flags.parse_main(argc, argv)) return *exit_code;
+  const std::optional<kernels::Isa> isa = kernels::isa_from_name(isa_text);
+  if (!isa || kernels::set_isa_for_testing(*isa) != *isa) {
+    std::fprintf(stderr, "bench-decode: --isa %s is unknown or this CPU lacks it\n",
+                 isa_text.c_str());
+    return 2;
+  }
   const std::optional<model::WeightMemory> memory = model::parse_weight_memory(weight_memory);
   if (!memory) {
     std::fprintf(stderr, "bench-decode: --weight-memory must be copied or mapped\n");

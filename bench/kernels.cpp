@@ -210,7 +210,7 @@ int main(int argc, char** argv) {
   {
     const WeightRing ring(WeightType::kFP8E4M3, elements);
     ThreadPool single(1);
-    for (Isa isa : {Isa::kScalar, Isa::kAvx2, Isa::kAvx512, Isa::kAvx512Vbmi}) {
+    for (Isa isa : {Isa::kScalar, Isa::kAvx2, Isa::kAvx512, Isa::kAvx512Vbmi, Isa::kAvx512Bf16}) {
       if (moeserve::kernels::set_isa_for_testing(isa) != isa) continue;
       for (int64_t tokens : {1, 16}) {
         if (isa == Isa::kScalar && tokens > 1) continue;  // seconds per call; adds nothing
@@ -247,7 +247,7 @@ int main(int argc, char** argv) {
       std::vector<float> x(static_cast<size_t>(tokens * kResidentCols), 0.25f);
       std::vector<float> y(static_cast<size_t>(tokens * kResidentRows));
       std::vector<Isa> isas;
-      for (Isa isa : {Isa::kAvx2, Isa::kAvx512, Isa::kAvx512Vbmi}) {
+      for (Isa isa : {Isa::kAvx2, Isa::kAvx512, Isa::kAvx512Vbmi, Isa::kAvx512Bf16}) {
         if (moeserve::kernels::set_isa_for_testing(isa) == isa) isas.push_back(isa);
       }
       std::vector<std::vector<double>> rates(isas.size());

@@ -7,7 +7,7 @@
 // every call reads its weights from DRAM; median of 7 passes over the ring, in GB/s of
 // weight bytes, next to bench/floor.h's read probe on the same pool.
 // Usage: bench-matmul [--threads N] [--tokens N] [--rows R] [--cols C]
-//                     [--type fp8|bf16|f32] [--isa scalar|avx2|avx512|avx512vbmi]
+//                     [--type fp8|bf16|f32] [--isa scalar|avx2|avx512|avx512vbmi|avx512bf16]
 #include <sys/mman.h>
 
 #include <algorithm>
@@ -34,10 +34,11 @@ constexpr int64_t kRingBytes = int64_t{512} << 20;
 constexpr int kPasses = 7;
 
 int usage(const char* why) {
-  std::fprintf(stderr,
-               "bench-matmul: %s\nusage: bench-matmul [--threads N] [--tokens N] [--rows R] "
-               "[--cols C] [--type fp8|bf16|f32] [--isa scalar|avx2|avx512|avx512vbmi]\n",
-               why);
+  std::fprintf(
+      stderr,
+      "bench-matmul: %s\nusage: bench-matmul [--threads N] [--tokens N] [--rows R] "
+      "[--cols C] [--type fp8|bf16|f32] [--isa scalar|avx2|avx512|avx512vbmi|avx512bf16]\n",
+      why);
   return 2;
 }
 
@@ -86,14 +87,10 @@ int main(int argc, char** argv) {
   } else {
     return usage(("--type must be fp8, bf16 or f32, got \"" + type + "\"").c_str());
   }
-  Isa wanted = Isa::kScalar;
-  bool known = false;
-  for (Isa isa : {Isa::kScalar, Isa::kAvx2, Isa::kAvx512, Isa::kAvx512Vbmi}) {
-    if (isa_text == moeserve::kernels::isa_name(isa)) wanted = isa, known = true;
-  }
-  if (!known) return usage(("unknown --isa \"" + isa_text + "\"").c_str());
-  const Isa active = moeserve::kernels::set_isa_for_testing(wanted);
-  if (active != wanted) return usage(("this CPU has no " + isa_text).c_str());
+  const std::optional<Isa> wanted = moeserve::kernels::isa_from_name(isa_text);
+  if (!wanted) return usage(("unknown --isa \"" + isa_text + "\"").c_str());
+  const Isa active = moeserve::kernels::set_isa_for_testing(*wanted);
+  if (active != *wanted) return usage(("this CPU has no " + isa_text).c_str());
 
   const int64_t matrix_bytes = rows * cols * element;
   const int64_t ring = std::max<int64_t>(1, kRingBytes / matrix_bytes);

@@ -23,7 +23,8 @@ Isa probe_isa() {
   __builtin_cpu_init();
   const bool avx2 = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && has_f16c();
   if (avx2 && __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw")) {
-    return __builtin_cpu_supports("avx512vbmi") ? Isa::kAvx512Vbmi : Isa::kAvx512;
+    if (!__builtin_cpu_supports("avx512vbmi")) return Isa::kAvx512;
+    return __builtin_cpu_supports("avx512bf16") ? Isa::kAvx512Bf16 : Isa::kAvx512Vbmi;
   }
   if (avx2) return Isa::kAvx2;
 #endif
@@ -56,8 +57,16 @@ const char* isa_name(Isa isa) {
     case Isa::kAvx2: return "avx2";
     case Isa::kAvx512: return "avx512";
     case Isa::kAvx512Vbmi: return "avx512vbmi";
+    case Isa::kAvx512Bf16: return "avx512bf16";
   }
   return "unknown";
+}
+
+std::optional<Isa> isa_from_name(std::string_view name) {
+  for (Isa isa : {Isa::kScalar, Isa::kAvx2, Isa::kAvx512, Isa::kAvx512Vbmi, Isa::kAvx512Bf16}) {
+    if (name == isa_name(isa)) return isa;
+  }
+  return std::nullopt;
 }
 
 }  // namespace moeserve::kernels

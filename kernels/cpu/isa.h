@@ -1,9 +1,12 @@
 // Which instruction set the CPU kernels use. The best one the CPU supports is chosen once at
-// run time (AVX-512 F+BW+VBMI, else AVX-512 F+BW, else AVX2+FMA+F16C, else portable scalar
-// code); nothing is
-// compiled with global -mavx2/-mavx512f, so the binaries run on any x86-64 (and non-x86)
-// machine. Tests force each path in turn to check all of them against the same references.
+// run time (AVX-512 F+BW+VBMI+BF16, else AVX-512 F+BW+VBMI, else AVX-512 F+BW, else AVX2+FMA+F16C,
+// else portable scalar code); nothing is compiled with global -mavx2/-mavx512f, so the binaries run
+// on any x86-64 (and non-x86) machine. Tests force each path in turn to check all of them against
+// the same references.
 #pragma once
+
+#include <optional>
+#include <string_view>
 
 // The x86 SIMD kernels are compiled in `#pragma GCC target` regions, which only GCC reads;
 // other compilers (clang, for the fuzz build) build the scalar kernels alone, and
@@ -17,7 +20,7 @@
 namespace moeserve::kernels {
 
 // In capability order: each level includes everything below it.
-enum class Isa { kScalar, kAvx2, kAvx512, kAvx512Vbmi };
+enum class Isa { kScalar, kAvx2, kAvx512, kAvx512Vbmi, kAvx512Bf16 };
 
 // The best instruction set this CPU supports (computed once).
 Isa detected_isa();
@@ -28,5 +31,7 @@ Isa active_isa();
 // threads run kernels.
 Isa set_isa_for_testing(Isa isa);
 const char* isa_name(Isa isa);
+// The ISA whose isa_name is `name`, if any.
+std::optional<Isa> isa_from_name(std::string_view name);
 
 }  // namespace moeserve::kernels

@@ -36,6 +36,7 @@ using RowsFn = void (*)(const WeightView&, const float*, int64_t, float*, int64_
 
 RowsFn rows_fn(Isa isa) {
 #if MOESERVE_X86_SIMD
+  if (isa == Isa::kAvx512Bf16) return internal::matmul_rows_avx512_bf16;
   if (isa == Isa::kAvx512Vbmi) return internal::matmul_rows_avx512_vbmi;
   if (isa == Isa::kAvx512) return internal::matmul_rows_avx512;
   if (isa == Isa::kAvx2) return internal::matmul_rows_avx2;
@@ -71,6 +72,19 @@ float dot_scalar(const float* a, const float* b, int64_t n) {
   for (; i < n; ++i) partial[0] += a[i] * b[i];
   return ((partial[0] + partial[4]) + (partial[1] + partial[5])) +
          ((partial[2] + partial[6]) + (partial[3] + partial[7]));
+}
+
+const Fp8Bf16Tables& fp8_bf16_tables() {
+  static const Fp8Bf16Tables tables = [] {
+    Fp8Bf16Tables t{};
+    for (int code = 0; code < 128; ++code) {
+      const uint16_t bf16 = f32_to_bf16(fp8_e4m3_to_f32(static_cast<uint8_t>(code)));
+      t.hi[code] = static_cast<uint8_t>(bf16 >> 8);
+      t.lo[code] = static_cast<uint8_t>(bf16 & 0xff);
+    }
+    return t;
+  }();
+  return tables;
 }
 
 float* panel_scratch(int64_t floats) {

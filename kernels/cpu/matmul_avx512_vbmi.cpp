@@ -43,25 +43,6 @@ constexpr int64_t kPrefetchBytes = 4096;
 
 inline int64_t min64(int64_t a, int64_t b) { return a < b ? a : b; }
 
-// High and low bytes of the BF16 value of each E4M3 magnitude code 0..127.
-struct Fp8Tables {
-  alignas(64) uint8_t hi[128];
-  alignas(64) uint8_t lo[128];
-};
-
-const Fp8Tables& fp8_tables() {
-  static const Fp8Tables tables = [] {
-    Fp8Tables t{};
-    for (int code = 0; code < 128; ++code) {
-      const uint16_t bf16 = f32_to_bf16(fp8_e4m3_to_f32(static_cast<uint8_t>(code)));
-      t.hi[code] = static_cast<uint8_t>(bf16 >> 8);
-      t.lo[code] = static_cast<uint8_t>(bf16 & 0xff);
-    }
-    return t;
-  }();
-  return tables;
-}
-
 // The permuted activations of one token: for each full chunk, the float vectors in the order
 // the decode produces them, then the tail columns in natural order; each value times
 // `scale_of(column)` (constant over a chunk: a chunk lies inside one 128-column block).
@@ -124,14 +105,17 @@ struct Fp8Decode {
   __m512i sign = _mm512_set1_epi8(static_cast<char>(0x80));
   __m512i high_mask = _mm512_set1_epi32(static_cast<int>(0xffff0000u));
   Fp8Decode() {
-    const Fp8Tables& t = fp8_tables();
+    const Fp8Bf16Tables& t = fp8_bf16_tables();
     hi0 = _mm512_load_si512(t.hi);
     hi1 = _mm512_load_si512(t.hi + 64);
     lo0 = _mm512_load_si512(t.lo);
     lo1 = _mm512_load_si512(t.lo + 64);
   }
   void decode(const Elem* p, __m512* out) const {
-    const __m512i v = _mm512_loadu_si512(p);
+    __m512i v = _mm512_loadu_si512(p);
+    // One load per line (see matmul_avx512_bf16.cpp): GCC would otherwise reload v for
+    // each look-up.
+    __asm__("" : "+v"(v));
     __m512i hi = _mm512_permutex2var_epi8(hi0, v, hi1);
     hi = _mm512_ternarylogic_epi32(hi, v, sign, 0xf8);  // hi | (v & 0x80)
     const __m512i lo = _mm512_permutex2var_epi8(lo0, v, lo1);

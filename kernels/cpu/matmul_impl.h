@@ -44,7 +44,22 @@ void attention_values_avx512(const float* p, int64_t p_stride, int64_t heads,
 inline constexpr int kDirectTokensVbmi = 2;
 void matmul_rows_avx512_vbmi(const WeightView& w, const float* x, int64_t tokens, float* y,
                              int64_t row_begin, int64_t row_end);
+// Up to this many tokens the BF16 dot-product kernel (matmul_avx512_bf16.cpp) handles BF16
+// and FP8 weights on 64-byte lines with whole 64-column chunks; other calls it passes to
+// matmul_rows_avx512_vbmi.
+inline constexpr int kDirectTokensBf16 = 2;
+void matmul_rows_avx512_bf16(const WeightView& w, const float* x, int64_t tokens, float* y,
+                             int64_t row_begin, int64_t row_end);
 #endif
+
+// The high and low bytes of the BF16 value of each E4M3 magnitude code 0..127 (exact for
+// every code, subnormals included; code 0x7f, NaN, gives a NaN), for the vpermi2b
+// look-ups of the VBMI and BF16 kernels.
+struct Fp8Bf16Tables {
+  alignas(64) uint8_t hi[128];
+  alignas(64) uint8_t lo[128];
+};
+const Fp8Bf16Tables& fp8_bf16_tables();
 
 // A per-thread, 64-byte aligned float buffer of at least `floats` elements (kept between
 // calls; a later call may move it). Lives

@@ -134,7 +134,8 @@ float fma_peak_avx2(int64_t iterations, float seed) {
 int64_t lanes_of(Isa isa) {
   switch (isa) {
     case Isa::kAvx512:
-    case Isa::kAvx512Vbmi: return 16;
+    case Isa::kAvx512Vbmi:
+    case Isa::kAvx512Bf16: return 16;
     case Isa::kAvx2: return 8;
     case Isa::kScalar: return 1;
   }

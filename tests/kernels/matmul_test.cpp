@@ -149,6 +149,29 @@ TEST_P(MatmulTest, LineAlignedAndMisalignedRowsAgree) {
   }
 }
 
+TEST_P(MatmulTest, ActivationsFrom2ToTheMinus90To2ToThe90KeepTheirAccuracy) {
+  // The BF16 dot-product kernel splits each activation into two BF16 parts; the split and
+  // the FP8 block scale folded into it must hold at every magnitude a model produces.
+  for (WeightType type : {WeightType::kBF16, WeightType::kFP8E4M3}) {
+    RandomWeight weight(type, 131, 384, 21);
+    for (int exponent = -90; exponent <= 90; exponent += 30) {
+      for (int64_t tokens : {1, 2, 3}) {
+        SCOPED_TRACE(std::string(type_name(type)) + " activations ~2^" + std::to_string(exponent) +
+                     " tokens " + std::to_string(tokens));
+        auto x = random_floats(tokens * 384, 22 + exponent);
+        for (float& v : x) v = std::ldexp(v, exponent);
+        std::vector<float> got(static_cast<size_t>(tokens * 131)), want(got.size());
+        matmul(weight.view, x.data(), tokens, got.data(), nullptr);
+        matmul_reference(weight.view, x.data(), tokens, want.data());
+        const auto scale = abs_products(weight.view, x, tokens);
+        for (size_t i = 0; i < got.size(); ++i) {
+          ASSERT_NEAR(got[i], want[i], 1e-5 * scale[i]) << "output " << i;
+        }
+      }
+    }
+  }
+}
+
 TEST_P(MatmulTest, LargeEnoughToSplitAcrossThreadsMatchesSingleThreaded) {
   ThreadPool three(3);
   RandomWeight weight(WeightType::kFP8E4M3, 515, 2100, 5);
@@ -170,8 +193,8 @@ TEST_P(MatmulTest, ZeroColumnsGiveZeros) {
 }
 
 INSTANTIATE_TEST_SUITE_P(Isas, MatmulTest,
-                         ::testing::Values(Isa::kScalar, Isa::kAvx2, Isa::kAvx512,
-                                           Isa::kAvx512Vbmi),
+                         ::testing::Values(Isa::kScalar, Isa::kAvx2, Isa::kAvx512, Isa::kAvx512Vbmi,
+                                           Isa::kAvx512Bf16),
                          [](const auto& info) { return std::string(isa_name(info.param)); });
 
 TEST(DequantizeRowTest, AppliesTheBlockScaleOfEachColumnBlock) {

@@ -229,8 +229,8 @@ TEST_P(PerIsaTest, AttentionKernelsMatchDoubleReference) {
 }
 
 INSTANTIATE_TEST_SUITE_P(Isas, PerIsaTest,
-                         ::testing::Values(Isa::kScalar, Isa::kAvx2, Isa::kAvx512,
-                                           Isa::kAvx512Vbmi),
+                         ::testing::Values(Isa::kScalar, Isa::kAvx2, Isa::kAvx512, Isa::kAvx512Vbmi,
+                                           Isa::kAvx512Bf16),
                          [](const auto& info) { return std::string(isa_name(info.param)); });
 
 }  // namespace
