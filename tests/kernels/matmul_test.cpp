@@ -137,11 +137,14 @@ TEST_P(MatmulTest, MatchesReferenceForEveryTokenCountUpTo17) {
 
 TEST_P(MatmulTest, LineAlignedAndMisalignedRowsAgree) {
   // Row lengths that are whole 64-byte lines for BF16 and FP8, with the data on a line and
-  // off it: both layouts must match the reference.
+  // off it: both layouts must match the reference. 1-9 tokens cover the one-row and
+  // two-row-tile paths of the BF16 dot-product kernel and the generic kernel past them;
+  // 7 and 261 rows leave a single last row, 260 and 261 span three FP8 row blocks.
   ThreadPool three(3);
   for (WeightType type : {WeightType::kBF16, WeightType::kFP8E4M3}) {
     for (int64_t misalign : {0, 8, 16}) {
-      for (int64_t tokens : {1, 2, 3}) {
+      for (int64_t tokens = 1; tokens <= 9; ++tokens) {
+        check(type, 261, 128, tokens, nullptr, misalign);
         check(type, 260, 384, tokens, &three, misalign);
         check(type, 7, 64, tokens, nullptr, misalign);
       }
@@ -155,7 +158,7 @@ TEST_P(MatmulTest, ActivationsFrom2ToTheMinus90To2ToThe90KeepTheirAccuracy) {
   for (WeightType type : {WeightType::kBF16, WeightType::kFP8E4M3}) {
     RandomWeight weight(type, 131, 384, 21);
     for (int exponent = -90; exponent <= 90; exponent += 30) {
-      for (int64_t tokens : {1, 2, 3}) {
+      for (int64_t tokens : {1, 2, 3, 6}) {
         SCOPED_TRACE(std::string(type_name(type)) + " activations ~2^" + std::to_string(exponent) +
                      " tokens " + std::to_string(tokens));
         auto x = random_floats(tokens * 384, 22 + exponent);
