@@ -4,8 +4,10 @@
 // kernel) and multiplied by vdpbf16ps, which does 32 multiply-adds per instruction where
 // the float32 kernels do 16 after widening each weight once more to float32. Cache-resident
 // (256x1024, one thread) it streams 1.4-1.6x the VBMI kernel's weight bytes at 1 and 2
-// tokens; at 3-4 tokens the split activations of a 7168-column row no longer fit L1 and the
-// generic kernel's row tiles win, so those go there.
+// tokens. Above two tokens the generic kernel keeps the work: one row at a time, 3-4 tokens'
+// split activations of a 7168-column row no longer fit L1 (slower than the generic row
+// tiles); tiles of two rows for 3-8 tokens were 1.4-1.8x the generic kernel cache-resident
+// but made batch-16 decode of bench-1.2b ~5 % slower in six of six interleaved rounds.
 //
 // Activations stay float32-accurate: each is split into x = hi + lo with hi = bf16(x) and
 // lo = bf16(x - hi) (once per call, or per 128-row block for FP8, whose block scale is
@@ -45,13 +47,6 @@ constexpr int64_t kChunk = 64;  // weights per step: two BF16 vectors of 32
 constexpr int64_t kPrefetchBytes = 4096;
 
 inline int64_t min64(int64_t a, int64_t b) { return a < b ? a : b; }
-
-// Vectors between one token's split activations and the next: 4 per chunk plus one, so
-// that tokens never start a multiple of 4 KiB apart (at 1024 or 7168 columns they would,
-// and their lines would then share L1 sets with each other and with the weight lines
-// prefetched 4 KiB ahead). A precaution: with and without it measured the same within
-// this host's noise.
-inline int64_t token_stride(int64_t chunks) { return chunks * 4 + 1; }
 
 // x rounded to the nearest BF16 (ties to even), as float32.
 inline __m512 round_to_bf16(__m512 x) {
@@ -142,7 +137,7 @@ inline void accumulate_chunk(const __m512i* wv, const __m512i* xs, int64_t chunk
                              __m512 (*acc)[4]) {
 #pragma GCC unroll 4
   for (int t = 0; t < TT; ++t) {
-    const __m512i* xt = xs + t * token_stride(chunks) + i * 4;
+    const __m512i* xt = xs + (t * chunks + i) * 4;
     acc[t][0] = dot_step(acc[t][0], wv[0], xt[0]);
     acc[t][1] = dot_step(acc[t][1], wv[1], xt[1]);
     acc[t][2] = dot_step(acc[t][2], wv[0], xt[2]);
@@ -198,85 +193,28 @@ void gemv(const D& dec, const WeightView& w, int64_t r, const __m512i* xs, float
   }
 }
 
-// y for rows r..r+R-1 and TT (3..kTileTokensBf16) tokens: each activation load feeds R
-// rows, each decoded weight vector TT tokens. Up to four tokens the high and low parts of
-// the activations go to separate accumulators (2 x R x TT chains); above, one per row and
-// token is enough chains.
-template <class D, int R, int TT>
-void gemm_tile(const D& dec, const WeightView& w, int64_t r, const __m512i* xs, float* y) {
-  const int64_t chunks = w.cols / kChunk;
-  const auto* rows = static_cast<const typename D::Elem*>(w.data) + r * w.cols;
-  constexpr int kParts = TT <= 4 ? 2 : 1;
-  __m512 acc[R][TT][kParts];
-  for (int j = 0; j < R; ++j) {
-    for (int t = 0; t < TT; ++t) {
-      for (int k = 0; k < kParts; ++k) acc[j][t][k] = _mm512_setzero_ps();
-    }
-  }
-  for (int64_t i = 0; i < chunks; ++i) {
-    __m512i wv[R][2];
-#pragma GCC unroll 2
-    for (int j = 0; j < R; ++j) decode_chunk(dec, rows + j * w.cols + i * kChunk, wv[j]);
-#pragma GCC unroll 8
-    for (int t = 0; t < TT; ++t) {
-      const __m512i* xt = xs + t * token_stride(chunks) + i * 4;
-      const __m512i hi0 = _mm512_load_si512(xt), hi1 = _mm512_load_si512(xt + 1);
-      const __m512i lo0 = _mm512_load_si512(xt + 2), lo1 = _mm512_load_si512(xt + 3);
-#pragma GCC unroll 2
-      for (int j = 0; j < R; ++j) {
-        __m512& a = acc[j][t][0];
-        __m512& b = acc[j][t][kParts - 1];
-        a = dot_step(a, wv[j][0], hi0);
-        b = dot_step(b, wv[j][0], lo0);
-        a = dot_step(a, wv[j][1], hi1);
-        b = dot_step(b, wv[j][1], lo1);
-      }
-    }
-  }
-  for (int j = 0; j < R; ++j) {
-    for (int t = 0; t < TT; ++t) {
-      __m512 sum = acc[j][t][0];
-      if constexpr (kParts > 1) sum = _mm512_add_ps(sum, acc[j][t][1]);
-      y[t * w.rows + r + j] = _mm512_reduce_add_ps(sum);
-    }
-  }
-}
-
-// Rows [r, end) for TT tokens: one row at a time up to two tokens, pairs of rows (and a
-// last single row) from three.
 template <class D, int TT>
-void rows_for(const D& dec, const WeightView& w, int64_t r, int64_t end, const __m512i* xs,
-              float* y) {
-  if constexpr (TT <= kDirectTokensBf16) {
-    for (; r < end; ++r) gemv<D, TT>(dec, w, r, xs, y);
-  } else {
-    for (; r + 2 <= end; r += 2) gemm_tile<D, 2, TT>(dec, w, r, xs, y);
-    if (r < end) gemm_tile<D, 1, TT>(dec, w, r, xs, y);
+void gemv_n(int64_t tokens, const D& dec, const WeightView& w, int64_t r, const __m512i* xs,
+            float* y) {
+  if (tokens == TT) {
+    gemv<D, TT>(dec, w, r, xs, y);
+  } else if constexpr (TT > 1) {
+    gemv_n<D, TT - 1>(tokens, dec, w, r, xs, y);
   }
 }
 
-template <class D, int TT = kTileTokensBf16>
+template <class D>
 void gemv_range(const D& dec, const WeightView& w, int64_t tokens, int64_t r, int64_t end,
                 const __m512i* xs, float* y) {
-  if (tokens == TT) {
-    rows_for<D, TT>(dec, w, r, end, xs, y);
-  } else if constexpr (TT > 1) {
-    gemv_range<D, TT - 1>(dec, w, tokens, r, end, xs, y);
-  }
+  for (; r < end; ++r) gemv_n<D, kDirectTokensBf16>(tokens, dec, w, r, xs, y);
 }
 
 }  // namespace
 
-// Above two tokens only while the split activations (4 bytes per column and token) fit in
-// L1 beside the weights streaming through: at 7168 columns 3-4 tokens from L2 measured
-// slower than the generic kernel.
-constexpr int64_t kTileActivationBytes = 32 << 10;
-
 bool bf16_dot_handles(const WeightView& w, int64_t tokens) {
+  if (tokens > kDirectTokensBf16) return false;
   if (w.type != WeightType::kBF16 && w.type != WeightType::kFP8E4M3) return false;
-  if (reinterpret_cast<uintptr_t>(w.data) % 64 != 0 || w.cols % kChunk != 0) return false;
-  return tokens <= kDirectTokensBf16 ||
-         (tokens <= kTileTokensBf16 && tokens * w.cols * 4 <= kTileActivationBytes);
+  return reinterpret_cast<uintptr_t>(w.data) % 64 == 0 && w.cols % kChunk == 0;
 }
 
 void matmul_rows_avx512_bf16(const WeightView& w, const float* x, int64_t tokens, float* y,
@@ -286,9 +224,9 @@ void matmul_rows_avx512_bf16(const WeightView& w, const float* x, int64_t tokens
     return;
   }
   const int64_t cols = w.cols;
-  // 4 bytes per column and token (16 floats per vector), plus the stride's padding.
-  const int64_t vectors_per_token = token_stride(cols / kChunk);
-  auto* xs = reinterpret_cast<__m512i*>(panel_scratch(tokens * vectors_per_token * 16));
+  // 4 bytes per column and token: the same as the float32 panel the scratch is sized for.
+  auto* xs = reinterpret_cast<__m512i*>(panel_scratch(tokens * cols));
+  const int64_t vectors_per_token = cols / kChunk * 4;
   if (w.type == WeightType::kBF16) {
     for (int64_t t = 0; t < tokens; ++t) {
       split_bf16_layout(

@@ -43,11 +43,6 @@ constexpr int64_t kPrefetchBytes = 4096;
 
 inline int64_t min64(int64_t a, int64_t b) { return a < b ? a : b; }
 
-// Floats between one token's permuted activations and the next: a line more than a row,
-// so tokens never start a multiple of 4 KiB apart (see token_stride in
-// matmul_avx512_bf16.cpp).
-inline int64_t token_stride(int64_t cols) { return cols + 16; }
-
 // The permuted activations of one token: for each full chunk, the float vectors in the order
 // the decode produces them, then the tail columns in natural order; each value times
 // `scale_of(column)` (constant over a chunk: a chunk lies inside one 128-column block).
@@ -153,7 +148,7 @@ void gemv(const D& dec, const WeightView& w, int64_t r, const float* xs, float* 
     dec.decode(row + c, wv);
 #pragma GCC unroll 4
     for (int t = 0; t < TT; ++t) {
-      const float* xt = xs + t * token_stride(cols) + c;
+      const float* xt = xs + t * cols + c;
 #pragma GCC unroll 4
       for (int k = 0; k < D::kVectors; ++k) {
         acc[t][k % kSets] = _mm512_fmadd_ps(wv[k], _mm512_loadu_ps(xt + 16 * k), acc[t][k % kSets]);
@@ -162,8 +157,7 @@ void gemv(const D& dec, const WeightView& w, int64_t r, const float* xs, float* 
   }
   for (int t = 0; t < TT; ++t) {
     float tail = 0.0f;
-    for (int64_t c = full; c < cols; ++c)
-      tail += D::scalar(row[c]) * xs[t * token_stride(cols) + c];
+    for (int64_t c = full; c < cols; ++c) tail += D::scalar(row[c]) * xs[t * cols + c];
     __m512 sum = acc[t][0];
     if constexpr (kSets > 1) sum = _mm512_add_ps(sum, acc[t][1]);
     y[t * w.rows + r] = _mm512_reduce_add_ps(sum) + tail;
@@ -206,11 +200,11 @@ void matmul_rows_avx512_vbmi(const WeightView& w, const float* x, int64_t tokens
     return;
   }
   const int64_t cols = w.cols;
-  float* xs = panel_scratch(tokens * token_stride(cols));
+  float* xs = panel_scratch(tokens * cols);
   if (w.type == WeightType::kBF16) {
     for (int64_t t = 0; t < tokens; ++t) {
       act_bf16(
-          x + t * cols, cols, [](int64_t) { return 1.0f; }, xs + t * token_stride(cols));
+          x + t * cols, cols, [](int64_t) { return 1.0f; }, xs + t * cols);
     }
     gemv_range(Bf16Decode{}, w, tokens, row_begin, row_end, xs, y);
     return;
@@ -224,7 +218,7 @@ void matmul_rows_avx512_vbmi(const WeightView& w, const float* x, int64_t tokens
     for (int64_t t = 0; t < tokens; ++t) {
       act_fp8(
           x + t * cols, cols, [scales](int64_t c) { return scales[c / kFp8BlockSize]; },
-          xs + t * token_stride(cols));
+          xs + t * cols);
     }
     gemv_range(dec, w, tokens, r0, r1, xs, y);
     r0 = r1;

@@ -44,12 +44,10 @@ void attention_values_avx512(const float* p, int64_t p_stride, int64_t heads,
 inline constexpr int kDirectTokensVbmi = 2;
 void matmul_rows_avx512_vbmi(const WeightView& w, const float* x, int64_t tokens, float* y,
                              int64_t row_begin, int64_t row_end);
-// The BF16 dot-product kernel (matmul_avx512_bf16.cpp) handles BF16 and FP8 weights on
-// 64-byte lines with whole 64-column chunks: up to kDirectTokensBf16 tokens a row at a
-// time, up to kTileTokensBf16 in tiles of two rows while the activations fit L1; other
-// calls it passes to matmul_rows_avx512_vbmi.
+// Up to this many tokens the BF16 dot-product kernel (matmul_avx512_bf16.cpp) handles BF16
+// and FP8 weights on 64-byte lines with whole 64-column chunks; other calls it passes to
+// matmul_rows_avx512_vbmi.
 inline constexpr int kDirectTokensBf16 = 2;
-inline constexpr int kTileTokensBf16 = 8;
 void matmul_rows_avx512_bf16(const WeightView& w, const float* x, int64_t tokens, float* y,
                              int64_t row_begin, int64_t row_end);
 #endif

@@ -137,9 +137,9 @@ TEST_P(MatmulTest, MatchesReferenceForEveryTokenCountUpTo17) {
 
 TEST_P(MatmulTest, LineAlignedAndMisalignedRowsAgree) {
   // Row lengths that are whole 64-byte lines for BF16 and FP8, with the data on a line and
-  // off it: both layouts must match the reference. 1-9 tokens cover the one-row and
-  // two-row-tile paths of the BF16 dot-product kernel and the generic kernel past them;
-  // 7 and 261 rows leave a single last row, 260 and 261 span three FP8 row blocks.
+  // off it: both layouts must match the reference. 1-9 tokens cover the direct kernels
+  // (VBMI, BF16 dot products) and the generic kernel past them; 7 and 261 rows leave rows
+  // outside a 4-row tile, 260 and 261 span three FP8 row blocks.
   ThreadPool three(3);
   for (WeightType type : {WeightType::kBF16, WeightType::kFP8E4M3}) {
     for (int64_t misalign : {0, 8, 16}) {
