@@ -170,7 +170,7 @@ void matmul(const WeightView& w, const float* x, int64_t tokens, float* y, Threa
     rows(w, x, tokens, y, group_begin * kRowGroup, std::min(group_end * kRowGroup, w.rows));
   };
   if (pool != nullptr && pool->size() > 1 && w.rows * w.cols * tokens >= kMinParallelWork) {
-    pool->parallel_for(groups, run);
+    pool->parallel_for_balanced(groups, run);
   } else {
     run(0, groups);
   }

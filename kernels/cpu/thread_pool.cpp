@@ -45,7 +45,28 @@ void ThreadPool::run_chunk(int chunk) const {
   t_inside_pool_chunk = false;
 }
 
+void ThreadPool::run_share(int index) {
+  if (!job_balanced_) {
+    run_chunk(index);
+    return;
+  }
+  for (int chunk = next_chunk_.fetch_add(1, std::memory_order_relaxed); chunk < job_chunks_;
+       chunk = next_chunk_.fetch_add(1, std::memory_order_relaxed)) {
+    run_chunk(chunk);
+  }
+}
+
 void ThreadPool::parallel_for(int64_t n, const std::function<void(int64_t, int64_t)>& fn) {
+  run(n, static_cast<int>(std::min<int64_t>(n, size())), false, fn);
+}
+
+void ThreadPool::parallel_for_balanced(int64_t n, const std::function<void(int64_t, int64_t)>& fn) {
+  run(n, static_cast<int>(std::min<int64_t>(n, int64_t{size()} * kBalancedChunksPerThread)), true,
+      fn);
+}
+
+void ThreadPool::run(int64_t n, int chunks, bool balanced,
+                     const std::function<void(int64_t, int64_t)>& fn) {
   if (n <= 0) return;
   if (workers_.empty() || n == 1 || t_inside_pool_chunk) {
     fn(0, n);
@@ -54,7 +75,9 @@ void ThreadPool::parallel_for(int64_t n, const std::function<void(int64_t, int64
   std::lock_guard<std::mutex> call_lock(call_mu_);
   job_fn_ = &fn;
   job_n_ = n;
-  job_chunks_ = static_cast<int>(std::min<int64_t>(n, size()));
+  job_chunks_ = chunks;
+  job_balanced_ = balanced;
+  next_chunk_.store(0, std::memory_order_relaxed);
   pending_.store(static_cast<int>(workers_.size()), std::memory_order_relaxed);
   bool wake = false;
   {
@@ -65,7 +88,7 @@ void ThreadPool::parallel_for(int64_t n, const std::function<void(int64_t, int64
     wake = sleeping_ > 0;
   }
   if (wake) wake_cv_.notify_all();
-  run_chunk(0);
+  run_share(0);
   int spins = 0;
   while (pending_.load(std::memory_order_acquire) != 0) {
     if (++spins < kWaitSpinsBeforeYield) {
@@ -94,7 +117,7 @@ void ThreadPool::worker_loop(int index) {
       current = generation_.load(std::memory_order_acquire);
     }
     seen = current;
-    run_chunk(index);
+    run_share(index);
     pending_.fetch_sub(1, std::memory_order_acq_rel);
   }
 }

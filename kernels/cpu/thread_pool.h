@@ -1,6 +1,7 @@
 // A fixed set of persistent worker threads for data-parallel loops. parallel_for splits
 // [0, n) into at most size() contiguous chunks of near-equal length, runs chunk 0 on the
-// calling thread and the others on the workers, and returns when all are done. Dispatch is
+// calling thread and the others on the workers, and returns when all are done;
+// parallel_for_balanced cuts finer chunks that threads claim as they go. Dispatch is
 // built for many small calls (a decode step issues hundreds): idle workers spin briefly on
 // an atomic generation counter before sleeping on a condition variable.
 //
@@ -32,9 +33,21 @@ class ThreadPool {
 
   void parallel_for(int64_t n, const std::function<void(int64_t begin, int64_t end)>& fn);
 
+  // As parallel_for, but [0, n) is cut into up to kBalancedChunksPerThread x size()
+  // contiguous chunks that threads claim one at a time as they finish the last, so a thread
+  // that starts late or runs slower (a worker waking up, a core sharing its memory
+  // channel) takes fewer. Which thread runs a chunk is not fixed: use it for work whose
+  // result does not depend on the thread (matmul rows, experts, heads), not for per-thread
+  // measurements.
+  void parallel_for_balanced(int64_t n, const std::function<void(int64_t begin, int64_t end)>& fn);
+  static constexpr int kBalancedChunksPerThread = 4;
+
  private:
+  void run(int64_t n, int chunks, bool balanced, const std::function<void(int64_t, int64_t)>& fn);
   void worker_loop(int index);
   void run_chunk(int chunk) const;
+  // Runs this thread's share of the current job: chunk `index`, or claimed chunks.
+  void run_share(int index);
 
   std::vector<std::thread> workers_;
   std::mutex call_mu_;  // serialises parallel_for callers
@@ -44,6 +57,8 @@ class ThreadPool {
   const std::function<void(int64_t, int64_t)>* job_fn_ = nullptr;
   int64_t job_n_ = 0;
   int job_chunks_ = 0;
+  bool job_balanced_ = false;
+  std::atomic<int> next_chunk_{0};  // the next unclaimed chunk of a balanced job
 
   std::atomic<uint64_t> generation_{0};
   std::atomic<int> pending_{0};  // workers that have not yet finished the current generation

@@ -13,16 +13,23 @@ namespace moeserve::kernels {
 namespace {
 
 // Runs parallel_for(n) and returns how often each index was visited plus the chunks seen.
+// With `balanced`, through parallel_for_balanced.
 std::pair<std::vector<int>, std::vector<std::pair<int64_t, int64_t>>> visit(ThreadPool& pool,
-                                                                            int64_t n) {
+                                                                            int64_t n,
+                                                                            bool balanced = false) {
   std::vector<std::atomic<int>> counts(static_cast<size_t>(n));
   std::mutex mu;
   std::vector<std::pair<int64_t, int64_t>> chunks;
-  pool.parallel_for(n, [&](int64_t begin, int64_t end) {
+  const auto fn = [&](int64_t begin, int64_t end) {
     for (int64_t i = begin; i < end; ++i) counts[static_cast<size_t>(i)].fetch_add(1);
     std::lock_guard<std::mutex> lock(mu);
     chunks.emplace_back(begin, end);
-  });
+  };
+  if (balanced) {
+    pool.parallel_for_balanced(n, fn);
+  } else {
+    pool.parallel_for(n, fn);
+  }
   std::vector<int> plain;
   for (auto& c : counts) plain.push_back(c.load());
   return {plain, chunks};
@@ -47,6 +54,25 @@ TEST(ThreadPoolTest, EveryIndexRunsExactlyOnceInAtMostSizeContiguousChunks) {
         covered += end - begin;
       }
       EXPECT_EQ(covered, n);
+    }
+  }
+}
+
+TEST(ThreadPoolTest, BalancedCoversEveryIndexOnceInFinerChunksAndMixesWithStaticCalls) {
+  for (int threads : {1, 2, 3}) {
+    ThreadPool pool(threads);
+    for (int round = 0; round < 200; ++round) {
+      for (int64_t n : {0, 1, 2, 5, 13, 100}) {
+        const bool balanced = round % 2 == 0;
+        auto [counts, chunks] = visit(pool, n, balanced);
+        for (int64_t i = 0; i < n; ++i) ASSERT_EQ(counts[i], 1) << "threads " << threads;
+        const int64_t limit = threads * (balanced ? ThreadPool::kBalancedChunksPerThread : 1);
+        EXPECT_LE(static_cast<int64_t>(chunks.size()), std::min<int64_t>(n, limit));
+        if (balanced && threads > 1 && n >= limit) {
+          EXPECT_EQ(static_cast<int64_t>(chunks.size()), limit);
+        }
+        for (auto [begin, end] : chunks) EXPECT_LT(begin, end);
+      }
     }
   }
 }

@@ -206,7 +206,7 @@ void MlaAttention::attend_expanded(const MlaWeights& w, int64_t layer, const Att
   rows_.resize(len);  // the rope keys, shared by every head
   for (int64_t j = 0; j < len; ++j) rows_[j] = cache.entry(*span.kv, layer, j) + latent;
   const float* const* rope_rows = rows_.data();
-  pool_->parallel_for(heads, [&](int64_t begin, int64_t end) {
+  pool_->parallel_for_balanced(heads, [&](int64_t begin, int64_t end) {
     // Per thread, so scratch grows with the context and the threads, not the heads.
     thread_local std::vector<const float*> k_rows, v_rows;
     thread_local std::vector<float> tile_scores;  // [2][kQueryTile, len]: nope, rope
@@ -269,7 +269,9 @@ void MlaAttention::attend_absorbed(const MlaWeights& w, int64_t layer,
     }
   }
   // Heads are independent from the absorption to the output, so each thread takes whole
-  // heads: one pool dispatch per layer, and each head's small matmuls run serially.
+  // heads: one pool dispatch per layer, and each head's small matmuls run serially. The
+  // static split keeps each thread's heads together (a tile of up to 8 heads shares every
+  // row load; balanced chunks of 2 heads would load each row 4x as often).
   pool_->parallel_for(heads, [&](int64_t begin, int64_t end) {
     for (int64_t h = begin; h < end; ++h) {
       // Head-major query: q_lat = W_uk^T q_nope next to the rope part, one vector per

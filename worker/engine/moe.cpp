@@ -155,13 +155,16 @@ Status LocalExpertDispatcher::dispatch(int64_t layer, const float* x, const Rout
                result_.data() + offset, pool);
   };
   // With at least one expert per thread (every decode step of a top-k >= threads model),
-  // threads take whole experts: one pool dispatch per layer instead of three per expert.
+  // threads take whole experts: one pool dispatch per layer instead of three per expert,
+  // each thread claiming the next expert when it finishes one (experts differ in tokens).
   // Otherwise each expert's matmuls are split over the pool.
   if (pool_ != nullptr && static_cast<int64_t>(active.size()) >= pool_->size()) {
-    pool_->parallel_for(static_cast<int64_t>(active.size()), [&](int64_t begin, int64_t end) {
-      MlpRunner runner;
-      for (int64_t i = begin; i < end; ++i) run_expert(active[i], runner, nullptr);
-    });
+    pool_->parallel_for_balanced(static_cast<int64_t>(active.size()),
+                                 [&](int64_t begin, int64_t end) {
+                                   MlpRunner runner;
+                                   for (int64_t i = begin; i < end; ++i)
+                                     run_expert(active[i], runner, nullptr);
+                                 });
   } else {
     for (int64_t e : active) run_expert(e, runner_, pool_);
   }
