@@ -46,8 +46,6 @@ constexpr int64_t kChunk = 64;  // weights per step: two BF16 vectors of 32
 // 8 KiB, or into L2 only, measured the same within noise).
 constexpr int64_t kPrefetchBytes = 4096;
 
-inline int64_t min64(int64_t a, int64_t b) { return a < b ? a : b; }
-
 // x rounded to the nearest BF16 (ties to even), as float32.
 inline __m512 round_to_bf16(__m512 x) {
   const __m256i h = reinterpret_cast<__m256i>(_mm512_cvtneps_pbh(x));
@@ -236,19 +234,14 @@ void matmul_rows_avx512_bf16(const WeightView& w, const float* x, int64_t tokens
     return;
   }
   const Fp8Weights dec;
-  const int64_t scale_cols = (cols + kFp8BlockSize - 1) / kFp8BlockSize;
-  for (int64_t r0 = row_begin; r0 < row_end;) {
-    const int64_t block = r0 / kFp8BlockSize;
-    const int64_t r1 = min64(row_end, (block + 1) * kFp8BlockSize);
-    const float* scales = w.scale_inv + block * scale_cols;
+  for_each_fp8_row_block(w, row_begin, row_end, [&](int64_t r0, int64_t r1, const float* scales) {
     for (int64_t t = 0; t < tokens; ++t) {
       split_fp8_layout(
           x + t * cols, cols, [scales](int64_t c) { return scales[c / kFp8BlockSize]; },
           xs + t * vectors_per_token);
     }
     gemv_range(dec, w, tokens, r0, r1, xs, y);
-    r0 = r1;
-  }
+  });
 }
 
 #pragma GCC diagnostic pop

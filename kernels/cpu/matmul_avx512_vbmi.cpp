@@ -41,8 +41,6 @@ constexpr int64_t kFp8Chunk = 64;
 // DRAM; bench/kernels.cpp), with the line 4 KiB ahead requested (1 KiB: up to 1.4x slower).
 constexpr int64_t kPrefetchBytes = 4096;
 
-inline int64_t min64(int64_t a, int64_t b) { return a < b ? a : b; }
-
 // The permuted activations of one token: for each full chunk, the float vectors in the order
 // the decode produces them, then the tail columns in natural order; each value times
 // `scale_of(column)` (constant over a chunk: a chunk lies inside one 128-column block).
@@ -210,19 +208,14 @@ void matmul_rows_avx512_vbmi(const WeightView& w, const float* x, int64_t tokens
     return;
   }
   const Fp8Decode dec;
-  const int64_t scale_cols = (cols + kFp8BlockSize - 1) / kFp8BlockSize;
-  for (int64_t r0 = row_begin; r0 < row_end;) {
-    const int64_t block = r0 / kFp8BlockSize;
-    const int64_t r1 = min64(row_end, (block + 1) * kFp8BlockSize);
-    const float* scales = w.scale_inv + block * scale_cols;
+  for_each_fp8_row_block(w, row_begin, row_end, [&](int64_t r0, int64_t r1, const float* scales) {
     for (int64_t t = 0; t < tokens; ++t) {
       act_fp8(
           x + t * cols, cols, [scales](int64_t c) { return scales[c / kFp8BlockSize]; },
           xs + t * cols);
     }
     gemv_range(dec, w, tokens, r0, r1, xs, y);
-    r0 = r1;
-  }
+  });
 }
 
 #pragma GCC diagnostic pop

@@ -66,6 +66,21 @@ const Fp8Bf16Tables& fp8_bf16_tables();
 // outside the vector code so no standard-library template is compiled for a vector target.
 float* panel_scratch(int64_t floats);
 
+// Calls fn(r0, r1, scales) for each run [r0, r1) of rows in [row_begin, row_end) that lies in
+// one FP8 row block, `scales` being that block's row of w.scale_inv. Plain code: the
+// kernels call it from their vector regions with vector work in `fn`.
+template <class Fn>
+void for_each_fp8_row_block(const WeightView& w, int64_t row_begin, int64_t row_end, Fn&& fn) {
+  const int64_t scale_cols = (w.cols + kFp8BlockSize - 1) / kFp8BlockSize;
+  for (int64_t r0 = row_begin; r0 < row_end;) {
+    const int64_t block = r0 / kFp8BlockSize;
+    const int64_t r1 =
+        row_end < (block + 1) * kFp8BlockSize ? row_end : (block + 1) * kFp8BlockSize;
+    fn(r0, r1, w.scale_inv + block * scale_cols);
+    r0 = r1;
+  }
+}
+
 // Element c of row `row` with its block scale applied (scalar definition).
 float weight_element(const WeightView& w, int64_t row, int64_t col);
 
