@@ -21,7 +21,8 @@
 // Weights are copied into huge pages as the worker does on one rank (--weight-memory
 // mapped: left in the page cache, to measure what the copy buys).
 // Usage: bench-decode [--model DIR] [--threads N] [--steps N] [--prompt-tokens N]
-//                     [--precision fp8|bf16|both] [--weight-memory copied|mapped]
+//                     [--prefill-rounds N] [--precision fp8|bf16|both] [--weight-memory
+//                     copied|mapped]
 //                     [--isa NAME]
 #include <algorithm>
 #include <chrono>
@@ -248,11 +249,13 @@ int run(int argc, char** argv) {
   int64_t threads = 2;
   int64_t steps = 32;
   int64_t prompt_tokens = 64;
+  int64_t prefill_rounds = 3;
   std::string weight_memory = "copied";
   std::string isa_text = kernels::isa_name(kernels::active_isa());
   FlagSet flags(
       "bench-decode [--model DIR] [--threads N] [--steps N] [--prompt-tokens N] "
-      "[--precision fp8|bf16|both] [--weight-memory copied|mapped] [--isa NAME]",
+      "[--prefill-rounds N] [--precision fp8|bf16|both] [--weight-memory copied|mapped] "
+      "[--isa NAME]",
       "Decode tokens/s against the memory-bandwidth floor, single-stream and batched.");
   flags.add_string("model", &model_dir, "model folder; default: generate bench-1b models");
   flags.add_string("precision", &precision, "generated models: fp8, bf16 or both");
@@ -260,6 +263,8 @@ int run(int argc, char** argv) {
   flags.add_int("steps", &steps, "timed decode steps per measurement");
   flags.add_int("prompt-tokens", &prompt_tokens,
                 "prompt length of the timed prefill and of single-stream decode");
+  flags.add_int("prefill-rounds", &prefill_rounds,
+                "timed prefills (after one warm-up) whose median is reported");
   flags.add_string("weight-memory", &weight_memory,
                    "copied (into huge pages, as the worker on one rank) or mapped (page cache)");
   flags.add_string("isa", &isa_text,
@@ -278,13 +283,16 @@ int run(int argc, char** argv) {
     return 2;
   }
 
-  if (threads < 1 || steps < 1 || prompt_tokens < 1) {
-    std::fprintf(stderr, "bench-decode: --threads, --steps and --prompt-tokens must be >= 1\n");
+  if (threads < 1 || steps < 1 || prompt_tokens < 1 || prefill_rounds < 1) {
+    std::fprintf(stderr,
+                 "bench-decode: --threads, --steps, --prompt-tokens and --prefill-rounds must "
+                 "be >= 1\n");
     return 2;
   }
   const BenchSettings settings{.threads = static_cast<int>(threads),
                                .steps = steps,
                                .prompt_tokens = prompt_tokens,
+                               .prefill_rounds = static_cast<int>(prefill_rounds),
                                .memory = *memory};
   if (!model_dir.empty()) {
     const Status s = bench_model(model_dir, "model", settings);

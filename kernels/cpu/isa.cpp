@@ -24,7 +24,10 @@ Isa probe_isa() {
   const bool avx2 = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && has_f16c();
   if (avx2 && __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw")) {
     if (!__builtin_cpu_supports("avx512vbmi")) return Isa::kAvx512;
-    return __builtin_cpu_supports("avx512bf16") ? Isa::kAvx512Bf16 : Isa::kAvx512Vbmi;
+    // The BF16 kernels also use 128-bit masked loads and stores (AVX512VL), which every
+    // CPU with AVX512_BF16 has; checked anyway.
+    const bool bf16 = __builtin_cpu_supports("avx512bf16") && __builtin_cpu_supports("avx512vl");
+    return bf16 ? Isa::kAvx512Bf16 : Isa::kAvx512Vbmi;
   }
   if (avx2) return Isa::kAvx2;
 #endif

@@ -34,7 +34,7 @@
 namespace moeserve::kernels::internal {
 
 #pragma GCC push_options
-#pragma GCC target("avx512f,avx512bw,avx512vbmi,avx512bf16,avx2,fma,f16c")
+#pragma GCC target("avx512f,avx512bw,avx512vl,avx512vbmi,avx512bf16,avx2,fma,f16c")
 #pragma GCC diagnostic push
 #pragma GCC diagnostic ignored "-Wuninitialized"
 #pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
@@ -45,6 +45,8 @@ constexpr int64_t kChunk = 64;  // weights per step: two BF16 vectors of 32
 // The line 4 KiB ahead is requested, as in the VBMI kernel (rows are read front to back;
 // 8 KiB, or into L2 only, measured the same within noise).
 constexpr int64_t kPrefetchBytes = 4096;
+
+inline int64_t min64(int64_t a, int64_t b) { return a < b ? a : b; }
 
 // x rounded to the nearest BF16 (ties to even), as float32.
 inline __m512 round_to_bf16(__m512 x) {
@@ -207,21 +209,225 @@ void gemv_range(const D& dec, const WeightView& w, int64_t tokens, int64_t r, in
   for (; r < end; ++r) gemv_n<D, kDirectTokensBf16>(tokens, dec, w, r, xs, y);
 }
 
+// ---- More tokens: BF16 panels -------------------------------------------------------------
+//
+// For each block of up to kPanelTokens tokens and column panel of up to kPanelCols columns:
+// the tokens' activations are split for the panel's columns (again at each FP8 row block,
+// whose scales they carry), and then, kTileRows rows at a time, the rows are widened into a
+// small BF16 panel that stays in L1 and multiplied by every tile of up to kTileTokens tokens.
+// Each weight is decoded once per token block, and the decoding of one row tile sits between
+// the dot products of the last, so reading weights from memory overlaps the arithmetic
+// (a whole row block widened up front measured 1.1-1.2x slower from DRAM at 3-16 tokens).
+constexpr int64_t kPanelCols = 1024;
+constexpr int64_t kPanelTokens = 64;
+constexpr int kTileRows = 4;
+constexpr int kTileTokens = 4;
+
+// sums[i * 4 + t] = the lanes of acc[i][t] added, for a 4 x 4 tile: a tree of 15 shuffle
+// pairs instead of 16 separate reductions. Lane block t of the result holds rows 0-3 of
+// token t.
+inline __m512 reduce_tile(const __m512 (&acc)[4][4]) {
+  __m512 half[8];  // 256-bit halves: [acc[2j] summed halves | acc[2j + 1] summed halves]
+  for (int j = 0; j < 8; ++j) {
+    const __m512 a = acc[(2 * j) / 4][(2 * j) % 4], b = acc[(2 * j + 1) / 4][(2 * j + 1) % 4];
+    half[j] = _mm512_add_ps(_mm512_shuffle_f32x4(a, b, 0x44), _mm512_shuffle_f32x4(a, b, 0xee));
+  }
+  __m512 quad[4];  // 128-bit lane L of quad[k]: four partial sums of flat accumulator 4k + L
+  for (int k = 0; k < 4; ++k) {
+    quad[k] = _mm512_add_ps(_mm512_shuffle_f32x4(half[2 * k], half[2 * k + 1], 0x88),
+                            _mm512_shuffle_f32x4(half[2 * k], half[2 * k + 1], 0xdd));
+  }
+  const __m512 u0 = _mm512_add_ps(_mm512_shuffle_ps(quad[0], quad[1], 0x44),
+                                  _mm512_shuffle_ps(quad[0], quad[1], 0xee));
+  const __m512 u1 = _mm512_add_ps(_mm512_shuffle_ps(quad[2], quad[3], 0x44),
+                                  _mm512_shuffle_ps(quad[2], quad[3], 0xee));
+  // Element 4L + m is flat accumulator 4m + L, i.e. row m of token L.
+  return _mm512_add_ps(_mm512_shuffle_ps(u0, u1, 0x88), _mm512_shuffle_ps(u0, u1, 0xdd));
+}
+
+// y[(t) * y_stride + i] (+)= row i of the panel . token t's split activations, for R rows
+// and TT tokens over `chunks` chunks. wp: the first row's chunks, 2 vectors each, row stride
+// w_stride vectors; xs: the first token's chunks, 4 vectors each, token stride x_stride.
+// Small tiles keep the high and low halves in separate accumulators, so at least 12 dot
+// product chains are in flight.
+template <int R, int TT>
+void panel_tile(const __m512i* wp, int64_t w_stride, const __m512i* xs, int64_t x_stride,
+                int64_t chunks, float* y, int64_t y_stride, bool accumulate) {
+  constexpr int kSets = R * TT <= 8 ? 2 : 1;
+  __m512 acc[kSets][4][4];
+  for (int s = 0; s < kSets; ++s) {
+    for (int i = 0; i < 4; ++i) {
+      for (int t = 0; t < 4; ++t) acc[s][i][t] = _mm512_setzero_ps();
+    }
+  }
+  for (int64_t k = 0; k < chunks; ++k) {
+    __m512i wv[R][2];
+#pragma GCC unroll 4
+    for (int i = 0; i < R; ++i) {
+      wv[i][0] = _mm512_load_si512(wp + i * w_stride + 2 * k);
+      wv[i][1] = _mm512_load_si512(wp + i * w_stride + 2 * k + 1);
+    }
+#pragma GCC unroll 4
+    for (int t = 0; t < TT; ++t) {
+      const __m512i* xt = xs + t * x_stride + 4 * k;
+#pragma GCC unroll 4
+      for (int i = 0; i < R; ++i) {
+        acc[0][i][t] = dot_step(acc[0][i][t], wv[i][0], xt[0]);
+        acc[0][i][t] = dot_step(acc[0][i][t], wv[i][1], xt[1]);
+        acc[kSets - 1][i][t] = dot_step(acc[kSets - 1][i][t], wv[i][0], xt[2]);
+        acc[kSets - 1][i][t] = dot_step(acc[kSets - 1][i][t], wv[i][1], xt[3]);
+      }
+    }
+  }
+  if constexpr (kSets > 1) {
+    for (int i = 0; i < R; ++i) {
+      for (int t = 0; t < TT; ++t) acc[0][i][t] = _mm512_add_ps(acc[0][i][t], acc[1][i][t]);
+    }
+  }
+  const __m512 sums = reduce_tile(acc[0]);
+  const __mmask8 rows = static_cast<__mmask8>((1u << R) - 1);
+  for (int t = 0; t < TT; ++t) {
+    const __m128 v = t == 0   ? _mm512_castps512_ps128(sums)
+                     : t == 1 ? _mm512_extractf32x4_ps(sums, 1)
+                     : t == 2 ? _mm512_extractf32x4_ps(sums, 2)
+                              : _mm512_extractf32x4_ps(sums, 3);
+    float* out = y + t * y_stride;
+    _mm_mask_storeu_ps(out, rows, accumulate ? _mm_add_ps(v, _mm_maskz_loadu_ps(rows, out)) : v);
+  }
+}
+
+template <int R>
+void panel_tile_tokens(int tokens, const __m512i* wp, int64_t w_stride, const __m512i* xs,
+                       int64_t x_stride, int64_t chunks, float* y, int64_t y_stride,
+                       bool accumulate) {
+  switch (tokens) {
+    case 1: return panel_tile<R, 1>(wp, w_stride, xs, x_stride, chunks, y, y_stride, accumulate);
+    case 2: return panel_tile<R, 2>(wp, w_stride, xs, x_stride, chunks, y, y_stride, accumulate);
+    case 3: return panel_tile<R, 3>(wp, w_stride, xs, x_stride, chunks, y, y_stride, accumulate);
+    default: return panel_tile<R, 4>(wp, w_stride, xs, x_stride, chunks, y, y_stride, accumulate);
+  }
+}
+
+void panel_tile_n(int rows, int tokens, const __m512i* wp, int64_t w_stride, const __m512i* xs,
+                  int64_t x_stride, int64_t chunks, float* y, int64_t y_stride, bool accumulate) {
+  switch (rows) {
+    case 1:
+      return panel_tile_tokens<1>(tokens, wp, w_stride, xs, x_stride, chunks, y, y_stride,
+                                  accumulate);
+    case 2:
+      return panel_tile_tokens<2>(tokens, wp, w_stride, xs, x_stride, chunks, y, y_stride,
+                                  accumulate);
+    case 3:
+      return panel_tile_tokens<3>(tokens, wp, w_stride, xs, x_stride, chunks, y, y_stride,
+                                  accumulate);
+    default:
+      return panel_tile_tokens<4>(tokens, wp, w_stride, xs, x_stride, chunks, y, y_stride,
+                                  accumulate);
+  }
+}
+
+// Widens rows [r0, r1) x chunks [k0, k0 + chunks) into `panel` (row stride 2 * chunks
+// vectors). While decoding a row it requests the same columns `ahead` rows on (up to
+// `prefetch_end`): the rows the next panels read, about kPrefetchBytes ahead.
+template <class D>
+void decode_panel(const D& dec, const WeightView& w, int64_t r0, int64_t r1, int64_t k0,
+                  int64_t chunks, int64_t prefetch_end, __m512i* panel) {
+  using Elem = typename D::Elem;
+  const int64_t chunk_bytes = kChunk * static_cast<int64_t>(sizeof(Elem));
+  const int64_t ahead = (kPrefetchBytes + chunks * chunk_bytes - 1) / (chunks * chunk_bytes);
+  for (int64_t r = r0; r < r1; ++r) {
+    const Elem* row = static_cast<const Elem*>(w.data) + r * w.cols + k0 * kChunk;
+    const char* next =
+        r + ahead < prefetch_end ? reinterpret_cast<const char*>(row + ahead * w.cols) : nullptr;
+    __m512i* out = panel + (r - r0) * 2 * chunks;
+    for (int64_t k = 0; k < chunks; ++k) {
+      if (next != nullptr) {
+        for (int64_t line = 0; line < chunk_bytes; line += 64) {
+          _mm_prefetch(next + k * chunk_bytes + line, _MM_HINT_T0);
+        }
+      }
+      dec.decode(row + k * kChunk, out + 2 * k);
+    }
+  }
+}
+
+// Rows [row_begin, row_end) for `tokens` > kDirectTokensBf16 tokens through BF16 panels.
+// split(t, c0, c1, r, out) writes token t's split activations of columns [c0, c1) for the
+// FP8 row block holding row r.
+template <class D, class Split>
+void gemm_range(const D& dec, const WeightView& w, int64_t tokens, int64_t row_begin,
+                int64_t row_end, Split split, float* y) {
+  const int64_t panel_chunks = kPanelCols / kChunk;
+  auto* xs = reinterpret_cast<__m512i*>(
+      panel_scratch(kPanelTokens * kPanelCols + kTileRows * kPanelCols / 2));
+  __m512i* panel = xs + kPanelTokens * panel_chunks * 4;
+  for (int64_t t0 = 0; t0 < tokens; t0 += kPanelTokens) {
+    const int64_t block_tokens = min64(kPanelTokens, tokens - t0);
+    // Token tiles of near-equal size: 6 tokens as 3 + 3, not 4 + 2.
+    const int64_t tiles = (block_tokens + kTileTokens - 1) / kTileTokens;
+    for (int64_t c0 = 0; c0 < w.cols; c0 += kPanelCols) {
+      const int64_t c1 = min64(c0 + kPanelCols, w.cols);
+      const int64_t chunks = (c1 - c0) / kChunk;
+      for (int64_t r = row_begin, rows = 0; r < row_end; r += rows) {
+        // A tile never straddles two FP8 row blocks (matmul hands out rows in fours, so
+        // this only matters for other callers).
+        rows = min64(min64(kTileRows, row_end - r), (r / kFp8BlockSize + 1) * kFp8BlockSize - r);
+        if (r == row_begin || r % kFp8BlockSize == 0) {
+          for (int64_t t = 0; t < block_tokens; ++t) {
+            split(t0 + t, c0, c1, r, xs + t * chunks * 4);
+          }
+        }
+        decode_panel(dec, w, r, r + rows, c0 / kChunk, chunks, row_end, panel);
+        int64_t t = 0;
+        for (int64_t tile = 0; tile < tiles; ++tile) {
+          const int64_t n = block_tokens / tiles + (tile < block_tokens % tiles ? 1 : 0);
+          panel_tile_n(static_cast<int>(rows), static_cast<int>(n), panel, 2 * chunks,
+                       xs + t * chunks * 4, chunks * 4, chunks, y + (t0 + t) * w.rows + r, w.rows,
+                       c0 > 0);
+          t += n;
+        }
+      }
+    }
+  }
+}
+
 }  // namespace
 
-bool bf16_dot_handles(const WeightView& w, int64_t tokens) {
-  if (tokens > kDirectTokensBf16) return false;
+bool bf16_dot_handles(const WeightView& w) {
   if (w.type != WeightType::kBF16 && w.type != WeightType::kFP8E4M3) return false;
   return reinterpret_cast<uintptr_t>(w.data) % 64 == 0 && w.cols % kChunk == 0;
 }
 
 void matmul_rows_avx512_bf16(const WeightView& w, const float* x, int64_t tokens, float* y,
                              int64_t row_begin, int64_t row_end) {
-  if (!bf16_dot_handles(w, tokens)) {
+  if (!bf16_dot_handles(w)) {
     matmul_rows_avx512_vbmi(w, x, tokens, y, row_begin, row_end);
     return;
   }
   const int64_t cols = w.cols;
+  if (tokens > kDirectTokensBf16) {
+    if (w.type == WeightType::kBF16) {
+      gemm_range(
+          Bf16Weights{}, w, tokens, row_begin, row_end,
+          [&](int64_t t, int64_t c0, int64_t c1, int64_t, __m512i* out) {
+            split_bf16_layout(
+                x + t * cols + c0, c1 - c0, [](int64_t) { return 1.0f; }, out);
+          },
+          y);
+    } else {
+      const int64_t scale_cols = (cols + kFp8BlockSize - 1) / kFp8BlockSize;
+      gemm_range(
+          Fp8Weights{}, w, tokens, row_begin, row_end,
+          [&](int64_t t, int64_t c0, int64_t c1, int64_t r0, __m512i* out) {
+            const float* scales = w.scale_inv + (r0 / kFp8BlockSize) * scale_cols;
+            split_fp8_layout(
+                x + t * cols + c0, c1 - c0,
+                [scales, c0](int64_t c) { return scales[(c0 + c) / kFp8BlockSize]; }, out);
+          },
+          y);
+    }
+    return;
+  }
   // 4 bytes per column and token: the same as the float32 panel the scratch is sized for.
   auto* xs = reinterpret_cast<__m512i*>(panel_scratch(tokens * cols));
   const int64_t vectors_per_token = cols / kChunk * 4;

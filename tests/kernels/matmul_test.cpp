@@ -152,6 +152,20 @@ TEST_P(MatmulTest, LineAlignedAndMisalignedRowsAgree) {
   }
 }
 
+TEST_P(MatmulTest, ManyTokensOverSeveralPanelsMatchReference) {
+  // Past two tokens the BF16 dot-product kernel works through panels of 64 tokens x 1024
+  // columns x one 128-row block: 2112 columns are two whole panels and a partial one (half
+  // an FP8 block), 70 tokens two token blocks, 133 rows two row blocks and a 1-row tile;
+  // 3 and 5 tokens are single tiles of 3 and 3 + 2.
+  ThreadPool three(3);
+  for (WeightType type : {WeightType::kBF16, WeightType::kFP8E4M3}) {
+    for (int64_t tokens : {3, 5, 64, 70}) {
+      check(type, 133, 2112, tokens, nullptr);
+      check(type, 133, 2112, tokens, &three);
+    }
+  }
+}
+
 TEST_P(MatmulTest, ActivationsFrom2ToTheMinus90To2ToThe90KeepTheirAccuracy) {
   // The BF16 dot-product kernel splits each activation into two BF16 parts; the split and
   // the FP8 block scale folded into it must hold at every magnitude a model produces.
