@@ -209,19 +209,27 @@ void gemv_range(const D& dec, const WeightView& w, int64_t tokens, int64_t r, in
   for (; r < end; ++r) gemv_n<D, kDirectTokensBf16>(tokens, dec, w, r, xs, y);
 }
 
-// ---- More tokens: BF16 panels -------------------------------------------------------------
+// ---- More tokens: tiles of rows x tokens ---------------------------------------------------
 //
-// For each block of up to kPanelTokens tokens and column panel of up to kPanelCols columns:
+// For each block of up to kPanelTokens tokens and column panel of up to kPanelCols columns,
 // the tokens' activations are split for the panel's columns (again at each FP8 row block,
-// whose scales they carry), and then, kTileRows rows at a time, the rows are widened into a
-// small BF16 panel that stays in L1 and multiplied by every tile of up to kTileTokens tokens.
-// Each weight is decoded once per token block, and the decoding of one row tile sits between
-// the dot products of the last, so reading weights from memory overlaps the arithmetic
-// (a whole row block widened up front measured 1.1-1.2x slower from DRAM at 3-16 tokens).
+// whose scales they carry; they stay in L1/L2 for the whole pass over the rows). Then,
+// kTileRows rows at a time, the rows are multiplied by every tile of up to kTileTokens
+// tokens: with a few token tiles each tile widens the rows itself, in registers; with more,
+// the rows are widened once into a small BF16 panel in L1 that every tile reads. Either way
+// the widening of one row tile sits between the dot products of the last, so reading
+// weights from memory overlaps the arithmetic (a whole 128-row block widened up front
+// measured 1.1-1.2x slower from DRAM at 3-16 tokens).
 constexpr int64_t kPanelCols = 1024;
 constexpr int64_t kPanelTokens = 64;
 constexpr int kTileRows = 4;
 constexpr int kTileTokens = 4;
+// Up to this many token tiles (16 tokens) each tile widens its rows in registers as it
+// runs; past it the rows are widened once into the panel. Widening is cheap next to a
+// tile's dot products, storing and reloading the panel is not: from DRAM, FP8 512x1024,
+// one thread, in registers measured 1.35x the panel at 3 tokens, 1.25x at 6, 1.13x at 12,
+// 1.09x at 16, and the same at 64.
+constexpr int64_t kRegisterTiles = 4;
 
 // sums[i * 4 + t] = the lanes of acc[i][t] added, for a 4 x 4 tile: a tree of 15 shuffle
 // pairs instead of 16 separate reductions. Lane block t of the result holds rows 0-3 of
@@ -245,14 +253,44 @@ inline __m512 reduce_tile(const __m512 (&acc)[4][4]) {
   return _mm512_add_ps(_mm512_shuffle_ps(u0, u1, 0x88), _mm512_shuffle_ps(u0, u1, 0xdd));
 }
 
-// y[(t) * y_stride + i] (+)= row i of the panel . token t's split activations, for R rows
-// and TT tokens over `chunks` chunks. wp: the first row's chunks, 2 vectors each, row stride
-// w_stride vectors; xs: the first token's chunks, 4 vectors each, token stride x_stride.
-// Small tiles keep the high and low halves in separate accumulators, so at least 12 dot
-// product chains are in flight.
-template <int R, int TT>
-void panel_tile(const __m512i* wp, int64_t w_stride, const __m512i* xs, int64_t x_stride,
-                int64_t chunks, float* y, int64_t y_stride, bool accumulate) {
+// Where a tile's weights come from: src.get(i, k, out) puts chunk k of the tile's row i,
+// widened to BF16, in out[0..1].
+//   PanelWeights: rows already widened into a panel (row stride `stride` vectors).
+//   RowWeights: widened from the matrix as the tile runs, each chunk also asking for the
+//   same columns `ahead` rows on (null: none), about kPrefetchBytes ahead.
+struct PanelWeights {
+  const __m512i* panel;
+  int64_t stride;
+  void get(int i, int64_t k, __m512i* out) const {
+    out[0] = _mm512_load_si512(panel + i * stride + 2 * k);
+    out[1] = _mm512_load_si512(panel + i * stride + 2 * k + 1);
+  }
+};
+
+template <class D>
+struct RowWeights {
+  using Elem = typename D::Elem;
+  static constexpr int64_t kChunkBytes = kChunk * static_cast<int64_t>(sizeof(Elem));
+  const D& dec;
+  const Elem* row;  // the tile's first row, at its first column
+  int64_t cols;     // the matrix's row stride in elements
+  const char* ahead;
+  void get(int i, int64_t k, __m512i* out) const {
+    if (ahead != nullptr) {
+      const char* p = ahead + (i * cols + k * kChunk) * static_cast<int64_t>(sizeof(Elem));
+      for (int64_t line = 0; line < kChunkBytes; line += 64) _mm_prefetch(p + line, _MM_HINT_T0);
+    }
+    dec.decode(row + i * cols + k * kChunk, out);
+  }
+};
+
+// y[t * y_stride + i] (+)= row i . token t's split activations, for R rows and TT tokens
+// over `chunks` chunks; xs: the first token's chunks, 4 vectors each, token stride
+// x_stride. Small tiles keep the high and low halves in separate accumulators, so at least
+// 12 dot product chains are in flight.
+template <int R, int TT, class W>
+void panel_tile(const W& src, const __m512i* xs, int64_t x_stride, int64_t chunks, float* y,
+                int64_t y_stride, bool accumulate) {
   constexpr int kSets = R * TT <= 8 ? 2 : 1;
   __m512 acc[kSets][4][4];
   for (int s = 0; s < kSets; ++s) {
@@ -263,10 +301,7 @@ void panel_tile(const __m512i* wp, int64_t w_stride, const __m512i* xs, int64_t 
   for (int64_t k = 0; k < chunks; ++k) {
     __m512i wv[R][2];
 #pragma GCC unroll 4
-    for (int i = 0; i < R; ++i) {
-      wv[i][0] = _mm512_load_si512(wp + i * w_stride + 2 * k);
-      wv[i][1] = _mm512_load_si512(wp + i * w_stride + 2 * k + 1);
-    }
+    for (int i = 0; i < R; ++i) src.get(i, k, wv[i]);
 #pragma GCC unroll 4
     for (int t = 0; t < TT; ++t) {
       const __m512i* xt = xs + t * x_stride + 4 * k;
@@ -296,58 +331,50 @@ void panel_tile(const __m512i* wp, int64_t w_stride, const __m512i* xs, int64_t 
   }
 }
 
-template <int R>
-void panel_tile_tokens(int tokens, const __m512i* wp, int64_t w_stride, const __m512i* xs,
-                       int64_t x_stride, int64_t chunks, float* y, int64_t y_stride,
-                       bool accumulate) {
+template <int R, class W>
+void panel_tile_tokens(int tokens, const W& src, const __m512i* xs, int64_t x_stride,
+                       int64_t chunks, float* y, int64_t y_stride, bool accumulate) {
   switch (tokens) {
-    case 1: return panel_tile<R, 1>(wp, w_stride, xs, x_stride, chunks, y, y_stride, accumulate);
-    case 2: return panel_tile<R, 2>(wp, w_stride, xs, x_stride, chunks, y, y_stride, accumulate);
-    case 3: return panel_tile<R, 3>(wp, w_stride, xs, x_stride, chunks, y, y_stride, accumulate);
-    default: return panel_tile<R, 4>(wp, w_stride, xs, x_stride, chunks, y, y_stride, accumulate);
+    case 1: return panel_tile<R, 1>(src, xs, x_stride, chunks, y, y_stride, accumulate);
+    case 2: return panel_tile<R, 2>(src, xs, x_stride, chunks, y, y_stride, accumulate);
+    case 3: return panel_tile<R, 3>(src, xs, x_stride, chunks, y, y_stride, accumulate);
+    default: return panel_tile<R, 4>(src, xs, x_stride, chunks, y, y_stride, accumulate);
   }
 }
 
-void panel_tile_n(int rows, int tokens, const __m512i* wp, int64_t w_stride, const __m512i* xs,
-                  int64_t x_stride, int64_t chunks, float* y, int64_t y_stride, bool accumulate) {
+template <class W>
+void panel_tile_n(int rows, int tokens, const W& src, const __m512i* xs, int64_t x_stride,
+                  int64_t chunks, float* y, int64_t y_stride, bool accumulate) {
   switch (rows) {
-    case 1:
-      return panel_tile_tokens<1>(tokens, wp, w_stride, xs, x_stride, chunks, y, y_stride,
-                                  accumulate);
-    case 2:
-      return panel_tile_tokens<2>(tokens, wp, w_stride, xs, x_stride, chunks, y, y_stride,
-                                  accumulate);
-    case 3:
-      return panel_tile_tokens<3>(tokens, wp, w_stride, xs, x_stride, chunks, y, y_stride,
-                                  accumulate);
+    case 1: return panel_tile_tokens<1>(tokens, src, xs, x_stride, chunks, y, y_stride, accumulate);
+    case 2: return panel_tile_tokens<2>(tokens, src, xs, x_stride, chunks, y, y_stride, accumulate);
+    case 3: return panel_tile_tokens<3>(tokens, src, xs, x_stride, chunks, y, y_stride, accumulate);
     default:
-      return panel_tile_tokens<4>(tokens, wp, w_stride, xs, x_stride, chunks, y, y_stride,
-                                  accumulate);
+      return panel_tile_tokens<4>(tokens, src, xs, x_stride, chunks, y, y_stride, accumulate);
   }
+}
+
+// Rows ahead of r whose same columns are kPrefetchBytes further on, given panels of
+// `chunks` chunks.
+template <class D>
+int64_t prefetch_rows(int64_t chunks) {
+  const int64_t bytes = chunks * RowWeights<D>::kChunkBytes;
+  return (kPrefetchBytes + bytes - 1) / bytes;
 }
 
 // Widens rows [r0, r1) x chunks [k0, k0 + chunks) into `panel` (row stride 2 * chunks
-// vectors). While decoding a row it requests the same columns `ahead` rows on (up to
-// `prefetch_end`): the rows the next panels read, about kPrefetchBytes ahead.
+// vectors), asking for the same columns prefetch_rows ahead (up to `prefetch_end`).
 template <class D>
 void decode_panel(const D& dec, const WeightView& w, int64_t r0, int64_t r1, int64_t k0,
                   int64_t chunks, int64_t prefetch_end, __m512i* panel) {
   using Elem = typename D::Elem;
-  const int64_t chunk_bytes = kChunk * static_cast<int64_t>(sizeof(Elem));
-  const int64_t ahead = (kPrefetchBytes + chunks * chunk_bytes - 1) / (chunks * chunk_bytes);
+  const int64_t ahead = prefetch_rows<D>(chunks);
   for (int64_t r = r0; r < r1; ++r) {
     const Elem* row = static_cast<const Elem*>(w.data) + r * w.cols + k0 * kChunk;
-    const char* next =
-        r + ahead < prefetch_end ? reinterpret_cast<const char*>(row + ahead * w.cols) : nullptr;
-    __m512i* out = panel + (r - r0) * 2 * chunks;
-    for (int64_t k = 0; k < chunks; ++k) {
-      if (next != nullptr) {
-        for (int64_t line = 0; line < chunk_bytes; line += 64) {
-          _mm_prefetch(next + k * chunk_bytes + line, _MM_HINT_T0);
-        }
-      }
-      dec.decode(row + k * kChunk, out + 2 * k);
-    }
+    const RowWeights<D> src{
+        dec, row, w.cols,
+        r + ahead < prefetch_end ? reinterpret_cast<const char*>(row + ahead * w.cols) : nullptr};
+    for (int64_t k = 0; k < chunks; ++k) src.get(0, k, panel + (r - r0) * 2 * chunks + 2 * k);
   }
 }
 
@@ -377,14 +404,31 @@ void gemm_range(const D& dec, const WeightView& w, int64_t tokens, int64_t row_b
             split(t0 + t, c0, c1, r, xs + t * chunks * 4);
           }
         }
-        decode_panel(dec, w, r, r + rows, c0 / kChunk, chunks, row_end, panel);
-        int64_t t = 0;
-        for (int64_t tile = 0; tile < tiles; ++tile) {
-          const int64_t n = block_tokens / tiles + (tile < block_tokens % tiles ? 1 : 0);
-          panel_tile_n(static_cast<int>(rows), static_cast<int>(n), panel, 2 * chunks,
-                       xs + t * chunks * 4, chunks * 4, chunks, y + (t0 + t) * w.rows + r, w.rows,
-                       c0 > 0);
-          t += n;
+        // The first tile reads its weights from `first`, the others from `rest`.
+        const auto run_tiles = [&](const auto& first, const auto& rest) {
+          int64_t t = 0;
+          for (int64_t tile = 0; tile < tiles; ++tile) {
+            const int64_t n = block_tokens / tiles + (tile < block_tokens % tiles ? 1 : 0);
+            panel_tile_n(static_cast<int>(rows), static_cast<int>(n), tile == 0 ? first : rest,
+                         xs + t * chunks * 4, chunks * 4, chunks, y + (t0 + t) * w.rows + r, w.rows,
+                         c0 > 0);
+            t += n;
+          }
+        };
+        if (tiles <= kRegisterTiles) {
+          using Elem = typename D::Elem;
+          const Elem* row = static_cast<const Elem*>(w.data) + r * w.cols + c0;
+          const int64_t ahead = prefetch_rows<D>(chunks);
+          const char* next = r + rows + ahead <= row_end
+                                 ? reinterpret_cast<const char*>(row + ahead * w.cols)
+                                 : nullptr;
+          // Only the first tile asks for the rows ahead.
+          run_tiles(RowWeights<D>{dec, row, w.cols, next},
+                    RowWeights<D>{dec, row, w.cols, nullptr});
+        } else {
+          decode_panel(dec, w, r, r + rows, c0 / kChunk, chunks, row_end, panel);
+          const PanelWeights src{panel, 2 * chunks};
+          run_tiles(src, src);
         }
       }
     }
