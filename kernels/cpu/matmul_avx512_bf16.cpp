@@ -1,13 +1,14 @@
-// AVX-512 BF16 decode-sized matmul (tokens <= kDirectTokensBf16) for BF16 and FP8 weights
-// whose rows start on 64-byte lines and are whole 64-weight chunks. The weights are widened
-// to BF16 (exact for both: FP8 E4M3 through the same two vpermi2b look-ups as the VBMI
-// kernel) and multiplied by vdpbf16ps, which does 32 multiply-adds per instruction where
-// the float32 kernels do 16 after widening each weight once more to float32. Cache-resident
-// (256x1024, one thread) it streams 1.4-1.6x the VBMI kernel's weight bytes at 1 and 2
-// tokens. Above two tokens the generic kernel keeps the work: one row at a time, 3-4 tokens'
-// split activations of a 7168-column row no longer fit L1 (slower than the generic row
-// tiles); tiles of two rows for 3-8 tokens were 1.4-1.8x the generic kernel cache-resident
-// but made batch-16 decode of bench-1.2b ~5 % slower in six of six interleaved rounds.
+// AVX-512 BF16 matmul for BF16 and FP8 weights whose rows start on 64-byte lines and are
+// whole 64-weight chunks (other weights go to the VBMI kernel). The weights are widened to
+// BF16 (exact for both: FP8 E4M3 through the same two vpermi2b look-ups as the VBMI kernel)
+// and multiplied by vdpbf16ps, which does 32 multiply-adds per instruction where the
+// float32 kernels do 16 after widening each weight once more to float32.
+//   One token (kDirectTokensBf16): one row at a time, front to back, eight dot-product
+//   chains; cache-resident (256x1024, one thread) 1.4-1.6x the VBMI kernel's weight bytes.
+//   More tokens: tiles of up to 4 rows x 4 tokens (gemm_range below). From DRAM, one
+//   thread, FP8: 2 tokens 1.09x the one-row kernel at 512x1024 and 2.3x at 2048x7168 (one
+//   row at a time, two tokens' split activations of a long row leave L1); 3-16 tokens
+//   1.2-1.5x and 64 tokens 1.25-1.7x the generic float32 kernel's row panels.
 //
 // Activations stay float32-accurate: each is split into x = hi + lo with hi = bf16(x) and
 // lo = bf16(x - hi) (once per call, or per 128-row block for FP8, whose block scale is
@@ -378,7 +379,7 @@ void decode_panel(const D& dec, const WeightView& w, int64_t r0, int64_t r1, int
   }
 }
 
-// Rows [row_begin, row_end) for `tokens` > kDirectTokensBf16 tokens through BF16 panels.
+// Rows [row_begin, row_end) for `tokens` > kDirectTokensBf16 tokens in tiles.
 // split(t, c0, c1, r, out) writes token t's split activations of columns [c0, c1) for the
 // FP8 row block holding row r.
 template <class D, class Split>

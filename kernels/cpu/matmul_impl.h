@@ -44,10 +44,10 @@ void attention_values_avx512(const float* p, int64_t p_stride, int64_t heads,
 inline constexpr int kDirectTokensVbmi = 2;
 void matmul_rows_avx512_vbmi(const WeightView& w, const float* x, int64_t tokens, float* y,
                              int64_t row_begin, int64_t row_end);
-// Up to this many tokens the BF16 dot-product kernel (matmul_avx512_bf16.cpp) handles BF16
-// and FP8 weights on 64-byte lines with whole 64-column chunks; other calls it passes to
-// matmul_rows_avx512_vbmi.
-inline constexpr int kDirectTokensBf16 = 2;
+// The BF16 dot-product kernel (matmul_avx512_bf16.cpp) handles BF16 and FP8 weights on
+// 64-byte lines with whole 64-column chunks, up to this many tokens one row at a time and
+// more in tiles of rows x tokens; other weights it passes to matmul_rows_avx512_vbmi.
+inline constexpr int kDirectTokensBf16 = 1;
 void matmul_rows_avx512_bf16(const WeightView& w, const float* x, int64_t tokens, float* y,
                              int64_t row_begin, int64_t row_end);
 #endif
