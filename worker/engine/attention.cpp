@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstdint>
 #include <cstring>
 
 #include "kernels/cpu/ops.h"
@@ -59,20 +60,29 @@ kernels::WeightView float_copy(const kernels::WeightView& w, int64_t first, int6
                              transpose ? count : w.cols};
 }
 
-// Rows [first, first + count) of `w`, transposed, in the stored dtype. For FP8 the caller
-// guarantees slice_keeps_scales (the slice's row blocks become the copy's column blocks).
+// `bytes` of `storage` starting on a 64-byte line (the vector kernels take their fastest
+// paths for line-aligned weights); `storage` must not be resized while the result is used.
+uint8_t* line_aligned(std::vector<uint8_t>& storage, int64_t bytes) {
+  storage.resize(static_cast<size_t>(bytes + 63));
+  const auto address = reinterpret_cast<uintptr_t>(storage.data());
+  return storage.data() + (64 - address % 64) % 64;
+}
+
+// Rows [first, first + count) of `w`, transposed, in the stored dtype, on a 64-byte line.
+// For FP8 the caller guarantees slice_keeps_scales (the slice's row blocks become the
+// copy's column blocks).
 kernels::WeightView transposed_copy(const kernels::WeightView& w, int64_t first, int64_t count,
                                     std::vector<uint8_t>& storage,
                                     std::vector<uint8_t>& scale_storage) {
   const int64_t bytes = element_bytes(w.type);
-  storage.resize(count * w.cols * bytes);
+  uint8_t* out = line_aligned(storage, count * w.cols * bytes);
   const uint8_t* src = static_cast<const uint8_t*>(w.data) + first * w.cols * bytes;
   for (int64_t r = 0; r < count; ++r) {
     for (int64_t c = 0; c < w.cols; ++c) {
-      std::memcpy(storage.data() + (c * count + r) * bytes, src + (r * w.cols + c) * bytes, bytes);
+      std::memcpy(out + (c * count + r) * bytes, src + (r * w.cols + c) * bytes, bytes);
     }
   }
-  kernels::WeightView view{w.type, storage.data(), nullptr, w.cols, count};
+  kernels::WeightView view{w.type, out, nullptr, w.cols, count};
   if (w.type == kernels::WeightType::kFP8E4M3) {
     const int64_t src_cols = ceil_blocks(w.cols);
     const int64_t rows_t = ceil_blocks(w.cols), cols_t = ceil_blocks(count);

@@ -73,6 +73,8 @@ TEST_P(BindMlaTest, PerHeadAbsorbedViewsEqualTheRowsOfKvB) {
     if (p.fp8_views_kept) {
       EXPECT_EQ(w.uk_t[h].type, kernels::WeightType::kFP8E4M3);
       EXPECT_EQ(w.uv[h].type, kernels::WeightType::kFP8E4M3);
+      // The transposed copy starts on a cache line, so the line-aligned kernels take it.
+      EXPECT_EQ(reinterpret_cast<uintptr_t>(w.uk_t[h].data) % 64, 0u) << "head " << h;
     }
     std::vector<float> q(p.nope), q_lat(p.latent), expected_lat(p.latent, 0.0f);
     for (float& x : q) x = dist(gen);
