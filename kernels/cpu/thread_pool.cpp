@@ -60,9 +60,10 @@ void ThreadPool::parallel_for(int64_t n, const std::function<void(int64_t, int64
   run(n, static_cast<int>(std::min<int64_t>(n, size())), false, fn);
 }
 
-void ThreadPool::parallel_for_balanced(int64_t n, const std::function<void(int64_t, int64_t)>& fn) {
-  run(n, static_cast<int>(std::min<int64_t>(n, int64_t{size()} * kBalancedChunksPerThread)), true,
-      fn);
+void ThreadPool::parallel_for_balanced(int64_t n, const std::function<void(int64_t, int64_t)>& fn,
+                                       int chunks_per_thread) {
+  run(n, static_cast<int>(std::min<int64_t>(n, int64_t{size()} * std::max(1, chunks_per_thread))),
+      true, fn);
 }
 
 void ThreadPool::run(int64_t n, int chunks, bool balanced,

@@ -2,6 +2,7 @@
 
 #include <gtest/gtest.h>
 
+#include <array>
 #include <atomic>
 #include <chrono>
 #include <mutex>
@@ -13,10 +14,9 @@ namespace moeserve::kernels {
 namespace {
 
 // Runs parallel_for(n) and returns how often each index was visited plus the chunks seen.
-// With `balanced`, through parallel_for_balanced.
-std::pair<std::vector<int>, std::vector<std::pair<int64_t, int64_t>>> visit(ThreadPool& pool,
-                                                                            int64_t n,
-                                                                            bool balanced = false) {
+// With `balanced_chunks_per_thread` > 0, through parallel_for_balanced with that many.
+std::pair<std::vector<int>, std::vector<std::pair<int64_t, int64_t>>> visit(
+    ThreadPool& pool, int64_t n, int balanced_chunks_per_thread = 0) {
   std::vector<std::atomic<int>> counts(static_cast<size_t>(n));
   std::mutex mu;
   std::vector<std::pair<int64_t, int64_t>> chunks;
@@ -25,8 +25,8 @@ std::pair<std::vector<int>, std::vector<std::pair<int64_t, int64_t>>> visit(Thre
     std::lock_guard<std::mutex> lock(mu);
     chunks.emplace_back(begin, end);
   };
-  if (balanced) {
-    pool.parallel_for_balanced(n, fn);
+  if (balanced_chunks_per_thread > 0) {
+    pool.parallel_for_balanced(n, fn, balanced_chunks_per_thread);
   } else {
     pool.parallel_for(n, fn);
   }
@@ -63,10 +63,12 @@ TEST(ThreadPoolTest, BalancedCoversEveryIndexOnceInFinerChunksAndMixesWithStatic
     ThreadPool pool(threads);
     for (int round = 0; round < 200; ++round) {
       for (int64_t n : {0, 1, 2, 5, 13, 100}) {
-        const bool balanced = round % 2 == 0;
-        auto [counts, chunks] = visit(pool, n, balanced);
+        // Static, then balanced with the default, 2 and 1 chunks per thread.
+        const int per_thread = std::array{0, ThreadPool::kBalancedChunksPerThread, 2, 1}[round % 4];
+        const bool balanced = per_thread > 0;
+        auto [counts, chunks] = visit(pool, n, per_thread);
         for (int64_t i = 0; i < n; ++i) ASSERT_EQ(counts[i], 1) << "threads " << threads;
-        const int64_t limit = threads * (balanced ? ThreadPool::kBalancedChunksPerThread : 1);
+        const int64_t limit = threads * (balanced ? per_thread : 1);
         EXPECT_LE(static_cast<int64_t>(chunks.size()), std::min<int64_t>(n, limit));
         if (balanced && threads > 1 && n >= limit) {
           EXPECT_EQ(static_cast<int64_t>(chunks.size()), limit);
