@@ -36,9 +36,9 @@ class ThreadPool {
   // As parallel_for, but [0, n) is cut into up to max(1, chunks_per_thread) x size()
   // contiguous chunks (never more than n) that threads claim one at a time as they finish
   // the last, so a thread that starts late or runs slower (a worker waking up, a core
-  // sharing its memory channel) takes fewer. Which thread runs a chunk is not fixed: use it for work whose
-  // result does not depend on the thread (matmul rows, experts, heads), not for per-thread
-  // measurements.
+  // sharing its memory channel) takes fewer. Which thread runs a chunk is not fixed: use it for
+  // work whose result does not depend on the thread (matmul rows, experts, heads), not for
+  // per-thread measurements.
   void parallel_for_balanced(int64_t n, const std::function<void(int64_t begin, int64_t end)>& fn,
                              int chunks_per_thread = kBalancedChunksPerThread);
   static constexpr int kBalancedChunksPerThread = 4;
