@@ -232,9 +232,9 @@ constexpr int kTileTokens = 4;
 // 1.09x at 16, and the same at 64.
 constexpr int64_t kRegisterTiles = 4;
 
-// sums[i * 4 + t] = the lanes of acc[i][t] added, for a 4 x 4 tile: a tree of 15 shuffle
-// pairs instead of 16 separate reductions. Lane block t of the result holds rows 0-3 of
-// token t.
+// Element t * 4 + i of the result = the lanes of acc[i][t] added, for a 4 x 4 tile: a tree
+// of 15 shuffle pairs instead of 16 separate reductions. So 128-bit block t of the result
+// holds rows 0-3 of token t.
 inline __m512 reduce_tile(const __m512 (&acc)[4][4]) {
   __m512 half[8];  // 256-bit halves: [acc[2j] summed halves | acc[2j + 1] summed halves]
   for (int j = 0; j < 8; ++j) {
@@ -287,8 +287,8 @@ struct RowWeights {
 
 // y[t * y_stride + i] (+)= row i . token t's split activations, for R rows and TT tokens
 // over `chunks` chunks; xs: the first token's chunks, 4 vectors each, token stride
-// x_stride. Small tiles keep the high and low halves in separate accumulators, so at least
-// 12 dot product chains are in flight.
+// x_stride. Tiles of up to 8 row-token pairs keep the high and low halves in separate
+// accumulators, so full tiles have 12-16 dot-product chains in flight.
 template <int R, int TT, class W>
 void panel_tile(const W& src, const __m512i* xs, int64_t x_stride, int64_t chunks, float* y,
                 int64_t y_stride, bool accumulate) {
