@@ -1,10 +1,11 @@
 // AVX-512 BF16 matmul for BF16 and FP8 weights whose rows start on 64-byte lines and are
 // whole 64-weight chunks (other weights go to the VBMI kernel). The weights are widened to
-// BF16 (exact for both: FP8 E4M3 through the same two vpermi2b look-ups as the VBMI kernel)
+// BF16 (exact for both: FP8 E4M3 through two vpermi2b look-ups on a 128-entry table)
 // and multiplied by vdpbf16ps, which does 32 multiply-adds per instruction where the
 // float32 kernels do 16 after widening each weight once more to float32.
 //   One token (kDirectTokensBf16): one row at a time, front to back, eight dot-product
-//   chains; cache-resident (256x1024, one thread) 1.4-1.6x the VBMI kernel's weight bytes.
+//   chains; cache-resident (256x1024, one thread) FP8 1.1-1.2x the generic AVX-512
+//   kernel's weight bytes, BF16 about 1.2x.
 //   More tokens: tiles of up to 4 rows x 4 tokens (gemm_range below). From DRAM, one
 //   thread, FP8: 2 tokens 1.09x the one-row kernel at 512x1024 and 2.3x at 2048x7168 (one
 //   row at a time, two tokens' split activations of a long row leave L1); 3-16 tokens
@@ -43,7 +44,7 @@ namespace moeserve::kernels::internal {
 namespace {
 
 constexpr int64_t kChunk = 64;  // weights per step: two BF16 vectors of 32
-// The line 4 KiB ahead is requested, as in the VBMI kernel (rows are read front to back;
+// The line 4 KiB ahead is requested, as in the other kernels (rows are read front to back;
 // 8 KiB, or into L2 only, measured the same within noise).
 constexpr int64_t kPrefetchBytes = 4096;
 

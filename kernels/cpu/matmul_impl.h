@@ -39,8 +39,8 @@ void attention_values_avx512(const float* p, int64_t p_stride, int64_t heads,
                              const float* const* rows, int64_t n, int64_t dim, float* out,
                              int64_t out_stride);
 // Up to this many tokens the VBMI kernel (matmul_avx512_vbmi.cpp) handles 64-byte aligned
-// BF16 and FP8 weights itself (at 4 tokens it measured no faster than the generic kernel);
-// other calls it passes to matmul_rows_avx512.
+// BF16 weights itself (at 4 tokens it measured no faster than the generic kernel); other
+// calls, FP8 included, it passes to matmul_rows_avx512.
 inline constexpr int kDirectTokensVbmi = 2;
 void matmul_rows_avx512_vbmi(const WeightView& w, const float* x, int64_t tokens, float* y,
                              int64_t row_begin, int64_t row_end);
@@ -54,7 +54,7 @@ void matmul_rows_avx512_bf16(const WeightView& w, const float* x, int64_t tokens
 
 // The high and low bytes of the BF16 value of each E4M3 magnitude code 0..127 (exact for
 // every code, subnormals included; code 0x7f, NaN, gives a NaN), for the vpermi2b
-// look-ups of the VBMI and BF16 kernels.
+// look-ups of the BF16 kernel.
 struct Fp8Bf16Tables {
   alignas(64) uint8_t hi[128];
   alignas(64) uint8_t lo[128];

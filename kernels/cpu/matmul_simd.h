@@ -12,6 +12,8 @@
 //   vmax, vmax_lanes (horizontal max), vsub, vdiv, vexp (exp of each lane, exp_poly.h)
 //   vload_bf16(p), vload_fp8_scaled(p): kLanes weights decoded; FP8 comes out as
 //                                        value * 2^-8 (the binary16 trick, see matmul_avx2.cpp)
+//   vload_fp8_bits(p): kLanes FP8 weights as value * 2^-120 (the E4M3 bits moved into a
+//                                        float32's fields, see matmul_avx2.cpp)
 // It must not instantiate standard-library templates (those would be compiled for the
 // target and could be shared with code that runs on any CPU), hence the small helpers.
 //
@@ -25,6 +27,8 @@
 constexpr int64_t kRows = 4;
 constexpr int64_t kPanelCols = 1024;  // a multiple of the FP8 block and of kLanes
 constexpr float kFp8VectorScale = 256.0f;
+constexpr int kFp8BitsBias = 120;          // vload_fp8_bits gives value * 2^-120
+constexpr float kFp8BitsUnit = 0x1p-120f;  // 2^-kFp8BitsBias
 constexpr int64_t kPrefetchBytes = 4096;
 
 inline int64_t min64(int64_t a, int64_t b) { return a < b ? a : b; }
@@ -34,6 +38,7 @@ struct F32Format {
   static constexpr bool kBlockScaled = false;
   static constexpr float kVectorScale = 1.0f;
   static Vec load(const Elem* p) { return vload(p); }
+  static Vec load_direct(const Elem* p) { return load(p); }
   static float scalar(Elem v) { return v; }
 };
 
@@ -42,6 +47,7 @@ struct Bf16Format {
   static constexpr bool kBlockScaled = false;
   static constexpr float kVectorScale = 1.0f;
   static Vec load(const Elem* p) { return vload_bf16(p); }
+  static Vec load_direct(const Elem* p) { return load(p); }
   static float scalar(Elem v) { return bf16_to_f32(v); }
 };
 
@@ -50,6 +56,8 @@ struct Fp8Format {
   static constexpr bool kBlockScaled = true;
   static constexpr float kVectorScale = kFp8VectorScale;
   static Vec load(const Elem* p) { return vload_fp8_scaled(p); }
+  // The direct path's decode: value * 2^-kFp8BitsBias (vload_fp8_bits).
+  static Vec load_direct(const Elem* p) { return vload_fp8_bits(p); }
   static float scalar(Elem v) { return fp8_e4m3_to_f32(v); }
 };
 
@@ -66,22 +74,65 @@ const float* row_scales(const WeightView& w, int64_t row) {
   return w.scale_inv + (row / kFp8BlockSize) * ((w.cols + kFp8BlockSize - 1) / kFp8BlockSize);
 }
 
-// The activations the direct path multiplies by: for FP8, x times the column-block scales of
-// row block `row_block` and times 2^8 (undoing the decode's 2^-8), written to `buffer`, so
-// the inner loop has no per-block work; other formats use x as it is.
+// The activations the direct path multiplies by, and what each token's sums are multiplied
+// by afterwards. BF16/F32: x as it is, and 1. FP8 (decoded as value * 2^-120 by
+// vload_fp8_bits, exact for every code, subnormals included): x times the column-block
+// scales of row block `row_block` times 2^k, written to `buffer`, and 2^(120 - k) after.
+// k is chosen per token so that the largest scaled activation is about 2^64: products and
+// sums then stay far inside float32's normal range (a fixed 2^120 would overflow at
+// |x * scale| >= 256, a fixed 2^64 underflow below ~2^-60), which keeps the float32
+// accuracy for |x * scale| from 2^128 down to about 2^-110. Powers of two are exact, so
+// the result is what x * scale . value gives with the same float32 sums.
+struct DirectActivations {
+  const float* x;
+  double out_scale[kDirectTokens];
+};
+
+// k for the largest |x * scale| of a token (0 when it is 0, Inf or NaN: nothing to keep).
+inline int direct_exponent(float max_abs) {
+  if (!(max_abs > 0.0f) || !__builtin_isfinite(max_abs)) return 0;
+  const int k = 64 - __builtin_ilogbf(max_abs);
+  return k < -64 ? -64 : (k > kFp8BitsBias ? kFp8BitsBias : k);
+}
+
 template <class F>
-const float* direct_activations(const WeightView& w, const float* x, int64_t tokens,
-                                int64_t row_block, float* buffer) {
-  if (!F::kBlockScaled) return x;
+DirectActivations direct_activations(const WeightView& w, const float* x, int64_t tokens,
+                                     int64_t row_block, float* buffer) {
+  DirectActivations out{x, {}};
+  for (int64_t t = 0; t < kDirectTokens; ++t) out.out_scale[t] = 1.0;
+  if (!F::kBlockScaled) return out;
   const float* scales = row_scales<F>(w, row_block * kFp8BlockSize);
   for (int64_t t = 0; t < tokens; ++t) {
+    const float* xt = x + t * w.cols;
+    float* bt = buffer + t * w.cols;
+    Vec max_v = vzero();
+    float max_abs = 0.0f;
     for (int64_t c0 = 0; c0 < w.cols; c0 += kFp8BlockSize) {
-      const float scale = scales[c0 / kFp8BlockSize] * F::kVectorScale;
+      const float scale = scales[c0 / kFp8BlockSize];
+      const Vec scale_v = vset1(scale);
       const int64_t c1 = min64(c0 + kFp8BlockSize, w.cols);
-      for (int64_t c = c0; c < c1; ++c) buffer[t * w.cols + c] = x[t * w.cols + c] * scale;
+      int64_t c = c0;
+      for (; c + kLanes <= c1; c += kLanes) {
+        const Vec v = vmul(vload(xt + c), scale_v);
+        vstore(bt + c, v);
+        max_v = vmax(max_v, vmax(v, vsub(vzero(), v)));
+      }
+      for (; c < c1; ++c) {
+        bt[c] = xt[c] * scale;
+        const float a = bt[c] < 0.0f ? -bt[c] : bt[c];
+        max_abs = a > max_abs ? a : max_abs;
+      }
     }
+    const float vector_max = vmax_lanes(max_v);
+    const int k = direct_exponent(vector_max > max_abs ? vector_max : max_abs);
+    const Vec shift = vset1(__builtin_ldexpf(1.0f, k));
+    int64_t c = 0;
+    for (; c + kLanes <= w.cols; c += kLanes) vstore(bt + c, vmul(vload(bt + c), shift));
+    for (; c < w.cols; ++c) bt[c] *= __builtin_ldexpf(1.0f, k);
+    out.out_scale[t] = __builtin_ldexp(1.0, kFp8BitsBias - k);
   }
-  return buffer;
+  out.x = buffer;
+  return out;
 }
 
 // y for row r and TT tokens, decoding straight from the weight row into registers (each
@@ -91,9 +142,13 @@ const float* direct_activations(const WeightView& w, const float* x, int64_t tok
 // streams measured 1.2-1.5x slower from DRAM. kSets independent accumulators per token
 // keep enough FMA chains in flight when TT is small.
 template <class F, int TT>
-void gemv_rows(const WeightView& w, int64_t r, const float* xs, float* y) {
+void gemv_rows(const WeightView& w, int64_t r, const DirectActivations& a, float* y) {
+  const float* xs = a.x;
   using Elem = typename F::Elem;
-  constexpr int kSets = TT >= 4 ? 1 : 4 / TT;
+  // Four sets at one token, two past it (at 3-4 tokens one set left each token waiting on
+  // its own sums: 13.2 -> 16.4 GB/s with two, AVX-512 FP8 at 4 tokens from DRAM; eight
+  // chains at 1-2 tokens measured slower than four).
+  constexpr int kSets = TT == 1 ? 4 : 2;
   const int64_t cols = w.cols;
   const Elem* row = static_cast<const Elem*>(w.data) + r * cols;
   Vec acc[TT][kSets];
@@ -102,41 +157,43 @@ void gemv_rows(const WeightView& w, int64_t r, const float* xs, float* y) {
   }
   int64_t c = 0;
   for (; c + kSets * kLanes <= cols; c += kSets * kLanes) {
-    _mm_prefetch(reinterpret_cast<const char*>(row + c) + kPrefetchBytes, _MM_HINT_T0);
+    for (int64_t line = 0; line < kSets * kLanes * static_cast<int64_t>(sizeof(Elem)); line += 64) {
+      _mm_prefetch(reinterpret_cast<const char*>(row + c) + kPrefetchBytes + line, _MM_HINT_T0);
+    }
     Vec wv[kSets];
-#pragma GCC unroll 4
-    for (int s = 0; s < kSets; ++s) wv[s] = F::load(row + c + s * kLanes);
+#pragma GCC unroll 8
+    for (int s = 0; s < kSets; ++s) wv[s] = F::load_direct(row + c + s * kLanes);
 #pragma GCC unroll 4
     for (int t = 0; t < TT; ++t) {
-#pragma GCC unroll 4
+#pragma GCC unroll 8
       for (int s = 0; s < kSets; ++s) {
         acc[t][s] = vfma(wv[s], vload(xs + t * cols + c + s * kLanes), acc[t][s]);
       }
     }
   }
   for (; c + kLanes <= cols; c += kLanes) {
-    const Vec wv = F::load(row + c);
+    const Vec wv = F::load_direct(row + c);
     for (int t = 0; t < TT; ++t) acc[t][0] = vfma(wv, vload(xs + t * cols + c), acc[t][0]);
   }
   float tail[TT] = {};
   for (; c < cols; ++c) {
-    const float weight = F::scalar(row[c]) / F::kVectorScale;
+    const float weight = F::scalar(row[c]) * (F::kBlockScaled ? kFp8BitsUnit : 1.0f);
     for (int t = 0; t < TT; ++t) tail[t] += weight * xs[t * cols + c];
   }
   for (int t = 0; t < TT; ++t) {
     Vec sum = acc[t][0];
     for (int s = 1; s < kSets; ++s) sum = vadd(sum, acc[t][s]);
-    y[t * w.rows + r] = vsum(sum) + tail[t];
+    y[t * w.rows + r] = static_cast<float>((vsum(sum) + tail[t]) * a.out_scale[t]);
   }
 }
 
 // gemv_rows for n <= TT tokens, n known only at run time.
 template <class F, int TT>
-void gemv_rows_n(int64_t n, const WeightView& w, int64_t r, const float* xs, float* y) {
+void gemv_rows_n(int64_t n, const WeightView& w, int64_t r, const DirectActivations& a, float* y) {
   if (n == TT) {
-    gemv_rows<F, TT>(w, r, xs, y);
+    gemv_rows<F, TT>(w, r, a, y);
   } else if constexpr (TT > 1) {
-    gemv_rows_n<F, TT - 1>(n, w, r, xs, y);
+    gemv_rows_n<F, TT - 1>(n, w, r, a, y);
   }
 }
 
@@ -245,7 +302,7 @@ void matmul_rows_simd(const WeightView& w, const float* x, int64_t tokens, float
   if (direct) {
     float* scaled_x = panel + kRows * kPanelCols;
     int64_t prepared_block = -1;
-    const float* xs = x;
+    DirectActivations xs{x, {}};
     for (; r < row_end; ++r) {
       const int64_t block = r / kFp8BlockSize;
       if (block != prepared_block) {

@@ -6,6 +6,7 @@
 #include <cstring>
 #include <random>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "kernels/cpu/convert.h"
@@ -184,6 +185,31 @@ TEST_P(MatmulTest, ActivationsFrom2ToTheMinus90To2ToThe90KeepTheirAccuracy) {
         for (size_t i = 0; i < got.size(); ++i) {
           ASSERT_NEAR(got[i], want[i], 1e-5 * scale[i]) << "output " << i;
         }
+      }
+    }
+  }
+}
+
+TEST_P(MatmulTest, Fp8BlockScalesFrom2ToTheMinus40To2ToThe20KeepTheirAccuracy) {
+  // The generic FP8 kernel decodes weights as value * 2^-120 and moves the 2^120 into the
+  // scaled activations, shifted by a power of two chosen per token: a fixed shift would
+  // overflow for large |x * scale| or flush the products of small ones to zero.
+  for (const auto& [scale_exponent, x_exponent] : {std::pair{20, 70}, std::pair{-40, -70}}) {
+    RandomWeight weight(WeightType::kFP8E4M3, 131, 384, 23);
+    for (float& s : weight.scales) s = std::ldexp(s * 256.0f, scale_exponent);
+    weight.view.scale_inv = weight.scales.data();
+    for (int64_t tokens : {1, 2, 3, 4, 6}) {
+      SCOPED_TRACE("scales ~2^" + std::to_string(scale_exponent) + " activations ~2^" +
+                   std::to_string(x_exponent) + " tokens " + std::to_string(tokens));
+      auto x = random_floats(tokens * 384, 24 + tokens);
+      for (float& v : x) v = std::ldexp(v, x_exponent);
+      std::vector<float> got(static_cast<size_t>(tokens * 131)), want(got.size());
+      matmul(weight.view, x.data(), tokens, got.data(), nullptr);
+      matmul_reference(weight.view, x.data(), tokens, want.data());
+      const auto scale = abs_products(weight.view, x, tokens);
+      for (size_t i = 0; i < got.size(); ++i) {
+        ASSERT_TRUE(std::isfinite(got[i])) << "output " << i;
+        ASSERT_NEAR(got[i], want[i], 1e-5 * scale[i]) << "output " << i;
       }
     }
   }
