@@ -1,7 +1,9 @@
 // AVX-512 (F + BW) instantiation of matmul_simd.h: the same algorithm as matmul_avx2.cpp
 // with 16 lanes, so decoding FP8/BF16 weights costs half the instructions per weight and
-// twice as many tokens fit a register tile. FP8 uses the same binary16 trick on 16 bytes at
-// a time (vpmovsxbw ymm, vcvtph2ps zmm). Selected at run time by isa.cpp.
+// twice as many tokens fit a register tile. FP8 uses the same two decodes on 16 bytes at a
+// time: the float32 bit placement in the direct path (vpmovsxbd zmm, vpslld, vpandd), the
+// binary16 trick in the panel path (vpmovsxbw ymm, vcvtph2ps zmm). Selected at run time by
+// isa.cpp.
 #include "kernels/cpu/isa.h"
 
 #if MOESERVE_X86_SIMD
