@@ -27,8 +27,14 @@ namespace {
 
 using Vec = __m512;
 constexpr int64_t kLanes = 16;
-constexpr int kTokenTile = 6;     // 4 rows x 6 tokens = 24 accumulators of 32 registers
-constexpr int kDirectTokens = 4;  // 4 rows x 4 tokens + 4 weights registers
+constexpr int kTokenTile = 6;  // 4 rows x 6 tokens = 24 accumulators of 32 registers
+// The direct path takes up to 4 tokens of any matrix, and FP8 up to 8 while the tokens'
+// activations fit in 48 KiB (L1): from DRAM, FP8 1024x1024 at 6 / 8 tokens 1.4x the panel
+// path, 1024x2048 at 6 1.45x; past L1 (8 x 2048, 6 x 7168 columns) 0.8-0.9x, and BF16/F32
+// at 8 tokens 0.8-0.95x.
+constexpr int kDirectTokens = 8;
+constexpr int kDirectTokensAnyShape = 4;
+constexpr int64_t kDirectFp8ActivationBytes = 48 << 10;
 constexpr int kValueVectors = 2;  // 8 heads x 2 vectors = 16 accumulators
 
 inline Vec vzero() { return _mm512_setzero_ps(); }

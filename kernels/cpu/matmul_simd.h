@@ -4,7 +4,10 @@
 // `#pragma GCC target` region, after defining the primitives it uses:
 //   Vec, kLanes                    the vector type and its float lanes
 //   kTokenTile                     tokens per register tile of the panel path
-//   kDirectTokens                  up to this many tokens use the direct path
+//   kDirectTokensAnyShape          up to this many tokens use the direct path
+//   kDirectTokens, kDirectFp8ActivationBytes
+//                                  and FP8 up to kDirectTokens while tokens x cols floats
+//                                  fit in this many bytes
 //   kValueVectors                  vectors per cache row and pass in attention_values_any
 //   vzero, vset1, vload, vstore, vload_first(p, n) (lanes >= n read as 0, never touched),
 //   vfma(a, b, c) = a * b + c, vmul, vsum (horizontal add), vsum8(v, out): out[i] = vsum(v[i])
@@ -163,7 +166,7 @@ void gemv_rows(const WeightView& w, int64_t r, const DirectActivations& a, float
     Vec wv[kSets];
 #pragma GCC unroll 8
     for (int s = 0; s < kSets; ++s) wv[s] = F::load_direct(row + c + s * kLanes);
-#pragma GCC unroll 4
+#pragma GCC unroll 8
     for (int t = 0; t < TT; ++t) {
 #pragma GCC unroll 8
       for (int s = 0; s < kSets; ++s) {
@@ -296,7 +299,10 @@ void panel_rows(const WeightView& w, const float* x, int64_t tokens, float* y, i
 template <class F>
 void matmul_rows_simd(const WeightView& w, const float* x, int64_t tokens, float* y,
                       int64_t row_begin, int64_t row_end) {
-  const bool direct = tokens <= kDirectTokens;
+  const bool direct =
+      tokens <= kDirectTokensAnyShape ||
+      (F::kBlockScaled && tokens <= kDirectTokens &&
+       tokens * w.cols * static_cast<int64_t>(sizeof(float)) <= kDirectFp8ActivationBytes);
   float* panel = panel_scratch(kRows * kPanelCols + (direct ? tokens * w.cols : 0));
   int64_t r = row_begin;
   if (direct) {
