@@ -208,7 +208,7 @@ Status run_generate(const GenerateFlags& f, const FlagSet& flags) {
   if (group != nullptr) {
     MOESERVE_ASSIGN_OR_RETURN(
         engine::ExpertParallelDispatcher * dispatcher,
-        engine::attach_group_experts(*engine, group->comm(), f.group.placement));
+        engine::attach_expert_parallel(*engine, group->comm(), *start.placement));
     if (group->rank() != 0) return engine::follow_leader(group->comm(), *dispatcher);
     leader.emplace(group->comm());
     engine::install_leader_hooks(*leader, f.group.collective_timeout_ms, so);

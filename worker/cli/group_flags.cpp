@@ -2,9 +2,11 @@
 
 #include <chrono>
 #include <fstream>
+#include <set>
 #include <utility>
 
 #include "common/log.h"
+#include "worker/engine/group_step.h"
 
 namespace moeserve::cli {
 
@@ -27,15 +29,13 @@ void add_group_flags(FlagSet& flags, GroupFlags* f) {
                    "sampled (256 windows per large tensor, FP8 scales whole), all, none");
   flags.add_string("weight-memory", &f->weight_memory,
                    "where the weight matrices live: copied (into huge pages at load, each on a "
-                   "64-byte line; decode streams them about 1.8x faster), mapped (the "
-                   "checkpoint's page cache), or auto (copied on one rank, mapped in an "
-                   "expert-parallel group)");
+                   "64-byte line; decode streams them about 1.8x faster; in an "
+                   "expert-parallel group only this rank's experts), mapped (the "
+                   "checkpoint's page cache), or auto (copied)");
 }
 
 model::WeightMemory weight_memory_of(const GroupFlags& f) {
-  if (f.weight_memory == "auto") {
-    return f.world_size > 1 ? model::WeightMemory::kMapped : model::WeightMemory::kCopied;
-  }
+  if (f.weight_memory == "auto") return model::WeightMemory::kCopied;
   return *model::parse_weight_memory(f.weight_memory);
 }
 
@@ -88,14 +88,32 @@ StatusOr<RankStart> join_and_load(const GroupFlags& f, const std::string& model_
               {{"rank", f.rank}, {"world_size", f.world_size}, {"leader", f.leader}});
     MOESERVE_ASSIGN_OR_RETURN(start.group, join_group(f));
   }
-  MOESERVE_ASSIGN_OR_RETURN(
-      model::LoadedModel loaded,
-      model::load_model(model_dir,
-                        model::BindOptions{.load_mtp = load_mtp,
-                                           .prefault = true,
-                                           .check = *model::parse_weight_check(f.check_weights),
-                                           .memory = weight_memory_of(f),
-                                           .on_progress = std::move(on_progress)}));
+  model::BindOptions options{.load_mtp = load_mtp,
+                             .prefault = true,
+                             .check = *model::parse_weight_check(f.check_weights),
+                             .memory = weight_memory_of(f),
+                             .on_progress = std::move(on_progress)};
+  if (in_group(f)) {
+    MOESERVE_ASSIGN_OR_RETURN(model::ModelConfig config, model::load_config(model_dir));
+    MOESERVE_ASSIGN_OR_RETURN(
+        parallel::ExpertPlacement placement,
+        engine::initial_group_placement(f.placement, static_cast<int>(f.world_size), config,
+                                        model::bound_moe_layers(config, load_mtp)));
+    // This rank's (layer, expert) pairs: what it copies into huge pages.
+    std::set<std::pair<int64_t, int64_t>> local;
+    for (int64_t layer : placement.moe_layers()) {
+      const std::vector<int32_t>& phy2log = placement.phy2log(layer);
+      const int64_t first = placement.first_slot(static_cast<int>(f.rank));
+      for (int64_t s = first; s < first + placement.slots_per_rank(); ++s) {
+        local.emplace(layer, phy2log[s]);
+      }
+    }
+    options.copy_routed_expert = [local = std::move(local)](int64_t layer, int64_t expert) {
+      return local.count({layer, expert}) != 0;
+    };
+    start.placement = std::move(placement);
+  }
+  MOESERVE_ASSIGN_OR_RETURN(model::LoadedModel loaded, model::load_model(model_dir, options));
   start.model = std::make_shared<const model::LoadedModel>(std::move(loaded));
   return start;
 }

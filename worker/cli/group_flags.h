@@ -11,6 +11,7 @@
 #include <cstdint>
 #include <functional>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -18,6 +19,7 @@
 #include "common/status.h"
 #include "worker/model/weights.h"
 #include "worker/parallel/group.h"
+#include "worker/parallel/placement.h"
 
 namespace moeserve::cli {
 
@@ -58,6 +60,9 @@ StatusOr<std::unique_ptr<parallel::Group>> join_group(const GroupFlags& f);
 struct RankStart {
   std::unique_ptr<parallel::Group> group;
   std::shared_ptr<const model::LoadedModel> model;
+  // In a group: the placement it starts with (--placement, else contiguous blocks), read
+  // before the weights so that this rank copies only its own slots' experts.
+  std::optional<parallel::ExpertPlacement> placement;
 };
 // `on_progress` (optional) gets the share of the weights read, in [0, 1], as loading goes.
 StatusOr<RankStart> join_and_load(const GroupFlags& f, const std::string& model_dir, bool load_mtp,

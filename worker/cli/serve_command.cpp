@@ -221,7 +221,7 @@ Status serve(const ServeFlags& f) {
   std::optional<engine::PlacementFileWatch> placement_watch;
   if (group) {
     MOESERVE_ASSIGN_OR_RETURN(
-        dispatcher, engine::attach_group_experts(*engine, group->comm(), f.group.placement));
+        dispatcher, engine::attach_expert_parallel(*engine, group->comm(), *start.placement));
     placement.emplace(group->comm(), *dispatcher);
     if (group->rank() != 0) {
       return follow(f, *group, *dispatcher, *placement, info, std::move(loading));

@@ -85,30 +85,27 @@ Status follow_leader(parallel::Communicator& comm, ExpertParallelDispatcher& dis
   }
 }
 
-namespace {
-
-StatusOr<parallel::ExpertPlacement> load_placement(const std::string& path, int world_size,
-                                                   const model::ModelConfig& config,
-                                                   const std::vector<int64_t>& layers) {
-  std::ifstream in(path);
-  if (!in) return not_found_error(path + ": cannot open the placement file");
+StatusOr<parallel::ExpertPlacement> initial_group_placement(const std::string& placement_path,
+                                                            int world_size,
+                                                            const model::ModelConfig& config,
+                                                            const std::vector<int64_t>& layers) {
+  if (placement_path.empty()) {
+    return parallel::ExpertPlacement::contiguous(world_size, config.n_routed_experts, layers);
+  }
+  std::ifstream in(placement_path);
+  if (!in) return not_found_error(placement_path + ": cannot open the placement file");
   std::stringstream text;
   text << in.rdbuf();
-  return parse_group_placement(text.str(), path, world_size, config, layers);
+  return parse_group_placement(text.str(), placement_path, world_size, config, layers);
 }
-
-}  // namespace
 
 StatusOr<ExpertParallelDispatcher*> attach_group_experts(Engine& engine,
                                                          parallel::Communicator& comm,
                                                          const std::string& placement_path) {
-  const std::vector<int64_t> layers = engine.model().weights.moe_layers();
-  StatusOr<parallel::ExpertPlacement> placement =
-      placement_path.empty() ? parallel::ExpertPlacement::contiguous(
-                                   comm.size(), engine.config().n_routed_experts, layers)
-                             : load_placement(placement_path, comm.size(), engine.config(), layers);
-  MOESERVE_RETURN_IF_ERROR(placement.status());
-  return attach_expert_parallel(engine, comm, std::move(placement).value());
+  MOESERVE_ASSIGN_OR_RETURN(parallel::ExpertPlacement placement,
+                            initial_group_placement(placement_path, comm.size(), engine.config(),
+                                                    engine.model().weights.moe_layers()));
+  return attach_expert_parallel(engine, comm, std::move(placement));
 }
 
 }  // namespace moeserve::engine

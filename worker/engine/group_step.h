@@ -22,6 +22,7 @@
 #include <functional>
 #include <optional>
 #include <string>
+#include <vector>
 
 #include "common/status.h"
 #include "worker/engine/engine.h"
@@ -80,6 +81,14 @@ std::function<Status()> leader_draft_hook(std::optional<LeaderStepper>& leader);
 // answers rank 0's placement steps (null: a PlacementSwitch with the default preparer).
 Status follow_leader(parallel::Communicator& comm, ExpertParallelDispatcher& dispatcher,
                      PlacementSwitch* placement = nullptr);
+
+// The placement a group starts with, for the bound MoE layers `layers`
+// (model::bound_moe_layers, so it is known before the weights are): from the placement
+// JSON file at `placement_path`, or contiguous blocks when it is empty.
+StatusOr<parallel::ExpertPlacement> initial_group_placement(const std::string& placement_path,
+                                                            int world_size,
+                                                            const model::ModelConfig& config,
+                                                            const std::vector<int64_t>& layers);
 
 // Attaches expert parallelism over `comm` to `engine`: placement from `placement_path`
 // (contiguous blocks when empty). Returns the dispatcher (owned by the engine).

@@ -448,9 +448,29 @@ void for_each_layer_linear(DecoderLayer& layer, const std::function<void(Linear&
 constexpr size_t kHugePageBytes = size_t{2} << 20;
 constexpr size_t kLineBytes = 64;
 
-// Copies every distinct matrix (by data pointer) into one huge-page allocation, each on a
-// 64-byte line, repoints the Linears, and drops the mapped source pages.
-Status copy_to_anonymous_memory(ModelWeights& w, const std::function<void(double)>& on_progress) {
+// The data of the routed experts `copy` leaves out (none when it is null).
+std::set<const uint8_t*> experts_left_mapped(ModelWeights& w,
+                                             const std::function<bool(int64_t, int64_t)>& copy) {
+  std::set<const uint8_t*> out;
+  if (!copy) return out;
+  auto add = [&](DecoderLayer& layer) {
+    for (int64_t e = 0; e < static_cast<int64_t>(layer.moe.experts.size()); ++e) {
+      if (copy(layer.index, e)) continue;
+      for_each_mlp_linear(layer.moe.experts[e], [&](Linear& l) {
+        if (!l.empty()) out.insert(l.data);
+      });
+    }
+  };
+  for (DecoderLayer& layer : w.layers) add(layer);
+  for (MtpLayer& m : w.mtp) add(m.block);
+  return out;
+}
+
+// Copies every distinct matrix (by data pointer) but those in `left_mapped` into one
+// huge-page allocation, each on a 64-byte line, repoints the Linears, and drops the mapped
+// source pages.
+Status copy_to_anonymous_memory(ModelWeights& w, const std::set<const uint8_t*>& left_mapped,
+                                const std::function<void(double)>& on_progress) {
   struct Placed {
     size_t offset;  // in the copy
     size_t bytes;
@@ -459,7 +479,7 @@ Status copy_to_anonymous_memory(ModelWeights& w, const std::function<void(double
   size_t total = 0;                         // with each matrix padded to a line
   size_t data_bytes = 0;                    // without
   for_each_linear(w, [&](Linear& l) {
-    if (l.empty() || placed.count(l.data) != 0) return;
+    if (l.empty() || placed.count(l.data) != 0 || left_mapped.count(l.data) != 0) return;
     const size_t bytes = static_cast<size_t>(l.rows * l.cols) * dtype_size(l.dtype);
     placed[l.data] = {total, bytes};
     data_bytes += bytes;
@@ -486,7 +506,9 @@ Status copy_to_anonymous_memory(ModelWeights& w, const std::function<void(double
     progress.add(bytes);
   }
   for_each_linear(w, [&](Linear& l) {
-    if (!l.empty()) l.data = storage.get() + placed.at(l.data).offset;
+    if (!l.empty() && left_mapped.count(l.data) == 0) {
+      l.data = storage.get() + placed.at(l.data).offset;
+    }
   });
   w.copied_storage = storage;
   w.copied_bytes = total;
@@ -505,6 +527,17 @@ void for_each_linear(ModelWeights& w, const std::function<void(Linear&)>& fn) {
     fn(m.shared_head_head);
     for_each_layer_linear(m.block, fn);
   }
+}
+
+std::vector<int64_t> bound_moe_layers(const ModelConfig& config, bool load_mtp) {
+  std::vector<int64_t> out = config.moe_layers();
+  if (load_mtp) {
+    for (int64_t k = 0; k < config.num_nextn_predict_layers; ++k) {
+      const int64_t index = config.num_hidden_layers + k;
+      if (config.is_moe_layer(index)) out.push_back(index);
+    }
+  }
+  return out;
 }
 
 std::optional<WeightMemory> parse_weight_memory(std::string_view text) {
@@ -548,7 +581,8 @@ StatusOr<ModelWeights> bind_weights(const ModelConfig& config,
   }
   w.bound_tensors = static_cast<int64_t>(b.used().size());
   if (options.memory == WeightMemory::kCopied) {
-    MOESERVE_RETURN_IF_ERROR(copy_to_anonymous_memory(w, options.on_progress));
+    MOESERVE_RETURN_IF_ERROR(copy_to_anonymous_memory(
+        w, experts_left_mapped(w, options.copy_routed_expert), options.on_progress));
   } else if (options.prefault) {
     prefault(checkpoint, b.used(), w.bound_bytes, options.on_progress);
   }

@@ -149,10 +149,20 @@ struct BindOptions {
   bool prefault = true;  // touch every page of the bound weights, with progress on stderr
   WeightCheck check = WeightCheck::kSampled;  // NaN/Inf in a bound tensor fails the load
   WeightMemory memory = WeightMemory::kCopied;
+  // kCopied: whether routed expert `expert` of decoder layer `layer` (checkpoint numbering,
+  // MTP blocks included) is copied too; null copies all. An expert-parallel rank copies its
+  // own slots' experts: the others stay in the checkpoint mapping, untouched until a
+  // placement switch brings them here (and then run from the mapping).
+  std::function<bool(int64_t layer, int64_t expert)> copy_routed_expert;
   // Called with the share of the bound bytes prefaulted, in [0, 1], as it grows (and 1
   // at the end, also without prefault).
   std::function<void(double)> on_progress;
 };
+
+// The decoder layers with a DeepSeekMoE block that bind_weights binds: config.moe_layers(),
+// then the MoE blocks of the MTP modules when `load_mtp` (what ModelWeights::moe_layers()
+// returns, known before loading).
+std::vector<int64_t> bound_moe_layers(const ModelConfig& config, bool load_mtp);
 
 StatusOr<ModelWeights> bind_weights(const ModelConfig& config,
                                     const SafetensorsCheckpoint& checkpoint,

@@ -73,17 +73,18 @@ TEST_F(ServeOptionsTest, RefusesInconsistentFlagsNamingTheFlag) {
   expect_refused({"--model", "/m", "--port", "8000", "--metrics-port", "8000"}, "--metrics-port");
 }
 
-TEST_F(ServeOptionsTest, WeightMemoryAutoCopiesOnOneRankAndMapsInAGroup) {
+TEST_F(ServeOptionsTest, WeightMemoryAutoCopiesOnOneRankAndInAGroup) {
   auto single = parse_serve_flags({"--model", "/m"});
   ASSERT_TRUE(single.ok());
   EXPECT_EQ(weight_memory_of(single->flags.group), model::WeightMemory::kCopied);
+  // In a group a rank copies only its own experts (join_and_load), so auto copies there too.
   auto group = parse_serve_flags({"--model", "/m", "--world-size", "2", "--leader", "h:1"});
   ASSERT_TRUE(group.ok());
-  EXPECT_EQ(weight_memory_of(group->flags.group), model::WeightMemory::kMapped);
+  EXPECT_EQ(weight_memory_of(group->flags.group), model::WeightMemory::kCopied);
   auto forced = parse_serve_flags(
-      {"--model", "/m", "--world-size", "2", "--leader", "h:1", "--weight-memory", "copied"});
+      {"--model", "/m", "--world-size", "2", "--leader", "h:1", "--weight-memory", "mapped"});
   ASSERT_TRUE(forced.ok());
-  EXPECT_EQ(weight_memory_of(forced->flags.group), model::WeightMemory::kCopied);
+  EXPECT_EQ(weight_memory_of(forced->flags.group), model::WeightMemory::kMapped);
   auto mapped = parse_serve_flags({"--model", "/m", "--weight-memory", "mapped"});
   ASSERT_TRUE(mapped.ok());
   EXPECT_EQ(weight_memory_of(mapped->flags.group), model::WeightMemory::kMapped);

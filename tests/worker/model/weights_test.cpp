@@ -208,6 +208,58 @@ TEST(WeightsTest, CopiedMatricesAreLineAlignedCopiesOfTheCheckpoint) {
   }
 }
 
+TEST(WeightsTest, CopiesOnlyTheRoutedExpertsItIsAskedTo) {
+  // An expert-parallel rank copies its own slots' experts; the others stay in the mapping.
+  const auto dir = models().v3_fp8.path();
+  auto all = load_model(dir, kNoPrefault);
+  ASSERT_TRUE(all.ok()) << all.status().to_string();
+  BindOptions options = kNoPrefault;
+  options.copy_routed_expert = [](int64_t, int64_t expert) { return expert % 2 == 0; };
+  auto half = load_model(dir, options);
+  ASSERT_TRUE(half.ok()) << half.status().to_string();
+  const uint8_t* begin = half->weights.copied_storage.get();
+  const uint8_t* end = begin + half->weights.copied_bytes;
+  auto copied = [&](const Linear& l) { return l.data >= begin && l.data < end; };
+  size_t left_out = 0;
+  int64_t experts = 0;
+  for (int64_t layer : half->weights.moe_layers()) {
+    const auto& moe = half->weights.layer(layer).moe;
+    for (int64_t e = 0; e < static_cast<int64_t>(moe.experts.size()); ++e, ++experts) {
+      for (const Linear* l :
+           {&moe.experts[e].gate_proj, &moe.experts[e].up_proj, &moe.experts[e].down_proj}) {
+        SCOPED_TRACE(l->name);
+        EXPECT_EQ(copied(*l), e % 2 == 0);
+        if (e % 2 != 0) {
+          EXPECT_EQ(l->data, half->checkpoint.find(l->name)->data);
+          left_out += static_cast<size_t>(l->rows * l->cols) * dtype_size(l->dtype);
+        }
+      }
+    }
+    EXPECT_TRUE(copied(moe.shared_experts.gate_proj));
+    EXPECT_TRUE(copied(moe.gate));
+  }
+  EXPECT_GT(experts, 2);
+  EXPECT_GT(left_out, 0u);
+  EXPECT_LE(half->weights.copied_bytes + left_out, all->weights.copied_bytes);
+  EXPECT_TRUE(copied(half->weights.lm_head));
+  // The same values either way.
+  const auto& a = all->weights.layer(all->weights.moe_layers()[0]).moe.experts[1].up_proj;
+  const auto& b = half->weights.layer(half->weights.moe_layers()[0]).moe.experts[1].up_proj;
+  EXPECT_EQ(std::memcmp(a.data, b.data, static_cast<size_t>(a.rows * a.cols)), 0);
+}
+
+TEST(WeightsTest, BoundMoeLayersAreKnownBeforeLoading) {
+  for (const std::string& dir : {models().v3_fp8.path(), models().v2_bf16.path()}) {
+    for (bool mtp : {true, false}) {
+      BindOptions options = kNoPrefault;
+      options.load_mtp = mtp;
+      auto model = load_model(dir, options);
+      ASSERT_TRUE(model.ok()) << model.status().to_string();
+      EXPECT_EQ(bound_moe_layers(model->config, mtp), model->weights.moe_layers());
+    }
+  }
+}
+
 TEST(WeightsTest, MappedAndCopiedBindTheSameWeights) {
   auto copied = load_model(models().v3_bf16.path(), kNoPrefault);
   ASSERT_TRUE(copied.ok()) << copied.status().to_string();
