@@ -91,6 +91,9 @@ class ExpertParallelDispatcher : public ExpertDispatcher {
     int64_t slots_per_rank = 1;                 // of the running placement
   };
   SlotTokens slot_tokens() const;
+  // This rank's slots' weight views, [layer][local slot] (bind_slots() of the running
+  // placement, pointing at copies where the placement switch made them).
+  const std::vector<std::vector<MlpWeights>>& local_slots() const { return local_->experts(); }
 
  private:
   ExpertParallelDispatcher(parallel::Communicator* comm, parallel::ExpertPlacement placement,

@@ -95,6 +95,8 @@ class LocalExpertDispatcher : public ExpertDispatcher {
   LocalExpertDispatcher(std::vector<std::vector<MlpWeights>> experts_by_layer, int64_t hidden,
                         kernels::ThreadPool* pool);
   Status dispatch(int64_t layer, const float* x, const Routing& routing, float* out) override;
+  // The views it multiplies by, [layer][local expert].
+  const std::vector<std::vector<MlpWeights>>& experts() const { return experts_; }
 
  private:
   std::vector<std::vector<MlpWeights>> experts_;

@@ -4,6 +4,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <cstdlib>
 #include <cstring>
 #include <set>
 #include <utility>
@@ -105,6 +106,48 @@ Status fault_in_pages(const std::vector<const model::Linear*>& added,
   return ok_status();
 }
 
+StatusOr<MatrixCopies> copy_matrices(const std::vector<const model::Linear*>& added,
+                                     const model::ModelWeights& weights,
+                                     const std::atomic<bool>& cancel) {
+  constexpr size_t kHugePage = size_t{2} << 20;
+  constexpr size_t kLine = 64;
+  const uint8_t* copy_begin = weights.copied_storage.get();
+  const uint8_t* copy_end = copy_begin == nullptr ? nullptr : copy_begin + weights.copied_bytes;
+  const size_t page = page_size();
+  MatrixCopies copies;
+  for (const model::Linear* l : added) {
+    if (cancel.load()) return unavailable_error("placement switch cancelled");
+    if (l->empty() || copies.count(l->data) != 0) continue;
+    if (copy_begin != nullptr && l->data >= copy_begin && l->data < copy_end) continue;
+    const size_t bytes = static_cast<size_t>(l->rows * l->cols) * model::dtype_size(l->dtype);
+    const size_t align = bytes >= kHugePage ? kHugePage : kLine;
+    const size_t rounded = (bytes + align - 1) / align * align;
+    void* raw = std::aligned_alloc(align, rounded);
+    if (raw == nullptr) {
+      return resource_exhausted_error(l->name + ": cannot allocate " + std::to_string(rounded) +
+                                      " bytes for its copy");
+    }
+    if (align == kHugePage) madvise(raw, rounded, MADV_HUGEPAGE);  // best effort
+    std::shared_ptr<uint8_t> copy(static_cast<uint8_t*>(raw), [](uint8_t* p) { std::free(p); });
+    std::memcpy(copy.get(), l->data, bytes);
+    const uintptr_t begin = (reinterpret_cast<uintptr_t>(l->data) + page - 1) / page * page;
+    const uintptr_t end = (reinterpret_cast<uintptr_t>(l->data) + bytes) / page * page;
+    if (end > begin) madvise(reinterpret_cast<void*>(begin), end - begin, MADV_DONTNEED);
+    copies.emplace(l->data, std::move(copy));
+  }
+  return copies;
+}
+
+void use_copies(const MatrixCopies& copies, std::vector<std::vector<MlpWeights>>& local) {
+  for (std::vector<MlpWeights>& layer : local) {
+    for (MlpWeights& e : layer) {
+      for (kernels::WeightView* v : {&e.gate, &e.up, &e.down}) {
+        if (auto it = copies.find(v->data); it != copies.end()) v->data = it->second.get();
+      }
+    }
+  }
+}
+
 void drop_pages(const std::vector<const model::Linear*>& removed,
                 const model::ModelWeights& weights) {
   const size_t page = page_size();
@@ -181,6 +224,7 @@ Status PlacementSwitch::begin(const std::string& text) {
       fail_locally(*p, local.status().message());
     } else {
       p->local = std::move(local).value();
+      use_copies(live_copies_, p->local);  // experts that came by earlier switches and stay
       const int rank = comm_.rank();
       std::vector<const model::Linear*> added =
           experts_missing_from(*placement, dispatcher_.placement(), rank, weights);
@@ -189,6 +233,15 @@ Status PlacementSwitch::begin(const std::string& text) {
       Prepared* raw = p.get();
       p->worker = std::thread([this, raw, added = std::move(added)] {
         Status s = preparer_(added, raw->cancel);
+        if (s.ok() && dispatcher_.weights().copied_storage != nullptr) {
+          StatusOr<MatrixCopies> copies = copy_matrices(added, dispatcher_.weights(), raw->cancel);
+          if (copies.ok()) {
+            raw->copies = std::move(copies).value();
+            use_copies(raw->copies, raw->local);
+          } else {
+            s = copies.status();
+          }
+        }
         if (s.ok()) {
           raw->state.store(kReady);
         } else {
@@ -236,6 +289,9 @@ StatusOr<SwitchOutcome> PlacementSwitch::poll() {
   if (outcome.kind == SwitchOutcome::Kind::kCommitted) {
     dispatcher_.switch_to(std::move(*p.placement), std::move(p.local));
     drop_pages(p.removed, dispatcher_.weights());
+    // The dispatcher no longer reads the removed experts: their copies can go.
+    for (const model::Linear* l : p.removed) live_copies_.erase(l->data);
+    live_copies_.merge(p.copies);
   }
   prepared_.reset();
   finish(outcome);

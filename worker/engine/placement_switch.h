@@ -5,11 +5,13 @@
 // The protocol, all at step boundaries (between two forwards), driven by rank 0:
 //   1. kPlacementPrepare: rank 0 broadcasts the new placement file's text (length, then
 //      bytes). Every rank parses it for its own model and world (parse_group_placement)
-//      and binds its new slots' views (ExpertParallelDispatcher::bind_slots; weights are
-//      the checkpoint mapping, so FP8 stays FP8 and nothing is copied), then faults the
-//      pages of the experts it did not hold before in on a background thread (the
-//      SlotPreparer: MADV_WILLNEED and a read of every page). The batch keeps running
-//      on the old placement meanwhile.
+//      and binds its new slots' views (ExpertParallelDispatcher::bind_slots; FP8 stays
+//      FP8), then faults the pages of the experts it did not hold before in on a
+//      background thread (the SlotPreparer: MADV_WILLNEED and a read of every page). When
+//      the weights were copied at load (WeightMemory::kCopied, where a group rank copies
+//      only its own experts), that thread then copies the new experts' matrices into
+//      huge pages of their own (copy_matrices) and the new views point there. The batch
+//      keeps running on the old placement meanwhile.
 //   2. kPlacementPoll, before each later forward (and on idle heartbeats): every rank
 //      all-gathers its state (preparing, ready, failed + reason). All ranks see the
 //      same gathered states and so decide alike, at the same boundary: any rank failed
@@ -17,7 +19,8 @@
 //      reason names the first failed rank); every rank ready -> commit (every rank
 //      switches its dispatcher before the next forward, then drops the pages of
 //      experts it no longer holds with MADV_DONTNEED: the mapping is private and
-//      read-only, so they come back from the file if needed); else keep waiting.
+//      read-only, so they come back from the file if needed; and frees their copies
+//      made by earlier switches); else keep waiting.
 // At most one switch is in flight. Rank 0 begins one only for a file whose version is
 // above the running one and is not the version that last failed (should_begin).
 //
@@ -32,6 +35,7 @@
 #include <atomic>
 #include <cstdint>
 #include <functional>
+#include <map>
 #include <memory>
 #include <mutex>
 #include <optional>
@@ -71,6 +75,18 @@ Status fault_in_pages(const std::vector<const model::Linear*>& added,
 // as zeros, and the copy is the only place those weights live.
 void drop_pages(const std::vector<const model::Linear*>& removed,
                 const model::ModelWeights& weights);
+
+// Huge-page copies of weight matrices (data only: FP8 block scales stay where they are),
+// by the address of the data they copy.
+using MatrixCopies = std::map<const void*, std::shared_ptr<const uint8_t>>;
+// Copies each matrix of `added` that is not already inside `weights.copied_storage` into
+// its own line-aligned allocation (transparent huge pages from 2 MiB), then drops the
+// source's whole mapped pages. Returns early (with an error) when `cancel` becomes true.
+StatusOr<MatrixCopies> copy_matrices(const std::vector<const model::Linear*>& added,
+                                     const model::ModelWeights& weights,
+                                     const std::atomic<bool>& cancel);
+// Points every view of `local` whose data has a copy at the copy.
+void use_copies(const MatrixCopies& copies, std::vector<std::vector<MlpWeights>>& local);
 
 // What a poll decided.
 struct SwitchOutcome {
@@ -125,6 +141,7 @@ class PlacementSwitch {
     std::optional<parallel::ExpertPlacement> placement;
     std::vector<std::vector<MlpWeights>> local;
     std::vector<const model::Linear*> removed;
+    MatrixCopies copies;  // of the experts this switch adds, when the weights are copied
     std::atomic<int32_t> state{kPreparing};
     std::atomic<bool> cancel{false};
     std::string failure;  // written before state turns kFailed
@@ -138,6 +155,9 @@ class PlacementSwitch {
   SlotPreparer preparer_;
   const Clock* clock_;
   std::unique_ptr<Prepared> prepared_;
+  // Copies of the experts earlier switches brought here that this rank still holds (the
+  // ones copied at load live in the weights' own copy and are never freed).
+  MatrixCopies live_copies_;
 
   mutable std::mutex report_mutex_;
   PlacementSwitchReport report_;

@@ -9,6 +9,8 @@
 
 #include <atomic>
 #include <chrono>
+#include <cstring>
+#include <functional>
 #include <memory>
 #include <optional>
 #include <thread>
@@ -94,7 +96,8 @@ SlotPreparer failing_on(int rank, int failing_rank) {
 // 0's report; every rank's running placement version lands in `versions`.
 PlacementSwitchReport run_switch(std::shared_ptr<const model::LoadedModel> model, int world,
                                  const std::string& text, int failing_rank,
-                                 std::vector<int64_t>* versions, std::vector<float>* logits) {
+                                 std::vector<int64_t>* versions, std::vector<float>* logits,
+                                 const std::function<void(const Rank&)>& inspect_rank0 = {}) {
   const uint16_t port = moeserve::testing::free_port();
   versions->assign(world, -1);
   PlacementSwitchReport report;
@@ -120,6 +123,7 @@ PlacementSwitchReport run_switch(std::shared_ptr<const model::LoadedModel> model
       std::this_thread::sleep_for(1ms);
     }
     EXPECT_FALSE(r.placement->in_flight());
+    if (inspect_rank0) inspect_rank0(r);
     ASSERT_TRUE(leader.begin_forward().ok());
     SequenceKv seq;
     *logits = testing::forward_all(*r.engine, seq, testing::test_prompt(11, 512));
@@ -165,6 +169,60 @@ TEST_F(PlacementSwitchTest, EveryRankCommitsTheNewPlacementAtTheSameStep) {
     EXPECT_EQ(versions, std::vector<int64_t>(world, 2)) << "world " << world;
     EXPECT_LE(worst_difference(logits, single_process_logits(model_)), 1e-4f);
   }
+}
+
+TEST_F(PlacementSwitchTest, ExpertsArrivingOnACopiedRankAreCopiedIntoTheirOwnHugePages) {
+  // As an expert-parallel rank 0 of 2 loads: only its contiguous experts (0-7 of 16) in
+  // the weights' copy. kNewPlacement gives it 15..6: 8-15 arrive from the mapping.
+  moeserve::testing::TempDir dir;
+  ASSERT_TRUE(
+      fixtures::write_tiny_model(dir.path(), {.architecture = model::Architecture::kDeepseekV3,
+                                              .precision = model::WeightPrecision::kFp8,
+                                              .seed = 13})
+          .ok());
+  model::BindOptions options{.load_mtp = false, .prefault = false};
+  options.copy_routed_expert = [](int64_t, int64_t expert) { return expert < 8; };
+  auto loaded = model::load_model(dir.path(), options);
+  ASSERT_TRUE(loaded.ok()) << loaded.status().to_string();
+  auto model = std::make_shared<const model::LoadedModel>(std::move(loaded).value());
+  const uint8_t* copy_begin = model->weights.copied_storage.get();
+  const uint8_t* copy_end = copy_begin + model->weights.copied_bytes;
+  int64_t copied_on_switch = 0, kept_in_load_copy = 0;
+  auto inspect = [&](const Rank& r) {
+    const parallel::ExpertPlacement& placement = r.dispatcher->placement();
+    ASSERT_EQ(placement.version(), 2);
+    for (int64_t layer : placement.moe_layers()) {
+      const std::vector<int32_t>& phy2log = placement.phy2log(layer);
+      for (int64_t s = 0; s < placement.slots_per_rank(); ++s) {
+        const int32_t expert = phy2log[placement.first_slot(0) + s];
+        const model::Linear& source = model->weights.layer(layer).moe.experts[expert].up_proj;
+        const kernels::WeightView& view = r.dispatcher->local_slots()[layer][s].up;
+        SCOPED_TRACE("layer " + std::to_string(layer) + " expert " + std::to_string(expert));
+        const bool in_load_copy = source.data >= copy_begin && source.data < copy_end;
+        EXPECT_EQ(in_load_copy, expert < 8);
+        if (in_load_copy) {
+          EXPECT_EQ(view.data, source.data);
+          ++kept_in_load_copy;
+          continue;
+        }
+        const auto* data = static_cast<const uint8_t*>(view.data);
+        EXPECT_NE(data, source.data);
+        EXPECT_FALSE(data >= copy_begin && data < copy_end);
+        EXPECT_EQ(reinterpret_cast<uintptr_t>(data) % 64, 0u);
+        EXPECT_EQ(std::memcmp(data, source.data, static_cast<size_t>(source.rows * source.cols)),
+                  0);
+        ++copied_on_switch;
+      }
+    }
+  };
+  std::vector<int64_t> versions;
+  std::vector<float> logits;
+  const PlacementSwitchReport report =
+      run_switch(model, 2, kNewPlacement, -1, &versions, &logits, inspect);
+  EXPECT_EQ(report.committed, 1u);
+  EXPECT_GT(copied_on_switch, 0);
+  EXPECT_GT(kept_in_load_copy, 0);
+  EXPECT_LE(worst_difference(logits, single_process_logits(model)), 1e-4f);
 }
 
 TEST_F(PlacementSwitchTest, OneRankFailingToPrepareAbortsTheSwitchForAll) {
