@@ -4,7 +4,6 @@
 #include <unistd.h>
 
 #include <algorithm>
-#include <cstdlib>
 #include <cstring>
 #include <set>
 #include <utility>
@@ -109,30 +108,18 @@ Status fault_in_pages(const std::vector<const model::Linear*>& added,
 StatusOr<MatrixCopies> copy_matrices(const std::vector<const model::Linear*>& added,
                                      const model::ModelWeights& weights,
                                      const std::atomic<bool>& cancel) {
-  constexpr size_t kHugePage = size_t{2} << 20;
-  constexpr size_t kLine = 64;
-  const uint8_t* copy_begin = weights.copied_storage.get();
-  const uint8_t* copy_end = copy_begin == nullptr ? nullptr : copy_begin + weights.copied_bytes;
-  const size_t page = page_size();
   MatrixCopies copies;
   for (const model::Linear* l : added) {
     if (cancel.load()) return unavailable_error("placement switch cancelled");
-    if (l->empty() || copies.count(l->data) != 0) continue;
-    if (copy_begin != nullptr && l->data >= copy_begin && l->data < copy_end) continue;
+    if (l->empty() || copies.count(l->data) != 0 || weights.in_copy(l->data)) continue;
     const size_t bytes = static_cast<size_t>(l->rows * l->cols) * model::dtype_size(l->dtype);
-    const size_t align = bytes >= kHugePage ? kHugePage : kLine;
-    const size_t rounded = (bytes + align - 1) / align * align;
-    void* raw = std::aligned_alloc(align, rounded);
-    if (raw == nullptr) {
-      return resource_exhausted_error(l->name + ": cannot allocate " + std::to_string(rounded) +
+    std::shared_ptr<uint8_t> copy = model::allocate_weight_memory(bytes);
+    if (copy == nullptr) {
+      return resource_exhausted_error(l->name + ": cannot allocate " + std::to_string(bytes) +
                                       " bytes for its copy");
     }
-    if (align == kHugePage) madvise(raw, rounded, MADV_HUGEPAGE);  // best effort
-    std::shared_ptr<uint8_t> copy(static_cast<uint8_t*>(raw), [](uint8_t* p) { std::free(p); });
     std::memcpy(copy.get(), l->data, bytes);
-    const uintptr_t begin = (reinterpret_cast<uintptr_t>(l->data) + page - 1) / page * page;
-    const uintptr_t end = (reinterpret_cast<uintptr_t>(l->data) + bytes) / page * page;
-    if (end > begin) madvise(reinterpret_cast<void*>(begin), end - begin, MADV_DONTNEED);
+    model::drop_whole_pages(l->data, bytes);
     copies.emplace(l->data, std::move(copy));
   }
   return copies;
@@ -150,16 +137,9 @@ void use_copies(const MatrixCopies& copies, std::vector<std::vector<MlpWeights>>
 
 void drop_pages(const std::vector<const model::Linear*>& removed,
                 const model::ModelWeights& weights) {
-  const size_t page = page_size();
-  const uint8_t* copy_begin = weights.copied_storage.get();
-  const uint8_t* copy_end = copy_begin == nullptr ? nullptr : copy_begin + weights.copied_bytes;
   for (const model::Linear* l : removed) {
     for (const auto& [data, bytes] : ranges_of(*l)) {
-      const auto* first = reinterpret_cast<const uint8_t*>(data);
-      if (copy_begin != nullptr && first >= copy_begin && first < copy_end) continue;
-      const uintptr_t begin = (reinterpret_cast<uintptr_t>(data) + page - 1) / page * page;
-      const uintptr_t end = (reinterpret_cast<uintptr_t>(data) + bytes) / page * page;
-      if (end > begin) madvise(reinterpret_cast<void*>(begin), end - begin, MADV_DONTNEED);
+      if (!weights.in_copy(data)) model::drop_whole_pages(data, bytes);
     }
   }
 }

@@ -486,24 +486,16 @@ Status copy_to_anonymous_memory(ModelWeights& w, const std::set<const uint8_t*>&
     total += (bytes + kLineBytes - 1) / kLineBytes * kLineBytes;
   });
   if (total == 0) return ok_status();
-  const size_t rounded = (total + kHugePageBytes - 1) / kHugePageBytes * kHugePageBytes;
-  void* raw = std::aligned_alloc(kHugePageBytes, rounded);
-  if (raw == nullptr) {
+  std::shared_ptr<uint8_t> storage = allocate_weight_memory(total);
+  if (storage == nullptr) {
     return resource_exhausted_error("copying the weights into memory: cannot allocate " +
-                                    std::to_string(rounded) + " bytes");
+                                    std::to_string(total) + " bytes");
   }
-  std::shared_ptr<uint8_t> storage(static_cast<uint8_t*>(raw), [](uint8_t* p) { std::free(p); });
-  madvise(raw, rounded, MADV_HUGEPAGE);  // best effort: without THP the copy still aligns
-  const size_t page = static_cast<size_t>(sysconf(_SC_PAGESIZE));
   LoadProgress progress("copy", static_cast<int64_t>(placed.size()), data_bytes, on_progress);
   for (const auto& [source, where] : placed) {
-    const size_t bytes = where.bytes;
-    std::memcpy(storage.get() + where.offset, source, bytes);
-    // Whole pages of the source only: neighbours (scales, other tensors) may share the edges.
-    const uintptr_t begin = (reinterpret_cast<uintptr_t>(source) + page - 1) / page * page;
-    const uintptr_t end = (reinterpret_cast<uintptr_t>(source) + bytes) / page * page;
-    if (end > begin) madvise(reinterpret_cast<void*>(begin), end - begin, MADV_DONTNEED);
-    progress.add(bytes);
+    std::memcpy(storage.get() + where.offset, source, where.bytes);
+    drop_whole_pages(source, where.bytes);
+    progress.add(where.bytes);
   }
   for_each_linear(w, [&](Linear& l) {
     if (!l.empty() && left_mapped.count(l.data) == 0) {
@@ -527,6 +519,22 @@ void for_each_linear(ModelWeights& w, const std::function<void(Linear&)>& fn) {
     fn(m.shared_head_head);
     for_each_layer_linear(m.block, fn);
   }
+}
+
+std::shared_ptr<uint8_t> allocate_weight_memory(size_t bytes) {
+  const size_t align = bytes >= kHugePageBytes ? kHugePageBytes : kLineBytes;
+  const size_t rounded = (bytes + align - 1) / align * align;
+  void* raw = std::aligned_alloc(align, rounded == 0 ? align : rounded);
+  if (raw == nullptr) return nullptr;
+  if (align == kHugePageBytes) madvise(raw, rounded, MADV_HUGEPAGE);  // best effort
+  return std::shared_ptr<uint8_t>(static_cast<uint8_t*>(raw), [](uint8_t* p) { std::free(p); });
+}
+
+void drop_whole_pages(const void* data, size_t bytes) {
+  const auto page = static_cast<uintptr_t>(sysconf(_SC_PAGESIZE));
+  const uintptr_t begin = (reinterpret_cast<uintptr_t>(data) + page - 1) / page * page;
+  const uintptr_t end = (reinterpret_cast<uintptr_t>(data) + bytes) / page * page;
+  if (end > begin) madvise(reinterpret_cast<void*>(begin), end - begin, MADV_DONTNEED);
 }
 
 std::vector<int64_t> bound_moe_layers(const ModelConfig& config, bool load_mtp) {

@@ -114,6 +114,12 @@ struct ModelWeights {
   // when they point into the checkpoint's mappings. Copies of a ModelWeights share it.
   std::shared_ptr<const uint8_t> copied_storage;
   size_t copied_bytes = 0;
+  // Whether `p` lies inside copied_storage (false when nothing was copied).
+  bool in_copy(const void* p) const {
+    const auto* b = static_cast<const uint8_t*>(p);
+    return copied_storage != nullptr && b >= copied_storage.get() &&
+           b < copied_storage.get() + copied_bytes;
+  }
 
   // Decoder layer `index` in the checkpoint's numbering: a main layer, or the block of
   // MTP module index - layers.size(). Precondition: index < layers.size() + mtp.size().
@@ -143,6 +149,15 @@ Status check_finite(const TensorView& tensor, WeightCheck check);
 enum class WeightMemory { kMapped, kCopied };
 // "mapped" | "copied"; nullopt for anything else.
 std::optional<WeightMemory> parse_weight_memory(std::string_view text);
+
+// An anonymous allocation of at least `bytes` for weight matrices: from 2 MiB aligned to 2
+// MiB with MADV_HUGEPAGE (best effort: without THP it still aligns), below that on a 64-byte
+// line; null when the allocation fails.
+std::shared_ptr<uint8_t> allocate_weight_memory(size_t bytes);
+// MADV_DONTNEED over the whole pages inside [data, data + bytes) of a private file mapping
+// (they read back from the file); the partial pages at the edges, which neighbouring
+// tensors may share, are left alone.
+void drop_whole_pages(const void* data, size_t bytes);
 
 struct BindOptions {
   bool load_mtp = true;  // bind model.layers.<L..L+k-1>; when false they are ignored
