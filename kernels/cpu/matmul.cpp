@@ -163,6 +163,74 @@ void matmul_reference(const WeightView& w, const float* x, int64_t tokens, float
   }
 }
 
+namespace {
+
+int64_t task_work(const MatmulTask& t) {
+  return t.w.rows > 0 && t.w.cols > 0 && t.tokens > 0 ? t.w.rows * t.w.cols * t.tokens : 0;
+}
+
+// A position in a batch's row groups: group `group` of task `task`.
+struct GroupCursor {
+  size_t task;
+  int64_t group;
+};
+
+}  // namespace
+
+void matmul_all(std::span<const MatmulTask> tasks, ThreadPool* pool) {
+  int64_t total = 0;
+  for (const MatmulTask& t : tasks) {
+    if (t.w.rows > 0 && t.tokens > 0 && t.w.cols <= 0) std::fill_n(t.y, t.tokens * t.w.rows, 0.0f);
+    total += task_work(t);
+  }
+  if (total == 0) return;
+  const RowsFn rows = rows_fn(active_isa());
+  const auto groups_of = [](const MatmulTask& t) { return (t.w.rows + kRowGroup - 1) / kRowGroup; };
+  // Runs the groups from `begin` up to (not including) `end`.
+  const auto run_groups = [&](GroupCursor begin, GroupCursor end) {
+    for (size_t i = begin.task; i <= end.task && i < tasks.size(); ++i) {
+      const MatmulTask& t = tasks[i];
+      if (task_work(t) == 0) continue;
+      const int64_t g0 = i == begin.task ? begin.group : 0;
+      const int64_t g1 = i == end.task ? end.group : groups_of(t);
+      if (g0 < g1)
+        rows(t.w, t.x, t.tokens, t.y, g0 * kRowGroup, std::min(g1 * kRowGroup, t.w.rows));
+    }
+  };
+  if (pool == nullptr || pool->size() <= 1 || total < kMinParallelWork) {
+    run_groups({0, 0}, {tasks.size(), 0});
+    return;
+  }
+  // Chunk c starts at the first group whose work starts at or after c / chunks of the total.
+  const int chunks = pool->size() * kMatmulChunksPerThread;
+  std::vector<GroupCursor> starts;
+  starts.reserve(chunks + 1);
+  size_t task = 0;
+  int64_t before = 0;  // work of the tasks before `task`
+  for (int c = 0; c < chunks; ++c) {
+    const int64_t target = total * c / chunks;
+    while (task < tasks.size() && before + task_work(tasks[task]) <= target) {
+      before += task_work(tasks[task]);
+      ++task;
+    }
+    if (task == tasks.size()) {
+      starts.push_back({task, 0});
+      continue;
+    }
+    const MatmulTask& t = tasks[task];
+    const int64_t group_work = kRowGroup * t.w.cols * t.tokens;
+    starts.push_back(
+        {task, std::min(groups_of(t), (target - before + group_work - 1) / group_work)});
+  }
+  starts.push_back({tasks.size(), 0});
+  pool->parallel_for_balanced(
+      chunks,
+      [&](int64_t begin, int64_t end) {
+        for (int64_t c = begin; c < end; ++c) run_groups(starts[c], starts[c + 1]);
+      },
+      kMatmulChunksPerThread);
+}
+
 void matmul(const WeightView& w, const float* x, int64_t tokens, float* y, ThreadPool* pool) {
   if (w.rows <= 0 || tokens <= 0) return;
   if (w.cols <= 0) {  // an empty sum

@@ -11,6 +11,7 @@
 #pragma once
 
 #include <cstdint>
+#include <span>
 
 namespace moeserve::kernels {
 
@@ -39,6 +40,22 @@ int64_t weight_bytes(const WeightView& w);
 // y[t * rows + r] = sum_c x[t * cols + c] * W[r][c] for t < tokens. `pool` may be null
 // (single-threaded). FP8 NaN codes (0x7f/0xff) are not supported in weights.
 void matmul(const WeightView& w, const float* x, int64_t tokens, float* y, ThreadPool* pool);
+
+// One matmul of a batch that matmul_all runs: y = x W^T for `tokens` rows of x, as matmul.
+struct MatmulTask {
+  WeightView w;
+  const float* x;
+  int64_t tokens;
+  float* y;
+};
+
+// Runs independent matmuls in one pool dispatch, so the small matmuls of a layer that read
+// the same input (q_a and kv_a; an MLP's gate and up; every expert of a decode step) share
+// one barrier instead of one each. Their row groups, in task order, are cut into chunks of
+// near-equal work (rows x cols x tokens) that the threads claim as they finish. Each task's
+// output is exactly what matmul would write (rows are computed the same way, only by other
+// threads). Outputs must not alias each other or any task's input.
+void matmul_all(std::span<const MatmulTask> tasks, ThreadPool* pool);
 
 // The definition, for tests: a plain scalar loop over the element-wise conversions of
 // convert.h, accumulating in double (so it is at least as accurate as matmul).

@@ -11,7 +11,7 @@ namespace {
 // sampler between decode steps), far shorter than the gap between requests. Waking a
 // sleeping worker costs a futex wake and, in a VM, an inter-processor interrupt: with 76 us
 // of spinning (4000 pauses of 19 ns on Zen 5) bench-decode at 2 threads switched context
-// 1995 times per run and 9 % of the CPU time of a prefill was idle; with 1 ms, 3xx times.
+// 1995 times per run and 9 % of the CPU time of a prefill was idle; with 1 ms, 281-390.
 // Bounded by time, not by a count of pauses, because a pause takes 20-140 ns by CPU.
 constexpr auto kSpinTime = std::chrono::microseconds(1000);
 constexpr int kPausesPerClockRead = 64;

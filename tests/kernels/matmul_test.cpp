@@ -2,6 +2,7 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cmath>
 #include <cstring>
 #include <random>
@@ -223,6 +224,43 @@ TEST_P(MatmulTest, LargeEnoughToSplitAcrossThreadsMatchesSingleThreaded) {
     matmul(weight.view, x.data(), tokens, single.data(), nullptr);
     matmul(weight.view, x.data(), tokens, multi.data(), &three);
     EXPECT_EQ(single, multi);  // same rows, same arithmetic, whatever the thread
+  }
+}
+
+// Tasks of every weight type, token count and size, some too small to split and one
+// empty: each output equals what matmul writes for it alone, with or without a pool, and
+// chunk boundaries fall inside tasks as well as between them.
+TEST_P(MatmulTest, MatmulAllWritesWhatEachMatmulWouldWrite) {
+  struct Case {
+    WeightType type;
+    int64_t rows, cols, tokens;
+  };
+  const std::vector<Case> cases = {
+      {WeightType::kFP8E4M3, 515, 1024, 1}, {WeightType::kBF16, 64, 256, 3},
+      {WeightType::kFP8E4M3, 3, 130, 1},    {WeightType::kF32, 37, 70, 2},
+      {WeightType::kFP8E4M3, 0, 128, 1},    {WeightType::kFP8E4M3, 6, 0, 2},
+      {WeightType::kFP8E4M3, 1024, 512, 9}};
+  std::vector<RandomWeight> weights;
+  std::vector<std::vector<float>> inputs, want;
+  for (size_t i = 0; i < cases.size(); ++i) {
+    const Case& c = cases[i];
+    weights.emplace_back(c.type, c.rows, c.cols, static_cast<uint32_t>(40 + i));
+    inputs.push_back(random_floats(std::max<int64_t>(1, c.tokens * c.cols), 60 + i));
+    want.emplace_back(static_cast<size_t>(c.tokens * c.rows));
+    matmul(weights[i].view, inputs[i].data(), c.tokens, want[i].data(), nullptr);
+  }
+  ThreadPool three(3);
+  for (ThreadPool* pool : {static_cast<ThreadPool*>(nullptr), &three}) {
+    std::vector<std::vector<float>> got;
+    std::vector<MatmulTask> tasks;
+    for (size_t i = 0; i < cases.size(); ++i) {
+      got.emplace_back(want[i].size(), NAN);
+      tasks.push_back({weights[i].view, inputs[i].data(), cases[i].tokens, got[i].data()});
+    }
+    matmul_all(tasks, pool);
+    for (size_t i = 0; i < cases.size(); ++i) {
+      EXPECT_EQ(got[i], want[i]) << "task " << i << (pool ? " with a pool" : " without");
+    }
   }
 }
 

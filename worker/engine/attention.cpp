@@ -150,27 +150,32 @@ MlaAttention::MlaAttention(const MlaShape& shape, const kernels::RopeTable* rope
                            kernels::ThreadPool* pool)
     : shape_(shape), rope_(rope), pool_(pool) {}
 
-void MlaAttention::project_q(const MlaWeights& w, const float* x, int64_t tokens) {
-  const int64_t qk = shape_.nope + shape_.rope;
-  q_.resize(tokens * shape_.heads * qk);
+void MlaAttention::project_q(const MlaWeights& w, int64_t tokens) {
   if (shape_.q_lora_rank > 0) {
-    q_a_.resize(tokens * shape_.q_lora_rank);
-    kernels::matmul(w.q_a, x, tokens, q_a_.data(), pool_);
     for (int64_t t = 0; t < tokens; ++t) {
       float* row = q_a_.data() + t * shape_.q_lora_rank;
       kernels::rms_norm(row, w.q_a_norm, shape_.q_lora_rank, shape_.eps, row);
     }
     kernels::matmul(w.q_b, q_a_.data(), tokens, q_.data(), pool_);
-  } else {
-    kernels::matmul(w.q, x, tokens, q_.data(), pool_);
   }
 }
 
-void MlaAttention::write_cache(const MlaWeights& w, int64_t layer, const float* x, int64_t tokens,
+void MlaAttention::project_inputs(const MlaWeights& w, const float* x, int64_t tokens) {
+  const int64_t qk = shape_.nope + shape_.rope;
+  q_.resize(tokens * shape_.heads * qk);
+  kv_a_.resize(tokens * (shape_.kv_lora_rank + shape_.rope));
+  kernels::MatmulTask projections[2] = {{w.q, x, tokens, q_.data()},
+                                        {w.kv_a, x, tokens, kv_a_.data()}};
+  if (shape_.q_lora_rank > 0) {
+    q_a_.resize(tokens * shape_.q_lora_rank);
+    projections[0] = {w.q_a, x, tokens, q_a_.data()};
+  }
+  kernels::matmul_all(projections, pool_);
+}
+
+void MlaAttention::write_cache(const MlaWeights& w, int64_t layer,
                                const std::vector<AttentionSpan>& spans, KvCache& cache) {
   const int64_t latent = shape_.kv_lora_rank, qk = shape_.nope + shape_.rope;
-  kv_a_.resize(tokens * (latent + shape_.rope));
-  kernels::matmul(w.kv_a, x, tokens, kv_a_.data(), pool_);
   for (const AttentionSpan& span : spans) {
     for (int64_t i = 0; i < span.count; ++i) {
       const int64_t t = span.first + i, position = span.start_position + i;
@@ -336,8 +341,9 @@ void MlaAttention::attend_absorbed(const MlaWeights& w, int64_t layer,
 void MlaAttention::forward(const MlaWeights& w, int64_t layer, const float* x, int64_t tokens,
                            const std::vector<AttentionSpan>& spans, KvCache& cache,
                            AttentionPath path, float* out) {
-  project_q(w, x, tokens);
-  write_cache(w, layer, x, tokens, spans, cache);
+  project_inputs(w, x, tokens);
+  project_q(w, tokens);
+  write_cache(w, layer, spans, cache);
   heads_out_.resize(tokens * shape_.heads * shape_.v);
   std::vector<AttentionSpan> absorbed;
   for (const AttentionSpan& span : spans) {

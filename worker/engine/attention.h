@@ -88,9 +88,13 @@ class MlaAttention {
                float* out);
 
  private:
-  void project_q(const MlaWeights& w, const float* x, int64_t tokens);
-  void write_cache(const MlaWeights& w, int64_t layer, const float* x, int64_t tokens,
-                   const std::vector<AttentionSpan>& spans, KvCache& cache);
+  // q (or q_a) and kv_a of x, in one pool dispatch: they read the same input.
+  void project_inputs(const MlaWeights& w, const float* x, int64_t tokens);
+  // q from q_a (norm, q_b) when the model has a q LoRA.
+  void project_q(const MlaWeights& w, int64_t tokens);
+  // The new positions' cache entries from kv_a, and rope on q.
+  void write_cache(const MlaWeights& w, int64_t layer, const std::vector<AttentionSpan>& spans,
+                   KvCache& cache);
   bool use_absorbed(const AttentionSpan& span, AttentionPath path) const;
   void attend_expanded(const MlaWeights& w, int64_t layer, const AttentionSpan& span,
                        KvCache& cache);

@@ -182,9 +182,15 @@ Status Engine::run_layer(const Layer& layer, int64_t layer_index, KvCache& cache
     kernels::rms_norm(x_.data() + t * hidden, layer.post_attention_norm, hidden, eps,
                       normed_.data() + t * hidden);
   }
+  // A MoE layer's router and its shared experts' gate and up read the same input: one
+  // pool dispatch for the three.
+  const bool shared_with_router = layer.is_moe && layer.has_mlp;
   if (layer.is_moe) {
     router_logits_.resize(tokens * c.n_routed_experts);
-    kernels::matmul(layer.router, normed_.data(), tokens, router_logits_.data(), pool_.get());
+    projections_.clear();
+    projections_.push_back({layer.router, normed_.data(), tokens, router_logits_.data()});
+    if (shared_with_router) mlp_runner_.project(layer.mlp, normed_.data(), tokens, projections_);
+    kernels::matmul_all(projections_, pool_.get());
     Routing routing = route(routing_config_, router_logits_.data(), layer.router_bias, tokens);
     MOESERVE_RETURN_IF_ERROR(
         dispatcher_->dispatch(layer_index, normed_.data(), routing, delta_.data()));
@@ -194,7 +200,11 @@ Status Engine::run_layer(const Layer& layer, int64_t layer_index, KvCache& cache
     }
   }
   if (layer.has_mlp) {
-    mlp_runner_.run(layer.mlp, normed_.data(), tokens, delta_.data(), pool_.get());
+    if (shared_with_router) {
+      mlp_runner_.finish(layer.mlp, tokens, delta_.data(), pool_.get());
+    } else {
+      mlp_runner_.run(layer.mlp, normed_.data(), tokens, delta_.data(), pool_.get());
+    }
     kernels::add(x_.data(), delta_.data(), tokens * hidden);
   }
   return ok_status();

@@ -192,8 +192,9 @@ class Engine {
   // Scratch, [tokens, hidden] unless noted.
   std::vector<AttentionSpan> spans_;  // of the batch being run
   std::vector<float> x_, normed_, delta_, shared_;
-  std::vector<float> mtp_in_;         // [tokens, 2 * hidden]: eh_proj's input
-  std::vector<float> router_logits_;  // [tokens, n_routed_experts]
+  std::vector<float> mtp_in_;                     // [tokens, 2 * hidden]: eh_proj's input
+  std::vector<float> router_logits_;              // [tokens, n_routed_experts]
+  std::vector<kernels::MatmulTask> projections_;  // run_layer's router + shared gate/up
 };
 
 }  // namespace moeserve::engine

@@ -98,20 +98,68 @@ Routing route(const RoutingConfig& config, const float* router_logits, const flo
   return routing;
 }
 
-void MlpRunner::run(const MlpWeights& mlp, const float* x, int64_t tokens, float* out,
-                    kernels::ThreadPool* pool) {
+void MlpRunner::project(const MlpWeights& mlp, const float* x, int64_t tokens,
+                        std::vector<kernels::MatmulTask>& tasks) {
   const int64_t inter = mlp.gate.rows;
   gate_.resize(tokens * inter);
   up_.resize(tokens * inter);
-  kernels::matmul(mlp.gate, x, tokens, gate_.data(), pool);
-  kernels::matmul(mlp.up, x, tokens, up_.data(), pool);
-  kernels::silu_mul(gate_.data(), up_.data(), tokens * inter, gate_.data());
+  tasks.push_back({mlp.gate, x, tokens, gate_.data()});
+  tasks.push_back({mlp.up, x, tokens, up_.data()});
+}
+
+void MlpRunner::finish(const MlpWeights& mlp, int64_t tokens, float* out,
+                       kernels::ThreadPool* pool) {
+  kernels::silu_mul(gate_.data(), up_.data(), tokens * mlp.gate.rows, gate_.data());
   kernels::matmul(mlp.down, gate_.data(), tokens, out, pool);
+}
+
+void MlpRunner::run(const MlpWeights& mlp, const float* x, int64_t tokens, float* out,
+                    kernels::ThreadPool* pool) {
+  tasks_.clear();
+  project(mlp, x, tokens, tasks_);
+  kernels::matmul_all(tasks_, pool);
+  finish(mlp, tokens, out, pool);
 }
 
 LocalExpertDispatcher::LocalExpertDispatcher(std::vector<std::vector<MlpWeights>> experts_by_layer,
                                              int64_t hidden, kernels::ThreadPool* pool)
     : experts_(std::move(experts_by_layer)), hidden_(hidden), pool_(pool) {}
+
+void LocalExpertDispatcher::run_rows_split(const std::vector<MlpWeights>& experts,
+                                           const std::vector<int64_t>& active,
+                                           const std::vector<int64_t>& start,
+                                           const std::vector<int64_t>& slots, const float* x,
+                                           int64_t top_k) {
+  // Expert e's intermediate rows start at offset[e] in gate_/up_.
+  std::vector<int64_t> offset(active.size() + 1, 0);
+  for (size_t i = 0; i < active.size(); ++i) {
+    const int64_t e = active[i];
+    offset[i + 1] = offset[i] + (start[e + 1] - start[e]) * experts[e].gate.rows;
+  }
+  gate_.resize(offset.back());
+  up_.resize(offset.back());
+  std::vector<kernels::MatmulTask> tasks;
+  for (size_t i = 0; i < active.size(); ++i) {
+    const int64_t e = active[i], n = start[e + 1] - start[e];
+    float* in = gathered_.data() + start[e] * hidden_;
+    for (int64_t j = start[e]; j < start[e + 1]; ++j) {
+      std::copy_n(x + (slots[j] / top_k) * hidden_, hidden_, in + (j - start[e]) * hidden_);
+    }
+    tasks.push_back({experts[e].gate, in, n, gate_.data() + offset[i]});
+    tasks.push_back({experts[e].up, in, n, up_.data() + offset[i]});
+  }
+  kernels::matmul_all(tasks, pool_);
+  tasks.clear();
+  for (size_t i = 0; i < active.size(); ++i) {
+    const int64_t e = active[i];
+    // Per expert, as MlpRunner does (silu_mul's vector tail depends on where a call starts).
+    kernels::silu_mul(gate_.data() + offset[i], up_.data() + offset[i], offset[i + 1] - offset[i],
+                      gate_.data() + offset[i]);
+    tasks.push_back({experts[e].down, gate_.data() + offset[i], start[e + 1] - start[e],
+                     result_.data() + start[e] * hidden_});
+  }
+  kernels::matmul_all(tasks, pool_);
+}
 
 Status LocalExpertDispatcher::dispatch(int64_t layer, const float* x, const Routing& routing,
                                        float* out) {
@@ -154,13 +202,15 @@ Status LocalExpertDispatcher::dispatch(int64_t layer, const float* x, const Rout
   for (int64_t e = 0; e < num_experts; ++e) {
     if (start[e + 1] > start[e]) active.push_back(e);
   }
-  // With at least one expert per thread (every decode step of a top-k >= threads model),
-  // threads take whole experts: one pool dispatch per layer instead of three per expert.
-  // They claim one expert at a time, the most tokens first, so the step ends with the
-  // smallest experts and no thread waits long for the last (a prefill's 64 experts of 1-20
-  // tokens each in chunks of 8 left one thread idle for up to an eighth of the layer).
-  // Otherwise each expert's matmuls are split over the pool.
-  if (pool_ != nullptr && static_cast<int64_t>(active.size()) >= pool_->size()) {
+  // With at least two experts per thread (a decode step of a top-k >= 2 x threads model,
+  // a prefill), threads take whole experts: one pool dispatch per layer. They claim one
+  // expert at a time, the most tokens first, so the step ends with the smallest experts and
+  // no thread waits long for the last (a prefill's 64 experts of 1-20 tokens each in chunks
+  // of 8 left one thread idle for up to an eighth of the layer).
+  // With fewer (top-8 on 16 threads), whole experts would leave threads idle, and splitting
+  // each expert's matmuls over the pool costs three dispatches per expert; instead every
+  // expert's gate and up run as one matmul_all, then every down: two dispatches per layer.
+  if (pool_ != nullptr && static_cast<int64_t>(active.size()) >= 2 * pool_->size()) {
     std::stable_sort(active.begin(), active.end(), [&](int64_t a, int64_t b) {
       return start[a + 1] - start[a] > start[b + 1] - start[b];
     });
@@ -172,8 +222,10 @@ Status LocalExpertDispatcher::dispatch(int64_t layer, const float* x, const Rout
           for (int64_t i = begin; i < end; ++i) run_expert(active[i], runner, nullptr);
         },
         static_cast<int>((n + pool_->size() - 1) / pool_->size()));
+  } else if (pool_ != nullptr) {
+    run_rows_split(experts, active, start, slots, x, routing.top_k);
   } else {
-    for (int64_t e : active) run_expert(e, runner_, pool_);
+    for (int64_t e : active) run_expert(e, runner_, nullptr);
   }
 
   // out[t] = sum of its slots' weighted results, added in expert order (as one serial pass

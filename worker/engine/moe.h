@@ -74,10 +74,18 @@ class MlpRunner {
   // out[t] = mlp(x[t]) for t < tokens; x and out are [tokens, hidden].
   void run(const MlpWeights& mlp, const float* x, int64_t tokens, float* out,
            kernels::ThreadPool* pool);
+  // run in two halves, so that the gate and up projections can share a matmul_all with
+  // other matmuls of the same input (a MoE layer's router): project appends them to
+  // `tasks` (their outputs are this runner's scratch, valid until its next call), and once
+  // they have run, finish applies SwiGLU and the down projection into out.
+  void project(const MlpWeights& mlp, const float* x, int64_t tokens,
+               std::vector<kernels::MatmulTask>& tasks);
+  void finish(const MlpWeights& mlp, int64_t tokens, float* out, kernels::ThreadPool* pool);
 
  private:
   std::vector<float> gate_;
   std::vector<float> up_;
+  std::vector<kernels::MatmulTask> tasks_;
 };
 
 class ExpertDispatcher {
@@ -99,12 +107,19 @@ class LocalExpertDispatcher : public ExpertDispatcher {
   const std::vector<std::vector<MlpWeights>>& experts() const { return experts_; }
 
  private:
+  // Runs the `active` experts on their gathered tokens (positions [start[e], start[e + 1])
+  // of slots) as two matmul_all dispatches: every gate and up, then every down.
+  void run_rows_split(const std::vector<MlpWeights>& experts, const std::vector<int64_t>& active,
+                      const std::vector<int64_t>& start, const std::vector<int64_t>& slots,
+                      const float* x, int64_t top_k);
+
   std::vector<std::vector<MlpWeights>> experts_;
   int64_t hidden_;
   kernels::ThreadPool* pool_;
   MlpRunner runner_;
   std::vector<float> gathered_;
   std::vector<float> result_;
+  std::vector<float> gate_, up_;  // run_rows_split's intermediate rows
 };
 
 }  // namespace moeserve::engine

@@ -95,10 +95,19 @@ TEST(LocalExpertDispatcherTest, WeightedSumOfTheChosenExpertsPerToken) {
                   .experts = {0, 3, 3, 1, 2, 0, 3, 2, 1, 0},
                   .weights = {0.7f, 0.3f, 1.5f, 0.2f, 0.9f, 0.4f, 1.0f, 1.0f, 0.25f, 2.0f}};
 
-  kernels::ThreadPool pool(2);
-  LocalExpertDispatcher dispatcher({{}, mlps}, hidden, &pool);
-  std::vector<float> out(tokens * hidden);
-  ASSERT_TRUE(dispatcher.dispatch(1, x.data(), routing, out.data()).ok());
+  // Serially; on 2 threads (4 experts: whole experts per thread); on 3 (fewer than two
+  // experts per thread: every expert's rows split over the pool). All the same, bit for bit.
+  std::vector<float> serial(tokens * hidden), out;
+  LocalExpertDispatcher alone({{}, mlps}, hidden, nullptr);
+  ASSERT_TRUE(alone.dispatch(1, x.data(), routing, serial.data()).ok());
+  for (int threads : {2, 3}) {
+    kernels::ThreadPool pool(threads);
+    LocalExpertDispatcher dispatcher({{}, mlps}, hidden, &pool);
+    out.assign(tokens * hidden, NAN);
+    ASSERT_TRUE(dispatcher.dispatch(1, x.data(), routing, out.data()).ok());
+    EXPECT_EQ(out, serial) << threads << " threads";
+  }
+  out = serial;
 
   // Reference: each (token, expert) pair on its own, in double.
   for (int64_t t = 0; t < tokens; ++t) {
@@ -128,7 +137,7 @@ TEST(LocalExpertDispatcherTest, WeightedSumOfTheChosenExpertsPerToken) {
     }
   }
 
-  EXPECT_EQ(dispatcher.dispatch(0, x.data(), routing, out.data()).code(), StatusCode::kInternal);
+  EXPECT_EQ(alone.dispatch(0, x.data(), routing, out.data()).code(), StatusCode::kInternal);
 }
 
 }  // namespace
