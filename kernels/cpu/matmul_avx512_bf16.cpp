@@ -30,8 +30,6 @@
 
 #include <immintrin.h>
 
-#include <type_traits>
-
 #include "kernels/cpu/convert.h"
 #include "kernels/cpu/matmul_impl.h"
 
@@ -426,10 +424,7 @@ void gemm_range(const D& dec, const WeightView& w, int64_t tokens, int64_t row_b
             t += n;
           }
         };
-        // BF16 rows need no widening, so every tile reads them where they are: a panel
-        // copy only cost time (512x1024 from DRAM, one thread: 17 tokens 7.5 -> 8.2-8.9 GB/s
-        // of weights, 24 tokens 5.7-5.8 -> 6.1-6.3, 64 the same).
-        if (tiles <= kRegisterTiles || std::is_same_v<D, Bf16Weights>) {
+        if (tiles <= kRegisterTiles) {
           using Elem = typename D::Elem;
           const Elem* row = static_cast<const Elem*>(w.data) + r * w.cols + c0;
           const int64_t ahead = prefetch_rows<D>(chunks);
