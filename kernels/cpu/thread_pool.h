@@ -2,7 +2,7 @@
 // [0, n) into at most size() contiguous chunks of near-equal length, runs chunk 0 on the
 // calling thread and the others on the workers, and returns when all are done;
 // parallel_for_balanced cuts finer chunks that threads claim as they go. Dispatch is
-// built for many small calls (a decode step issues hundreds): idle workers spin briefly on
+// built for many small calls (a decode step issues hundreds): idle workers spin for 1 ms on
 // an atomic generation counter before sleeping on a condition variable.
 //
 // Thread-safety: parallel_for may be called from several threads (calls are serialised).
