@@ -125,12 +125,21 @@ LocalExpertDispatcher::LocalExpertDispatcher(std::vector<std::vector<MlpWeights>
                                              int64_t hidden, kernels::ThreadPool* pool)
     : experts_(std::move(experts_by_layer)), hidden_(hidden), pool_(pool) {}
 
+const float* LocalExpertDispatcher::gather(const float* x, int64_t begin, int64_t end,
+                                           const std::vector<int64_t>& slots, int64_t top_k) {
+  float* rows = gathered_.data() + begin * hidden_;
+  for (int64_t j = begin; j < end; ++j) {
+    std::copy_n(x + (slots[j] / top_k) * hidden_, hidden_, rows + (j - begin) * hidden_);
+  }
+  return rows;
+}
+
 void LocalExpertDispatcher::run_rows_split(const std::vector<MlpWeights>& experts,
                                            const std::vector<int64_t>& active,
                                            const std::vector<int64_t>& start,
                                            const std::vector<int64_t>& slots, const float* x,
                                            int64_t top_k) {
-  // Expert e's intermediate rows start at offset[e] in gate_/up_.
+  // The intermediate rows of expert active[i] start at offset[i] in gate_ and up_.
   std::vector<int64_t> offset(active.size() + 1, 0);
   for (size_t i = 0; i < active.size(); ++i) {
     const int64_t e = active[i];
@@ -141,10 +150,7 @@ void LocalExpertDispatcher::run_rows_split(const std::vector<MlpWeights>& expert
   std::vector<kernels::MatmulTask> tasks;
   for (size_t i = 0; i < active.size(); ++i) {
     const int64_t e = active[i], n = start[e + 1] - start[e];
-    float* in = gathered_.data() + start[e] * hidden_;
-    for (int64_t j = start[e]; j < start[e + 1]; ++j) {
-      std::copy_n(x + (slots[j] / top_k) * hidden_, hidden_, in + (j - start[e]) * hidden_);
-    }
+    const float* in = gather(x, start[e], start[e + 1], slots, top_k);
     tasks.push_back({experts[e].gate, in, n, gate_.data() + offset[i]});
     tasks.push_back({experts[e].up, in, n, up_.data() + offset[i]});
   }
@@ -190,12 +196,9 @@ Status LocalExpertDispatcher::dispatch(int64_t layer, const float* x, const Rout
 
   gathered_.resize(slots_total * hidden_);
   result_.resize(slots_total * hidden_);
-  // Gathers expert e's tokens (contiguous, in slot order) and runs it on them.
+  // Gathers expert e's tokens and runs it on them.
   auto run_expert = [&](int64_t e, MlpRunner& runner, kernels::ThreadPool* pool) {
-    float* in = gathered_.data() + start[e] * hidden_;
-    for (int64_t j = start[e]; j < start[e + 1]; ++j) {
-      std::copy_n(x + (slots[j] / routing.top_k) * hidden_, hidden_, in + (j - start[e]) * hidden_);
-    }
+    const float* in = gather(x, start[e], start[e + 1], slots, routing.top_k);
     runner.run(experts[e], in, start[e + 1] - start[e], result_.data() + start[e] * hidden_, pool);
   };
   std::vector<int64_t> active;

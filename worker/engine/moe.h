@@ -107,6 +107,11 @@ class LocalExpertDispatcher : public ExpertDispatcher {
   const std::vector<std::vector<MlpWeights>>& experts() const { return experts_; }
 
  private:
+  // Copies the tokens of positions [begin, end) (slots[j] / top_k is position j's token)
+  // into those rows of gathered_, and returns the first. Distinct ranges may be gathered
+  // from different threads.
+  const float* gather(const float* x, int64_t begin, int64_t end, const std::vector<int64_t>& slots,
+                      int64_t top_k);
   // Runs the `active` experts on their gathered tokens (positions [start[e], start[e + 1])
   // of slots) as two matmul_all dispatches: every gate and up, then every down.
   void run_rows_split(const std::vector<MlpWeights>& experts, const std::vector<int64_t>& active,
