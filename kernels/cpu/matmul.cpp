@@ -201,14 +201,16 @@ void matmul_all(std::span<const MatmulTask> tasks, ThreadPool* pool) {
     run_groups({0, 0}, {tasks.size(), 0});
     return;
   }
-  // Chunk c starts at the first group whose work starts at or after c / chunks of the total.
+  // Chunk c starts at the first group whose work starts at or after g(c / chunks) of the
+  // total, g(u) = 1 - (1 - u)^2: chunks shrink linearly, so the last ones claimed are small
+  // and a thread that started late or ran slower leaves the others a short wait.
   const int chunks = pool->size() * kMatmulChunksPerThread;
   std::vector<GroupCursor> starts;
   starts.reserve(chunks + 1);
   size_t task = 0;
   int64_t before = 0;  // work of the tasks before `task`
   for (int c = 0; c < chunks; ++c) {
-    const int64_t target = total * c / chunks;
+    const int64_t target = total - total * (chunks - c) / chunks * (chunks - c) / chunks;
     while (task < tasks.size() && before + task_work(tasks[task]) <= target) {
       before += task_work(tasks[task]);
       ++task;
@@ -232,21 +234,8 @@ void matmul_all(std::span<const MatmulTask> tasks, ThreadPool* pool) {
 }
 
 void matmul(const WeightView& w, const float* x, int64_t tokens, float* y, ThreadPool* pool) {
-  if (w.rows <= 0 || tokens <= 0) return;
-  if (w.cols <= 0) {  // an empty sum
-    std::fill(y, y + tokens * w.rows, 0.0f);
-    return;
-  }
-  const RowsFn rows = rows_fn(active_isa());
-  const int64_t groups = (w.rows + kRowGroup - 1) / kRowGroup;
-  const auto run = [&](int64_t group_begin, int64_t group_end) {
-    rows(w, x, tokens, y, group_begin * kRowGroup, std::min(group_end * kRowGroup, w.rows));
-  };
-  if (pool != nullptr && pool->size() > 1 && w.rows * w.cols * tokens >= kMinParallelWork) {
-    pool->parallel_for_balanced(groups, run, kMatmulChunksPerThread);
-  } else {
-    run(0, groups);
-  }
+  const MatmulTask task{w, x, tokens, y};
+  matmul_all({&task, 1}, pool);
 }
 
 }  // namespace moeserve::kernels

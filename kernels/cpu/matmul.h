@@ -52,7 +52,8 @@ struct MatmulTask {
 // Runs independent matmuls in one pool dispatch, so the small matmuls of a layer that read
 // the same input (q_a and kv_a; an MLP's gate and up; every expert of a decode step) share
 // one barrier instead of one each. Their row groups, in task order, are cut into chunks of
-// near-equal work (rows x cols x tokens) that the threads claim as they finish. Each task's
+// work (rows x cols x tokens) that shrink from first to last, which the threads claim as
+// they finish (matmul is matmul_all of one task). Each task's
 // output is exactly what matmul would write (rows are computed the same way, only by other
 // threads). Outputs must not alias each other or any task's input.
 void matmul_all(std::span<const MatmulTask> tasks, ThreadPool* pool);
